@@ -1,0 +1,273 @@
+//! The node-local spool: where records wait until the collector has committed them.
+//!
+//! ```text
+//! <root>/                 root-owned, 0700 (the job's user can neither read nor forge records)
+//!   jobs/<job_id>/        the plugin's items for one job: <step>.start.json, <step>.end.json
+//!   outbox/               the epilog's batches, one file per job, deleted only after the
+//!                         collector acknowledged a committed transaction
+//! ```
+//!
+//! Every file is written to a temporary name and renamed into place, so a reader sees a whole
+//! record or none. Readers tolerate garbage: a bad file is reported, never fatal.
+
+use crate::{step_name, Batch, Item};
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Default spool location (plugin argument `spool=`, config `epilog.spool`).
+pub const DEFAULT_ROOT: &str = "/var/spool/runledger";
+
+/// A spool file larger than this is not a record of ours; it is reported, not read.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A spool file that could not be used, and why.
+#[derive(Debug)]
+pub struct BadFile {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Spool { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn job_dir(&self, job_id: u32) -> PathBuf {
+        self.root.join("jobs").join(job_id.to_string())
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.root.join("outbox")
+    }
+
+    /// Creates the spool directories (0700) where missing.
+    pub fn ensure(&self) -> io::Result<()> {
+        let mut b = DirBuilder::new();
+        b.recursive(true).mode(0o700);
+        b.create(self.root.join("jobs"))?;
+        b.create(self.outbox_dir())
+    }
+
+    /// Writes one plugin item (step start or end) for its job. Overwrites an older copy of the
+    /// same item, so a retried write is harmless.
+    pub fn put_item(&self, item: &Item) -> io::Result<PathBuf> {
+        let (step, what) = match item {
+            Item::StepStart(s) => (s.step_id, "start"),
+            Item::StepEnd(s) => (s.step_id, "end"),
+            Item::JobEnd(_) => (0, "jobend"),
+        };
+        let dir = self.job_dir(item.job_id());
+        DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let path = dir.join(format!("{}.{what}.json", step_name(step)));
+        let bytes = serde_json::to_vec(item).map_err(io::Error::other)?;
+        write_atomic(&path, &bytes, false)?;
+        Ok(path)
+    }
+
+    /// Every item the plugin spooled for a job, plus the files that could not be read.
+    pub fn job_items(&self, job_id: u32) -> (Vec<Item>, Vec<BadFile>) {
+        let mut items = Vec::new();
+        let mut bad = Vec::new();
+        let dir = self.job_dir(job_id);
+        for path in sorted_files(&dir, &mut bad) {
+            if !path.extension().is_some_and(|e| e == "json") {
+                continue; // a temporary file of a write in progress or interrupted
+            }
+            match read_bounded(&path).and_then(|b| serde_json::from_slice::<Item>(&b).map_err(io::Error::other)) {
+                Ok(item) if item.job_id() == job_id => items.push(item),
+                Ok(item) => bad.push(BadFile { path, reason: format!("holds job {} not {job_id}", item.job_id()) }),
+                Err(e) => bad.push(BadFile { path, reason: e.to_string() }),
+            }
+        }
+        (items, bad)
+    }
+
+    /// Removes a job's plugin files (after they are safely in the outbox).
+    pub fn remove_job(&self, job_id: u32) -> io::Result<()> {
+        match fs::remove_dir_all(self.job_dir(job_id)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Job ids with plugin files still in the spool (e.g. a job whose epilog never ran).
+    pub fn spooled_jobs(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = fs::read_dir(self.root.join("jobs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Puts a batch in the outbox durably (fsync'd) and returns its path.
+    pub fn outbox_put(&self, batch: &Batch) -> io::Result<PathBuf> {
+        let dir = self.outbox_dir();
+        DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let job = batch.items.first().map(|i| (i.cluster().to_string(), i.job_id())).unwrap_or_default();
+        let path = dir.join(format!("{:012}-{}-{}.json", batch.created, sanitize(&job.0), job.1));
+        write_atomic(&path, &batch.to_json(), true)?;
+        Ok(path)
+    }
+
+    /// Outbox files, oldest first (names start with the creation time).
+    pub fn outbox(&self) -> Vec<PathBuf> {
+        let mut bad = Vec::new();
+        sorted_files(&self.outbox_dir(), &mut bad)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect()
+    }
+
+    pub fn outbox_read(&self, path: &Path) -> Result<Batch, String> {
+        let bytes = read_bounded(path).map_err(|e| e.to_string())?;
+        Batch::from_json(&bytes)
+    }
+
+    pub fn outbox_remove(&self, path: &Path) -> io::Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
+fn sorted_files(dir: &Path, bad: &mut Vec<BadFile>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    match fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                // Only plain files: a link or fifo planted here is not ours.
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => bad.push(BadFile { path: dir.to_path_buf(), reason: e.to_string() }),
+    }
+    out.sort();
+    out
+}
+
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    let f = OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(path)?;
+    let len = f.metadata()?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(io::Error::other(format!("{len} bytes is larger than any record ({MAX_FILE_BYTES})")));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    f.take(MAX_FILE_BYTES).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+// O_NOFOLLOW without a libc dependency: the value is the same on every Linux architecture
+// Slurm runs on except alpha/sparc/parisc, which Slurm does not support.
+const fn libc_o_nofollow() -> i32 {
+    if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
+        0o100000
+    } else if cfg!(target_arch = "powerpc64") {
+        0o100000
+    } else {
+        0o400000
+    }
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` through a temporary file and a rename, mode 0600. With `durable`,
+/// the data and the directory entry are synced first, so a crash leaves the old file or the new.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
+    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)?;
+        if durable {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{StepEnd, StepStart, STEP_BATCH};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn start(job: u32, step: u32) -> Item {
+        Item::StepStart(StepStart { cluster: "c".into(), job_id: job, step_id: step, start: 10, ..Default::default() })
+    }
+
+    #[test]
+    fn items_round_trip_and_garbage_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::new(d.path().join("spool"));
+        s.ensure().unwrap();
+        assert_eq!(fs::metadata(s.root()).unwrap().permissions().mode() & 0o777, 0o700);
+        s.put_item(&start(7, STEP_BATCH)).unwrap();
+        s.put_item(&start(7, 0)).unwrap();
+        s.put_item(&Item::StepEnd(StepEnd { cluster: "c".into(), job_id: 7, step_id: 0, ..Default::default() }))
+            .unwrap();
+        let p = s.put_item(&start(7, 0)).unwrap(); // rewritten: still one file
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::write(s.job_dir(7).join("junk.json"), b"\x00garbage").unwrap();
+        fs::write(s.job_dir(7).join(".half.tmp"), b"{").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", s.job_dir(7).join("link.json")).unwrap();
+        let (items, bad) = s.job_items(7);
+        assert_eq!(items.len(), 3);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(s.spooled_jobs(), vec![7]);
+        s.remove_job(7).unwrap();
+        s.remove_job(7).unwrap();
+        assert!(s.spooled_jobs().is_empty());
+        assert!(s.job_items(8).0.is_empty());
+    }
+
+    #[test]
+    fn outbox_is_oldest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::new(d.path());
+        let mut b1 = Batch::new("n", vec![start(2, 0)]);
+        b1.created = 200;
+        let mut b2 = Batch::new("n", vec![start(1, 0)]);
+        b2.created = 100;
+        s.outbox_put(&b1).unwrap();
+        s.outbox_put(&b2).unwrap();
+        let files = s.outbox();
+        assert_eq!(files.len(), 2);
+        assert_eq!(s.outbox_read(&files[0]).unwrap(), b2);
+        s.outbox_remove(&files[0]).unwrap();
+        assert_eq!(s.outbox().len(), 1);
+        fs::write(s.outbox_dir().join("0-x-1.json"), b"nope").unwrap();
+        assert!(s.outbox_read(&s.outbox()[0]).unwrap_err().contains("malformed"));
+    }
+}

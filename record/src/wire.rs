@@ -1,0 +1,110 @@
+//! How a batch travels from an epilog to the collector.
+//!
+//! One TCP connection carries one request and one reply, each a frame: the 4-byte magic
+//! `RLG1`, a big-endian u32 length, then the body. The request body is a MUNGE credential
+//! whose payload is the [`Batch`](crate::Batch) JSON, so munged both authenticates the sender
+//! (uid) and protects the content; replays and expired credentials are refused by munged itself.
+//! The reply body is a [`Reply`] in JSON, sent only after the batch is committed.
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+pub const MAGIC: [u8; 4] = *b"RLG1";
+
+/// Largest frame a collector accepts by default (config `collector.max_message_bytes`).
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Default TCP port: next to slurmctld (6817), slurmd (6818) and slurmdbd (6819).
+pub const DEFAULT_PORT: u16 = 6820;
+
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    BadMagic([u8; 4]),
+    TooLarge { len: usize, max: usize },
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "{e}"),
+            FrameError::BadMagic(m) => write!(f, "not a runledger frame (starts with {m:02x?})"),
+            FrameError::TooLarge { len, max } => write!(f, "frame of {len} bytes exceeds the limit of {max}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+pub fn write_frame<W: Write>(w: &mut W, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame body over 4 GiB"))?;
+    let mut head = [0u8; 8];
+    head[..4].copy_from_slice(&MAGIC);
+    head[4..].copy_from_slice(&len.to_be_bytes());
+    w.write_all(&head)?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+/// Reads one frame, refusing (before allocating) any body over `max` bytes.
+pub fn read_frame<R: Read>(r: &mut R, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut head = [0u8; 8];
+    r.read_exact(&mut head)?;
+    let magic: [u8; 4] = head[..4].try_into().expect("4 bytes");
+    if magic != MAGIC {
+        return Err(FrameError::BadMagic(magic));
+    }
+    let len = u32::from_be_bytes(head[4..].try_into().expect("4 bytes")) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// The collector's answer to one batch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// True only when every item of the batch is committed.
+    pub ok: bool,
+    /// Items applied (a duplicate counts: applying it again changed nothing).
+    pub applied: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn ok(applied: usize) -> Self {
+        Reply { ok: true, applied, error: None }
+    }
+
+    pub fn error(msg: impl Into<String>) -> Self {
+        Reply { ok: false, applied: 0, error: Some(msg.into()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_limits_hold() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello").unwrap();
+        assert_eq!(read_frame(&mut buf.as_slice(), 5).unwrap(), b"hello");
+        assert!(matches!(read_frame(&mut buf.as_slice(), 4), Err(FrameError::TooLarge { len: 5, max: 4 })));
+        assert!(matches!(read_frame(&mut &b"GET / HTTP/1.1\r\n"[..], 100), Err(FrameError::BadMagic(_))));
+        assert!(matches!(read_frame(&mut &buf[..7], 100), Err(FrameError::Io(_))));
+        // A header announcing 4 GiB costs nothing before the limit check.
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(read_frame(&mut huge.as_slice(), DEFAULT_MAX_FRAME), Err(FrameError::TooLarge { .. })));
+    }
+}
