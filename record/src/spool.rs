@@ -82,7 +82,7 @@ impl Spool {
         let mut bad = Vec::new();
         let dir = self.job_dir(job_id);
         for path in sorted_files(&dir, &mut bad) {
-            if !path.extension().is_some_and(|e| e == "json") {
+            if path.extension().is_none_or(|e| e != "json") {
                 continue; // a temporary file of a write in progress or interrupted
             }
             match read_bounded(&path).and_then(|b| serde_json::from_slice::<Item>(&b).map_err(io::Error::other)) {
@@ -169,7 +169,7 @@ fn sorted_files(dir: &Path, bad: &mut Vec<BadFile>) -> Vec<PathBuf> {
 }
 
 fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
-    let f = OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(path)?;
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
     let len = f.metadata()?.len();
     if len > MAX_FILE_BYTES {
         return Err(io::Error::other(format!("{len} bytes is larger than any record ({MAX_FILE_BYTES})")));
@@ -177,18 +177,6 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len as usize);
     f.take(MAX_FILE_BYTES).read_to_end(&mut buf)?;
     Ok(buf)
-}
-
-// O_NOFOLLOW without a libc dependency: the value is the same on every Linux architecture
-// Slurm runs on except alpha/sparc/parisc, which Slurm does not support.
-const fn libc_o_nofollow() -> i32 {
-    if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
-        0o100000
-    } else if cfg!(target_arch = "powerpc64") {
-        0o100000
-    } else {
-        0o400000
-    }
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
