@@ -1,12 +1,15 @@
 //! How a batch travels from an epilog to the collector.
 //!
-//! One TCP connection carries one request and one reply, each a frame: the 4-byte magic
-//! `RLG1`, a big-endian u32 length, then the body. The request body is a MUNGE credential
-//! whose payload is the [`Batch`](crate::Batch) JSON, so munged both authenticates the sender
-//! (uid) and protects the content; replays and expired credentials are refused by munged itself.
-//! The reply body is a [`Reply`] in JSON, sent only after the batch is committed.
+//! One TCP connection carries one request and one reply. Every part is a frame: the 4-byte magic
+//! `RLG1`, a big-endian u32 length, then the body. A request is two frames: a MUNGE credential
+//! whose payload is [`digest`] of the body, then the body (the [`Batch`](crate::Batch) JSON).
+//! munged thus authenticates the sender (uid) and, through the digest, the content, while the
+//! body is not bound by MUNGE's payload limit (about 768 KiB); replayed and expired credentials
+//! are refused by munged itself. The reply is one frame holding a [`Reply`] in JSON, sent only
+//! after the batch is committed.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
 
 pub const MAGIC: [u8; 4] = *b"RLG1";
@@ -69,6 +72,34 @@ pub fn read_frame<R: Read>(r: &mut R, max: usize) -> Result<Vec<u8>, FrameError>
     Ok(body)
 }
 
+/// What the MUNGE credential of a request carries: `sha256:` and the body's hex digest.
+pub fn digest(body: &[u8]) -> String {
+    let d = Sha256::digest(body);
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in d {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Sends a request: the credential frame, then the body frame.
+pub fn write_request<W: Write>(w: &mut W, credential: &str, body: &[u8]) -> io::Result<()> {
+    write_frame(w, credential.as_bytes())?;
+    write_frame(w, body)
+}
+
+/// Longest credential frame accepted: MUNGE credentials of a digest are a few hundred bytes.
+pub const MAX_CREDENTIAL_FRAME: usize = 4096;
+
+/// Reads a request: (credential, body). The body limit is the collector's message limit.
+pub fn read_request<R: Read>(r: &mut R, max_body: usize) -> Result<(String, Vec<u8>), FrameError> {
+    let cred = read_frame(r, MAX_CREDENTIAL_FRAME)?;
+    let cred = String::from_utf8(cred).map_err(|_| FrameError::Io(io::Error::other("credential is not text")))?;
+    let body = read_frame(r, max_body)?;
+    Ok((cred, body))
+}
+
 /// The collector's answer to one batch.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -106,5 +137,15 @@ mod tests {
         let mut huge = MAGIC.to_vec();
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(read_frame(&mut huge.as_slice(), DEFAULT_MAX_FRAME), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn requests_carry_credential_then_body() {
+        let mut buf = Vec::new();
+        write_request(&mut buf, "MUNGE:abc:", b"{}").unwrap();
+        let (cred, body) = read_request(&mut buf.as_slice(), 10).unwrap();
+        assert_eq!((cred.as_str(), body.as_slice()), ("MUNGE:abc:", b"{}".as_slice()));
+        assert!(matches!(read_request(&mut buf.as_slice(), 1), Err(FrameError::TooLarge { .. })));
+        assert_eq!(digest(b"abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }
