@@ -1,0 +1,94 @@
+//! Delivery and authentication on the real local cluster: a collector outage loses nothing and
+//! duplicates nothing; records that are not MUNGE-signed by root or SlurmUser are refused.
+//! Both tests touch the running collector, so they take turns.
+
+use runledger_e2e::*;
+use runledger_record::{config::Config, wire, Batch, Item, JobEnd, JobState};
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+static COLLECTOR_IN_USE: Mutex<()> = Mutex::new(());
+
+fn outbox_len() -> usize {
+    std::fs::read_dir("/var/spool/runledger/outbox").map(|d| d.flatten().count()).unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn collector_outage_loses_and_duplicates_nothing() {
+    let _turn = COLLECTOR_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    require_cluster();
+    local_cluster("stop-collector");
+    let before = outbox_len();
+    let a = sbatch(USER, "outage-a", &[], "#!/bin/bash\necho while the collector is down\n");
+    wait_until("job A to finish", Duration::from_secs(120), || (!job_active(a)).then_some(()));
+    // The epilog ran, could not deliver, and kept the batch in the node's outbox.
+    wait_until("A's batch in the outbox", Duration::from_secs(30), || (outbox_len() > before).then_some(()));
+    assert!(query(&["jobs", "-j", &a.to_string()]).as_array().unwrap().is_empty());
+
+    local_cluster("start-collector");
+    // The next job's epilog retries the older batch first.
+    let b = sbatch(USER, "outage-b", &[], "#!/bin/bash\necho collector is back\n");
+    let job_b = finished(b);
+    assert_eq!(job_b["state"], "COMPLETED");
+    let job_a = ledger_job(a, Duration::from_secs(60));
+    assert_eq!(job_a["state"], "COMPLETED");
+
+    let rows = query(&["jobs", "-j", &a.to_string()]);
+    assert_eq!(rows.as_array().unwrap().len(), 1, "job A duplicated: {rows:#}");
+    let batch_steps = job_a["steps"].as_array().unwrap().iter().filter(|s| s["step"] == "batch").count();
+    assert_eq!(batch_steps, 1, "{job_a:#}");
+    assert_eq!(outbox_len(), before, "outbox not drained");
+}
+
+/// Sends one request to the running collector and returns its reply.
+fn send(credential: &str, body: &[u8]) -> wire::Reply {
+    let cfg = Config::load(&Config::default_path()).expect("the local cluster's runledger.toml");
+    let mut s = TcpStream::connect(&cfg.collector.address).expect("collector reachable");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    wire::write_request(&mut s, credential, body).unwrap();
+    s.flush().unwrap();
+    let reply = wire::read_frame(&mut s, 1 << 20).expect("a reply frame");
+    serde_json::from_slice(&reply).expect("a JSON reply")
+}
+
+fn munge_as(user: &str, payload: &str) -> String {
+    let out = Command::new("runuser").args(["-u", user, "--", "munge", "-s", payload]).output().unwrap();
+    assert!(out.status.success(), "munge as {user}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn unsigned_and_user_signed_records_are_rejected() {
+    let _turn = COLLECTOR_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    require_cluster();
+    let forged_id = 3_999_999_001u32;
+    let end = JobEnd {
+        cluster: "localcluster".into(),
+        job_id: forged_id,
+        node: "forged".into(),
+        user: USER.into(),
+        state: JobState::Completed,
+        end: runledger_record::now(),
+        ..Default::default()
+    };
+    let body = Batch::new("forged", vec![Item::JobEnd(end)]).to_json();
+    let digest = wire::digest(&body);
+
+    let garbage = send("MUNGE:AwQFAAAgarbage:", &body);
+    assert!(!garbage.ok, "garbage credential accepted");
+    let empty = send("", &body);
+    assert!(!empty.ok, "missing credential accepted");
+    let by_user = send(&munge_as(USER, &digest), &body);
+    assert!(!by_user.ok, "a record signed by {USER} was accepted");
+    assert!(by_user.error.unwrap_or_default().to_lowercase().contains("uid"), "reason should name the uid");
+    // Root's credential over a different body: the digest binds the content.
+    let tampered = send(&munge_as("root", &wire::digest(b"something else")), &body);
+    assert!(!tampered.ok, "a body that does not match its credential was accepted");
+
+    assert!(query(&["jobs", "-j", &forged_id.to_string()]).as_array().unwrap().is_empty());
+}

@@ -1,0 +1,151 @@
+//! Harness for the end-to-end tests: drives the real local cluster that
+//! `packaging/local-cluster up` starts (munged, slurmctld, slurmd, `collector serve`, the plugin
+//! in plugstack.conf, the epilog in slurm.conf), submits jobs as the unprivileged test user with
+//! real `sbatch`, and reads what the ledger recorded through `collector query … --json`.
+//!
+//! Nothing here imitates Slurm: a test either talks to the running cluster or fails saying how
+//! to start it.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The unprivileged users `local-cluster up` creates.
+pub const USER: &str = "rltest";
+pub const USER2: &str = "rltest2";
+
+/// The installed collector: the same binary the cluster runs.
+pub const COLLECTOR: &str = "/usr/local/bin/collector";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fails with instructions unless the local cluster is up.
+pub fn require_cluster() {
+    let sinfo = run(Command::new("sinfo").args(["-h", "-o", "%T"]));
+    let state = String::from_utf8_lossy(&sinfo.stdout);
+    assert!(
+        sinfo.status.success() && !state.trim().is_empty(),
+        "no local Slurm cluster: run `packaging/local-cluster up` first (sinfo said: {state}{})",
+        String::from_utf8_lossy(&sinfo.stderr)
+    );
+    assert!(Path::new(COLLECTOR).exists(), "{COLLECTOR} missing: run `packaging/local-cluster up`");
+}
+
+/// A user's home directory, where job scripts and outputs go.
+pub fn home(user: &str) -> PathBuf {
+    PathBuf::from(stdout_of(Command::new("getent").args(["passwd", user])).split(':').nth(5).unwrap_or("/tmp").to_string())
+}
+
+/// Runs a shell command line as `user` (login environment, so Lmod is set up).
+pub fn as_user(user: &str, cmdline: &str) -> Output {
+    run(Command::new("runuser").args(["-l", user, "-c", cmdline]))
+}
+
+/// Writes `script` into the user's home and submits it with sbatch `args`; returns the job id.
+pub fn sbatch(user: &str, name: &str, args: &[&str], script: &str) -> u32 {
+    let dir = home(user).join("rl-e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.sh"));
+    std::fs::write(&path, script).unwrap();
+    let owner = format!("{user}:{user}");
+    stdout_of(Command::new("chown").args(["-R", &owner]).arg(&dir));
+    let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    let line = format!(
+        "cd {} && sbatch --parsable -J {name} -o {name}-%j.out {} {}",
+        shell_quote(&dir.to_string_lossy()),
+        quoted.join(" "),
+        shell_quote(&path.to_string_lossy())
+    );
+    let out = as_user(user, &line);
+    assert!(
+        out.status.success(),
+        "sbatch failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text.trim().split(';').next().unwrap_or("");
+    id.parse().unwrap_or_else(|_| panic!("sbatch printed no job id: {text:?}"))
+}
+
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The output file of a job submitted by [`sbatch`].
+pub fn output_of(user: &str, name: &str, job: u32) -> String {
+    std::fs::read_to_string(home(user).join("rl-e2e").join(format!("{name}-{job}.out"))).unwrap_or_default()
+}
+
+/// Whether Slurm still knows the job as pending or running.
+pub fn job_active(job: u32) -> bool {
+    let out = run(Command::new("squeue").args(["-h", "-o", "%i %T", "-j", &job.to_string()]));
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| !l.trim().is_empty())
+}
+
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Runs `collector query ARGS --json` as root and parses the answer.
+pub fn query(args: &[&str]) -> Value {
+    let out = run(Command::new(COLLECTOR).arg("query").args(args).arg("--json"));
+    assert!(
+        out.status.success(),
+        "collector query {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("collector query {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The job's entry in `collector query jobs -j ID --json`, once its epilog record has arrived
+/// (state no longer UNKNOWN).
+pub fn ledger_job(job: u32, timeout: Duration) -> Value {
+    wait_until(&format!("job {job} in the ledger"), timeout, || {
+        let rows = query(&["jobs", "-j", &job.to_string()]);
+        rows.as_array()?.iter().find(|r| r["state"].as_str().is_some_and(|s| s != "UNKNOWN")).cloned()
+    })
+}
+
+/// Waits for Slurm to finish the job, then for its record.
+pub fn finished(job: u32) -> Value {
+    wait_until(&format!("job {job} to finish"), Duration::from_secs(300), || (!job_active(job)).then_some(()));
+    ledger_job(job, Duration::from_secs(60))
+}
+
+/// Steps of a ledger job by their sacct name ("batch", "0", …).
+pub fn step<'a>(job: &'a Value, name: &str) -> Option<&'a Value> {
+    job["steps"].as_array()?.iter().find(|s| s["step"].as_str() == Some(name))
+}
+
+/// Runs `packaging/local-cluster SUBCOMMAND`.
+pub fn local_cluster(sub: &str) {
+    stdout_of(Command::new(repo_root().join("packaging/local-cluster")).arg(sub));
+}
