@@ -1,0 +1,84 @@
+//! The plugin's arguments from plugstack.conf:
+//!
+//! ```text
+//! required /usr/local/lib/runledger/runledger.so spool=/var/spool/runledger env_allow=PAT,PAT env_deny=PAT,PAT
+//! ```
+//!
+//! `spool=` is where records go (default [`runledger_record::spool::DEFAULT_ROOT`]);
+//! `env_allow=` / `env_deny=` are comma-separated name patterns for
+//! [`runledger_record::env::EnvFilter`] (`*` matches any run of characters; the defaults keep
+//! everything except a few noisy variables, and secrets are always redacted). A bad argument is
+//! reported and skipped: it never stops a job.
+
+use runledger_record::env::EnvFilter;
+use runledger_record::spool::DEFAULT_ROOT;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub spool: PathBuf,
+    pub env_filter: EnvFilter,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { spool: PathBuf::from(DEFAULT_ROOT), env_filter: EnvFilter::default() }
+    }
+}
+
+impl Config {
+    /// Parses the plugin arguments; returns the configuration and one message per bad argument.
+    pub fn from_args<S: AsRef<str>>(args: &[S]) -> (Config, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut spool = None;
+        let (mut allow, mut deny) = (None, None);
+        for arg in args {
+            let arg = arg.as_ref();
+            match arg.split_once('=') {
+                Some(("spool", p)) if p.starts_with('/') => spool = Some(PathBuf::from(p)),
+                Some(("spool", p)) => errors.push(format!(
+                    "plugin argument 'spool={p}': the spool must be an absolute path; using {DEFAULT_ROOT}"
+                )),
+                Some(("env_allow", l)) => allow = Some(l.to_string()),
+                Some(("env_deny", l)) => deny = Some(l.to_string()),
+                _ => errors.push(format!(
+                    "unknown plugin argument '{arg}' ignored (known: spool=/path env_allow=PAT,PAT env_deny=PAT,PAT)"
+                )),
+            }
+        }
+        let config = Config {
+            spool: spool.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+            env_filter: EnvFilter::from_lists(allow.as_deref(), deny.as_deref()),
+        };
+        (config, errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_known_arguments() {
+        let (c, errs) = Config::from_args::<&str>(&[]);
+        assert_eq!(c, Config::default());
+        assert!(errs.is_empty());
+
+        let (c, errs) = Config::from_args(&["spool=/tmp/rl", "env_allow=SLURM_*,PATH", "env_deny=SLURM_JOB_NAME"]);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(c.spool, PathBuf::from("/tmp/rl"));
+        assert!(c.env_filter.keeps("SLURM_JOB_ID") && c.env_filter.keeps("PATH"));
+        assert!(!c.env_filter.keeps("SLURM_JOB_NAME") && !c.env_filter.keeps("HOME"));
+    }
+
+    #[test]
+    fn bad_arguments_are_reported_and_skipped() {
+        let (c, errs) = Config::from_args(&["spool=relative", "verbose", "spol=/x", "env_deny=HOME"]);
+        assert_eq!(c.spool, PathBuf::from(DEFAULT_ROOT));
+        assert!(!c.env_filter.keeps("HOME"));
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].contains("absolute path"));
+        assert!(errs[1].contains("unknown plugin argument 'verbose'"));
+        assert!(errs[2].contains("'spol=/x'"));
+    }
+}

@@ -1,0 +1,496 @@
+//! runledger's SPANK plugin: records every Slurm job step into the node-local spool.
+//!
+//! Loaded by srun, sbatch/salloc and slurmstepd (`required runledger.so spool=... env_allow=...
+//! env_deny=...` in plugstack.conf). In srun/sbatch/salloc it only handles `--runledger-tag`; in
+//! slurmstepd (remote context, as root) it writes, per step and node:
+//!
+//! - `<spool>/jobs/<job>/<step>.start.json`, a [`runledger_record::StepStart`], as soon as the
+//!   step's options are known (slurm_spank_init_post_opt);
+//! - `<spool>/jobs/<job>/<step>.end.json`, a [`runledger_record::StepEnd`], when the step is over
+//!   (slurm_spank_exit), with every task's exit status, the step's CPU time and, for the batch
+//!   step, where task 0 wrote stdout/stderr.
+//!
+//! It never harms a job: every callback returns 0 and only logs what went wrong, except the
+//! option callback, which refuses a bad `--runledger-tag` in srun/sbatch/salloc (not in
+//! slurmstepd). Nothing runs in the forked task before exec (no task_init/user_init callbacks).
+//!
+//! All `unsafe` and FFI is in `ffi`, behind the safe [`host::Host`] trait; the callbacks below
+//! are thin, the logic lives in `step`, `tags` and `config`.
+
+#![deny(unsafe_code)]
+
+mod config;
+#[cfg(not(test))]
+mod ffi;
+pub mod host;
+mod log;
+mod step;
+mod tags;
+
+use config::Config;
+use host::{Context, Host};
+use runledger_record::spool::Spool;
+use runledger_record::{now, ExitStatus, Item, StepStart, TaskExit, STEP_BATCH};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, TryLockError};
+use step::{StepFacts, StepOutcome};
+
+/// The plugin's name in Slurm's logs and option names (`_SLURM_SPANK_OPTION_runledger_...`).
+pub const PLUGIN_NAME: &str = "runledger";
+/// The option users tag steps with.
+pub const TAG_OPTION: &str = "runledger-tag";
+pub const TAG_ARGINFO: &str = "key=value[,key=value...]";
+pub const TAG_USAGE: &str = "Label this job or step in runledger (at most 16 tags; key: 1-64 of A-Z a-z 0-9 _ . -; \
+                             value: up to 256 printable characters, no ','). Give all tags in one option.";
+
+/// What one process (one slurmstepd = one step on one node) remembers between callbacks.
+#[derive(Debug, Default)]
+struct Plugin {
+    config: Config,
+    tags: BTreeMap<String, String>,
+    /// The step's start record, kept for its end record.
+    start: Option<StepStart>,
+    outcome: StepOutcome,
+}
+
+// Callbacks run one at a time on slurmstepd's main thread; the lock guards against the
+// unexpected (a re-entrant call would otherwise deadlock the step, so it is refused instead).
+static PLUGIN: Mutex<Option<Plugin>> = Mutex::new(None);
+
+fn with_plugin(what: &str, f: impl FnOnce(&mut Plugin) -> i32) -> i32 {
+    let mut guard = match PLUGIN.try_lock() {
+        Ok(g) => g,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            log::error(&format!("{what}: plugin state busy (re-entrant call?); skipped"));
+            return 0;
+        }
+    };
+    f(guard.get_or_insert_with(Plugin::default))
+}
+
+// --- the callbacks, called by `ffi` inside catch_unwind -------------------------------------
+
+pub fn on_init(host: &dyn Host, args: &[String]) -> i32 {
+    let ctx = host.context();
+    // Slurm only delivers an option's value to slurmstepd if the option is registered there too.
+    if ctx.takes_options() {
+        if let Err(e) = host.register_tag_option() {
+            log::error(&format!("cannot register --{TAG_OPTION}: {e}"));
+        }
+    }
+    with_plugin("slurm_spank_init", |p| p.init(ctx, args))
+}
+
+pub fn on_tag_option(arg: Option<&[u8]>, remote: bool) -> i32 {
+    let parsed = arg.ok_or_else(|| "a value is required (key=value[,key=value...])".to_string()).and_then(tags::parse);
+    match parsed {
+        Ok(tags) => with_plugin("--runledger-tag", |p| {
+            p.tags = tags;
+            0
+        }),
+        Err(e) if remote => {
+            // srun/sbatch checked it already; whatever happened, the step runs, without tags.
+            log::error(&format!("--{TAG_OPTION}: {e}; recording the step without tags"));
+            with_plugin("--runledger-tag", |p| {
+                p.tags.clear();
+                0
+            })
+        }
+        Err(e) => {
+            log::error(&format!("--{TAG_OPTION}: {e}"));
+            -1
+        }
+    }
+}
+
+pub fn on_init_post_opt(host: &dyn Host, _args: &[String]) -> i32 {
+    if host.context() != Context::Remote {
+        return 0;
+    }
+    with_plugin("slurm_spank_init_post_opt", |p| p.step_started(host))
+}
+
+pub fn on_task_post_fork(host: &dyn Host, _args: &[String]) -> i32 {
+    if host.context() != Context::Remote {
+        return 0;
+    }
+    with_plugin("slurm_spank_task_post_fork", |p| p.task_forked(host))
+}
+
+pub fn on_task_exit(host: &dyn Host, _args: &[String]) -> i32 {
+    if host.context() != Context::Remote {
+        return 0;
+    }
+    with_plugin("slurm_spank_task_exit", |p| p.task_exited(host))
+}
+
+pub fn on_exit(host: &dyn Host, _args: &[String]) -> i32 {
+    if host.context() != Context::Remote {
+        return 0;
+    }
+    with_plugin("slurm_spank_exit", |p| p.step_ended(host))
+}
+
+impl Plugin {
+    fn init(&mut self, ctx: Context, args: &[String]) -> i32 {
+        // Arguments matter only where records are written; elsewhere an error would only
+        // confuse the user at their terminal.
+        if ctx == Context::Remote {
+            let (config, errors) = Config::from_args(args);
+            for e in errors {
+                log::error(&e);
+            }
+            self.config = config;
+        }
+        0
+    }
+
+    fn step_started(&mut self, host: &dyn Host) -> i32 {
+        let mut problems = Vec::new();
+        let facts = StepFacts::gather(host, &mut problems);
+        let label = step::step_label(facts.job_id, facts.step_id);
+        for p in problems {
+            log::error(&format!("step {label}: {p}"));
+        }
+        let start = step::build_start(&facts, &self.config.env_filter, &self.tags, now());
+        self.write(&Item::StepStart(start.clone()));
+        self.start = Some(start);
+        0
+    }
+
+    fn task_forked(&mut self, host: &dyn Host) -> i32 {
+        let Some(start) = &self.start else { return 0 };
+        if start.step_id != STEP_BATCH || host.task_global_id().ok() != Some(0) {
+            return 0;
+        }
+        match host.task_pid() {
+            Ok(pid) => {
+                self.outcome.stdout = step::open_file_path(pid, 1);
+                self.outcome.stderr = step::open_file_path(pid, 2);
+            }
+            Err(e) => log::error(&format!("step {}: cannot read the batch task's pid: {e}", label(start))),
+        }
+        0
+    }
+
+    fn task_exited(&mut self, host: &dyn Host) -> i32 {
+        let raw = match host.task_exit_status() {
+            Ok(raw) => raw,
+            Err(e) => {
+                log::error(&format!("cannot read a task's exit status: {e}"));
+                return 0;
+            }
+        };
+        let task_id = host.task_id().ok().and_then(|t| u32::try_from(t).ok());
+        let global_rank = host.task_global_id().ok();
+        let (Some(task_id), Some(global_rank)) = (task_id.or(global_rank), global_rank.or(task_id)) else {
+            log::error("cannot read the id of a task that exited");
+            return 0;
+        };
+        let task =
+            TaskExit { task_id, global_rank, raw_status: raw, status: ExitStatus::from_wait_status(raw), time: now() };
+        self.outcome.tasks.push(task);
+        0
+    }
+
+    fn step_ended(&mut self, host: &dyn Host) -> i32 {
+        let start = match self.start.take() {
+            Some(s) => s,
+            None => {
+                // init_post_opt did not run or failed: still say that the step ended.
+                let mut problems = Vec::new();
+                let facts = StepFacts::gather(host, &mut problems);
+                step::build_start(&facts, &self.config.env_filter, &self.tags, now())
+            }
+        };
+        self.outcome.rusage = host.children_rusage();
+        if self.outcome.rusage.is_none() {
+            log::error(&format!("step {}: getrusage(RUSAGE_CHILDREN) failed; CPU time not recorded", label(&start)));
+        }
+        let end = step::build_end(&start, &self.outcome, now());
+        self.write(&Item::StepEnd(end));
+        self.outcome = StepOutcome::default();
+        0
+    }
+
+    fn write(&self, item: &Item) {
+        let spool = Spool::new(&self.config.spool);
+        let what = format!("{} of step {}", item.kind(), item_label(item));
+        match spool.ensure().and_then(|()| spool.put_item(item)) {
+            Ok(path) => log::debug(&format!("wrote {what} to {}", path.display())),
+            Err(e) => log::error(&format!("cannot write the {what} to {}: {e}", spool.root().display())),
+        }
+    }
+}
+
+fn label(s: &StepStart) -> String {
+    step::step_label(s.job_id, s.step_id)
+}
+
+fn item_label(item: &Item) -> String {
+    match item {
+        Item::StepStart(s) => label(s),
+        Item::StepEnd(e) => step::step_label(e.job_id, e.step_id),
+        Item::JobEnd(j) => j.job_id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Rusage, SpankError, SpankResult};
+    use crate::log::Level;
+    use runledger_record::env::REDACTED;
+    use std::cell::{Cell, RefCell};
+
+    /// A step as slurmstepd would show it.
+    struct FakeHost {
+        ctx: Context,
+        step_id: u32,
+        env: Vec<Vec<u8>>,
+        task: Cell<(i32, u32, i32, i32)>, // local id, global id, raw status, pid
+        registered: RefCell<u32>,
+        fail_items: bool,
+    }
+
+    impl FakeHost {
+        fn new(ctx: Context, step_id: u32) -> Self {
+            FakeHost {
+                ctx,
+                step_id,
+                env: step::tests::env(&[
+                    "SLURM_CLUSTER_NAME=testcl",
+                    "SLURMD_NODENAME=n01",
+                    "PATH=/usr/bin:/bin",
+                    "PWD=/tmp",
+                    "LOADEDMODULES=gcc/12.2.0",
+                    "SECRET_THING=s3cr3t",
+                ]),
+                task: Cell::new((0, 0, 0, 0)),
+                registered: RefCell::new(0),
+                fail_items: false,
+            }
+        }
+        fn ok<T>(&self, v: T) -> SpankResult<T> {
+            if self.fail_items {
+                Err(SpankError(3001))
+            } else {
+                Ok(v)
+            }
+        }
+    }
+
+    impl Host for FakeHost {
+        fn context(&self) -> Context {
+            self.ctx
+        }
+        fn job_id(&self) -> SpankResult<u32> {
+            self.ok(77)
+        }
+        fn step_id(&self) -> SpankResult<u32> {
+            self.ok(self.step_id)
+        }
+        fn uid(&self) -> SpankResult<u32> {
+            self.ok(1000)
+        }
+        fn gid(&self) -> SpankResult<u32> {
+            self.ok(100)
+        }
+        fn nnodes(&self) -> SpankResult<u32> {
+            self.ok(1)
+        }
+        fn node_id(&self) -> SpankResult<u32> {
+            self.ok(0)
+        }
+        fn local_task_count(&self) -> SpankResult<u32> {
+            self.ok(2)
+        }
+        fn total_task_count(&self) -> SpankResult<u32> {
+            self.ok(2)
+        }
+        fn ncpus(&self) -> SpankResult<u16> {
+            self.ok(2)
+        }
+        fn argv(&self) -> SpankResult<Vec<Vec<u8>>> {
+            self.ok(vec![b"sleep".to_vec(), b"1".to_vec()])
+        }
+        fn env(&self) -> SpankResult<Vec<Vec<u8>>> {
+            self.ok(self.env.clone())
+        }
+        fn getenv(&self, name: &str) -> SpankResult<Option<Vec<u8>>> {
+            self.ok(step::env_get(&self.env, name).map(<[u8]>::to_vec))
+        }
+        fn array_job_id(&self) -> SpankResult<u32> {
+            self.ok(70)
+        }
+        fn array_task_id(&self) -> SpankResult<u32> {
+            self.ok(7)
+        }
+        fn slurm_version(&self) -> SpankResult<String> {
+            self.ok("22.05.8".into())
+        }
+        fn task_id(&self) -> SpankResult<i32> {
+            Ok(self.task.get().0)
+        }
+        fn task_global_id(&self) -> SpankResult<u32> {
+            Ok(self.task.get().1)
+        }
+        fn task_exit_status(&self) -> SpankResult<i32> {
+            Ok(self.task.get().2)
+        }
+        fn task_pid(&self) -> SpankResult<i32> {
+            Ok(self.task.get().3)
+        }
+        fn register_tag_option(&self) -> SpankResult<()> {
+            *self.registered.borrow_mut() += 1;
+            Ok(())
+        }
+        fn user_name(&self, _uid: u32) -> Option<String> {
+            Some("rltest".into())
+        }
+        fn hostname(&self) -> Option<String> {
+            Some("host".into())
+        }
+        fn children_rusage(&self) -> Option<Rusage> {
+            Some(Rusage { user_s: 2.0, sys_s: 0.5, max_rss_kib: 1234 })
+        }
+    }
+
+    fn args(spool: &std::path::Path) -> Vec<String> {
+        vec![format!("spool={}", spool.display()), "env_deny=PATH".into()]
+    }
+
+    // One process per step in real life; the tests drive a Plugin value directly (the static
+    // is shared by the test threads) and the callbacks only where the static does not matter.
+    fn run_step(p: &mut Plugin, host: &FakeHost, args: &[String]) {
+        assert_eq!(p.init(host.ctx, args), 0);
+        p.tags = tags::parse(b"exp=alpha").unwrap();
+        assert_eq!(p.step_started(host), 0);
+        host.task.set((0, 0, 0, std::process::id() as i32));
+        assert_eq!(p.task_forked(host), 0);
+        assert_eq!(p.task_exited(host), 0);
+        host.task.set((1, 1, 11 | 0x80, 0)); // SIGSEGV, core dumped
+        assert_eq!(p.task_exited(host), 0);
+        assert_eq!(p.step_ended(host), 0);
+    }
+
+    #[test]
+    fn a_step_is_recorded_start_and_end() {
+        let d = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(Context::Remote, 0);
+        let mut p = Plugin::default();
+        run_step(&mut p, &host, &args(d.path()));
+        assert!(log::take().iter().all(|(l, _)| *l != Level::Error));
+
+        let (items, bad) = Spool::new(d.path()).job_items(77);
+        assert!(bad.is_empty(), "{bad:?}");
+        let [Item::StepEnd(end), Item::StepStart(start)] = &items[..] else { panic!("{items:?}") };
+        assert_eq!((start.cluster.as_str(), start.node.as_str(), start.user.as_str()), ("testcl", "n01", "rltest"));
+        assert_eq!((start.array_job_id, start.array_task_id), (Some(70), Some(7)));
+        assert_eq!(start.exe.as_deref(), Some("/usr/bin/sleep"));
+        assert_eq!(start.env["SECRET_THING"], REDACTED);
+        assert!(!start.env.contains_key("PATH"), "env_deny= from the plugin arguments");
+        assert_eq!(start.tags["exp"], "alpha");
+        assert_eq!(start.modules[0].full_name(), "gcc/12.2.0");
+        assert_eq!(end.tasks.len(), 2);
+        assert_eq!(end.tasks[1].status, ExitStatus { code: 0, signal: 11, core_dumped: true });
+        assert_eq!((end.cpu_user_s, end.max_rss_kib), (2.0, 1234));
+        assert_eq!(end.stdout, None, "stdout only for the batch step");
+        assert!(p.start.is_none() && p.outcome.tasks.is_empty());
+    }
+
+    #[test]
+    fn batch_step_records_task_zero_output_files() {
+        let d = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(Context::Remote, STEP_BATCH);
+        let mut p = Plugin::default();
+        // Task 0 is this test process here: whatever its fd 1/2 are (a file when cargo's output is
+        // redirected, else a pipe or tty that is not recorded), that is what the record says.
+        run_step(&mut p, &host, &args(d.path()));
+        let (items, _) = Spool::new(d.path()).job_items(77);
+        let Item::StepEnd(end) = &items[0] else { panic!() };
+        let me = std::process::id() as i32;
+        assert_eq!(end.step_id, STEP_BATCH);
+        assert_eq!(
+            (end.stdout.clone(), end.stderr.clone()),
+            (step::open_file_path(me, 1), step::open_file_path(me, 2))
+        );
+    }
+
+    #[test]
+    fn spool_trouble_is_logged_never_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        let blocker = d.path().join("file");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let host = FakeHost::new(Context::Remote, 3);
+        let mut p = Plugin::default();
+        run_step(&mut p, &host, &[format!("spool={}/spool", blocker.display()), "bogus".into()]);
+        let errors: Vec<String> = log::take().into_iter().filter(|(l, _)| *l == Level::Error).map(|(_, m)| m).collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("unknown plugin argument 'bogus'"));
+        assert!(errors[1].starts_with("runledger: cannot write the step_start of step 77.3 to "), "{}", errors[1]);
+        assert!(errors[2].contains("step_end of step 77.3"));
+    }
+
+    #[test]
+    fn unreadable_items_still_give_records() {
+        let d = tempfile::tempdir().unwrap();
+        let mut host = FakeHost::new(Context::Remote, 0);
+        host.fail_items = true;
+        let mut p = Plugin::default();
+        p.init(Context::Remote, &args(d.path()));
+        assert_eq!(p.step_started(&host), 0);
+        let errors = log::take();
+        assert!(errors.iter().any(|(_, m)| m.contains("cannot read the job id: ESPANK_BAD_ARG")), "{errors:?}");
+        // No job id: the record lands under job 0 rather than nowhere.
+        assert_eq!(Spool::new(d.path()).job_items(0).0.len(), 1);
+    }
+
+    #[test]
+    fn end_without_start_is_still_written() {
+        let d = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(Context::Remote, 5);
+        let mut p = Plugin::default();
+        p.init(Context::Remote, &args(d.path()));
+        assert_eq!(p.step_ended(&host), 0);
+        let (items, _) = Spool::new(d.path()).job_items(77);
+        assert!(matches!(&items[..], [Item::StepEnd(e)] if e.step_id == 5 && e.node == "n01"));
+    }
+
+    // Serializes the tests that go through the process-wide PLUGIN static.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn other_contexts_only_register_the_option() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        for ctx in [Context::Local, Context::Allocator, Context::Slurmd, Context::JobScript, Context::Unknown] {
+            let host = FakeHost::new(ctx, 0);
+            assert_eq!(on_init(&host, &["bogus".into()]), 0);
+            assert_eq!(*host.registered.borrow(), u32::from(ctx.takes_options()), "{ctx:?}");
+            for cb in [on_init_post_opt, on_task_post_fork, on_task_exit, on_exit] {
+                assert_eq!(cb(&host, &[]), 0);
+            }
+        }
+        assert!(log::take().is_empty(), "plugin arguments are only checked in slurmstepd");
+        let remote = FakeHost::new(Context::Remote, 0);
+        on_init(&remote, &[]);
+        assert_eq!(*remote.registered.borrow(), 1);
+    }
+
+    #[test]
+    fn tag_option_refuses_bad_input_only_locally() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(on_tag_option(Some(b"exp=alpha"), false), 0);
+        assert_eq!(on_tag_option(Some(b"bad key=x"), false), -1);
+        let msgs = log::take();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].0, Level::Error);
+        assert!(msgs[0].1.starts_with("runledger: --runledger-tag: tag 1: key 'bad key' contains a space"), "{msgs:?}");
+        assert_eq!(on_tag_option(None, false), -1);
+        assert!(log::take()[0].1.contains("a value is required"));
+        // In slurmstepd a bad value never fails the step.
+        assert_eq!(on_tag_option(Some(b"bad key=x"), true), 0);
+        assert!(log::take()[0].1.contains("recording the step without tags"));
+    }
+}

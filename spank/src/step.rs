@@ -1,0 +1,492 @@
+//! Turning what slurmstepd knows about a step into [`StepStart`] / [`StepEnd`] records.
+//!
+//! Pure logic over plain data (gathered through [`Host`]) plus a few read-only looks at the file
+//! system (`stat` for the executable, `/proc/<pid>` links): nothing here can fail a step.
+
+use crate::host::{Host, Rusage, SpankResult};
+use runledger_record::env::EnvFilter;
+use runledger_record::{modules, step_name, StepEnd, StepStart, TaskExit, Timestamp};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Longest argument kept, in bytes; longer ones are cut and marked.
+pub const MAX_ARG_BYTES: usize = 4096;
+/// Most bytes of arguments kept per step; the rest is summarized in one marker argument.
+pub const MAX_ARGV_BYTES: usize = 64 * 1024;
+/// What `cluster` and `node` say when nothing better is known.
+pub const UNKNOWN: &str = "unknown";
+
+/// Everything the plugin reads about a step in slurm_spank_init_post_opt.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepFacts {
+    pub job_id: u32,
+    pub step_id: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nnodes: u32,
+    pub node_id: u32,
+    pub local_tasks: u32,
+    pub total_tasks: u32,
+    pub ncpus: u32,
+    pub array_job_id: Option<u32>,
+    pub array_task_id: Option<u32>,
+    pub argv: Vec<Vec<u8>>,
+    /// The step environment, `NAME=value` entries.
+    pub env: Vec<Vec<u8>>,
+    /// From the passwd database (getpwuid_r).
+    pub user_name: Option<String>,
+    pub hostname: Option<String>,
+    pub slurm_version: String,
+}
+
+impl StepFacts {
+    /// Reads the facts from the host. An item that cannot be read is left at its default and
+    /// reported in `problems`; the record is still written.
+    pub fn gather(host: &dyn Host, problems: &mut Vec<String>) -> StepFacts {
+        let mut get = |what: &str, r: SpankResult<u32>| -> Option<u32> {
+            r.map_err(|e| problems.push(format!("cannot read {what}: {e}"))).ok()
+        };
+        let job_id = get("the job id", host.job_id()).unwrap_or(0);
+        let step_id = get("the step id", host.step_id()).unwrap_or(0);
+        let uid = get("the uid", host.uid());
+        let gid = get("the gid", host.gid()).unwrap_or(0);
+        let nnodes = get("the node count", host.nnodes()).unwrap_or(0);
+        let node_id = get("the node id", host.node_id()).unwrap_or(0);
+        let local_tasks = get("the local task count", host.local_task_count()).unwrap_or(0);
+        let total_tasks = get("the total task count", host.total_task_count()).unwrap_or(0);
+        let ncpus = get("the CPU count", host.ncpus().map(u32::from)).unwrap_or(0);
+        // S_JOB_ARRAY_ID is 0 outside arrays; the task id means nothing then.
+        let array_job_id = get("the array job id", host.array_job_id()).filter(|&id| id != 0);
+        let array_task_id =
+            array_job_id.and_then(|_| get("the array task id", host.array_task_id())).filter(|&t| t < 0xffff_fff0);
+        let argv = host.argv().unwrap_or_else(|e| {
+            problems.push(format!("cannot read the step's argv: {e}"));
+            Vec::new()
+        });
+        let env = host.env().unwrap_or_else(|e| {
+            problems.push(format!("cannot read the step's environment: {e}"));
+            Vec::new()
+        });
+        let slurm_version = host.slurm_version().unwrap_or_else(|e| {
+            problems.push(format!("cannot read the Slurm version: {e}"));
+            String::new()
+        });
+        StepFacts {
+            job_id,
+            step_id,
+            uid: uid.unwrap_or(u32::MAX),
+            gid,
+            nnodes,
+            node_id,
+            local_tasks,
+            total_tasks,
+            ncpus,
+            array_job_id,
+            array_task_id,
+            argv,
+            env,
+            user_name: uid.and_then(|u| host.user_name(u)),
+            hostname: host.hostname(),
+            slurm_version,
+        }
+    }
+}
+
+/// First value of `name` in `NAME=value` entries (what getenv(3) would return).
+pub fn env_get<'a>(env: &'a [Vec<u8>], name: &str) -> Option<&'a [u8]> {
+    env.iter().find_map(|e| e.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
+}
+
+/// `env_get` as text, `None` when unset or empty.
+pub fn env_str(env: &[Vec<u8>], name: &str) -> Option<String> {
+    env_get(env, name).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The node's Slurm name: `SLURMD_NODENAME` from the step, else the short host name.
+pub fn node_name(env: &[Vec<u8>], hostname: Option<&str>) -> String {
+    env_str(env, "SLURMD_NODENAME")
+        .or_else(|| hostname.and_then(|h| h.split('.').next()).filter(|h| !h.is_empty()).map(str::to_string))
+        .unwrap_or_else(|| UNKNOWN.into())
+}
+
+pub fn cluster_name(env: &[Vec<u8>]) -> String {
+    env_str(env, "SLURM_CLUSTER_NAME").unwrap_or_else(|| UNKNOWN.into())
+}
+
+/// The directory the step's tasks start in, as far as the environment tells before they exist:
+/// `PWD` (srun and sbatch export the submitting shell's, and Slurm sets it to `--chdir` when one
+/// is given), else `SLURM_SUBMIT_DIR`. Only absolute paths are taken.
+pub fn cwd_from_env(env: &[Vec<u8>]) -> Option<String> {
+    ["PWD", "SLURM_SUBMIT_DIR"].iter().filter_map(|n| env_str(env, n)).find(|p| p.starts_with('/'))
+}
+
+/// Where `argv0` would be found: as given when it holds a `/` (relative to `cwd`), else the
+/// first executable regular file of that name on `path` (empty or relative entries are relative
+/// to `cwd`). Only looks (`stat`), never executes.
+pub fn resolve_exe(argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Option<String> {
+    if argv0.is_empty() {
+        return None;
+    }
+    let under_cwd = |p: &str| -> Option<PathBuf> {
+        if p.starts_with('/') {
+            Some(PathBuf::from(p))
+        } else {
+            cwd.map(|c| c.join(p.strip_prefix("./").unwrap_or(p)))
+        }
+    };
+    if argv0.contains('/') {
+        return under_cwd(argv0).filter(|p| is_executable(p)).map(|p| p.to_string_lossy().into_owned());
+    }
+    path?
+        .split(':')
+        .filter_map(|dir| if dir.is_empty() { cwd.map(Path::to_path_buf) } else { under_cwd(dir) })
+        .map(|dir| dir.join(argv0))
+        .find(|p| is_executable(p))
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The arguments as text, bounded like the environment is: a hostile command line cannot fill
+/// the spool. What is dropped is counted in a last marker argument.
+pub fn bounded_argv(argv: &[Vec<u8>]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    for (i, arg) in argv.iter().enumerate() {
+        let mut s = String::from_utf8_lossy(&arg[..arg.len().min(MAX_ARG_BYTES)]).into_owned();
+        if arg.len() > MAX_ARG_BYTES {
+            s.push_str(runledger_record::env::TRUNCATED);
+        }
+        if total + s.len() > MAX_ARGV_BYTES {
+            out.push(format!("…<{} more arguments dropped>", argv.len() - i));
+            break;
+        }
+        total += s.len();
+        out.push(s);
+    }
+    out
+}
+
+/// The step's start record.
+pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, String>, now: Timestamp) -> StepStart {
+    let env = &f.env;
+    let argv = bounded_argv(&f.argv);
+    let cwd = cwd_from_env(env);
+    let exe =
+        argv.first().and_then(|a0| resolve_exe(a0, env_str(env, "PATH").as_deref(), cwd.as_deref().map(Path::new)));
+    StepStart {
+        cluster: cluster_name(env),
+        job_id: f.job_id,
+        step_id: f.step_id,
+        node: node_name(env, f.hostname.as_deref()),
+        node_id: f.node_id,
+        array_job_id: f.array_job_id,
+        array_task_id: f.array_task_id,
+        uid: f.uid,
+        gid: f.gid,
+        user: f
+            .user_name
+            .clone()
+            .or_else(|| env_str(env, "SLURM_JOB_USER"))
+            .or_else(|| env_str(env, "USER"))
+            .unwrap_or_default(),
+        nnodes: f.nnodes,
+        local_tasks: f.local_tasks,
+        total_tasks: f.total_tasks,
+        ncpus: f.ncpus,
+        argv,
+        exe,
+        cwd,
+        account: env_str(env, "SLURM_JOB_ACCOUNT"),
+        partition: env_str(env, "SLURM_JOB_PARTITION"),
+        qos: env_str(env, "SLURM_JOB_QOS"),
+        job_name: env_str(env, "SLURM_JOB_NAME"),
+        env: filter.apply(env.iter().map(Vec::as_slice)),
+        modules: modules::parse_loaded(
+            env_str(env, "LOADEDMODULES").as_deref(),
+            env_str(env, "_LMFILES_").as_deref(),
+            env_str(env, "MODULEPATH").as_deref(),
+        ),
+        tags: tags.clone(),
+        start: now,
+        slurm_version: f.slurm_version.clone(),
+    }
+}
+
+/// What a step's end adds to its start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepOutcome {
+    pub tasks: Vec<TaskExit>,
+    pub rusage: Option<Rusage>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+}
+
+/// The step's end record.
+pub fn build_end(start: &StepStart, outcome: &StepOutcome, now: Timestamp) -> StepEnd {
+    let ru = outcome.rusage.unwrap_or_default();
+    let mut tasks = outcome.tasks.clone();
+    tasks.sort_by_key(|t| t.global_rank);
+    StepEnd {
+        cluster: start.cluster.clone(),
+        job_id: start.job_id,
+        step_id: start.step_id,
+        node: start.node.clone(),
+        start: start.start,
+        end: now.max(start.start),
+        tasks,
+        cpu_user_s: ru.user_s,
+        cpu_sys_s: ru.sys_s,
+        max_rss_kib: ru.max_rss_kib,
+        stdout: outcome.stdout.clone(),
+        stderr: outcome.stderr.clone(),
+    }
+}
+
+/// `job.step` as the log shows it (`12.batch`, `12.0`).
+pub fn step_label(job_id: u32, step_id: u32) -> String {
+    format!("{job_id}.{}", step_name(step_id))
+}
+
+/// The file a process has open as descriptor `fd`, when that is a regular file (not a pipe,
+/// socket, tty or /dev/null, and not deleted).
+pub fn open_file_path(pid: i32, fd: i32) -> Option<String> {
+    let link = Path::new("/proc").join(pid.to_string()).join("fd").join(fd.to_string());
+    let target = fs::read_link(&link).ok()?;
+    let target = target.to_str()?;
+    if !target.starts_with('/') || target.ends_with(" (deleted)") {
+        return None;
+    }
+    // metadata() follows the /proc link to the open file itself, whatever its name now.
+    fs::metadata(&link).ok().filter(|m| m.is_file())?;
+    Some(target.to_string())
+}
+
+/// A process's current directory.
+pub fn proc_cwd(pid: i32) -> Option<String> {
+    let target = fs::read_link(Path::new("/proc").join(pid.to_string()).join("cwd")).ok()?;
+    target.to_str().filter(|t| t.starts_with('/') && !t.ends_with(" (deleted)")).map(str::to_string)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use runledger_record::env::REDACTED;
+    use runledger_record::{ExitStatus, STEP_BATCH};
+    use std::os::fd::AsRawFd;
+
+    pub fn env(entries: &[&str]) -> Vec<Vec<u8>> {
+        entries.iter().map(|e| e.as_bytes().to_vec()).collect()
+    }
+
+    fn exec_file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn env_lookup_takes_the_first_exact_name() {
+        let e = env(&["PATHX=no", "PATH=/bin", "PATH=/second", "EMPTY=", "NOEQ"]);
+        assert_eq!(env_get(&e, "PATH"), Some(b"/bin".as_slice()));
+        assert_eq!(env_get(&e, "EMPTY"), Some(b"".as_slice()));
+        assert_eq!(env_str(&e, "EMPTY"), None);
+        assert_eq!(env_get(&e, "NOEQ"), None);
+        assert_eq!(env_get(&e, "PAT"), None);
+    }
+
+    #[test]
+    fn path_resolution() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        exec_file(&a, "tool", 0o644); // not executable: skipped
+        let tool_b = exec_file(&b, "tool", 0o755);
+        fs::create_dir(a.join("dirtool")).unwrap(); // a directory is not a program
+        let path = format!("/nonexistent:{}:{}", a.display(), b.display());
+
+        assert_eq!(resolve_exe("tool", Some(&path), None), Some(tool_b.display().to_string()));
+        assert_eq!(resolve_exe("dirtool", Some(&path), None), None);
+        assert_eq!(resolve_exe("missing", Some(&path), None), None);
+        assert_eq!(resolve_exe("tool", None, None), None, "no PATH, no search");
+        assert_eq!(resolve_exe("", Some(&path), None), None);
+        // With a slash: taken as given, relative to the step's cwd.
+        assert_eq!(resolve_exe(&tool_b.display().to_string(), None, None), Some(tool_b.display().to_string()));
+        assert_eq!(resolve_exe("./b/tool", None, Some(d.path())), Some(tool_b.display().to_string()));
+        assert_eq!(resolve_exe("b/tool", None, None), None, "relative without a cwd");
+        assert_eq!(resolve_exe("a/tool", None, Some(d.path())), None, "not executable");
+        // Empty and relative PATH entries are relative to the cwd.
+        assert_eq!(resolve_exe("tool", Some(":"), Some(&b)), Some(b.join("tool").display().to_string()));
+        assert_eq!(resolve_exe("tool", Some("b"), Some(d.path())), Some(tool_b.display().to_string()));
+        assert_eq!(resolve_exe("sh", Some("/usr/bin:/bin"), None).as_deref().map(|p| p.ends_with("/sh")), Some(true));
+    }
+
+    #[test]
+    fn argv_is_bounded() {
+        let argv = vec![b"prog".to_vec(), vec![b'x'; 10_000], b"\xffbin".to_vec()];
+        let a = bounded_argv(&argv);
+        assert_eq!(a.len(), 3);
+        assert!(a[1].len() < MAX_ARG_BYTES + 32 && a[1].ends_with(runledger_record::env::TRUNCATED));
+        assert_eq!(a[2], "\u{fffd}bin");
+        let many: Vec<Vec<u8>> = (0..100_000).map(|i| format!("arg{i}").into_bytes()).collect();
+        let a = bounded_argv(&many);
+        assert!(a.iter().map(String::len).sum::<usize>() <= MAX_ARGV_BYTES + 64);
+        let last = a.last().unwrap();
+        assert!(last.contains("more arguments dropped"), "{last}");
+        let dropped: usize = last.trim_start_matches("…<").split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(dropped + a.len() - 1, 100_000);
+    }
+
+    pub fn facts(env_entries: &[&str]) -> StepFacts {
+        StepFacts {
+            job_id: 42,
+            step_id: 0,
+            uid: 1000,
+            gid: 1000,
+            nnodes: 1,
+            node_id: 0,
+            local_tasks: 2,
+            total_tasks: 2,
+            ncpus: 4,
+            argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"true".to_vec()],
+            env: env(env_entries),
+            user_name: Some("rltest".into()),
+            hostname: Some("node1.example.org".into()),
+            slurm_version: "22.05.8".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn start_from_a_synthetic_step() {
+        let f = facts(&[
+            "SLURM_CLUSTER_NAME=testcl",
+            "SLURMD_NODENAME=n01",
+            "PATH=/nonexistent:/usr/bin:/bin",
+            "PWD=/home/rltest/work",
+            "SLURM_JOB_ACCOUNT=physics",
+            "SLURM_JOB_PARTITION=debug",
+            "SLURM_JOB_QOS=normal",
+            "SLURM_JOB_NAME=myjob",
+            "LOADEDMODULES=gcc/12.2.0:openmpi/4.1.4",
+            "_LMFILES_=/opt/mf/gcc/12.2.0.lua:/opt/mf/openmpi/4.1.4.lua",
+            "MODULEPATH=/opt/mf",
+            "API_TOKEN=hunter2",
+            "BASH_FUNC_module%%=() { eval }",
+            "OMP_NUM_THREADS=4",
+        ]);
+        let tags = BTreeMap::from([("exp".to_string(), "alpha".to_string())]);
+        let s = build_start(&f, &EnvFilter::default(), &tags, 1_700_000_000);
+        assert_eq!((s.cluster.as_str(), s.node.as_str(), s.job_id, s.step_id), ("testcl", "n01", 42, 0));
+        assert_eq!((s.uid, s.gid, s.user.as_str()), (1000, 1000, "rltest"));
+        assert_eq!((s.nnodes, s.node_id, s.local_tasks, s.total_tasks, s.ncpus), (1, 0, 2, 2, 4));
+        assert_eq!(s.argv, ["sh", "-c", "true"]);
+        assert!(s.exe.as_deref().is_some_and(|e| e.ends_with("/sh")), "{:?}", s.exe);
+        assert_eq!(s.cwd.as_deref(), Some("/home/rltest/work"));
+        assert_eq!(s.account.as_deref(), Some("physics"));
+        assert_eq!(s.partition.as_deref(), Some("debug"));
+        assert_eq!(s.qos.as_deref(), Some("normal"));
+        assert_eq!(s.job_name.as_deref(), Some("myjob"));
+        assert_eq!(s.env["API_TOKEN"], REDACTED);
+        assert_eq!(s.env["OMP_NUM_THREADS"], "4");
+        assert!(!s.env.contains_key("BASH_FUNC_module%%"));
+        assert_eq!(s.modules.iter().map(|m| m.full_name()).collect::<Vec<_>>(), ["gcc/12.2.0", "openmpi/4.1.4"]);
+        assert_eq!(s.modules[0].file.as_deref(), Some("/opt/mf/gcc/12.2.0.lua"));
+        assert_eq!(s.tags, tags);
+        assert_eq!((s.start, s.slurm_version.as_str()), (1_700_000_000, "22.05.8"));
+        assert_eq!((s.array_job_id, s.array_task_id), (None, None));
+    }
+
+    #[test]
+    fn start_fallbacks() {
+        let mut f = facts(&["SLURM_JOB_USER=fromslurm", "USER=fromshell", "SLURM_SUBMIT_DIR=/sub", "PWD=relative"]);
+        f.user_name = None;
+        let s = build_start(&f, &EnvFilter::default(), &BTreeMap::new(), 5);
+        assert_eq!(s.cluster, UNKNOWN);
+        assert_eq!(s.node, "node1", "short host name when SLURMD_NODENAME is unset");
+        assert_eq!(s.user, "fromslurm");
+        assert_eq!(s.cwd.as_deref(), Some("/sub"), "a relative PWD is not trusted");
+        assert_eq!(s.exe, None, "no PATH in the step");
+        assert!(s.modules.is_empty() && s.tags.is_empty());
+
+        f.env = env(&["USER=fromshell"]);
+        f.hostname = None;
+        f.argv.clear();
+        let s = build_start(&f, &EnvFilter::from_lists(Some(""), None), &BTreeMap::new(), 5);
+        assert_eq!((s.user.as_str(), s.node.as_str()), ("fromshell", UNKNOWN));
+        assert!(s.argv.is_empty() && s.exe.is_none() && s.env.is_empty());
+    }
+
+    #[test]
+    fn hostile_environment_is_bounded() {
+        let mut entries: Vec<Vec<u8>> = (0..10_000).map(|i| format!("V{i}=value").into_bytes()).collect();
+        entries.push([b"HUGE=".as_slice(), &vec![b'h'; 1 << 20]].concat());
+        entries.push(b"BIN=\xff\xfe\x00x".to_vec());
+        entries.push(b"PATH=\xff:/usr/bin".to_vec());
+        let f = StepFacts { env: entries, ..facts(&[]) };
+        let s = build_start(&f, &EnvFilter::default(), &BTreeMap::new(), 5);
+        let json = serde_json_len(&s);
+        assert!(json < 1 << 20, "record stays small: {json} bytes");
+        assert!(s.exe.is_some(), "a non-UTF-8 PATH entry does not stop the search");
+    }
+
+    fn serde_json_len(s: &StepStart) -> usize {
+        // runledger-record serializes with serde_json; its Item is what the spool holds.
+        runledger_record::Batch::new("n", vec![runledger_record::Item::StepStart(s.clone())]).to_json().len()
+    }
+
+    #[test]
+    fn end_record_from_start_and_outcome() {
+        let start = build_start(
+            &facts(&["SLURM_CLUSTER_NAME=c", "SLURMD_NODENAME=n"]),
+            &EnvFilter::default(),
+            &BTreeMap::new(),
+            100,
+        );
+        let task = |rank: u32, raw: i32| TaskExit {
+            task_id: rank,
+            global_rank: rank,
+            raw_status: raw,
+            status: ExitStatus::from_wait_status(raw),
+            time: 150,
+        };
+        let outcome = StepOutcome {
+            tasks: vec![task(1, 11), task(0, 0)],
+            rusage: Some(Rusage { user_s: 1.5, sys_s: 0.25, max_rss_kib: 2048 }),
+            stdout: Some("/home/u/slurm-42.out".into()),
+            stderr: None,
+        };
+        let e = build_end(&start, &outcome, 160);
+        assert_eq!((e.cluster.as_str(), e.node.as_str(), e.job_id, e.step_id), ("c", "n", 42, 0));
+        assert_eq!((e.start, e.end), (100, 160));
+        assert_eq!(e.tasks.iter().map(|t| t.global_rank).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(e.tasks[1].status.signal, 11);
+        assert_eq!((e.cpu_user_s, e.cpu_sys_s, e.max_rss_kib), (1.5, 0.25, 2048));
+        assert_eq!(e.stdout.as_deref(), Some("/home/u/slurm-42.out"));
+        // A clock step backwards never makes a negative duration.
+        assert_eq!(build_end(&start, &StepOutcome::default(), 90).end, 100);
+        assert_eq!(step_label(42, STEP_BATCH), "42.batch");
+    }
+
+    #[test]
+    fn open_files_of_a_process() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("out.txt");
+        let f = fs::File::create(&path).unwrap();
+        let me = std::process::id() as i32;
+        assert_eq!(open_file_path(me, f.as_raw_fd()), Some(path.display().to_string()));
+        let null = fs::File::open("/dev/null").unwrap();
+        assert_eq!(open_file_path(me, null.as_raw_fd()), None, "not a regular file");
+        assert_eq!(open_file_path(me, 987_654), None);
+        fs::remove_file(&path).unwrap();
+        assert_eq!(open_file_path(me, f.as_raw_fd()), None, "deleted");
+        assert_eq!(proc_cwd(me), std::env::current_dir().ok().map(|p| p.display().to_string()));
+        assert_eq!(proc_cwd(i32::MAX), None);
+    }
+}
