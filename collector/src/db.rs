@@ -1,0 +1,364 @@
+//! The ledger database: SQLite in WAL mode, its schema and the migrations that build it.
+//!
+//! One file holds everything. `collector serve` is the only writer (one thread owns the
+//! connection); `collector query` opens the file read-only and, thanks to WAL, reads while the
+//! writer commits. The schema version is SQLite's `PRAGMA user_version`: [`MIGRATIONS`]`[i]`
+//! takes the database from version `i` to `i + 1`, each in its own transaction, so an old ledger
+//! is upgraded in place the first time a newer collector opens it, and a ledger written by a
+//! newer collector is refused rather than misread.
+//!
+//! # Tables (version 1)
+//!
+//! | table          | key                               | what                                                   |
+//! |----------------|-----------------------------------|--------------------------------------------------------|
+//! | `jobs`         | `id` (row id)                     | one row per job instance; aggregates recomputed from the rows below |
+//! | `job_nodes`    | (`job`, `node`)                   | one node's `JobEnd`: state, exit, evidence, times, output paths |
+//! | `steps`        | (`job`, `node`, `step_id`)        | one step on one node: `StepStart` + `StepEnd` fields     |
+//! | `tasks`        | (`job`, `node`, `step_id`, `global_rank`) | one task's exit                                 |
+//! | `modules`      | `id`; unique (`name`, `version`)  | every distinct module (`version` is `''` when none)     |
+//! | `job_modules`  | (`job`, `module`)                 | modules loaded by any step of the job                   |
+//! | `step_modules` | (`job`, `node`, `step_id`, `module`) | per step, with the modulefile and load order        |
+//! | `environments` | `hash`                            | each distinct step environment once (sha256 of canonical JSON) |
+//! | `tags`         | (`job`, `key`)                    | `--runledger-tag` pairs; `step_rank` says which step's value won |
+//! | `events`       | (`job`, `node`, `time`, `kind`, `detail`) | step_started, task_exited, step_ended, job_ended |
+//! | `facts`        | (`job`, `node`, `source`, `key`)  | facts read from solver logs by the epilog               |
+//!
+//! Child rows reference `jobs(id)` with `ON DELETE CASCADE`. Times are Unix seconds (local time
+//! only at display), states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// Schema steps; `MIGRATIONS.len()` is the version this build writes.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// How long a statement waits on a lock held by another connection before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const V1: &str = r#"
+CREATE TABLE environments (
+    hash TEXT PRIMARY KEY,
+    content TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    cluster TEXT NOT NULL,
+    job_id INTEGER NOT NULL,
+    array_job_id INTEGER,
+    array_task_id INTEGER,
+    uid INTEGER,
+    user TEXT,
+    gid INTEGER,
+    account TEXT,
+    partition TEXT,
+    qos TEXT,
+    job_name TEXT,
+    work_dir TEXT,
+    start INTEGER,
+    end INTEGER,
+    state TEXT NOT NULL DEFAULT 'UNKNOWN',
+    exit_code INTEGER,
+    signal INTEGER,
+    state_evidence TEXT,
+    nnodes INTEGER,
+    ncpus INTEGER,
+    cpu_user_s REAL NOT NULL DEFAULT 0,
+    cpu_sys_s REAL NOT NULL DEFAULT 0,
+    cpu_seconds REAL NOT NULL DEFAULT 0,
+    max_rss_kib INTEGER,
+    nodes TEXT,
+    env_hash TEXT
+);
+CREATE INDEX jobs_cluster_job ON jobs(cluster, job_id);
+CREATE INDEX jobs_cluster_array ON jobs(cluster, array_job_id) WHERE array_job_id IS NOT NULL;
+CREATE INDEX jobs_user ON jobs(user);
+CREATE INDEX jobs_uid ON jobs(uid);
+CREATE INDEX jobs_account ON jobs(account);
+CREATE INDEX jobs_partition ON jobs(partition);
+CREATE INDEX jobs_start ON jobs(start);
+CREATE INDEX jobs_state ON jobs(state);
+
+CREATE TABLE job_nodes (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node TEXT NOT NULL,
+    uid INTEGER,
+    user TEXT,
+    account TEXT,
+    partition TEXT,
+    work_dir TEXT,
+    exit_code INTEGER NOT NULL,
+    signal INTEGER NOT NULL,
+    core_dumped INTEGER NOT NULL DEFAULT 0,
+    derived_exit_code INTEGER,
+    derived_signal INTEGER,
+    state TEXT NOT NULL,
+    state_evidence TEXT,
+    start INTEGER,
+    end INTEGER NOT NULL,
+    stdout TEXT,
+    stderr TEXT,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (job, node)
+) WITHOUT ROWID;
+
+CREATE TABLE steps (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node TEXT NOT NULL,
+    step_id INTEGER NOT NULL,
+    seen_start INTEGER NOT NULL DEFAULT 0,
+    seen_end INTEGER NOT NULL DEFAULT 0,
+    start INTEGER,
+    end INTEGER,
+    node_id INTEGER,
+    uid INTEGER,
+    gid INTEGER,
+    user TEXT,
+    account TEXT,
+    partition TEXT,
+    qos TEXT,
+    job_name TEXT,
+    array_job_id INTEGER,
+    array_task_id INTEGER,
+    nnodes INTEGER,
+    argv TEXT,
+    exe TEXT,
+    cwd TEXT,
+    ntasks INTEGER,
+    local_tasks INTEGER,
+    ncpus INTEGER,
+    env_hash TEXT REFERENCES environments(hash),
+    slurm_version TEXT,
+    cpu_user_s REAL,
+    cpu_sys_s REAL,
+    max_rss_kib INTEGER,
+    stdout TEXT,
+    stderr TEXT,
+    PRIMARY KEY (job, node, step_id)
+) WITHOUT ROWID;
+
+CREATE TABLE tasks (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node TEXT NOT NULL,
+    step_id INTEGER NOT NULL,
+    global_rank INTEGER NOT NULL,
+    task_id INTEGER NOT NULL,
+    exit_code INTEGER NOT NULL,
+    signal INTEGER NOT NULL,
+    core_dumped INTEGER NOT NULL DEFAULT 0,
+    raw_status INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (job, node, step_id, global_rank)
+) WITHOUT ROWID;
+
+CREATE TABLE modules (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    UNIQUE (name, version)
+);
+CREATE INDEX modules_version ON modules(version);
+
+CREATE TABLE job_modules (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    module INTEGER NOT NULL REFERENCES modules(id),
+    PRIMARY KEY (job, module)
+) WITHOUT ROWID;
+CREATE INDEX job_modules_module ON job_modules(module);
+
+CREATE TABLE step_modules (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node TEXT NOT NULL,
+    step_id INTEGER NOT NULL,
+    module INTEGER NOT NULL REFERENCES modules(id),
+    position INTEGER NOT NULL,
+    file TEXT,
+    PRIMARY KEY (job, node, step_id, module)
+) WITHOUT ROWID;
+
+CREATE TABLE tags (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    step_rank INTEGER NOT NULL,
+    PRIMARY KEY (job, key)
+) WITHOUT ROWID;
+CREATE INDEX tags_key_value ON tags(key, value);
+
+CREATE TABLE events (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job, node, time, kind, detail)
+) WITHOUT ROWID;
+
+CREATE TABLE facts (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node TEXT NOT NULL,
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    unit TEXT,
+    PRIMARY KEY (job, node, source, key)
+) WITHOUT ROWID;
+"#;
+
+/// Opens (creating if needed) the database for writing and brings its schema up to date.
+pub fn open_rw(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    configure_rw(&conn).map_err(|e| format!("database {}: {e}", path.display()))?;
+    migrate(&conn).map_err(|e| format!("database {}: {e}", path.display()))?;
+    Ok(conn)
+}
+
+/// An in-memory database with the current schema, for tests and tools.
+pub fn open_memory() -> Connection {
+    let conn = Connection::open_in_memory().expect("in-memory SQLite");
+    configure_rw(&conn).expect("pragmas on an in-memory database");
+    migrate(&conn).expect("schema on an in-memory database");
+    conn
+}
+
+fn configure_rw(conn: &Connection) -> Result<(), String> {
+    // journal_mode answers with a row (the mode now in force), so it is read, not executed.
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| format!("enabling WAL: {e}"))?;
+    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        return Err(format!("cannot enable WAL (journal_mode is {mode})"));
+    }
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+    // NORMAL in WAL mode: a commit survives a crash of the process; only a power loss can
+    // drop the last commits, never corrupt the file.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;").map_err(|e| e.to_string())?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+/// Applies the migrations the database lacks; refuses a database newer than this build.
+pub fn migrate(conn: &Connection) -> Result<(), String> {
+    let have = schema_version(conn)?;
+    if have > SCHEMA_VERSION {
+        return Err(format!(
+            "schema version {have} is newer than this collector understands ({SCHEMA_VERSION}); upgrade runledger"
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(have as usize) {
+        let to = i + 1;
+        let run = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.execute_batch(sql)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {to}"))?;
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(e) = run() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(format!("migration to schema version {to} failed: {e}"));
+        }
+        log::info!("database schema migrated to version {to}");
+    }
+    Ok(())
+}
+
+pub fn schema_version(conn: &Connection) -> Result<u32, String> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0)).map_err(|e| e.to_string())
+}
+
+/// Opens the database read-only for queries, with errors an admin can act on.
+pub fn open_ro(path: &Path) -> Result<Connection, String> {
+    match std::fs::metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "no ledger database at {} (has `collector serve` run with this configuration? \
+                 --database or the config's collector.database names another file)",
+                path.display()
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(permission_error(path)),
+        Err(e) => return Err(format!("cannot open database {}: {e}", path.display())),
+    }
+    if let Err(e) = std::fs::File::open(path) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return Err(permission_error(path));
+        }
+        return Err(format!("cannot open database {}: {e}", path.display()));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+    let version = schema_version(&conn).map_err(|e| {
+        if e.contains("readonly") || e.contains("unable to open") {
+            permission_error(path)
+        } else {
+            format!("cannot read database {}: {e}", path.display())
+        }
+    })?;
+    if version == 0 {
+        return Err(format!("{} is not a runledger database (schema version 0)", path.display()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "database {} has schema version {version}, newer than this collector understands ({SCHEMA_VERSION}); \
+             upgrade runledger",
+            path.display()
+        ));
+    }
+    if version < SCHEMA_VERSION {
+        return Err(format!(
+            "database {} has schema version {version}; restart `collector serve` to upgrade it to {SCHEMA_VERSION}",
+            path.display()
+        ));
+    }
+    Ok(conn)
+}
+
+fn permission_error(path: &Path) -> String {
+    format!(
+        "permission denied reading the ledger database {}: only root and the collector's user can read it \
+         (user access through the collector's socket comes later)",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_gets_current_schema_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let conn = open_rw(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        drop(conn);
+        // Reopening applies nothing and keeps the version.
+        let conn = open_rw(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        let ro = open_ro(&path).unwrap();
+        let n: i64 = ro.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn newer_or_foreign_databases_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE x(a); PRAGMA user_version = 99").unwrap();
+        }
+        assert!(open_rw(&path).unwrap_err().contains("newer than this collector"));
+        assert!(open_ro(&path).unwrap_err().contains("newer than this collector"));
+        let other = dir.path().join("o.db");
+        Connection::open(&other).unwrap().execute_batch("CREATE TABLE x(a)").unwrap();
+        assert!(open_ro(&other).unwrap_err().contains("not a runledger database"));
+        assert!(open_ro(&dir.path().join("missing.db")).unwrap_err().contains("no ledger database"));
+    }
+}

@@ -1,0 +1,637 @@
+//! Merging node records into the ledger: idempotent, order-independent upserts.
+//!
+//! Every [`Item`] lands in the child table it describes, keyed so that applying it again
+//! overwrites a row with the same values ([`crate::db`] lists the keys): a retried batch, a batch
+//! whose items arrive in another order (a `StepEnd` before its `StepStart`, a `JobEnd` before
+//! the steps) or the batches of several nodes of one job all end in the same rows. The `jobs`
+//! row is never updated from an item directly: after a batch's items are applied, its aggregates
+//! are recomputed from the child rows ([`recompute`]), with deterministic tie-breaks, so they
+//! cannot depend on arrival order either.
+//!
+//! # Job identity
+//!
+//! Slurm reuses job ids (wrap-around at `MaxJobId`, or a reset controller state), so
+//! `(cluster, job_id)` alone does not name a job. [`resolve_job`] picks the row once per
+//! (batch, cluster, job id), from the union of the time spans ([`Item::span`]) of that batch's
+//! items for the job: an existing row with the same cluster and job id matches when its
+//! `[start, end]` overlaps the span within [`REUSE_SLACK_S`] seconds, and it does not already
+//! hold the same (node, step) — or the same node's `JobEnd` — with a different start time (a
+//! step cannot start twice). Of several matching rows the closest in time wins; with none, a new
+//! row is created.
+//!
+//! # Group commit
+//!
+//! [`apply_group`] applies many batches in one transaction, each inside its own savepoint: a
+//! batch that fails is rolled back alone and reported, the others commit together.
+
+use runledger_record::{
+    step_name, Batch, ExitStatus, Item, JobEnd, JobState, StepEnd, StepStart, Timestamp, STEP_BATCH,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// How far apart (seconds) a batch's span and a job row's span may be and still be one job.
+pub const REUSE_SLACK_S: i64 = 60;
+
+/// Why a batch was not merged.
+#[derive(Debug)]
+pub enum MergeError {
+    /// The batch makes no sense (empty cluster, node…): the sender's bug, retrying won't help.
+    Invalid(String),
+    Db(rusqlite::Error),
+}
+
+impl std::fmt::Display for MergeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MergeError::Invalid(m) => write!(f, "invalid batch: {m}"),
+            MergeError::Db(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MergeError {}
+
+impl From<rusqlite::Error> for MergeError {
+    fn from(e: rusqlite::Error) -> Self {
+        MergeError::Db(e)
+    }
+}
+
+/// Checks what parsing cannot: every item names a cluster, a node and a job.
+pub fn validate(batch: &Batch) -> Result<(), String> {
+    for (i, item) in batch.items.iter().enumerate() {
+        let what = || format!("item {i} ({})", item.kind());
+        if item.cluster().trim().is_empty() {
+            return Err(format!("{} has an empty cluster name", what()));
+        }
+        if item.node().trim().is_empty() {
+            return Err(format!("{} has an empty node name", what()));
+        }
+        if item.job_id() == 0 {
+            return Err(format!("{} has job id 0", what()));
+        }
+        let (start, end) = item.span();
+        if end < start {
+            return Err(format!("{} ends ({end}) before it starts ({start})", what()));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `batches` in one transaction, each in its own savepoint.
+///
+/// Returns one result per batch (items applied, or why that batch was rolled back); `Err` when
+/// the transaction as a whole could not be begun or committed, in which case nothing is stored.
+pub fn apply_group(
+    conn: &Connection,
+    batches: &[&Batch],
+    received_at: Timestamp,
+) -> rusqlite::Result<Vec<Result<usize, MergeError>>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        if let Err(e) = conn.execute_batch("SAVEPOINT batch") {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        match apply_batch(conn, batch, received_at) {
+            Ok(n) => {
+                if let Err(e) = conn.execute_batch("RELEASE batch") {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+                out.push(Ok(n));
+            }
+            Err(e) => {
+                if let Err(e2) = conn.execute_batch("ROLLBACK TO batch; RELEASE batch") {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e2);
+                }
+                out.push(Err(e));
+            }
+        }
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(out)
+}
+
+/// Applies one batch (inside the caller's transaction). Returns the number of items applied.
+pub fn apply_batch(conn: &Connection, batch: &Batch, received_at: Timestamp) -> Result<usize, MergeError> {
+    validate(batch).map_err(MergeError::Invalid)?;
+    let mut groups: BTreeMap<(&str, u32), Vec<&Item>> = BTreeMap::new();
+    for item in &batch.items {
+        groups.entry((item.cluster(), item.job_id())).or_default().push(item);
+    }
+    for ((cluster, job_id), items) in groups {
+        let job = resolve_job(conn, cluster, job_id, &items)?;
+        for item in &items {
+            apply_item(conn, job, item, received_at)?;
+        }
+        recompute(conn, job)?;
+    }
+    Ok(batch.items.len())
+}
+
+/// The time span of a set of items: earliest start, latest end.
+fn union_span(items: &[&Item]) -> (Timestamp, Timestamp) {
+    items.iter().map(|i| i.span()).fold((Timestamp::MAX, Timestamp::MIN), |(s, e), (s2, e2)| (s.min(s2), e.max(e2)))
+}
+
+/// Finds the job row these items (one cluster, one job id) belong to, creating it if none fits.
+pub fn resolve_job(conn: &Connection, cluster: &str, job_id: u32, items: &[&Item]) -> rusqlite::Result<i64> {
+    let (span_start, span_end) = union_span(items);
+    let mut candidates = Vec::new();
+    {
+        let mut st = conn.prepare_cached("SELECT id, start, end FROM jobs WHERE cluster = ?1 AND job_id = ?2")?;
+        let rows = st.query_map(params![cluster, job_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, Option<i64>>(2)?))
+        })?;
+        for row in rows {
+            candidates.push(row?);
+        }
+    }
+    let mut best: Option<(i64, i64)> = None; // (distance, id)
+    for (id, start, end) in candidates {
+        let Some(start) = start else { continue };
+        let end = end.unwrap_or(start).max(start);
+        if start - REUSE_SLACK_S > span_end || span_start > end + REUSE_SLACK_S {
+            continue;
+        }
+        if conflicts(conn, id, items)? {
+            continue;
+        }
+        let distance = (start - span_start).abs() + (end - span_end).abs();
+        if best.is_none_or(|(d, bid)| (distance, -id) < (d, -bid)) {
+            best = Some((distance, id));
+        }
+    }
+    if let Some((_, id)) = best {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO jobs (cluster, job_id, start, end) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![cluster, job_id, span_start, span_end])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Whether job row `job` already holds one of these steps (or node end records) started at
+/// another time: then it is another instance of a reused job id.
+fn conflicts(conn: &Connection, job: i64, items: &[&Item]) -> rusqlite::Result<bool> {
+    let mut step_q = conn.prepare_cached(
+        "SELECT 1 FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3 AND start IS NOT NULL AND start <> ?4",
+    )?;
+    let mut node_q = conn
+        .prepare_cached("SELECT 1 FROM job_nodes WHERE job = ?1 AND node = ?2 AND start IS NOT NULL AND start <> ?3")?;
+    for item in items {
+        let hit = match item {
+            Item::StepStart(s) => step_q.exists(params![job, s.node, s.step_id, s.start])?,
+            Item::StepEnd(s) => step_q.exists(params![job, s.node, s.step_id, s.start])?,
+            Item::JobEnd(j) => match j.start {
+                Some(start) => node_q.exists(params![job, j.node, start])?,
+                None => false,
+            },
+        };
+        if hit {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn apply_item(conn: &Connection, job: i64, item: &Item, received_at: Timestamp) -> rusqlite::Result<()> {
+    match item {
+        Item::StepStart(s) => apply_step_start(conn, job, s),
+        Item::StepEnd(s) => apply_step_end(conn, job, s),
+        Item::JobEnd(j) => apply_job_end(conn, job, j, received_at),
+    }
+}
+
+/// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).
+pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
+    let content = serde_json::to_string(env).expect("a string map always serializes");
+    let d = Sha256::digest(content.as_bytes());
+    let mut hash = String::with_capacity(64);
+    for b in d {
+        hash.push_str(&format!("{b:02x}"));
+    }
+    (hash, content)
+}
+
+/// Which step's tag value wins when steps disagree: the batch step, then the lowest step id.
+fn step_rank(step_id: u32) -> i64 {
+    if step_id == STEP_BATCH {
+        0
+    } else {
+        i64::from(step_id) + 1
+    }
+}
+
+fn event(conn: &Connection, job: i64, node: &str, time: Timestamp, kind: &str, detail: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO events (job, node, time, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![job, node, time, kind, detail])?;
+    Ok(())
+}
+
+fn module_id(conn: &Connection, name: &str, version: &str) -> rusqlite::Result<i64> {
+    let found = conn
+        .prepare_cached("SELECT id FROM modules WHERE name = ?1 AND version = ?2")?
+        .query_row(params![name, version], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO modules (name, version) VALUES (?1, ?2)")?.execute(params![name, version])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn apply_step_start(conn: &Connection, job: i64, s: &StepStart) -> rusqlite::Result<()> {
+    let env_hash = if s.env.is_empty() {
+        None
+    } else {
+        let (hash, content) = env_hash(&s.env);
+        conn.prepare_cached("INSERT OR IGNORE INTO environments (hash, content) VALUES (?1, ?2)")?
+            .execute(params![hash, content])?;
+        Some(hash)
+    };
+    let argv = serde_json::to_string(&s.argv).expect("strings serialize");
+    conn.prepare_cached(
+        "INSERT INTO steps (job, node, step_id, seen_start, start, node_id, uid, gid, user, account, partition,
+                            qos, job_name, array_job_id, array_task_id, nnodes, argv, exe, cwd, ntasks,
+                            local_tasks, ncpus, env_hash, slurm_version)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                 ?21, ?22, ?23)
+         ON CONFLICT (job, node, step_id) DO UPDATE SET
+            seen_start = 1, start = excluded.start, node_id = excluded.node_id, uid = excluded.uid,
+            gid = excluded.gid, user = excluded.user, account = excluded.account,
+            partition = excluded.partition, qos = excluded.qos, job_name = excluded.job_name,
+            array_job_id = excluded.array_job_id, array_task_id = excluded.array_task_id,
+            nnodes = excluded.nnodes, argv = excluded.argv, exe = excluded.exe, cwd = excluded.cwd,
+            ntasks = excluded.ntasks, local_tasks = excluded.local_tasks, ncpus = excluded.ncpus,
+            env_hash = excluded.env_hash, slurm_version = excluded.slurm_version",
+    )?
+    .execute(params![
+        job,
+        s.node,
+        s.step_id,
+        s.start,
+        s.node_id,
+        s.uid,
+        s.gid,
+        non_empty(&s.user),
+        s.account,
+        s.partition,
+        s.qos,
+        s.job_name,
+        s.array_job_id,
+        s.array_task_id,
+        s.nnodes,
+        argv,
+        s.exe,
+        s.cwd,
+        s.total_tasks,
+        s.local_tasks,
+        s.ncpus,
+        env_hash,
+        non_empty(&s.slurm_version),
+    ])?;
+    for (position, m) in s.modules.iter().enumerate() {
+        let module = module_id(conn, &m.name, m.version.as_deref().unwrap_or(""))?;
+        conn.prepare_cached("INSERT OR IGNORE INTO job_modules (job, module) VALUES (?1, ?2)")?
+            .execute(params![job, module])?;
+        conn.prepare_cached(
+            "INSERT INTO step_modules (job, node, step_id, module, position, file) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (job, node, step_id, module) DO UPDATE SET position = excluded.position, file = excluded.file",
+        )?
+        .execute(params![job, s.node, s.step_id, module, position as i64, m.file])?;
+    }
+    let rank = step_rank(s.step_id);
+    for (key, value) in &s.tags {
+        conn.prepare_cached(
+            "INSERT INTO tags (job, key, value, step_rank) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (job, key) DO UPDATE SET value = excluded.value, step_rank = excluded.step_rank
+             WHERE (excluded.step_rank, excluded.value) < (tags.step_rank, tags.value)",
+        )?
+        .execute(params![job, key, value, rank])?;
+    }
+    event(conn, job, &s.node, s.start, "step_started", &format!("step={}", step_name(s.step_id)))
+}
+
+fn apply_step_end(conn: &Connection, job: i64, s: &StepEnd) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO steps (job, node, step_id, seen_end, start, end, cpu_user_s, cpu_sys_s, max_rss_kib, stdout,
+                            stderr)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (job, node, step_id) DO UPDATE SET
+            seen_end = 1, start = CASE WHEN steps.seen_start THEN steps.start ELSE excluded.start END,
+            end = excluded.end, cpu_user_s = excluded.cpu_user_s, cpu_sys_s = excluded.cpu_sys_s,
+            max_rss_kib = excluded.max_rss_kib, stdout = excluded.stdout, stderr = excluded.stderr",
+    )?
+    .execute(params![
+        job,
+        s.node,
+        s.step_id,
+        s.start,
+        s.end,
+        s.cpu_user_s,
+        s.cpu_sys_s,
+        s.max_rss_kib as i64,
+        s.stdout,
+        s.stderr
+    ])?;
+    let step = step_name(s.step_id);
+    for t in &s.tasks {
+        conn.prepare_cached(
+            "INSERT INTO tasks (job, node, step_id, global_rank, task_id, exit_code, signal, core_dumped,
+                                raw_status, time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (job, node, step_id, global_rank) DO UPDATE SET
+                task_id = excluded.task_id, exit_code = excluded.exit_code, signal = excluded.signal,
+                core_dumped = excluded.core_dumped, raw_status = excluded.raw_status, time = excluded.time",
+        )?
+        .execute(params![
+            job,
+            s.node,
+            s.step_id,
+            t.global_rank,
+            t.task_id,
+            t.status.code,
+            t.status.signal,
+            t.status.core_dumped,
+            t.raw_status,
+            t.time
+        ])?;
+        let detail = format!("step={step} rank={} task={} exit={}", t.global_rank, t.task_id, t.status);
+        event(conn, job, &s.node, t.time, "task_exited", &detail)?;
+    }
+    event(conn, job, &s.node, s.end, "step_ended", &format!("step={step}"))
+}
+
+fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp) -> rusqlite::Result<()> {
+    let derived = j.derived_exit;
+    // received_at is kept from the first delivery, so a retried batch changes nothing.
+    conn.prepare_cached(
+        "INSERT INTO job_nodes (job, node, uid, user, account, partition, work_dir, exit_code, signal, core_dumped,
+                                derived_exit_code, derived_signal, state, state_evidence, start, end, stdout,
+                                stderr, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+         ON CONFLICT (job, node) DO UPDATE SET
+            uid = excluded.uid, user = excluded.user, account = excluded.account, partition = excluded.partition,
+            work_dir = excluded.work_dir, exit_code = excluded.exit_code, signal = excluded.signal,
+            core_dumped = excluded.core_dumped, derived_exit_code = excluded.derived_exit_code,
+            derived_signal = excluded.derived_signal, state = excluded.state,
+            state_evidence = excluded.state_evidence, start = excluded.start, end = excluded.end,
+            stdout = excluded.stdout, stderr = excluded.stderr",
+    )?
+    .execute(params![
+        job,
+        j.node,
+        j.uid,
+        non_empty(&j.user),
+        j.account,
+        j.partition,
+        j.work_dir,
+        j.exit.code,
+        j.exit.signal,
+        j.exit.core_dumped,
+        derived.map(|d| d.code),
+        derived.map(|d| d.signal),
+        j.state.as_str(),
+        j.state_evidence,
+        j.start,
+        j.end,
+        j.stdout,
+        j.stderr,
+        received_at
+    ])?;
+    for f in &j.facts {
+        conn.prepare_cached(
+            "INSERT INTO facts (job, node, source, key, value, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (job, node, source, key) DO UPDATE SET value = excluded.value, unit = excluded.unit",
+        )?
+        .execute(params![job, j.node, f.source, f.key, f.value, f.unit])?;
+    }
+    event(conn, job, &j.node, j.end, "job_ended", &format!("state={} exit={}", j.state, j.exit))
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+/// Sorts node names the way people expect (`n2` before `n10`).
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(cb.iter()) {
+        let ord = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (xt, yt) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                xt.len().cmp(&yt.len()).then_with(|| xt.cmp(yt)).then_with(|| x.len().cmp(&y.len()))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
+}
+
+/// The job-level attributes steps carry, first non-null in precedence order.
+#[derive(Default)]
+struct Attrs {
+    uid: Option<i64>,
+    gid: Option<i64>,
+    user: Option<String>,
+    account: Option<String>,
+    partition: Option<String>,
+    qos: Option<String>,
+    job_name: Option<String>,
+    array_job_id: Option<i64>,
+    array_task_id: Option<i64>,
+    env_hash: Option<String>,
+    cwd: Option<String>,
+    work_dir: Option<String>,
+}
+
+fn first<T>(slot: &mut Option<T>, v: Option<T>) {
+    if slot.is_none() {
+        *slot = v;
+    }
+}
+
+/// Recomputes a job row's aggregates from its child rows.
+///
+/// - cpu (user, sys, total) = sums over all steps on all nodes; max_rss = max over steps;
+/// - start = earliest step or node start; end = latest step or node end;
+/// - nodes = distinct nodes seen (natural order); nnodes = max(that count, steps' nnodes);
+///   ncpus = Σ over nodes of the largest step ncpus on that node;
+/// - state = worst [`JobState`] over the node records (UNKNOWN without any); exit code/signal =
+///   worst [`ExitStatus::severity`]; evidence = from a node with the worst state;
+/// - user, account, partition, … = first known value, batch step first, then steps by id, then
+///   node records by node name; env_hash = that of the batch step (else the first step's).
+pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
+    let (cpu_user, cpu_sys, max_rss, step_start, step_end, step_nnodes): (
+        f64,
+        f64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    ) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(cpu_user_s), 0), COALESCE(SUM(cpu_sys_s), 0), MAX(max_rss_kib), MIN(start),
+                    MAX(COALESCE(end, start)), MAX(nnodes)
+             FROM steps WHERE job = ?1",
+        )?
+        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+    let ncpus: Option<i64> = conn
+        .prepare_cached("SELECT SUM(m) FROM (SELECT MAX(ncpus) AS m FROM steps WHERE job = ?1 GROUP BY node)")?
+        .query_row([job], |r| r.get(0))?;
+
+    let mut attrs = Attrs::default();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT uid, gid, user, account, partition, qos, job_name, array_job_id, array_task_id, env_hash, cwd
+             FROM steps WHERE job = ?1 AND seen_start = 1
+             ORDER BY step_id <> ?2, step_id, node",
+        )?;
+        let mut rows = st.query(params![job, STEP_BATCH])?;
+        while let Some(r) = rows.next()? {
+            first(&mut attrs.uid, r.get(0)?);
+            first(&mut attrs.gid, r.get(1)?);
+            first(&mut attrs.user, r.get(2)?);
+            first(&mut attrs.account, r.get(3)?);
+            first(&mut attrs.partition, r.get(4)?);
+            first(&mut attrs.qos, r.get(5)?);
+            first(&mut attrs.job_name, r.get(6)?);
+            first(&mut attrs.array_job_id, r.get(7)?);
+            first(&mut attrs.array_task_id, r.get(8)?);
+            first(&mut attrs.env_hash, r.get(9)?);
+            first(&mut attrs.cwd, r.get(10)?);
+        }
+    }
+
+    let mut state = JobState::Unknown;
+    let mut exit: Option<ExitStatus> = None;
+    let mut evidence: Vec<(JobState, String)> = Vec::new();
+    let mut node_start: Option<i64> = None;
+    let mut node_end: Option<i64> = None;
+    let mut nodes: Vec<String> = Vec::new();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT node, uid, user, account, partition, work_dir, state, exit_code, signal, state_evidence,
+                    start, end
+             FROM job_nodes WHERE job = ?1 ORDER BY node",
+        )?;
+        let mut rows = st.query([job])?;
+        while let Some(r) = rows.next()? {
+            nodes.push(r.get(0)?);
+            first(&mut attrs.uid, r.get(1)?);
+            first(&mut attrs.user, r.get(2)?);
+            first(&mut attrs.account, r.get(3)?);
+            first(&mut attrs.partition, r.get(4)?);
+            first(&mut attrs.work_dir, r.get(5)?);
+            let s: String = r.get(6)?;
+            let s = s.parse::<JobState>().unwrap_or(JobState::Unknown);
+            state = state.worst(s);
+            let e = ExitStatus { code: r.get(7)?, signal: r.get(8)?, core_dumped: false };
+            if exit.is_none_or(|x| e.severity() > x.severity()) {
+                exit = Some(e);
+            }
+            if let Some(ev) = r.get::<_, Option<String>>(9)? {
+                evidence.push((s, ev));
+            }
+            let start: Option<i64> = r.get(10)?;
+            let end: i64 = r.get(11)?;
+            let start = start.unwrap_or(end);
+            node_start = Some(node_start.map_or(start, |x| x.min(start)));
+            node_end = Some(node_end.map_or(end, |x| x.max(end)));
+        }
+    }
+    let state_evidence = evidence.into_iter().find(|(s, _)| *s == state).map(|(_, e)| e);
+    {
+        let mut st = conn.prepare_cached("SELECT DISTINCT node FROM steps WHERE job = ?1")?;
+        let mut rows = st.query([job])?;
+        while let Some(r) = rows.next()? {
+            nodes.push(r.get(0)?);
+        }
+    }
+    nodes.sort_by(|a, b| natural_cmp(a, b));
+    nodes.dedup();
+    let start = min_opt(step_start, node_start);
+    let end = max_opt(step_end, node_end);
+    let nnodes = (nodes.len() as i64).max(step_nnodes.unwrap_or(0));
+    let work_dir = attrs.work_dir.or(attrs.cwd);
+
+    conn.prepare_cached(
+        "UPDATE jobs SET array_job_id = ?2, array_task_id = ?3, uid = ?4, user = ?5, gid = ?6, account = ?7,
+            partition = ?8, qos = ?9, job_name = ?10, work_dir = ?11, start = ?12, end = ?13, state = ?14,
+            exit_code = ?15, signal = ?16, state_evidence = ?17, nnodes = ?18, ncpus = ?19, cpu_user_s = ?20,
+            cpu_sys_s = ?21, cpu_seconds = ?22, max_rss_kib = ?23, nodes = ?24, env_hash = ?25
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        job,
+        attrs.array_job_id,
+        attrs.array_task_id,
+        attrs.uid,
+        attrs.user,
+        attrs.gid,
+        attrs.account,
+        attrs.partition,
+        attrs.qos,
+        attrs.job_name,
+        work_dir,
+        start,
+        end,
+        state.as_str(),
+        exit.map(|e| e.code),
+        exit.map(|e| e.signal),
+        state_evidence,
+        nnodes,
+        ncpus,
+        cpu_user,
+        cpu_sys,
+        cpu_user + cpu_sys,
+        max_rss,
+        nodes.join(","),
+        attrs.env_hash,
+    ])?;
+    Ok(())
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,388 @@
+use super::*;
+use crate::db;
+use crate::sample::Sample;
+use runledger_record::{Fact, STEP_BATCH};
+use rusqlite::types::ValueRef;
+use std::collections::HashMap;
+
+const T0: i64 = 1_700_000_000;
+const RECEIVED: i64 = 1_700_001_000;
+
+/// Every table, rows sorted, with row ids replaced by what they stand for, so two databases
+/// built in different orders compare equal when they hold the same facts.
+pub(crate) fn dump(conn: &Connection) -> String {
+    let mut jobs = HashMap::new();
+    let mut st = conn.prepare("SELECT id, cluster, job_id, start FROM jobs").unwrap();
+    let mut rows = st.query([]).unwrap();
+    while let Some(r) = rows.next().unwrap() {
+        let (id, c, j, s): (i64, String, i64, Option<i64>) =
+            (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap(), r.get(3).unwrap());
+        jobs.insert(id, format!("{c}/{j}@{s:?}"));
+    }
+    let mut modules = HashMap::new();
+    let mut st = conn.prepare("SELECT id, name, version FROM modules").unwrap();
+    let mut rows = st.query([]).unwrap();
+    while let Some(r) = rows.next().unwrap() {
+        let (id, n, v): (i64, String, String) = (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
+        modules.insert(id, format!("{n}/{v}"));
+    }
+    let tables = [
+        "jobs",
+        "job_nodes",
+        "steps",
+        "tasks",
+        "modules",
+        "job_modules",
+        "step_modules",
+        "environments",
+        "tags",
+        "events",
+        "facts",
+    ];
+    let mut out = String::new();
+    for table in tables {
+        let mut st = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
+        let mut lines = Vec::new();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let mut cells = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                let v = r.get_ref(i).unwrap();
+                let text = match v {
+                    ValueRef::Null => "NULL".to_string(),
+                    ValueRef::Integer(n) => n.to_string(),
+                    ValueRef::Real(f) => format!("{f}"),
+                    ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+                    ValueRef::Blob(b) => format!("{b:?}"),
+                };
+                let cell = match (table, name.as_str(), v) {
+                    ("jobs" | "modules", "id", _) => continue,
+                    (_, "job", ValueRef::Integer(n)) => jobs[&n].clone(),
+                    (_, "module", ValueRef::Integer(n)) => modules[&n].clone(),
+                    _ => text,
+                };
+                cells.push(format!("{name}={cell}"));
+            }
+            lines.push(cells.join(" "));
+        }
+        lines.sort();
+        out.push_str(&format!("== {table}\n"));
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn apply(conn: &Connection, batch: &Batch) {
+    let r = apply_group(conn, &[batch], RECEIVED).unwrap();
+    r.into_iter().next().unwrap().unwrap();
+}
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn sample() -> Sample {
+    let mut s = Sample::new("tc", 42, T0);
+    s.nnodes = 2;
+    s.env_vars = 8;
+    s.facts = vec![Fact { source: "out.log".into(), key: "iterations".into(), value: "100".into(), unit: None }];
+    s
+}
+
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let x = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, x.clone());
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn applying_a_batch_twice_changes_nothing() {
+    let conn = db::open_memory();
+    let b = sample().batch(0);
+    apply(&conn, &b);
+    let once = dump(&conn);
+    apply(&conn, &b);
+    assert_eq!(dump(&conn), once);
+    // Even with another receive time, nothing changes.
+    apply_group(&conn, &[&b], RECEIVED + 500).unwrap()[0].as_ref().unwrap();
+    assert_eq!(dump(&conn), once);
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs"), 1);
+    assert_eq!(count(&conn, "SELECT count(*) FROM events"), 8, "{once}");
+}
+
+#[test]
+fn item_order_does_not_matter_within_a_batch_or_across_batches() {
+    let s = sample();
+    let items = s.node_items(0);
+    assert_eq!(items.len(), 5);
+    let reference = {
+        let conn = db::open_memory();
+        apply(&conn, &Batch::new("n", items.clone()));
+        dump(&conn)
+    };
+    for perm in permutations(&items) {
+        // The whole permutation as one batch.
+        let conn = db::open_memory();
+        apply(&conn, &Batch::new("n", perm.clone()));
+        assert_eq!(dump(&conn), reference, "one batch, order {:?}", perm.iter().map(|i| i.kind()).collect::<Vec<_>>());
+        // Each item as its own batch, in this order.
+        let conn = db::open_memory();
+        for item in &perm {
+            apply(&conn, &Batch::new("n", vec![item.clone()]));
+        }
+        assert_eq!(
+            dump(&conn),
+            reference,
+            "separate batches, order {:?}",
+            perm.iter().map(|i| i.kind()).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn two_nodes_merge_into_one_job_in_either_order() {
+    let mut s = sample();
+    s.last_node = Some((JobState::Failed, ExitStatus { code: 3, signal: 0, core_dumped: false }));
+    let (a, b) = (s.batch(0), s.batch(1));
+    let ab = {
+        let conn = db::open_memory();
+        apply(&conn, &a);
+        apply(&conn, &b);
+        dump(&conn)
+    };
+    let conn = db::open_memory();
+    apply(&conn, &b);
+    apply(&conn, &a);
+    assert_eq!(dump(&conn), ab);
+    // Both in one group commit, too.
+    let conn2 = db::open_memory();
+    apply_group(&conn2, &[&b, &a], RECEIVED).unwrap();
+    assert_eq!(dump(&conn2), ab);
+
+    let (n, nodes, state, exit, sig, cpu, rss, nnodes, ncpus, ev): (
+        i64,
+        String,
+        String,
+        i64,
+        i64,
+        f64,
+        i64,
+        i64,
+        i64,
+        Option<String>,
+    ) = conn
+        .query_row(
+            "SELECT count(*), nodes, state, exit_code, signal, cpu_seconds, max_rss_kib, nnodes, ncpus,
+                    state_evidence FROM jobs",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(nodes, "n0001,n0002");
+    assert_eq!((state.as_str(), exit, sig), ("FAILED", 3, 0));
+    assert_eq!(ev.as_deref(), Some("FAILED on n0002"));
+    // batch 1.5+0.25, step 0 on n0001 100+2, on n0002 101+2.
+    assert!((cpu - (1.75 + 102.0 + 103.0)).abs() < 1e-9, "{cpu}");
+    assert_eq!(rss, 1_001_000);
+    assert_eq!((nnodes, ncpus), (2, 8));
+    let (user, account, start, end, env): (String, String, i64, i64, Option<String>) = conn
+        .query_row("SELECT user, account, start, end, env_hash FROM jobs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    assert_eq!((user.as_str(), account.as_str(), start, end), ("alice", "physics", T0, T0 + 30));
+    assert_eq!(env, Some(env_hash(&s.env()).0));
+}
+
+#[test]
+fn worst_signal_beats_exit_code_and_state_defaults_to_unknown() {
+    let mut s = sample();
+    s.state = JobState::Failed;
+    s.exit = ExitStatus { code: 1, signal: 0, core_dumped: false };
+    s.last_node = Some((JobState::Cancelled, ExitStatus { code: 0, signal: 9, core_dumped: false }));
+    let conn = db::open_memory();
+    apply(&conn, &s.batch(0));
+    apply(&conn, &s.batch(1));
+    let got: (String, i64, i64) = conn
+        .query_row("SELECT state, exit_code, signal FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
+    assert_eq!(got, ("CANCELLED".into(), 0, 9));
+
+    // Steps only, no JobEnd yet: UNKNOWN, no exit.
+    let conn = db::open_memory();
+    let items: Vec<Item> = s.node_items(0).into_iter().filter(|i| !matches!(i, Item::JobEnd(_))).collect();
+    apply(&conn, &Batch::new("n", items));
+    let got: (String, Option<i64>) =
+        conn.query_row("SELECT state, exit_code FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(got, ("UNKNOWN".into(), None));
+}
+
+#[test]
+fn a_reused_job_id_gets_its_own_row() {
+    let conn = db::open_memory();
+    let first = sample();
+    apply(&conn, &first.batch(0));
+    // A day later, same cluster and job id (controller state reset): a new job.
+    let mut later = sample();
+    later.start = T0 + 86_400;
+    later.user = "bob".into();
+    apply(&conn, &later.batch(0));
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs WHERE job_id = 42"), 2);
+    // Within the slack, but the same node's batch step started at another time: another job.
+    let mut close = sample();
+    close.start = T0 + 40;
+    close.user = "carol".into();
+    apply(&conn, &close.batch(0));
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs WHERE job_id = 42"), 3);
+    // Late records of the first job (its second node) still find the first row.
+    apply(&conn, &first.batch(1));
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs WHERE job_id = 42"), 3);
+    let rows: Vec<(String, i64, String)> = conn
+        .prepare("SELECT user, start, nodes FROM jobs ORDER BY start")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("alice".into(), T0, "n0001,n0002".into()),
+            ("carol".into(), T0 + 40, "n0001".into()),
+            ("bob".into(), T0 + 86_400, "n0001".into()),
+        ]
+    );
+    // And re-sending the reused job's batch lands on its own row again.
+    let before = dump(&conn);
+    apply(&conn, &later.batch(0));
+    apply(&conn, &close.batch(0));
+    assert_eq!(dump(&conn), before);
+}
+
+#[test]
+fn identical_environments_are_stored_once() {
+    let conn = db::open_memory();
+    let a = Sample::new("tc", 1, T0);
+    let mut b = Sample::new("tc", 2, T0 + 100);
+    b.first_node = 9;
+    apply(&conn, &a.batch(0));
+    apply(&conn, &b.batch(0));
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs"), 2);
+    assert_eq!(count(&conn, "SELECT count(*) FROM environments"), 1);
+    assert_eq!(count(&conn, "SELECT count(DISTINCT env_hash) FROM steps"), 1);
+    let content: String = conn.query_row("SELECT content FROM environments", [], |r| r.get(0)).unwrap();
+    let env: BTreeMap<String, String> = serde_json::from_str(&content).unwrap();
+    assert_eq!(env, a.env());
+    // A different environment is a second row.
+    let mut c = Sample::new("tc", 3, T0 + 200);
+    c.user = "bob".into();
+    apply(&conn, &c.batch(0));
+    assert_eq!(count(&conn, "SELECT count(*) FROM environments"), 2);
+    // Modules are shared too.
+    assert_eq!(count(&conn, "SELECT count(*) FROM modules"), 2);
+    assert_eq!(count(&conn, "SELECT count(*) FROM job_modules"), 6);
+}
+
+#[test]
+fn malformed_batches_are_refused_and_do_not_spoil_a_group() {
+    let good = sample().batch(0);
+    let mut bad = sample().batch(1);
+    if let Item::JobEnd(j) = bad.items.last_mut().unwrap() {
+        j.cluster = String::new();
+    }
+    assert!(validate(&bad).unwrap_err().contains("empty cluster"));
+    let mut zero = sample().batch(0);
+    if let Item::StepStart(s) = &mut zero.items[0] {
+        s.job_id = 0;
+    }
+    assert!(validate(&zero).unwrap_err().contains("job id 0"));
+    let mut backwards = sample().batch(0);
+    if let Item::StepEnd(s) = &mut backwards.items[1] {
+        s.end = s.start - 10;
+    }
+    assert!(validate(&backwards).unwrap_err().contains("before it starts"));
+    assert!(Batch::from_json(b"{\"format\":1}").is_err());
+    assert!(Batch::from_json(br#"{"format":1,"sender":"n","created":0,"items":[{"kind":"nope"}]}"#).is_err());
+
+    // One failing batch (a database error half-way) is rolled back alone.
+    let conn = db::open_memory();
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER boom BEFORE INSERT ON job_nodes WHEN NEW.node = 'n0002'
+         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    )
+    .unwrap();
+    let other = Sample::new("tc", 77, T0);
+    let second_node = sample().batch(1);
+    let results = apply_group(&conn, &[&good, &second_node, &bad, &other.batch(0)], RECEIVED).unwrap();
+    assert!(results[0].is_ok());
+    assert!(matches!(&results[1], Err(MergeError::Db(e)) if e.to_string().contains("boom")), "{:?}", results[1]);
+    assert!(matches!(&results[2], Err(MergeError::Invalid(_))));
+    assert!(results[3].is_ok());
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs"), 2);
+    assert_eq!(count(&conn, "SELECT count(*) FROM steps WHERE node = 'n0002'"), 0);
+    let nodes: String = conn.query_row("SELECT nodes FROM jobs WHERE job_id = 42", [], |r| r.get(0)).unwrap();
+    assert_eq!(nodes, "n0001");
+}
+
+#[test]
+fn tags_prefer_the_batch_step_whatever_the_order() {
+    let s = sample();
+    let mut items = s.node_items(0);
+    for item in &mut items {
+        if let Item::StepStart(st) = item {
+            if st.step_id != STEP_BATCH {
+                st.tags.insert("project".into(), "beta".into());
+                st.tags.insert("only0".into(), "x".into());
+            }
+        }
+    }
+    for perm in permutations(&items[..3]) {
+        let conn = db::open_memory();
+        for item in perm {
+            apply(&conn, &Batch::new("n", vec![item]));
+        }
+        let tags: Vec<(String, String)> = conn
+            .prepare("SELECT key, value FROM tags ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(tags, vec![("only0".into(), "x".into()), ("project".into(), "alpha".into())]);
+    }
+}
+
+#[test]
+fn node_names_sort_naturally() {
+    let mut v = vec!["n10", "n2", "n1", "a", "n02"];
+    v.sort_by(|a, b| natural_cmp(a, b));
+    assert_eq!(v, vec!["a", "n1", "n2", "n02", "n10"]);
+}
