@@ -1,0 +1,348 @@
+//! Getting batches to the collector without losing one.
+//!
+//! The order of one run (see [`deliver`]):
+//!
+//! 1. The caller has put the new batch in the outbox durably (or could not: then it exists only in
+//!    memory and is sent first, since it is the only copy — the older ones are safe on disk).
+//! 2. Older outbox batches are retried, oldest first, for at most half the remaining time.
+//! 3. The new batch is sent. A batch leaves the outbox only when the collector replied `ok`,
+//!    which it does only after committing it.
+//!
+//! Each attempt is one TCP connection: connect (`connect_timeout_ms`), a fresh MUNGE credential
+//! over the body's digest, the request, one reply frame. If the collector cannot be reached (name
+//! does not resolve, connection refused or timed out, no reply in time, connection dropped,
+//! munged down), this run sends nothing more: the rest waits in the outbox for the next epilog.
+//! A reply with `ok: false` is logged and the batch kept — except when the collector says the
+//! batch is malformed (its error mentions "malformed", as `Batch::from_json` words it): retrying
+//! that can never succeed, so the file is moved to `<spool>/rejected/` for an admin to look at.
+
+use runledger_record::spool::Spool;
+use runledger_record::wire::{self, Reply};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Largest reply frame read: a [`Reply`] is a few dozen bytes.
+pub const MAX_REPLY: usize = 64 * 1024;
+
+/// What became of one attempt.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The collector committed the batch.
+    Committed(Reply),
+    /// The collector answered `ok: false`; the batch may succeed later.
+    Refused(String),
+    /// The collector says the batch can never be accepted.
+    Malformed(String),
+    /// The collector (or munged) cannot be reached now, or there is no time left: stop sending.
+    Down(String),
+}
+
+/// Sends batches to one collector; remembers, for the rest of the run, that it is down.
+pub struct Sender {
+    address: String,
+    connect_timeout: Duration,
+    resolved: Option<Vec<SocketAddr>>,
+    down: Option<String>,
+}
+
+impl Sender {
+    pub fn new(address: &str, connect_timeout: Duration) -> Self {
+        Sender { address: address.trim().to_string(), connect_timeout, resolved: None, down: None }
+    }
+
+    /// Why sending stopped, if it did.
+    pub fn down(&self) -> Option<&str> {
+        self.down.as_deref()
+    }
+
+    /// One attempt to deliver `body`, finished by `deadline`.
+    pub fn send(&mut self, body: &[u8], deadline: Instant) -> Outcome {
+        if let Some(why) = &self.down {
+            return Outcome::Down(why.clone());
+        }
+        let outcome = self.attempt(body, deadline);
+        if let Outcome::Down(why) = &outcome {
+            self.down = Some(why.clone());
+        }
+        outcome
+    }
+
+    fn attempt(&mut self, body: &[u8], deadline: Instant) -> Outcome {
+        let addrs = match self.addresses(deadline) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Down(e),
+        };
+        let left = |what: &str| -> Result<Duration, String> {
+            let d = deadline.saturating_duration_since(Instant::now());
+            if d < Duration::from_millis(1) {
+                Err(format!("no time left to {what} collector"))
+            } else {
+                Ok(d)
+            }
+        };
+        let mut stream = None;
+        let mut errors = Vec::new();
+        for a in &addrs {
+            let t = match left("connect to the") {
+                Ok(t) => t.min(self.connect_timeout),
+                Err(e) => return Outcome::Down(e),
+            };
+            match TcpStream::connect_timeout(a, t) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => errors.push(format!("{a}: {e}")),
+            }
+        }
+        let Some(mut s) = stream else {
+            return Outcome::Down(format!("cannot connect to collector {}: {}", self.address, errors.join("; ")));
+        };
+        let io_timeout = match left("talk to the") {
+            Ok(t) => t,
+            Err(e) => return Outcome::Down(e),
+        };
+        let _ = s.set_nodelay(true);
+        if let Err(e) = s.set_read_timeout(Some(io_timeout)).and_then(|_| s.set_write_timeout(Some(io_timeout))) {
+            return Outcome::Down(format!("collector {}: {e}", self.address));
+        }
+        // A fresh credential for every attempt: munged refuses replays and old credentials.
+        let cred = match munge::encode(wire::digest(body).as_bytes()) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Down(format!("cannot sign the batch ({e}): is munged running?")),
+        };
+        if let Err(e) = wire::write_request(&mut s, &cred, body).and_then(|_| s.flush()) {
+            return Outcome::Down(format!("sending to collector {}: {e}", self.address));
+        }
+        let frame = match wire::read_frame(&mut s, MAX_REPLY) {
+            Ok(f) => f,
+            Err(wire::FrameError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Outcome::Down(format!("collector {} sent no reply in time", self.address))
+            }
+            Err(e) => return Outcome::Down(format!("reading the reply of collector {}: {e}", self.address)),
+        };
+        match serde_json::from_slice::<Reply>(&frame) {
+            Ok(r) if r.ok => Outcome::Committed(r),
+            Ok(r) => {
+                let why = r.error.unwrap_or_else(|| "no reason given".into());
+                if why.to_ascii_lowercase().contains("malformed") {
+                    Outcome::Malformed(why)
+                } else {
+                    Outcome::Refused(why)
+                }
+            }
+            Err(e) => {
+                Outcome::Down(format!("collector {} replied with something else than a reply: {e}", self.address))
+            }
+        }
+    }
+
+    /// The collector's addresses. An IP literal needs no lookup; a name is resolved once per run,
+    /// in a helper thread so that a hung resolver cannot take more than the connect timeout.
+    fn addresses(&mut self, deadline: Instant) -> Result<Vec<SocketAddr>, String> {
+        if let Some(a) = &self.resolved {
+            return Ok(a.clone());
+        }
+        let addr = with_default_port(&self.address);
+        if let Ok(a) = addr.parse::<SocketAddr>() {
+            self.resolved = Some(vec![a]);
+            return Ok(vec![a]);
+        }
+        let wait = deadline.saturating_duration_since(Instant::now()).min(self.connect_timeout);
+        let (tx, rx) = mpsc::channel();
+        let name = addr.clone();
+        std::thread::Builder::new()
+            .name("resolve".into())
+            .spawn(move || {
+                let _ = tx.send(name.to_socket_addrs().map(|i| i.collect::<Vec<_>>()));
+            })
+            .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
+        match rx.recv_timeout(wait) {
+            Ok(Ok(a)) if !a.is_empty() => {
+                self.resolved = Some(a.clone());
+                Ok(a)
+            }
+            Ok(Ok(_)) => Err(format!("collector address {addr} resolves to nothing")),
+            Ok(Err(e)) => Err(format!("cannot resolve collector address {addr}: {e}")),
+            Err(_) => Err(format!("resolving collector address {addr} took longer than {} ms", wait.as_millis())),
+        }
+    }
+}
+
+/// `host` → `host:6820`; anything with a port (or an IPv6 literal in brackets with one) as is.
+fn with_default_port(a: &str) -> String {
+    let has_port = match a.rsplit_once(':') {
+        Some((host, port)) => port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']')),
+        None => false,
+    };
+    if has_port || a.parse::<SocketAddr>().is_ok() {
+        a.to_string()
+    } else if a.contains(':') && !a.starts_with('[') {
+        format!("[{a}]:{}", wire::DEFAULT_PORT) // a bare IPv6 address
+    } else {
+        format!("{a}:{}", wire::DEFAULT_PORT)
+    }
+}
+
+/// The new batch of this run.
+pub struct Current {
+    pub body: Vec<u8>,
+    /// Its outbox file, or `None` if it could not be stored (it exists only in memory).
+    pub path: Option<PathBuf>,
+    pub label: String,
+}
+
+/// What one run delivered.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Whether the current batch was committed.
+    pub current_sent: bool,
+    /// Older outbox batches committed / still waiting / moved to `rejected/`.
+    pub old_sent: usize,
+    pub old_left: usize,
+    pub rejected: usize,
+    /// Why sending stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Delivers `current` (if any) and the older outbox batches; see the module docs for the order.
+/// Without a current batch (`--flush`) the outbox gets all the time.
+pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, deadline: Instant) -> Report {
+    let mut report = Report::default();
+    // Not stored durably: this is the only copy, so it goes first.
+    if let Some(cur) = current.filter(|c| c.path.is_none()) {
+        send_current(spool, sender, cur, deadline, &mut report);
+    }
+
+    let retry_until = match current {
+        Some(_) => Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2,
+        None => deadline,
+    };
+    let current_path = current.and_then(|c| c.path.as_deref());
+    let old: Vec<PathBuf> = spool.outbox().into_iter().filter(|p| Some(p.as_path()) != current_path).collect();
+    for (i, path) in old.iter().enumerate() {
+        if sender.down().is_some() || Instant::now() >= retry_until {
+            report.old_left += old.len() - i;
+            break;
+        }
+        let batch = match spool.outbox_read(path) {
+            Ok(b) => b,
+            Err(e) if e.starts_with("malformed") => {
+                report.rejected += 1;
+                reject(spool, path, &e);
+                continue;
+            }
+            Err(e) => {
+                log::warn!("outbox {}: {e}; left for a later run", path.display());
+                report.old_left += 1;
+                continue;
+            }
+        };
+        match sender.send(&batch.to_json(), retry_until) {
+            Outcome::Committed(_) => match spool.outbox_remove(path) {
+                Ok(()) => report.old_sent += 1,
+                Err(e) => {
+                    log::warn!("outbox {}: committed but not removed: {e}", path.display());
+                    report.old_sent += 1;
+                }
+            },
+            Outcome::Refused(why) => {
+                log::warn!("outbox {}: collector refused it: {why}; kept", path.display());
+                report.old_left += 1;
+            }
+            Outcome::Malformed(why) => {
+                report.rejected += 1;
+                reject(spool, path, &format!("collector: {why}"));
+            }
+            Outcome::Down(_) => report.old_left += 1,
+        }
+    }
+
+    if let Some(cur) = current.filter(|c| c.path.is_some()) {
+        send_current(spool, sender, cur, deadline, &mut report);
+    }
+    report.stopped = sender.down().map(str::to_string);
+    report
+}
+
+/// Sends the run's own batch; removes its outbox file once committed.
+fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Instant, report: &mut Report) {
+    match sender.send(&cur.body, deadline) {
+        Outcome::Committed(r) => {
+            report.current_sent = true;
+            log::debug!("{}: committed ({} items applied)", cur.label, r.applied);
+            if let Some(p) = &cur.path {
+                if let Err(e) = spool.outbox_remove(p) {
+                    log::warn!("{}: committed but {} not removed: {e} (it will be sent again)", cur.label, p.display());
+                }
+            }
+        }
+        Outcome::Refused(why) => log::warn!("{}: collector refused it: {why}; kept for a later run", cur.label),
+        Outcome::Malformed(why) => match &cur.path {
+            Some(p) => {
+                report.rejected += 1;
+                reject(spool, p, &format!("collector: {why}"));
+            }
+            None => log::error!("{}: collector says it is malformed ({why}) and it could not be kept", cur.label),
+        },
+        Outcome::Down(why) => log::debug!("{}: not sent: {why}", cur.label),
+    }
+}
+
+/// Moves an outbox file that can never be delivered to `<spool>/rejected/`, loudly.
+fn reject(spool: &Spool, path: &Path, why: &str) {
+    let dir = spool.root().join("rejected");
+    let moved = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|_| std::fs::rename(path, dir.join(path.file_name().unwrap_or_default())));
+    match moved {
+        Ok(()) => log::error!(
+            "outbox {} can never be delivered ({why}): moved to {}/ for an admin to inspect",
+            path.display(),
+            dir.display()
+        ),
+        Err(e) => {
+            log::error!("outbox {} can never be delivered ({why}) and could not be moved aside: {e}", path.display())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_port_is_added_only_when_missing() {
+        assert_eq!(with_default_port("ledger"), "ledger:6820");
+        assert_eq!(with_default_port("ledger:7000"), "ledger:7000");
+        assert_eq!(with_default_port("10.0.0.1"), "10.0.0.1:6820");
+        assert_eq!(with_default_port("[::1]:7000"), "[::1]:7000");
+        assert_eq!(with_default_port("::1"), "[::1]:6820");
+    }
+
+    #[test]
+    fn refused_connection_is_down_and_stays_down() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let mut s = Sender::new(&addr.to_string(), Duration::from_millis(500));
+        let t = Instant::now();
+        assert!(matches!(s.send(b"{}", Instant::now() + Duration::from_secs(2)), Outcome::Down(_)));
+        assert!(matches!(s.send(b"{}", Instant::now() + Duration::from_secs(2)), Outcome::Down(_)));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(s.down().unwrap().contains("cannot connect"), "{:?}", s.down());
+    }
+
+    #[test]
+    fn unresolvable_name_is_down() {
+        let mut s = Sender::new("no-such-host.invalid:6820", Duration::from_millis(500));
+        let r = s.send(b"{}", Instant::now() + Duration::from_secs(2));
+        assert!(matches!(&r, Outcome::Down(w) if w.contains("resol")), "{r:?}");
+    }
+}

@@ -1,0 +1,344 @@
+//! Putting one job's batch together: the plugin's spooled items plus this node's [`JobEnd`].
+
+use crate::env::JobEnv;
+use crate::facts::{collect_facts, JobContext};
+use crate::pattern::{self, PatternVars};
+use crate::safe_read::read_windows_as;
+use crate::state::{classify, JobIds, Verdict};
+use runledger_record::spool::Spool;
+use runledger_record::{step_name, Batch, ExitStatus, Item, JobEnd, StepEnd, StepStart, STEP_BATCH};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How much of the end of each output file is searched for slurmstepd's lines.
+pub const OUTPUT_TAIL_BYTES: u64 = 64 * 1024;
+/// How long to wait, at most, for the plugin's missing step ends (it writes them in
+/// slurm_spank_exit, which can race with the Epilog's start).
+pub const STEP_END_WAIT: Duration = Duration::from_secs(1);
+pub const STEP_END_POLL: Duration = Duration::from_millis(20);
+
+/// A job's batch and what the log line needs to say about it.
+#[derive(Debug)]
+pub struct Assembled {
+    pub batch: Batch,
+    pub verdict: Verdict,
+    /// Spooled items (without the JobEnd).
+    pub spooled: usize,
+    /// Steps whose end never appeared in the spool.
+    pub missing_ends: Vec<String>,
+}
+
+/// Builds the job's batch. Never fails: whatever is unknown stays empty and is logged.
+pub fn assemble(spool: &Spool, env: &JobEnv, deadline: Instant) -> Assembled {
+    let job_id = env.job_id;
+    let wait_until = deadline.min(Instant::now() + STEP_END_WAIT);
+    let (mut items, mut bad) = spool.job_items(job_id);
+    let mut missing = missing_step_ends(spool, job_id, &items);
+    if !missing.is_empty() {
+        while !missing.is_empty() && Instant::now() < wait_until {
+            std::thread::sleep(STEP_END_POLL.min(wait_until.saturating_duration_since(Instant::now())));
+            missing.retain(|(_, p)| !p.exists());
+        }
+        (items, bad) = spool.job_items(job_id);
+        missing = missing_step_ends(spool, job_id, &items);
+    }
+    for b in &bad {
+        log::warn!("job {job_id}: skipping spool file {}: {}", b.path.display(), b.reason);
+    }
+    let missing_ends: Vec<String> = missing.into_iter().map(|(s, _)| s).collect();
+    if !missing_ends.is_empty() {
+        log::warn!("job {job_id}: no end recorded for step(s) {} on this node", missing_ends.join(", "));
+    }
+    let (job_end, verdict) = job_end(env, &items, deadline);
+    let spooled = items.len();
+    let sender = job_end.node.clone();
+    items.push(Item::JobEnd(job_end));
+    Assembled { batch: Batch::new(sender, items), verdict, spooled, missing_ends }
+}
+
+/// Steps with a spooled start and no spooled end, with the path their end file will have.
+fn missing_step_ends(spool: &Spool, job_id: u32, items: &[Item]) -> Vec<(String, PathBuf)> {
+    let ended: Vec<u32> =
+        items.iter().filter_map(|i| if let Item::StepEnd(e) = i { Some(e.step_id) } else { None }).collect();
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Item::StepStart(s) if !ended.contains(&s.step_id) => {
+                let name = step_name(s.step_id);
+                let path = spool.job_dir(job_id).join(format!("{name}.end.json"));
+                Some((name, path))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The node's view of the job's end, from the environment, the spooled items and the output.
+pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verdict) {
+    let starts: Vec<&StepStart> =
+        items.iter().filter_map(|i| if let Item::StepStart(s) = i { Some(s) } else { None }).collect();
+    let ends: Vec<&StepEnd> =
+        items.iter().filter_map(|i| if let Item::StepEnd(e) = i { Some(e) } else { None }).collect();
+    // The batch step knows most (cwd, output files); any step knows the job's owner.
+    let first = starts.iter().find(|s| s.step_id == STEP_BATCH).or(starts.first()).copied();
+    let batch_end = ends.iter().find(|e| e.step_id == STEP_BATCH).copied();
+
+    let uid = env.uid.or(first.map(|s| s.uid));
+    let gid = env.gid.or(first.map(|s| s.gid));
+    let user = env.user.clone().or(first.map(|s| s.user.clone())).filter(|u| !u.is_empty());
+    let node = env.node.clone().or(first.map(|s| s.node.clone())).filter(|n| !n.is_empty()).unwrap_or_else(hostname);
+    let work_dir = env.work_dir.clone().or_else(|| starts.iter().find_map(|s| s.cwd.clone()));
+    let job_name = env.job_name.clone().or(first.and_then(|s| s.job_name.clone()));
+    let array_job_id = env.array_job_id.or(first.and_then(|s| s.array_job_id));
+    let array_task_id = env.array_task_id.or(first.and_then(|s| s.array_task_id));
+
+    // The exit: Slurm's word for the job; else the batch step's worst task, as the plugin saw it.
+    let exit = env.job_exit().or_else(|| batch_end?.tasks.iter().map(|t| t.status).max_by_key(ExitStatus::severity));
+
+    let vars = PatternVars {
+        job_id: env.job_id,
+        user: user.as_deref(),
+        job_name: job_name.as_deref(),
+        array_job_id,
+        array_task_id,
+        node: Some(&node),
+    };
+    let wd = work_dir.as_deref().map(Path::new);
+    let from_plugin = |p: &Option<String>| -> Option<PathBuf> {
+        let p = PathBuf::from(p.as_deref()?);
+        if p.is_absolute() {
+            Some(p)
+        } else {
+            wd.filter(|w| w.is_absolute()).map(|w| w.join(p))
+        }
+    };
+    let stdout = env
+        .stdout_pattern
+        .as_deref()
+        .and_then(|p| pattern::resolve(p, &vars, wd))
+        .or_else(|| from_plugin(&batch_end?.stdout));
+    let stderr = env
+        .stderr_pattern
+        .as_deref()
+        .and_then(|p| pattern::resolve(p, &vars, wd))
+        .or_else(|| from_plugin(&batch_end?.stderr));
+    // Neither Slurm nor the plugin named the output: sbatch's default name in the work dir.
+    let default_out = if stdout.is_none() { pattern::resolve(pattern::default_output(&vars), &vars, wd) } else { None };
+
+    let mut to_read: Vec<PathBuf> = Vec::new();
+    for p in [&stdout, &stderr, &default_out].into_iter().flatten() {
+        if !to_read.contains(p) {
+            to_read.push(p.clone());
+        }
+    }
+    let mut texts = Vec::new();
+    let mut default_read = false;
+    match uid {
+        Some(uid) if !to_read.is_empty() => {
+            let results = read_windows_as(uid, gid, &to_read, 0, OUTPUT_TAIL_BYTES, deadline);
+            for (path, r) in to_read.iter().zip(results) {
+                match r {
+                    Ok(w) => {
+                        default_read |= Some(path) == default_out.as_ref();
+                        texts.push(String::from_utf8_lossy(&w.tail).into_owned());
+                    }
+                    Err(e) if Some(path) == default_out.as_ref() => {
+                        log::debug!("job {}: default output {}: {e}", env.job_id, path.display())
+                    }
+                    Err(e) => log::warn!("job {}: not reading {}: {e}", env.job_id, path.display()),
+                }
+            }
+        }
+        Some(_) => {}
+        None => log::warn!("job {}: owner unknown, so its output files are not read", env.job_id),
+    }
+    let ids = JobIds { job_id: env.job_id, array: array_job_id.zip(array_task_id) };
+    let verdict = classify(texts.iter().flat_map(|t| t.lines()), &ids, exit);
+
+    let stdout = stdout.or(if default_read { default_out } else { None });
+    let facts = collect_facts(&JobContext {
+        job_id: env.job_id,
+        uid,
+        gid,
+        user: user.as_deref(),
+        work_dir: wd.map(Path::to_path_buf),
+        stdout: stdout.clone(),
+        stderr: stderr.clone().or(stdout.clone()),
+        items,
+        deadline,
+    });
+    let end = JobEnd {
+        cluster: env.cluster.clone().or(first.map(|s| s.cluster.clone())).unwrap_or_default(),
+        job_id: env.job_id,
+        node,
+        // u32::MAX (Slurm's "no uid") only if neither slurmd nor the plugin said whose job it is.
+        uid: uid.unwrap_or(u32::MAX),
+        user: user.unwrap_or_default(),
+        account: env.account.clone().or(first.and_then(|s| s.account.clone())),
+        partition: env.partition.clone().or(first.and_then(|s| s.partition.clone())),
+        work_dir,
+        exit: exit.unwrap_or_default(),
+        derived_exit: env.derived_exit,
+        state: verdict.state,
+        state_evidence: Some(verdict.evidence.clone()),
+        start: env.start_time.or(starts.iter().map(|s| s.start).filter(|&t| t > 0).min()),
+        end: env.end_time.unwrap_or_else(runledger_record::now),
+        stdout: stdout.map(|p| p.to_string_lossy().into_owned()),
+        stderr: stderr.map(|p| p.to_string_lossy().into_owned()),
+        facts,
+    };
+    (end, verdict)
+}
+
+/// This machine's name, without running anything (the Epilog has no PATH).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runledger_record::{JobState, TaskExit};
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn env(vars: &[(&str, &str)]) -> JobEnv {
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        JobEnv::parse(|k| m.get(k).cloned()).unwrap()
+    }
+
+    fn start(step: u32, t: i64, cwd: &str) -> Item {
+        Item::StepStart(StepStart {
+            cluster: "c1".into(),
+            job_id: 77,
+            step_id: step,
+            node: "n1".into(),
+            uid: 0,
+            gid: 0,
+            user: "root".into(),
+            cwd: Some(cwd.into()),
+            account: Some("acct".into()),
+            start: t,
+            ..Default::default()
+        })
+    }
+
+    fn end(step: u32, raw: i32) -> Item {
+        Item::StepEnd(StepEnd {
+            cluster: "c1".into(),
+            job_id: 77,
+            step_id: step,
+            node: "n1".into(),
+            start: 100,
+            end: 200,
+            tasks: vec![TaskExit { raw_status: raw, status: ExitStatus::from_wait_status(raw), ..Default::default() }],
+            ..Default::default()
+        })
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn batch_from_a_temp_spool() {
+        let d = tempfile::tempdir().unwrap();
+        let work = d.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spool = Spool::new(d.path().join("spool"));
+        let wd = work.to_str().unwrap();
+        for item in [start(STEP_BATCH, 110, wd), start(0, 105, wd), end(STEP_BATCH, 0), end(0, 0)] {
+            spool.put_item(&item).unwrap();
+        }
+        std::fs::write(spool.job_dir(77).join("junk.json"), b"{garbage").unwrap();
+        // sbatch's default output name in the batch step's cwd, with slurmstepd's time-limit line.
+        let line = "slurmstepd: error: *** JOB 77 ON n1 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT ***";
+        std::fs::write(work.join("slurm-77.out"), format!("working\n{line}\n")).unwrap();
+        let e = env(&[("SLURM_JOB_ID", "77"), ("SLURM_JOB_EXIT_CODE", "15"), ("SLURMD_NODENAME", "n1")]);
+        let a = assemble(&spool, &e, soon());
+        assert_eq!(a.spooled, 4);
+        assert_eq!(a.batch.items.len(), 5);
+        assert_eq!(a.batch.sender, "n1");
+        assert!(a.missing_ends.is_empty());
+        let Some(Item::JobEnd(j)) = a.batch.items.last() else { panic!("no JobEnd last") };
+        assert_eq!(j.state, JobState::Timeout);
+        assert_eq!(j.state_evidence.as_deref(), Some(line));
+        assert_eq!((j.cluster.as_str(), j.uid, j.user.as_str()), ("c1", 0, "root"));
+        assert_eq!(j.account.as_deref(), Some("acct"));
+        assert_eq!(j.work_dir.as_deref(), Some(wd));
+        assert_eq!(j.start, Some(105));
+        assert_eq!(j.exit, ExitStatus { code: 0, signal: 15, core_dumped: false });
+        assert_eq!(j.stdout, Some(work.join("slurm-77.out").to_string_lossy().into_owned()));
+        assert!(j.facts.is_empty());
+    }
+
+    #[test]
+    fn missing_step_end_is_waited_for_briefly() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        spool.put_item(&start(STEP_BATCH, 110, "/nonexistent")).unwrap();
+        let writer = {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                spool.put_item(&end(STEP_BATCH, 3 << 8)).unwrap();
+            })
+        };
+        let e = env(&[("SLURM_JOB_ID", "77")]);
+        let t = Instant::now();
+        let a = assemble(&spool, &e, soon());
+        writer.join().unwrap();
+        assert!(t.elapsed() < STEP_END_WAIT, "waited the whole second");
+        assert_eq!(a.spooled, 2);
+        // No exit in the environment: the batch step's task exit says FAILED.
+        assert_eq!(a.verdict.state, JobState::Failed);
+        // A step whose end never comes costs at most the wait, never past the deadline.
+        spool.remove_job(77).unwrap();
+        spool.put_item(&start(0, 110, "/nonexistent")).unwrap();
+        let t = Instant::now();
+        let a = assemble(&spool, &e, Instant::now() + Duration::from_millis(150));
+        assert!(t.elapsed() < Duration::from_millis(600));
+        assert_eq!(a.missing_ends, vec!["0".to_string()]);
+        assert_eq!(a.verdict.state, JobState::Unknown);
+    }
+
+    #[test]
+    fn environment_wins_and_output_patterns_are_used() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wd = d.path().to_str().unwrap();
+        std::fs::write(d.path().join("out.77.root"), "slurmstepd: error: *** JOB 77 ON n1 CANCELLED AT x BY 0 ***\n")
+            .unwrap();
+        let e = env(&[
+            ("SLURM_JOB_ID", "77"),
+            ("SLURM_JOB_UID", "0"),
+            ("SLURM_JOB_USER", "root"),
+            ("SLURM_JOB_WORK_DIR", wd),
+            ("SLURM_JOB_STDOUT", "out.%j.%u"),
+            ("SLURM_JOB_STDERR", "/nonexistent/err"),
+            ("SLURM_JOB_EXIT_CODE2", "0:9"),
+            ("SLURM_JOB_START_TIME", "50"),
+            ("SLURM_JOB_END_TIME", "60"),
+            ("SLURM_CLUSTER_NAME", "envc"),
+        ]);
+        let items = [start(STEP_BATCH, 110, "/elsewhere")];
+        let (j, v) = job_end(&e, &items, soon());
+        assert_eq!(v.state, JobState::Cancelled);
+        assert_eq!((j.start, j.end, j.cluster.as_str()), (Some(50), 60, "envc"));
+        assert_eq!(j.work_dir.as_deref(), Some(wd));
+        assert_eq!(j.stdout.as_deref(), Some(d.path().join("out.77.root").to_str().unwrap()));
+        assert_eq!(j.stderr.as_deref(), Some("/nonexistent/err"));
+    }
+
+    #[test]
+    fn nothing_known_still_makes_a_job_end() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path().join("missing"));
+        let a = assemble(&spool, &env(&[("SLURM_JOB_ID", "5")]), soon());
+        assert_eq!(a.batch.items.len(), 1);
+        let Some(Item::JobEnd(j)) = a.batch.items.last() else { panic!() };
+        assert_eq!((j.job_id, j.uid, j.state), (5, u32::MAX, JobState::Unknown));
+        assert!(!j.node.is_empty(), "falls back to the host name");
+    }
+}

@@ -1,0 +1,57 @@
+//! A small `log::Log`: syslog (facility daemon, ident `runledger-epilog`, with the pid) by
+//! default, stderr when asked (`--stderr`, `--dry-run`, or `log = "stderr"` in the config).
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::ffi::CString;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+struct EpilogLogger {
+    stderr: AtomicBool,
+}
+
+static LOGGER: EpilogLogger = EpilogLogger { stderr: AtomicBool::new(false) };
+
+/// Installs the logger (once per process). Messages up to `info` are kept.
+pub fn init(to_stderr: bool) {
+    LOGGER.stderr.store(to_stderr, Ordering::Relaxed);
+    // SAFETY: the ident is a 'static C string, as openlog requires (it keeps the pointer).
+    unsafe { libc::openlog(c"runledger-epilog".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+}
+
+/// Switches between syslog and stderr (the config is read after the logger starts).
+pub fn use_stderr(to_stderr: bool) {
+    LOGGER.stderr.store(to_stderr, Ordering::Relaxed);
+}
+
+impl Log for EpilogLogger {
+    fn enabled(&self, m: &Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let msg = r.args().to_string();
+        if self.stderr.load(Ordering::Relaxed) {
+            let _ =
+                writeln!(std::io::stderr().lock(), "runledger-epilog: {}: {msg}", r.level().as_str().to_lowercase());
+            return;
+        }
+        let prio = match r.level() {
+            Level::Error => libc::LOG_ERR,
+            Level::Warn => libc::LOG_WARNING,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug | Level::Trace => libc::LOG_DEBUG,
+        };
+        let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+        // SAFETY: a constant "%s" format with one NUL-terminated string argument.
+        unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
+    }
+
+    fn flush(&self) {}
+}

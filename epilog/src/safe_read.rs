@@ -1,0 +1,393 @@
+//! Reading users' files as the user, never as root.
+//!
+//! The epilog runs as root, but a job's output files (and, later, its solver logs) are named by
+//! the user: `--output=/etc/shadow`, a symlink planted in the work directory or a FIFO would make
+//! a root reader leak or hang. So every such file is read by [`read_windows_as`]:
+//!
+//! 1. A dedicated, short-lived thread is spawned for the call. It alone takes the user's
+//!    identity, with the raw Linux syscalls, which change only the calling thread's credentials:
+//!    `setgroups(user's groups from getgrouplist)`, `setfsgid(gid)`, `setfsuid(uid)`, then reads
+//!    them back to check they took. (glibc's `setgroups()`/`setuid()` wrappers would change ALL
+//!    threads of the process — POSIX semantics through glibc's setxid broadcast — so they are not
+//!    used. With fsuid ≠ 0 the kernel also drops the thread's file capabilities such as
+//!    CAP_DAC_OVERRIDE, so the file permissions apply exactly as to the user.)
+//! 2. Each path is opened with `O_RDONLY|O_NONBLOCK|O_NOFOLLOW|O_NOCTTY|O_CLOEXEC`: a FIFO opens
+//!    without waiting for a writer, a symlink as the last component is refused (ELOOP), a tty is
+//!    not made the controlling terminal.
+//! 3. `fstat` on the open file: anything but a regular file (FIFO, socket, device, directory) is
+//!    refused before a byte is read.
+//! 4. At most `head_bytes` from the start and `tail_bytes` from the end are read (`pread`), and the
+//!    file is closed. When every path is done, the thread ends and its credentials die with it.
+//!
+//! The caller waits at most until `deadline` (a file on a hung NFS mount blocks in the kernel);
+//! paths not done by then are reported as [`ReadError::TimedOut`] and the reader thread is left to
+//! finish or die with the process. If the process is not root it can only read as itself: any
+//! other uid is refused.
+//!
+//! This module and the syslog calls are the only `unsafe` code of the epilog.
+
+use std::ffi::{CStr, CString};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// What was read of one file: its first bytes and its last bytes, never overlapping, so
+/// `head ++ tail` is the whole file when [`Window::is_whole`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// The file's size when it was opened.
+    pub size: u64,
+    pub head: Vec<u8>,
+    pub tail: Vec<u8>,
+}
+
+impl Window {
+    pub fn is_whole(&self) -> bool {
+        (self.head.len() + self.tail.len()) as u64 >= self.size
+    }
+}
+
+/// Why a file was not read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Not a regular file, or a symlink: not read on principle.
+    Refused(String),
+    /// The user may not read it, it does not exist, or reading failed.
+    Io(io::Error),
+    /// Not done by the deadline.
+    TimedOut,
+    /// The user's identity could not be taken, so nothing was read.
+    Identity(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Refused(why) => write!(f, "refused: {why}"),
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::TimedOut => f.write_str("not read before the deadline"),
+            ReadError::Identity(why) => write!(f, "cannot read as the job's user: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads a head and a tail window of each of `paths` with the identity of `uid` (and `gid`, else
+/// the user's primary group from passwd), in one short-lived thread; see the module docs.
+/// Returns one result per path, in order; never blocks past `deadline`.
+pub fn read_windows_as(
+    uid: u32,
+    gid: Option<u32>,
+    paths: &[PathBuf],
+    head_bytes: u64,
+    tail_bytes: u64,
+    deadline: Instant,
+) -> Vec<Result<Window, ReadError>> {
+    let mut results: Vec<Option<Result<Window, ReadError>>> = paths.iter().map(|_| None).collect();
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let (tx, rx) = mpsc::channel();
+    let owned = paths.to_vec();
+    let spawned = std::thread::Builder::new().name("read-as-user".into()).spawn(move || {
+        if let Err(why) = become_user(uid, gid) {
+            for i in 0..owned.len() {
+                let _ = tx.send((i, Err(ReadError::Identity(why.clone()))));
+            }
+            return;
+        }
+        for (i, p) in owned.iter().enumerate() {
+            if Instant::now() >= deadline {
+                return;
+            }
+            if tx.send((i, read_one(p, head_bytes, tail_bytes))).is_err() {
+                return; // the caller gave up
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        return paths
+            .iter()
+            .map(|_| Err(ReadError::Identity(format!("cannot start the reader thread: {e}"))))
+            .collect();
+    }
+    let mut pending = paths.len();
+    while pending > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, r)) => {
+                results[i] = Some(r);
+                pending -= 1;
+            }
+            Err(_) => break, // timed out, or the thread stopped at the deadline
+        }
+    }
+    results.into_iter().map(|r| r.unwrap_or(Err(ReadError::TimedOut))).collect()
+}
+
+fn read_one(path: &Path, head_bytes: u64, tail_bytes: u64) -> Result<Window, ReadError> {
+    // std always adds O_CLOEXEC.
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => ReadError::Refused("is a symbolic link".into()),
+            _ => ReadError::Io(e),
+        })?;
+    let meta = f.metadata().map_err(ReadError::Io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(ReadError::Refused(format!("is {what}")));
+    }
+    let size = meta.len();
+    let head_len = size.min(head_bytes);
+    let head = read_at(&f, 0, head_len).map_err(ReadError::Io)?;
+    let tail_start = size.saturating_sub(tail_bytes).max(head_len);
+    let tail = read_at(&f, tail_start, size - tail_start).map_err(ReadError::Io)?;
+    Ok(Window { size, head, tail })
+}
+
+/// Up to `len` bytes from `offset` (fewer if the file shrank meanwhile).
+fn read_at(f: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Gives the calling thread the file-access identity of `uid`. Only ever called on the
+/// dedicated reader thread.
+fn become_user(uid: u32, gid: Option<u32>) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return if euid == uid { Ok(()) } else { Err(format!("not root (euid {euid}): cannot read as uid {uid}")) };
+    }
+    let (name, pw_gid) = match passwd_entry(uid) {
+        Some((n, g)) => (Some(n), Some(g)),
+        None => (None, None),
+    };
+    let gid = gid.or(pw_gid).ok_or_else(|| format!("uid {uid} has no passwd entry and no gid was given"))?;
+    // Without a name the user's supplementary groups are unknown: only the primary group, which
+    // can only grant less than the user really has.
+    let groups = match &name {
+        Some(n) => group_list(n, gid),
+        None => vec![gid],
+    };
+    // SAFETY: raw syscalls with a valid pointer/length pair; they change only this thread's
+    // credentials (the kernel's creds are per task; no glibc setxid broadcast is involved).
+    unsafe {
+        if libc::syscall(libc::SYS_setgroups, groups.len() as libc::size_t, groups.as_ptr()) != 0 {
+            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+        }
+        libc::syscall(libc::SYS_setfsgid, gid as libc::c_long);
+        libc::syscall(libc::SYS_setfsuid, uid as libc::c_long);
+        // setfsuid/setfsgid report no errors; an invalid id (-1) changes nothing and returns the
+        // current value, which is how they are checked.
+        let fsgid = libc::syscall(libc::SYS_setfsgid, -1 as libc::c_long) as u32;
+        let fsuid = libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) as u32;
+        if fsuid != uid || fsgid != gid {
+            return Err(format!("fsuid/fsgid are {fsuid}/{fsgid}, wanted {uid}/{gid}"));
+        }
+    }
+    Ok(())
+}
+
+/// The user's name and primary group (getpwuid_r).
+fn passwd_entry(uid: u32) -> Option<(CString, u32)> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: an all-zero passwd is a valid out-parameter (pointers NULL, ints 0).
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut res: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: buf/pw/res are valid for the call; getpwuid_r writes strings into buf only.
+        let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || res.is_null() || pw.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: pw_name points into buf, NUL-terminated, valid while buf lives.
+        let name = unsafe { CStr::from_ptr(pw.pw_name) }.to_owned();
+        return Some((name, pw.pw_gid));
+    }
+}
+
+/// The user's groups (getgrouplist), always including `gid`.
+fn group_list(name: &CStr, gid: u32) -> Vec<u32> {
+    let mut n: libc::c_int = 64;
+    loop {
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let mut count = n;
+        // SAFETY: name is NUL-terminated; groups has room for `count` entries.
+        let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
+        if rc >= 0 {
+            groups.truncate(count.max(0) as usize);
+            return groups;
+        }
+        if count <= n || count > 65536 {
+            return vec![gid]; // cannot size it: fewer groups, never more
+        }
+        n = count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    const NOBODY: u32 = 65534;
+
+    fn is_root() -> bool {
+        // SAFETY: no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    /// A directory anyone may traverse (tempdirs are 0700), with a file of `mode`.
+    fn setup(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn windows_do_not_overlap() {
+        let (_d, p) = setup(0o644);
+        let me = unsafe { libc::geteuid() };
+        let r = read_windows_as(me, None, &[p.clone(), p.clone(), p.clone()], 0, 4, soon());
+        let w = r[0].as_ref().unwrap();
+        assert_eq!((w.size, w.head.as_slice(), w.tail.as_slice()), (10, &b""[..], &b"6789"[..]));
+        assert!(!w.is_whole());
+        let r = read_windows_as(me, None, std::slice::from_ref(&p), 3, 4, soon());
+        let w = r[0].as_ref().unwrap();
+        assert_eq!((w.head.as_slice(), w.tail.as_slice()), (&b"012"[..], &b"6789"[..]));
+        let r = read_windows_as(me, None, &[p], 8, 8, soon());
+        let w = r[0].as_ref().unwrap();
+        assert_eq!((w.head.as_slice(), w.tail.as_slice()), (&b"01234567"[..], &b"89"[..]));
+        assert!(w.is_whole());
+        assert!(read_windows_as(me, None, &[], 8, 8, soon()).is_empty());
+    }
+
+    #[test]
+    fn root_only_file_is_refused_to_nobody() {
+        if !is_root() {
+            eprintln!("skipped: needs root to switch identity");
+            return;
+        }
+        let (_d, secret) = setup(0o600);
+        let (_d2, public) = setup(0o644);
+        let r = read_windows_as(NOBODY, Some(NOBODY), &[secret.clone(), public.clone()], 0, 64, soon());
+        match &r[0] {
+            Err(ReadError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::PermissionDenied),
+            other => panic!("root-only file read as nobody: {other:?}"),
+        }
+        assert_eq!(r[1].as_ref().unwrap().tail, b"0123456789");
+        // The same file as root (uid 0) is readable: the refusal came from the identity.
+        assert!(read_windows_as(0, Some(0), &[secret], 0, 64, soon())[0].is_ok());
+        // The calling thread kept root's identity.
+        assert_eq!(unsafe { libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) }, 0);
+    }
+
+    #[test]
+    fn group_permissions_apply() {
+        if !is_root() {
+            return;
+        }
+        let (_d, p) = setup(0o640);
+        std::os::unix::fs::chown(&p, Some(0), Some(NOBODY)).unwrap();
+        assert!(read_windows_as(NOBODY, Some(NOBODY), std::slice::from_ref(&p), 0, 64, soon())[0].is_ok());
+        assert!(read_windows_as(NOBODY, Some(1), &[p], 0, 64, soon())[0].is_err());
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fifo = d.path().join("fifo");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        let uid = if is_root() { NOBODY } else { unsafe { libc::geteuid() } };
+        let t = Instant::now();
+        let r = read_windows_as(uid, Some(uid), &[fifo, PathBuf::from("/dev/zero")], 0, 64, soon());
+        assert!(t.elapsed() < Duration::from_secs(2), "blocked on a FIFO");
+        assert!(matches!(&r[0], Err(ReadError::Refused(w)) if w.contains("FIFO")), "{:?}", r[0]);
+        assert!(matches!(&r[1], Err(ReadError::Refused(w)) if w.contains("device")), "{:?}", r[1]);
+    }
+
+    #[test]
+    fn symlink_to_shadow_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = d.path().join("slurm-1.out");
+        std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+        for uid in [NOBODY, 0] {
+            if uid != unsafe { libc::geteuid() } && !is_root() {
+                continue;
+            }
+            let r = read_windows_as(uid, Some(uid), std::slice::from_ref(&link), 0, 64, soon());
+            assert!(matches!(&r[0], Err(ReadError::Refused(w)) if w.contains("symbolic link")), "{:?}", r[0]);
+        }
+        // A directory is refused too.
+        let r = read_windows_as(0, Some(0), &[d.path().to_path_buf()], 0, 64, soon());
+        if is_root() {
+            assert!(matches!(&r[0], Err(ReadError::Refused(_))), "{:?}", r[0]);
+        }
+    }
+
+    #[test]
+    fn past_deadline_reads_nothing_and_missing_files_are_errors() {
+        let (_d, p) = setup(0o644);
+        let me = unsafe { libc::geteuid() };
+        let r = read_windows_as(me, None, &[p], 0, 64, Instant::now());
+        assert!(matches!(r[0], Err(ReadError::TimedOut)), "{:?}", r[0]);
+        let r = read_windows_as(me, None, &[PathBuf::from("/nonexistent/x")], 0, 64, soon());
+        assert!(matches!(&r[0], Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound));
+    }
+
+    #[test]
+    fn non_root_cannot_read_as_someone_else() {
+        if is_root() {
+            return;
+        }
+        let (_d, p) = setup(0o644);
+        let r = read_windows_as(NOBODY - 1, None, &[p], 0, 64, soon());
+        assert!(matches!(r[0], Err(ReadError::Identity(_))));
+    }
+}
