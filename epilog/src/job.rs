@@ -3,7 +3,7 @@
 use crate::env::JobEnv;
 use crate::facts::{collect_facts, JobContext};
 use crate::pattern::{self, PatternVars};
-use crate::safe_read::read_windows_as;
+use crate::safe_read::{read_windows_as, ReadError};
 use crate::state::{classify, JobIds, Verdict};
 use runledger_record::spool::Spool;
 use runledger_record::{step_name, Batch, ExitStatus, Item, JobEnd, StepEnd, StepStart, STEP_BATCH};
@@ -142,8 +142,10 @@ pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verd
                         default_read |= Some(path) == default_out.as_ref();
                         texts.push(String::from_utf8_lossy(&w.tail).into_owned());
                     }
-                    Err(e) if Some(path) == default_out.as_ref() => {
-                        log::debug!("job {}: default output {}: {e}", env.job_id, path.display())
+                    // Routine: no default output file, a path that exists only on the batch
+                    // node, `--output=/dev/null`.
+                    Err(e) if Some(path) == default_out.as_ref() || is_routine(&e) => {
+                        log::debug!("job {}: not reading {}: {e}", env.job_id, path.display())
                     }
                     Err(e) => log::warn!("job {}: not reading {}: {e}", env.job_id, path.display()),
                 }
@@ -188,6 +190,14 @@ pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verd
         facts,
     };
     (end, verdict)
+}
+
+fn is_routine(e: &ReadError) -> bool {
+    match e {
+        ReadError::Io(e) => e.kind() == std::io::ErrorKind::NotFound,
+        ReadError::Refused(why) => why.contains("device"),
+        _ => false,
+    }
 }
 
 /// This machine's name, without running anything (the Epilog has no PATH).

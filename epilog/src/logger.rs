@@ -38,8 +38,9 @@ impl Log for EpilogLogger {
         }
         let msg = r.args().to_string();
         if self.stderr.load(Ordering::Relaxed) {
-            let _ =
-                writeln!(std::io::stderr().lock(), "runledger-epilog: {}: {msg}", r.level().as_str().to_lowercase());
+            // One write per line, so concurrent runs do not interleave within a line.
+            let line = format!("runledger-epilog: {}: {msg}\n", r.level().as_str().to_lowercase());
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
             return;
         }
         let prio = match r.level() {

@@ -1,0 +1,439 @@
+//! The real `runledger-epilog` binary against a temp spool, a temp config (RUNLEDGER_CONF) and an
+//! in-process fake collector. Runs with an empty environment (no PATH), as slurmd runs it.
+//!
+//! Tests whose assertions need munged skip with a note when it is not running; each has an
+//! `#[ignore = "needs munged"]` twin (`*_strict`) that fails instead.
+
+use runledger_record::spool::Spool;
+use runledger_record::wire::{self, Reply};
+use runledger_record::{Batch, ExitStatus, Item, JobState, StepEnd, StepStart, TaskExit, STEP_BATCH};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runledger-epilog");
+
+fn munge_up() -> bool {
+    !matches!(munge::encode(b"probe"), Err(e) if e.code == munge::ErrorKind::Socket)
+}
+
+/// A test that needs munged: skipped with a note without it; its strict twin is `#[ignore]`d.
+macro_rules! munge_test {
+    ($name:ident, $strict:ident, $body:ident) => {
+        #[test]
+        fn $name() {
+            if !munge_up() {
+                eprintln!("SKIPPED {}: munged is not running (see {}_strict)", stringify!($name), stringify!($name));
+                return;
+            }
+            $body()
+        }
+
+        #[test]
+        #[ignore = "needs munged"]
+        fn $strict() {
+            $body()
+        }
+    };
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Ack,
+    /// Accepts, reads the request, never replies (holds the connection open).
+    Silent,
+    /// Replies that the batch is malformed.
+    Malformed,
+}
+
+/// What the fake collector received, in order.
+#[derive(Debug)]
+struct Received {
+    cred_uid: u32,
+    batch: Batch,
+}
+
+struct FakeCollector {
+    addr: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FakeCollector {
+    fn start(behaviour: Behaviour) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let Ok((cred, body)) = wire::read_request(&mut s, wire::DEFAULT_MAX_FRAME) else { continue };
+                let reply = match munge::decode(&cred) {
+                    Err(e) => Reply::error(format!("credential: {e}")),
+                    Ok(d) if d.payload != wire::digest(&body).as_bytes() => Reply::error("digest mismatch"),
+                    Ok(d) => match Batch::from_json(&body) {
+                        Err(e) => Reply::error(e),
+                        Ok(batch) => {
+                            let n = batch.items.len();
+                            g.lock().unwrap().push(Received { cred_uid: d.uid, batch });
+                            Reply::ok(n)
+                        }
+                    },
+                };
+                match behaviour {
+                    Behaviour::Silent => held.push(s),
+                    Behaviour::Malformed => {
+                        wire::write_frame(&mut s, &serde_json::to_vec(&Reply::error("malformed batch: test")).unwrap())
+                            .unwrap()
+                    }
+                    Behaviour::Ack => {
+                        let _ = wire::write_frame(&mut s, &serde_json::to_vec(&reply).unwrap());
+                    }
+                }
+            }
+        });
+        FakeCollector { addr, got }
+    }
+
+    fn jobs(&self) -> Vec<u32> {
+        self.got.lock().unwrap().iter().map(|r| r.batch.items.last().unwrap().job_id()).collect()
+    }
+}
+
+/// An address nobody listens on.
+fn closed_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    spool: PathBuf,
+    conf: PathBuf,
+}
+
+impl Site {
+    fn new(address: &str, budget_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        Site::with_spool(dir, spool, address, budget_ms)
+    }
+
+    fn with_spool(dir: tempfile::TempDir, spool: PathBuf, address: &str, budget_ms: u64) -> Self {
+        let conf = dir.path().join("runledger.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[collector]\naddress = \"{address}\"\n[epilog]\nspool = \"{}\"\nbudget_ms = {budget_ms}\n\
+                 connect_timeout_ms = 500\nlog = \"stderr\"\n",
+                spool.display()
+            ),
+        )
+        .unwrap();
+        Site { dir, spool, conf }
+    }
+
+    fn spool(&self) -> Spool {
+        Spool::new(&self.spool)
+    }
+
+    /// A job as the plugin spools it: a batch step and step 0, both ended.
+    fn spool_job(&self, job: u32) {
+        let s = self.spool();
+        s.ensure().unwrap();
+        let cwd = self.dir.path().to_string_lossy().into_owned();
+        for step in [STEP_BATCH, 0] {
+            let start = StepStart {
+                cluster: "testc".into(),
+                job_id: job,
+                step_id: step,
+                node: "n1".into(),
+                uid: 0,
+                gid: 0,
+                user: "root".into(),
+                argv: vec!["/bin/true".into()],
+                cwd: Some(cwd.clone()),
+                start: 1_700_000_000,
+                ..Default::default()
+            };
+            s.put_item(&Item::StepStart(start)).unwrap();
+            let end = StepEnd {
+                cluster: "testc".into(),
+                job_id: job,
+                step_id: step,
+                node: "n1".into(),
+                start: 1_700_000_000,
+                end: 1_700_000_010,
+                tasks: vec![TaskExit { status: ExitStatus::default(), ..Default::default() }],
+                ..Default::default()
+            };
+            s.put_item(&Item::StepEnd(end)).unwrap();
+        }
+    }
+
+    fn outbox_len(&self) -> usize {
+        self.spool().outbox().len()
+    }
+
+    fn run(&self, job: Option<&str>, args: &[&str]) -> (Output, Duration) {
+        run_with(&[("RUNLEDGER_CONF", self.conf.to_str().unwrap())], job, args)
+    }
+}
+
+fn run_with(vars: &[(&str, &str)], job: Option<&str>, args: &[&str]) -> (Output, Duration) {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().args(args).envs(vars.iter().copied());
+    if let Some(j) = job {
+        cmd.envs([
+            ("SLURM_JOB_ID", j),
+            ("SLURM_JOB_UID", "0"),
+            ("SLURM_JOB_USER", "root"),
+            ("SLURM_JOB_EXIT_CODE", "0"),
+            ("SLURM_JOB_EXIT_CODE2", "0:0"),
+            ("SLURM_CLUSTER_NAME", "testc"),
+            ("SLURMD_NODENAME", "n1"),
+        ]);
+    }
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    (out, t.elapsed())
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok_within(o: &Output, took: Duration, limit: Duration) {
+    assert_eq!(o.status.code(), Some(0), "exit status; stderr:\n{}", stderr(o));
+    assert!(took < limit, "took {took:?} (limit {limit:?}); stderr:\n{}", stderr(o));
+}
+
+fn happy_path() {
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::new(&c.addr, 5000);
+    site.spool_job(101);
+    let (o, took) = site.run(Some("101"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert!(stderr(&o).contains("job 101: state=COMPLETED items=5 sent=1 queued=0"), "{}", stderr(&o));
+    assert_eq!(site.outbox_len(), 0, "outbox not emptied");
+    assert!(!site.spool().job_dir(101).exists(), "job dir not removed");
+    let got = c.got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    // The fake collector checked that the credential decodes to the body's digest.
+    assert_eq!(got[0].cred_uid, 0);
+    let items = &got[0].batch.items;
+    assert_eq!(items.iter().filter(|i| matches!(i, Item::StepStart(_))).count(), 2);
+    assert_eq!(items.iter().filter(|i| matches!(i, Item::StepEnd(_))).count(), 2);
+    let Some(Item::JobEnd(j)) = items.last() else { panic!("no JobEnd: {items:?}") };
+    assert_eq!((j.job_id, j.state, j.cluster.as_str(), j.node.as_str()), (101, JobState::Completed, "testc", "n1"));
+    assert_eq!(j.start, Some(1_700_000_000));
+    assert_eq!(got[0].batch.sender, "n1");
+}
+munge_test!(happy_path_delivers_and_cleans_up, happy_path_delivers_and_cleans_up_strict, happy_path);
+
+fn collector_down_then_back() {
+    let down = closed_port();
+    let site = Site::new(&down, 5000);
+    site.spool_job(201);
+    let (o, took) = site.run(Some("201"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(3));
+    assert!(stderr(&o).contains("sent=0 queued=1"), "{}", stderr(&o));
+    assert_eq!(site.outbox_len(), 1, "batch not kept");
+    assert!(!site.spool().job_dir(201).exists(), "job files not removed after the batch was kept");
+
+    // The collector is back: the next run sends the old batch first, then its own.
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::with_spool(site.dir, site.spool, &c.addr, 5000);
+    site.spool_job(202);
+    let (o, took) = site.run(Some("202"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert_eq!(c.jobs(), vec![201, 202], "order seen by the collector");
+    assert!(stderr(&o).contains("sent=1 queued=0 older_sent=1 older_queued=0"), "{}", stderr(&o));
+    assert_eq!(site.outbox_len(), 0);
+}
+munge_test!(
+    collector_down_keeps_batch_and_next_run_sends_oldest_first,
+    collector_down_strict,
+    collector_down_then_back
+);
+
+#[test]
+fn collector_down_exits_zero_fast() {
+    let site = Site::new(&closed_port(), 5000);
+    site.spool_job(211);
+    let (o, took) = site.run(Some("211"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(3));
+    assert_eq!(site.outbox_len(), 1);
+}
+
+#[test]
+fn collector_that_never_replies_is_cut_off_by_the_budget() {
+    let c = FakeCollector::start(Behaviour::Silent);
+    let site = Site::new(&c.addr, 1500);
+    site.spool_job(301);
+    let (o, took) = site.run(Some("301"), &[]);
+    assert_ok_within(&o, took, Duration::from_millis(1500) + Duration::from_secs(2));
+    assert_eq!(site.outbox_len(), 1, "unacknowledged batch must stay in the outbox");
+}
+
+#[test]
+fn unresolvable_collector_host() {
+    let site = Site::new("no-such-host.invalid:6820", 3000);
+    site.spool_job(401);
+    let (o, took) = site.run(Some("401"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(3) + Duration::from_secs(2));
+    assert!(stderr(&o).contains("resol"), "{}", stderr(&o));
+    assert_eq!(site.outbox_len(), 1);
+}
+
+#[test]
+fn missing_spool_dir_is_created_and_the_batch_kept() {
+    let site = Site::new(&closed_port(), 3000);
+    assert!(!site.spool.exists());
+    let (o, took) = site.run(Some("501"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert_eq!(site.outbox_len(), 1, "{}", stderr(&o));
+}
+
+fn unwritable_spool() {
+    // The spool cannot exist (its parent is a file): the batch is sent from memory, loudly.
+    let c = FakeCollector::start(Behaviour::Ack);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), b"").unwrap();
+    let spool = dir.path().join("file").join("spool");
+    let site = Site::with_spool(dir, spool, &c.addr, 3000);
+    let (o, took) = site.run(Some("502"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert!(stderr(&o).contains("CANNOT KEEP"), "{}", stderr(&o));
+    assert_eq!(c.jobs(), vec![502]);
+}
+munge_test!(unwritable_spool_sends_from_memory, unwritable_spool_strict, unwritable_spool);
+
+#[test]
+fn unwritable_spool_and_collector_down_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), b"").unwrap();
+    let spool = dir.path().join("file").join("spool");
+    let site = Site::with_spool(dir, spool, &closed_port(), 3000);
+    let (o, took) = site.run(Some("503"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert!(stderr(&o).contains("LOST"), "{}", stderr(&o));
+}
+
+/// Garbage in the job dir and in the outbox: skipped or moved aside, never fatal.
+fn plant_garbage(site: &Site, job: u32) {
+    site.spool_job(job);
+    let jd = site.spool().job_dir(job);
+    std::fs::write(jd.join("junk.start.json"), b"\x00\xffnot json").unwrap();
+    std::fs::write(jd.join("half.end.json"), br#"{"kind":"step_end","cluster":"c","job_"#).unwrap();
+    std::fs::write(jd.join("7.start.json"), b"").unwrap();
+    std::fs::write(site.spool().outbox_dir().join("000000000001-x-1.json"), b"{truncated").unwrap();
+}
+
+#[test]
+fn garbage_files_do_not_stop_the_run() {
+    let site = Site::new(&closed_port(), 3000);
+    plant_garbage(&site, 601);
+    let (o, took) = site.run(Some("601"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert!(site.spool.join("rejected").join("000000000001-x-1.json").exists(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("job 601: state=COMPLETED items=5"), "{}", stderr(&o));
+}
+
+fn garbage_then_delivery() {
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::new(&c.addr, 3000);
+    plant_garbage(&site, 602);
+    let (o, took) = site.run(Some("602"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert_eq!(c.jobs(), vec![602]);
+    assert_eq!(c.got.lock().unwrap()[0].batch.items.len(), 5);
+    assert_eq!(site.outbox_len(), 0);
+}
+munge_test!(garbage_files_skipped_and_good_items_delivered, garbage_strict, garbage_then_delivery);
+
+fn malformed_reply() {
+    let c = FakeCollector::start(Behaviour::Malformed);
+    let site = Site::new(&c.addr, 3000);
+    site.spool_job(701);
+    let (o, took) = site.run(Some("701"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert_eq!(site.outbox_len(), 0);
+    assert_eq!(std::fs::read_dir(site.spool.join("rejected")).unwrap().count(), 1, "{}", stderr(&o));
+}
+munge_test!(batch_the_collector_calls_malformed_is_moved_aside, malformed_strict, malformed_reply);
+
+fn flush_only() {
+    let site = Site::new(&closed_port(), 3000);
+    site.spool_job(801);
+    site.run(Some("801"), &[]);
+    assert_eq!(site.outbox_len(), 1);
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::with_spool(site.dir, site.spool, &c.addr, 3000);
+    site.spool_job(802); // not this run's business
+    let (o, took) = site.run(None, &["--flush"]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    assert_eq!(c.jobs(), vec![801]);
+    assert!(site.spool().job_dir(802).exists());
+    assert!(stderr(&o).contains("outbox flush: sent=1 queued=0"), "{}", stderr(&o));
+}
+munge_test!(flush_retries_only_the_outbox, flush_strict, flush_only);
+
+#[test]
+fn dry_run_prints_the_batch_and_changes_nothing() {
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::new(&c.addr, 3000);
+    site.spool_job(901);
+    let (o, took) = site.run(Some("901"), &["--dry-run"]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    let b = Batch::from_json(o.stdout.trim_ascii()).unwrap();
+    assert_eq!(b.items.len(), 5);
+    assert!(site.spool().job_dir(901).exists());
+    assert_eq!(site.outbox_len(), 0);
+    assert!(c.jobs().is_empty());
+}
+
+#[test]
+fn job_id_missing_or_garbage_exits_zero_and_only_flushes() {
+    let site = Site::new(&closed_port(), 2000);
+    for job in [None, Some("garbage"), Some("")] {
+        let (o, took) = site.run(job, &[]);
+        assert_ok_within(&o, took, Duration::from_secs(4));
+        assert!(stderr(&o).contains("SLURM_JOB_ID"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("outbox flush"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn config_missing_or_invalid_uses_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[epilog]\nbudget = 5\n").unwrap();
+    // --dry-run: the defaults point at the real spool and collector, which must not be touched.
+    let job = "4000000001";
+    for conf in [Path::new("/nonexistent/runledger.toml"), bad.as_path()] {
+        let (o, took) = run_with(&[("RUNLEDGER_CONF", conf.to_str().unwrap())], Some(job), &["--dry-run"]);
+        assert_ok_within(&o, took, Duration::from_secs(7));
+        assert!(stderr(&o).contains("using the defaults"), "{}", stderr(&o));
+        assert!(Batch::from_json(o.stdout.trim_ascii()).is_ok());
+        let (o, took) = run_with(&[], Some(job), &["--dry-run", "--config", conf.to_str().unwrap()]);
+        assert_ok_within(&o, took, Duration::from_secs(7));
+        assert!(stderr(&o).contains(conf.to_str().unwrap()), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn help_and_usage_errors_exit_zero() {
+    let (o, _) = run_with(&[], None, &["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for section in ["ENVIRONMENT:", "FILES:", "EXIT STATUS:", "--dry-run", "--flush", "--config <FILE>"] {
+        assert!(help.contains(section), "{section} missing from --help:\n{help}");
+    }
+    let (o, _) = run_with(&[], None, &["--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(0));
+}
