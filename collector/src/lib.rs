@@ -3,9 +3,15 @@
 //! Epilogs send MUNGE-signed batches of node records ([`runledger_record::Batch`]) to
 //! `collector serve` ([`serve`]), which authenticates them ([`auth`]), merges them into SQLite
 //! ([`merge`], schema in [`db`]) and acknowledges each only after its transaction committed.
-//! `collector query` ([`query`]) answers admins, sacct-style, from the same file.
+//! `collector query` ([`query`]) answers admins, sacct-style, from the same file; [`cli`] is the
+//! command line and [`timefmt`] the time formats it reads and prints.
 
+pub mod auth;
+pub mod cli;
 pub mod db;
 pub mod merge;
+pub mod query;
 #[doc(hidden)]
 pub mod sample;
+pub mod serve;
+pub mod timefmt;

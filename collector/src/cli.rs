@@ -1,0 +1,477 @@
+//! The `collector` command line: `serve` for the daemon, `query` for admins.
+//!
+//! Usage errors (unknown option, bad date, unknown state or field) are clap's: a message naming
+//! the bad value and what is accepted, exit code 2. Runtime errors (the database cannot be read,
+//! the port is taken) print `collector: error: …` and exit 1.
+
+use crate::query::filter::{self, Filter, JobSel};
+use crate::query::output::{self, Extras, Field, Needs};
+use crate::{auth, query, serve, timefmt};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
+use runledger_record::config::Config;
+use runledger_record::{JobState, Module};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const ABOUT: &str = "runledger collector: the ledger of every Slurm job";
+
+const LONG_ABOUT: &str = "\
+runledger collector: the ledger of every Slurm job.
+
+`collector serve` receives the node records that each node's epilog sends after every job \
+(MUNGE-signed, accepted from root and the configured slurm_user only), merges them into one \
+SQLite database and acknowledges a batch only once it is committed.
+
+`collector query` reads that database, like sacct reads slurmdbd: `query jobs` lists jobs with \
+sacct-like filters, `query job ID` shows everything recorded about one job.
+
+The configuration is /etc/runledger/runledger.toml, or the file named by RUNLEDGER_CONF or --config.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  collector serve --config /etc/runledger/runledger.toml
+  collector query jobs -u alice -S now-2days
+  collector query jobs -s FAILED,OOM -o JobID,User,State,ExitCode,Evidence
+  collector query job 1234";
+
+#[derive(Parser, Debug)]
+#[command(name = "collector", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Configuration file [default: $RUNLEDGER_CONF or /etc/runledger/runledger.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Receive node records from epilogs and merge them into the ledger.
+    #[command(
+        long_about = "Receive node records from epilogs and merge them into the ledger.\n\n\
+            Listens on collector.listen (TCP). Each connection carries one request: a MUNGE credential \
+            whose payload is the sha256 digest of the body, then the batch. Requests that are \
+            unauthenticated, replayed, expired, signed by a user other than root or collector.slurm_user, \
+            larger than collector.max_message_bytes, slower than collector.read_timeout_ms, or beyond \
+            collector.max_connections are refused with an error reply and logged with the reason.\n\n\
+            Accepted batches are merged by one writer thread, many per transaction, and acknowledged \
+            only after the commit. Logs go to stderr.",
+        after_help = "Examples:\n  collector serve\n  collector serve --config /etc/runledger/runledger.toml -v\n  \
+            collector serve --listen 127.0.0.1:6820 --database /tmp/ledger.db"
+    )]
+    Serve(ServeArgs),
+
+    /// Answer questions about recorded jobs (sacct-style).
+    #[command(
+        long_about = "Answer questions about recorded jobs, sacct-style.\n\n\
+            Reads the database named by collector.database (or --database) read-only; it may run while \
+            `collector serve` writes. Reading the database needs root or the collector's user.",
+        after_help = "Examples:\n  collector query jobs -u alice\n  collector query job 1234 --json"
+    )]
+    Query(QueryArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (host:port), instead of collector.listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Database file, instead of collector.database.
+    #[arg(long, value_name = "FILE")]
+    pub database: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct QueryArgs {
+    /// Database file, instead of collector.database.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub database: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub what: QueryCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueryCommand {
+    /// List jobs matching sacct-like filters.
+    #[command(
+        long_about = "List jobs matching sacct-like filters.\n\n\
+            Filters combine with AND; the values of one filter (comma-separated) with OR. Unlike sacct, \
+            with no -S/-E every recorded job matches (use --limit for the newest N). Jobs are listed \
+            oldest first.\n\n\
+            Times (-S, -E) are local: YYYY-MM-DD[THH:MM[:SS]], now, now-<N>[seconds|minutes|hours|days|weeks], \
+            today, midnight, or @<unix seconds>. A job matches when it ran at any time between -S and -E.\n\n\
+            States (-s): COMPLETED (CD), FAILED (F), OUT_OF_MEMORY (OOM), CANCELLED (CA), TIMEOUT (TO), \
+            NODE_FAIL (NF), UNKNOWN (no epilog record yet); any case.",
+        after_help = "Examples:\n  \
+            collector query jobs -u alice,bob -S 2024-03-01 -E 2024-03-31T23:59\n  \
+            collector query jobs -s OOM,TO -A physics -o JobID,User,State,MaxRSS,Evidence\n  \
+            collector query jobs --module gcc/12.2.0 --tag project=alpha --json\n  \
+            collector query jobs -j 1234,1300_7 --csv -n\n  \
+            collector query jobs --helpformat"
+    )]
+    Jobs(Box<JobsArgs>),
+
+    /// Everything recorded about one job: steps, tasks, modules, environment, events, facts.
+    #[command(
+        long_about = "Everything recorded about one job: node records, steps and tasks, modules with their \
+            modulefiles, environments (as recorded, secrets already redacted on the nodes), tags, events \
+            and facts.\n\n\
+            When Slurm reused the job id (a controller state reset), every job recorded under it is shown, \
+            newest first.",
+        after_help = "Examples:\n  collector query job 1234\n  collector query job 1234 -M cluster2 --json\n  \
+            collector query job 1300_7"
+    )]
+    Job(JobArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct JobsArgs {
+    /// Only these jobs (ID, or ARRAYID_TASK for one array task; an array's ID matches all its tasks).
+    #[arg(short = 'j', long, value_name = "ID[,ID]", value_delimiter = ',', value_parser = filter::parse_job_sel)]
+    pub jobs: Vec<JobSel>,
+
+    /// Only jobs of these users (names or numeric uids).
+    #[arg(short = 'u', long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub user: Vec<String>,
+
+    /// Only jobs charged to these accounts.
+    #[arg(short = 'A', long, value_name = "ACCOUNT[,ACCOUNT]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub account: Vec<String>,
+
+    /// Only jobs in these partitions.
+    #[arg(short = 'p', long, value_name = "PARTITION[,PARTITION]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub partition: Vec<String>,
+
+    /// Only jobs of these clusters.
+    #[arg(short = 'M', long, value_name = "CLUSTER[,CLUSTER]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub cluster: Vec<String>,
+
+    /// Only jobs still running at or after this time.
+    #[arg(short = 'S', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub starttime: Option<i64>,
+
+    /// Only jobs that started at or before this time.
+    #[arg(short = 'E', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub endtime: Option<i64>,
+
+    /// Only jobs in these states (sacct names or short forms).
+    #[arg(short = 's', long, value_name = "STATE[,STATE]", value_delimiter = ',', value_parser = filter::parse_state)]
+    pub state: Vec<JobState>,
+
+    /// Only jobs that loaded this module (any version unless given); repeat to require several.
+    #[arg(long, value_name = "NAME[/VERSION]", value_parser = filter::parse_module)]
+    pub module: Vec<Module>,
+
+    /// Only jobs with this tag (KEY alone: with any value); repeat to require several.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
+    pub tag: Vec<(String, Option<String>)>,
+
+    /// Fields to show (see --helpformat).
+    #[arg(short = 'o', long, value_name = "FIELD[,FIELD]", value_delimiter = ',', value_parser = output::parse_field)]
+    pub format: Vec<&'static Field>,
+
+    /// List the fields -o accepts, and exit.
+    #[arg(long)]
+    pub helpformat: bool,
+
+    /// Print a JSON array of job objects (all fields, modules, tags, steps and tasks).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+
+    /// Print CSV (the -o fields).
+    #[arg(long)]
+    pub csv: bool,
+
+    /// No header line.
+    #[arg(short = 'n', long)]
+    pub noheader: bool,
+
+    /// Only the newest N matching jobs (still listed oldest first).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct JobArgs {
+    /// The job id (or ARRAYID_TASK).
+    #[arg(value_name = "ID", value_parser = filter::parse_job_sel)]
+    pub id: JobSel,
+
+    /// The cluster, when several share the ledger.
+    #[arg(short = 'M', long, value_name = "CLUSTER", value_parser = filter::parse_name)]
+    pub cluster: Option<String>,
+
+    /// Print JSON: an array with one object per job recorded under this id, newest first.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A runtime failure: printed as `collector: error: …`, exit code 1.
+pub struct Failure(pub String);
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure(s)
+    }
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli, &mut out) {
+        Ok(()) => 0,
+        Err(Failure(msg)) => {
+            let _ = out.flush();
+            eprintln!("collector: error: {msg}");
+            1
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let env = env_logger::Env::default().default_filter_or(level);
+    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().format_target(false).try_init();
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<Config, Failure> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => {
+            let p = Config::default_path();
+            if p.exists() || std::env::var_os(runledger_record::config::ENV_VAR).is_some() {
+                Ok(Config::load(&p)?)
+            } else {
+                log::debug!("{} does not exist: using the built-in defaults", p.display());
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = load_config(&cli.config)?.collector;
+            let opts = serve::Options {
+                listen: args.listen.unwrap_or(cfg.listen),
+                database: args.database.unwrap_or(cfg.database),
+                policy: auth::Policy::new(&cfg.slurm_user),
+                max_message_bytes: cfg.max_message_bytes,
+                max_connections: cfg.max_connections.max(1),
+                read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
+            };
+            serve::run(opts)?;
+            Ok(())
+        }
+        Command::Query(q) => match q.what {
+            QueryCommand::Jobs(args) => {
+                if args.helpformat {
+                    write_out(out, &output::helpformat())?;
+                    return Ok(());
+                }
+                if let (Some(s), Some(e)) = (args.starttime, args.endtime) {
+                    if s > e {
+                        Cli::command()
+                            .error(
+                                clap::error::ErrorKind::ArgumentConflict,
+                                format!(
+                                    "--starttime ({}) is after --endtime ({})",
+                                    timefmt::display(Some(s)),
+                                    timefmt::display(Some(e))
+                                ),
+                            )
+                            .exit();
+                    }
+                }
+                let db = database_path(&cli.config, q.database)?;
+                query_jobs(&db, &args, out)
+            }
+            QueryCommand::Job(args) => {
+                let db = database_path(&cli.config, q.database)?;
+                query_job(&db, &args, out)
+            }
+        },
+    }
+}
+
+fn database_path(config: &Option<PathBuf>, flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    match flag {
+        Some(p) => Ok(p),
+        None => Ok(load_config(config)?.collector.database),
+    }
+}
+
+fn write_out(out: &mut dyn Write, s: &str) -> Result<(), Failure> {
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // `collector query … | head`: the reader left, nothing to complain about.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure(format!("writing the output: {e}"))),
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> Failure {
+    Failure(format!("reading the database: {e}"))
+}
+
+pub fn filter_of(args: &JobsArgs) -> Filter {
+    Filter {
+        jobs: args.jobs.clone(),
+        users: args.user.clone(),
+        accounts: args.account.clone(),
+        partitions: args.partition.clone(),
+        clusters: args.cluster.clone(),
+        states: args.state.clone(),
+        modules: args.module.clone(),
+        tags: args.tag.clone(),
+        start: args.starttime,
+        end: args.endtime,
+    }
+}
+
+pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let conn = crate::db::open_ro(db)?;
+    let rows = query::find_jobs(&conn, &filter_of(args), args.limit).map_err(db_err)?;
+    let fields: Vec<&Field> = if args.format.is_empty() { output::default_fields() } else { args.format.clone() };
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut extras = Extras::default();
+    let need = |n: Needs| args.json || fields.iter().any(|f| f.needs == n);
+    if !ids.is_empty() {
+        if need(Needs::Modules) {
+            extras.modules = query::modules_of(&conn, &ids).map_err(db_err)?;
+        }
+        if need(Needs::Tags) {
+            extras.tags = query::tags_of(&conn, &ids).map_err(db_err)?;
+        }
+        if args.json {
+            extras.steps = query::steps_of(&conn, &ids).map_err(db_err)?;
+        }
+    }
+    let text = if args.json {
+        output::jobs_json(&rows, &extras)
+    } else if args.csv {
+        output::csv(&rows, &fields, &extras, !args.noheader)
+    } else {
+        output::table(&rows, &fields, &extras, !args.noheader)
+    };
+    write_out(out, &text)
+}
+
+pub fn query_job(db: &Path, args: &JobArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let conn = crate::db::open_ro(db)?;
+    let clusters: Vec<String> = args.cluster.iter().cloned().collect();
+    let rows = query::find_job(&conn, &args.id, &clusters).map_err(db_err)?;
+    let label = match args.id.task {
+        Some(t) => format!("{}_{t}", args.id.id),
+        None => args.id.id.to_string(),
+    };
+    if rows.is_empty() {
+        let on = args.cluster.as_deref().map(|c| format!(" on cluster {c}")).unwrap_or_default();
+        return Err(Failure(format!("no job {label}{on} is recorded")));
+    }
+    let details =
+        rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+    if args.json {
+        return write_out(out, &output::detail_json(&details));
+    }
+    let mut text = String::new();
+    if details.len() > 1 {
+        text.push_str(&format!(
+            "{} jobs are recorded under id {label} (Slurm reused the id, or several clusters share it); \
+             newest first.\n\n",
+            details.len()
+        ));
+    }
+    for (i, d) in details.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\n────────────────────────────────────────\n\n");
+        }
+        text.push_str(&output::detail_text(d));
+    }
+    write_out(out, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["query", "jobs", "-S", "yesterday"], "'yesterday'"),
+            (&["query", "jobs", "-s", "RUNNING"], "'RUNNING'"),
+            (&["query", "jobs", "-o", "JobID,Colour"], "'Colour'"),
+            (&["query", "jobs", "-j", "12x"], "'12x'"),
+            (&["query", "jobs", "--tag", "=v"], "'=v'"),
+            (&["query", "jobs", "--limit", "lots"], "'lots'"),
+            (&["query", "job", "abc"], "'abc'"),
+        ];
+        for (args, needle) in cases {
+            let argv = std::iter::once("collector").chain(args.iter().copied());
+            let e = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            let msg = e.to_string();
+            assert!(msg.contains(needle), "{args:?}: {msg}");
+        }
+        let e = Cli::try_parse_from(["collector", "query", "jobs", "-S", "bad"]).unwrap_err().to_string();
+        assert!(e.contains("YYYY-MM-DD"), "{e}");
+        let e = Cli::try_parse_from(["collector", "query", "jobs", "-s", "x"]).unwrap_err().to_string();
+        assert!(e.contains("COMPLETED"), "{e}");
+    }
+
+    #[test]
+    fn options_parse_into_a_filter() {
+        let cli = Cli::try_parse_from([
+            "collector",
+            "query",
+            "--database",
+            "/x.db",
+            "jobs",
+            "-u",
+            "alice,bob",
+            "-s",
+            "cd,OOM",
+            "-S",
+            "now-2days",
+            "--module",
+            "gcc/12",
+            "--tag",
+            "k=v",
+            "-o",
+            "jobid,USER",
+            "-p",
+            "gpu",
+        ])
+        .unwrap();
+        let Command::Query(q) = cli.command else { panic!() };
+        assert_eq!(q.database.as_deref(), Some(Path::new("/x.db")));
+        let QueryCommand::Jobs(a) = q.what else { panic!() };
+        let f = filter_of(&a);
+        assert_eq!(f.users, vec!["alice", "bob"]);
+        assert_eq!(f.states, vec![JobState::Completed, JobState::OutOfMemory]);
+        assert_eq!(f.partitions, vec!["gpu"]);
+        assert!(f.start.is_some());
+        assert_eq!(a.format.iter().map(|f| f.name).collect::<Vec<_>>(), vec!["JobID", "User"]);
+    }
+}

@@ -1,0 +1,208 @@
+//! sacct-like job filters, turned into one SQL `WHERE` clause over the indexed `jobs` columns.
+//!
+//! Each parser here is a clap value parser, so a bad value is reported by clap with the option
+//! it was given to, what is accepted, and exit code 2 — the same as a typo in an option name.
+
+use runledger_record::{JobState, Module};
+use rusqlite::types::Value;
+
+/// A `-j` value: a job id, or one task of a job array (`ARRAYID_TASK`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSel {
+    pub id: u32,
+    pub task: Option<u32>,
+}
+
+pub fn parse_job_sel(s: &str) -> Result<JobSel, String> {
+    let bad = || format!("invalid job id '{s}' (expected a job id like 1234, or an array task like 1234_7)");
+    let s = s.trim();
+    match s.split_once('_') {
+        Some((id, task)) => {
+            Ok(JobSel { id: id.parse().map_err(|_| bad())?, task: Some(task.parse().map_err(|_| bad())?) })
+        }
+        None => Ok(JobSel { id: s.parse().map_err(|_| bad())?, task: None }),
+    }
+}
+
+/// A `--tag` value: `KEY=VALUE`, or `KEY` alone for "has this tag".
+pub fn parse_tag(s: &str) -> Result<(String, Option<String>), String> {
+    let (k, v) = match s.split_once('=') {
+        Some((k, v)) => (k.trim(), Some(v.to_string())),
+        None => (s.trim(), None),
+    };
+    if k.is_empty() {
+        return Err(format!("invalid tag filter '{s}' (expected KEY=VALUE or KEY)"));
+    }
+    Ok((k.to_string(), v))
+}
+
+/// A `--module` value: `NAME` (any version) or `NAME/VERSION`.
+pub fn parse_module(s: &str) -> Result<Module, String> {
+    runledger_record::modules::parse_spec(s)
+        .map_err(|e| format!("{e} (expected NAME or NAME/VERSION, e.g. gcc/12.2.0)"))
+}
+
+pub fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+}
+
+/// A non-empty name (user, account, partition, cluster).
+pub fn parse_name(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        Err("empty name in list (expected NAME[,NAME…])".into())
+    } else {
+        Ok(t.to_string())
+    }
+}
+
+/// Everything `collector query jobs` can filter on; empty lists do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub jobs: Vec<JobSel>,
+    /// User names, or uids when numeric.
+    pub users: Vec<String>,
+    pub accounts: Vec<String>,
+    pub partitions: Vec<String>,
+    pub clusters: Vec<String>,
+    pub states: Vec<JobState>,
+    /// All must have been loaded.
+    pub modules: Vec<Module>,
+    /// All must be set (to the value, when given).
+    pub tags: Vec<(String, Option<String>)>,
+    /// Jobs that were running at some time between `start` and `end` (sacct's -S/-E).
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl Filter {
+    /// The `WHERE` clause (without the keyword; `1` when nothing filters) and its parameters.
+    pub fn to_sql(&self) -> (String, Vec<Value>) {
+        let mut conds: Vec<String> = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
+        let text_in = |col: &str, vals: &[String], conds: &mut Vec<String>, params: &mut Vec<Value>| {
+            if !vals.is_empty() {
+                conds.push(format!("{col} IN ({})", placeholders(vals.len())));
+                params.extend(vals.iter().map(|v| Value::Text(v.clone())));
+            }
+        };
+        if !self.jobs.is_empty() {
+            let mut alts = Vec::new();
+            let plain: Vec<u32> = self.jobs.iter().filter(|j| j.task.is_none()).map(|j| j.id).collect();
+            if !plain.is_empty() {
+                let ph = placeholders(plain.len());
+                alts.push(format!("job_id IN ({ph})"));
+                params.extend(plain.iter().map(|&i| Value::Integer(i.into())));
+                alts.push(format!("array_job_id IN ({ph})"));
+                params.extend(plain.iter().map(|&i| Value::Integer(i.into())));
+            }
+            for j in self.jobs.iter().filter(|j| j.task.is_some()) {
+                alts.push("(array_job_id = ? AND array_task_id = ?)".into());
+                params.push(Value::Integer(j.id.into()));
+                params.push(Value::Integer(j.task.unwrap_or(0).into()));
+            }
+            conds.push(format!("({})", alts.join(" OR ")));
+        }
+        if !self.users.is_empty() {
+            let (uids, names): (Vec<&String>, Vec<&String>) =
+                self.users.iter().partition(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()));
+            let mut alts = Vec::new();
+            if !names.is_empty() {
+                alts.push(format!("user IN ({})", placeholders(names.len())));
+                params.extend(names.iter().map(|v| Value::Text(v.to_string())));
+            }
+            if !uids.is_empty() {
+                alts.push(format!("uid IN ({})", placeholders(uids.len())));
+                params.extend(uids.iter().map(|v| Value::Integer(v.parse().unwrap_or(-1))));
+            }
+            conds.push(format!("({})", alts.join(" OR ")));
+        }
+        text_in("account", &self.accounts, &mut conds, &mut params);
+        text_in("partition", &self.partitions, &mut conds, &mut params);
+        text_in("cluster", &self.clusters, &mut conds, &mut params);
+        let states: Vec<String> = self.states.iter().map(|s| s.as_str().to_string()).collect();
+        text_in("state", &states, &mut conds, &mut params);
+        for m in &self.modules {
+            let mut c = "EXISTS (SELECT 1 FROM job_modules jm JOIN modules m ON m.id = jm.module
+                          WHERE jm.job = jobs.id AND m.name = ?"
+                .to_string();
+            params.push(Value::Text(m.name.clone()));
+            if let Some(v) = &m.version {
+                c.push_str(" AND m.version = ?");
+                params.push(Value::Text(v.clone()));
+            }
+            c.push(')');
+            conds.push(c);
+        }
+        for (k, v) in &self.tags {
+            let mut c = "EXISTS (SELECT 1 FROM tags t WHERE t.job = jobs.id AND t.key = ?".to_string();
+            params.push(Value::Text(k.clone()));
+            if let Some(v) = v {
+                c.push_str(" AND t.value = ?");
+                params.push(Value::Text(v.clone()));
+            }
+            c.push(')');
+            conds.push(c);
+        }
+        if let Some(s) = self.start {
+            conds.push("COALESCE(end, start) >= ?".into());
+            params.push(Value::Integer(s));
+        }
+        if let Some(e) = self.end {
+            conds.push("start <= ?".into());
+            params.push(Value::Integer(e));
+        }
+        if conds.is_empty() {
+            ("1".into(), params)
+        } else {
+            (conds.join(" AND "), params)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers_accept_and_explain() {
+        assert_eq!(parse_job_sel("12").unwrap(), JobSel { id: 12, task: None });
+        assert_eq!(parse_job_sel("12_3").unwrap(), JobSel { id: 12, task: Some(3) });
+        for bad in ["x", "12_", "_3", "-1", "12.batch"] {
+            let e = parse_job_sel(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")) && e.contains("1234_7"), "{e}");
+        }
+        assert_eq!(parse_tag("a=b").unwrap(), ("a".into(), Some("b".into())));
+        assert_eq!(parse_tag("a").unwrap(), ("a".into(), None));
+        assert_eq!(parse_tag("a=").unwrap(), ("a".into(), Some(String::new())));
+        assert!(parse_tag("=b").unwrap_err().contains("'=b'"));
+        assert_eq!(parse_module("gcc/12").unwrap().version.as_deref(), Some("12"));
+        assert!(parse_module("").unwrap_err().contains("NAME/VERSION"));
+        assert!(parse_state("RUNNING").unwrap_err().contains("'RUNNING'"));
+        assert_eq!(parse_state("ca").unwrap(), JobState::Cancelled);
+        assert!(parse_name(" ").is_err());
+    }
+
+    #[test]
+    fn sql_has_one_parameter_per_placeholder() {
+        let f = Filter {
+            jobs: vec![JobSel { id: 1, task: None }, JobSel { id: 2, task: Some(3) }],
+            users: vec!["alice".into(), "1001".into()],
+            accounts: vec!["a".into()],
+            partitions: vec!["p".into(), "q".into()],
+            clusters: vec!["c".into()],
+            states: vec![JobState::Failed, JobState::Timeout],
+            modules: vec![parse_module("gcc").unwrap(), parse_module("mpi/4").unwrap()],
+            tags: vec![("k".into(), Some("v".into())), ("x".into(), None)],
+            start: Some(10),
+            end: Some(20),
+        };
+        let (sql, params) = f.to_sql();
+        assert_eq!(sql.matches('?').count(), params.len(), "{sql}");
+        assert_eq!(Filter::default().to_sql().0, "1");
+    }
+}

@@ -1,0 +1,555 @@
+//! How query results are shown: an aligned table (sacct's look), CSV, or JSON for scripts.
+//!
+//! Table and CSV show the fields chosen with `-o` ([`FIELDS`], listed by `--helpformat`); JSON
+//! always carries the whole job, with times as RFC 3339 local time (null when unknown) and
+//! elapsed seconds, so scripts never parse display formats.
+
+use super::{JobDetail, JobRow, StepRow};
+use crate::timefmt;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+/// What a field needs beyond the `jobs` row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Row,
+    Modules,
+    Tags,
+}
+
+/// Per-job data fetched for the whole result set.
+#[derive(Default)]
+pub struct Extras {
+    pub modules: HashMap<i64, Vec<String>>,
+    pub tags: HashMap<i64, BTreeMap<String, String>>,
+    pub steps: HashMap<i64, Vec<StepRow>>,
+}
+
+pub struct Field {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub right: bool,
+    pub needs: Needs,
+    pub get: fn(&JobRow, &Extras) -> String,
+}
+
+impl std::fmt::Debug for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(|x| x.to_string()).unwrap_or_default()
+}
+
+fn exit_code(j: &JobRow) -> String {
+    match (j.exit_code, j.signal) {
+        (Some(c), s) => format!("{c}:{}", s.unwrap_or(0)),
+        _ => String::new(),
+    }
+}
+
+macro_rules! field {
+    ($name:literal, $help:literal, $right:expr, $needs:expr, $get:expr) => {
+        Field { name: $name, help: $help, right: $right, needs: $needs, get: $get }
+    };
+}
+
+/// Every field `-o` accepts (case-insensitive).
+pub static FIELDS: &[Field] = &[
+    field!("JobID", "job id; ARRAYID_TASK for an array task", false, Needs::Row, |j, _| j.display_id()),
+    field!("JobIDRaw", "the job's own numeric id", true, Needs::Row, |j, _| j.job_id.to_string()),
+    field!("ArrayJobID", "the array's job id", true, Needs::Row, |j, _| opt(&j.array_job_id)),
+    field!("ArrayTaskID", "the array task index", true, Needs::Row, |j, _| opt(&j.array_task_id)),
+    field!("Cluster", "cluster name", false, Needs::Row, |j, _| j.cluster.clone()),
+    field!("User", "user name", false, Needs::Row, |j, _| opt(&j.user)),
+    field!("UID", "user id", true, Needs::Row, |j, _| opt(&j.uid)),
+    field!("GID", "group id", true, Needs::Row, |j, _| opt(&j.gid)),
+    field!("Account", "account charged", false, Needs::Row, |j, _| opt(&j.account)),
+    field!("Partition", "partition", false, Needs::Row, |j, _| opt(&j.partition)),
+    field!("QOS", "quality of service", false, Needs::Row, |j, _| opt(&j.qos)),
+    field!("JobName", "job name", false, Needs::Row, |j, _| opt(&j.job_name)),
+    field!("WorkDir", "working directory", false, Needs::Row, |j, _| opt(&j.work_dir)),
+    field!("State", "final state: the worst over the job's nodes", false, Needs::Row, |j, _| j.state.clone()),
+    field!("ExitCode", "exit code:signal, the worst over the job's nodes", false, Needs::Row, |j, _| exit_code(j)),
+    field!("Evidence", "the log line that shows why the state is what it is", false, Needs::Row, |j, _| opt(
+        &j.state_evidence
+    )),
+    field!("Start", "start time (local)", false, Needs::Row, |j, _| timefmt::display(j.start)),
+    field!("End", "end time (local)", false, Needs::Row, |j, _| timefmt::display(j.end)),
+    field!("Elapsed", "run time as [D-]HH:MM:SS", true, Needs::Row, |j, _| j
+        .elapsed()
+        .map(timefmt::elapsed)
+        .unwrap_or_default()),
+    field!("ElapsedRaw", "run time in seconds", true, Needs::Row, |j, _| opt(&j.elapsed())),
+    field!("NNodes", "number of nodes", true, Needs::Row, |j, _| opt(&j.nnodes)),
+    field!("NCPUS", "CPUs allocated (sum over nodes)", true, Needs::Row, |j, _| opt(&j.ncpus)),
+    field!("NodeList", "nodes the job ran on", false, Needs::Row, |j, _| opt(&j.nodes)),
+    field!("TotalCPU", "user + system CPU time of all steps, [D-]HH:MM:SS", true, Needs::Row, |j, _| {
+        timefmt::elapsed(j.cpu_seconds.round() as i64)
+    }),
+    field!("CPUSeconds", "user + system CPU seconds of all steps", true, Needs::Row, |j, _| format!(
+        "{:.2}",
+        j.cpu_seconds
+    )),
+    field!("UserCPU", "user CPU seconds", true, Needs::Row, |j, _| format!("{:.2}", j.cpu_user_s)),
+    field!("SystemCPU", "system CPU seconds", true, Needs::Row, |j, _| format!("{:.2}", j.cpu_sys_s)),
+    field!("MaxRSS", "largest resident set of any step on any node", true, Needs::Row, |j, _| j
+        .max_rss_kib
+        .map(timefmt::kib)
+        .unwrap_or_default()),
+    field!("MaxRSSKiB", "MaxRSS in KiB", true, Needs::Row, |j, _| opt(&j.max_rss_kib)),
+    field!("Modules", "environment modules loaded (name/version, space separated)", false, Needs::Modules, |j, x| x
+        .modules
+        .get(&j.id)
+        .map(|m| m.join(" "))
+        .unwrap_or_default()),
+    field!("Tags", "--runledger-tag pairs (key=value, space separated)", false, Needs::Tags, |j, x| x
+        .tags
+        .get(&j.id)
+        .map(|t| t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()),
+    field!("EnvHash", "hash of the batch step's environment (see `query job`)", false, Needs::Row, |j, _| opt(
+        &j.env_hash
+    )),
+];
+
+/// Shown when `-o` is not given.
+pub const DEFAULT_FIELDS: &str = "JobID,JobName,User,Account,Partition,State,ExitCode,Start,Elapsed,NNodes,NodeList";
+
+pub fn parse_field(name: &str) -> Result<&'static Field, String> {
+    let n = name.trim();
+    FIELDS.iter().find(|f| f.name.eq_ignore_ascii_case(n)).ok_or_else(|| {
+        format!(
+            "unknown field '{name}' (accepted: {}; --helpformat describes them)",
+            FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+pub fn default_fields() -> Vec<&'static Field> {
+    DEFAULT_FIELDS.split(',').map(|n| parse_field(n).expect("default fields exist")).collect()
+}
+
+/// `--helpformat`.
+pub fn helpformat() -> String {
+    let width = FIELDS.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    let mut s = String::from("Fields for -o/--format (case-insensitive):\n");
+    for f in FIELDS {
+        let _ = writeln!(s, "  {:width$}  {}", f.name, f.help);
+    }
+    let _ = writeln!(s, "\nDefault: {DEFAULT_FIELDS}");
+    s
+}
+
+pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
+    let cells: Vec<Vec<String>> = rows.iter().map(|j| fields.iter().map(|f| (f.get)(j, extras)).collect()).collect();
+    let mut widths: Vec<usize> =
+        fields.iter().map(|f| if header { f.name.chars().count() } else { 0 }).collect::<Vec<_>>();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, vals: &[String]| {
+        let mut l = String::new();
+        for (i, ((v, w), f)) in vals.iter().zip(&widths).zip(fields).enumerate() {
+            if i > 0 {
+                l.push(' ');
+            }
+            let pad = w.saturating_sub(v.chars().count());
+            if f.right {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(v);
+            } else {
+                l.push_str(v);
+                l.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    if header {
+        let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
+        line(&mut out, &names);
+        let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        let mut l = rules.join(" ");
+        l.push('\n');
+        out.push_str(&l);
+    }
+    for row in &cells {
+        line(&mut out, row);
+    }
+    out
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn csv(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
+    let mut out = String::new();
+    if header {
+        out.push_str(&fields.iter().map(|f| f.name).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    for j in rows {
+        out.push_str(&fields.iter().map(|f| csv_cell(&(f.get)(j, extras))).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn time_json(t: Option<i64>) -> Value {
+    t.map(|t| Value::String(timefmt::rfc3339(t))).unwrap_or(Value::Null)
+}
+
+fn step_json(s: &StepRow) -> Value {
+    let cpu = match (s.cpu_user_s, s.cpu_sys_s) {
+        (None, None) => Value::Null,
+        (u, y) => json!(u.unwrap_or(0.0) + y.unwrap_or(0.0)),
+    };
+    json!({
+        "step": s.name(),
+        "step_id": s.step_id,
+        "node": s.node,
+        "argv": s.argv,
+        "exe": s.exe,
+        "cwd": s.cwd,
+        "start": time_json(s.start),
+        "end": time_json(s.end),
+        "elapsed_s": s.start.zip(s.end).map(|(a, b)| (b - a).max(0)),
+        "ntasks": s.ntasks,
+        "local_tasks": s.local_tasks,
+        "ncpus": s.ncpus,
+        "cpu_user_s": s.cpu_user_s,
+        "cpu_sys_s": s.cpu_sys_s,
+        "cpu_seconds": cpu,
+        "max_rss_kib": s.max_rss_kib,
+        "env_hash": s.env_hash,
+        "stdout": s.stdout,
+        "stderr": s.stderr,
+        "tasks": s.tasks.iter().map(|t| json!({
+            "task_id": t.task_id,
+            "rank": t.global_rank,
+            "exit_code": t.exit_code,
+            "signal": t.signal,
+            "core_dumped": t.core_dumped,
+            "time": time_json(Some(t.time)),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A job as JSON: the row, its modules, tags and steps.
+pub fn job_json(j: &JobRow, extras: &Extras) -> Map<String, Value> {
+    let v = json!({
+        "cluster": j.cluster,
+        "job_id": j.job_id,
+        "array_job_id": j.array_job_id,
+        "array_task_id": j.array_task_id,
+        "user": j.user,
+        "uid": j.uid,
+        "gid": j.gid,
+        "account": j.account,
+        "partition": j.partition,
+        "qos": j.qos,
+        "job_name": j.job_name,
+        "work_dir": j.work_dir,
+        "state": j.state,
+        "exit_code": j.exit_code,
+        "signal": j.signal,
+        "state_evidence": j.state_evidence,
+        "start": time_json(j.start),
+        "end": time_json(j.end),
+        "elapsed_s": j.elapsed(),
+        "nnodes": j.nnodes,
+        "ncpus": j.ncpus,
+        "nodes": j.node_list(),
+        "cpu_user_s": j.cpu_user_s,
+        "cpu_sys_s": j.cpu_sys_s,
+        "cpu_seconds": j.cpu_seconds,
+        "max_rss_kib": j.max_rss_kib,
+        "env_hash": j.env_hash,
+        "modules": extras.modules.get(&j.id).cloned().unwrap_or_default(),
+        "tags": extras.tags.get(&j.id).cloned().unwrap_or_default(),
+        "steps": extras.steps.get(&j.id).map(|s| s.iter().map(step_json).collect::<Vec<_>>()).unwrap_or_default(),
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("json! of an object literal"),
+    }
+}
+
+pub fn jobs_json(rows: &[JobRow], extras: &Extras) -> String {
+    let arr: Vec<Value> = rows.iter().map(|j| Value::Object(job_json(j, extras))).collect();
+    let mut s = serde_json::to_string_pretty(&arr).expect("JSON values serialize");
+    s.push('\n');
+    s
+}
+
+/// `query job --json`: one object per job row (newest first).
+pub fn detail_json(details: &[JobDetail]) -> String {
+    let arr: Vec<Value> = details
+        .iter()
+        .map(|d| {
+            let extras = Extras {
+                modules: HashMap::from([(d.job.id, module_names(d))]),
+                tags: HashMap::from([(d.job.id, d.tags.clone())]),
+                steps: HashMap::from([(d.job.id, d.steps.clone())]),
+            };
+            let mut m = job_json(&d.job, &extras);
+            m.insert(
+                "module_files".into(),
+                Value::Array(
+                    d.modules
+                        .iter()
+                        .map(|sm| {
+                            json!({
+                                "step": runledger_record::step_name(sm.step_id as u32),
+                                "node": sm.node,
+                                "name": sm.name,
+                                "version": (!sm.version.is_empty()).then_some(&sm.version),
+                                "file": sm.file,
+                            })
+                        })
+                        .collect(),
+                ),
+            );
+            m.insert("environments".into(), json!(d.environments));
+            m.insert(
+                "node_records".into(),
+                Value::Array(
+                    d.nodes
+                        .iter()
+                        .map(|n| {
+                            json!({
+                                "node": n.node,
+                                "state": n.state,
+                                "exit_code": n.exit_code,
+                                "signal": n.signal,
+                                "core_dumped": n.core_dumped,
+                                "derived_exit_code": n.derived_exit.map(|d| d.0),
+                                "derived_signal": n.derived_exit.map(|d| d.1),
+                                "state_evidence": n.state_evidence,
+                                "start": time_json(n.start),
+                                "end": time_json(Some(n.end)),
+                                "stdout": n.stdout,
+                                "stderr": n.stderr,
+                                "received_at": time_json(Some(n.received_at)),
+                            })
+                        })
+                        .collect(),
+                ),
+            );
+            m.insert(
+                "events".into(),
+                Value::Array(
+                    d.events
+                        .iter()
+                        .map(|e| json!({"time": time_json(Some(e.time)), "node": e.node, "kind": e.kind, "detail": e.detail}))
+                        .collect(),
+                ),
+            );
+            m.insert(
+                "facts".into(),
+                Value::Array(
+                    d.facts
+                        .iter()
+                        .map(|f| json!({"node": f.node, "source": f.source, "key": f.key, "value": f.value, "unit": f.unit}))
+                        .collect(),
+                ),
+            );
+            Value::Object(m)
+        })
+        .collect();
+    let mut s = serde_json::to_string_pretty(&arr).expect("JSON values serialize");
+    s.push('\n');
+    s
+}
+
+fn module_names(d: &JobDetail) -> Vec<String> {
+    let mut v: Vec<String> = d
+        .modules
+        .iter()
+        .map(|m| if m.version.is_empty() { m.name.clone() } else { format!("{}/{}", m.name, m.version) })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn kv(out: &mut String, key: &str, value: impl AsRef<str>) {
+    let v = value.as_ref();
+    if !v.is_empty() {
+        let _ = writeln!(out, "  {key:<12} {v}");
+    }
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `query job`: everything about one job row, for people.
+pub fn detail_text(d: &JobDetail) -> String {
+    let j = &d.job;
+    let mut o = String::new();
+    let _ = writeln!(o, "Job {} on cluster {}", j.display_id(), j.cluster);
+    if j.array_job_id.is_some() {
+        kv(&mut o, "JobIDRaw", j.job_id.to_string());
+    }
+    let user = match (&j.user, j.uid, j.gid) {
+        (Some(u), Some(uid), Some(gid)) => format!("{u} (uid {uid}, gid {gid})"),
+        (Some(u), Some(uid), None) => format!("{u} (uid {uid})"),
+        (u, uid, _) => u.clone().or(uid.map(|x| format!("uid {x}"))).unwrap_or_default(),
+    };
+    kv(&mut o, "User", user);
+    kv(&mut o, "Name", opt(&j.job_name));
+    kv(&mut o, "Account", opt(&j.account));
+    kv(&mut o, "Partition", opt(&j.partition));
+    kv(&mut o, "QOS", opt(&j.qos));
+    kv(&mut o, "WorkDir", opt(&j.work_dir));
+    let ec = exit_code(j);
+    kv(&mut o, "State", if ec.is_empty() { j.state.clone() } else { format!("{} (exit {ec})", j.state) });
+    kv(&mut o, "Evidence", opt(&j.state_evidence));
+    kv(&mut o, "Start", timefmt::display(j.start));
+    kv(&mut o, "End", timefmt::display(j.end));
+    kv(&mut o, "Elapsed", j.elapsed().map(timefmt::elapsed).unwrap_or_default());
+    kv(
+        &mut o,
+        "Nodes",
+        format!("{} ({} nodes, {} CPUs)", j.nodes.as_deref().unwrap_or(""), opt(&j.nnodes), opt(&j.ncpus)),
+    );
+    kv(&mut o, "CPU", format!("{:.2} s (user {:.2} s, system {:.2} s)", j.cpu_seconds, j.cpu_user_s, j.cpu_sys_s));
+    kv(&mut o, "MaxRSS", j.max_rss_kib.map(timefmt::kib).unwrap_or_default());
+    if !d.tags.is_empty() {
+        kv(&mut o, "Tags", d.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    }
+
+    if !d.nodes.is_empty() {
+        let _ = writeln!(o, "\nNode records:");
+        for n in &d.nodes {
+            let _ = writeln!(
+                o,
+                "  {}  {} exit {}:{}{}  {} .. {}  received {}",
+                n.node,
+                n.state,
+                n.exit_code,
+                n.signal,
+                if n.core_dumped { " (core dumped)" } else { "" },
+                timefmt::display(n.start),
+                timefmt::display(Some(n.end)),
+                timefmt::display(Some(n.received_at)),
+            );
+            if let Some(e) = &n.state_evidence {
+                let _ = writeln!(o, "      evidence: {e}");
+            }
+            if let Some(p) = &n.stdout {
+                let _ = writeln!(o, "      stdout: {p}");
+            }
+            if let Some(p) = &n.stderr {
+                let _ = writeln!(o, "      stderr: {p}");
+            }
+        }
+    } else {
+        let _ = writeln!(o, "\nNode records: none yet (no epilog record received: state unknown)");
+    }
+
+    if !d.steps.is_empty() {
+        let _ = writeln!(o, "\nSteps:");
+        for s in &d.steps {
+            let cpu = s.cpu_user_s.unwrap_or(0.0) + s.cpu_sys_s.unwrap_or(0.0);
+            let _ = writeln!(
+                o,
+                "  {}.{} on {}: {} .. {}, {} task(s), cpu {:.2} s, max rss {}",
+                j.job_id,
+                s.name(),
+                s.node,
+                timefmt::display(s.start),
+                timefmt::display(s.end),
+                opt(&s.ntasks),
+                cpu,
+                s.max_rss_kib.map(timefmt::kib).unwrap_or_else(|| "?".into()),
+            );
+            if !s.argv.is_empty() {
+                let _ = writeln!(o, "      argv: {}", shell_words(&s.argv));
+            }
+            if let Some(e) = &s.exe {
+                let _ = writeln!(o, "      exe:  {e}");
+            }
+            if let Some(c) = &s.cwd {
+                let _ = writeln!(o, "      cwd:  {c}");
+            }
+            if let Some(h) = &s.env_hash {
+                let _ = writeln!(o, "      env:  {}", &h[..h.len().min(12)]);
+            }
+            for t in &s.tasks {
+                let _ = writeln!(
+                    o,
+                    "      task {} (rank {}): exit {}:{}{} at {}",
+                    t.task_id,
+                    t.global_rank,
+                    t.exit_code,
+                    t.signal,
+                    if t.core_dumped { " (core dumped)" } else { "" },
+                    timefmt::display(Some(t.time))
+                );
+            }
+        }
+    }
+
+    if !d.modules.is_empty() {
+        let _ = writeln!(o, "\nModules:");
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &d.modules {
+            let full = if m.version.is_empty() { m.name.clone() } else { format!("{}/{}", m.name, m.version) };
+            if seen.insert((full.clone(), m.file.clone())) {
+                let _ = writeln!(o, "  {full:<30} {}", m.file.as_deref().unwrap_or(""));
+            }
+        }
+    }
+
+    for (hash, env) in &d.environments {
+        let used: Vec<String> = d
+            .steps
+            .iter()
+            .filter(|s| s.env_hash.as_deref() == Some(hash))
+            .map(|s| format!("{}@{}", s.name(), s.node))
+            .collect();
+        let _ = writeln!(o, "\nEnvironment {} (steps {}):", &hash[..hash.len().min(12)], used.join(", "));
+        for (k, v) in env {
+            let _ = writeln!(o, "  {k}={v}");
+        }
+    }
+
+    if !d.events.is_empty() {
+        let _ = writeln!(o, "\nEvents:");
+        for e in &d.events {
+            let _ = writeln!(o, "  {}  {:<8} {:<13} {}", timefmt::display(Some(e.time)), e.node, e.kind, e.detail);
+        }
+    }
+
+    if !d.facts.is_empty() {
+        let _ = writeln!(o, "\nFacts:");
+        for f in &d.facts {
+            let unit = f.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+            let _ = writeln!(o, "  {} {}: {} = {}{unit}", f.node, f.source, f.key, f.value);
+        }
+    }
+    o
+}

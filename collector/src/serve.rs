@@ -1,0 +1,358 @@
+//! `collector serve`: receive signed batches over TCP and merge them with group commit.
+//!
+//! One thread per connection reads one request ([`runledger_record::wire`]): the credential
+//! frame first, which is verified ([`crate::auth`]) before the body is read, so an
+//! unauthenticated peer can make the collector read at most a few KiB; then the body, bounded by
+//! `max_message_bytes` (refused from its header alone). The whole request must arrive within
+//! `read_timeout_ms` — one deadline for all reads, so a peer dribbling a byte a second is cut off
+//! like a silent one. At most `max_connections` connections are served at once; one more is
+//! answered with an error and closed.
+//!
+//! Accepted batches go to the single writer thread, which owns the SQLite connection. It takes
+//! whatever is queued (up to [`MAX_GROUP`] batches), applies all of them in one transaction
+//! (each in its own savepoint, see [`merge::apply_group`]), commits, and only then answers each
+//! connection: `ok` means committed. Grouping is what makes the ingest rate: a commit costs the
+//! same for one batch or a hundred.
+
+use crate::auth::{self, Policy, Reject};
+use crate::{db, merge};
+use runledger_record::wire::{self, Reply};
+use runledger_record::Batch;
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Most batches applied in one transaction.
+pub const MAX_GROUP: usize = 256;
+
+/// How long writing a reply may block on a peer that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the counters are logged (when they changed).
+const STATS_EVERY: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: String,
+    pub database: PathBuf,
+    pub policy: Policy,
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub read_timeout: Duration,
+}
+
+/// What the collector has done since it started; rejections by reason.
+#[derive(Default)]
+pub struct Stats {
+    pub batches: AtomicU64,
+    pub items: AtomicU64,
+    pub merge_failures: AtomicU64,
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    /// Counts and logs a refused request.
+    pub fn reject(&self, peer: SocketAddr, r: &Reject) {
+        let n = {
+            let mut m = self.rejections.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(r.reason()).or_default();
+            *n += 1;
+            *n
+        };
+        match r {
+            Reject::MungeUnavailable(_) => log::error!("{peer}: rejected: {r} [{}: {n}]", r.reason()),
+            _ => log::warn!("{peer}: rejected: {r} [{}: {n}]", r.reason()),
+        }
+    }
+
+    pub fn rejections(&self) -> BTreeMap<&'static str, u64> {
+        self.rejections.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn summary(&self) -> String {
+        let rej = self.rejections();
+        let rej = if rej.is_empty() {
+            "none".to_string()
+        } else {
+            rej.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        };
+        format!(
+            "{} batches ({} items) committed, {} failed to merge; rejected: {rej}",
+            self.batches.load(Ordering::Relaxed),
+            self.items.load(Ordering::Relaxed),
+            self.merge_failures.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// A batch waiting for the writer, and where to send the verdict.
+struct Work {
+    batch: Batch,
+    peer: SocketAddr,
+    reply: Sender<Reply>,
+}
+
+struct Shared {
+    opts: Options,
+    stats: Stats,
+    active: AtomicUsize,
+    writer: Mutex<Sender<Work>>,
+}
+
+/// Runs the collector until the process is stopped.
+pub fn run(opts: Options) -> Result<(), String> {
+    let conn = db::open_rw(&opts.database)?;
+    let listener = TcpListener::bind(&opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    log::info!(
+        "listening on {local}; database {}; accepting node records from {}; limits: {} bytes, {} connections, \
+         {} ms to read a request",
+        opts.database.display(),
+        opts.policy.describe(),
+        opts.max_message_bytes,
+        opts.max_connections,
+        opts.read_timeout.as_millis()
+    );
+    let (tx, rx) = mpsc::channel::<Work>();
+    let shared =
+        Arc::new(Shared { opts, stats: Stats::default(), active: AtomicUsize::new(0), writer: Mutex::new(tx) });
+    {
+        let shared = shared.clone();
+        thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                let _guard = ExitOnPanic("writer");
+                writer_loop(conn, rx, &shared.stats)
+            })
+            .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+    }
+    {
+        let shared = shared.clone();
+        thread::Builder::new()
+            .name("stats".into())
+            .spawn(move || {
+                let mut last = String::new();
+                loop {
+                    thread::sleep(STATS_EVERY);
+                    let s = shared.stats.summary();
+                    if s != last {
+                        log::info!("{s}");
+                        last = s;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the stats thread: {e}"))?;
+    }
+    accept_loop(listener, shared);
+    Ok(())
+}
+
+/// Makes a panic in a thread the whole collector depends on end the process (the service
+/// manager restarts it) rather than leave a collector that accepts but never commits.
+struct ExitOnPanic(&'static str);
+
+impl Drop for ExitOnPanic {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            log::error!("the {} thread panicked; exiting", self.0);
+            std::process::exit(70);
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                log::error!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let max = shared.opts.max_connections;
+        if shared.active.fetch_add(1, Ordering::AcqRel) >= max {
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            let r = Reject::TooManyConnections(max);
+            shared.stats.reject(peer, &r);
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+            send_reply(&stream, &Reply::error(r.to_string()));
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        }
+        let s2 = shared.clone();
+        let spawned = thread::Builder::new().name(format!("conn {peer}")).stack_size(256 * 1024).spawn(move || {
+            let _active = ActiveGuard(&s2.active);
+            handle(stream, peer, &s2);
+        });
+        if let Err(e) = spawned {
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            log::error!("{peer}: cannot start a thread for the connection: {e}");
+        }
+    }
+}
+
+struct ActiveGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads from a socket under one deadline for all reads together.
+pub struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+    /// Bytes read so far: zero at EOF means the peer sent nothing (a port probe).
+    pub bytes: usize,
+}
+
+impl<'a> DeadlineReader<'a> {
+    pub fn new(stream: &'a TcpStream, timeout: Duration) -> Self {
+        DeadlineReader { stream, deadline: Instant::now() + timeout, bytes: 0 }
+    }
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "read deadline passed"));
+        }
+        // A zero timeout means "block forever" to setsockopt: never pass one.
+        self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match (&mut &*self.stream).read(buf) {
+            Ok(n) => {
+                self.bytes += n;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(io::ErrorKind::TimedOut, e)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reads, verifies and parses one request.
+fn read_request(stream: &TcpStream, opts: &Options) -> Result<(Batch, auth::Sender), Option<Reject>> {
+    let mut r = DeadlineReader::new(stream, opts.read_timeout);
+    let cred = match wire::read_frame(&mut r, wire::MAX_CREDENTIAL_FRAME) {
+        Ok(c) => c,
+        // Connected and closed without a byte: a port probe, not worth a warning.
+        Err(wire::FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof && r.bytes == 0 => return Err(None),
+        Err(e) => return Err(Some(Reject::from_frame(e))),
+    };
+    let cred = String::from_utf8(cred).map_err(|_| Reject::BadFrame("credential is not text".into()))?;
+    let sender = auth::verify_credential(&opts.policy, &cred, munge::decode)?;
+    let body = wire::read_frame(&mut r, opts.max_message_bytes).map_err(Reject::from_frame)?;
+    auth::check_digest(&sender, &body)?;
+    let batch = Batch::from_json(&body).map_err(Reject::Malformed)?;
+    merge::validate(&batch).map_err(|e| Reject::Malformed(format!("invalid batch: {e}")))?;
+    Ok((batch, sender))
+}
+
+fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let (batch, sender) = match read_request(&stream, &shared.opts) {
+        Ok(x) => x,
+        Err(None) => {
+            log::debug!("{peer}: closed without sending anything");
+            return;
+        }
+        Err(Some(r)) => {
+            shared.stats.reject(peer, &r);
+            send_reply(&stream, &Reply::error(r.to_string()));
+            linger(&stream);
+            return;
+        }
+    };
+    let items = batch.items.len();
+    let from = batch.sender.clone();
+    let (tx, rx) = mpsc::channel();
+    let queued = shared.writer.lock().unwrap_or_else(|p| p.into_inner()).send(Work { batch, peer, reply: tx });
+    let reply = match queued {
+        Ok(()) => rx.recv().unwrap_or_else(|_| Reply::error("collector is shutting down; not stored")),
+        Err(_) => Reply::error("collector is shutting down; not stored"),
+    };
+    if reply.ok {
+        log::debug!("{peer}: batch from {from} (uid {}): {items} items committed", sender.uid);
+    }
+    send_reply(&stream, &reply);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn send_reply(stream: &TcpStream, reply: &Reply) {
+    let json = serde_json::to_vec(reply).expect("a Reply always serializes");
+    if let Err(e) = wire::write_frame(&mut &*stream, &json) {
+        log::debug!("cannot send the reply: {e}");
+    }
+}
+
+/// After refusing a request the peer may still be sending: half-close, then swallow a little
+/// for a short while so our error reply is read rather than lost to a connection reset.
+fn linger(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 8192];
+    let mut left = 256 * 1024;
+    while left > 0 {
+        match (&mut &*stream).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left -= n.min(left),
+        }
+    }
+}
+
+fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let batches: Vec<&Batch> = group.iter().map(|w| &w.batch).collect();
+        let results = merge::apply_group(&conn, &batches, runledger_record::now());
+        match results {
+            Ok(results) => {
+                let mut ok = 0;
+                for (w, r) in group.iter().zip(results) {
+                    let reply = match r {
+                        Ok(n) => {
+                            ok += 1;
+                            stats.items.fetch_add(n as u64, Ordering::Relaxed);
+                            Reply::ok(n)
+                        }
+                        Err(e) => {
+                            stats.merge_failures.fetch_add(1, Ordering::Relaxed);
+                            log::error!("{}: batch from {} not merged: {e}", w.peer, w.batch.sender);
+                            Reply::error(format!("not stored: {e}"))
+                        }
+                    };
+                    let _ = w.reply.send(reply);
+                }
+                stats.batches.fetch_add(ok, Ordering::Relaxed);
+                log::trace!("committed {ok} of {} batches in {:?}", group.len(), started.elapsed());
+            }
+            Err(e) => {
+                stats.merge_failures.fetch_add(group.len() as u64, Ordering::Relaxed);
+                log::error!("transaction of {} batches failed, nothing stored: {e}", group.len());
+                for w in &group {
+                    let _ = w.reply.send(Reply::error(format!("not stored: database error: {e}")));
+                }
+            }
+        }
+    }
+    log::info!("writer stopped");
+}
