@@ -1,0 +1,99 @@
+//! Reads HPC solver logs into facts: which code ran (and which version), on how many ranks and
+//! threads, how far it got, how big the problem was, how fast it went, and — for a manager's
+//! pie chart — whether it succeeded and, if not, why, with the one line that shows it.
+//!
+//! # Why it is built this way
+//!
+//! * **Rules are data.** Every code's patterns live in a TOML rules file: the built-ins
+//!   ([`BUILTIN_TOML`], `rules/builtin.toml`, compiled in) plus an optional site file
+//!   ([`SITE_RULES_PATH`]) that adds codes or replaces built-in ones, so a site teaches
+//!   runledger its in-house code without recompiling. A bad site file is an error that names
+//!   the file, the line and the rule ([`RuleError`]); the caller keeps the built-ins.
+//! * **The code's own success marker decides.** Real logs print "ERROR" from environment
+//!   scripts in successful runs, finish their main loop and then fail, carry two codes, or just
+//!   stop. So a failure marker only counts if no success marker of the code follows it (the
+//!   run went on and finished) and, for a code's own markers, if it comes after the code's
+//!   banner; a recognised code without its success marker and without a failure is
+//!   `incomplete` / `truncated`. Among the markers that count, the most telling one wins:
+//!   an external kill (time limit, OOM) over the code's own diagnosis, over a crash, over
+//!   MPI_ABORT and unspecific markers; then the code's own marker over a generic one; then the
+//!   earliest ([`Category::default_priority`]).
+//! * **Bounded input, bounded cost.** The caller reads a head window and a tail window
+//!   ([`Window`]); lines end at `\n`, `\r\n` or a lone `\r` (progress bars), lines over 4 KiB
+//!   are cut, and bytes need not be UTF-8. All matching is done by the `regex` crate (finite
+//!   automata: linear time, no catastrophic backtracking, whatever a site writes), and
+//!   [`analyze`] never panics on any bytes.
+//! * **One pass.** Every single-line pattern of every rule is compiled into one multi-pattern
+//!   automaton; one scan finds each line where any pattern matches and a `RegexSet` on that line
+//!   says which. Only patterns that span lines (they mention `\n`) and the few follow-up
+//!   captures are searched on their own. A 10 MiB log takes a few milliseconds
+//!   (`bench/logparse-speed`).
+//!
+//! # Use
+//!
+//! ```
+//! use logparse::{analyze, Outcome, Rules, Window};
+//!
+//! let rules = Rules::builtin(); // or Rules::load_site(Path::new(logparse::SITE_RULES_PATH))
+//! let log = b"LAMMPS (8 Apr 2021)\nLoop time of 0.49 on 4 procs for 250 steps with 4000 atoms\nTotal wall time: 0:00:01\n";
+//! let a = analyze(&rules, &Window::whole(log));
+//! assert_eq!(a.program.as_deref(), Some("LAMMPS"));
+//! assert_eq!(a.outcome, Outcome::Success);
+//! assert_eq!(a.value("steps"), Some("250"));
+//! let facts = a.to_facts("/home/u/run/log.lammps"); // runledger_record::Fact
+//! # assert!(!facts.is_empty());
+//! ```
+//!
+//! # The rules file
+//!
+//! ```toml
+//! [[program]]
+//! name = "AVBP"                        # a site program of the same name replaces a built-in
+//! label = "AVBP {_tool}"               # the `program` fact; {refs} to detect's groups
+//! detect = '^\s*Running (?P<_tool>avbp\S*) version (?P<version>\S+)'   # string or array
+//! success = ['^\s*AVBP: normal end']   # string or array; the code's own success marker
+//!
+//! [[program.failure]]                  # in order; the first rule matching a line wins it
+//! pattern = '^\s*Error: (?P<evidence>.*)'   # `evidence` (optional) is the line to report
+//! category = "unknown"                 # see Category for the vocabulary
+//! when = [ { match = 'not found', category = "file_not_found" } ]  # refine by the match text
+//! # priority = 0..3                    # optional, else the category's default
+//!
+//! [[program.field]]                    # named groups become facts; `_x` groups stay hidden
+//! pattern = '^\s*Iteration\s+(?P<steps>\d+)\s+dt=(?P<dt>\S+)'
+//! pick = "last"                        # first (default) | last | sum
+//! count = "iteration_lines"            # optional: number of matching lines
+//! units = { dt = "s" }                 # unit per fact ({refs} allowed)
+//! set = { grid = "{_nx}x{_ny}" }       # extra facts from templates
+//! convert = { steps = "int" }          # text | int | number | duration | product | lower
+//!
+//! [[program.table]]                    # whitespace tables (e.g. LAMMPS thermo output)
+//! header = '^\s*Step\s+[A-Za-z]'
+//! row = "last"                         # first | last
+//! columns = { Temp = "final_temperature" }
+//!
+//! [generic]                            # markers for every file (Slurm, MPI, OS)
+//! [[generic.failure]]
+//! pattern = 'DUE TO TIME LIMIT'
+//! category = "time_limit"
+//! ```
+//!
+//! Patterns use the `regex` crate's syntax in multi-line mode (`^`/`$` at line ends), ASCII
+//! classes, matched against bytes. A pattern is held to one line unless it mentions `\n`;
+//! write `(?P<name>…)` for groups (Python's `re` reads the same rules, see
+//! `bench/logparse_baseline.py`). When several rules give the same fact key the first (in
+//! file order) wins; facts of a second code in a coupled run carry its name as a prefix
+//! (`wrf.version`). Counts and sums are left out when the window has a gap
+//! (`truncated_between`), because they would be wrong.
+
+mod convert;
+mod engine;
+mod model;
+mod rules;
+mod text;
+
+pub use convert::MAX_VALUE;
+pub use engine::{analyze, MAX_FACTS};
+pub use model::{combine, Analysis, Category, FactValue, Outcome, ScanStats, Verdict};
+pub use rules::{RuleError, Rules, BUILTIN_TOML, SITE_RULES_PATH};
+pub use text::{Window, MAX_LINE};
