@@ -5,7 +5,8 @@
 //! slurmstepd (remote context, as root) it writes, per step and node:
 //!
 //! - `<spool>/jobs/<job>/<step>.start.json`, a [`runledger_record::StepStart`], as soon as the
-//!   step's options are known (slurm_spank_init_post_opt);
+//!   step's options are known (slurm_spank_init_post_opt), rewritten in task_post_fork if local
+//!   task 0's real working directory differs from the environment's guess;
 //! - `<spool>/jobs/<job>/<step>.end.json`, a [`runledger_record::StepEnd`], when the step is over
 //!   (slurm_spank_exit), with every task's exit status, the step's CPU time and, for the batch
 //!   step, where task 0 wrote stdout/stderr.
@@ -161,15 +162,36 @@ impl Plugin {
 
     fn task_forked(&mut self, host: &dyn Host) -> i32 {
         let Some(start) = &self.start else { return 0 };
-        if start.step_id != STEP_BATCH || host.task_global_id().ok() != Some(0) {
+        let first_local = host.task_id().ok() == Some(0);
+        let batch_output = start.step_id == STEP_BATCH && host.task_global_id().ok() == Some(0);
+        if !first_local && !batch_output {
             return 0;
         }
-        match host.task_pid() {
-            Ok(pid) => {
-                self.outcome.stdout = step::open_file_path(pid, 1);
-                self.outcome.stderr = step::open_file_path(pid, 2);
+        let pid = match host.task_pid() {
+            Ok(pid) => pid,
+            Err(e) => {
+                log::error(&format!("step {}: cannot read the pid of a task: {e}", label(start)));
+                return 0;
             }
-            Err(e) => log::error(&format!("step {}: cannot read the batch task's pid: {e}", label(start))),
+        };
+        // slurmstepd chdir()s to the step's directory before it forks the tasks, so the task has
+        // it already. Its stdio it sets up itself (prepare_stdio) just before it blocks on a pipe
+        // until slurmstepd lets it exec, after this callback: wait for that point, briefly.
+        if batch_output {
+            if !step::wait_until_blocked_in_read(pid, step::STDIO_WAIT) {
+                log::debug(&format!("step {}: batch task not at its exec barrier; reading stdio anyway", label(start)));
+            }
+            self.outcome.stdout = step::open_file_path(pid, 1);
+            self.outcome.stderr = step::open_file_path(pid, 2);
+        }
+        if first_local {
+            let cwd = step::proc_cwd(pid);
+            if cwd.is_some() && cwd != start.cwd {
+                let mut corrected = start.clone();
+                corrected.cwd = cwd;
+                self.write(&Item::StepStart(corrected.clone()));
+                self.start = Some(corrected);
+            }
         }
         0
     }
@@ -218,7 +240,7 @@ impl Plugin {
         let spool = Spool::new(&self.config.spool);
         let what = format!("{} of step {}", item.kind(), item_label(item));
         match spool.ensure().and_then(|()| spool.put_item(item)) {
-            Ok(path) => log::debug(&format!("wrote {what} to {}", path.display())),
+            Ok(path) => log::verbose(&format!("wrote {what} to {}", path.display())),
             Err(e) => log::error(&format!("cannot write the {what} to {}: {e}", spool.root().display())),
         }
     }
@@ -252,6 +274,7 @@ mod tests {
         task: Cell<(i32, u32, i32, i32)>, // local id, global id, raw status, pid
         registered: RefCell<u32>,
         fail_items: bool,
+        array: (u32, u32),
     }
 
     impl FakeHost {
@@ -270,6 +293,7 @@ mod tests {
                 task: Cell::new((0, 0, 0, 0)),
                 registered: RefCell::new(0),
                 fail_items: false,
+                array: (70, 7),
             }
         }
         fn ok<T>(&self, v: T) -> SpankResult<T> {
@@ -322,10 +346,10 @@ mod tests {
             self.ok(step::env_get(&self.env, name).map(<[u8]>::to_vec))
         }
         fn array_job_id(&self) -> SpankResult<u32> {
-            self.ok(70)
+            self.ok(self.array.0)
         }
         fn array_task_id(&self) -> SpankResult<u32> {
-            self.ok(7)
+            self.ok(self.array.1)
         }
         fn slurm_version(&self) -> SpankResult<String> {
             self.ok("22.05.8".into())
@@ -389,6 +413,8 @@ mod tests {
         assert_eq!((start.cluster.as_str(), start.node.as_str(), start.user.as_str()), ("testcl", "n01", "rltest"));
         assert_eq!((start.array_job_id, start.array_task_id), (Some(70), Some(7)));
         assert_eq!(start.exe.as_deref(), Some("/usr/bin/sleep"));
+        let here = std::env::current_dir().unwrap().display().to_string();
+        assert_eq!(start.cwd, Some(here), "PWD=/tmp corrected from task 0's /proc/<pid>/cwd");
         assert_eq!(start.env["SECRET_THING"], REDACTED);
         assert!(!start.env.contains_key("PATH"), "env_deny= from the plugin arguments");
         assert_eq!(start.tags["exp"], "alpha");
@@ -427,10 +453,13 @@ mod tests {
         let mut p = Plugin::default();
         run_step(&mut p, &host, &[format!("spool={}/spool", blocker.display()), "bogus".into()]);
         let errors: Vec<String> = log::take().into_iter().filter(|(l, _)| *l == Level::Error).map(|(_, m)| m).collect();
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        // The bad argument, then the start record, its cwd correction (PWD=/tmp is not where the
+        // fake task runs) and the end record: each failed write is logged, none is fatal.
+        assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("unknown plugin argument 'bogus'"));
         assert!(errors[1].starts_with("runledger: cannot write the step_start of step 77.3 to "), "{}", errors[1]);
-        assert!(errors[2].contains("step_end of step 77.3"));
+        assert!(errors[2].contains("step_start of step 77.3"));
+        assert!(errors[3].contains("step_end of step 77.3"));
     }
 
     #[test]
@@ -445,6 +474,18 @@ mod tests {
         assert!(errors.iter().any(|(_, m)| m.contains("cannot read the job id: ESPANK_BAD_ARG")), "{errors:?}");
         // No job id: the record lands under job 0 rather than nowhere.
         assert_eq!(Spool::new(d.path()).job_items(0).0.len(), 1);
+    }
+
+    #[test]
+    fn array_ids_only_for_array_tasks() {
+        let mut host = FakeHost::new(Context::Remote, 0);
+        for (job, task, want) in
+            [(70, 7, (Some(70), Some(7))), (77, 0xffff_fffe, (None, None)), (0, 0xffff_fffe, (None, None))]
+        {
+            host.array = (job, task);
+            let f = StepFacts::gather(&host, &mut Vec::new());
+            assert_eq!((f.array_job_id, f.array_task_id), want);
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 
 use crate::host::{Host, Rusage, SpankResult};
 use runledger_record::env::EnvFilter;
-use runledger_record::{modules, step_name, StepEnd, StepStart, TaskExit, Timestamp};
+use runledger_record::{modules, step_name, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Longest argument kept, in bytes; longer ones are cut and marked.
 pub const MAX_ARG_BYTES: usize = 4096;
@@ -17,6 +18,9 @@ pub const MAX_ARG_BYTES: usize = 4096;
 pub const MAX_ARGV_BYTES: usize = 64 * 1024;
 /// What `cluster` and `node` say when nothing better is known.
 pub const UNKNOWN: &str = "unknown";
+
+/// Slurm's NO_VAL (0xfffffffe) and its neighbours: "no value" markers, never a real id.
+const NO_VAL_LIKE: u32 = 0xffff_fff0;
 
 /// Everything the plugin reads about a step in slurm_spank_init_post_opt.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,10 +61,14 @@ impl StepFacts {
         let local_tasks = get("the local task count", host.local_task_count()).unwrap_or(0);
         let total_tasks = get("the total task count", host.total_task_count()).unwrap_or(0);
         let ncpus = get("the CPU count", host.ncpus().map(u32::from)).unwrap_or(0);
-        // S_JOB_ARRAY_ID is 0 outside arrays; the task id means nothing then.
+        // Outside arrays S_JOB_ARRAY_ID is 0 (batch step) or the job id itself (srun steps, seen
+        // on 22.05) and S_JOB_ARRAY_TASK_ID is NO_VAL: only a real task id makes an array job.
         let array_job_id = get("the array job id", host.array_job_id()).filter(|&id| id != 0);
-        let array_task_id =
-            array_job_id.and_then(|_| get("the array task id", host.array_task_id())).filter(|&t| t < 0xffff_fff0);
+        let array_task_id = get("the array task id", host.array_task_id()).filter(|&t| t < NO_VAL_LIKE);
+        let (array_job_id, array_task_id) = match (array_job_id, array_task_id) {
+            (Some(j), Some(t)) => (Some(j), Some(t)),
+            _ => (None, None),
+        };
         let argv = host.argv().unwrap_or_else(|e| {
             problems.push(format!("cannot read the step's argv: {e}"));
             Vec::new()
@@ -115,9 +123,10 @@ pub fn cluster_name(env: &[Vec<u8>]) -> String {
     env_str(env, "SLURM_CLUSTER_NAME").unwrap_or_else(|| UNKNOWN.into())
 }
 
-/// The directory the step's tasks start in, as far as the environment tells before they exist:
-/// `PWD` (srun and sbatch export the submitting shell's, and Slurm sets it to `--chdir` when one
-/// is given), else `SLURM_SUBMIT_DIR`. Only absolute paths are taken.
+/// A first guess at the directory the step's tasks start in, before they exist: `PWD`, else
+/// `SLURM_SUBMIT_DIR` (absolute paths only). It is the submitting shell's directory, wrong under
+/// `--chdir` (seen on 22.05), so task_post_fork corrects it from `/proc/<task 0>/cwd`;
+/// slurmstepd's own cwd (the SlurmdLogFile's directory) is never the step's.
 pub fn cwd_from_env(env: &[Vec<u8>]) -> Option<String> {
     ["PWD", "SLURM_SUBMIT_DIR"].iter().filter_map(|n| env_str(env, n)).find(|p| p.starts_with('/'))
 }
@@ -194,9 +203,11 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
             .or_else(|| env_str(env, "SLURM_JOB_USER"))
             .or_else(|| env_str(env, "USER"))
             .unwrap_or_default(),
-        nnodes: f.nnodes,
+        // slurmstepd leaves the batch step's node and total task counts at 0 (seen on 22.05): the
+        // batch script is one task on this one node.
+        nnodes: if f.nnodes == 0 && f.step_id == STEP_BATCH { 1 } else { f.nnodes },
         local_tasks: f.local_tasks,
-        total_tasks: f.total_tasks,
+        total_tasks: if f.total_tasks == 0 && f.step_id == STEP_BATCH { f.local_tasks.max(1) } else { f.total_tasks },
         ncpus: f.ncpus,
         argv,
         exe,
@@ -266,6 +277,30 @@ pub fn open_file_path(pid: i32, fd: i32) -> Option<String> {
     Some(target.to_string())
 }
 
+/// How long task_post_fork waits for the batch task to finish setting up its stdio.
+pub const STDIO_WAIT: Duration = Duration::from_millis(250);
+
+/// Waits (polling `/proc/<pid>/syscall`) until the process is blocked in read(2), which is where
+/// a forked slurmstepd task waits for permission to exec once its stdio is in place. False on
+/// timeout or when the process is gone.
+pub fn wait_until_blocked_in_read(pid: i32, timeout: Duration) -> bool {
+    let path = Path::new("/proc").join(pid.to_string()).join("syscall");
+    let deadline = Instant::now() + timeout;
+    loop {
+        match fs::read_to_string(&path) {
+            Ok(s) if s.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()) == Some(libc::SYS_read) => {
+                return true
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A process's current directory.
 pub fn proc_cwd(pid: i32) -> Option<String> {
     let target = fs::read_link(Path::new("/proc").join(pid.to_string()).join("cwd")).ok()?;
@@ -276,7 +311,7 @@ pub fn proc_cwd(pid: i32) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
     use runledger_record::env::REDACTED;
-    use runledger_record::{ExitStatus, STEP_BATCH};
+    use runledger_record::ExitStatus;
     use std::os::fd::AsRawFd;
 
     pub fn env(entries: &[&str]) -> Vec<Vec<u8>> {
@@ -415,6 +450,10 @@ pub(crate) mod tests {
         assert_eq!(s.exe, None, "no PATH in the step");
         assert!(s.modules.is_empty() && s.tags.is_empty());
 
+        let batch = StepFacts { step_id: STEP_BATCH, nnodes: 0, local_tasks: 1, total_tasks: 0, ..facts(&[]) };
+        let s = build_start(&batch, &EnvFilter::default(), &BTreeMap::new(), 5);
+        assert_eq!((s.nnodes, s.local_tasks, s.total_tasks), (1, 1, 1), "batch step counts filled in");
+
         f.env = env(&["USER=fromshell"]);
         f.hostname = None;
         f.argv.clear();
@@ -472,6 +511,22 @@ pub(crate) mod tests {
         // A clock step backwards never makes a negative duration.
         assert_eq!(build_end(&start, &StepOutcome::default(), 90).end, 100);
         assert_eq!(step_label(42, STEP_BATCH), "42.batch");
+    }
+
+    #[test]
+    fn waits_for_a_child_blocked_in_read() {
+        use std::process::{Command, Stdio};
+        let mut reader = Command::new("sh").args(["-c", "read x"]).stdin(Stdio::piped()).spawn().unwrap();
+        assert!(wait_until_blocked_in_read(reader.id() as i32, Duration::from_secs(5)));
+        drop(reader.stdin.take());
+        reader.wait().unwrap();
+        let mut sleeper = Command::new("sleep").arg("5").spawn().unwrap();
+        let t = Instant::now();
+        assert!(!wait_until_blocked_in_read(sleeper.id() as i32, Duration::from_millis(50)));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(!wait_until_blocked_in_read(i32::MAX, Duration::from_secs(5)), "no such process: no wait");
     }
 
     #[test]
