@@ -295,7 +295,11 @@ pub fn open_ro(path: &Path) -> Result<Connection, String> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
     let version = schema_version(&conn).map_err(|e| {
         if e.contains("readonly") || e.contains("unable to open") {
-            permission_error(path)
+            format!(
+                "cannot read the ledger database {} read-only: {e} (in WAL mode a reader needs the -shm file \
+                 to exist or write access to the directory: run as root or the collector's user)",
+                path.display()
+            )
         } else {
             format!("cannot read database {}: {e}", path.display())
         }

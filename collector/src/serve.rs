@@ -301,13 +301,12 @@ fn send_reply(stream: &TcpStream, reply: &Reply) {
 /// for a short while so our error reply is read rather than lost to a connection reset.
 fn linger(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut r = DeadlineReader::new(stream, Duration::from_millis(200));
     let mut buf = [0u8; 8192];
-    let mut left = 256 * 1024;
-    while left > 0 {
-        match (&mut &*stream).read(&mut buf) {
+    while r.bytes < 256 * 1024 {
+        match r.read(&mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(n) => left -= n.min(left),
+            Ok(_) => {}
         }
     }
 }

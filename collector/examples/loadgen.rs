@@ -1,0 +1,133 @@
+//! Load generator for `collector serve`: sends N realistic node records, each signed with a
+//! fresh MUNGE credential, over K concurrent connections, and reports records per second.
+//!
+//! ```text
+//! cargo run --release -p runledger-collector --example loadgen -- --address 127.0.0.1:6820 -n 5000 -k 16
+//! ```
+//!
+//! Each record is one node's batch as an epilog sends it: a batch step and a step 0 with two
+//! tasks (StepStart + StepEnd each), about fifty environment variables, two modules, a JobEnd.
+//! Every third job runs on two nodes, so its second record merges into an existing job.
+//! Bodies are built before the clock starts; signing (munge_encode) is timed, as the
+//! epilog pays it too.
+
+use clap::Parser;
+use runledger_collector::sample::Sample;
+use runledger_record::wire::{self, Reply};
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// Collector address.
+    #[arg(long, default_value = "127.0.0.1:6820")]
+    address: String,
+    /// Records (node batches) to send.
+    #[arg(short, default_value_t = 5000)]
+    n: usize,
+    /// Concurrent connections.
+    #[arg(short, default_value_t = 16)]
+    k: usize,
+    /// First job id (use a new range per run against the same database).
+    #[arg(long, default_value_t = 1_000_000)]
+    first_job: u32,
+    /// Cluster name in the records.
+    #[arg(long, default_value = "bench")]
+    cluster: String,
+}
+
+fn main() {
+    let args = Args::parse();
+    let t0 = runledger_record::now() - 3600;
+    let mut bodies = Vec::with_capacity(args.n);
+    let mut job = 0u32;
+    while bodies.len() < args.n {
+        let mut s = Sample::new(&args.cluster, args.first_job + job, t0 + i64::from(job));
+        s.user = format!("user{:03}", job % 200);
+        s.uid = 10_000 + job % 200;
+        s.first_node = (job * 7) % 512;
+        s.nnodes = if job % 3 == 0 { 2 } else { 1 };
+        for node in 0..s.nnodes {
+            if bodies.len() < args.n {
+                bodies.push(s.batch(node).to_json());
+            }
+        }
+        job += 1;
+    }
+    let avg = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len().max(1);
+    eprintln!("loadgen: {} records ({job} jobs, {avg} bytes each) to {} over {} connections", args.n, args.address, args.k);
+
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let latencies = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(args.n)));
+    let sign_time = Arc::new(Mutex::new(Duration::ZERO));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..args.k)
+        .map(|_| {
+            let (bodies, next, failures, latencies, sign_time) =
+                (bodies.clone(), next.clone(), failures.clone(), latencies.clone(), sign_time.clone());
+            let address = args.address.clone();
+            std::thread::spawn(move || {
+                let mut signing = Duration::ZERO;
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let t = Instant::now();
+                    let r = send(&address, body, &mut signing);
+                    lat.push(t.elapsed());
+                    match r {
+                        Ok(reply) if reply.ok => {}
+                        Ok(reply) => failures.lock().unwrap().push(format!("record {i}: {:?}", reply.error)),
+                        Err(e) => failures.lock().unwrap().push(format!("record {i}: {e}")),
+                    }
+                }
+                latencies.lock().unwrap().extend(lat);
+                *sign_time.lock().unwrap() += signing;
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("sender thread");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let failures = failures.lock().unwrap();
+    let ok = args.n - failures.len();
+    let rate = ok as f64 / elapsed;
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort();
+    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let signing = sign_time.lock().unwrap().as_secs_f64() / args.n as f64 * 1000.0;
+    println!(
+        "{ok} of {} records acknowledged in {elapsed:.2} s: {rate:.0} records/s ({:.2}x the 2000/s target); \
+         latency p50 {:.1} ms, p99 {:.1} ms; signing {signing:.2} ms/record",
+        args.n,
+        rate / 2000.0,
+        pct(0.5),
+        pct(0.99)
+    );
+    for f in failures.iter().take(5) {
+        eprintln!("loadgen: failed: {f}");
+    }
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+fn send(address: &str, body: &[u8], signing: &mut Duration) -> Result<Reply, String> {
+    let t = Instant::now();
+    let cred = munge::encode(wire::digest(body).as_bytes()).map_err(|e| e.to_string())?;
+    *signing += t.elapsed();
+    let mut s = TcpStream::connect(address).map_err(|e| format!("connect: {e}"))?;
+    s.set_nodelay(true).ok();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut buf = Vec::with_capacity(body.len() + 512);
+    wire::write_request(&mut buf, &cred, body).map_err(|e| e.to_string())?;
+    s.write_all(&buf).map_err(|e| format!("send: {e}"))?;
+    let reply = wire::read_frame(&mut s, 1 << 20).map_err(|e| format!("reply: {e}"))?;
+    serde_json::from_slice(&reply).map_err(|e| format!("reply: {e}"))
+}
