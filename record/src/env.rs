@@ -25,6 +25,10 @@ pub const TRUNCATED: &str = "…<truncated>";
 /// Name of the variable that says how many variables were dropped for size.
 pub const DROPPED_VAR: &str = "RUNLEDGER_ENV_DROPPED";
 
+/// Kept before any other variable when the size bounds bite: what the ledger's questions need.
+pub const PRIORITY: &[&str] =
+    &["SLURM_*", "PATH", "LD_LIBRARY_PATH", "LOADEDMODULES", "_LMFILES_", "MODULEPATH", "OMP_*", "HOME", "USER", "PWD"];
+
 /// Denied unless the site's own `env_deny=` replaces the list: large or purely cosmetic.
 pub const DEFAULT_DENY: &[&str] = &[
     "BASH_FUNC_*",
@@ -114,27 +118,36 @@ impl EnvFilter {
 
     /// Applies the filter to `NAME=value` entries (raw bytes: environments need not be UTF-8).
     /// Secrets are redacted, long values cut, and the total bounded; what is dropped for size is
-    /// counted in [`DROPPED_VAR`], never lost silently.
+    /// counted in [`DROPPED_VAR`], never lost silently. Slurm appends its own variables last, so
+    /// the [`PRIORITY`] names are kept first: a huge user environment cannot push them out.
     pub fn apply<'a, I>(&self, entries: I) -> BTreeMap<String, String>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let mut out = BTreeMap::new();
-        let mut total = 0usize;
-        let mut dropped = 0usize;
+        let priority_patterns: Vec<Pattern> = PRIORITY.iter().map(|p| Pattern::new(p)).collect();
+        let mut kept: Vec<(bool, String, &'a [u8])> = Vec::new();
         for entry in entries {
             let Some(eq) = entry.iter().position(|&c| c == b'=') else { continue };
             let name = String::from_utf8_lossy(&entry[..eq]);
             if name.is_empty() || !self.keeps(&name) {
                 continue;
             }
-            let value = if is_secret_name(&name) { REDACTED.to_string() } else { cut_value(&entry[eq + 1..]) };
+            let priority = priority_patterns.iter().any(|p| p.matches(&name));
+            kept.push((!priority, name.into_owned(), &entry[eq + 1..]));
+        }
+        // Stable: priority names first, each group in environment order.
+        kept.sort_by_key(|(rest, _, _)| *rest);
+        let mut out = BTreeMap::new();
+        let mut total = 0usize;
+        let mut dropped = 0usize;
+        for (_, name, raw) in kept {
+            let value = if is_secret_name(&name) { REDACTED.to_string() } else { cut_value(raw) };
             if out.len() >= MAX_VARS || total + name.len() + value.len() > MAX_TOTAL_BYTES {
                 dropped += 1;
                 continue;
             }
             total += name.len() + value.len();
-            out.insert(name.into_owned(), value);
+            out.insert(name, value);
         }
         if dropped > 0 {
             out.insert(DROPPED_VAR.to_string(), dropped.to_string());
@@ -217,5 +230,16 @@ mod tests {
         let kept = env.len() - 1;
         assert!(kept <= MAX_VARS);
         assert_eq!(env[DROPPED_VAR].parse::<usize>().unwrap() + kept, 10_000);
+    }
+
+    #[test]
+    fn slurm_variables_survive_a_huge_user_environment() {
+        let mut entries: Vec<String> = (0..5_000).map(|i| format!("U{i}={}", "z".repeat(200))).collect();
+        entries.push("SLURM_JOB_ID=42".into());
+        entries.push("PATH=/usr/bin".into());
+        let env = EnvFilter::default().apply(entries.iter().map(|s| s.as_bytes()));
+        assert_eq!(env["SLURM_JOB_ID"], "42");
+        assert_eq!(env["PATH"], "/usr/bin");
+        assert!(env.contains_key(DROPPED_VAR));
     }
 }
