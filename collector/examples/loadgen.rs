@@ -58,7 +58,10 @@ fn main() {
         job += 1;
     }
     let avg = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len().max(1);
-    eprintln!("loadgen: {} records ({job} jobs, {avg} bytes each) to {} over {} connections", args.n, args.address, args.k);
+    eprintln!(
+        "loadgen: {} records ({job} jobs, {avg} bytes each) to {} over {} connections",
+        args.n, args.address, args.k
+    );
 
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
@@ -100,7 +103,8 @@ fn main() {
     let rate = ok as f64 / elapsed;
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let pct =
+        |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
     let signing = sign_time.lock().unwrap().as_secs_f64() / args.n as f64 * 1000.0;
     println!(
         "{ok} of {} records acknowledged in {elapsed:.2} s: {rate:.0} records/s ({:.2}x the 2000/s target); \

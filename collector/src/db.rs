@@ -75,12 +75,14 @@ CREATE TABLE jobs (
     env_hash TEXT
 );
 CREATE INDEX jobs_cluster_job ON jobs(cluster, job_id);
-CREATE INDEX jobs_cluster_array ON jobs(cluster, array_job_id) WHERE array_job_id IS NOT NULL;
+CREATE INDEX jobs_job ON jobs(job_id);
+CREATE INDEX jobs_array ON jobs(array_job_id) WHERE array_job_id IS NOT NULL;
 CREATE INDEX jobs_user ON jobs(user);
 CREATE INDEX jobs_uid ON jobs(uid);
 CREATE INDEX jobs_account ON jobs(account);
 CREATE INDEX jobs_partition ON jobs(partition);
 CREATE INDEX jobs_start ON jobs(start);
+CREATE INDEX jobs_end ON jobs(end);
 CREATE INDEX jobs_state ON jobs(state);
 
 CREATE TABLE job_nodes (

@@ -311,8 +311,26 @@ fn linger(stream: &TcpStream) {
     }
 }
 
+/// How often the writer refreshes the query planner's statistics (`PRAGMA optimize`).
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
+
+fn optimize(conn: &rusqlite::Connection, pragma: &str) {
+    let t = Instant::now();
+    match conn.execute_batch(pragma) {
+        Ok(()) => log::debug!("{pragma} took {:?}", t.elapsed()),
+        Err(e) => log::warn!("{pragma} failed: {e}"),
+    }
+}
+
 fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
+    // Statistics let the planner choose between the jobs indexes as the ledger grows.
+    optimize(&conn, "PRAGMA optimize = 0x10002");
+    let mut optimized = Instant::now();
     while let Ok(first) = rx.recv() {
+        if optimized.elapsed() > OPTIMIZE_EVERY {
+            optimize(&conn, "PRAGMA optimize");
+            optimized = Instant::now();
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {

@@ -198,7 +198,7 @@ fn serve_accepts_and_rejects_body(strict: bool) {
         s.set_nonblocking(true).unwrap();
         let peek = s.peek(&mut probe);
         s.set_nonblocking(false).unwrap();
-        if matches!(peek, Ok(_)) {
+        if peek.is_ok() {
             cut = true;
             break;
         }
@@ -299,7 +299,8 @@ fn query_errors_are_clear() {
         let mut dperms = std::fs::metadata(dir.path()).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut dperms, 0o755);
         std::fs::set_permissions(dir.path(), dperms).unwrap();
-        let out = Command::new("runuser").args(["-u", "nobody", "--", BIN, "query", "jobs", "--database"]).arg(&db).output();
+        let out =
+            Command::new("runuser").args(["-u", "nobody", "--", BIN, "query", "jobs", "--database"]).arg(&db).output();
         if let Ok(out) = out {
             if out.status.code() != Some(126) && out.status.code() != Some(127) {
                 assert_eq!(out.status.code(), Some(1), "{out:?}");
