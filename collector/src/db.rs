@@ -237,7 +237,13 @@ fn configure_rw(conn: &Connection) -> Result<(), String> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
     // NORMAL in WAL mode: a commit survives a crash of the process; only a power loss can
     // drop the last commits, never corrupt the file.
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;").map_err(|e| e.to_string())?;
+    // temp_store: the per-batch savepoints' sub-journals stay in memory instead of a temp file
+    // (they were the largest single cost of a merge); cache_size: 64 MiB keeps the indexes hot.
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;",
+    )
+    .map_err(|e| e.to_string())?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())
 }

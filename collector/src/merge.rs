@@ -213,10 +213,12 @@ fn apply_item(conn: &Connection, job: i64, item: &Item, received_at: Timestamp) 
 /// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).
 pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
     let content = serde_json::to_string(env).expect("a string map always serializes");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(content.as_bytes());
     let mut hash = String::with_capacity(64);
     for b in d {
-        hash.push_str(&format!("{b:02x}"));
+        hash.push(HEX[usize::from(b >> 4)] as char);
+        hash.push(HEX[usize::from(b & 15)] as char);
     }
     (hash, content)
 }
