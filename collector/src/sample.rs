@@ -109,7 +109,7 @@ impl Sample {
             total_tasks: if batch { 1 } else { 2 * self.nnodes },
             ncpus: 4,
             argv: argv.iter().map(|s| s.to_string()).collect(),
-            exe: Some(format!("/usr/bin/{}", argv[0].rsplit('/').next().unwrap_or(argv[0]))),
+            exe: Some(if argv[0].starts_with('/') { argv[0].to_string() } else { format!("/usr/bin/{}", argv[0]) }),
             cwd: Some(format!("/home/{}/run", self.user)),
             account: Some(self.account.clone()),
             partition: Some(self.partition.clone()),
@@ -137,7 +137,8 @@ impl Sample {
         let (state, exit) = self.outcome(node);
         let raw = if exit.signal != 0 { exit.signal } else { exit.code << 8 };
         if node == 0 {
-            let s = self.step_start(node, STEP_BATCH, &["/home/alice/run/job.sh"], start);
+            let script = format!("/home/{}/run/job.sh", self.user);
+            let s = self.step_start(node, STEP_BATCH, &[script.as_str()], start);
             items.push(Item::StepStart(s));
             items.push(Item::StepEnd(StepEnd {
                 cluster: self.cluster.clone(),

@@ -375,7 +375,11 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
     }
     let tags = tags_of(conn, &[id])?.remove(&id).unwrap_or_default();
     let events = conn
-        .prepare_cached("SELECT time, node, kind, detail FROM events WHERE job = ?1 ORDER BY time, node, kind, detail")?
+        .prepare_cached(
+            "SELECT time, node, kind, detail FROM events WHERE job = ?1
+             ORDER BY time, CASE kind WHEN 'step_started' THEN 0 WHEN 'task_exited' THEN 1
+                                      WHEN 'step_ended' THEN 2 ELSE 3 END, node, detail",
+        )?
         .query_map([id], |r| Ok(EventRow { time: r.get(0)?, node: r.get(1)?, kind: r.get(2)?, detail: r.get(3)? }))?
         .collect::<Result<Vec<_>, _>>()?;
     let facts = conn

@@ -433,7 +433,13 @@ pub fn detail_text(d: &JobDetail) -> String {
     kv(
         &mut o,
         "Nodes",
-        format!("{} ({} nodes, {} CPUs)", j.nodes.as_deref().unwrap_or(""), opt(&j.nnodes), opt(&j.ncpus)),
+        format!(
+            "{} ({} node{}, {} CPUs)",
+            j.nodes.as_deref().unwrap_or(""),
+            opt(&j.nnodes),
+            if j.nnodes == Some(1) { "" } else { "s" },
+            opt(&j.ncpus)
+        ),
     );
     kv(&mut o, "CPU", format!("{:.2} s (user {:.2} s, system {:.2} s)", j.cpu_seconds, j.cpu_user_s, j.cpu_sys_s));
     kv(&mut o, "MaxRSS", j.max_rss_kib.map(timefmt::kib).unwrap_or_default());
