@@ -189,7 +189,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         }
         let s2 = shared.clone();
-        let spawned = thread::Builder::new().name(format!("conn {peer}")).stack_size(256 * 1024).spawn(move || {
+        let spawned = thread::Builder::new().name(format!("conn {peer}")).stack_size(512 * 1024).spawn(move || {
             let _active = ActiveGuard(&s2.active);
             handle(stream, peer, &s2);
         });
