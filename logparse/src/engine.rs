@@ -13,6 +13,21 @@ use crate::text::{line_end, line_start, next_line, Text, Window};
 pub const MAX_FACTS: usize = 256;
 /// Most detection matches looked at for labels (coupled runs, one log per utility).
 const MAX_LABEL_MATCHES: usize = 64;
+/// Bytes of a line of numbers: such lines are skipped by the literal pass when no literal
+/// consists of these bytes only.
+pub(crate) const NUMERIC: [bool; 256] = {
+    let mut t = [false; 256];
+    let bytes = b"0123456789 \t.+-eE";
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// First stretch searched (from the end) for a multi-line pattern's last match.
+const LAST_WINDOW: usize = 64 << 10;
 /// Non-row lines allowed between a table's header and its first row.
 const TABLE_SLACK: usize = 3;
 
@@ -90,7 +105,12 @@ pub fn analyze(rules: &Rules, w: &Window<'_>) -> Analysis {
         gap: text.gap,
         hits: vec![SlotHits::default(); rules.scanner.n_slots],
         scanned: false,
-        stats: ScanStats { bytes: text.buf.len(), lines: text.lines, cut_lines: text.cut_lines, ..ScanStats::default() },
+        stats: ScanStats {
+            bytes: text.buf.len(),
+            lines: text.lines,
+            cut_lines: text.cut_lines,
+            ..ScanStats::default()
+        },
     };
     cx.scan();
     let mut a = cx.run();
@@ -113,36 +133,91 @@ fn prefix_for(p: &Program) -> String {
 }
 
 impl<'r, 'b> Ctx<'r, 'b> {
-    /// The one pass: find the next line where any single-line pattern matches, ask the set
-    /// which patterns match on it, note first/last/count per pattern, go on after that line.
+    fn record(&mut self, slot: usize, ls: usize) {
+        let h = &mut self.hits[slot];
+        h.first.get_or_insert(ls);
+        h.last = Some(ls);
+        h.count += 1;
+    }
+
+    /// The one pass (two when some patterns have no literals): see `rules::Scanner`.
     fn scan(&mut self) {
-        let sc = &self.rules.scanner;
-        let (Some(finder), Some(set)) = (&sc.finder, &sc.set) else { return };
+        let rules = self.rules;
+        let sc = &rules.scanner;
         let buf = self.buf;
-        let mut cache = finder.create_cache();
-        let mut matched = vec![false; set.len()];
-        let mut pos = 0;
-        while pos < buf.len() {
-            self.stats.searches += 1;
-            let Some(m) = finder.search_with(&mut cache, &Input::new(buf).range(pos..)) else {
-                self.stats.searched_bytes += buf.len() - pos;
-                break;
-            };
-            let ls = line_start(buf, m.start()).max(pos);
-            let le = line_end(buf, m.start());
-            self.stats.searched_bytes += le - pos;
-            matched.iter_mut().for_each(|x| *x = false);
-            self.stats.searches += 1;
-            self.stats.searched_bytes += le - ls;
-            if set.matches_read_at(&mut matched, &buf[ls..le], 0) {
-                for (i, _) in matched.iter().enumerate().filter(|(_, &m)| m) {
-                    let h = &mut self.hits[sc.slots[i]];
-                    h.first.get_or_insert(ls);
-                    h.last = Some(ls);
-                    h.count += 1;
+        if let Some(ac) = &sc.ac {
+            // Per literal-keyed pattern, the line it was last tried on.
+            let mut tried = vec![usize::MAX; sc.lit_pats.len()];
+            let mut i = 0;
+            while i < buf.len() {
+                let ls = i;
+                // Rows of numbers (thermo output, energies) hold no literal (see `finish`):
+                // skip them at memory speed instead of running the automaton over them.
+                while i < buf.len() && NUMERIC[buf[i] as usize] {
+                    i += 1;
                 }
+                if i >= buf.len() {
+                    break;
+                }
+                if buf[i] == b'\n' {
+                    i += 1;
+                    continue;
+                }
+                let le = line_end(buf, i);
+                let line = &buf[ls..le];
+                self.stats.searches += 1;
+                self.stats.searched_bytes += line.len();
+                for lm in ac.find_overlapping_iter(line) {
+                    for &slot in &sc.lit_presence[lm.pattern().as_usize()] {
+                        if self.hits[slot].last != Some(ls) {
+                            self.record(slot, ls);
+                        }
+                    }
+                    for &pi in &sc.lit_owners[lm.pattern().as_usize()] {
+                        let pi = pi as usize;
+                        if tried[pi] == ls {
+                            continue;
+                        }
+                        tried[pi] = ls;
+                        let (slot, re) = &sc.lit_pats[pi];
+                        self.stats.searches += 1;
+                        self.stats.searched_bytes += line.len();
+                        if re.is_match(line) {
+                            self.record(*slot, ls);
+                        }
+                    }
+                }
+                i = le + 1;
             }
-            pos = le + 1;
+        }
+        if let (Some(finder), Some(set)) = (&sc.finder, &sc.set) {
+            let mut cache = finder.create_cache();
+            let mut matched = vec![false; set.len()];
+            let mut pos = 0;
+            while pos < buf.len() {
+                self.stats.searches += 1;
+                // The end of the earliest match is enough: a line with a match of its own ends
+                // it no later than a match starting on an earlier line, and the set checks the
+                // whole line.
+                let input = Input::new(buf).range(pos..).earliest(true);
+                let Some(m) = finder.search_half_with(&mut cache, &input) else {
+                    self.stats.searched_bytes += buf.len() - pos;
+                    break;
+                };
+                let at = m.offset().min(buf.len().saturating_sub(1));
+                let ls = line_start(buf, at).max(pos);
+                let le = line_end(buf, at);
+                self.stats.searched_bytes += le - pos;
+                matched.iter_mut().for_each(|x| *x = false);
+                self.stats.searches += 1;
+                self.stats.searched_bytes += le - ls;
+                if set.matches_read_at(&mut matched, &buf[ls..le], 0) {
+                    for i in (0..matched.len()).filter(|&i| matched[i]) {
+                        self.record(sc.set_slots[i], ls);
+                    }
+                }
+                pos = le + 1;
+            }
         }
         self.scanned = true;
     }
@@ -151,6 +226,9 @@ impl<'r, 'b> Ctx<'r, 'b> {
     /// until `f` returns false. Single-line patterns are held to one line.
     fn each_match(&mut self, pat: &Pat, start: usize, mut f: impl FnMut(usize) -> bool) {
         let buf = self.buf;
+        if self.absent(pat) {
+            return;
+        }
         let mut pos = start;
         while pos < buf.len() {
             self.stats.searches += 1;
@@ -177,8 +255,17 @@ impl<'r, 'b> Ctx<'r, 'b> {
         }
     }
 
+    /// A multi-line pattern none of whose literals occurs: it cannot match.
+    fn absent(&self, pat: &Pat) -> bool {
+        self.scanned
+            && pat.multiline
+            && self.rules.scanner.present_keyed.get(pat.slot).copied().unwrap_or(false)
+            && self.hits[pat.slot].count == 0
+    }
+
     fn from_scan(&self, pat: &Pat) -> Option<SlotHits> {
-        (self.scanned && !pat.multiline).then(|| self.hits[pat.slot])
+        let covered = self.rules.scanner.covered.get(pat.slot).copied().unwrap_or(false);
+        (self.scanned && covered && !pat.multiline).then(|| self.hits[pat.slot])
     }
 
     fn first_from(&mut self, pat: &Pat, start: usize) -> Option<usize> {
@@ -201,12 +288,20 @@ impl<'r, 'b> Ctx<'r, 'b> {
         if let Some(h) = self.from_scan(pat) {
             return h.last;
         }
-        let mut found = None;
-        self.each_match(pat, 0, |ls| {
-            found = Some(ls);
-            true
-        });
-        found
+        // The last match is usually near the end: search the end first, then widen.
+        let mut window = LAST_WINDOW;
+        loop {
+            let start = if window >= self.buf.len() { 0 } else { line_start(self.buf, self.buf.len() - window) };
+            let mut found = None;
+            self.each_match(pat, start, |ls| {
+                found = Some(ls);
+                true
+            });
+            if found.is_some() || start == 0 {
+                return found;
+            }
+            window = window.saturating_mul(16);
+        }
     }
 
     fn count(&mut self, pat: &Pat) -> usize {
@@ -349,7 +444,16 @@ impl<'r, 'b> Ctx<'r, 'b> {
         }
         let priority = f.priority.unwrap_or_else(|| category.default_priority());
         let facts = Self::render(&f.outputs, &self.group_texts(&found));
-        Some(Candidate { priority, generic, line: ev_line, order, category, evidence, facts, prefix: prefix.to_string() })
+        Some(Candidate {
+            priority,
+            generic,
+            line: ev_line,
+            order,
+            category,
+            evidence,
+            facts,
+            prefix: prefix.to_string(),
+        })
     }
 
     fn field(&mut self, f: &Field, prefix: &str, facts: &mut Facts) {
@@ -418,7 +522,8 @@ impl<'r, 'b> Ctx<'r, 'b> {
         let buf = self.buf;
         let ls = if t.last { self.last(&t.header) } else { self.first_from(&t.header, 0) };
         let Some(ls) = ls else { return };
-        let header: Vec<&[u8]> = buf[ls..line_end(buf, ls)].split(u8::is_ascii_whitespace).filter(|s| !s.is_empty()).collect();
+        let header: Vec<&[u8]> =
+            buf[ls..line_end(buf, ls)].split(u8::is_ascii_whitespace).filter(|s| !s.is_empty()).collect();
         let is_row = |line: &[u8]| -> Option<Vec<(usize, usize)>> {
             let mut toks = Vec::with_capacity(header.len());
             let mut i = 0;
@@ -437,9 +542,8 @@ impl<'r, 'b> Ctx<'r, 'b> {
                     toks.push((s, i));
                 }
             }
-            let numeric = |(s, e): &(usize, usize)| {
-                std::str::from_utf8(&line[*s..*e]).ok().and_then(parse_number).is_some()
-            };
+            let numeric =
+                |(s, e): &(usize, usize)| std::str::from_utf8(&line[*s..*e]).ok().and_then(parse_number).is_some();
             (toks.len() == header.len() && toks.iter().all(numeric)).then_some(toks)
         };
         let mut pos = next_line(buf, ls);

@@ -88,6 +88,7 @@
 
 mod convert;
 mod engine;
+mod literal;
 mod model;
 mod rules;
 mod text;

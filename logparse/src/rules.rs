@@ -1,10 +1,11 @@
 //! The rules file: its TOML form, its checks, and the compiled [`Rules`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use aho_corasick::AhoCorasick;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use regex_automata::meta;
 use regex_automata::util::syntax;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::convert::{Convert, Template};
+use crate::literal;
 use crate::model::Category;
 
 /// The built-in rules, compiled into the binary.
@@ -238,15 +240,29 @@ impl Program {
     }
 }
 
-/// What the one pass over the text needs: every single-line pattern of every program, as one
-/// multi-pattern automaton that finds the next line where any of them matches (`finder`), and
-/// a set that says which of them match on that line (`set`).
+/// What the one pass over the text needs. Every single-line pattern with required literals
+/// (see `literal.rs`) is keyed on them: one Aho-Corasick search finds the next line holding any
+/// literal, and only the patterns owning the literals on that line are run on it. Patterns
+/// without useful literals go into one multi-pattern automaton (`finder`) that finds the next
+/// line where any of them matches, and a set that says which.
 #[derive(Clone, Debug)]
 pub(crate) struct Scanner {
+    pub ac: Option<AhoCorasick>,
+    /// For each literal of `ac`: indices into `lit_pats`.
+    pub lit_owners: Vec<Vec<u32>>,
+    /// For each literal of `ac`: slots of multi-line patterns that need it to be present.
+    pub lit_presence: Vec<Vec<usize>>,
+    /// Per slot: a multi-line pattern whose literals the scan watches for.
+    pub present_keyed: Vec<bool>,
+
+    /// (slot, regex) of the literal-keyed patterns.
+    pub lit_pats: Vec<(usize, Regex)>,
     pub finder: Option<meta::Regex>,
     pub set: Option<RegexSet>,
     /// For each pattern of `set`, its slot.
-    pub slots: Vec<usize>,
+    pub set_slots: Vec<usize>,
+    /// Per slot: the scan reports this pattern's lines (else it is searched on its own).
+    pub covered: Vec<bool>,
     pub n_slots: usize,
 }
 
@@ -339,7 +355,8 @@ impl Rules {
     /// [`Rules::builtin`] and report the error.
     pub fn load_site(path: &Path) -> Result<Rules, RuleError> {
         let origin = path.display().to_string();
-        let io = |e: std::io::Error| RuleError { origin: origin.clone(), line: None, rule: None, message: e.to_string() };
+        let io =
+            |e: std::io::Error| RuleError { origin: origin.clone(), line: None, rule: None, message: e.to_string() };
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Rules::builtin()),
@@ -367,10 +384,13 @@ impl Rules {
     fn finish(&mut self) {
         let mut n = 0;
         let mut singles: Vec<(usize, String)> = Vec::new();
+        let mut multis: Vec<(usize, String)> = Vec::new();
         let mut assign = |p: &mut Program| {
             let mut add = |pat: &mut Pat| {
                 pat.slot = n;
-                if !pat.multiline {
+                if pat.multiline {
+                    multis.push((n, pat.src.clone()));
+                } else {
                     singles.push((n, pat.src.clone()));
                 }
                 n += 1;
@@ -385,35 +405,112 @@ impl Rules {
         for p in &mut self.programs {
             assign(p);
         }
-        let srcs: Vec<&str> = singles.iter().map(|(_, s)| s.as_str()).collect();
-        let finder = meta::Regex::builder()
-            .syntax(syntax_config())
-            .configure(
-                meta::Regex::config()
-                    .utf8_empty(false)
-                    .which_captures(regex_automata::nfa::thompson::WhichCaptures::Implicit)
-                    .hybrid_cache_capacity(8 << 20)
-                    .nfa_size_limit(Some(64 << 20)),
-            )
-            .build_many(&srcs)
-            .ok();
-        let set = RegexSetBuilder::new(&srcs)
-            .multi_line(true)
-            .unicode(false)
-            .size_limit(64 << 20)
-            .dfa_size_limit(8 << 20)
-            .build()
-            .ok();
-        // Without a finder or set (a site's patterns too large together) every pattern is
-        // searched on its own: slower, same results.
-        let (finder, set) = match (finder, set) {
-            (Some(f), Some(s)) => (Some(f), Some(s)),
-            _ => (None, None),
+        let mut covered = vec![false; n];
+        // Literal-keyed patterns.
+        let mut lits: Vec<Vec<u8>> = Vec::new();
+        let mut lit_index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut lit_owners: Vec<Vec<u32>> = Vec::new();
+        let mut lit_presence: Vec<Vec<usize>> = Vec::new();
+        let mut lit_pats: Vec<(usize, Regex)> = Vec::new();
+        let mut rest: Vec<(usize, &str)> = Vec::new();
+        let mut present_keyed = vec![false; n];
+        let mut add_lits = |set: Vec<Vec<u8>>, owner: Result<u32, usize>| {
+            for l in set {
+                let li = *lit_index.entry(l.clone()).or_insert_with(|| {
+                    lits.push(l);
+                    lit_owners.push(Vec::new());
+                    lit_presence.push(Vec::new());
+                    lits.len() - 1
+                });
+                match owner {
+                    Ok(pi) => lit_owners[li].push(pi),
+                    Err(slot) => lit_presence[li].push(slot),
+                }
+            }
+        };
+        // Lines of numbers are skipped by the literal pass, so a literal made of number bytes
+        // only cannot key a pattern.
+        let keyable = |src: &str| {
+            literal::required(src)
+                .filter(|set| set.iter().all(|l| l.iter().any(|&b| !crate::engine::NUMERIC[b as usize])))
+        };
+        for (slot, src) in &singles {
+            match (keyable(src), compile_regex(src)) {
+                (Some(set), Ok(re)) => {
+                    add_lits(set, Ok(lit_pats.len() as u32));
+                    lit_pats.push((*slot, re));
+                }
+                _ => rest.push((*slot, src.as_str())),
+            }
+        }
+        // A multi-line pattern is searched on its own, but only if one of its literals shows.
+        for (slot, src) in &multis {
+            if let Some(set) = keyable(src) {
+                add_lits(set, Err(*slot));
+                present_keyed[*slot] = true;
+            }
+        }
+        let ac = if lits.is_empty() {
+            None
+        } else {
+            AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::Standard)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&lits)
+                .ok()
+        };
+        if ac.is_some() {
+            lit_pats.iter().for_each(|(slot, _)| covered[*slot] = true);
+        } else {
+            lit_pats.clear();
+            lit_owners.clear();
+            lit_presence.clear();
+            present_keyed = vec![false; n];
+            rest = singles.iter().map(|(s, src)| (*s, src.as_str())).collect();
+        }
+        // The rest: one automaton and a set.
+        let srcs: Vec<&str> = rest.iter().map(|(_, s)| *s).collect();
+        let (finder, set) = if srcs.is_empty() {
+            (None, None)
+        } else {
+            let finder = meta::Regex::builder()
+                .syntax(syntax_config())
+                .configure(
+                    meta::Regex::config()
+                        .utf8_empty(false)
+                        .which_captures(regex_automata::nfa::thompson::WhichCaptures::Implicit)
+                        .hybrid_cache_capacity(8 << 20)
+                        .nfa_size_limit(Some(64 << 20)),
+                )
+                .build_many(&srcs)
+                .ok();
+            let set = RegexSetBuilder::new(&srcs)
+                .multi_line(true)
+                .unicode(false)
+                .size_limit(64 << 20)
+                .dfa_size_limit(8 << 20)
+                .build()
+                .ok();
+            // Without them (a site's patterns too large together) each of these patterns is
+            // searched on its own: slower, same results.
+            match (finder, set) {
+                (Some(f), Some(s)) => {
+                    rest.iter().for_each(|(slot, _)| covered[*slot] = true);
+                    (Some(f), Some(s))
+                }
+                _ => (None, None),
+            }
         };
         self.scanner = Scanner {
+            ac,
+            lit_owners,
+            lit_presence,
+            present_keyed,
+            lit_pats,
             finder,
             set,
-            slots: singles.iter().map(|(s, _)| *s).collect(),
+            set_slots: rest.iter().map(|(s, _)| *s).collect(),
+            covered,
             n_slots: n,
         };
     }
@@ -421,7 +518,18 @@ impl Rules {
 
 impl Scanner {
     fn empty() -> Scanner {
-        Scanner { finder: None, set: None, slots: Vec::new(), n_slots: 0 }
+        Scanner {
+            ac: None,
+            lit_owners: Vec::new(),
+            lit_presence: Vec::new(),
+            present_keyed: Vec::new(),
+            lit_pats: Vec::new(),
+            finder: None,
+            set: None,
+            set_slots: Vec::new(),
+            covered: Vec::new(),
+            n_slots: 0,
+        }
     }
 }
 
@@ -572,7 +680,12 @@ impl<'a> Compiler<'a> {
                     format!("group name {g:?} is not a usable fact key (lower-case a-z, 0-9, _; not one of {RESERVED_KEYS:?}; start with _ to hide it)"),
                 ));
             }
-            outputs.push(Output { key: g.clone(), source: Source::Group(g.clone()), unit: None, convert: Convert::Text });
+            outputs.push(Output {
+                key: g.clone(),
+                source: Source::Group(g.clone()),
+                unit: None,
+                convert: Convert::Text,
+            });
         }
         let check_vars = |t: &Template, at: usize| -> Result<(), RuleError> {
             for v in t.vars() {
@@ -661,7 +774,9 @@ impl<'a> Compiler<'a> {
                 Some(c) if valid_key(c.get_ref()) && !RESERVED_KEYS.contains(&c.get_ref().as_str()) => {
                     Some(c.get_ref().clone())
                 }
-                Some(c) => return Err(self.err(c.span().start, format!("count: {:?} is not a usable fact key", c.get_ref()))),
+                Some(c) => {
+                    return Err(self.err(c.span().start, format!("count: {:?} is not a usable fact key", c.get_ref())))
+                }
                 None => None,
             };
             let outputs =
@@ -696,7 +811,9 @@ impl<'a> Compiler<'a> {
             let mut columns = Vec::new();
             for (col, key) in t.columns.get_ref() {
                 if !valid_key(key) || RESERVED_KEYS.contains(&key.as_str()) {
-                    return Err(self.err(t.columns.span().start, format!("columns.{col}: {key:?} is not a usable fact key")));
+                    return Err(
+                        self.err(t.columns.span().start, format!("columns.{col}: {key:?} is not a usable fact key"))
+                    );
                 }
                 columns.push((col.clone(), key.clone(), units.get(key).cloned()));
             }
@@ -725,10 +842,9 @@ impl<'a> Compiler<'a> {
             self.disabled.push(name);
             return Ok(None);
         }
-        let detect_v = d
-            .detect
-            .as_ref()
-            .ok_or_else(|| self.err(d.name.span().start, "detect: missing (the pattern that recognises this code)".to_string()))?;
+        let detect_v = d.detect.as_ref().ok_or_else(|| {
+            self.err(d.name.span().start, "detect: missing (the pattern that recognises this code)".to_string())
+        })?;
         let mut p = Program::empty(&name);
         let mut detect_groups: Vec<String> = Vec::new();
         for s in self.strings(detect_v, "detect")? {

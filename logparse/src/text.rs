@@ -1,11 +1,14 @@
 //! Turning the caller's byte windows into one scannable text.
 //!
 //! The rules see lines. Here every `\n`, `\r\n` and lone `\r` (progress bars redraw a line with
-//! `\r`) ends a line, lines longer than [`MAX_LINE`] are cut (the rest of that line is dropped),
-//! and the result always ends with `\n`. Bytes are kept as they are: non-UTF-8 and binary
-//! content is scanned like anything else. One linear pass, one copy.
+//! `\r`) ends a line, and lines longer than [`MAX_LINE`] are cut (the rest of that line is
+//! dropped). Bytes are kept as they are: non-UTF-8 and binary content is scanned like anything
+//! else. A window that is already one clean text (no `\r`, no overlong line) is used in place;
+//! otherwise one linear pass makes one copy.
 
-use memchr::{memchr, memchr2, memrchr};
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr2, memchr_iter, memrchr};
 
 /// Longest line kept, in bytes; the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 4096;
@@ -29,8 +32,9 @@ impl<'a> Window<'a> {
     }
 }
 
-pub(crate) struct Text {
-    pub buf: Vec<u8>,
+pub(crate) struct Text<'a> {
+    /// Borrowed when the window is one clean text already (the common case), else a copy.
+    pub buf: Cow<'a, [u8]>,
     /// Bytes were skipped between head and tail.
     pub gap: bool,
     pub lines: usize,
@@ -99,8 +103,38 @@ impl Norm {
     }
 }
 
-impl Text {
-    pub fn new(w: &Window<'_>) -> Text {
+/// Lines in `b` if it needs no change (no `\r`, no line over [`MAX_LINE`]).
+fn clean_lines(b: &[u8]) -> Option<usize> {
+    if memchr(b'\r', b).is_some() {
+        return None;
+    }
+    let mut lines = 0;
+    let mut start = 0;
+    for nl in memchr_iter(b'\n', b) {
+        if nl - start > MAX_LINE {
+            return None;
+        }
+        lines += 1;
+        start = nl + 1;
+    }
+    if b.len() - start > MAX_LINE {
+        return None;
+    }
+    Some(lines + usize::from(start < b.len()))
+}
+
+impl<'a> Text<'a> {
+    pub fn new(w: &Window<'a>) -> Text<'a> {
+        let whole = match (w.head.is_empty(), w.tail.is_empty()) {
+            (_, true) => Some(w.head),
+            (true, false) => Some(w.tail),
+            (false, false) => None,
+        };
+        if let Some(b) = whole {
+            if let Some(lines) = clean_lines(b) {
+                return Text { buf: Cow::Borrowed(b), gap: w.truncated_between, lines, cut_lines: 0 };
+            }
+        }
         let mut n = Norm {
             buf: Vec::with_capacity(w.head.len() + w.tail.len() + 2),
             line_len: 0,
@@ -114,7 +148,7 @@ impl Text {
         }
         n.feed(w.tail);
         n.end_line();
-        Text { buf: n.buf, gap: w.truncated_between, lines: n.lines, cut_lines: n.cut_lines }
+        Text { buf: Cow::Owned(n.buf), gap: w.truncated_between, lines: n.lines, cut_lines: n.cut_lines }
     }
 }
 
@@ -141,7 +175,7 @@ mod tests {
     use super::*;
 
     fn norm(head: &[u8], tail: &[u8], gap: bool) -> Vec<u8> {
-        Text::new(&Window { head, tail, truncated_between: gap }).buf
+        Text::new(&Window { head, tail, truncated_between: gap }).buf.into_owned()
     }
 
     #[test]
@@ -154,6 +188,9 @@ mod tests {
         // A gap separates the two halves of a line.
         assert_eq!(norm(b"ab", b"cd\n", true), b"ab\ncd\n");
         assert_eq!(norm(b"ab", b"cd\n", false), b"abcd\n");
+        // A clean text is used as it is (no newline added at the end: lines end there too).
+        assert_eq!(norm(b"a\nb", b"", false), b"a\nb");
+        assert_eq!(Text::new(&Window::whole(b"a\nb")).lines, 2);
     }
 
     #[test]
