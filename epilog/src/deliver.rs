@@ -12,9 +12,10 @@
 //! over the body's digest, the request, one reply frame. If the collector cannot be reached (name
 //! does not resolve, connection refused or timed out, no reply in time, connection dropped,
 //! munged down), this run sends nothing more: the rest waits in the outbox for the next epilog.
-//! A reply with `ok: false` is logged and the batch kept — except when the collector says the
-//! batch is malformed (its error mentions "malformed", as `Batch::from_json` words it): retrying
-//! that can never succeed, so the file is moved to `<spool>/rejected/` for an admin to look at.
+//! A reply with `ok: false` is logged and the batch kept, and the next batch is tried — except when
+//! the collector says the batch itself is bad ("malformed batch: …" from `Batch::from_json`,
+//! "invalid batch: …" from its validation): retrying that can never succeed, so the file is moved
+//! to `<spool>/rejected/` for an admin to look at.
 
 use runledger_record::spool::Spool;
 use runledger_record::wire::{self, Reply};
@@ -132,7 +133,7 @@ impl Sender {
             Ok(r) if r.ok => Outcome::Committed(r),
             Ok(r) => {
                 let why = r.error.unwrap_or_else(|| "no reason given".into());
-                if why.to_ascii_lowercase().contains("malformed") {
+                if is_permanent(&why) {
                     Outcome::Malformed(why)
                 } else {
                     Outcome::Refused(why)
@@ -174,6 +175,14 @@ impl Sender {
             Err(_) => Err(format!("resolving collector address {addr} took longer than {} ms", wait.as_millis())),
         }
     }
+}
+
+/// Whether a refusal means the batch itself can never be accepted: the collector words these as
+/// `Batch::from_json` ("malformed batch: …") and its own validation ("invalid batch: …") do.
+/// Everything else (credential, uid, database, busy) may succeed later.
+fn is_permanent(why: &str) -> bool {
+    let w = why.trim_start().to_ascii_lowercase();
+    w.contains("malformed") || w.starts_with("invalid batch")
 }
 
 /// `host` → `host:6820`; anything with a port (or an IPv6 literal in brackets with one) as is.
@@ -287,7 +296,10 @@ fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Ins
                 }
             }
         }
-        Outcome::Refused(why) => log::warn!("{}: collector refused it: {why}; kept for a later run", cur.label),
+        Outcome::Refused(why) if cur.path.is_some() => {
+            log::warn!("{}: collector refused it: {why}; kept for a later run", cur.label)
+        }
+        Outcome::Refused(why) => log::error!("{}: collector refused it: {why}", cur.label),
         Outcome::Malformed(why) => match &cur.path {
             Some(p) => {
                 report.rejected += 1;
@@ -322,6 +334,16 @@ fn reject(spool: &Spool, path: &Path, why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_bad_batches_are_permanent() {
+        assert!(is_permanent("malformed batch: expected value at line 1"));
+        assert!(is_permanent("invalid batch: item 0 (job_end) has an empty cluster name"));
+        assert!(!is_permanent("credential refused: Expired credential"));
+        assert!(!is_permanent("too many connections (limit 64); retry later"));
+        assert!(!is_permanent("not stored: database error: disk I/O error"));
+        assert!(!is_permanent("batch format 2 is not supported (this build speaks 1)"));
+    }
 
     #[test]
     fn default_port_is_added_only_when_missing() {

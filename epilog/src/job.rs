@@ -169,8 +169,12 @@ pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verd
         items,
         deadline,
     });
+    let cluster = env.cluster.clone().or(first.map(|s| s.cluster.clone())).unwrap_or_default();
+    if cluster.trim().is_empty() {
+        log::warn!("job {}: cluster name unknown (no SLURM_CLUSTER_NAME, no spooled step)", env.job_id);
+    }
     let end = JobEnd {
-        cluster: env.cluster.clone().or(first.map(|s| s.cluster.clone())).unwrap_or_default(),
+        cluster,
         job_id: env.job_id,
         node,
         // u32::MAX (Slurm's "no uid") only if neither slurmd nor the plugin said whose job it is.
