@@ -223,7 +223,8 @@ impl<'r, 'b> Ctx<'r, 'b> {
     }
 
     /// Calls `f` with the start of each line where `pat` matches, from `start` (a line start),
-    /// until `f` returns false. Single-line patterns are held to one line.
+    /// until `f` returns false. Classes never match a line end (`pattern::prepare`), so a
+    /// search looks at most a few lines past where it starts: the whole loop is linear.
     fn each_match(&mut self, pat: &Pat, start: usize, mut f: impl FnMut(usize) -> bool) {
         let buf = self.buf;
         if self.absent(pat) {
@@ -239,19 +240,11 @@ impl<'r, 'b> Ctx<'r, 'b> {
             let ls = line_start(buf, m.start()).max(pos);
             let le = line_end(buf, m.start());
             self.stats.searched_bytes += m.end().max(le) - pos;
-            if !pat.multiline && m.end() > le {
-                // Matched across a line end: does it match within its first line?
-                self.stats.searches += 1;
-                self.stats.searched_bytes += le - ls;
-                if !pat.re.is_match(&buf[ls..le]) {
-                    pos = le + 1;
-                    continue;
-                }
-            }
             if !f(ls) {
                 return;
             }
-            pos = le + 1;
+            // One match per line; a multi-line match is not searched into again.
+            pos = (le + 1).max(m.end());
         }
     }
 

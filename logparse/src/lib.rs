@@ -88,8 +88,8 @@
 
 mod convert;
 mod engine;
-mod literal;
 mod model;
+mod pattern;
 mod rules;
 mod text;
 

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::convert::{Convert, Template};
-use crate::literal;
 use crate::model::Category;
+use crate::pattern;
 
 /// The built-in rules, compiled into the binary.
 pub const BUILTIN_TOML: &str = include_str!("../rules/builtin.toml");
@@ -153,8 +153,9 @@ struct TableDoc {
 #[derive(Clone, Debug)]
 pub(crate) struct Pat {
     pub re: Regex,
-    pub src: String,
-    /// The pattern mentions `\n`: it may match across lines and is searched on its own.
+    /// As compiled (see `pattern::prepare`).
+    pub regex: String,
+    /// The pattern crosses line ends (it says `\n`): it is searched on its own.
     pub multiline: bool,
     /// Index into the scan's per-pattern results (set by `Rules::finish`).
     pub slot: usize,
@@ -389,9 +390,9 @@ impl Rules {
             let mut add = |pat: &mut Pat| {
                 pat.slot = n;
                 if pat.multiline {
-                    multis.push((n, pat.src.clone()));
+                    multis.push((n, pat.regex.clone()));
                 } else {
-                    singles.push((n, pat.src.clone()));
+                    singles.push((n, pat.regex.clone()));
                 }
                 n += 1;
             };
@@ -431,7 +432,7 @@ impl Rules {
         // Lines of numbers are skipped by the literal pass, so a literal made of number bytes
         // only cannot key a pattern.
         let keyable = |src: &str| {
-            literal::required(src)
+            pattern::required(src)
                 .filter(|set| set.iter().all(|l| l.iter().any(|&b| !crate::engine::NUMERIC[b as usize])))
         };
         for (slot, src) in &singles {
@@ -633,8 +634,10 @@ impl<'a> Compiler<'a> {
 
     fn pat(&self, s: &Spanned<String>, what: &str) -> Result<Pat, RuleError> {
         let src = s.get_ref();
-        let re = compile_regex(src).map_err(|e| self.err(s.span().start, format!("{what}: {e}")))?;
-        Ok(Pat { re, src: src.clone(), multiline: src.contains("\\n"), slot: usize::MAX })
+        let bad = |e: String| self.err(s.span().start, format!("{what}: {e}"));
+        let p = pattern::prepare(src).map_err(bad)?;
+        let re = compile_regex(&p.regex).map_err(bad)?;
+        Ok(Pat { re, regex: p.regex, multiline: p.multiline, slot: usize::MAX })
     }
 
     fn category(&self, s: &Spanned<String>) -> Result<Category, RuleError> {
@@ -875,5 +878,40 @@ impl<'a> Compiler<'a> {
         p.fields = self.fields(d.field)?;
         p.tables = self.tables(d.table)?;
         Ok(Some(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_compile_and_are_literal_keyed() {
+        let r = Rules::from_toml(BUILTIN_TOML, "builtin.toml").expect("built-in rules");
+        // The fast path: no built-in single-line pattern needs the automaton pass, and every
+        // multi-line one is searched only when its literal shows.
+        assert!(r.scanner.finder.is_none(), "a built-in pattern has no literal: {:?}", r.scanner.set_slots);
+        let all: Vec<&Pat> = std::iter::once(&r.generic)
+            .chain(r.programs.iter())
+            .flat_map(|p| {
+                p.detect
+                    .iter()
+                    .chain(p.success.iter())
+                    .chain(p.failures.iter().map(|f| &f.pat))
+                    .chain(p.fields.iter().map(|f| &f.pat))
+                    .chain(p.tables.iter().map(|t| &t.header))
+            })
+            .collect();
+        for p in all {
+            if p.multiline {
+                assert!(r.scanner.present_keyed[p.slot], "multi-line pattern without literal: {}", p.regex);
+            } else {
+                assert!(r.scanner.covered[p.slot], "{}", p.regex);
+            }
+        }
+        let names = r.program_names();
+        for n in ["LAMMPS", "GROMACS", "OpenFOAM", "Quantum ESPRESSO", "WRF", "CP2K", "VASP", "OpenMC"] {
+            assert!(names.contains(&n), "{n}");
+        }
     }
 }

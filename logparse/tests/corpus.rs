@@ -366,7 +366,9 @@ fn check(file: &str, got: &BTreeMap<String, (String, Option<String>)>, e: &Expec
         Want::EndsWith(t) => value.ends_with(t.as_str()),
         Want::Prefix(t) => value.split_whitespace().collect::<Vec<_>>().join(" ").starts_with(t.as_str()),
         Want::Number(want, decimals) => match value.parse::<f64>() {
-            Ok(g) => (g - want).abs() <= 0.5 * 10f64.powi(-(*decimals as i32)) * (1.0 + 1e-9) + f64::EPSILON * want.abs(),
+            Ok(g) => {
+                (g - want).abs() <= 0.5 * 10f64.powi(-(*decimals as i32)) * (1.0 + 1e-9) + f64::EPSILON * want.abs()
+            }
             Err(_) => false,
         },
     };
@@ -418,7 +420,8 @@ fn every_manifest_file_gives_its_facts() {
             let mapped = MAPPED_KEYS.contains(&key.as_str());
             let allowed = EXTRA_OK.iter().any(|(f, k, _)| *f == row.path && k == key);
             if mapped && !expected_keys.contains(key) && !allowed {
-                failures.push(format!("{}: reports {key} = {:?}, which the manifest does not list", row.path, got[key]));
+                failures
+                    .push(format!("{}: reports {key} = {:?}, which the manifest does not list", row.path, got[key]));
             }
         }
         for (f, k, _) in EXTRA_OK.iter().filter(|(f, _, _)| *f == row.path) {
@@ -451,8 +454,11 @@ fn companions_give_the_job_verdict() {
     for row in &rows {
         let Some((_, companion)) = row.facts.iter().find(|(k, _)| k == "companion") else { continue };
         let companion = companion.split_whitespace().next().expect("companion path");
-        let (out, err) =
-            if row.path.ends_with(".err.tail") { (companion, row.path.as_str()) } else { (row.path.as_str(), companion) };
+        let (out, err) = if row.path.ends_with(".err.tail") {
+            (companion, row.path.as_str())
+        } else {
+            (row.path.as_str(), companion)
+        };
         let a_out = analyse(&rules, out);
         let a_err = analyse(&rules, err);
         assert_eq!(a_out.outcome, Outcome::Incomplete, "{out}");
@@ -489,7 +495,8 @@ fn corpus_files_survive_windowing() {
             assert!(cut.value(k).is_none(), "{}: {k} counted across a gap", row.path);
         }
         // The same bytes given as contiguous head + tail give the same analysis as whole.
-        let joined = analyze(&rules, &Window { head: &bytes[..n / 2], tail: &bytes[n / 2..], truncated_between: false });
+        let joined =
+            analyze(&rules, &Window { head: &bytes[..n / 2], tail: &bytes[n / 2..], truncated_between: false });
         assert_eq!(joined.facts, whole.facts, "{}", row.path);
         assert_eq!(joined.evidence, whole.evidence, "{}", row.path);
     }
