@@ -61,7 +61,8 @@ impl JobEnv {
             },
         };
         let mut warnings = Vec::new();
-        let text = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        // slurmd prints a missing string as "(null)" (e.g. SLURM_JOB_ACCOUNT without accounting).
+        let text = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty() && v != "(null)");
         let mut num = |k: &str| -> Option<i64> {
             let v = text(k)?;
             match v.parse::<i64>() {
@@ -208,10 +209,11 @@ mod tests {
             ("SLURM_JOB_START_TIME", "0"),
             ("SLURM_JOB_END_TIME", "soon"),
             ("SLURM_JOB_USER", "   "),
+            ("SLURM_JOB_ACCOUNT", "(null)"),
         ])
         .unwrap();
         assert_eq!((e.uid, e.exit, e.exit2, e.derived_exit, e.array_task_id), (None, None, None, None, None));
-        assert_eq!((e.start_time, e.end_time, e.user.as_deref()), (None, None, None));
+        assert_eq!((e.start_time, e.end_time, e.user.as_deref(), e.account.as_deref()), (None, None, None, None));
         assert_eq!(e.warnings.len(), 6, "{:?}", e.warnings);
         assert_eq!(e.job_exit(), None);
     }
