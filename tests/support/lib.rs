@@ -62,6 +62,12 @@ pub fn as_user(user: &str, cmdline: &str) -> Output {
 
 /// Writes `script` into the user's home and submits it with sbatch `args`; returns the job id.
 pub fn sbatch(user: &str, name: &str, args: &[&str], script: &str) -> u32 {
+    sbatch_after(user, "true", name, args, script)
+}
+
+/// Like [`sbatch`], after running `prelude` in the submitting shell (e.g. `module load …`, whose
+/// environment the job inherits).
+pub fn sbatch_after(user: &str, prelude: &str, name: &str, args: &[&str], script: &str) -> u32 {
     let dir = home(user).join("rl-e2e");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.sh"));
@@ -70,7 +76,7 @@ pub fn sbatch(user: &str, name: &str, args: &[&str], script: &str) -> u32 {
     stdout_of(Command::new("chown").args(["-R", &owner]).arg(&dir));
     let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
     let line = format!(
-        "cd {} && sbatch --parsable -J {name} -o {name}-%j.out {} {}",
+        "{prelude} && cd {} && sbatch --parsable -J {name} -o {name}-%j.out {} {}",
         shell_quote(&dir.to_string_lossy()),
         quoted.join(" "),
         shell_quote(&path.to_string_lossy())
