@@ -6,8 +6,6 @@ use runledger_e2e::*;
 use serde_json::Value;
 use std::time::Duration;
 
-const NEEDS: &str = "needs the local cluster: packaging/local-cluster up";
-
 /// Burns CPU for about `secs` seconds (bash arithmetic only: no helper binaries needed).
 fn burn(secs: u32) -> String {
     format!("bash -c 'end=$((SECONDS+{secs})); while [ $SECONDS -lt $end ]; do :; done'")
@@ -20,12 +18,8 @@ fn modules_of(job: &Value) -> Vec<String> {
 #[test]
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn completed_job_with_modules_account_and_two_tasks() {
-    let _ = NEEDS;
     require_cluster();
-    let script = format!(
-        "#!/bin/bash -l\nmodule load gcc/12.2.0 openmpi/4.1.4\nsrun -n 2 {}\n",
-        burn(2)
-    );
+    let script = format!("#!/bin/bash -l\nmodule load gcc/12.2.0 openmpi/4.1.4\nsrun -n 2 {}\n", burn(2));
     let id = sbatch(USER, "modules", &["-A", "physics", "-n", "2"], &script);
     let job = finished(id);
     assert_eq!(job["user"], USER);
@@ -167,9 +161,7 @@ fn real_lammps_run_is_recorded_with_cpu_time() {
     require_cluster();
     // The module is loaded where the job is submitted: the batch step inherits it. (A module
     // loaded inside the script and used without srun is not seen by the plugin.)
-    let script = format!(
-        "#!/bin/bash\ncat > in.melt <<'IN'\n{MELT}IN\nmpirun -np 2 lmp -in in.melt -log log.lammps\n"
-    );
+    let script = format!("#!/bin/bash\ncat > in.melt <<'IN'\n{MELT}IN\nmpirun -np 2 lmp -in in.melt -log log.lammps\n");
     let id = sbatch_after(USER, "module load lammps/20220106", "lammps", &["-n", "2"], &script);
     let job = finished(id);
     assert_eq!(job["state"], "COMPLETED", "{job:#}\n{}", output_of(USER, "lammps", id));

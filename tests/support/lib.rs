@@ -52,7 +52,9 @@ pub fn require_cluster() {
 
 /// A user's home directory, where job scripts and outputs go.
 pub fn home(user: &str) -> PathBuf {
-    PathBuf::from(stdout_of(Command::new("getent").args(["passwd", user])).split(':').nth(5).unwrap_or("/tmp").to_string())
+    PathBuf::from(
+        stdout_of(Command::new("getent").args(["passwd", user])).split(':').nth(5).unwrap_or("/tmp").to_string(),
+    )
 }
 
 /// Runs a shell command line as `user` (login environment, so Lmod is set up).
@@ -122,13 +124,10 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
 /// Runs `collector query ARGS --json` as root and parses the answer.
 pub fn query(args: &[&str]) -> Value {
     let out = run(Command::new(COLLECTOR).arg("query").args(args).arg("--json"));
-    assert!(
-        out.status.success(),
-        "collector query {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("collector query {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(out.status.success(), "collector query {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("collector query {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    })
 }
 
 /// The job's entry in `collector query jobs -j ID --json`, once its epilog record has arrived
