@@ -288,7 +288,8 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(format_number(180.41300000000001), "180.413");
+        assert_eq!(format_number(0.1 + 0.2), "0.3");
+        assert_eq!(format_number(180.413), "180.413");
         assert_eq!(format_number(4.0), "4");
         assert_eq!(parse_number("1.0D+03"), Some(1000.0));
         assert!(parse_number("-nan").unwrap().is_nan());

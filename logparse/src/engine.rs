@@ -256,13 +256,13 @@ impl<'r, 'b> Ctx<'r, 'b> {
             && self.hits[pat.slot].count == 0
     }
 
-    fn from_scan(&self, pat: &Pat) -> Option<SlotHits> {
+    fn scanned_hits(&self, pat: &Pat) -> Option<SlotHits> {
         let covered = self.rules.scanner.covered.get(pat.slot).copied().unwrap_or(false);
         (self.scanned && covered && !pat.multiline).then(|| self.hits[pat.slot])
     }
 
     fn first_from(&mut self, pat: &Pat, start: usize) -> Option<usize> {
-        if let Some(h) = self.from_scan(pat) {
+        if let Some(h) = self.scanned_hits(pat) {
             match (h.first, h.last) {
                 (Some(f), _) if f >= start => return Some(f),
                 (_, Some(l)) if l >= start => {}
@@ -278,7 +278,7 @@ impl<'r, 'b> Ctx<'r, 'b> {
     }
 
     fn last(&mut self, pat: &Pat) -> Option<usize> {
-        if let Some(h) = self.from_scan(pat) {
+        if let Some(h) = self.scanned_hits(pat) {
             return h.last;
         }
         // The last match is usually near the end: search the end first, then widen.
@@ -298,7 +298,7 @@ impl<'r, 'b> Ctx<'r, 'b> {
     }
 
     fn count(&mut self, pat: &Pat) -> usize {
-        if let Some(h) = self.from_scan(pat) {
+        if let Some(h) = self.scanned_hits(pat) {
             return h.count;
         }
         let mut n = 0;
