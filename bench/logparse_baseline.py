@@ -185,8 +185,10 @@ def analyze(text, generic, programs):
                 if i < start:
                     continue
                 cat = f["category"]
+                # `when` looks at the whole lines the match covers.
+                seen = "\n".join(lines[i:line_of(m.end()) + 1]) if f["pat"].multiline else lines[i]
                 for wre, wcat in f["when"]:
-                    if wre.search(m.group(0)):
+                    if wre.search(seen):
                         cat = wcat
                         break
                 gd = m.groupdict()

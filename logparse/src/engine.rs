@@ -425,7 +425,8 @@ impl<'r, 'b> Ctx<'r, 'b> {
             None => (ls, clean(&buf[ls..line_end(buf, found.start)])),
         };
         let evidence = strip_rank_prefix(&ev_text).to_string();
-        let matched = &buf[found.start..found.end.max(found.start)];
+        // `when` looks at the whole lines the match covers.
+        let matched = &buf[line_start(buf, found.start)..line_end(buf, found.end.max(found.start))];
         let mut category = f.category;
         for w in &f.when {
             self.stats.searches += 1;

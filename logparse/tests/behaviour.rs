@@ -474,3 +474,98 @@ fn to_facts_carries_the_verdict() {
     assert_eq!(serde_json::to_string(&Category::OutOfMemory).ok().as_deref(), Some("\"out_of_memory\""));
     assert_eq!("node_failure".parse::<Category>(), Ok(Category::NodeFailure));
 }
+
+#[test]
+fn builtin_codes_without_corpus_files() {
+    // Short snippets in each code's real format, for the codes the corpus does not cover.
+    let gromacs = "                      :-) GROMACS - gmx mdrun, 2023.1 (-:\n\
+                   Using 4 MPI threads\nUsing 2 OpenMP threads per tMPI thread\n\
+                   Started mdrun on rank 0 Mon Jan  1 10:00:00 2024\n\
+                   -------------------------------------------------------\n\
+                   Program:     gmx mdrun, version 2023.1\n\
+                   Source file: src/gromacs/mdlib/sim_util.cpp (line 652)\n\n\
+                   Fatal error:\n\
+                   Step 1500: The total potential energy is nan, which is not finite. The LJ and\n\
+                   electrostatic contributions to the energy are 0 and -1.23e+05, respectively.\n\
+                   -------------------------------------------------------\n";
+    let a = run(gromacs);
+    assert_eq!(a.program.as_deref(), Some("GROMACS gmx mdrun"));
+    assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::NumericalInstability)));
+    assert_eq!(
+        a.evidence.as_deref(),
+        Some("Step 1500: The total potential energy is nan, which is not finite. The LJ and")
+    );
+    assert_eq!((a.value("mpi_ranks"), a.value("threads")), (Some("4"), Some("2")));
+
+    let wrf = "taskid: 0 hostname: n1\nWRF V4.5.1 MODEL\n\
+               -------------- FATAL CALLED ---------------\n\
+               FATAL CALLED FROM FILE:  <stdin>  LINE:    1133\n\
+               Program wrf: error opening wrfinput_d01 for reading ierr=       -1021\n\
+               -------------------------------------------\n";
+    let a = run(wrf);
+    assert_eq!((a.program.as_deref(), a.value("version")), (Some("WRF"), Some("V4.5.1")));
+    assert_eq!(a.category, Some(Category::FileNotFound));
+    assert_eq!(a.evidence.as_deref(), Some("Program wrf: error opening wrfinput_d01 for reading ierr=       -1021"));
+
+    let cp2k = " CP2K| version string:                                          CP2K version 2023.1\n\
+                \x20GLOBAL| Total number of message passing processes                            64\n\
+                \x20GLOBAL| Number of threads for this process                                    2\n\
+                \x20                            - Atoms:                                     192\n\
+                \x20*******************************************************************************\n\
+                \x20*   ___                                                                       *\n\
+                \x20*  /   \\                                                                      *\n\
+                \x20* [ABORT]                                                                     *\n\
+                \x20*  \\___/        SCF run NOT converged. To continue the calculation            *\n\
+                \x20*    |          regardless, please set the keyword IGNORE_CONVERGENCE_FAILURE.*\n\
+                \x20*******************************************************************************\n";
+    let a = run(cp2k);
+    assert_eq!((a.program.as_deref(), a.value("version")), (Some("CP2K"), Some("2023.1")));
+    assert_eq!((a.value("mpi_ranks"), a.value("threads"), a.value("atoms")), (Some("64"), Some("2"), Some("192")));
+    assert_eq!(a.category, Some(Category::NumericalInstability));
+    assert_eq!(a.evidence.as_deref(), Some("SCF run NOT converged. To continue the calculation"));
+    let fine = cp2k.lines().take(4).collect::<Vec<_>>().join("\n")
+        + "\n  **** **** ******  **  PROGRAM ENDED AT                 2024-01-01 10:00:00.000\n";
+    let a = run(&fine);
+    assert_eq!(a.outcome, Outcome::Success);
+
+    let vasp = " running   16 mpi-ranks, with    2 threads/rank, on    1 nodes\n\
+                \x20vasp.6.4.2 20Jul23 (build Jan 10 2024 10:00:00) complex\n\
+                \x20POSCAR found type information on POSCAR Si\n\
+                \x20POSCAR found :  1 types and       8 ions\n\
+                DAV:   1     0.394826985281E+03    0.39483E+03   -0.14829E+04  1992   0.162E+03\n\
+                \x20  1 F= -.43389512E+02 E0= -.43389512E+02  d E =-.433895E+02\n\
+                \x20  2 F= -.43401234E+02 E0= -.43401234E+02  d E =-.117220E-01\n\
+                \x20reached required accuracy - stopping structural energy minimisation\n\
+                \x20writing wavefunctions\n";
+    let a = run(vasp);
+    assert_eq!((a.program.as_deref(), a.value("version")), (Some("VASP"), Some("6.4.2")));
+    assert_eq!(a.outcome, Outcome::Success);
+    assert_eq!((a.value("mpi_ranks"), a.value("threads"), a.value("nodes")), (Some("16"), Some("2"), Some("1")));
+    assert_eq!((a.value("atoms"), a.value("steps")), (Some("8"), Some("2")));
+    assert_eq!(
+        a.fact("free_energy").map(|f| (f.value.as_str(), f.unit.as_deref())),
+        Some(("-.43401234E+02", Some("eV")))
+    );
+    let a = run(&vasp
+        .replace(" reached required", " ZBRENT: fatal error in bracketing\n reached")
+        .replace(" writing wavefunctions\n", "")
+        .replace(" reached required accuracy - stopping structural energy minimisation\n", ""));
+    assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::NumericalInstability)));
+
+    let openmc = "                   | The OpenMC Monte Carlo Code\n           Version | 0.13.3\n\
+                  \x20    MPI Processes | 4\n    OpenMP Threads | 8\n\
+                  \x20===============>     K EIGENVALUE SIMULATION     <===============\n\
+                  \x20Total time elapsed                = 1.0234e+02 seconds\n\
+                  \x20Calculation Rate (active)         = 4567.8 particles/second\n\
+                  \x20Combined k-effective        = 1.16875 +/- 0.00074\n";
+    let a = run(openmc);
+    assert_eq!((a.program.as_deref(), a.outcome), (Some("OpenMC"), Outcome::Success));
+    assert_eq!(a.value("run_mode"), Some("k eigenvalue"));
+    assert_eq!(
+        a.fact("performance").map(|f| (f.value.as_str(), f.unit.as_deref())),
+        Some(("4567.8", Some("particles/second")))
+    );
+    assert_eq!(a.value("k_effective"), Some("1.16875"));
+    let a = run("                   | The OpenMC Monte Carlo Code\n ERROR: No cross_sections.xml file was specified in materials.xml.\n");
+    assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::InputError)));
+}
