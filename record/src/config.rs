@@ -14,6 +14,11 @@
 //! [epilog]
 //! spool = "/var/spool/runledger"
 //! budget_ms = 5000
+//!
+//! [logs]                                # solver logs read by the epilog (see LogsConfig)
+//! enabled = true
+//! globs = ["log.lammps", "md.log", "*.log", "*.out"]
+//! max_files = 16
 //! ```
 
 use serde::Deserialize;
@@ -27,6 +32,7 @@ pub const ENV_VAR: &str = "RUNLEDGER_CONF";
 pub struct Config {
     pub collector: CollectorConfig,
     pub epilog: EpilogConfig,
+    pub logs: LogsConfig,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -87,6 +93,65 @@ impl Default for EpilogConfig {
     }
 }
 
+/// `[logs]`: which of a job's files the epilog reads for solver-log facts, and how much of them.
+///
+/// The job's stdout and stderr are always candidates; so are the regular files directly in the
+/// work directory (not below it) whose name matches one of `globs` (`*` matches any run of
+/// characters) and that were modified since the job started. At most `max_files` files, newest
+/// first; of each only the first `head_bytes` and the last `tail_bytes`; at most `job_bytes` in
+/// all, and no more than `time_budget_ms` of the epilog's own budget.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// `false`: no log is read, no rules are loaded.
+    pub enabled: bool,
+    /// File names in the work directory that are read as logs.
+    pub globs: Vec<String>,
+    /// Files read per job, stdout and stderr included.
+    pub max_files: usize,
+    /// Bytes read from the start of each file.
+    pub head_bytes: u64,
+    /// Bytes read from the end of each file.
+    pub tail_bytes: u64,
+    /// Bytes read per job, all files together.
+    pub job_bytes: u64,
+    /// Wall-clock time for finding, reading and parsing the logs (never beyond the epilog's budget).
+    pub time_budget_ms: u64,
+    /// The site's parser rules, added to the built-in ones (a missing file: built-ins only).
+    pub rules: PathBuf,
+}
+
+/// The default `[logs] globs`: what the solver codes runledger knows write in their work directory.
+pub const DEFAULT_LOG_GLOBS: &[&str] = &[
+    "log.lammps",
+    "log.*",
+    "md.log",
+    "*.log",
+    "*.out",
+    "*.err",
+    "*.stdout",
+    "*.stderr",
+    "rsl.out.0000",
+    "rsl.error.0000",
+    "OUTCAR",
+    "OSZICAR",
+];
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            enabled: true,
+            globs: DEFAULT_LOG_GLOBS.iter().map(|g| g.to_string()).collect(),
+            max_files: 16,
+            head_bytes: 64 * 1024,
+            tail_bytes: 1024 * 1024,
+            job_bytes: 16 * 1024 * 1024,
+            time_budget_ms: 1500,
+            rules: PathBuf::from("/etc/runledger/parsers.toml"),
+        }
+    }
+}
+
 impl Config {
     /// The path in `RUNLEDGER_CONF`, else [`DEFAULT_PATH`].
     pub fn default_path() -> PathBuf {
@@ -116,6 +181,24 @@ mod tests {
         assert_eq!(c.epilog.budget_ms, 200);
         assert_eq!(c.epilog.spool, PathBuf::from("/var/spool/runledger"));
         assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn logs_section_defaults_overrides_and_typos() {
+        let d = Config::parse("").unwrap().logs;
+        assert!(d.enabled);
+        assert_eq!((d.max_files, d.head_bytes, d.tail_bytes), (16, 65536, 1 << 20));
+        assert_eq!((d.job_bytes, d.time_budget_ms), (16 << 20, 1500));
+        assert_eq!(d.rules, PathBuf::from("/etc/runledger/parsers.toml"));
+        assert!(d.globs.iter().any(|g| g == "log.lammps") && d.globs.iter().any(|g| g == "*.out"));
+        let c = Config::parse("[logs]\nenabled = false\nglobs = [\"*.txt\"]\nmax_files = 2\nrules = \"/x.toml\"\n")
+            .unwrap();
+        assert!(!c.logs.enabled);
+        assert_eq!(c.logs.globs, vec!["*.txt".to_string()]);
+        assert_eq!((c.logs.max_files, c.logs.tail_bytes), (2, 1 << 20));
+        assert_eq!(c.logs.rules, PathBuf::from("/x.toml"));
+        let e = Config::parse("[logs]\nglob = [\"*\"]\n").unwrap_err();
+        assert!(e.contains("unknown field `glob`"), "{e}");
     }
 
     #[test]
