@@ -159,10 +159,13 @@ fix 1 all nve\nthermo 50\nrun 1000\n";
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn real_lammps_run_is_recorded_with_cpu_time() {
     require_cluster();
-    // The module is loaded where the job is submitted: the batch step inherits it. (A module
-    // loaded inside the script and used without srun is not seen by the plugin.)
-    let script = format!("#!/bin/bash\ncat > in.melt <<'IN'\n{MELT}IN\nmpirun -np 2 lmp -in in.melt -log log.lammps\n");
-    let id = sbatch_after(USER, "module load lammps/20220106", "lammps", &["-n", "2"], &script);
+    // The usual pattern where MPI is launched without srun: the module is loaded inside the
+    // script, so only the plugin's look at the script's processes can see it.
+    let script = format!(
+        "#!/bin/bash -l\nmodule load lammps/20220106\ncat > in.melt <<'IN'\n{MELT}IN\n\
+         mpirun -np 2 lmp -in in.melt -log log.lammps\n"
+    );
+    let id = sbatch(USER, "lammps", &["-n", "2"], &script);
     let job = finished(id);
     assert_eq!(job["state"], "COMPLETED", "{job:#}\n{}", output_of(USER, "lammps", id));
     assert!(output_of(USER, "lammps", id).contains("Loop time"), "LAMMPS did not run");

@@ -25,6 +25,7 @@ mod config;
 mod ffi;
 pub mod host;
 mod log;
+mod sampler;
 mod step;
 mod tags;
 
@@ -52,6 +53,8 @@ struct Plugin {
     /// The step's start record, kept for its end record.
     start: Option<StepStart>,
     outcome: StepOutcome,
+    /// Watches the batch script's processes for modules loaded inside the script.
+    modules: Option<sampler::Sampler>,
 }
 
 // Callbacks run one at a time on slurmstepd's main thread; the lock guards against the
@@ -183,6 +186,10 @@ impl Plugin {
             }
             self.outcome.stdout = step::open_file_path(pid, 1);
             self.outcome.stderr = step::open_file_path(pid, 2);
+            match sampler::Sampler::start(pid) {
+                Ok(s) => self.modules = Some(s),
+                Err(e) => log::error(&format!("step {}: cannot start the module sampler: {e}", label(start))),
+            }
         }
         if first_local {
             let cwd = step::proc_cwd(pid);
@@ -217,7 +224,7 @@ impl Plugin {
     }
 
     fn step_ended(&mut self, host: &dyn Host) -> i32 {
-        let start = match self.start.take() {
+        let mut start = match self.start.take() {
             Some(s) => s,
             None => {
                 // init_post_opt did not run or failed: still say that the step ended.
@@ -226,6 +233,14 @@ impl Plugin {
                 step::build_start(&facts, &self.config.env_filter, &self.tags, now())
             }
         };
+        if let Some(sampler) = self.modules.take() {
+            let seen = sampler.finish(sampler::FINISH_WAIT);
+            let all = sampler::union(&start.modules, seen);
+            if all.len() > start.modules.len() {
+                start.modules = all;
+                self.write(&Item::StepStart(start.clone()));
+            }
+        }
         self.outcome.rusage = host.children_rusage();
         if self.outcome.rusage.is_none() {
             log::error(&format!("step {}: getrusage(RUSAGE_CHILDREN) failed; CPU time not recorded", label(&start)));
