@@ -92,3 +92,31 @@ fn unsigned_and_user_signed_records_are_rejected() {
 
     assert!(query(&["jobs", "-j", &forged_id.to_string()]).as_array().unwrap().is_empty());
 }
+
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn hundred_jobs_during_an_outage_all_arrive_once() {
+    let _turn = COLLECTOR_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    require_cluster();
+    local_cluster("stop-collector");
+    let before = outbox_len();
+    let array = sbatch(USER, "outage-100", &["--array=0-99"], "#!/bin/bash\ntrue\n");
+    wait_until("100 array jobs to finish", Duration::from_secs(600), || (!job_active(array)).then_some(()));
+    wait_until("100 batches in the outbox", Duration::from_secs(60), || (outbox_len() >= before + 100).then_some(()));
+
+    local_cluster("start-collector");
+    let restarted = std::time::Instant::now();
+    // The next epilog on the node drains the outbox, oldest first.
+    let trigger = sbatch(USER, "outage-trigger", &[], "#!/bin/bash\ntrue\n");
+    finished(trigger);
+    let rows = wait_until("all 100 jobs in the ledger", Duration::from_secs(60), || {
+        let rows = query(&["jobs", "-u", USER, "-s", "CD"]);
+        let mine: Vec<_> = rows.as_array()?.iter().filter(|j| j["array_job_id"] == array).cloned().collect();
+        (mine.len() >= 100).then_some(mine)
+    });
+    eprintln!("100 queued jobs in the ledger {:?} after the collector restarted", restarted.elapsed());
+    let mut tasks: Vec<i64> = rows.iter().map(|j| j["array_task_id"].as_i64().unwrap()).collect();
+    tasks.sort_unstable();
+    assert_eq!(tasks, (0..100).collect::<Vec<i64>>(), "each array task exactly once");
+    assert_eq!(outbox_len(), before, "outbox not drained");
+}
