@@ -1,8 +1,9 @@
 //! Facts from a job's solver logs: the extension point where log parsers plug in.
 //!
 //! After the job's state is known, the epilog calls [`collect_facts`] with a [`JobContext`] and
-//! puts whatever it returns into `JobEnd.facts`. Today no parser is registered, so no facts are
-//! collected. A parser is a [`FactSource`] added to [`sources`]; it must:
+//! puts whatever it returns into `JobEnd.facts`. One source is registered: the solver logs
+//! ([`crate::logs`], configured by `[logs]`). A source is a [`FactSource`] added to [`sources`];
+//! it must:
 //!
 //! - read files only through [`crate::safe_read::read_windows_as`] with the job's `uid`/`gid`
 //!   (the epilog is root; the user chooses the file names), with bounded windows;
@@ -11,7 +12,8 @@
 //!
 //! A panicking source is caught and logged; the others still run.
 
-use runledger_record::{Fact, Item};
+use runledger_record::config::LogsConfig;
+use runledger_record::{Fact, Item, JobState, Timestamp};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -26,6 +28,14 @@ pub struct JobContext<'a> {
     pub work_dir: Option<PathBuf>,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    pub array_job_id: Option<u32>,
+    pub array_task_id: Option<u32>,
+    /// When the job started (epoch seconds), if known.
+    pub start: Option<Timestamp>,
+    /// The job's state as the epilog decided it (exit status, slurmstepd's lines).
+    pub state: JobState,
+    /// The `[logs]` configuration.
+    pub logs: &'a LogsConfig,
     /// The plugin's items for this job (step starts: argv, exe, cwd, env, modules; step ends).
     pub items: &'a [Item],
     /// Stop by then.
@@ -40,9 +50,9 @@ pub trait FactSource: Send + Sync {
     fn collect(&self, ctx: &JobContext) -> Vec<Fact>;
 }
 
-/// The registered fact sources. Empty for now: parsers are added here.
+/// The registered fact sources.
 pub fn sources() -> Vec<Box<dyn FactSource>> {
-    Vec::new()
+    vec![Box::new(crate::logs::SolverLogs)]
 }
 
 /// Runs every registered source until the deadline; a source that panics is logged and skipped.
@@ -66,7 +76,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_sources_yet_means_no_facts() {
+    fn nothing_to_read_means_no_facts() {
+        let logs = LogsConfig::default();
         let ctx = JobContext {
             job_id: 1,
             uid: Some(1000),
@@ -75,6 +86,11 @@ mod tests {
             work_dir: None,
             stdout: None,
             stderr: None,
+            array_job_id: None,
+            array_task_id: None,
+            start: None,
+            state: JobState::Completed,
+            logs: &logs,
             items: &[],
             deadline: Instant::now() + std::time::Duration::from_secs(1),
         };

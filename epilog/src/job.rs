@@ -5,6 +5,7 @@ use crate::facts::{collect_facts, JobContext};
 use crate::pattern::{self, PatternVars};
 use crate::safe_read::{read_windows_as, ReadError};
 use crate::state::{classify, JobIds, Verdict};
+use runledger_record::config::LogsConfig;
 use runledger_record::spool::Spool;
 use runledger_record::{step_name, Batch, ExitStatus, Item, JobEnd, StepEnd, StepStart, STEP_BATCH};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub struct Assembled {
 }
 
 /// Builds the job's batch. Never fails: whatever is unknown stays empty and is logged.
-pub fn assemble(spool: &Spool, env: &JobEnv, deadline: Instant) -> Assembled {
+pub fn assemble(spool: &Spool, env: &JobEnv, logs: &LogsConfig, deadline: Instant) -> Assembled {
     let job_id = env.job_id;
     let wait_until = deadline.min(Instant::now() + STEP_END_WAIT);
     let (mut items, mut bad) = spool.job_items(job_id);
@@ -49,7 +50,7 @@ pub fn assemble(spool: &Spool, env: &JobEnv, deadline: Instant) -> Assembled {
     if !missing_ends.is_empty() {
         log::warn!("job {job_id}: no end recorded for step(s) {} on this node", missing_ends.join(", "));
     }
-    let (job_end, verdict) = job_end(env, &items, deadline);
+    let (job_end, verdict) = job_end(env, &items, logs, deadline);
     let spooled = items.len();
     let sender = job_end.node.clone();
     items.push(Item::JobEnd(job_end));
@@ -74,7 +75,7 @@ fn missing_step_ends(spool: &Spool, job_id: u32, items: &[Item]) -> Vec<(String,
 }
 
 /// The node's view of the job's end, from the environment, the spooled items and the output.
-pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verdict) {
+pub fn job_end(env: &JobEnv, items: &[Item], logs: &LogsConfig, deadline: Instant) -> (JobEnd, Verdict) {
     let starts: Vec<&StepStart> =
         items.iter().filter_map(|i| if let Item::StepStart(s) = i { Some(s) } else { None }).collect();
     let ends: Vec<&StepEnd> =
@@ -158,6 +159,7 @@ pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verd
     let verdict = classify(texts.iter().flat_map(|t| t.lines()), &ids, exit);
 
     let stdout = stdout.or(if default_read { default_out } else { None });
+    let start = env.start_time.or(starts.iter().map(|s| s.start).filter(|&t| t > 0).min());
     let facts = collect_facts(&JobContext {
         job_id: env.job_id,
         uid,
@@ -166,6 +168,11 @@ pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verd
         work_dir: wd.map(Path::to_path_buf),
         stdout: stdout.clone(),
         stderr: stderr.clone().or(stdout.clone()),
+        array_job_id,
+        array_task_id,
+        start,
+        state: verdict.state,
+        logs,
         items,
         deadline,
     });
@@ -187,7 +194,7 @@ pub fn job_end(env: &JobEnv, items: &[Item], deadline: Instant) -> (JobEnd, Verd
         derived_exit: env.derived_exit,
         state: verdict.state,
         state_evidence: Some(verdict.evidence.clone()),
-        start: env.start_time.or(starts.iter().map(|s| s.start).filter(|&t| t > 0).min()),
+        start,
         end: env.end_time.unwrap_or_else(runledger_record::now),
         stdout: stdout.map(|p| p.to_string_lossy().into_owned()),
         stderr: stderr.map(|p| p.to_string_lossy().into_owned()),
@@ -270,7 +277,7 @@ mod tests {
         let line = "slurmstepd: error: *** JOB 77 ON n1 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT ***";
         std::fs::write(work.join("slurm-77.out"), format!("working\n{line}\n")).unwrap();
         let e = env(&[("SLURM_JOB_ID", "77"), ("SLURM_JOB_EXIT_CODE", "15"), ("SLURMD_NODENAME", "n1")]);
-        let a = assemble(&spool, &e, soon());
+        let a = assemble(&spool, &e, &LogsConfig::default(), soon());
         assert_eq!(a.spooled, 4);
         assert_eq!(a.batch.items.len(), 5);
         assert_eq!(a.batch.sender, "n1");
@@ -284,7 +291,11 @@ mod tests {
         assert_eq!(j.start, Some(105));
         assert_eq!(j.exit, ExitStatus { code: 0, signal: 15, core_dumped: false });
         assert_eq!(j.stdout, Some(work.join("slurm-77.out").to_string_lossy().into_owned()));
-        assert!(j.facts.is_empty());
+        // The solver-log source read the same file: Slurm's line is a time_limit failure.
+        let job_level = |k: &str| j.facts.iter().find(|f| f.source.is_empty() && f.key == k).map(|f| f.value.as_str());
+        assert_eq!(job_level("outcome"), Some("failed"), "{:?}", j.facts);
+        assert_eq!(job_level("failure_category"), Some("time_limit"));
+        assert_eq!(job_level("error_source"), j.stdout.as_deref());
     }
 
     #[test]
@@ -301,7 +312,7 @@ mod tests {
         };
         let e = env(&[("SLURM_JOB_ID", "77")]);
         let t = Instant::now();
-        let a = assemble(&spool, &e, soon());
+        let a = assemble(&spool, &e, &LogsConfig::default(), soon());
         writer.join().unwrap();
         assert!(t.elapsed() < STEP_END_WAIT, "waited the whole second");
         assert_eq!(a.spooled, 2);
@@ -311,7 +322,7 @@ mod tests {
         spool.remove_job(77).unwrap();
         spool.put_item(&start(0, 110, "/nonexistent")).unwrap();
         let t = Instant::now();
-        let a = assemble(&spool, &e, Instant::now() + Duration::from_millis(150));
+        let a = assemble(&spool, &e, &LogsConfig::default(), Instant::now() + Duration::from_millis(150));
         assert!(t.elapsed() < Duration::from_millis(600));
         assert_eq!(a.missing_ends, vec!["0".to_string()]);
         assert_eq!(a.verdict.state, JobState::Unknown);
@@ -337,7 +348,7 @@ mod tests {
             ("SLURM_CLUSTER_NAME", "envc"),
         ]);
         let items = [start(STEP_BATCH, 110, "/elsewhere")];
-        let (j, v) = job_end(&e, &items, soon());
+        let (j, v) = job_end(&e, &items, &LogsConfig::default(), soon());
         assert_eq!(v.state, JobState::Cancelled);
         assert_eq!((j.start, j.end, j.cluster.as_str()), (Some(50), 60, "envc"));
         assert_eq!(j.work_dir.as_deref(), Some(wd));
@@ -349,7 +360,7 @@ mod tests {
     fn nothing_known_still_makes_a_job_end() {
         let d = tempfile::tempdir().unwrap();
         let spool = Spool::new(d.path().join("missing"));
-        let a = assemble(&spool, &env(&[("SLURM_JOB_ID", "5")]), soon());
+        let a = assemble(&spool, &env(&[("SLURM_JOB_ID", "5")]), &LogsConfig::default(), soon());
         assert_eq!(a.batch.items.len(), 1);
         let Some(Item::JobEnd(j)) = a.batch.items.last() else { panic!() };
         assert_eq!((j.job_id, j.uid, j.state), (5, u32::MAX, JobState::Unknown));

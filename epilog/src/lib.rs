@@ -9,7 +9,8 @@
 //! - [`env`]: the Epilog environment;
 //! - [`job`]: the batch of one job ([`state`] for the job state, [`pattern`] for output names);
 //! - [`safe_read`]: reading users' files as the user;
-//! - [`facts`]: where solver-log parsers plug in;
+//! - [`facts`]: where solver-log parsers plug in; [`logs`] is the one plugged in ([`rules`] loads
+//!   its rules);
 //! - [`deliver`]: outbox and collector;
 //! - [`logger`]: syslog or stderr.
 
@@ -18,7 +19,9 @@ pub mod env;
 pub mod facts;
 pub mod job;
 pub mod logger;
+pub mod logs;
 pub mod pattern;
+pub mod rules;
 pub mod safe_read;
 pub mod state;
 
@@ -59,7 +62,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     for w in &env.warnings {
         log::warn!("job {id}: {w}");
     }
-    let a = job::assemble(&spool, &env, deadline);
+    let a = job::assemble(&spool, &env, &cfg.logs, deadline);
     let body = a.batch.to_json();
     if mode == Mode::DryRun {
         let mut out = std::io::stdout().lock();

@@ -87,46 +87,166 @@ pub fn read_windows_as(
     tail_bytes: u64,
     deadline: Instant,
 ) -> Vec<Result<Window, ReadError>> {
-    let mut results: Vec<Option<Result<Window, ReadError>>> = paths.iter().map(|_| None).collect();
-    if paths.is_empty() {
-        return Vec::new();
-    }
-    let (tx, rx) = mpsc::channel();
-    let owned = paths.to_vec();
-    let spawned = std::thread::Builder::new().name("read-as-user".into()).spawn(move || {
-        if let Err(why) = become_user(uid, gid) {
-            for i in 0..owned.len() {
-                let _ = tx.send((i, Err(ReadError::Identity(why.clone()))));
-            }
-            return;
-        }
-        for (i, p) in owned.iter().enumerate() {
+    let wanted: Vec<(PathBuf, u64, u64)> = paths.iter().map(|p| (p.clone(), head_bytes, tail_bytes)).collect();
+    read_each_as(uid, gid, &wanted, deadline)
+}
+
+/// Like [`read_windows_as`], with a head and a tail size per path: `(path, head_bytes, tail_bytes)`.
+pub fn read_each_as(
+    uid: u32,
+    gid: Option<u32>,
+    wanted: &[(PathBuf, u64, u64)],
+    deadline: Instant,
+) -> Vec<Result<Window, ReadError>> {
+    let owned = wanted.to_vec();
+    let n = owned.len();
+    let results = as_user(uid, gid, deadline, n, move |tx| {
+        for (i, (p, head, tail)) in owned.iter().enumerate() {
             if Instant::now() >= deadline {
                 return;
             }
-            if tx.send((i, read_one(p, head_bytes, tail_bytes))).is_err() {
+            if tx.send((i, read_one(p, *head, *tail))).is_err() {
                 return; // the caller gave up
             }
         }
     });
+    results.into_iter().map(|r| r.unwrap_or(Err(ReadError::TimedOut))).collect()
+}
+
+/// One entry of a directory listed by [`list_dir_as`]: a regular file (symbolic links, FIFOs,
+/// devices, sockets and directories are not listed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirFile {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// The regular files directly in `dir` whose name `keep` accepts, listed with the identity of
+/// `uid` (so root never reveals the names in a directory the user may not read): the directory
+/// is opened with O_NOFOLLOW|O_DIRECTORY (a symlinked work directory is not listed) and each
+/// entry is `lstat`ed, never followed. At most `max_entries` entries are looked at.
+pub fn list_dir_as(
+    uid: u32,
+    gid: Option<u32>,
+    dir: &Path,
+    keep: impl Fn(&str) -> bool + Send + 'static,
+    max_entries: usize,
+    deadline: Instant,
+) -> Result<Vec<DirFile>, ReadError> {
+    let dir = dir.to_path_buf();
+    let mut r = as_user(uid, gid, deadline, 1, move |tx| {
+        let _ = tx.send((0, list_one(&dir, &keep, max_entries, deadline)));
+    });
+    r.pop().flatten().unwrap_or(Err(ReadError::TimedOut))
+}
+
+fn list_one(
+    dir: &Path,
+    keep: &dyn Fn(&str) -> bool,
+    max_entries: usize,
+    deadline: Instant,
+) -> Result<Vec<DirFile>, ReadError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| ReadError::Refused("NUL in the path".into()))?;
+    // SAFETY: valid NUL-terminated path; the fd is owned by the DIR stream below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ELOOP) => ReadError::Refused("is a symbolic link".into()),
+            Some(libc::ENOTDIR) => ReadError::Refused("not a directory".into()),
+            _ => ReadError::Io(e),
+        });
+    }
+    // SAFETY: fd is an open directory; on success the stream owns it (closedir closes it).
+    let d = unsafe { libc::fdopendir(fd) };
+    if d.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fd is ours and still open.
+        unsafe { libc::close(fd) };
+        return Err(ReadError::Io(e));
+    }
+    let mut out = Vec::new();
+    let mut seen = 0;
+    while seen < max_entries && Instant::now() < deadline {
+        // SAFETY: d is a valid stream, used by this thread only.
+        let ent = unsafe { libc::readdir(d) };
+        if ent.is_null() {
+            break;
+        }
+        seen += 1;
+        // SAFETY: d_name is NUL-terminated and valid until the next readdir.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        let Ok(text) = name.to_str() else { continue };
+        if text == "." || text == ".." || !keep(text) {
+            continue;
+        }
+        // SAFETY: an all-zero stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: dirfd(d) is open, name is NUL-terminated, st is valid; the link is never followed.
+        let rc = unsafe { libc::fstatat(libc::dirfd(d), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        if rc != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+            continue;
+        }
+        out.push(DirFile { path: dir.join(text), size: st.st_size as u64, mtime: st.st_mtime });
+    }
+    // SAFETY: d is valid and closed once.
+    unsafe { libc::closedir(d) };
+    Ok(out)
+}
+
+type Sent<T> = (usize, T);
+
+/// Runs `work` on a fresh thread that has taken the identity of `uid`/`gid` (see the module
+/// docs); it sends `n` indexed results, which are returned in order (`None`: not sent by
+/// `deadline`). If the identity cannot be taken, every result is [`ReadError::Identity`].
+fn as_user<T: Send + 'static>(
+    uid: u32,
+    gid: Option<u32>,
+    deadline: Instant,
+    n: usize,
+    work: impl FnOnce(&mpsc::Sender<Sent<Result<T, ReadError>>>) + Send + 'static,
+) -> Vec<Option<Result<T, ReadError>>> {
+    let mut results: Vec<Option<Result<T, ReadError>>> = (0..n).map(|_| None).collect();
+    if n == 0 {
+        return results;
+    }
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new().name("read-as-user".into()).spawn(move || {
+        if let Err(why) = become_user(uid, gid) {
+            for i in 0..n {
+                let _ = tx.send((i, Err(ReadError::Identity(why.clone()))));
+            }
+            return;
+        }
+        work(&tx);
+    });
     if let Err(e) = spawned {
-        return paths
-            .iter()
-            .map(|_| Err(ReadError::Identity(format!("cannot start the reader thread: {e}"))))
+        return (0..n)
+            .map(|_| Some(Err(ReadError::Identity(format!("cannot start the reader thread: {e}")))))
             .collect();
     }
-    let mut pending = paths.len();
+    let mut pending = n;
     while pending > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok((i, r)) => {
+                if results[i].is_none() {
+                    pending -= 1;
+                }
                 results[i] = Some(r);
-                pending -= 1;
             }
             Err(_) => break, // timed out, or the thread stopped at the deadline
         }
     }
-    results.into_iter().map(|r| r.unwrap_or(Err(ReadError::TimedOut))).collect()
+    results
 }
 
 fn read_one(path: &Path, head_bytes: u64, tail_bytes: u64) -> Result<Window, ReadError> {

@@ -1,0 +1,36 @@
+//! How long the solver-log rules take to load: `cargo run --release -p runledger-epilog --example rules_cost`.
+//! (Each epilog run is a fresh process, so it pays this once per job that has a log to parse.)
+
+use std::time::Instant;
+
+fn subset(keep: &[&str]) -> String {
+    let mut doc: toml::Table = toml::from_str(logparse::BUILTIN_TOML).unwrap();
+    if let Some(toml::Value::Array(ps)) = doc.get_mut("program") {
+        ps.retain(|p| p.get("name").and_then(|n| n.as_str()).is_some_and(|n| keep.contains(&n)));
+    }
+    toml::to_string(&doc).unwrap()
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn main() {
+    let t = Instant::now();
+    let r = logparse::Rules::builtin();
+    let all = ms(t);
+    let t = Instant::now();
+    let g = subset(&[]);
+    let sub = ms(t);
+    let t = Instant::now();
+    let _ = logparse::Rules::from_toml(&g, "generic").unwrap();
+    let generic = ms(t);
+    let l = subset(&["LAMMPS"]);
+    let t = Instant::now();
+    let _ = logparse::Rules::from_toml(&l, "lammps").unwrap();
+    let lammps = ms(t);
+    println!(
+        "Rules::builtin(): {all:.1} ms ({} programs); TOML subset: {sub:.2} ms; generic only: {generic:.1} ms; generic+LAMMPS: {lammps:.1} ms",
+        r.program_names().len()
+    );
+}
