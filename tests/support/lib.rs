@@ -154,3 +154,15 @@ pub fn step<'a>(job: &'a Value, name: &str) -> Option<&'a Value> {
 pub fn local_cluster(sub: &str) {
     stdout_of(Command::new(repo_root().join("packaging/local-cluster")).arg(sub));
 }
+
+/// A fresh directory `rl-e2e/SUB` in the user's home, owned by the user (emptied first), for a job
+/// that needs a work directory of its own (`-D`): jobs running at the same time then never see
+/// each other's files.
+pub fn user_dir(user: &str, sub: &str) -> PathBuf {
+    let dir = home(user).join("rl-e2e").join(sub);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let owner = format!("{user}:{user}");
+    stdout_of(Command::new("chown").arg(&owner).arg(home(user).join("rl-e2e")).arg(&dir));
+    dir
+}
