@@ -13,6 +13,7 @@ RL_PACKAGES=(
     sqlite3
     libpmix-dev   # Slurm's mpi/pmix dlopens libpmix.so from it: `srun --mpi=pmix`
     procps   # pgrep; not in minimal images
+    fonts-dejavu-core   # the font of `collector query errors|efficiency --plot` PNG charts
 )
 
 # Repository root: packaging/ lives directly below it.

@@ -33,7 +33,10 @@ Examples:
   collector serve --config /etc/runledger/runledger.toml
   collector query jobs -u alice -S now-2days
   collector query jobs -s FAILED,OOM -o JobID,User,State,ExitCode,Evidence
-  collector query job 1234";
+  collector query job 1234
+  collector query errors -S now-30days --plot failures.png
+  collector query efficiency --program lammps --plot scaling.png
+  collector parse run/log.lammps";
 
 #[derive(Parser, Debug)]
 #[command(name = "collector", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -75,6 +78,9 @@ pub enum Command {
         after_help = "Examples:\n  collector query jobs -u alice\n  collector query job 1234 --json"
     )]
     Query(QueryArgs),
+
+    #[command(about = crate::parse::ABOUT, long_about = crate::parse::LONG_ABOUT, after_help = crate::parse::AFTER_HELP)]
+    Parse(crate::parse::ParseArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -130,6 +136,20 @@ pub enum QueryCommand {
             collector query job 1300_7"
     )]
     Job(JobArgs),
+
+    #[command(
+        about = crate::query::errors::ABOUT,
+        long_about = crate::query::errors::LONG_ABOUT,
+        after_help = crate::query::errors::AFTER_HELP
+    )]
+    Errors(Box<crate::query::errors::ErrorsArgs>),
+
+    #[command(
+        about = crate::query::efficiency::ABOUT,
+        long_about = crate::query::efficiency::LONG_ABOUT,
+        after_help = crate::query::efficiency::AFTER_HELP
+    )]
+    Efficiency(Box<crate::query::efficiency::EfficiencyArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -173,6 +193,18 @@ pub struct JobsArgs {
     /// Only jobs with this tag (KEY alone: with any value); repeat to require several.
     #[arg(long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
     pub tag: Vec<(String, Option<String>)>,
+
+    /// Only jobs whose logs name this program (any case; `openfoam` also matches "OpenFOAM pimpleFoam").
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub program: Vec<String>,
+
+    /// Only jobs whose logs ended so: success, failed, incomplete, unknown.
+    #[arg(long, value_name = "OUTCOME[,OUTCOME]", value_delimiter = ',', value_parser = filter::parse_outcome)]
+    pub outcome: Vec<String>,
+
+    /// Only jobs whose logs show this failure category (see `query errors --help`).
+    #[arg(long, value_name = "CATEGORY[,CATEGORY]", value_delimiter = ',', value_parser = filter::parse_category)]
+    pub category: Vec<String>,
 
     /// Fields to show (see --helpformat).
     #[arg(short = 'o', long, value_name = "FIELD[,FIELD]", value_delimiter = ',', value_parser = output::parse_field)]
@@ -279,6 +311,17 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             serve::run(opts)?;
             Ok(())
         }
+        Command::Parse(args) => {
+            let (text, unreadable) = match crate::parse::parse_files(&args) {
+                Ok(r) => r,
+                Err(e) => return analysis_result(Err(e)).map(drop),
+            };
+            write_out(out, &text)?;
+            if !unreadable.is_empty() {
+                analysis_result(Err(crate::parse::CmdError::Usage(unreadable.join("\n"))))?;
+            }
+            Ok(())
+        }
         Command::Query(q) => match q.what {
             QueryCommand::Jobs(args) => {
                 if args.helpformat {
@@ -306,7 +349,29 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 let db = database_path(&cli.config, q.database)?;
                 query_job(&db, &args, out)
             }
+            QueryCommand::Errors(a) => {
+                let conn = crate::db::open_ro(&database_path(&cli.config, q.database)?)?;
+                let text = analysis_result(crate::query::errors::run(&conn, &a))?;
+                write_out(out, &text)
+            }
+            QueryCommand::Efficiency(a) => {
+                let conn = crate::db::open_ro(&database_path(&cli.config, q.database)?)?;
+                let text = analysis_result(crate::query::efficiency::run(&conn, &a))?;
+                write_out(out, &text)
+            }
         },
+    }
+}
+
+/// The result of `collector parse` and the log-analysis queries: a usage error is reported like
+/// clap's (exit code 2), anything else as a [`Failure`].
+fn analysis_result(r: Result<String, crate::parse::CmdError>) -> Result<String, Failure> {
+    match r {
+        Ok(text) => Ok(text),
+        Err(crate::parse::CmdError::Usage(msg)) => {
+            Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
+        }
+        Err(crate::parse::CmdError::Failure(msg)) => Err(Failure(msg)),
     }
 }
 
@@ -340,6 +405,9 @@ pub fn filter_of(args: &JobsArgs) -> Filter {
         states: args.state.clone(),
         modules: args.module.clone(),
         tags: args.tag.clone(),
+        programs: args.program.clone(),
+        outcomes: args.outcome.clone(),
+        categories: args.category.clone(),
         start: args.starttime,
         end: args.endtime,
     }
@@ -361,6 +429,7 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(),
         }
         if args.json {
             extras.steps = query::steps_of(&conn, &ids).map_err(db_err)?;
+            extras.facts = query::job_facts_of(&conn, &rows).map_err(db_err)?;
         }
     }
     let text = if args.json {

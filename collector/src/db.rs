@@ -23,6 +23,14 @@
 //! | `events`       | (`job`, `node`, `time`, `kind`, `detail`) | step_started, task_exited, step_ended, job_ended |
 //! | `facts`        | (`job`, `node`, `source`, `key`)  | facts read from solver logs by the epilog               |
 //!
+//! # Version 2
+//!
+//! `jobs` gains the job-level verdict read from solver logs, for fast filtering and the error
+//! statistics: `program`, `outcome` (success | failed | incomplete | unknown), `category` (the
+//! failure category) and `error` (the evidence line), indexed on `program` (case-insensitive)
+//! and `category`. The merge recomputes them from the job-level facts (`source = ''`) of every
+//! node ([`crate::merge::recompute`]); the migration fills them for jobs already recorded.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE`. Times are Unix seconds (local time
 //! only at display), states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
 
@@ -31,7 +39,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Schema steps; `MIGRATIONS.len()` is the version this build writes.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -211,6 +219,48 @@ CREATE TABLE facts (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 2: the job-level verdict columns (see the module documentation). The backfill picks,
+/// per job, the node whose job-level `outcome` is worst (failed, incomplete, success, unknown),
+/// then whose failure category is most specific, as the merge does.
+const V2: &str = r#"
+ALTER TABLE jobs ADD COLUMN program TEXT;
+ALTER TABLE jobs ADD COLUMN outcome TEXT;
+ALTER TABLE jobs ADD COLUMN category TEXT;
+ALTER TABLE jobs ADD COLUMN error TEXT;
+CREATE INDEX jobs_program ON jobs(program COLLATE NOCASE);
+CREATE INDEX jobs_category ON jobs(category);
+CREATE INDEX jobs_outcome ON jobs(outcome);
+
+UPDATE jobs SET (program, outcome, category, error) = (
+    SELECT
+        COALESCE(
+            (SELECT p.value FROM facts p WHERE p.job = o.job AND p.node = o.node AND p.source = '' AND p.key = 'program'),
+            (SELECT p.value FROM facts p WHERE p.job = o.job AND p.source = '' AND p.key = 'program' ORDER BY p.node LIMIT 1)),
+        o.value,
+        (SELECT c.value FROM facts c WHERE c.job = o.job AND c.node = o.node AND c.source = '' AND c.key = 'failure_category'),
+        (SELECT e.value FROM facts e WHERE e.job = o.job AND e.node = o.node AND e.source = '' AND e.key = 'error')
+    FROM facts o
+    WHERE o.job = jobs.id AND o.source = '' AND o.key = 'outcome'
+    ORDER BY
+        CASE lower(o.value) WHEN 'failed' THEN 0 WHEN 'incomplete' THEN 1 WHEN 'success' THEN 2 ELSE 3 END,
+        COALESCE((SELECT CASE c.value
+                    WHEN 'time_limit' THEN 0 WHEN 'out_of_memory' THEN 0 WHEN 'node_failure' THEN 0
+                    WHEN 'cancelled' THEN 0
+                    WHEN 'numerical_instability' THEN 1 WHEN 'input_error' THEN 1 WHEN 'file_not_found' THEN 1
+                    WHEN 'io_error' THEN 1 WHEN 'launch_failure' THEN 1
+                    WHEN 'segfault' THEN 2 WHEN 'signal' THEN 2
+                    WHEN 'mpi_abort' THEN 3 WHEN 'unknown' THEN 3 WHEN 'truncated' THEN 3
+                    ELSE 4 END
+         FROM facts c WHERE c.job = o.job AND c.node = o.node AND c.source = '' AND c.key = 'failure_category'), 4),
+        o.node
+    LIMIT 1)
+WHERE id IN (SELECT job FROM facts WHERE source = '' AND key = 'outcome');
+
+UPDATE jobs SET program = (
+    SELECT p.value FROM facts p WHERE p.job = jobs.id AND p.source = '' AND p.key = 'program' ORDER BY p.node LIMIT 1)
+WHERE program IS NULL AND id IN (SELECT job FROM facts WHERE source = '' AND key = 'program');
+"#;
+
 /// Opens (creating if needed) the database for writing and brings its schema up to date.
 pub fn open_rw(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
@@ -356,6 +406,67 @@ mod tests {
         let ro = open_ro(&path).unwrap();
         let n: i64 = ro.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_version_1_ledger_is_upgraded_in_place_with_its_verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(V1).unwrap();
+            c.execute_batch("PRAGMA user_version = 1").unwrap();
+            c.execute_batch(
+                "INSERT INTO jobs (id, cluster, job_id, state) VALUES (1, 'c', 10, 'FAILED'), (2, 'c', 11, 'COMPLETED'),
+                                                                 (3, 'c', 12, 'COMPLETED');
+                 INSERT INTO facts (job, node, source, key, value) VALUES
+                    (1, 'n1', '', 'program', 'LAMMPS'), (1, 'n1', '', 'outcome', 'failed'),
+                    (1, 'n1', '', 'failure_category', 'mpi_abort'), (1, 'n1', '', 'error', 'MPI_ABORT'),
+                    (1, 'n2', '', 'outcome', 'failed'), (1, 'n2', '', 'failure_category', 'input_error'),
+                    (1, 'n2', '', 'error', 'ERROR: Unknown command'),
+                    (1, 'n3', '', 'outcome', 'success'),
+                    (1, 'n1', '/run/log.lammps', 'outcome', 'failed'),
+                    (2, 'n1', '', 'program', 'GROMACS gmx mdrun'), (2, 'n1', '', 'outcome', 'success'),
+                    (3, 'n1', '', 'program', 'WRF');",
+            )
+            .unwrap();
+        }
+        // The reader refuses the old schema until the writer upgraded it.
+        assert!(open_ro(&path).unwrap_err().contains("schema version 1"));
+        let conn = open_rw(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), 2);
+        let row = |id: i64| {
+            conn.query_row("SELECT program, outcome, category, error FROM jobs WHERE id = ?1", [id], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .unwrap()
+        };
+        let s = |v: &str| Some(v.to_string());
+        // The worst node (failed), then the most specific category; the program from any node.
+        assert_eq!(row(1), (s("LAMMPS"), s("failed"), s("input_error"), s("ERROR: Unknown command")));
+        assert_eq!(row(2), (s("GROMACS gmx mdrun"), s("success"), None, None));
+        assert_eq!(row(3), (s("WRF"), None, None, None));
+        // The merge computes the same as the backfill.
+        assert_eq!(
+            crate::merge::verdict(&conn, 1).unwrap(),
+            crate::merge::JobVerdict {
+                program: s("LAMMPS"),
+                outcome: s("failed"),
+                category: s("input_error"),
+                error: s("ERROR: Unknown command")
+            }
+        );
+        let plan: String = conn
+            .query_row("EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE category = 'input_error'", [], |r| r.get(3))
+            .unwrap();
+        assert!(plan.contains("jobs_category"), "{plan}");
+        drop(conn);
+        assert!(open_ro(&path).is_ok());
     }
 
     #[test]

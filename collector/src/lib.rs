@@ -10,6 +10,8 @@ pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod merge;
+pub mod parse;
+pub mod plot;
 pub mod query;
 #[doc(hidden)]
 pub mod sample;

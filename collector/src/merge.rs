@@ -489,7 +489,8 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 /// - state = worst [`JobState`] over the node records (UNKNOWN without any); exit code/signal =
 ///   worst [`ExitStatus::severity`]; evidence = from a node with the worst state;
 /// - user, account, partition, … = first known value, batch step first, then steps by id, then
-///   node records by node name; env_hash = that of the batch step (else the first step's).
+///   node records by node name; env_hash = that of the batch step (else the first step's);
+/// - program, outcome, category, error = the job-level verdict ([`verdict`]).
 pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     let (cpu_user, cpu_sys, max_rss, step_start, step_end, step_nnodes): (
         f64,
@@ -618,7 +619,86 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
         nodes.join(","),
         attrs.env_hash,
     ])?;
+    let v = verdict(conn, job)?;
+    conn.prepare_cached("UPDATE jobs SET program = ?2, outcome = ?3, category = ?4, error = ?5 WHERE id = ?1")?
+        .execute(params![job, v.program, v.outcome, v.category, v.error])?;
     Ok(())
+}
+
+/// A job's verdict from its solver logs, as stored in the `jobs` row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobVerdict {
+    pub program: Option<String>,
+    pub outcome: Option<String>,
+    pub category: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Rank of a job-level outcome: the worst (lowest) wins across nodes.
+pub fn outcome_rank(outcome: Option<&str>) -> u8 {
+    match outcome.map(str::to_ascii_lowercase).as_deref() {
+        Some("failed") => 0,
+        Some("incomplete") => 1,
+        Some("success") => 2,
+        Some(_) => 3,
+        None => 4,
+    }
+}
+
+/// Rank of a failure category: the most specific (lowest) wins among equally bad outcomes; the
+/// same order the log parser uses to pick a job's marker (an external kill, then the code's own
+/// diagnosis, then a crash, then MPI_ABORT and unspecific markers).
+pub fn category_rank(category: Option<&str>) -> u8 {
+    match category.and_then(|c| c.parse::<logparse::Category>().ok()) {
+        Some(c) => c.default_priority(),
+        None if category.is_some() => 4,
+        None => 5,
+    }
+}
+
+/// The job-level verdict from the job-level facts (`source = ''`) of every node: the node with
+/// the worst outcome (failed, incomplete, success, unknown), then the most specific failure
+/// category, then the first by name, gives outcome, category and error; the program is that
+/// node's, else the first node's that names one.
+pub fn verdict(conn: &Connection, job: i64) -> rusqlite::Result<JobVerdict> {
+    let mut per_node: BTreeMap<String, JobVerdict> = BTreeMap::new();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT node, key, value FROM facts
+             WHERE job = ?1 AND source = '' AND key IN ('program', 'outcome', 'failure_category', 'error')",
+        )?;
+        let mut rows = st.query([job])?;
+        while let Some(r) = rows.next()? {
+            let (node, key, value): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let v = per_node.entry(node).or_default();
+            match key.as_str() {
+                "program" => v.program = Some(value),
+                "outcome" => v.outcome = Some(value.to_ascii_lowercase()),
+                "failure_category" => v.category = Some(value.to_ascii_lowercase()),
+                _ => v.error = Some(value),
+            }
+        }
+    }
+    let mut nodes: Vec<(String, JobVerdict)> = per_node.into_iter().collect();
+    nodes.sort_by(|(a, va), (b, vb)| {
+        (outcome_rank(va.outcome.as_deref()), category_rank(va.category.as_deref()))
+            .cmp(&(outcome_rank(vb.outcome.as_deref()), category_rank(vb.category.as_deref())))
+            .then_with(|| natural_cmp(a, b))
+    });
+    let any_program = {
+        let mut by_name: Vec<&(String, JobVerdict)> = nodes.iter().collect();
+        by_name.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        by_name.iter().find_map(|(_, v)| v.program.clone())
+    };
+    Ok(match nodes.into_iter().next() {
+        Some((_, mut v)) => {
+            if v.program.is_none() {
+                v.program = any_program;
+            }
+            v
+        }
+        None => JobVerdict::default(),
+    })
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {

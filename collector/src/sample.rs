@@ -68,6 +68,39 @@ impl Sample {
         }
     }
 
+    /// Gives the job a solver log as the epilog reads it: the per-file facts (source = the log's
+    /// path) and the job-level verdict (source = ""), with `extra` facts (key, value) in both.
+    pub fn set_log(
+        &mut self,
+        program: &str,
+        outcome: &str,
+        category: Option<&str>,
+        error: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> &mut Self {
+        let path = format!("/home/{}/run/log.{}", self.user, self.job_id);
+        for source in [path.as_str(), ""] {
+            let mut add = |key: &str, value: &str| {
+                self.facts.push(Fact { source: source.into(), key: key.into(), value: value.into(), unit: None })
+            };
+            add("program", program);
+            add("outcome", outcome);
+            if let Some(c) = category {
+                add("failure_category", c);
+            }
+            if let Some(e) = error {
+                add("error", e);
+            }
+            for (k, v) in extra {
+                add(k, v);
+            }
+            if source.is_empty() {
+                add("error_source", &path);
+            }
+        }
+        self
+    }
+
     pub fn node_name(&self, i: u32) -> String {
         format!("n{:04}", self.first_node + i)
     }

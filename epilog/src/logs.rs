@@ -195,7 +195,9 @@ pub fn collect(ctx: &JobContext) -> Vec<Fact> {
     }
     let texts: Vec<Vec<u8>> = files.iter().map(|(_, w)| joined(w)).collect();
     let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+    let t_read = t0.elapsed();
     let loaded = rules_for(&cfg.rules, &refs);
+    let t_rules = t0.elapsed();
     for e in &loaded.errors {
         log::error!("solver-log rules: {e}; using the built-in rules");
     }
@@ -220,13 +222,16 @@ pub fn collect(ctx: &JobContext) -> Vec<Fact> {
     facts.extend(job_level(&analyses, ctx.state));
     let bytes: usize = files.iter().map(|(_, w)| w.head.len() + w.tail.len()).sum();
     log::info!(
-        "job {}: logs: files={} bytes={} rules={} facts={} wall_ms={}",
+        "job {}: logs: files={} bytes={} rules={} facts={} wall_ms={} (read {} rules {} parse {})",
         ctx.job_id,
         analyses.len(),
         bytes,
         if loaded.compiled.is_empty() { "none" } else { loaded.compiled.as_str() },
         facts.len(),
-        t0.elapsed().as_millis()
+        t0.elapsed().as_millis(),
+        t_read.as_millis(),
+        (t_rules - t_read).as_millis(),
+        (t0.elapsed() - t_rules).as_millis()
     );
     facts
 }

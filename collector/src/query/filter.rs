@@ -46,6 +46,31 @@ pub fn parse_state(s: &str) -> Result<JobState, String> {
     s.parse()
 }
 
+/// The outcomes `--outcome` accepts (the job-level `outcome` fact's vocabulary).
+pub const OUTCOMES: [&str; 4] = ["success", "failed", "incomplete", "unknown"];
+
+/// An `--outcome` value: one of [`OUTCOMES`], any case.
+pub fn parse_outcome(s: &str) -> Result<String, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if OUTCOMES.contains(&t.as_str()) {
+        Ok(t)
+    } else {
+        Err(format!("unknown outcome '{s}' (accepted: {})", OUTCOMES.join(", ")))
+    }
+}
+
+/// A `--category` value: a failure category of the log parser's vocabulary, any case.
+pub fn parse_category(s: &str) -> Result<String, String> {
+    let t = s.trim().to_ascii_lowercase().replace('-', "_");
+    match t.parse::<logparse::Category>() {
+        Ok(c) => Ok(c.as_str().to_string()),
+        Err(_) => Err(format!(
+            "unknown failure category '{s}' (accepted: {})",
+            logparse::Category::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// A non-empty name (user, account, partition, cluster).
 pub fn parse_name(s: &str) -> Result<String, String> {
     let t = s.trim();
@@ -70,6 +95,13 @@ pub struct Filter {
     pub modules: Vec<Module>,
     /// All must be set (to the value, when given).
     pub tags: Vec<(String, Option<String>)>,
+    /// Programs named by the job's logs (any case; a name also matches the labels it begins, e.g.
+    /// `openfoam` matches "OpenFOAM pimpleFoam").
+    pub programs: Vec<String>,
+    /// Job-level log outcomes ([`OUTCOMES`]).
+    pub outcomes: Vec<String>,
+    /// Failure categories.
+    pub categories: Vec<String>,
     /// Jobs that were running at some time between `start` and `end` (sacct's -S/-E).
     pub start: Option<i64>,
     pub end: Option<i64>,
@@ -126,6 +158,20 @@ impl Filter {
         text_in("cluster", &self.clusters, &mut conds, &mut params);
         let states: Vec<String> = self.states.iter().map(|s| s.as_str().to_string()).collect();
         text_in("state", &states, &mut conds, &mut params);
+        if !self.programs.is_empty() {
+            // A name matches itself and the labels it starts (`openfoam` matches "OpenFOAM
+            // pimpleFoam"), in any case.
+            let mut alts = Vec::new();
+            for p in &self.programs {
+                alts.push("program = ? COLLATE NOCASE OR program LIKE ? ESCAPE '\\'".to_string());
+                params.push(Value::Text(p.clone()));
+                let esc = p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                params.push(Value::Text(format!("{esc} %")));
+            }
+            conds.push(format!("({})", alts.join(" OR ")));
+        }
+        text_in("outcome", &self.outcomes, &mut conds, &mut params);
+        text_in("category", &self.categories, &mut conds, &mut params);
         for m in &self.modules {
             let mut c = "EXISTS (SELECT 1 FROM job_modules jm JOIN modules m ON m.id = jm.module
                           WHERE jm.job = jobs.id AND m.name = ?"
@@ -187,6 +233,12 @@ mod tests {
         assert!(parse_state("RUNNING").unwrap_err().contains("'RUNNING'"));
         assert_eq!(parse_state("ca").unwrap(), JobState::Cancelled);
         assert!(parse_name(" ").is_err());
+        assert_eq!(parse_outcome("FAILED").unwrap(), "failed");
+        let e = parse_outcome("broken").unwrap_err();
+        assert!(e.contains("'broken'") && e.contains("success, failed, incomplete, unknown"), "{e}");
+        assert_eq!(parse_category("Time-Limit").unwrap(), "time_limit");
+        let e = parse_category("gremlins").unwrap_err();
+        assert!(e.contains("'gremlins'") && e.contains("numerical_instability") && e.contains("node_failure"), "{e}");
     }
 
     #[test]
@@ -200,6 +252,9 @@ mod tests {
             states: vec![JobState::Failed, JobState::Timeout],
             modules: vec![parse_module("gcc").unwrap(), parse_module("mpi/4").unwrap()],
             tags: vec![("k".into(), Some("v".into())), ("x".into(), None)],
+            programs: vec!["lammps".into()],
+            outcomes: vec!["failed".into()],
+            categories: vec!["input_error".into(), "time_limit".into()],
             start: Some(10),
             end: Some(20),
         };

@@ -6,7 +6,10 @@
 //! (`job IN json_each(?)`), never once per job, and only when the chosen output needs it.
 //! Rendering lives in [`output`].
 
+pub mod efficiency;
+pub mod errors;
 pub mod filter;
+pub mod jobfilter;
 pub mod output;
 
 use rusqlite::types::Value;
@@ -43,11 +46,16 @@ pub struct JobRow {
     pub max_rss_kib: Option<i64>,
     pub nodes: Option<String>,
     pub env_hash: Option<String>,
+    /// The job-level verdict from its solver logs (schema version 2).
+    pub program: Option<String>,
+    pub outcome: Option<String>,
+    pub category: Option<String>,
+    pub error: Option<String>,
 }
 
 const JOB_COLUMNS: &str = "id, cluster, job_id, array_job_id, array_task_id, uid, user, gid, account, partition, \
      qos, job_name, work_dir, start, end, state, exit_code, signal, state_evidence, nnodes, ncpus, cpu_user_s, \
-     cpu_sys_s, cpu_seconds, max_rss_kib, nodes, env_hash";
+     cpu_sys_s, cpu_seconds, max_rss_kib, nodes, env_hash, program, outcome, category, error";
 
 impl JobRow {
     fn from_row(r: &Row) -> rusqlite::Result<JobRow> {
@@ -79,6 +87,10 @@ impl JobRow {
             max_rss_kib: r.get(24)?,
             nodes: r.get(25)?,
             env_hash: r.get(26)?,
+            program: r.get(27)?,
+            outcome: r.get(28)?,
+            category: r.get(29)?,
+            error: r.get(30)?,
         })
     }
 
@@ -122,6 +134,45 @@ pub fn find_job(conn: &Connection, sel: &filter::JobSel, clusters: &[String]) ->
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// One fact as stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FactValue {
+    pub value: String,
+    pub unit: Option<String>,
+}
+
+/// The job-level facts (`source = ''`) of each job, key → value: of several nodes, the first by
+/// name that has the key; `program`, `outcome`, `failure_category` and `error` as in the job row
+/// (the worst node's, see [`crate::merge::verdict`]).
+pub fn job_facts_of(conn: &Connection, rows: &[JobRow]) -> rusqlite::Result<HashMap<i64, BTreeMap<String, FactValue>>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut out: HashMap<i64, BTreeMap<String, FactValue>> = HashMap::new();
+    let mut found: Vec<(i64, String, String, FactValue)> = Vec::new();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT job, node, key, value, unit FROM facts WHERE source = '' AND job IN (SELECT value FROM json_each(?1))",
+        )?;
+        let mut q = st.query([id_list(&ids)])?;
+        while let Some(r) = q.next()? {
+            found.push((r.get(0)?, r.get(1)?, r.get(2)?, FactValue { value: r.get(3)?, unit: r.get(4)? }));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| crate::merge::natural_cmp(&a.1, &b.1)));
+    for (job, _, key, v) in found {
+        out.entry(job).or_default().entry(key).or_insert(v);
+    }
+    for r in rows {
+        let pairs =
+            [("program", &r.program), ("outcome", &r.outcome), ("failure_category", &r.category), ("error", &r.error)];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                out.entry(r.id).or_default().insert(k.to_string(), FactValue { value: v.clone(), unit: None });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The job row ids as one JSON array parameter, for `job IN (SELECT value FROM json_each(?))`.
@@ -393,3 +444,6 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod analysis_tests;

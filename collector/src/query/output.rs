@@ -4,7 +4,7 @@
 //! always carries the whole job, with times as RFC 3339 local time (null when unknown) and
 //! elapsed seconds, so scripts never parse display formats.
 
-use super::{JobDetail, JobRow, StepRow};
+use super::{FactValue, JobDetail, JobRow, StepRow};
 use crate::timefmt;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +24,8 @@ pub struct Extras {
     pub modules: HashMap<i64, Vec<String>>,
     pub tags: HashMap<i64, BTreeMap<String, String>>,
     pub steps: HashMap<i64, Vec<StepRow>>,
+    /// Job-level facts (see [`super::job_facts_of`]); only fetched for JSON.
+    pub facts: HashMap<i64, BTreeMap<String, FactValue>>,
 }
 
 pub struct Field {
@@ -111,6 +113,18 @@ pub static FIELDS: &[Field] = &[
         .get(&j.id)
         .map(|t| t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()),
+    field!("Program", "the code the job ran, from its logs (e.g. LAMMPS)", false, Needs::Row, |j, _| opt(&j.program)),
+    field!("Outcome", "what its logs say: success, failed, incomplete, unknown", false, Needs::Row, |j, _| opt(
+        &j.outcome
+    )),
+    field!(
+        "Category",
+        "why it failed, from its logs (e.g. input_error; see `query errors`)",
+        false,
+        Needs::Row,
+        |j, _| { opt(&j.category) }
+    ),
+    field!("Error", "the log line that shows the failure", false, Needs::Row, |j, _| opt(&j.error)),
     field!("EnvHash", "hash of the batch step's environment (see `query job`)", false, Needs::Row, |j, _| opt(
         &j.env_hash
     )),
@@ -277,6 +291,12 @@ pub fn job_json(j: &JobRow, extras: &Extras) -> Map<String, Value> {
         "cpu_seconds": j.cpu_seconds,
         "max_rss_kib": j.max_rss_kib,
         "env_hash": j.env_hash,
+        "program": j.program,
+        "outcome": j.outcome,
+        "category": j.category,
+        "error": j.error,
+        "facts": extras.facts.get(&j.id).map(|f| f.iter().map(|(k, v)| (k.clone(), json!(v.value))).collect::<Map<_, _>>()).unwrap_or_default(),
+        "fact_units": extras.facts.get(&j.id).map(|f| f.iter().filter_map(|(k, v)| Some((k.clone(), json!(v.unit.as_ref()?)))).collect::<Map<_, _>>()).unwrap_or_default(),
         "modules": extras.modules.get(&j.id).cloned().unwrap_or_default(),
         "tags": extras.tags.get(&j.id).cloned().unwrap_or_default(),
         "steps": extras.steps.get(&j.id).map(|s| s.iter().map(step_json).collect::<Vec<_>>()).unwrap_or_default(),
@@ -303,6 +323,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                 modules: HashMap::from([(d.job.id, module_names(d))]),
                 tags: HashMap::from([(d.job.id, d.tags.clone())]),
                 steps: HashMap::from([(d.job.id, d.steps.clone())]),
+                facts: HashMap::from([(d.job.id, detail_job_facts(d))]),
             };
             let mut m = job_json(&d.job, &extras);
             m.insert(
@@ -358,7 +379,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                 ),
             );
             m.insert(
-                "facts".into(),
+                "fact_rows".into(),
                 Value::Array(
                     d.facts
                         .iter()
@@ -372,6 +393,25 @@ pub fn detail_json(details: &[JobDetail]) -> String {
     let mut s = serde_json::to_string_pretty(&arr).expect("JSON values serialize");
     s.push('\n');
     s
+}
+
+/// The job-level facts of a detail, as [`super::job_facts_of`] gives them for a list.
+fn detail_job_facts(d: &JobDetail) -> BTreeMap<String, FactValue> {
+    let mut rows: Vec<&super::FactRow> = d.facts.iter().filter(|f| f.source.is_empty()).collect();
+    rows.sort_by(|a, b| crate::merge::natural_cmp(&a.node, &b.node));
+    let mut out = BTreeMap::new();
+    for f in rows {
+        out.entry(f.key.clone()).or_insert_with(|| FactValue { value: f.value.clone(), unit: f.unit.clone() });
+    }
+    let j = &d.job;
+    for (k, v) in
+        [("program", &j.program), ("outcome", &j.outcome), ("failure_category", &j.category), ("error", &j.error)]
+    {
+        if let Some(v) = v {
+            out.insert(k.to_string(), FactValue { value: v.clone(), unit: None });
+        }
+    }
+    out
 }
 
 fn module_names(d: &JobDetail) -> Vec<String> {
@@ -427,6 +467,15 @@ pub fn detail_text(d: &JobDetail) -> String {
     let ec = exit_code(j);
     kv(&mut o, "State", if ec.is_empty() { j.state.clone() } else { format!("{} (exit {ec})", j.state) });
     kv(&mut o, "Evidence", opt(&j.state_evidence));
+    kv(&mut o, "Program", opt(&j.program));
+    if j.outcome.is_some() {
+        let outcome = match &j.category {
+            Some(c) => format!("{} ({c})", opt(&j.outcome)),
+            None => opt(&j.outcome),
+        };
+        kv(&mut o, "Log outcome", outcome);
+    }
+    kv(&mut o, "Log error", opt(&j.error));
     kv(&mut o, "Start", timefmt::display(j.start));
     kv(&mut o, "End", timefmt::display(j.end));
     kv(&mut o, "Elapsed", j.elapsed().map(timefmt::elapsed).unwrap_or_default());
@@ -551,10 +600,31 @@ pub fn detail_text(d: &JobDetail) -> String {
     }
 
     if !d.facts.is_empty() {
-        let _ = writeln!(o, "\nFacts:");
-        for f in &d.facts {
-            let unit = f.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
-            let _ = writeln!(o, "  {} {}: {} = {}{unit}", f.node, f.source, f.key, f.value);
+        // One block per (node, source): the job-level verdict first, then each log file.
+        let mut groups: Vec<(&str, &str)> = d.facts.iter().map(|f| (f.node.as_str(), f.source.as_str())).collect();
+        groups.sort_by(|a, b| {
+            (!a.1.is_empty())
+                .cmp(&!b.1.is_empty())
+                .then_with(|| crate::merge::natural_cmp(a.0, b.0))
+                .then_with(|| a.1.cmp(b.1))
+        });
+        groups.dedup();
+        for (node, source) in groups {
+            if source.is_empty() {
+                let _ = writeln!(o, "\nFacts (job level, from {node}'s epilog):");
+            } else {
+                let _ = writeln!(o, "\nFacts from {source} (on {node}):");
+            }
+            let mut facts: Vec<&super::FactRow> =
+                d.facts.iter().filter(|f| f.node == node && f.source == source).collect();
+            // The verdict first, in the order it reads, then the rest by name.
+            let first = ["program", "programs", "outcome", "failure_category", "error", "error_source"];
+            facts.sort_by_key(|f| (first.iter().position(|k| *k == f.key).unwrap_or(first.len()), f.key.clone()));
+            let width = facts.iter().map(|f| f.key.chars().count()).max().unwrap_or(0).min(24);
+            for f in facts {
+                let unit = f.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+                let _ = writeln!(o, "  {:<width$} {}{unit}", f.key, f.value);
+            }
         }
     }
     o

@@ -112,6 +112,7 @@ fn json_has_the_documented_shape() {
         modules: modules_of(&c, &ids).unwrap(),
         tags: tags_of(&c, &ids).unwrap(),
         steps: steps_of(&c, &ids).unwrap(),
+        ..Default::default()
     };
     let v: serde_json::Value = serde_json::from_str(&output::jobs_json(&rows, &extras)).unwrap();
     let j = &v[0];
