@@ -16,7 +16,7 @@ slurmd runs it (Epilog=/usr/local/sbin/runledger-epilog in slurm.conf) as root a
 every node, without arguments. It reads the items the runledger SPANK plugin spooled for the job \
 (<spool>/jobs/<job id>/), adds this node's view of the job's end (exit status; state COMPLETED, \
 FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY or NODE_FAIL, with the slurmstepd line or exit status \
-that shows it; output files; facts), stores the batch durably in <spool>/outbox/ and sends it, \
+that shows it; output files; facts read from the job's solver logs), stores the batch durably in <spool>/outbox/ and sends it, \
 signed with MUNGE, to the collector. A batch leaves the outbox only once the collector has \
 committed it; older batches are retried first (oldest first) by every later run. The job's output \
 files are read with the job owner's identity, never as root.
@@ -35,7 +35,10 @@ ENVIRONMENT:
 FILES:
   /etc/runledger/runledger.toml   [collector] address; [epilog] spool, budget_ms,
                                   connect_timeout_ms, log (\"syslog\" or \"stderr\").
+                                  [logs] enabled, globs, max_files, head_bytes, tail_bytes,
+                                  job_bytes, time_budget_ms, rules (the job's solver logs).
                                   Missing or invalid: logged, defaults used.
+  /etc/runledger/parsers.toml     site rules for solver logs, added to the built-in ones
   <spool>/jobs/<id>/              the plugin's items; removed once the batch is in the outbox
   <spool>/outbox/                 batches not yet committed by the collector
   <spool>/rejected/               batches the collector called malformed (inspect, then delete)
