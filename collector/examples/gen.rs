@@ -194,7 +194,7 @@ fn make_job(rng: &mut Rng, c: &Cum, job_id: u32, start: Timestamp, t0: Timestamp
     if uses_mpi {
         if rng.chance(0.75) {
             // Not everyone moves at once: a quarter stay on the old version for a while.
-            let v = if day >= 180 && day < 240 && rng.chance(0.25) { "4.1.4" } else { mpi };
+            let v = if (180..240).contains(&day) && rng.chance(0.25) { "4.1.4" } else { mpi };
             uses_new_mpi = v == "4.1.5";
             modules.push(module("openmpi", v));
         } else {
@@ -432,7 +432,8 @@ fn main() {
     conn.execute_batch("PRAGMA cache_size = -262144;").expect("pragma");
     let mut rng = Rng(seed);
     let now = runledger_record::now();
-    let t0 = (now - 365 * DAY) / DAY * DAY;
+    // Starts over the year before the last three days, so every job has ended by now.
+    let t0 = (now - 368 * DAY) / DAY * DAY;
     let c = Cum { users: zipf(200, 1.1), libs: zipf(LIBS.len(), 0.9), nodes: zipf(6, 1.3) };
     let envs = environments();
 

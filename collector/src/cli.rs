@@ -150,6 +150,51 @@ pub enum QueryCommand {
         after_help = crate::query::efficiency::AFTER_HELP
     )]
     Efficiency(Box<crate::query::efficiency::EfficiencyArgs>),
+
+    /// Jobs grouped by user, account, module, month, … : core-hours, efficiency, failure rate, wall times.
+    #[command(
+        long_about = "Jobs grouped by one or more keys, with per group: jobs, distinct users, allocated \
+            core-hours (elapsed x ncpus), used CPU-hours, CPU efficiency, failure rate (FAILED, TIMEOUT, \
+            OUT_OF_MEMORY, NODE_FAIL over jobs with a final state) and the median and 95th percentile wall \
+            time. Takes the job filters of `query jobs`. With module or module_version a job counts once \
+            in each module it loaded. Time keys use the start, local time.",
+        after_help = "Examples:\n  collector query summary --by account\n  \
+            collector query summary --by user,month -A physics --sort core_hours --limit 20\n  \
+            collector query summary --by module_version --module openmpi --csv\n  \
+            collector query summary --by weekday,hour -S 2026-01-01 --json"
+    )]
+    Summary(Box<crate::analytics::SummaryArgs>),
+
+    /// Modules and versions by jobs and distinct users.
+    #[command(after_help = "Examples:\n  collector query modules --top 20\n  \
+        collector query modules --names --by-users -S now-90days")]
+    Modules(Box<crate::analytics::ModulesArgs>),
+
+    /// Who used a module: jobs, users, accounts, failure rate; before and after a date.
+    #[command(after_help = "Examples:\n  collector query who-used openmpi --split 2026-06-01\n  \
+        collector query who-used gromacs/2023.3 --after 2026-05-01 --before 2026-07-01 -A chem")]
+    WhoUsed(Box<crate::analytics::WhoUsedArgs>),
+
+    /// Modules loaded together: phi correlation over jobs, top pairs.
+    #[command(after_help = "Examples:\n  collector query co-usage --top 20\n  \
+        collector query co-usage --versions --min-jobs 100 -p gpu")]
+    CoUsage(Box<crate::analytics::CoUsageArgs>),
+
+    /// The event log: step starts, task exits, step and job ends, as state transitions.
+    #[command(after_help = "Examples:\n  collector query events -j 1234\n  \
+        collector query events -u alice --kind job_ended --to-state FAILED --after now-1day\n  \
+        collector query events --tag exp=alpha --json")]
+    Events(Box<crate::analytics::EventsArgs>),
+
+    /// Jobs finished per interval, and cumulative.
+    #[command(after_help = "Examples:\n  collector query throughput --interval 1d -S 2026-01-01\n  \
+        collector query throughput --interval 1h -A physics --csv")]
+    Throughput(Box<crate::analytics::SeriesArgs>),
+
+    /// Jobs, nodes and cores busy per interval (time-averaged).
+    #[command(after_help = "Examples:\n  collector query utilization --interval 10m -S now-2days\n  \
+        collector query utilization --interval 1d -p gpu --node-weighted")]
+    Utilization(Box<crate::analytics::SeriesArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -358,6 +403,17 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 let conn = crate::db::open_ro(&database_path(&cli.config, q.database)?)?;
                 let text = analysis_result(crate::query::efficiency::run(&conn, &a))?;
                 write_out(out, &text)
+            }
+            QueryCommand::Summary(a) => crate::analytics::run_summary(&database_path(&cli.config, q.database)?, &a, out),
+            QueryCommand::Modules(a) => crate::analytics::run_modules(&database_path(&cli.config, q.database)?, &a, out),
+            QueryCommand::WhoUsed(a) => crate::analytics::run_who_used(&database_path(&cli.config, q.database)?, &a, out),
+            QueryCommand::CoUsage(a) => crate::analytics::run_co_usage(&database_path(&cli.config, q.database)?, &a, out),
+            QueryCommand::Events(a) => crate::analytics::run_events(&database_path(&cli.config, q.database)?, &a, out),
+            QueryCommand::Throughput(a) => {
+                crate::analytics::run_throughput(&database_path(&cli.config, q.database)?, &a, out)
+            }
+            QueryCommand::Utilization(a) => {
+                crate::analytics::run_utilization(&database_path(&cli.config, q.database)?, &a, out)
             }
         },
     }

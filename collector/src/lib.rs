@@ -6,6 +6,7 @@
 //! `collector query` ([`query`]) answers admins, sacct-style, from the same file; [`cli`] is the
 //! command line and [`timefmt`] the time formats it reads and prints.
 
+pub mod analytics;
 pub mod auth;
 pub mod cli;
 pub mod db;

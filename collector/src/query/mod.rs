@@ -11,6 +11,10 @@ pub mod errors;
 pub mod filter;
 pub mod jobfilter;
 pub mod output;
+pub mod events;
+pub mod report;
+pub mod summary;
+pub mod usage;
 
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, Row};

@@ -1,0 +1,357 @@
+//! The command line of the manager-facing queries (`query summary`, `modules`, `who-used`,
+//! `co-usage`, `events`, `throughput`, `utilization`): their options and how each runs. The
+//! queries themselves live in [`crate::query::summary`], [`crate::query::usage`] and
+//! [`crate::query::events`]; [`crate::cli`] only dispatches here.
+
+use crate::cli::Failure;
+use crate::query::events::{self, EventQuery};
+use crate::query::filter::{self, Filter, JobSel};
+use crate::query::report::{Format, Report};
+use crate::query::summary::{self, Key};
+use crate::query::usage;
+use crate::timefmt;
+use runledger_record::{JobState, Module};
+use std::io::Write;
+use std::path::Path;
+
+/// The sacct-like job filters, shared by every analytics query.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only these jobs (ID, or ARRAYID_TASK for one array task).
+    #[arg(short = 'j', long, value_name = "ID[,ID]", value_delimiter = ',', value_parser = filter::parse_job_sel)]
+    pub jobs: Vec<JobSel>,
+
+    /// Only jobs of these users (names or numeric uids).
+    #[arg(short = 'u', long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub user: Vec<String>,
+
+    /// Only jobs charged to these accounts.
+    #[arg(short = 'A', long, value_name = "ACCOUNT[,ACCOUNT]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub account: Vec<String>,
+
+    /// Only jobs in these partitions.
+    #[arg(short = 'p', long, value_name = "PARTITION[,PARTITION]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub partition: Vec<String>,
+
+    /// Only jobs of these clusters.
+    #[arg(short = 'M', long, value_name = "CLUSTER[,CLUSTER]", value_delimiter = ',', value_parser = filter::parse_name)]
+    pub cluster: Vec<String>,
+
+    /// Only jobs still running at or after this time (also the range start of time series).
+    #[arg(short = 'S', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub starttime: Option<i64>,
+
+    /// Only jobs that started at or before this time (also the range end of time series).
+    #[arg(short = 'E', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub endtime: Option<i64>,
+
+    /// Only jobs in these states (sacct names or short forms).
+    #[arg(short = 's', long, value_name = "STATE[,STATE]", value_delimiter = ',', value_parser = filter::parse_state)]
+    pub state: Vec<JobState>,
+
+    /// Only jobs that loaded this module (any version unless given); repeat to require several.
+    #[arg(long, value_name = "NAME[/VERSION]", value_parser = filter::parse_module)]
+    pub module: Vec<Module>,
+
+    /// Only jobs with this tag (KEY alone: with any value); repeat to require several.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
+    pub tag: Vec<(String, Option<String>)>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Filter {
+        Filter {
+            jobs: self.jobs.clone(),
+            users: self.user.clone(),
+            accounts: self.account.clone(),
+            partitions: self.partition.clone(),
+            clusters: self.cluster.clone(),
+            states: self.state.clone(),
+            modules: self.module.clone(),
+            tags: self.tag.clone(),
+            start: self.starttime,
+            end: self.endtime,
+            ..Default::default()
+        }
+    }
+}
+
+/// Output options shared by every analytics query.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OutArgs {
+    /// Print a JSON array of row objects (raw numbers: seconds, fractions 0–1).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+
+    /// Print CSV (raw numbers: seconds, fractions 0–1).
+    #[arg(long)]
+    pub csv: bool,
+
+    /// No header line (table and CSV).
+    #[arg(short = 'n', long)]
+    pub noheader: bool,
+}
+
+impl OutArgs {
+    fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else if self.csv {
+            Format::Csv
+        } else {
+            Format::Table
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SummaryArgs {
+    /// Group by these keys: user, account, partition, cluster, program, module, module_version,
+    /// state, category, nodes, ranks, year, month, week, day, hour, weekday.
+    #[arg(long, required = true, value_name = "KEY[,KEY]", value_delimiter = ',', value_parser = summary::parse_key)]
+    pub by: Vec<Key>,
+
+    /// Sort by this column (metrics descending, keys ascending) [default: keys for time and
+    /// size keys, else jobs].
+    #[arg(long, value_name = "COLUMN")]
+    pub sort: Option<String>,
+
+    /// Only the first N rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ModulesArgs {
+    /// Only the top N rows.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Rank by distinct users instead of jobs.
+    #[arg(long)]
+    pub by_users: bool,
+
+    /// One row per module name (all versions together) instead of per version.
+    #[arg(long)]
+    pub names: bool,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WhoUsedArgs {
+    /// The module: NAME (every version, one row each) or NAME/VERSION.
+    #[arg(id = "target", value_name = "MODULE[/VERSION]", value_parser = filter::parse_module)]
+    pub target: Module,
+
+    /// Compare jobs started before this time with jobs started from it (an update's impact).
+    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true,
+          conflicts_with_all = ["after", "before"])]
+    pub split: Option<i64>,
+
+    /// Only jobs started at or after this time.
+    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub after: Option<i64>,
+
+    /// Only jobs started before this time.
+    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub before: Option<i64>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CoUsageArgs {
+    /// Only the top N pairs.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Pairs of module versions instead of module names.
+    #[arg(long)]
+    pub versions: bool,
+
+    /// Only pairs loaded together by at least N jobs.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub min_jobs: i64,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EventsArgs {
+    /// Only these kinds: step_started, task_exited, step_ended, job_ended.
+    #[arg(long, value_name = "KIND[,KIND]", value_delimiter = ',', value_parser = events::parse_kind)]
+    pub kind: Vec<String>,
+
+    /// Only transitions from this state (PENDING, RUNNING).
+    #[arg(long, value_name = "STATE[,STATE]", value_delimiter = ',')]
+    pub from_state: Vec<String>,
+
+    /// Only transitions to this state (RUNNING, EXITED, ENDED, or a job state: COMPLETED, FAILED, …).
+    #[arg(long, value_name = "STATE[,STATE]", value_delimiter = ',')]
+    pub to_state: Vec<String>,
+
+    /// Only events at or after this time.
+    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub after: Option<i64>,
+
+    /// Only events at or before this time.
+    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub before: Option<i64>,
+
+    /// At most N events.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SeriesArgs {
+    /// Interval length: a number and s, m, h, d or w (30s, 10m, 1h, 1d, 1w).
+    #[arg(long, value_name = "DURATION", value_parser = events::parse_interval)]
+    pub interval: i64,
+
+    /// Weight by nodes: the plot shows busy nodes instead of running jobs (utilization).
+    #[arg(long)]
+    pub node_weighted: bool,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+fn open(db: &Path) -> Result<rusqlite::Connection, Failure> {
+    Ok(crate::db::open_ro(db)?)
+}
+
+fn write(out: &mut dyn Write, report: &Report, o: &OutArgs) -> Result<(), Failure> {
+    let text = report.render(o.format(), !o.noheader);
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure(format!("writing the output: {e}"))),
+    }
+}
+
+/// A usage error found after parsing (exit code 2, like clap's).
+pub fn usage_error(msg: impl std::fmt::Display) -> ! {
+    use clap::CommandFactory;
+    crate::cli::Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
+}
+
+fn check_range(f: &FilterArgs) {
+    if let (Some(s), Some(e)) = (f.starttime, f.endtime) {
+        if s > e {
+            usage_error(format!(
+                "--starttime ({}) is after --endtime ({})",
+                timefmt::display(Some(s)),
+                timefmt::display(Some(e))
+            ));
+        }
+    }
+}
+
+pub fn run_summary(db: &Path, a: &SummaryArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter);
+    let conn = open(db)?;
+    let mut r = summary::summary(&conn, &a.filter.filter(), &a.by)?;
+    if let Err(e) = summary::sort_and_limit(&mut r, &a.by, a.sort.as_deref(), a.limit) {
+        usage_error(e);
+    }
+    write(out, &r, &a.out)
+}
+
+pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter);
+    let conn = open(db)?;
+    let r = usage::modules(&conn, &a.filter.filter(), a.names, a.by_users, a.top)?;
+    write(out, &r, &a.out)
+}
+
+pub fn run_who_used(db: &Path, a: &WhoUsedArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter);
+    let periods = match (a.split, a.after, a.before) {
+        (Some(s), _, _) => vec![
+            usage::Period { label: format!("before {}", timefmt::display(Some(s))), from: None, to: Some(s) },
+            usage::Period { label: format!("from {}", timefmt::display(Some(s))), from: Some(s), to: None },
+        ],
+        (None, after, before) => {
+            if let (Some(x), Some(y)) = (after, before) {
+                if x >= y {
+                    usage_error("--after must be earlier than --before");
+                }
+            }
+            let label = match (after, before) {
+                (None, None) => "all".to_string(),
+                (Some(x), None) => format!("from {}", timefmt::display(Some(x))),
+                (None, Some(y)) => format!("before {}", timefmt::display(Some(y))),
+                (Some(x), Some(y)) => format!("{} to {}", timefmt::display(Some(x)), timefmt::display(Some(y))),
+            };
+            vec![usage::Period { label, from: after, to: before }]
+        }
+    };
+    let conn = open(db)?;
+    let r = usage::who_used(&conn, &a.filter.filter(), &a.target, &periods)?;
+    write(out, &r, &a.out)
+}
+
+pub fn run_co_usage(db: &Path, a: &CoUsageArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter);
+    let conn = open(db)?;
+    let r = usage::co_usage(&conn, &a.filter.filter(), a.versions, a.min_jobs, Some(a.top))?;
+    write(out, &r, &a.out)
+}
+
+pub fn run_events(db: &Path, a: &EventsArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter);
+    let conn = open(db)?;
+    let q = EventQuery {
+        kinds: a.kind.clone(),
+        from_state: a.from_state.clone(),
+        to_state: a.to_state.clone(),
+        after: a.after,
+        before: a.before,
+        limit: a.limit,
+    };
+    let r = events::events(&conn, &a.filter.filter(), &q)?;
+    write(out, &r, &a.out)
+}
+
+pub fn run_throughput(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter);
+    let conn = open(db)?;
+    let r = events::throughput(&conn, &a.filter.filter(), a.interval, None)?;
+    write(out, &r, &a.out)
+}
+
+pub fn run_utilization(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter);
+    let conn = open(db)?;
+    let r = events::utilization(&conn, &a.filter.filter(), a.interval, None)?;
+    write(out, &r, &a.out)
+}

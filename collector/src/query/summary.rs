@@ -1,0 +1,312 @@
+//! `collector query summary --by KEY[,KEY…]`: jobs grouped by one or more keys, with what a
+//! manager asks about each group.
+//!
+//! Columns per group:
+//!
+//! | column           | meaning |
+//! |------------------|---------|
+//! | `jobs`           | jobs in the group |
+//! | `users`          | distinct users |
+//! | `core_hours`     | allocated core-hours: Σ elapsed × ncpus / 3600 |
+//! | `cpu_hours`      | used CPU-hours: Σ (user + system CPU seconds) / 3600 |
+//! | `cpu_efficiency` | cpu_hours / core_hours (jobs with a known elapsed and ncpus) |
+//! | `failure_rate`   | jobs ending FAILED, TIMEOUT, OUT_OF_MEMORY or NODE_FAIL over jobs with a final state (UNKNOWN excluded; CANCELLED counts as ended, not failed) |
+//! | `wall_p50_s`, `wall_p95_s` | median and 95th percentile of elapsed (linear interpolation) |
+//!
+//! With `module` or `module_version` among the keys a job counts once in every module it loaded
+//! (jobs without modules are left out). Time keys use the job's start in local time.
+
+use super::filter::Filter;
+use super::report::{quantile, Cell, Report};
+use rusqlite::{params_from_iter, Connection};
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    User,
+    Account,
+    Partition,
+    Cluster,
+    Program,
+    Module,
+    ModuleVersion,
+    State,
+    Category,
+    Nodes,
+    Ranks,
+    Year,
+    Month,
+    Week,
+    Day,
+    Hour,
+    Weekday,
+}
+
+pub const KEYS: &[(&str, Key)] = &[
+    ("user", Key::User),
+    ("account", Key::Account),
+    ("partition", Key::Partition),
+    ("cluster", Key::Cluster),
+    ("program", Key::Program),
+    ("module", Key::Module),
+    ("module_version", Key::ModuleVersion),
+    ("state", Key::State),
+    ("category", Key::Category),
+    ("nodes", Key::Nodes),
+    ("ranks", Key::Ranks),
+    ("year", Key::Year),
+    ("month", Key::Month),
+    ("week", Key::Week),
+    ("day", Key::Day),
+    ("hour", Key::Hour),
+    ("weekday", Key::Weekday),
+];
+
+/// A clap value parser for one `--by` key.
+pub fn parse_key(s: &str) -> Result<Key, String> {
+    let t = s.trim().to_ascii_lowercase().replace('-', "_");
+    KEYS.iter().find(|(n, _)| *n == t).map(|(_, k)| *k).ok_or_else(|| {
+        format!(
+            "unknown --by key '{s}' (expected one or more of: {})",
+            KEYS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+impl Key {
+    pub fn name(self) -> &'static str {
+        KEYS.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+
+    /// Keys whose natural order is their value (time, sizes): sorted by key, not by jobs.
+    pub fn ordered(self) -> bool {
+        matches!(
+            self,
+            Key::Nodes | Key::Ranks | Key::Year | Key::Month | Key::Week | Key::Day | Key::Hour | Key::Weekday
+        )
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Key::User => "COALESCE(jobs.user, CAST(jobs.uid AS TEXT))",
+            Key::Account => "jobs.account",
+            Key::Partition => "jobs.partition",
+            Key::Cluster => "jobs.cluster",
+            Key::Program => "jobs.program",
+            Key::Category => "jobs.category",
+            Key::Module => "m.name",
+            Key::ModuleVersion => "m.name || CASE WHEN m.version = '' THEN '' ELSE '/' || m.version END",
+            Key::State => "jobs.state",
+            Key::Nodes => "jobs.nnodes",
+            Key::Ranks => "(SELECT MAX(s.ntasks) FROM steps s WHERE s.job = jobs.id AND s.step_id <> 4294967291)",
+            Key::Year => "CAST(strftime('%Y', jobs.start, 'unixepoch', 'localtime') AS INTEGER)",
+            Key::Month => "strftime('%Y-%m', jobs.start, 'unixepoch', 'localtime')",
+            // ISO-8601-ish: the Monday that starts the week.
+            Key::Week => "date(jobs.start, 'unixepoch', 'localtime', '-6 days', 'weekday 1')",
+            Key::Day => "date(jobs.start, 'unixepoch', 'localtime')",
+            Key::Hour => "CAST(strftime('%H', jobs.start, 'unixepoch', 'localtime') AS INTEGER)",
+            // Monday = 1 … Sunday = 7.
+            Key::Weekday => "((CAST(strftime('%w', jobs.start, 'unixepoch', 'localtime') AS INTEGER) + 6) % 7 + 1)",
+        }
+    }
+
+    fn column(self) -> Option<&'static str> {
+        match self {
+            Key::Program => Some("program"),
+            Key::Category => Some("category"),
+            _ => None,
+        }
+    }
+}
+
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// Whether `jobs` has this column (the verdict columns came with schema version 2).
+pub fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?.exists([table, column])
+}
+
+/// The states counted as failures in `failure_rate`.
+pub const FAILED_STATES: &[&str] = &["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"];
+
+/// Per-group accumulator.
+#[derive(Default)]
+pub struct Agg {
+    pub jobs: i64,
+    pub users: std::collections::HashSet<u32>,
+    pub core_s: f64,
+    pub cpu_s: f64,
+    /// Core-seconds and cpu-seconds of the jobs where both are known (the efficiency's terms).
+    pub eff_core_s: f64,
+    pub eff_cpu_s: f64,
+    pub ended: i64,
+    pub failed: i64,
+    pub walls: Vec<f64>,
+}
+
+impl Agg {
+    pub fn add(&mut self, user: u32, elapsed: Option<i64>, ncpus: Option<i64>, cpu_s: f64, state: &str) {
+        self.jobs += 1;
+        self.users.insert(user);
+        self.cpu_s += cpu_s;
+        if let Some(e) = elapsed {
+            self.walls.push(e as f64);
+            if let Some(n) = ncpus {
+                let core = (e * n) as f64;
+                self.core_s += core;
+                if core > 0.0 {
+                    self.eff_core_s += core;
+                    self.eff_cpu_s += cpu_s;
+                }
+            }
+        }
+        if state != "UNKNOWN" {
+            self.ended += 1;
+            if FAILED_STATES.contains(&state) {
+                self.failed += 1;
+            }
+        }
+    }
+
+    pub fn cells(&mut self) -> Vec<Cell> {
+        self.walls.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        vec![
+            Cell::Int(self.jobs),
+            Cell::Int(self.users.len() as i64),
+            Cell::Float(self.core_s / 3600.0, 1),
+            Cell::Float(self.cpu_s / 3600.0, 1),
+            Cell::opt_ratio(self.eff_cpu_s, self.eff_core_s),
+            Cell::opt_ratio(self.failed as f64, self.ended as f64),
+            quantile(&self.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
+            quantile(&self.walls, 0.95).map(Cell::Secs).unwrap_or(Cell::Null),
+        ]
+    }
+}
+
+pub const METRICS: &[&str] =
+    &["jobs", "users", "core_hours", "cpu_hours", "cpu_efficiency", "failure_rate", "wall_p50_s", "wall_p95_s"];
+
+/// Groups the jobs matching `filter` by `keys`.
+pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Report, String> {
+    let db = |e: rusqlite::Error| format!("reading the database: {e}");
+    for k in keys {
+        if let Some(c) = k.column() {
+            if !has_column(conn, "jobs", c).map_err(db)? {
+                return Err(format!(
+                    "--by {}: this ledger has no jobs.{c} column yet (schema version 2 adds it; restart \
+                     `collector serve` to upgrade the database)",
+                    k.name()
+                ));
+            }
+        }
+    }
+    let with_modules = keys.iter().any(|k| matches!(k, Key::Module | Key::ModuleVersion));
+    let (where_sql, params) = filter.to_sql();
+    let key_sql: Vec<String> = keys.iter().map(|k| k.sql().to_string()).collect();
+    let from = if with_modules {
+        "jobs JOIN job_modules jm ON jm.job = jobs.id JOIN modules m ON m.id = jm.module"
+    } else {
+        "jobs"
+    };
+    let sql = format!(
+        "SELECT COALESCE(jobs.user, CAST(jobs.uid AS TEXT), ''), jobs.end - jobs.start, jobs.ncpus, jobs.cpu_seconds, \
+         jobs.state{} FROM {from} WHERE {where_sql}",
+        key_sql.iter().map(|k| format!(", {k}")).collect::<String>()
+    );
+    let mut st = conn.prepare(&sql).map_err(db)?;
+    let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+    let mut user_ids: HashMap<String, u32> = HashMap::new();
+    let mut groups: HashMap<Vec<KeyVal>, Agg> = HashMap::new();
+    let mut key = Vec::with_capacity(keys.len());
+    while let Some(r) = rows.next().map_err(db)? {
+        let user = {
+            let u = r.get_ref(0).map_err(db)?.as_str().unwrap_or("");
+            match user_ids.get(u) {
+                Some(&id) => id,
+                None => {
+                    let id = user_ids.len() as u32;
+                    user_ids.insert(u.to_string(), id);
+                    id
+                }
+            }
+        };
+        let elapsed: Option<i64> = r.get::<_, Option<i64>>(1).map_err(db)?.map(|e| e.max(0));
+        let ncpus: Option<i64> = r.get(2).map_err(db)?;
+        let cpu: f64 = r.get::<_, Option<f64>>(3).map_err(db)?.unwrap_or(0.0);
+        let state = r.get_ref(4).map_err(db)?.as_str().unwrap_or("UNKNOWN");
+        key.clear();
+        for i in 0..keys.len() {
+            key.push(match r.get_ref(5 + i).map_err(db)? {
+                rusqlite::types::ValueRef::Integer(v) => KeyVal::Int(v),
+                rusqlite::types::ValueRef::Text(t) => KeyVal::Text(String::from_utf8_lossy(t).into_owned()),
+                rusqlite::types::ValueRef::Real(f) => KeyVal::Int(f as i64),
+                _ => KeyVal::Null,
+            });
+        }
+        match groups.get_mut(&key) {
+            Some(a) => a.add(user, elapsed, ncpus, cpu, state),
+            None => {
+                let mut a = Agg::default();
+                a.add(user, elapsed, ncpus, cpu, state);
+                groups.insert(key.clone(), a);
+            }
+        }
+    }
+    let mut cols: Vec<&str> = keys.iter().map(|k| k.name()).collect();
+    cols.extend_from_slice(METRICS);
+    let mut report = Report::new(&cols);
+    let mut groups: Vec<(Vec<KeyVal>, Agg)> = groups.into_iter().collect();
+    // Natural order of the keys first (stable under the later sort by a metric).
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, mut agg) in groups {
+        let mut row: Vec<Cell> = k
+            .iter()
+            .zip(keys)
+            .map(|(v, key)| match (v, key) {
+                (KeyVal::Int(d), Key::Weekday) => Cell::Text(format!("{d} {}", WEEKDAYS[(*d as usize + 6) % 7])),
+                (KeyVal::Int(i), _) => Cell::Int(*i),
+                (KeyVal::Text(t), _) => Cell::Text(t.clone()),
+                (KeyVal::Null, _) => Cell::Null,
+            })
+            .collect();
+        row.extend(agg.cells());
+        report.rows.push(row);
+    }
+    Ok(report)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum KeyVal {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+/// Sorts a summary: by `sort` (a metric, descending; a key, ascending), else by the keys when
+/// they are ordered ones (time, sizes), else by jobs, most first. Then keeps `limit` rows.
+pub fn sort_and_limit(
+    report: &mut Report,
+    keys: &[Key],
+    sort: Option<&str>,
+    limit: Option<usize>,
+) -> Result<(), String> {
+    match sort {
+        Some(name) => {
+            let name = name.trim().to_ascii_lowercase();
+            let Some(col) = report.col(&name) else {
+                return Err(format!("unknown --sort column '{name}' (expected one of: {})", report.columns.join(", ")));
+            };
+            report.sort_by(col, col >= keys.len());
+        }
+        None => {
+            if !keys.iter().all(|k| k.ordered()) {
+                let jobs = report.col("jobs").expect("summary has jobs");
+                report.sort_by(jobs, true);
+            }
+        }
+    }
+    if let Some(n) = limit {
+        report.rows.truncate(n);
+    }
+    Ok(())
+}
