@@ -53,7 +53,9 @@ struct Job {
 }
 
 impl Job {
-    /// A work directory anyone may read, and a config with `logs` as its `[logs]` section.
+    /// A work directory anyone may read, and a config with `logs` in its `[logs]` section. The
+    /// budgets are generous: a debug build under a loaded machine compiles rules slowly, and
+    /// these tests are about which files and bytes, not about time.
     fn new(logs: &str) -> Job {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -64,7 +66,8 @@ impl Job {
         std::fs::write(
             &conf,
             format!(
-                "[collector]\naddress = \"127.0.0.1:9\"\n[epilog]\nspool = \"{}\"\nlog = \"stderr\"\n[logs]\n{logs}\n",
+                "[collector]\naddress = \"127.0.0.1:9\"\n[epilog]\nspool = \"{}\"\nlog = \"stderr\"\n\
+                 budget_ms = 30000\n[logs]\ntime_budget_ms = 20000\n{logs}\n",
                 dir.path().join("spool").display()
             ),
         )
