@@ -22,7 +22,7 @@
 
 use runledger_collector::{db, merge};
 use runledger_record::{
-    Batch, ExitStatus, Item, JobEnd, JobState, Module, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH,
+    Batch, ExitStatus, Fact, Item, JobEnd, JobState, Module, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH,
 };
 use std::collections::BTreeMap;
 
@@ -395,11 +395,39 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
             end,
             stdout: None,
             stderr: None,
-            facts: Vec::new(),
+            facts: if node == 0 { verdict(j) } else { Vec::new() },
         }));
         let mut b = Batch::new(name, items);
         b.created = end;
         out.push(b);
+    }
+    out
+}
+
+/// What the epilog's log parser would have found: program, outcome and failure category
+/// (job-level facts, `source` empty), for the jobs running a known application.
+fn verdict(j: &Job) -> Vec<Fact> {
+    let program = match j.program {
+        "lmp" => "LAMMPS",
+        "gmx_mpi" => "GROMACS",
+        "wrf.exe" => "WRF",
+        "cp2k.psmp" => "CP2K",
+        "vasp_std" => "VASP",
+        "namd3" => "NAMD",
+        "pw.x" => "Quantum ESPRESSO",
+        _ => return Vec::new(),
+    };
+    let (outcome, category) = match j.state {
+        JobState::Completed => ("success", None),
+        JobState::Timeout => ("incomplete", Some("time_limit")),
+        JobState::Cancelled => ("incomplete", Some("cancelled")),
+        JobState::OutOfMemory => ("failed", Some("out_of_memory")),
+        _ => ("failed", Some(["segfault", "mpi_abort", "input_error", "numerical_instability"][j.job_id as usize % 4])),
+    };
+    let fact = |k: &str, v: &str| Fact { source: String::new(), key: k.into(), value: v.into(), unit: None };
+    let mut out = vec![fact("program", program), fact("outcome", outcome)];
+    if let Some(c) = category {
+        out.push(fact("failure_category", c));
     }
     out
 }
