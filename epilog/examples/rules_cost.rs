@@ -16,6 +16,21 @@ fn ms(t: Instant) -> f64 {
 }
 
 fn main() {
+    // What the epilog pays for a plain job (nothing a rule knows) and for a LAMMPS log: the
+    // pre-check, and then only the rules needed (epilog/src/rules.rs).
+    let site = std::path::Path::new("/nonexistent/parsers.toml");
+    for _ in 0..2 {
+        let t = Instant::now();
+        let l = runledger_epilog::rules::rules_for(site, &[b"hello from job 1\nstep done\n"]);
+        let plain = ms(t);
+        let t = Instant::now();
+        let m = runledger_epilog::rules::rules_for(site, &[b"LAMMPS (29 Sep 2021)\nTotal wall time: 0:00:01\n"]);
+        let lmp = ms(t);
+        println!(
+            "epilog rules_for: plain job {plain:.2} ms (compiled: {:?}); LAMMPS log {lmp:.1} ms (compiled: {:?})",
+            l.compiled, m.compiled
+        );
+    }
     let t = Instant::now();
     let r = logparse::Rules::builtin();
     let all = ms(t);
