@@ -189,8 +189,8 @@ fn output_fields_json_and_detail_show_the_verdict() {
     assert_eq!(v[0]["outcome"], "failed");
     assert_eq!(v[0]["category"], "input_error");
     assert_eq!(v[0]["error"], "ERROR: Illegal pair_style command");
-    assert_eq!(v[0]["facts"]["failure_category"], "input_error");
-    assert_eq!(v[0]["facts"]["error_source"], "/home/alice/run/log.2");
+    assert_eq!(v[0]["job_facts"]["failure_category"], "input_error");
+    assert_eq!(v[0]["job_facts"]["error_source"], "/home/alice/run/log.2");
 
     let d = job_detail(&c, rows[0].clone()).unwrap();
     let text = output::detail_text(&d);
@@ -205,9 +205,9 @@ fn output_fields_json_and_detail_show_the_verdict() {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
     let j: serde_json::Value = serde_json::from_str(&output::detail_json(&[d])).unwrap();
-    assert_eq!(j[0]["facts"]["program"], "LAMMPS");
+    assert_eq!(j[0]["job_facts"]["program"], "LAMMPS");
     assert_eq!(j[0]["category"], "input_error");
-    assert!(j[0]["fact_rows"].as_array().unwrap().iter().any(|f| f["source"] == "/home/alice/run/log.2"));
+    assert!(j[0]["facts"].as_array().unwrap().iter().any(|f| f["source"] == "/home/alice/run/log.2"));
 }
 
 #[test]

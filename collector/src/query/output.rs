@@ -295,8 +295,8 @@ pub fn job_json(j: &JobRow, extras: &Extras) -> Map<String, Value> {
         "outcome": j.outcome,
         "category": j.category,
         "error": j.error,
-        "facts": extras.facts.get(&j.id).map(|f| f.iter().map(|(k, v)| (k.clone(), json!(v.value))).collect::<Map<_, _>>()).unwrap_or_default(),
-        "fact_units": extras.facts.get(&j.id).map(|f| f.iter().filter_map(|(k, v)| Some((k.clone(), json!(v.unit.as_ref()?)))).collect::<Map<_, _>>()).unwrap_or_default(),
+        "job_facts": extras.facts.get(&j.id).map(|f| f.iter().map(|(k, v)| (k.clone(), json!(v.value))).collect::<Map<_, _>>()).unwrap_or_default(),
+        "job_fact_units": extras.facts.get(&j.id).map(|f| f.iter().filter_map(|(k, v)| Some((k.clone(), json!(v.unit.as_ref()?)))).collect::<Map<_, _>>()).unwrap_or_default(),
         "modules": extras.modules.get(&j.id).cloned().unwrap_or_default(),
         "tags": extras.tags.get(&j.id).cloned().unwrap_or_default(),
         "steps": extras.steps.get(&j.id).map(|s| s.iter().map(step_json).collect::<Vec<_>>()).unwrap_or_default(),
@@ -379,7 +379,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                 ),
             );
             m.insert(
-                "fact_rows".into(),
+                "facts".into(),
                 Value::Array(
                     d.facts
                         .iter()
@@ -476,6 +476,9 @@ pub fn detail_text(d: &JobDetail) -> String {
         kv(&mut o, "Log outcome", outcome);
     }
     kv(&mut o, "Log error", opt(&j.error));
+    if let Some(f) = d.facts.iter().find(|f| f.source.is_empty() && f.key == "state_disagreement") {
+        kv(&mut o, "Disagreement", &f.value);
+    }
     kv(&mut o, "Start", timefmt::display(j.start));
     kv(&mut o, "End", timefmt::display(j.end));
     kv(&mut o, "Elapsed", j.elapsed().map(timefmt::elapsed).unwrap_or_default());
