@@ -408,7 +408,19 @@ fn draw_scatter<DB: DrawingBackend>(
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(draw_err)?;
-    for s in series {
+    if series.iter().all(|s| s.points.is_empty()) {
+        let area = chart.plotting_area();
+        let (xr, yr) = area.get_pixel_range();
+        let (x0, x1, y0, y1) = (xr.start, xr.end, yr.start, yr.end);
+        let note = "no job here has both a size and a step count in its logs";
+        root.draw(&Text::new(
+            note,
+            ((x0 + x1) / 2, (y0 + y1) / 2),
+            font(24.0).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(draw_err)?;
+    }
+    for s in series.iter().filter(|s| !s.points.is_empty()) {
         let c = s.colour;
         chart
             .draw_series(s.points.iter().map(move |&p| Circle::new(to_log(p), 6, c.mix(0.75).filled())))
@@ -520,6 +532,37 @@ mod tests {
                 .unwrap();
             assert!(signature_ok(&t.path, t.svg), "{ext}");
         }
+        // Many jobs, and none: what an admin sees ($RUNLEDGER_KEEP_PLOTS=DIR keeps them to look at).
+        let keep = std::env::var_os("RUNLEDGER_KEEP_PLOTS").map(PathBuf::from);
+        let out = keep.unwrap_or_else(|| dir.path().to_path_buf());
+        let mut pts = Vec::new();
+        for (i, ranks) in [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0].iter().enumerate() {
+            for k in 0..(12 - i) {
+                let noise = 1.0 + 0.3 * ((k * 7919 + i * 104_729) % 100) as f64 / 100.0;
+                pts.push((*ranks, 2.0e-6 * (1.0 + 0.08 * i as f64 * i as f64) * noise));
+            }
+        }
+        let med: Vec<(f64, f64)> = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (*r, 2.3e-6 * (1.0 + 0.08 * (i * i) as f64)))
+            .collect();
+        let many = vec![Series { label: "jobs".into(), points: pts, colour: colour(0) }];
+        let t = PlotTarget { path: out.join("scatter-many.png"), svg: false };
+        scatter(
+            &t,
+            "Efficiency against MPI ranks — LAMMPS",
+            "MPI ranks (logarithmic)",
+            "core-seconds per atom per step",
+            &many,
+            &med,
+        )
+        .unwrap();
+        assert!(signature_ok(&t.path, false));
+        let none = vec![Series { label: "jobs".into(), points: vec![], colour: colour(0) }];
+        let t = PlotTarget { path: out.join("scatter-empty.svg"), svg: true };
+        scatter(&t, "Efficiency", "MPI ranks", "core-seconds per atom per step", &none, &[]).unwrap();
+        assert!(std::fs::read_to_string(&t.path).unwrap().contains("no job here has both"));
         let t = PlotTarget { path: dir.path().join("no/such/dir/x.png"), svg: false };
         assert!(pie(&t, "t", "s", &slices).unwrap_err().contains("no directory"));
     }
