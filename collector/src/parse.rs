@@ -43,7 +43,8 @@ records for a job's log files.
 
 Use it to check a log by hand, or while writing site rules: --rules loads a rules file on top of \
 the built-in rules (a program of the same name replaces the built-in one). Without --rules, the \
-site file /etc/runledger/parsers.toml is used when it exists, as the epilog does. A rules file \
+site file the epilog uses is used when it exists: the configuration's [logs] rules, by default \
+/etc/runledger/parsers.toml. A rules file \
 that cannot be used is reported with its line and rule, and nothing is parsed (exit code 2).
 
 Files up to 64 MiB are read whole; of a larger file the first and the last 32 MiB are read (counts \
@@ -70,11 +71,12 @@ pub struct ParseArgs {
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 
-    /// A site rules file, on top of the built-in rules [default: /etc/runledger/parsers.toml when it exists].
+    /// A site rules file, on top of the built-in rules [default: the configuration's [logs] rules,
+    /// /etc/runledger/parsers.toml, when it exists].
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
 
-    /// Only the built-in rules (ignore /etc/runledger/parsers.toml).
+    /// Only the built-in rules (ignore the site's rules file).
     #[arg(long, conflicts_with = "rules")]
     pub builtin: bool,
 
@@ -129,8 +131,8 @@ pub fn read_log_limited(path: &Path, max_whole: u64, head_tail: u64) -> Result<L
 }
 
 /// The rules `collector parse` uses: `--rules FILE` on top of the built-ins, else the site file
-/// when it exists (unless `builtin`).
-pub fn load_rules(rules: Option<&Path>, builtin: bool) -> Result<Rules, CmdError> {
+/// `site` when it exists (unless `builtin`).
+pub fn load_rules(rules: Option<&Path>, builtin: bool, site: &Path) -> Result<Rules, CmdError> {
     if builtin {
         return Ok(Rules::builtin());
     }
@@ -141,7 +143,7 @@ pub fn load_rules(rules: Option<&Path>, builtin: bool) -> Result<Rules, CmdError
             }
             Rules::load_site(p).map_err(|e| CmdError::Usage(format!("bad rules file: {e}")))
         }
-        None => Rules::load_site(Path::new(logparse::SITE_RULES_PATH))
+        None => Rules::load_site(site)
             .map_err(|e| CmdError::Usage(format!("bad site rules file (use --builtin to parse without it): {e}"))),
     }
 }
@@ -216,9 +218,10 @@ pub fn report_json(r: &FileReport) -> Value {
     })
 }
 
-/// Reads and analyses every file; returns the output text and the files that could not be read.
-pub fn parse_files(args: &ParseArgs) -> Result<(String, Vec<String>), CmdError> {
-    let rules = load_rules(args.rules.as_deref(), args.builtin)?;
+/// Reads and analyses every file with the built-in rules plus `--rules` (else `site`, the
+/// configuration's rules file); returns the output text and the files that could not be read.
+pub fn parse_files(args: &ParseArgs, site: &Path) -> Result<(String, Vec<String>), CmdError> {
+    let rules = load_rules(args.rules.as_deref(), args.builtin, site)?;
     let mut reports = Vec::new();
     let mut errors = Vec::new();
     for path in &args.files {
@@ -284,7 +287,7 @@ mod tests {
     }
 
     fn parsed_json(a: &ParseArgs) -> Value {
-        let (text, errors) = parse_files(a).unwrap();
+        let (text, errors) = parse_files(a, Path::new(logparse::SITE_RULES_PATH)).unwrap();
         assert!(errors.is_empty(), "{errors:?}");
         serde_json::from_str(&text).unwrap()
     }
@@ -317,7 +320,7 @@ mod tests {
         let mut a = args(&[corpus("slurm/openmc-timelimit.job.out"), corpus("slurm/openmc-timelimit.job.err.tail")]);
         a.json = false;
         a.combine = true;
-        let (text, errors) = parse_files(&a).unwrap();
+        let (text, errors) = parse_files(&a, Path::new(logparse::SITE_RULES_PATH)).unwrap();
         assert!(errors.is_empty());
         assert!(text.contains("openmc-timelimit.job.out ("), "{text}");
         assert!(text.contains("  program   OpenMC"), "{text}");
@@ -330,7 +333,7 @@ mod tests {
     #[test]
     fn unreadable_files_are_reported_and_others_still_parsed() {
         let a = args(&[PathBuf::from("/nonexistent/log.lammps"), corpus("lammps/melt-success-4procs.log")]);
-        let (text, errors) = parse_files(&a).unwrap();
+        let (text, errors) = parse_files(&a, Path::new(logparse::SITE_RULES_PATH)).unwrap();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("/nonexistent/log.lammps"), "{errors:?}");
         assert!(text.contains("LAMMPS"));
@@ -366,10 +369,14 @@ mod tests {
             "[[program]]\nname = \"AVBP\"\ndetect = 'x'\n\n[[program.failure]]\npattern = '(unclosed'\ncategory = \"input_error\"\n",
         )
         .unwrap();
-        let Err(CmdError::Usage(e)) = parse_files(&a) else { panic!("bad rules accepted") };
+        let Err(CmdError::Usage(e)) = parse_files(&a, Path::new(logparse::SITE_RULES_PATH)) else {
+            panic!("bad rules accepted")
+        };
         assert!(e.contains("parsers.toml:6") && e.contains("AVBP") && e.contains("failure #1"), "{e}");
         a.rules = Some(dir.path().join("missing.toml"));
-        let Err(CmdError::Usage(e)) = parse_files(&a) else { panic!("missing rules accepted") };
+        let Err(CmdError::Usage(e)) = parse_files(&a, Path::new(logparse::SITE_RULES_PATH)) else {
+            panic!("missing rules accepted")
+        };
         assert!(e.contains("missing.toml"), "{e}");
     }
 

@@ -97,19 +97,19 @@ pub struct ErrorsArgs {
     pub filter: JobFilterArgs,
 
     /// Also draw a chart to this file (.png or .svg, 1200×800).
-    #[arg(long, value_name = "FILE", value_parser = plot::parse_plot_target)]
+    #[arg(long, value_name = "FILE", value_parser = plot::parse_plot_target, help_heading = "Output")]
     pub plot: Option<PlotTarget>,
 
     /// Print JSON.
-    #[arg(long, conflicts_with = "csv")]
+    #[arg(long, conflicts_with = "csv", help_heading = "Output")]
     pub json: bool,
 
     /// Print CSV.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub csv: bool,
 
     /// No header line (table and CSV).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, help_heading = "Output")]
     pub noheader: bool,
 }
 
