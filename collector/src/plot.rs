@@ -44,6 +44,21 @@ pub fn parse_plot_target(s: &str) -> Result<PlotTarget, String> {
     }
 }
 
+impl PlotTarget {
+    /// Whether the file can be written where it is asked for (checked before any work is done).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(format!("cannot write the chart {}: no directory {}", self.path.display(), dir.display()));
+            }
+        }
+        if self.path.is_dir() {
+            return Err(format!("cannot write the chart {}: it is a directory", self.path.display()));
+        }
+        Ok(())
+    }
+}
+
 fn leak_file(path: &Path) -> Option<&'static [u8]> {
     std::fs::read(path).ok().map(|b| &*Box::leak(b.into_boxed_slice()))
 }
@@ -116,11 +131,7 @@ fn render(
     svg: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Drawn,
 ) -> Drawn {
     ensure_font()?;
-    if let Some(dir) = target.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(format!("cannot write {}: no directory {}", target.path.display(), dir.display()));
-        }
-    }
+    target.check()?;
     let write_err = |e: String| format!("cannot write {}: {e}", target.path.display());
     if target.svg {
         let root = SVGBackend::new(&target.path, (WIDTH, HEIGHT)).into_drawing_area();

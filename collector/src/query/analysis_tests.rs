@@ -304,6 +304,11 @@ fn errors_render_as_table_csv_json_and_charts() {
     bad.filter.starttime = Some(T0 + 10);
     bad.filter.endtime = Some(T0);
     assert!(matches!(errors::run(&c, &bad), Err(crate::parse::CmdError::Usage(m)) if m.contains("after --endtime")));
+    let mut bad = errors_args(ErrorsBy::Category);
+    bad.plot = Some(parse_plot_target("/nonexistent/dir/pie.png").unwrap());
+    assert!(
+        matches!(errors::run(&c, &bad), Err(crate::parse::CmdError::Usage(m)) if m.contains("no directory /nonexistent/dir"))
+    );
 }
 
 #[test]

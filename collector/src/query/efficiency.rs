@@ -324,6 +324,9 @@ pub fn draw(jobs: &[JobEfficiency], by: EfficiencyBy, target: &PlotTarget, what:
 /// `collector query efficiency`.
 pub fn run(conn: &Connection, args: &EfficiencyArgs) -> Result<String, CmdError> {
     args.filter.check().map_err(CmdError::Usage)?;
+    if let Some(t) = &args.plot {
+        t.check().map_err(CmdError::Usage)?;
+    }
     let mut filter = args.filter.to_filter();
     if filter.states.is_empty() {
         filter.states = vec![runledger_record::JobState::Completed];

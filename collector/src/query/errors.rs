@@ -387,6 +387,9 @@ pub fn draw(stats: &ErrorStats, by: ErrorsBy, target: &PlotTarget, scope: &str) 
 /// `collector query errors`.
 pub fn run(conn: &Connection, args: &ErrorsArgs) -> Result<String, CmdError> {
     args.filter.check().map_err(CmdError::Usage)?;
+    if let Some(t) = &args.plot {
+        t.check().map_err(CmdError::Usage)?;
+    }
     let stats = error_stats(conn, &args.filter.to_filter(), args.by)?;
     if let Some(t) = &args.plot {
         draw(&stats, args.by, t, "").map_err(CmdError::Failure)?;
