@@ -4,8 +4,11 @@
 //! [`crate::query::events`]; [`crate::cli`] only dispatches here.
 
 use crate::cli::Failure;
+use crate::plot::PlotTarget;
+use crate::plot_usage::{self, Bar, TimeSeries};
 use crate::query::events::{self, EventQuery};
 use crate::query::filter::{self, Filter, JobSel};
+use crate::query::report::Cell;
 use crate::query::report::{Format, Report};
 use crate::query::summary::{self, Key};
 use crate::query::usage;
@@ -106,6 +109,10 @@ impl OutArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct SummaryArgs {
+    /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
+    #[arg(long, value_name = "FILE", value_parser = crate::plot::parse_plot_target)]
+    pub plot: Option<PlotTarget>,
+
     /// Group by these keys: user, account, partition, cluster, program, module, module_version,
     /// state, category, nodes, ranks, year, month, week, day, hour, weekday.
     #[arg(long, required = true, value_name = "KEY[,KEY]", value_delimiter = ',', value_parser = summary::parse_key)]
@@ -129,6 +136,10 @@ pub struct SummaryArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ModulesArgs {
+    /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
+    #[arg(long, value_name = "FILE", value_parser = crate::plot::parse_plot_target)]
+    pub plot: Option<PlotTarget>,
+
     /// Only the top N rows.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
@@ -230,6 +241,10 @@ pub struct EventsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct SeriesArgs {
+    /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
+    #[arg(long, value_name = "FILE", value_parser = crate::plot::parse_plot_target)]
+    pub plot: Option<PlotTarget>,
+
     /// Interval length: a number and s, m, h, d or w (30s, 10m, 1h, 1d, 1w).
     #[arg(long, value_name = "DURATION", value_parser = events::parse_interval)]
     pub interval: i64,
@@ -243,6 +258,16 @@ pub struct SeriesArgs {
 
     #[command(flatten)]
     pub out: OutArgs,
+}
+
+fn interval_text(secs: i64) -> String {
+    for (unit, n) in [("week", 604_800), ("day", 86_400), ("hour", 3600), ("minute", 60)] {
+        if secs % n == 0 {
+            let k = secs / n;
+            return if k == 1 { unit.to_string() } else { format!("{k} {unit}s") };
+        }
+    }
+    format!("{secs} s")
 }
 
 fn open(db: &Path) -> Result<rusqlite::Connection, Failure> {
@@ -283,13 +308,168 @@ pub fn run_summary(db: &Path, a: &SummaryArgs, out: &mut dyn Write) -> Result<()
     if let Err(e) = summary::sort_and_limit(&mut r, &a.by, a.sort.as_deref(), a.limit) {
         usage_error(e);
     }
+    if let Some(t) = &a.plot {
+        if a.by.len() > 2 {
+            usage_error("--plot draws one --by key (bars) or two (a heatmap)");
+        }
+        plot_summary(t, &r, &a.by, &a.filter)?;
+    }
     write(out, &r, &a.out)
+}
+
+fn filter_note(f: &FilterArgs) -> String {
+    let mut parts = Vec::new();
+    let list = |name: &str, v: &[String]| if v.is_empty() { None } else { Some(format!("{name} {}", v.join(","))) };
+    parts.extend(list("user", &f.user));
+    parts.extend(list("account", &f.account));
+    parts.extend(list("partition", &f.partition));
+    parts.extend(list("cluster", &f.cluster));
+    let states: Vec<String> = f.state.iter().map(|s| s.as_str().to_string()).collect();
+    parts.extend(list("state", &states));
+    let mods: Vec<String> = f.module.iter().map(|m| m.full_name()).collect();
+    parts.extend(list("module", &mods));
+    if f.starttime.is_some() || f.endtime.is_some() {
+        parts.push(format!(
+            "{} to {}",
+            f.starttime.map(|t| timefmt::display(Some(t))).unwrap_or_else(|| "first".into()),
+            f.endtime.map(|t| timefmt::display(Some(t))).unwrap_or_else(|| "last".into())
+        ));
+    }
+    if parts.is_empty() {
+        "all recorded jobs".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn cell_label(c: &Cell) -> String {
+    match c {
+        Cell::Text(t) => t.clone(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Null => "(none)".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// At most this many bars or heatmap rows (the largest), so the labels stay legible.
+const MAX_ROWS: usize = 30;
+
+fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Result<(), Failure> {
+    let jobs = r.col("jobs").expect("summary has jobs");
+    let users = r.col("users").expect("summary has users");
+    let num = |c: &Cell| c.num().unwrap_or(0.0);
+    if keys.len() == 1 {
+        let mut rows: Vec<&Vec<Cell>> = r.rows.iter().collect();
+        if rows.len() > MAX_ROWS && !keys[0].ordered() {
+            rows.sort_by(|a, b| num(&b[jobs]).total_cmp(&num(&a[jobs])));
+        }
+        rows.truncate(MAX_ROWS);
+        let bars: Vec<Bar> = rows
+            .iter()
+            .map(|row| Bar {
+                label: cell_label(&row[0]),
+                value: num(&row[jobs]),
+                note: format!("{} jobs, {} users", num(&row[jobs]), num(&row[users])),
+            })
+            .collect();
+        let title = format!("Jobs by {}", keys[0].name());
+        plot_usage::bars(t, &title, &filter_note(f), "jobs (count)", &bars)?;
+        return Ok(());
+    }
+    // Two keys: rows of the first key (the most jobs first unless ordered), columns of the second.
+    let mut row_tot: Vec<(String, f64, usize)> = Vec::new();
+    let mut col_vals: Vec<(Cell, String)> = Vec::new();
+    for (i, row) in r.rows.iter().enumerate() {
+        let rl = cell_label(&row[0]);
+        match row_tot.iter_mut().find(|x| x.0 == rl) {
+            Some(x) => x.1 += num(&row[jobs]),
+            None => row_tot.push((rl, num(&row[jobs]), i)),
+        }
+        if !col_vals.iter().any(|c| c.0 == row[1]) {
+            col_vals.push((row[1].clone(), cell_label(&row[1])));
+        }
+    }
+    if keys[1] == Key::Hour {
+        for h in 0..24 {
+            if !col_vals.iter().any(|c| c.0 == Cell::Int(h)) {
+                col_vals.push((Cell::Int(h), h.to_string()));
+            }
+        }
+    }
+    col_vals.sort_by(|a, b| match (a.0.num(), b.0.num()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => a.1.cmp(&b.1),
+    });
+    if keys[0].ordered() {
+        row_tot.sort_by_key(|a| a.2);
+    } else {
+        row_tot.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    }
+    row_tot.truncate(MAX_ROWS);
+    let row_labels: Vec<String> = row_tot.iter().map(|x| x.0.clone()).collect();
+    let col_labels: Vec<String> = col_vals.iter().map(|c| c.1.clone()).collect();
+    let mut values = vec![vec![0.0; col_labels.len()]; row_labels.len()];
+    for row in &r.rows {
+        let rl = cell_label(&row[0]);
+        let Some(ri) = row_labels.iter().position(|x| *x == rl) else { continue };
+        let Some(ci) = col_vals.iter().position(|c| c.0 == row[1]) else { continue };
+        values[ri][ci] += num(&row[jobs]);
+    }
+    let desc = |k: Key| match k {
+        Key::Hour => "hour of day (start, local time)".to_string(),
+        Key::Weekday => "weekday (start, local time)".to_string(),
+        Key::Day | Key::Week | Key::Month | Key::Year => format!("{} (start, local time)", k.name()),
+        Key::Nodes => "nodes (count)".to_string(),
+        Key::Ranks => "ranks (count)".to_string(),
+        other => other.name().replace('_', " "),
+    };
+    let title = format!("Jobs by {} and {}", keys[0].name(), keys[1].name());
+    let mut sub = filter_note(f);
+    if r.rows.iter().map(|row| cell_label(&row[0])).collect::<std::collections::HashSet<_>>().len() > MAX_ROWS {
+        sub.push_str(&format!("; the {MAX_ROWS} {}s with most jobs", keys[0].name()));
+    }
+    plot_usage::heatmap(
+        t,
+        &title,
+        &sub,
+        &desc(keys[0]),
+        &desc(keys[1]),
+        "jobs started",
+        &row_labels,
+        &col_labels,
+        &values,
+    )?;
+    Ok(())
 }
 
 pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter);
     let conn = open(db)?;
     let r = usage::modules(&conn, &a.filter.filter(), a.names, a.by_users, a.top)?;
+    if let Some(t) = &a.plot {
+        let (jobs, users) = (r.col("jobs").expect("jobs"), r.col("users").expect("users"));
+        let num = |c: &Cell| c.num().unwrap_or(0.0);
+        let bars: Vec<Bar> = r
+            .rows
+            .iter()
+            .take(MAX_ROWS)
+            .map(|row| {
+                let label = match (&row[1], a.names) {
+                    (Cell::Text(v), false) if !v.is_empty() => format!("{}/{v}", cell_label(&row[0])),
+                    _ => cell_label(&row[0]),
+                };
+                let (j, u) = (num(&row[jobs]), num(&row[users]));
+                Bar {
+                    label,
+                    value: if a.by_users { u } else { j },
+                    note: format!("{j} jobs, {u} users ({:.1}% of jobs)", num(&row[4]) * 100.0),
+                }
+            })
+            .collect();
+        let what = if a.by_users { "distinct users" } else { "jobs" };
+        let title = format!("Top {} by {what}", if a.names { "modules" } else { "module versions" });
+        plot_usage::bars(t, &title, &filter_note(&a.filter), &format!("{what} (count)"), &bars)?;
+    }
     write(out, &r, &a.out)
 }
 
@@ -346,6 +526,29 @@ pub fn run_throughput(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<
     check_range(&a.filter);
     let conn = open(db)?;
     let r = events::throughput(&conn, &a.filter.filter(), a.interval, None)?;
+    if let Some(t) = &a.plot {
+        let series = |name: &str| TimeSeries {
+            label: name.to_string(),
+            points: r
+                .rows
+                .iter()
+                .map(|row| (row[0].num().unwrap_or(0.0) as i64, row[r.col(name).expect("column")].num().unwrap_or(0.0)))
+                .collect(),
+        };
+        let per = format!("jobs ended per {}", interval_text(a.interval));
+        let mut left = [series("jobs"), series("failed")];
+        left[0].label = "jobs ended".into();
+        left[1].label = "failed (FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL)".into();
+        let cum = series("cumulative");
+        plot_usage::steps(
+            t,
+            "Throughput: jobs ended",
+            &filter_note(&a.filter),
+            (&per, &left),
+            Some(("jobs ended, cumulative", &cum)),
+            a.interval,
+        )?;
+    }
     write(out, &r, &a.out)
 }
 
@@ -353,5 +556,20 @@ pub fn run_utilization(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result
     check_range(&a.filter);
     let conn = open(db)?;
     let r = events::utilization(&conn, &a.filter.filter(), a.interval, None)?;
+    if let Some(t) = &a.plot {
+        let col = if a.node_weighted { "nodes" } else { "jobs" };
+        let i = r.col(col).expect("column");
+        let s = TimeSeries {
+            label: if a.node_weighted { "busy nodes".into() } else { "running jobs".into() },
+            points: r
+                .rows
+                .iter()
+                .map(|row| (row[0].num().unwrap_or(0.0) as i64, row[i].num().unwrap_or(0.0)))
+                .collect(),
+        };
+        let y = format!("{} (mean over each {})", s.label, interval_text(a.interval));
+        let title = if a.node_weighted { "Utilization: nodes busy" } else { "Utilization: jobs running" };
+        plot_usage::steps(t, title, &filter_note(&a.filter), (&y, std::slice::from_ref(&s)), None, a.interval)?;
+    }
     write(out, &r, &a.out)
 }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod merge;
 pub mod parse;
 pub mod plot;
+pub mod plot_usage;
 pub mod query;
 #[doc(hidden)]
 pub mod sample;

@@ -325,3 +325,33 @@ fn program_key_needs_the_column_or_says_why() {
         assert!(r.unwrap_err().contains("jobs.program"));
     }
 }
+
+#[test]
+fn plots_are_written_as_png_and_svg() {
+    use runledger_collector::plot::{ensure_font, parse_plot_target};
+    use runledger_collector::plot_usage::{self, Bar, TimeSeries};
+    if let Err(e) = ensure_font() {
+        eprintln!("skipped: {e}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for ext in ["png", "svg"] {
+        let t = parse_plot_target(dir.path().join(format!("b.{ext}")).to_str().unwrap()).unwrap();
+        let bars = vec![Bar { label: "gcc/12".into(), value: 4.0, note: "4 jobs".into() }];
+        plot_usage::bars(&t, "Top", "all", "jobs (count)", &bars).unwrap();
+        let s = TimeSeries { label: "jobs".into(), points: vec![(T0, 1.0), (T0 + 3600, 0.0), (T0 + 7200, 3.0)] };
+        let t2 = parse_plot_target(dir.path().join(format!("s.{ext}")).to_str().unwrap()).unwrap();
+        plot_usage::steps(&t2, "T", "all", ("jobs per hour", std::slice::from_ref(&s)), Some(("cumulative", &s)), 3600)
+            .unwrap();
+        let t3 = parse_plot_target(dir.path().join(format!("h.{ext}")).to_str().unwrap()).unwrap();
+        let rows = vec!["Mon".to_string(), "Tue".to_string()];
+        let cols: Vec<String> = (0..24).map(|h| h.to_string()).collect();
+        let values = vec![vec![1.0; 24], vec![0.0; 24]];
+        plot_usage::heatmap(&t3, "H", "all", "weekday", "hour", "jobs", &rows, &cols, &values).unwrap();
+        for f in ["b", "s", "h"] {
+            let bytes = std::fs::read(dir.path().join(format!("{f}.{ext}"))).unwrap();
+            let ok = if ext == "png" { bytes.starts_with(b"\x89PNG") } else { bytes.starts_with(b"<svg") };
+            assert!(ok && bytes.len() > 1000, "{f}.{ext}");
+        }
+    }
+}
