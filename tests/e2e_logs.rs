@@ -36,8 +36,10 @@ fn detail(job: u32) -> Value {
     v.as_array().and_then(|a| a.first()).cloned().unwrap_or_else(|| panic!("no detail for job {job}: {v:#}"))
 }
 
+/// Every fact row (`node`, `source`, `key`, `value`, `unit`): `fact_rows`, or `facts` when that
+/// is the list of rows.
 fn facts(d: &Value) -> Vec<Value> {
-    d["facts"].as_array().cloned().unwrap_or_default()
+    ["fact_rows", "facts"].iter().find_map(|k| d[*k].as_array().cloned()).unwrap_or_default()
 }
 
 /// The job-level (`source = ""`) fact `key`: value and unit.
