@@ -285,7 +285,7 @@ fn draw_bars<DB: DrawingBackend>(
         .margin_right(300)
         .x_label_area_size(60)
         .y_label_area_size(label_w)
-        .build_cartesian_2d(0f64..(max as f64 * 1.05), 0f64..n as f64)
+        .build_cartesian_2d(0f64..(max as f64 * 1.14), 0f64..n as f64)
         .map_err(draw_err)?;
     let names: Vec<String> = groups.iter().map(|(g, _)| g.clone()).collect();
     let y_fmt = move |y: &f64| {
