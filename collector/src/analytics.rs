@@ -573,3 +573,72 @@ pub fn run_utilization(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result
     }
     write(out, &r, &a.out)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: crate::export::ExportFormat,
+
+    /// Output file ('-' for standard output; required for Parquet).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Database file, instead of collector.database.
+    #[arg(long, value_name = "FILE")]
+    pub database: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    use crate::export::{self, ExportFormat};
+    check_range(&a.filter);
+    let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    if a.format == ExportFormat::Parquet && to_stdout {
+        usage_error("--format parquet needs -o FILE");
+    }
+    let conn = open(db)?;
+    let filter = a.filter.filter();
+    let started = std::time::Instant::now();
+    let n = match (&a.output, to_stdout) {
+        (Some(path), false) => {
+            // Written next to the target and renamed, so a reader never sees half a file.
+            let tmp = path.with_extension("partial");
+            let file =
+                std::fs::File::create(&tmp).map_err(|e| Failure(format!("cannot create {}: {e}", tmp.display())))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let n = if a.format == ExportFormat::Parquet {
+                export::parquet(&conn, &filter, &mut w)
+            } else {
+                export::text(&conn, &filter, a.format, &mut w)
+            };
+            let n = n.and_then(|n| w.flush().map(|_| n).map_err(|e| format!("writing {}: {e}", tmp.display())));
+            match n {
+                Ok(n) => {
+                    std::fs::rename(&tmp, path)
+                        .map_err(|e| Failure(format!("cannot rename {} to {}: {e}", tmp.display(), path.display())))?;
+                    n
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Failure(e));
+                }
+            }
+        }
+        _ => match export::text(&conn, &filter, a.format, out) {
+            Ok(n) => n,
+            Err(e) if e.contains("Broken pipe") => return Ok(()),
+            Err(e) => return Err(Failure(e)),
+        },
+    };
+    if !to_stdout {
+        log::info!(
+            "exported {n} jobs to {} in {:.2} s",
+            a.output.as_deref().unwrap_or(Path::new("-")).display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -79,6 +79,19 @@ pub enum Command {
     )]
     Query(QueryArgs),
 
+    /// Export jobs as one flat row each (Parquet, CSV or JSON Lines), for pandas, pyarrow, DuckDB.
+    #[command(
+        long_about = "Export the jobs matching the filters of `query jobs` as one flat row each: ids, user, \
+            account, partition, times, state, exit, sizes, CPU, memory, the log verdict (program, outcome, \
+            category), and the job's modules and facts as lists.\n\n\
+            Parquet has typed columns (times as TIMESTAMP(MILLIS, UTC), lists as list<string>); CSV joins \
+            lists with ';' and prints local RFC 3339 times; JSON Lines gives Unix seconds.",
+        after_help = "Examples:\n  collector export -o jobs.parquet\n  \
+            collector export --format csv -S 2026-01-01 -A physics > physics.csv\n  \
+            collector export --format jsonl --module openmpi -o openmpi.jsonl"
+    )]
+    Export(Box<crate::analytics::ExportArgs>),
+
     #[command(about = crate::parse::ABOUT, long_about = crate::parse::LONG_ABOUT, after_help = crate::parse::AFTER_HELP)]
     Parse(crate::parse::ParseArgs),
 }
@@ -367,6 +380,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 analysis_result(Err(crate::parse::CmdError::Usage(unreadable.join("\n"))))?;
             }
             Ok(())
+        }
+        Command::Export(a) => {
+            let db = database_path(&cli.config, a.database.clone())?;
+            crate::analytics::run_export(&db, &a, out)
         }
         Command::Query(q) => match q.what {
             QueryCommand::Jobs(args) => {

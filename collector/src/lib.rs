@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod auth;
 pub mod cli;
 pub mod db;
+pub mod export;
 pub mod merge;
 pub mod parse;
 pub mod plot;
