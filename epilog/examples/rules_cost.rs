@@ -31,6 +31,11 @@ fn main() {
             l.compiled, m.compiled
         );
     }
+    let big = thermo();
+    let wins: Vec<&[u8]> = (0..8).map(|_| big.as_slice()).collect();
+    let t = Instant::now();
+    let l = runledger_epilog::rules::rules_for(site, &wins);
+    println!("epilog rules_for: 8 x 1 MiB thermo windows {:.1} ms (compiled: {:?})", ms(t), l.compiled);
     let t = Instant::now();
     let r = logparse::Rules::builtin();
     let all = ms(t);
@@ -48,4 +53,18 @@ fn main() {
         "Rules::builtin(): {all:.1} ms ({} programs); TOML subset: {sub:.2} ms; generic only: {generic:.1} ms; generic+LAMMPS: {lammps:.1} ms",
         r.program_names().len()
     );
+}
+
+/// The pre-check's cost over a thermo-heavy 1 MiB window (what a LAMMPS log's tail looks like).
+fn thermo() -> Vec<u8> {
+    let mut v = b"LAMMPS (29 Sep 2021)\n".to_vec();
+    let mut i = 0u64;
+    while v.len() < 1 << 20 {
+        v.extend_from_slice(
+            format!("{:10}   {:12.8}   {:12.8}   0   {:12.8}   {:12.8}\n", i * 50, 1.6, -4.79, -2.27, 5.67).as_bytes(),
+        );
+        i += 1;
+    }
+    v.extend_from_slice(b"Loop time of 1.0 on 8 procs for 1000 steps with 4000 atoms\nTotal wall time: 0:20:35\n");
+    v
 }

@@ -29,7 +29,7 @@
 //! most of them. The job's state itself stays what [`crate::state`] decided.
 
 use crate::facts::{FactSource, JobContext};
-use crate::rules::rules_for;
+use crate::rules::{par_map, rules_for};
 use crate::safe_read::{list_dir_as, read_each_as, ReadError};
 use logparse::{analyze, combine, Analysis, Outcome, Window};
 use runledger_record::env::Pattern;
@@ -206,18 +206,22 @@ pub fn collect(ctx: &JobContext) -> Vec<Fact> {
     for e in &loaded.errors {
         log::error!("solver-log rules: {e}; using the built-in rules");
     }
-    let mut analyses: Vec<(String, Analysis)> = Vec::new();
-    for (path, w) in &files {
+    // Parsed in parallel (one file per task); a file not started by the deadline is skipped.
+    let parsed = par_map(&files, |(path, w)| {
         if Instant::now() >= deadline {
-            log::warn!("job {}: log time budget used up; {} not parsed", ctx.job_id, path.display());
-            break;
+            return None;
         }
         let a = match &loaded.rules {
             Some(r) => analyze(r, &Window { head: &w.head, tail: &w.tail, truncated_between: !w.is_whole() }),
             None => Analysis::default(),
         };
-        analyses.push((path.to_string_lossy().into_owned(), a));
+        Some((path.to_string_lossy().into_owned(), a))
+    });
+    let skipped = parsed.iter().filter(|p| p.is_none()).count();
+    if skipped > 0 {
+        log::warn!("job {}: log time budget used up; {skipped} file(s) not parsed", ctx.job_id);
     }
+    let analyses: Vec<(String, Analysis)> = parsed.into_iter().flatten().collect();
     let mut facts = Vec::new();
     for (src, a) in &analyses {
         if !is_empty(a) {
