@@ -370,7 +370,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             Ok(())
         }
         Command::Parse(args) => {
-            let site = load_config(&cli.config)?.logs.rules;
+            let site = match args.rules.is_some() || args.builtin {
+                true => PathBuf::new(),
+                false => load_config(&cli.config)?.logs.rules,
+            };
             let (text, unreadable) = match crate::parse::parse_files(&args, &site) {
                 Ok(r) => r,
                 Err(e) => return analysis_result(Err(e)).map(drop),
