@@ -425,10 +425,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 let text = analysis_result(crate::query::efficiency::run(&conn, &a))?;
                 write_out(out, &text)
             }
-            QueryCommand::Summary(a) => crate::analytics::run_summary(&database_path(&cli.config, q.database)?, &a, out),
-            QueryCommand::Modules(a) => crate::analytics::run_modules(&database_path(&cli.config, q.database)?, &a, out),
-            QueryCommand::WhoUsed(a) => crate::analytics::run_who_used(&database_path(&cli.config, q.database)?, &a, out),
-            QueryCommand::CoUsage(a) => crate::analytics::run_co_usage(&database_path(&cli.config, q.database)?, &a, out),
+            QueryCommand::Summary(a) => {
+                crate::analytics::run_summary(&database_path(&cli.config, q.database)?, &a, out)
+            }
+            QueryCommand::Modules(a) => {
+                crate::analytics::run_modules(&database_path(&cli.config, q.database)?, &a, out)
+            }
+            QueryCommand::WhoUsed(a) => {
+                crate::analytics::run_who_used(&database_path(&cli.config, q.database)?, &a, out)
+            }
+            QueryCommand::CoUsage(a) => {
+                crate::analytics::run_co_usage(&database_path(&cli.config, q.database)?, &a, out)
+            }
             QueryCommand::Events(a) => crate::analytics::run_events(&database_path(&cli.config, q.database)?, &a, out),
             QueryCommand::Throughput(a) => {
                 crate::analytics::run_throughput(&database_path(&cli.config, q.database)?, &a, out)

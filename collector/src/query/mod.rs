@@ -8,10 +8,10 @@
 
 pub mod efficiency;
 pub mod errors;
+pub mod events;
 pub mod filter;
 pub mod jobfilter;
 pub mod output;
-pub mod events;
 pub mod report;
 pub mod summary;
 pub mod usage;
