@@ -216,8 +216,12 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
     let mut st = conn.prepare(&sql).map_err(db)?;
     let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
     let mut user_ids: HashMap<String, u32> = HashMap::new();
-    let mut groups: HashMap<Vec<KeyVal>, Agg> = HashMap::new();
-    let mut key = Vec::with_capacity(keys.len());
+    // Group keys as small integers: text values interned (no allocation per row), integers as
+    // themselves, tagged so the two never collide.
+    let mut texts: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut text_of: Vec<String> = Vec::new();
+    let mut groups: HashMap<Vec<(u8, i64)>, Agg> = HashMap::new();
+    let mut key: Vec<(u8, i64)> = Vec::with_capacity(keys.len());
     while let Some(r) = rows.next().map_err(db)? {
         let user = {
             let u = r.get_ref(0).map_err(db)?.as_str().unwrap_or("");
@@ -237,10 +241,18 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
         key.clear();
         for i in 0..keys.len() {
             key.push(match r.get_ref(5 + i).map_err(db)? {
-                rusqlite::types::ValueRef::Integer(v) => KeyVal::Int(v),
-                rusqlite::types::ValueRef::Text(t) => KeyVal::Text(String::from_utf8_lossy(t).into_owned()),
-                rusqlite::types::ValueRef::Real(f) => KeyVal::Int(f as i64),
-                _ => KeyVal::Null,
+                rusqlite::types::ValueRef::Integer(v) => (1, v),
+                rusqlite::types::ValueRef::Real(f) => (1, f as i64),
+                rusqlite::types::ValueRef::Text(t) => match texts.get(t) {
+                    Some(&id) => (2, id),
+                    None => {
+                        let id = text_of.len() as i64;
+                        texts.insert(t.to_vec(), id);
+                        text_of.push(String::from_utf8_lossy(t).into_owned());
+                        (2, id)
+                    }
+                },
+                _ => (0, 0),
             });
         }
         match groups.get_mut(&key) {
@@ -252,10 +264,24 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
             }
         }
     }
+    let groups: Vec<(Vec<KeyVal>, Agg)> = groups
+        .into_iter()
+        .map(|(k, a)| {
+            let k = k
+                .into_iter()
+                .map(|(tag, v)| match tag {
+                    1 => KeyVal::Int(v),
+                    2 => KeyVal::Text(text_of[v as usize].clone()),
+                    _ => KeyVal::Null,
+                })
+                .collect();
+            (k, a)
+        })
+        .collect();
     let mut cols: Vec<&str> = keys.iter().map(|k| k.name()).collect();
     cols.extend_from_slice(METRICS);
     let mut report = Report::new(&cols);
-    let mut groups: Vec<(Vec<KeyVal>, Agg)> = groups.into_iter().collect();
+    let mut groups = groups;
     // Natural order of the keys first (stable under the later sort by a metric).
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     for (k, mut agg) in groups {
