@@ -139,7 +139,10 @@ pub fn plan(ctx: &JobContext, deadline: Instant) -> Vec<Planned> {
         let full = cfg.head_bytes.saturating_add(cfg.tail_bytes);
         let cost = size.map_or(full, |s| s.min(full));
         if cost <= left {
-            out.push(Planned { path, head: cfg.head_bytes, tail: cfg.tail_bytes });
+            // Windows capped by what is left too: a file that grows before it is read still
+            // costs no more than the budget.
+            let head = cfg.head_bytes.min(left);
+            out.push(Planned { path, head, tail: cfg.tail_bytes.min(left - head) });
             left -= cost;
         } else if left >= MIN_WINDOW {
             // What is left: the head (up to a quarter of it) and the tail, which tells more.
