@@ -152,11 +152,55 @@ pub struct TimeSeries {
 
 fn time_label(t: i64, span: i64) -> String {
     let Some(d) = Local.timestamp_opt(t, 0).single() else { return t.to_string() };
-    if span > 2 * 86_400 {
+    if span > 3 * 86_400 {
         d.format("%Y-%m-%d").to_string()
     } else {
         d.format("%m-%d %H:%M").to_string()
     }
+}
+
+/// Tick times between t0 and t1 at a round local step giving about 4–10 ticks.
+fn time_ticks(t0: i64, t1: i64) -> Vec<i64> {
+    use chrono::{Datelike, NaiveDate};
+    const H: i64 = 3600;
+    const D: i64 = 86_400;
+    let span = (t1 - t0).max(1);
+    let off = Local.timestamp_opt(t0, 0).single().map(|d| i64::from(d.offset().local_minus_utc())).unwrap_or(0);
+    let steps = [600, 1800, H, 2 * H, 3 * H, 6 * H, 12 * H, D, 2 * D, 7 * D, 14 * D];
+    if let Some(&step) = steps.iter().find(|&&s| span / s <= 9) {
+        // Weeks start on Monday (the epoch was a Thursday).
+        let phase = if step % (7 * D) == 0 { 4 * D } else { 0 };
+        let first = (t0 + off - phase).div_euclid(step) * step + step + phase - off;
+        return (0..).map(|i| first + i * step).take_while(|&t| t < t1).filter(|&t| t > t0).collect();
+    }
+    // Months: the first of every k-th month.
+    let months = (span / (30 * D) + 1) as u32;
+    let k = [1, 2, 3, 6, 12].into_iter().find(|&k| months / k <= 9).unwrap_or(24);
+    let Some(start) = Local.timestamp_opt(t0, 0).single() else { return Vec::new() };
+    let (mut y, mut m) = (start.year(), start.month());
+    let mut out = Vec::new();
+    loop {
+        m += 1;
+        if m > 12 {
+            m = 1;
+            y += 1;
+        }
+        if (m - 1) % k != 0 {
+            continue;
+        }
+        let Some(t) = NaiveDate::from_ymd_opt(y, m, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|d| Local.from_local_datetime(&d).earliest())
+            .map(|d| d.timestamp())
+        else {
+            break;
+        };
+        if t >= t1 {
+            break;
+        }
+        out.push(t);
+    }
+    out
 }
 
 /// Step lines over time: `left` on the left axis, `right` (if any) on a right axis, each value
@@ -219,12 +263,11 @@ fn draw_steps<DB: DrawingBackend>(
         .build_cartesian_2d(t0 as f64..t1 as f64, 0f64..ymax)
         .map_err(draw_err)?
         .set_secondary_coord(t0 as f64..t1 as f64, 0f64..rmax);
-    let x_fmt = move |x: &f64| time_label(*x as i64, span);
     let y_fmt = |y: &f64| fmt_num(*y);
     chart
         .configure_mesh()
-        .x_labels(8)
-        .x_label_formatter(&x_fmt)
+        .disable_x_mesh()
+        .x_labels(0)
         .y_label_formatter(&y_fmt)
         .x_desc("time (local)")
         .y_desc(left.0)
@@ -234,6 +277,18 @@ fn draw_steps<DB: DrawingBackend>(
         .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(draw_err)?;
+    // Time ticks at round local times (hours, midnights, Mondays, first days of months), with
+    // their grid lines, drawn by hand: plotters' ticks are round numbers of seconds.
+    let grid = RGBColor(225, 225, 225);
+    // (Not in the last 3% of the axis, where a centred label would be cut.)
+    for t in time_ticks(t0, t1 - span / 33) {
+        let x = t as f64;
+        chart.draw_series(LineSeries::new([(x, 0.0), (x, ymax)], grid.stroke_width(1))).map_err(draw_err)?;
+        let (px, py) = chart.backend_coord(&(x, 0.0));
+        root.draw(&PathElement::new(vec![(px, py), (px, py + 6)], BLACK.stroke_width(1))).map_err(draw_err)?;
+        root.draw(&Text::new(time_label(t, span), (px, py + 10), font(17.0).pos(Pos::new(HPos::Center, VPos::Top))))
+            .map_err(draw_err)?;
+    }
     for (i, s) in left.1.iter().enumerate() {
         let c = colour(i);
         chart
