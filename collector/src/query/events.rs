@@ -80,6 +80,15 @@ pub struct EventQuery {
 
 /// `query events`: events of the jobs matching `filter`, oldest first.
 pub fn events(conn: &Connection, filter: &Filter, q: &EventQuery) -> Result<Report, String> {
+    // Every event of a job lies within the job's [start, end], so an event time range narrows
+    // the jobs too, through their indexed start and end (sacct's -S/-E semantics).
+    let mut filter = filter.clone();
+    if let Some(a) = q.after {
+        filter.start = Some(filter.start.map_or(a, |s| s.max(a)));
+    }
+    if let Some(b) = q.before {
+        filter.end = Some(filter.end.map_or(b, |e| e.min(b)));
+    }
     let (where_sql, mut params) = filter.to_sql();
     let mut cond = String::new();
     if !q.kinds.is_empty() {
