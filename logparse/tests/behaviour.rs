@@ -166,6 +166,14 @@ fn ranks_printing_the_same_error_give_one_clean_line() {
 }
 
 #[test]
+fn slurm_lines_with_the_node_after_slurmstepd() {
+    // What Slurm 22.05 prints into a job's stderr when the time limit is reached.
+    let a = run("slurmstepd-vm: error: *** JOB 47 ON vm CANCELLED AT 2026-11-22T03:10:58 DUE TO TIME LIMIT ***\n");
+    assert_eq!(a.category, Some(Category::TimeLimit));
+    assert_eq!(a.value("scheduler"), Some("Slurm"));
+}
+
+#[test]
 fn generic_markers() {
     let cases: &[(&str, Category, &str)] = &[
         (
