@@ -180,16 +180,23 @@ pub fn resolve_job(conn: &Connection, cluster: &str, job_id: u32, items: &[&Item
 
 /// Whether job row `job` already holds one of these steps (or node end records) started at
 /// another time: then it is another instance of a reused job id.
+///
+/// A step's stored start comes from its StepStart once one was seen (`seen_start`), else from
+/// its StepEnd; each kind of item is compared only with a start of its own kind, so a StepStart
+/// and a StepEnd that disagree about the start merge the same way in any order and any number
+/// of times (found by fuzzing: comparing a StepEnd with its StepStart's start made a re-sent
+/// batch look like a reused job id).
 fn conflicts(conn: &Connection, job: i64, items: &[&Item]) -> rusqlite::Result<bool> {
     let mut step_q = conn.prepare_cached(
-        "SELECT 1 FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3 AND start IS NOT NULL AND start <> ?4",
+        "SELECT 1 FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3 AND seen_start = ?5
+           AND start IS NOT NULL AND start <> ?4",
     )?;
     let mut node_q = conn
         .prepare_cached("SELECT 1 FROM job_nodes WHERE job = ?1 AND node = ?2 AND start IS NOT NULL AND start <> ?3")?;
     for item in items {
         let hit = match item {
-            Item::StepStart(s) => step_q.exists(params![job, s.node, s.step_id, s.start])?,
-            Item::StepEnd(s) => step_q.exists(params![job, s.node, s.step_id, s.start])?,
+            Item::StepStart(s) => step_q.exists(params![job, s.node, s.step_id, s.start, 1])?,
+            Item::StepEnd(s) => step_q.exists(params![job, s.node, s.step_id, s.start, 0])?,
             Item::JobEnd(j) => match j.start {
                 Some(start) => node_q.exists(params![job, j.node, start])?,
                 None => false,
