@@ -119,7 +119,7 @@ pub fn modules(
             }
         }
     } else {
-        let mut st = conn.prepare("SELECT job, module FROM job_modules").map_err(db)?;
+        let mut st = conn.prepare("SELECT job, module FROM job_modules ORDER BY job").map_err(db)?;
         let mut rows = st.query([]).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
             add(r.get(0).map_err(db)?, r.get(1).map_err(db)?, &mut seen);
@@ -161,28 +161,56 @@ pub struct Period {
     pub to: Option<i64>,
 }
 
+/// The jobs matching `filter`, as a membership vector indexed by row id (ids are dense).
+fn job_set(conn: &Connection, filter: &Filter) -> Result<(Vec<bool>, i64), String> {
+    let (where_sql, params) = filter.to_sql();
+    let mut st = conn.prepare(&format!("SELECT id FROM jobs WHERE {where_sql}")).map_err(db)?;
+    let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+    let mut set = Vec::new();
+    let mut n = 0;
+    while let Some(r) = rows.next().map_err(db)? {
+        let Ok(i) = usize::try_from(r.get::<_, i64>(0).map_err(db)?) else { continue };
+        if i >= set.len() {
+            set.resize(i + 1, false);
+        }
+        set[i] = true;
+        n += 1;
+    }
+    Ok((set, n))
+}
+
 /// `query who-used`: for jobs that loaded `module` (and match `filter`), per period and per
 /// version: jobs, users, accounts, failure rate, core-hours, median wall time; the top users.
+///
+/// One indexed read of the module's jobs (`job_modules` by module), one pass over the matching
+/// jobs; everything else is counted in memory.
 pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[Period]) -> Result<Report, String> {
-    let mut f = filter.clone();
-    f.modules.push(module.clone());
-    let (where_sql, mut params) = f.to_sql();
-    let mut version_cond = String::new();
-    if let Some(v) = &module.version {
-        version_cond = " AND m.version = ?".into();
-        params.push(rusqlite::types::Value::Text(v.clone()));
+    let mut versions: HashMap<i64, String> = HashMap::new();
+    {
+        let mut st = conn.prepare("SELECT id, version FROM modules WHERE name = ?1").map_err(db)?;
+        let mut rows = st.query([&module.name]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let v: String = r.get(1).map_err(db)?;
+            if module.version.as_deref().is_none_or(|want| want == v) {
+                versions.insert(r.get(0).map_err(db)?, v);
+            }
+        }
     }
-    params.push(rusqlite::types::Value::Text(module.name.clone()));
-    let sql = format!(
-        "SELECT m.version, COALESCE(jobs.user, CAST(jobs.uid AS TEXT), ''), COALESCE(jobs.account, ''), jobs.start,
-                jobs.end - jobs.start, jobs.ncpus, jobs.state
-         FROM jobs JOIN job_modules jm ON jm.job = jobs.id JOIN modules m ON m.id = jm.module
-         WHERE {where_sql}{version_cond} AND m.name = ?"
-    );
+    // Job -> the versions it loaded.
+    let mut loaded: HashMap<i64, Vec<String>> = HashMap::new();
+    {
+        let mut st = conn.prepare("SELECT job FROM job_modules WHERE module = ?1").map_err(db)?;
+        for (id, v) in &versions {
+            let mut rows = st.query([id]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                loaded.entry(r.get(0).map_err(db)?).or_default().push(v.clone());
+            }
+        }
+    }
     #[derive(Default)]
     struct G {
         jobs: i64,
-        users: HashSet<String>,
+        users: HashMap<String, i64>,
         accounts: HashSet<String>,
         ended: i64,
         failed: i64,
@@ -190,38 +218,57 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
         walls: Vec<f64>,
     }
     let mut groups: HashMap<(usize, String), G> = HashMap::new();
-    let mut st = conn.prepare(&sql).map_err(db)?;
-    let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
-    while let Some(r) = rows.next().map_err(db)? {
-        let version: String = r.get(0).map_err(db)?;
-        let user: String = r.get(1).map_err(db)?;
-        let account: String = r.get(2).map_err(db)?;
-        let start: Option<i64> = r.get(3).map_err(db)?;
-        let elapsed: Option<i64> = r.get(4).map_err(db)?;
-        let ncpus: Option<i64> = r.get(5).map_err(db)?;
-        let state: String = r.get(6).map_err(db)?;
-        for (pi, p) in periods.iter().enumerate() {
-            let inside = match start {
-                Some(s) => p.from.is_none_or(|f| s >= f) && p.to.is_none_or(|t| s < t),
-                None => p.from.is_none() && p.to.is_none(),
-            };
-            if !inside {
-                continue;
-            }
-            for v in [version.clone(), "*".to_string()] {
-                let g = groups.entry((pi, v)).or_default();
-                g.jobs += 1;
-                g.users.insert(user.clone());
-                g.accounts.insert(account.clone());
-                if state != "UNKNOWN" {
-                    g.ended += 1;
-                    if FAILED_STATES.contains(&state.as_str()) {
-                        g.failed += 1;
-                    }
+    if !loaded.is_empty() {
+        let (where_sql, params) = filter.to_sql();
+        let sql = format!(
+            "SELECT id, COALESCE(user, CAST(uid AS TEXT), ''), COALESCE(account, ''), start, end - start, ncpus, state
+             FROM jobs WHERE {where_sql}"
+        );
+        let mut st = conn.prepare(&sql).map_err(db)?;
+        let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let id: i64 = r.get(0).map_err(db)?;
+            let Some(vs) = loaded.get(&id) else { continue };
+            let user: String = r.get(1).map_err(db)?;
+            let account: String = r.get(2).map_err(db)?;
+            let start: Option<i64> = r.get(3).map_err(db)?;
+            let elapsed: Option<i64> = r.get(4).map_err(db)?;
+            let ncpus: Option<i64> = r.get(5).map_err(db)?;
+            let state = r.get_ref(6).map_err(db)?.as_str().unwrap_or("UNKNOWN");
+            let mut keys: Vec<&str> = vs.iter().map(String::as_str).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.push("*");
+            for (pi, p) in periods.iter().enumerate() {
+                let inside = match start {
+                    Some(s) => p.from.is_none_or(|f| s >= f) && p.to.is_none_or(|t| s < t),
+                    None => p.from.is_none() && p.to.is_none(),
+                };
+                if !inside {
+                    continue;
                 }
-                if let Some(e) = elapsed {
-                    g.walls.push(e.max(0) as f64);
-                    g.core_s += (e.max(0) * ncpus.unwrap_or(0)) as f64;
+                for v in &keys {
+                    let g = groups.entry((pi, v.to_string())).or_default();
+                    g.jobs += 1;
+                    match g.users.get_mut(&user) {
+                        Some(n) => *n += 1,
+                        None => {
+                            g.users.insert(user.clone(), 1);
+                        }
+                    }
+                    if !g.accounts.contains(&account) {
+                        g.accounts.insert(account.clone());
+                    }
+                    if state != "UNKNOWN" {
+                        g.ended += 1;
+                        if FAILED_STATES.contains(&state) {
+                            g.failed += 1;
+                        }
+                    }
+                    if let Some(e) = elapsed {
+                        g.walls.push(e.max(0) as f64);
+                        g.core_s += (e.max(0) * ncpus.unwrap_or(0)) as f64;
+                    }
                 }
             }
         }
@@ -238,7 +285,7 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
         "top_users",
     ]);
     let mut keys: Vec<(usize, String)> = groups.keys().cloned().collect();
-    // Per period: the versions in order, then the all-versions line.
+    // Per period: the versions in order, then the all-versions line (when there are several).
     keys.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| (a.1 == "*").cmp(&(b.1 == "*"))).then_with(|| a.1.cmp(&b.1)));
     let versions_per_period = |pi: usize| keys.iter().filter(|k| k.0 == pi && k.1 != "*").count();
     for k in &keys {
@@ -248,8 +295,9 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
         let g = groups.get_mut(k).expect("key from the map");
         g.walls.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         let label = if k.1 == "*" { format!("{} (all versions)", module.name) } else { full(&module.name, &k.1) };
-        let mut users: Vec<&String> = g.users.iter().collect();
-        users.sort();
+        let mut top: Vec<(&String, &i64)> = g.users.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let top: Vec<String> = top.iter().take(3).map(|(u, n)| format!("{u}({n})")).collect();
         report.rows.push(vec![
             Cell::Text(periods[k.0].label.clone()),
             Cell::Text(label),
@@ -259,43 +307,10 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
             Cell::opt_ratio(g.failed as f64, g.ended as f64),
             Cell::Float(g.core_s / 3600.0, 1),
             quantile(&g.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
-            Cell::Text(top_users(conn, &f, module, &periods[k.0], &k.1)?),
+            Cell::Text(top.join(" ")),
         ]);
     }
     Ok(report)
-}
-
-/// The three users with most jobs in a who-used group, `name(jobs)`.
-fn top_users(conn: &Connection, f: &Filter, module: &Module, p: &Period, version: &str) -> Result<String, String> {
-    let mut f = f.clone();
-    f.modules = vec![Module {
-        name: module.name.clone(),
-        version: if version == "*" { module.version.clone() } else { Some(version.to_string()) },
-        file: None,
-    }];
-    let (w, mut params) = f.to_sql();
-    let mut cond = String::new();
-    if let Some(from) = p.from {
-        cond.push_str(" AND start >= ?");
-        params.push(rusqlite::types::Value::Integer(from));
-    }
-    if let Some(to) = p.to {
-        cond.push_str(" AND start < ?");
-        params.push(rusqlite::types::Value::Integer(to));
-    }
-    let sql = format!(
-        "SELECT COALESCE(user, CAST(uid AS TEXT), '?'), COUNT(*) AS n FROM jobs WHERE {w}{cond}
-         GROUP BY 1 ORDER BY n DESC, 1 LIMIT 3"
-    );
-    let mut st = conn.prepare(&sql).map_err(db)?;
-    let v = st
-        .query_map(params_from_iter(params.iter()), |r| {
-            Ok(format!("{}({})", r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(db)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db)?;
-    Ok(v.join(" "))
 }
 
 /// Phi (Pearson over 0/1) correlation of two modules over `n` jobs.
@@ -317,20 +332,27 @@ pub fn co_usage(
     min_jobs: i64,
     top: Option<usize>,
 ) -> Result<Report, String> {
-    let (where_sql, params) = filter.to_sql();
-    let total: i64 = conn
-        .prepare(&format!("SELECT COUNT(*) FROM jobs WHERE {where_sql}"))
-        .and_then(|mut s| s.query_row(params_from_iter(params.iter()), |r| r.get(0)))
-        .map_err(db)?;
-    let label =
-        if versions { "m.name || CASE WHEN m.version = '' THEN '' ELSE '/' || m.version END" } else { "m.name" };
-    let sql = format!(
-        "SELECT jm.job, {label} FROM job_modules jm JOIN modules m ON m.id = jm.module
-         WHERE jm.job IN (SELECT id FROM jobs WHERE {where_sql}) ORDER BY jm.job"
-    );
+    let (set, total) = job_set(conn, filter)?;
+    // Module id -> row of `names` (by name, or name/version).
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut names: Vec<String> = Vec::new();
-    let mut single: Vec<i64> = Vec::new();
+    let mut module_row: HashMap<i64, usize> = HashMap::new();
+    {
+        let mut st = conn.prepare("SELECT id, name, version FROM modules").map_err(db)?;
+        let mut rows = st.query([]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let (id, name, version): (i64, String, String) =
+                (r.get(0).map_err(db)?, r.get(1).map_err(db)?, r.get(2).map_err(db)?);
+            let label = if versions { full(&name, &version) } else { name };
+            let n = names.len();
+            let row = *ids.entry(label.clone()).or_insert(n);
+            if row == n {
+                names.push(label);
+            }
+            module_row.insert(id, row);
+        }
+    }
+    let mut single: Vec<i64> = vec![0; names.len()];
     let mut pairs: HashMap<(usize, usize), i64> = HashMap::new();
     let mut cur_job = i64::MIN;
     let mut cur: Vec<usize> = Vec::new();
@@ -346,25 +368,20 @@ pub fn co_usage(
         cur.clear();
     };
     {
-        let mut st = conn.prepare(&sql).map_err(db)?;
-        let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+        // The primary key's order: job by job.
+        let mut st = conn.prepare("SELECT job, module FROM job_modules ORDER BY job").map_err(db)?;
+        let mut rows = st.query([]).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
             let job: i64 = r.get(0).map_err(db)?;
-            let name = r.get_ref(1).map_err(db)?.as_str().unwrap_or("");
-            let id = match ids.get(name) {
-                Some(&i) => i,
-                None => {
-                    ids.insert(name.to_string(), names.len());
-                    names.push(name.to_string());
-                    single.push(0);
-                    names.len() - 1
-                }
-            };
+            if !usize::try_from(job).ok().and_then(|i| set.get(i)).copied().unwrap_or(false) {
+                continue;
+            }
+            let Some(&row) = module_row.get(&r.get::<_, i64>(1).map_err(db)?) else { continue };
             if job != cur_job {
                 flush(&mut cur, &mut single, &mut pairs);
                 cur_job = job;
             }
-            cur.push(id);
+            cur.push(row);
         }
         flush(&mut cur, &mut single, &mut pairs);
     }
