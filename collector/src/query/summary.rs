@@ -202,17 +202,38 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
     }
     let with_modules = keys.iter().any(|k| matches!(k, Key::Module | Key::ModuleVersion));
     let (where_sql, params) = filter.to_sql();
-    let key_sql: Vec<String> = keys.iter().map(|k| k.sql().to_string()).collect();
-    let from = if with_modules {
-        "jobs JOIN job_modules jm ON jm.job = jobs.id JOIN modules m ON m.id = jm.module"
-    } else {
-        "jobs"
-    };
+    // Module keys are not joined in SQL (a join over every job's modules costs a random lookup
+    // per row): the jobs come in row-id order and their modules from `job_modules` in its key
+    // order, merged here.
+    let key_sql: Vec<String> = keys
+        .iter()
+        .map(|k| if matches!(k, Key::Module | Key::ModuleVersion) { "NULL".to_string() } else { k.sql().to_string() })
+        .collect();
     let sql = format!(
         "SELECT COALESCE(jobs.user, CAST(jobs.uid AS TEXT), ''), jobs.end - jobs.start, jobs.ncpus, jobs.cpu_seconds, \
-         jobs.state{} FROM {from} WHERE {where_sql}",
-        key_sql.iter().map(|k| format!(", {k}")).collect::<String>()
+         jobs.state{}, jobs.id FROM jobs WHERE {where_sql}{}",
+        key_sql.iter().map(|k| format!(", {k}")).collect::<String>(),
+        if with_modules { " ORDER BY jobs.id" } else { "" }
     );
+    // Module id -> (name, name/version).
+    let mut module_names: HashMap<i64, (String, String)> = HashMap::new();
+    let mut jm_st = None;
+    if with_modules {
+        let mut st = conn.prepare("SELECT id, name, version FROM modules").map_err(db)?;
+        let mut rows = st.query([]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let (name, version): (String, String) = (r.get(1).map_err(db)?, r.get(2).map_err(db)?);
+            let full = if version.is_empty() { name.clone() } else { format!("{name}/{version}") };
+            module_names.insert(r.get(0).map_err(db)?, (name, full));
+        }
+        jm_st = Some(conn.prepare("SELECT job, module FROM job_modules ORDER BY job").map_err(db)?);
+    }
+    let mut jm_rows = match jm_st.as_mut() {
+        Some(st) => Some(st.query([]).map_err(db)?),
+        None => None,
+    };
+    let mut jm_next: Option<(i64, i64)> = None;
+    let mut job_mods: Vec<i64> = Vec::new();
     let mut st = conn.prepare(&sql).map_err(db)?;
     let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
     let mut user_ids: HashMap<String, u32> = HashMap::new();
@@ -255,13 +276,70 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
                 _ => (0, 0),
             });
         }
-        match groups.get_mut(&key) {
-            Some(a) => a.add(user, elapsed, ncpus, cpu, state),
-            None => {
-                let mut a = Agg::default();
-                a.add(user, elapsed, ncpus, cpu, state);
-                groups.insert(key.clone(), a);
+        let Some(jm) = jm_rows.as_mut() else {
+            match groups.get_mut(&key) {
+                Some(a) => a.add(user, elapsed, ncpus, cpu, state),
+                None => {
+                    let mut a = Agg::default();
+                    a.add(user, elapsed, ncpus, cpu, state);
+                    groups.insert(key.clone(), a);
+                }
             }
+            continue;
+        };
+        // This job's modules: advance the job_modules cursor to it.
+        let id: i64 = r.get(5 + keys.len()).map_err(db)?;
+        job_mods.clear();
+        loop {
+            if jm_next.is_none() {
+                match jm.next().map_err(db)? {
+                    Some(m) => jm_next = Some((m.get(0).map_err(db)?, m.get(1).map_err(db)?)),
+                    None => break,
+                }
+            }
+            match jm_next {
+                Some((j, _)) if j < id => jm_next = None,
+                Some((j, m)) if j == id => {
+                    job_mods.push(m);
+                    jm_next = None;
+                }
+                _ => break,
+            }
+        }
+        let mut seen: Vec<Vec<(u8, i64)>> = Vec::new();
+        for m in &job_mods {
+            let Some((name, full)) = module_names.get(m) else { continue };
+            let mut k = key.clone();
+            for (i, kind) in keys.iter().enumerate() {
+                let label = match kind {
+                    Key::Module => name,
+                    Key::ModuleVersion => full,
+                    _ => continue,
+                };
+                let id = match texts.get(label.as_bytes()) {
+                    Some(&id) => id,
+                    None => {
+                        let id = text_of.len() as i64;
+                        texts.insert(label.as_bytes().to_vec(), id);
+                        text_of.push(label.clone());
+                        id
+                    }
+                };
+                k[i] = (2, id);
+            }
+            // A job counts once per group (two versions of one module, by name).
+            if seen.contains(&k) {
+                continue;
+            }
+            match groups.get_mut(&k) {
+                Some(a) => a.add(user, elapsed, ncpus, cpu, state),
+                None => {
+                    let mut a = Agg::default();
+                    a.add(user, elapsed, ncpus, cpu, state);
+                    groups.insert(k.clone(), a);
+                }
+            }
+            seen.push(k);
         }
     }
     let groups: Vec<(Vec<KeyVal>, Agg)> = groups
