@@ -7,77 +7,18 @@ use crate::cli::Failure;
 use crate::plot::PlotTarget;
 use crate::plot_usage::{self, Bar, TimeSeries};
 use crate::query::events::{self, EventQuery};
-use crate::query::filter::{self, Filter, JobSel};
+use crate::query::filter;
 use crate::query::report::Cell;
 use crate::query::report::{Format, Report};
 use crate::query::summary::{self, Key};
 use crate::query::usage;
 use crate::timefmt;
-use runledger_record::{JobState, Module};
+use runledger_record::Module;
 use std::io::Write;
 use std::path::Path;
 
-/// The sacct-like job filters, shared by every analytics query.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct FilterArgs {
-    /// Only these jobs (ID, or ARRAYID_TASK for one array task).
-    #[arg(short = 'j', long, value_name = "ID[,ID]", value_delimiter = ',', value_parser = filter::parse_job_sel)]
-    pub jobs: Vec<JobSel>,
-
-    /// Only jobs of these users (names or numeric uids).
-    #[arg(short = 'u', long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub user: Vec<String>,
-
-    /// Only jobs charged to these accounts.
-    #[arg(short = 'A', long, value_name = "ACCOUNT[,ACCOUNT]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub account: Vec<String>,
-
-    /// Only jobs in these partitions.
-    #[arg(short = 'p', long, value_name = "PARTITION[,PARTITION]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub partition: Vec<String>,
-
-    /// Only jobs of these clusters.
-    #[arg(short = 'M', long, value_name = "CLUSTER[,CLUSTER]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub cluster: Vec<String>,
-
-    /// Only jobs still running at or after this time (also the range start of time series).
-    #[arg(short = 'S', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
-    pub starttime: Option<i64>,
-
-    /// Only jobs that started at or before this time (also the range end of time series).
-    #[arg(short = 'E', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
-    pub endtime: Option<i64>,
-
-    /// Only jobs in these states (sacct names or short forms).
-    #[arg(short = 's', long, value_name = "STATE[,STATE]", value_delimiter = ',', value_parser = filter::parse_state)]
-    pub state: Vec<JobState>,
-
-    /// Only jobs that loaded this module (any version unless given); repeat to require several.
-    #[arg(long, value_name = "NAME[/VERSION]", value_parser = filter::parse_module)]
-    pub module: Vec<Module>,
-
-    /// Only jobs with this tag (KEY alone: with any value); repeat to require several.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
-    pub tag: Vec<(String, Option<String>)>,
-}
-
-impl FilterArgs {
-    pub fn filter(&self) -> Filter {
-        Filter {
-            jobs: self.jobs.clone(),
-            users: self.user.clone(),
-            accounts: self.account.clone(),
-            partitions: self.partition.clone(),
-            clusters: self.cluster.clone(),
-            states: self.state.clone(),
-            modules: self.module.clone(),
-            tags: self.tag.clone(),
-            start: self.starttime,
-            end: self.endtime,
-            ..Default::default()
-        }
-    }
-}
+/// The sacct-like job filters, the same for every query (defined once in `query::jobfilter`).
+pub use crate::query::jobfilter::JobFilterArgs as FilterArgs;
 
 /// Output options shared by every analytics query.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -304,7 +245,7 @@ fn check_range(f: &FilterArgs) {
 pub fn run_summary(db: &Path, a: &SummaryArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter);
     let conn = open(db)?;
-    let mut r = summary::summary(&conn, &a.filter.filter(), &a.by)?;
+    let mut r = summary::summary(&conn, &a.filter.to_filter(), &a.by)?;
     if let Err(e) = summary::sort_and_limit(&mut r, &a.by, a.sort.as_deref(), a.limit) {
         usage_error(e);
     }
@@ -445,7 +386,7 @@ fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Res
 pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter);
     let conn = open(db)?;
-    let r = usage::modules(&conn, &a.filter.filter(), a.names, a.by_users, a.top)?;
+    let r = usage::modules(&conn, &a.filter.to_filter(), a.names, a.by_users, a.top)?;
     if let Some(t) = &a.plot {
         let (jobs, users) = (r.col("jobs").expect("jobs"), r.col("users").expect("users"));
         let num = |c: &Cell| c.num().unwrap_or(0.0);
@@ -496,14 +437,14 @@ pub fn run_who_used(db: &Path, a: &WhoUsedArgs, out: &mut dyn Write) -> Result<(
         }
     };
     let conn = open(db)?;
-    let r = usage::who_used(&conn, &a.filter.filter(), &a.target, &periods)?;
+    let r = usage::who_used(&conn, &a.filter.to_filter(), &a.target, &periods)?;
     write(out, &r, &a.out)
 }
 
 pub fn run_co_usage(db: &Path, a: &CoUsageArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter);
     let conn = open(db)?;
-    let r = usage::co_usage(&conn, &a.filter.filter(), a.versions, a.min_jobs, Some(a.top))?;
+    let r = usage::co_usage(&conn, &a.filter.to_filter(), a.versions, a.min_jobs, Some(a.top))?;
     write(out, &r, &a.out)
 }
 
@@ -518,14 +459,14 @@ pub fn run_events(db: &Path, a: &EventsArgs, out: &mut dyn Write) -> Result<(), 
         before: a.before,
         limit: a.limit,
     };
-    let r = events::events(&conn, &a.filter.filter(), &q)?;
+    let r = events::events(&conn, &a.filter.to_filter(), &q)?;
     write(out, &r, &a.out)
 }
 
 pub fn run_throughput(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter);
     let conn = open(db)?;
-    let r = events::throughput(&conn, &a.filter.filter(), a.interval, None)?;
+    let r = events::throughput(&conn, &a.filter.to_filter(), a.interval, None)?;
     if let Some(t) = &a.plot {
         let series = |name: &str| TimeSeries {
             label: name.to_string(),
@@ -555,7 +496,7 @@ pub fn run_throughput(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<
 pub fn run_utilization(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter);
     let conn = open(db)?;
-    let r = events::utilization(&conn, &a.filter.filter(), a.interval, None)?;
+    let r = events::utilization(&conn, &a.filter.to_filter(), a.interval, None)?;
     if let Some(t) = &a.plot {
         let col = if a.node_weighted { "nodes" } else { "jobs" };
         let i = r.col(col).expect("column");
@@ -600,7 +541,7 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
         usage_error("--format parquet needs -o FILE");
     }
     let conn = open(db)?;
-    let filter = a.filter.filter();
+    let filter = a.filter.to_filter();
     let started = std::time::Instant::now();
     let n = match (&a.output, to_stdout) {
         (Some(path), false) => {

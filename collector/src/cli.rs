@@ -5,11 +5,11 @@
 //! the port is taken) print `collector: error: …` and exit 1.
 
 use crate::query::filter::{self, Filter, JobSel};
+use crate::query::jobfilter::JobFilterArgs;
 use crate::query::output::{self, Extras, Field, Needs};
 use crate::{auth, query, serve, timefmt};
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use runledger_record::config::Config;
-use runledger_record::{JobState, Module};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -212,57 +212,8 @@ pub enum QueryCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct JobsArgs {
-    /// Only these jobs (ID, or ARRAYID_TASK for one array task; an array's ID matches all its tasks).
-    #[arg(short = 'j', long, value_name = "ID[,ID]", value_delimiter = ',', value_parser = filter::parse_job_sel)]
-    pub jobs: Vec<JobSel>,
-
-    /// Only jobs of these users (names or numeric uids).
-    #[arg(short = 'u', long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub user: Vec<String>,
-
-    /// Only jobs charged to these accounts.
-    #[arg(short = 'A', long, value_name = "ACCOUNT[,ACCOUNT]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub account: Vec<String>,
-
-    /// Only jobs in these partitions.
-    #[arg(short = 'p', long, value_name = "PARTITION[,PARTITION]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub partition: Vec<String>,
-
-    /// Only jobs of these clusters.
-    #[arg(short = 'M', long, value_name = "CLUSTER[,CLUSTER]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub cluster: Vec<String>,
-
-    /// Only jobs still running at or after this time.
-    #[arg(short = 'S', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
-    pub starttime: Option<i64>,
-
-    /// Only jobs that started at or before this time.
-    #[arg(short = 'E', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
-    pub endtime: Option<i64>,
-
-    /// Only jobs in these states (sacct names or short forms).
-    #[arg(short = 's', long, value_name = "STATE[,STATE]", value_delimiter = ',', value_parser = filter::parse_state)]
-    pub state: Vec<JobState>,
-
-    /// Only jobs that loaded this module (any version unless given); repeat to require several.
-    #[arg(long, value_name = "NAME[/VERSION]", value_parser = filter::parse_module)]
-    pub module: Vec<Module>,
-
-    /// Only jobs with this tag (KEY alone: with any value); repeat to require several.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
-    pub tag: Vec<(String, Option<String>)>,
-
-    /// Only jobs whose logs name this program (any case; `openfoam` also matches "OpenFOAM pimpleFoam").
-    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
-    pub program: Vec<String>,
-
-    /// Only jobs whose logs ended so: success, failed, incomplete, unknown.
-    #[arg(long, value_name = "OUTCOME[,OUTCOME]", value_delimiter = ',', value_parser = filter::parse_outcome)]
-    pub outcome: Vec<String>,
-
-    /// Only jobs whose logs show this failure category (see `query errors --help`).
-    #[arg(long, value_name = "CATEGORY[,CATEGORY]", value_delimiter = ',', value_parser = filter::parse_category)]
-    pub category: Vec<String>,
+    #[command(flatten)]
+    pub filter: JobFilterArgs,
 
     /// Fields to show (see --helpformat).
     #[arg(short = 'o', long, value_name = "FIELD[,FIELD]", value_delimiter = ',', value_parser = output::parse_field)]
@@ -394,7 +345,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                     write_out(out, &output::helpformat())?;
                     return Ok(());
                 }
-                if let (Some(s), Some(e)) = (args.starttime, args.endtime) {
+                if let (Some(s), Some(e)) = (args.filter.starttime, args.filter.endtime) {
                     if s > e {
                         Cli::command()
                             .error(
@@ -481,21 +432,7 @@ fn db_err(e: rusqlite::Error) -> Failure {
 }
 
 pub fn filter_of(args: &JobsArgs) -> Filter {
-    Filter {
-        jobs: args.jobs.clone(),
-        users: args.user.clone(),
-        accounts: args.account.clone(),
-        partitions: args.partition.clone(),
-        clusters: args.cluster.clone(),
-        states: args.state.clone(),
-        modules: args.module.clone(),
-        tags: args.tag.clone(),
-        programs: args.program.clone(),
-        outcomes: args.outcome.clone(),
-        categories: args.category.clone(),
-        start: args.starttime,
-        end: args.endtime,
-    }
+    args.filter.to_filter()
 }
 
 pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(), Failure> {
@@ -564,6 +501,7 @@ pub fn query_job(db: &Path, args: &JobArgs, out: &mut dyn Write) -> Result<(), F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runledger_record::JobState;
 
     #[test]
     fn clap_definition_is_consistent() {

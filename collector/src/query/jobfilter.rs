@@ -1,63 +1,66 @@
-//! The job filters of the analysis commands (`query errors`, `query efficiency`): the same
-//! options and meaning as `query jobs`, as one clap group to flatten into a command.
+//! The sacct-like job filters of every query (`query jobs`, the analyses, the reports, export):
+//! defined once, as one clap group each command flattens, so a filter added here works everywhere.
 
 use super::filter::{self, Filter, JobSel};
 use crate::timefmt;
 use runledger_record::{JobState, Module};
 
+/// Where `--help` lists the filters (each argument names it: a group-wide heading would carry
+/// over to the arguments a command declares after the group).
+const HEADING: &str = "Job filters (sacct-like)";
+
 #[derive(clap::Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Job filters (as for `query jobs`)")]
 pub struct JobFilterArgs {
     /// Only these jobs (ID, or ARRAYID_TASK for one array task).
-    #[arg(short = 'j', long, value_name = "ID[,ID]", value_delimiter = ',', value_parser = filter::parse_job_sel)]
+    #[arg(help_heading = HEADING, short = 'j', long, value_name = "ID[,ID]", value_delimiter = ',', value_parser = filter::parse_job_sel)]
     pub jobs: Vec<JobSel>,
 
     /// Only jobs of these users (names or numeric uids).
-    #[arg(short = 'u', long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
+    #[arg(help_heading = HEADING, short = 'u', long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
     pub user: Vec<String>,
 
     /// Only jobs charged to these accounts.
-    #[arg(short = 'A', long, value_name = "ACCOUNT[,ACCOUNT]", value_delimiter = ',', value_parser = filter::parse_name)]
+    #[arg(help_heading = HEADING, short = 'A', long, value_name = "ACCOUNT[,ACCOUNT]", value_delimiter = ',', value_parser = filter::parse_name)]
     pub account: Vec<String>,
 
     /// Only jobs in these partitions.
-    #[arg(short = 'p', long, value_name = "PARTITION[,PARTITION]", value_delimiter = ',', value_parser = filter::parse_name)]
+    #[arg(help_heading = HEADING, short = 'p', long, value_name = "PARTITION[,PARTITION]", value_delimiter = ',', value_parser = filter::parse_name)]
     pub partition: Vec<String>,
 
     /// Only jobs of these clusters.
-    #[arg(short = 'M', long, value_name = "CLUSTER[,CLUSTER]", value_delimiter = ',', value_parser = filter::parse_name)]
+    #[arg(help_heading = HEADING, short = 'M', long, value_name = "CLUSTER[,CLUSTER]", value_delimiter = ',', value_parser = filter::parse_name)]
     pub cluster: Vec<String>,
 
     /// Only jobs still running at or after this time.
-    #[arg(short = 'S', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    #[arg(help_heading = HEADING, short = 'S', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
     pub starttime: Option<i64>,
 
     /// Only jobs that started at or before this time.
-    #[arg(short = 'E', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
+    #[arg(help_heading = HEADING, short = 'E', long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
     pub endtime: Option<i64>,
 
     /// Only jobs in these Slurm states (sacct names or short forms).
-    #[arg(short = 's', long, value_name = "STATE[,STATE]", value_delimiter = ',', value_parser = filter::parse_state)]
+    #[arg(help_heading = HEADING, short = 's', long, value_name = "STATE[,STATE]", value_delimiter = ',', value_parser = filter::parse_state)]
     pub state: Vec<JobState>,
 
     /// Only jobs that loaded this module (any version unless given); repeat to require several.
-    #[arg(long, value_name = "NAME[/VERSION]", value_parser = filter::parse_module)]
+    #[arg(help_heading = HEADING, long, value_name = "NAME[/VERSION]", value_parser = filter::parse_module)]
     pub module: Vec<Module>,
 
     /// Only jobs with this tag (KEY alone: with any value); repeat to require several.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
+    #[arg(help_heading = HEADING, long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
     pub tag: Vec<(String, Option<String>)>,
 
     /// Only jobs whose logs name this program (any case; `openfoam` also matches "OpenFOAM pimpleFoam").
-    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
+    #[arg(help_heading = HEADING, long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
     pub program: Vec<String>,
 
     /// Only jobs whose logs ended so: success, failed, incomplete, unknown.
-    #[arg(long, value_name = "OUTCOME[,OUTCOME]", value_delimiter = ',', value_parser = filter::parse_outcome)]
+    #[arg(help_heading = HEADING, long, value_name = "OUTCOME[,OUTCOME]", value_delimiter = ',', value_parser = filter::parse_outcome)]
     pub outcome: Vec<String>,
 
     /// Only jobs whose logs show this failure category (e.g. input_error, time_limit).
-    #[arg(long, value_name = "CATEGORY[,CATEGORY]", value_delimiter = ',', value_parser = filter::parse_category)]
+    #[arg(help_heading = HEADING, long, value_name = "CATEGORY[,CATEGORY]", value_delimiter = ',', value_parser = filter::parse_category)]
     pub category: Vec<String>,
 }
 
