@@ -118,14 +118,14 @@ pub fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-fn draw_err<E: std::fmt::Debug>(e: E) -> String {
+pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> String {
     format!("drawing the chart: {e:?}")
 }
 
-type Drawn = Result<(), String>;
+pub(crate) type Drawn = Result<(), String>;
 
 /// Draws a PNG (with `png`) or an SVG (with `svg`) of [`WIDTH`]×[`HEIGHT`], and writes the file.
-fn render(
+pub(crate) fn render(
     target: &PlotTarget,
     png: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Drawn,
     svg: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Drawn,

@@ -4,7 +4,7 @@
 //!
 //! Same canvas, font and palette as [`crate::plot`] (1200×800 PNG or SVG by the file name).
 
-use crate::plot::{colour, ensure_font, fmt_num, PlotTarget, HEIGHT, WIDTH};
+use crate::plot::{colour, draw_err, fmt_num, render, Drawn, PlotTarget, WIDTH};
 use chrono::{Local, TimeZone};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -18,41 +18,6 @@ fn font(size: f64) -> TextStyle<'static> {
 
 fn bold(size: f64) -> TextStyle<'static> {
     (FAMILY, size).into_font().style(FontStyle::Bold).color(&BLACK)
-}
-
-fn draw_err<E: std::fmt::Debug>(e: E) -> String {
-    format!("drawing the chart: {e:?}")
-}
-
-type Drawn = Result<(), String>;
-
-fn render(
-    target: &PlotTarget,
-    png: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Drawn,
-    svg: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Drawn,
-) -> Drawn {
-    ensure_font()?;
-    if let Some(dir) = target.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(format!("cannot write {}: no directory {}", target.path.display(), dir.display()));
-        }
-    }
-    let write_err = |e: String| format!("cannot write {}: {e}", target.path.display());
-    if target.svg {
-        let root = SVGBackend::new(&target.path, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        svg(&root)?;
-        root.present().map_err(|e| write_err(format!("{e:?}")))?;
-    } else {
-        let root = BitMapBackend::new(&target.path, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        png(&root)?;
-        root.present().map_err(|e| write_err(format!("{e:?}")))?;
-    }
-    match std::fs::metadata(&target.path) {
-        Ok(m) if m.len() > 0 => Ok(()),
-        _ => Err(format!("cannot write {}", target.path.display())),
-    }
 }
 
 fn header<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, subtitle: &str) -> Drawn {
