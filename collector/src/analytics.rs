@@ -310,7 +310,7 @@ fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Res
             .map(|row| Bar {
                 label: cell_label(&row[0]),
                 value: num(&row[jobs]),
-                note: format!("{} jobs, {} users", num(&row[jobs]), num(&row[users])),
+                note: count_note(num(&row[jobs]), num(&row[users])),
             })
             .collect();
         let title = format!("Jobs by {}", keys[0].name());
@@ -403,7 +403,7 @@ pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<()
                 Bar {
                     label,
                     value: if a.by_users { u } else { j },
-                    note: format!("{j} jobs, {u} users ({:.1}% of jobs)", num(&row[4]) * 100.0),
+                    note: format!("{} ({:.1}% of jobs)", count_note(j, u), num(&row[4]) * 100.0),
                 }
             })
             .collect();
@@ -582,4 +582,10 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
         );
     }
     Ok(())
+}
+
+/// "12 jobs, 1 user": a bar's note in the usage charts.
+fn count_note(jobs: f64, users: f64) -> String {
+    let plural = |n: f64, what: &str| format!("{n} {what}{}", if n == 1.0 { "" } else { "s" });
+    format!("{}, {}", plural(jobs, "job"), plural(users, "user"))
 }
