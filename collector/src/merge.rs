@@ -59,10 +59,27 @@ impl From<rusqlite::Error> for MergeError {
     }
 }
 
-/// Checks what parsing cannot: every item names a cluster, a node and a job.
+/// Checks what parsing cannot: every item names a cluster, a node and a job, and no record
+/// appears twice (an epilog's spool holds one file per step and kind, so two differing copies
+/// of one record can only be forged or corrupt, and no merge of them could be idempotent).
 pub fn validate(batch: &Batch) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
     for (i, item) in batch.items.iter().enumerate() {
         let what = || format!("item {i} ({})", item.kind());
+        let step = match item {
+            Item::StepStart(s) => Some(s.step_id),
+            Item::StepEnd(s) => Some(s.step_id),
+            Item::JobEnd(_) => None,
+        };
+        if !seen.insert((item.kind(), item.cluster(), item.job_id(), item.node(), step)) {
+            let step = step.map(|s| format!(" step {}", runledger_record::step_name(s))).unwrap_or_default();
+            return Err(format!(
+                "{} repeats the record of job {}{step} on node {}",
+                what(),
+                item.job_id(),
+                item.node()
+            ));
+        }
         if item.cluster().trim().is_empty() {
             return Err(format!("{} has an empty cluster name", what()));
         }

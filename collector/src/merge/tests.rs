@@ -129,6 +129,21 @@ fn a_batch_whose_step_start_and_end_disagree_is_still_idempotent() {
 }
 
 #[test]
+fn a_batch_repeating_one_record_with_different_contents_is_refused() {
+    // Found by fuzz/merge_batch: two step_start items for step 0 on vm2 with different starts.
+    let bytes = include_bytes!("regressions/fuzz-merge-batch-0f2f0660.json");
+    let batch = Batch::from_json(bytes).unwrap();
+    let err = validate(&batch).unwrap_err();
+    assert!(err.contains("repeats the record of job 38 step 0 on node vm2"), "{err}");
+    // The same item twice is refused too: a well-formed batch never carries it.
+    let b = sample().batch(0);
+    let mut twice = b.clone();
+    twice.items.push(b.items[0].clone());
+    assert!(validate(&twice).unwrap_err().contains("repeats the record"));
+    assert!(validate(&b).is_ok());
+}
+
+#[test]
 fn applying_a_batch_twice_changes_nothing() {
     let conn = db::open_memory();
     let b = sample().batch(0);
