@@ -160,9 +160,17 @@ pub fn helpformat() -> String {
 
 pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
     let cells: Vec<Vec<String>> = rows.iter().map(|j| fields.iter().map(|f| (f.get)(j, extras)).collect()).collect();
-    let mut widths: Vec<usize> =
-        fields.iter().map(|f| if header { f.name.chars().count() } else { 0 }).collect::<Vec<_>>();
-    for row in &cells {
+    let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
+    let right: Vec<bool> = fields.iter().map(|f| f.right).collect();
+    aligned(&names, &cells, &right, " ", header)
+}
+
+/// An aligned text table, as every `query` prints by default: columns as wide as their widest
+/// cell (and name, with `header`), right-aligned where `right` says, separated by `sep`, under a
+/// header line and a rule of dashes.
+pub fn aligned(names: &[String], cells: &[Vec<String>], right: &[bool], sep: &str, header: bool) -> String {
+    let mut widths: Vec<usize> = names.iter().map(|n| if header { n.chars().count() } else { 0 }).collect();
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
@@ -170,12 +178,12 @@ pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) 
     let mut out = String::new();
     let line = |out: &mut String, vals: &[String]| {
         let mut l = String::new();
-        for (i, ((v, w), f)) in vals.iter().zip(&widths).zip(fields).enumerate() {
+        for (i, (v, w)) in vals.iter().zip(&widths).enumerate() {
             if i > 0 {
-                l.push(' ');
+                l.push_str(sep);
             }
             let pad = w.saturating_sub(v.chars().count());
-            if f.right {
+            if right.get(i).copied().unwrap_or(false) {
                 l.push_str(&" ".repeat(pad));
                 l.push_str(v);
             } else {
@@ -187,14 +195,12 @@ pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) 
         out.push('\n');
     };
     if header {
-        let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
-        line(&mut out, &names);
+        line(&mut out, names);
         let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        let mut l = rules.join(" ");
-        l.push('\n');
-        out.push_str(&l);
+        out.push_str(&rules.join(sep));
+        out.push('\n');
     }
-    for row in &cells {
+    for row in cells {
         line(&mut out, row);
     }
     out

@@ -148,47 +148,13 @@ impl Report {
 
     pub fn table(&self, header: bool) -> String {
         let cells: Vec<Vec<String>> = self.rows.iter().map(|r| r.iter().map(Cell::table_text).collect()).collect();
-        let mut widths: Vec<usize> = self.columns.iter().map(|c| if header { c.chars().count() } else { 0 }).collect();
-        for row in &cells {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
         // A column is right-aligned when its first non-null cell is a number.
         let right: Vec<bool> = (0..self.columns.len())
             .map(|i| {
                 self.rows.iter().map(|r| &r[i]).find(|c| **c != Cell::Null).map(Cell::right_aligned).unwrap_or(true)
             })
             .collect();
-        let mut out = String::new();
-        let line = |out: &mut String, vals: &[String]| {
-            let mut l = String::new();
-            for (i, (v, w)) in vals.iter().zip(&widths).enumerate() {
-                if i > 0 {
-                    l.push_str("  ");
-                }
-                let pad = w.saturating_sub(v.chars().count());
-                if right[i] {
-                    l.push_str(&" ".repeat(pad));
-                    l.push_str(v);
-                } else {
-                    l.push_str(v);
-                    l.push_str(&" ".repeat(pad));
-                }
-            }
-            out.push_str(l.trim_end());
-            out.push('\n');
-        };
-        if header {
-            line(&mut out, &self.columns);
-            let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            out.push_str(&rules.join("  "));
-            out.push('\n');
-        }
-        for row in &cells {
-            line(&mut out, row);
-        }
-        out
+        super::output::aligned(&self.columns, &cells, &right, "  ", header)
     }
 
     pub fn csv(&self, header: bool) -> String {
