@@ -220,38 +220,32 @@ fn write(out: &mut dyn Write, report: &Report, o: &OutArgs) -> Result<(), Failur
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure(format!("writing the output: {e}"))),
+        Err(e) => Err(Failure::new(format!("writing the output: {e}"))),
     }
 }
 
-/// A usage error found after parsing (exit code 2, like clap's).
-pub fn usage_error(msg: impl std::fmt::Display) -> ! {
-    use clap::CommandFactory;
-    crate::cli::Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
-}
-
-fn check_range(f: &FilterArgs) {
-    if let (Some(s), Some(e)) = (f.starttime, f.endtime) {
-        if s > e {
-            usage_error(format!(
-                "--starttime ({}) is after --endtime ({})",
-                timefmt::display(Some(s)),
-                timefmt::display(Some(e))
-            ));
-        }
+/// -S after -E: a usage error (exit code 2, like clap's).
+pub fn check_range(f: &FilterArgs) -> Result<(), Failure> {
+    match (f.starttime, f.endtime) {
+        (Some(s), Some(e)) if s > e => Err(Failure::usage(format!(
+            "--starttime ({}) is after --endtime ({})",
+            timefmt::display(Some(s)),
+            timefmt::display(Some(e))
+        ))),
+        _ => Ok(()),
     }
 }
 
 pub fn run_summary(db: &Path, a: &SummaryArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let conn = open(db)?;
     let mut r = summary::summary(&conn, &a.filter.to_filter(), &a.by)?;
     if let Err(e) = summary::sort_and_limit(&mut r, &a.by, a.sort.as_deref(), a.limit) {
-        usage_error(e);
+        return Err(Failure::usage(e));
     }
     if let Some(t) = &a.plot {
         if a.by.len() > 2 {
-            usage_error("--plot draws one --by key (bars) or two (a heatmap)");
+            return Err(Failure::usage("--plot draws one --by key (bars) or two (a heatmap)"));
         }
         plot_summary(t, &r, &a.by, &a.filter)?;
     }
@@ -384,7 +378,7 @@ fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Res
 }
 
 pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let conn = open(db)?;
     let r = usage::modules(&conn, &a.filter.to_filter(), a.names, a.by_users, a.top)?;
     if let Some(t) = &a.plot {
@@ -415,7 +409,7 @@ pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<()
 }
 
 pub fn run_who_used(db: &Path, a: &WhoUsedArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let periods = match (a.split, a.after, a.before) {
         (Some(s), _, _) => vec![
             usage::Period { label: format!("before {}", timefmt::display(Some(s))), from: None, to: Some(s) },
@@ -424,7 +418,7 @@ pub fn run_who_used(db: &Path, a: &WhoUsedArgs, out: &mut dyn Write) -> Result<(
         (None, after, before) => {
             if let (Some(x), Some(y)) = (after, before) {
                 if x >= y {
-                    usage_error("--after must be earlier than --before");
+                    return Err(Failure::usage("--after must be earlier than --before"));
                 }
             }
             let label = match (after, before) {
@@ -442,14 +436,14 @@ pub fn run_who_used(db: &Path, a: &WhoUsedArgs, out: &mut dyn Write) -> Result<(
 }
 
 pub fn run_co_usage(db: &Path, a: &CoUsageArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let conn = open(db)?;
     let r = usage::co_usage(&conn, &a.filter.to_filter(), a.versions, a.min_jobs, Some(a.top))?;
     write(out, &r, &a.out)
 }
 
 pub fn run_events(db: &Path, a: &EventsArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let conn = open(db)?;
     let q = EventQuery {
         kinds: a.kind.clone(),
@@ -464,7 +458,7 @@ pub fn run_events(db: &Path, a: &EventsArgs, out: &mut dyn Write) -> Result<(), 
 }
 
 pub fn run_throughput(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let conn = open(db)?;
     let r = events::throughput(&conn, &a.filter.to_filter(), a.interval, None)?;
     if let Some(t) = &a.plot {
@@ -494,7 +488,7 @@ pub fn run_throughput(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<
 }
 
 pub fn run_utilization(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let conn = open(db)?;
     let r = events::utilization(&conn, &a.filter.to_filter(), a.interval, None)?;
     if let Some(t) = &a.plot {
@@ -535,10 +529,10 @@ pub struct ExportArgs {
 
 pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), Failure> {
     use crate::export::{self, ExportFormat};
-    check_range(&a.filter);
+    check_range(&a.filter)?;
     let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
     if a.format == ExportFormat::Parquet && to_stdout {
-        usage_error("--format parquet needs -o FILE");
+        return Err(Failure::usage("--format parquet needs -o FILE"));
     }
     let conn = open(db)?;
     let filter = a.filter.to_filter();
@@ -547,8 +541,8 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
         (Some(path), false) => {
             // Written next to the target and renamed, so a reader never sees half a file.
             let tmp = path.with_extension("partial");
-            let file =
-                std::fs::File::create(&tmp).map_err(|e| Failure(format!("cannot create {}: {e}", tmp.display())))?;
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| Failure::new(format!("cannot create {}: {e}", tmp.display())))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
             let n = if a.format == ExportFormat::Parquet {
                 export::parquet(&conn, &filter, &mut w)
@@ -558,20 +552,21 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
             let n = n.and_then(|n| w.flush().map(|_| n).map_err(|e| format!("writing {}: {e}", tmp.display())));
             match n {
                 Ok(n) => {
-                    std::fs::rename(&tmp, path)
-                        .map_err(|e| Failure(format!("cannot rename {} to {}: {e}", tmp.display(), path.display())))?;
+                    std::fs::rename(&tmp, path).map_err(|e| {
+                        Failure::new(format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+                    })?;
                     n
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(Failure(e));
+                    return Err(Failure::new(e));
                 }
             }
         }
         _ => match export::text(&conn, &filter, a.format, out) {
             Ok(n) => n,
             Err(e) if e.contains("Broken pipe") => return Ok(()),
-            Err(e) => return Err(Failure(e)),
+            Err(e) => return Err(Failure::new(e)),
         },
     };
     if !to_stdout {

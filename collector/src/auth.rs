@@ -11,7 +11,6 @@
 //! use, its `Display` the text logged and sent back to the sender.
 
 use runledger_record::wire::{self, FrameError};
-use std::ffi::CString;
 use std::fmt;
 
 /// The uids allowed to send node records.
@@ -45,19 +44,7 @@ impl Policy {
 
 /// The uid of a user name, from the passwd database.
 pub fn lookup_uid(name: &str) -> Option<u32> {
-    let cname = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: passwd is plain data; getpwnam_r fills it with pointers into `buf`, which outlives
-    // every use below; `result` is a valid out-pointer.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        Some(pwd.pw_uid)
-    }
+    crate::sys::user_by_name(name).map(|u| u.uid)
 }
 
 /// Why a request was refused.

@@ -7,7 +7,7 @@
 use crate::query::filter::{self, Filter, JobSel};
 use crate::query::jobfilter::JobFilterArgs;
 use crate::query::output::{self, Extras, Field, Needs};
-use crate::{auth, query, serve, timefmt};
+use crate::{auth, query, serve};
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use runledger_record::config::Config;
 use std::io::Write;
@@ -24,7 +24,9 @@ runledger collector: the ledger of every Slurm job.
 SQLite database and acknowledges a batch only once it is committed.
 
 `collector query` reads that database, like sacct reads slurmdbd: `query jobs` lists jobs with \
-sacct-like filters, `query job ID` shows everything recorded about one job.
+sacct-like filters, `query job ID` shows everything recorded about one job. The database is private \
+to the collector's user (mode 0600): other users' queries go through the daemon's local socket, which \
+shows them only their own jobs (admins: root and collector.admin_group).
 
 The configuration is /etc/runledger/runledger.toml, or the file named by RUNLEDGER_CONF or --config.";
 
@@ -64,7 +66,11 @@ pub enum Command {
             larger than collector.max_message_bytes, slower than collector.read_timeout_ms, or beyond \
             collector.max_connections are refused with an error reply and logged with the reason.\n\n\
             Accepted batches are merged by one writer thread, many per transaction, and acknowledged \
-            only after the commit. Logs go to stderr.",
+            only after the commit. Logs go to stderr.\n\n\
+            The database files are made mode 0600. Users' `collector query` and `collector export` are \
+            answered on the local socket collector.socket (mode 0666; the caller's uid comes from \
+            SO_PEERCRED): root, this daemon's user and members of collector.admin_group see every job, \
+            anyone else only their own.",
         after_help = "Examples:\n  collector serve\n  collector serve --config /etc/runledger/runledger.toml -v\n  \
             collector serve --listen 127.0.0.1:6820 --database /tmp/ledger.db"
     )]
@@ -73,8 +79,11 @@ pub enum Command {
     /// Answer questions about recorded jobs (sacct-style).
     #[command(
         long_about = "Answer questions about recorded jobs, sacct-style.\n\n\
-            Reads the database named by collector.database (or --database) read-only; it may run while \
-            `collector serve` writes. Reading the database needs root or the collector's user.",
+            Root and the collector's user read the database named by collector.database (or --database) \
+            directly, read-only, while `collector serve` writes. Anyone else is answered by the daemon \
+            through its local socket (collector.socket, on the collector's host): members of \
+            collector.admin_group see every job; other users see only their own jobs, as with sacct's \
+            PrivateData=jobs (the caller is known from the kernel, not from any option).",
         after_help = "Examples:\n  collector query jobs -u alice\n  collector query job 1234 --json"
     )]
     Query(QueryArgs),
@@ -105,6 +114,10 @@ pub struct ServeArgs {
     /// Database file, instead of collector.database.
     #[arg(long, value_name = "FILE")]
     pub database: Option<PathBuf>,
+
+    /// Local socket for users' queries, instead of collector.socket ('' for none).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -255,12 +268,52 @@ pub struct JobArgs {
     pub json: bool,
 }
 
-/// A runtime failure: printed as `collector: error: …`, exit code 1.
-pub struct Failure(pub String);
+/// Why a command failed: a runtime failure is printed as `collector: error: …` (exit code 1); a
+/// usage error found after parsing (a bad combination of values) is reported like clap's own
+/// (exit code 2). Never `exit()` below `main`: the daemon runs these commands for its socket's
+/// clients, and one bad request must not end it.
+#[derive(Debug)]
+pub struct Failure {
+    pub msg: String,
+    pub kind: FailureKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// `collector: error: …`, exit code 1.
+    Runtime,
+    /// Reported like clap's own errors, exit code 2.
+    Usage,
+    /// The collector daemon already formatted it (a query through its socket): printed as is,
+    /// with the daemon's exit code.
+    Relayed(i32),
+}
+
+impl Failure {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Failure { msg: msg.into(), kind: FailureKind::Runtime }
+    }
+
+    pub fn usage(msg: impl std::fmt::Display) -> Self {
+        Failure { msg: msg.to_string(), kind: FailureKind::Usage }
+    }
+
+    /// The exit code and the text for standard error, as `main` prints them.
+    pub fn report(&self) -> (i32, String) {
+        match self.kind {
+            FailureKind::Usage => {
+                let e = Cli::command().error(clap::error::ErrorKind::ValueValidation, &self.msg);
+                (2, e.render().to_string())
+            }
+            FailureKind::Runtime => (1, format!("collector: error: {}\n", self.msg)),
+            FailureKind::Relayed(code) => (code, self.msg.clone()),
+        }
+    }
+}
 
 impl From<String> for Failure {
     fn from(s: String) -> Self {
-        Failure(s)
+        Failure::new(s)
     }
 }
 
@@ -272,10 +325,11 @@ pub fn main() -> i32 {
     let mut out = stdout.lock();
     match run(cli, &mut out) {
         Ok(()) => 0,
-        Err(Failure(msg)) => {
+        Err(f) => {
             let _ = out.flush();
-            eprintln!("collector: error: {msg}");
-            1
+            let (code, text) = f.report();
+            eprint!("{text}");
+            code
         }
     }
 }
@@ -290,7 +344,7 @@ fn init_logging(verbose: u8) {
     let _ = env_logger::Builder::from_env(env).format_timestamp_millis().format_target(false).try_init();
 }
 
-fn load_config(path: &Option<PathBuf>) -> Result<Config, Failure> {
+pub fn load_config(path: &Option<PathBuf>) -> Result<Config, Failure> {
     match path {
         Some(p) => Ok(Config::load(p)?),
         None => {
@@ -309,9 +363,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = load_config(&cli.config)?.collector;
+            let database = args.database.unwrap_or(cfg.database);
+            let socket = args.socket.unwrap_or(cfg.socket);
+            let local = (!socket.as_os_str().is_empty()).then(|| crate::local::Options {
+                socket,
+                database: database.clone(),
+                admin_group: cfg.admin_group.clone(),
+                max_connections: cfg.max_connections.max(1),
+                read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
+            });
             let opts = serve::Options {
                 listen: args.listen.unwrap_or(cfg.listen),
-                database: args.database.unwrap_or(cfg.database),
+                database,
+                local,
                 policy: auth::Policy::new(&cfg.slurm_user),
                 max_message_bytes: cfg.max_message_bytes,
                 max_connections: cfg.max_connections.max(1),
@@ -335,67 +399,63 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Export(a) => {
-            let db = database_path(&cli.config, a.database.clone())?;
-            crate::analytics::run_export(&db, &a, out)
+        Command::Export(_) | Command::Query(_) => {
+            let flag = match &cli.command {
+                Command::Export(a) => a.database.clone(),
+                Command::Query(q) => q.database.clone(),
+                _ => None,
+            };
+            match crate::local::route(&cli.config, flag)? {
+                crate::local::Route::Direct(db) => run_ledger(cli.command, &db, &Scope::All, out),
+                crate::local::Route::Socket(socket) => crate::local::ask(&socket, cli.command, out),
+            }
         }
+    }
+}
+
+/// Whose jobs a ledger command may see: everything (root, the collector's user, the admin
+/// group), or one user's own jobs (sacct's PrivateData=jobs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Own(String),
+}
+
+/// Runs `collector query …` or `collector export …` against `db`, seeing what `scope` allows.
+/// A non-admin's filters are already narrowed to their own jobs ([`crate::local`]); `query job`
+/// hides other users' jobs here, as if they were not recorded.
+pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
+    match command {
+        Command::Export(a) => crate::analytics::run_export(db, &a, out),
         Command::Query(q) => match q.what {
             QueryCommand::Jobs(args) => {
                 if args.helpformat {
                     write_out(out, &output::helpformat())?;
                     return Ok(());
                 }
-                if let (Some(s), Some(e)) = (args.filter.starttime, args.filter.endtime) {
-                    if s > e {
-                        Cli::command()
-                            .error(
-                                clap::error::ErrorKind::ArgumentConflict,
-                                format!(
-                                    "--starttime ({}) is after --endtime ({})",
-                                    timefmt::display(Some(s)),
-                                    timefmt::display(Some(e))
-                                ),
-                            )
-                            .exit();
-                    }
-                }
-                let db = database_path(&cli.config, q.database)?;
-                query_jobs(&db, &args, out)
+                crate::analytics::check_range(&args.filter)?;
+                query_jobs(db, &args, out)
             }
-            QueryCommand::Job(args) => {
-                let db = database_path(&cli.config, q.database)?;
-                query_job(&db, &args, out)
-            }
+            QueryCommand::Job(args) => query_job(db, &args, scope, out),
             QueryCommand::Errors(a) => {
-                let conn = crate::db::open_ro(&database_path(&cli.config, q.database)?)?;
+                let conn = crate::db::open_ro(db)?;
                 let text = analysis_result(crate::query::errors::run(&conn, &a))?;
                 write_out(out, &text)
             }
             QueryCommand::Efficiency(a) => {
-                let conn = crate::db::open_ro(&database_path(&cli.config, q.database)?)?;
+                let conn = crate::db::open_ro(db)?;
                 let text = analysis_result(crate::query::efficiency::run(&conn, &a))?;
                 write_out(out, &text)
             }
-            QueryCommand::Summary(a) => {
-                crate::analytics::run_summary(&database_path(&cli.config, q.database)?, &a, out)
-            }
-            QueryCommand::Modules(a) => {
-                crate::analytics::run_modules(&database_path(&cli.config, q.database)?, &a, out)
-            }
-            QueryCommand::WhoUsed(a) => {
-                crate::analytics::run_who_used(&database_path(&cli.config, q.database)?, &a, out)
-            }
-            QueryCommand::CoUsage(a) => {
-                crate::analytics::run_co_usage(&database_path(&cli.config, q.database)?, &a, out)
-            }
-            QueryCommand::Events(a) => crate::analytics::run_events(&database_path(&cli.config, q.database)?, &a, out),
-            QueryCommand::Throughput(a) => {
-                crate::analytics::run_throughput(&database_path(&cli.config, q.database)?, &a, out)
-            }
-            QueryCommand::Utilization(a) => {
-                crate::analytics::run_utilization(&database_path(&cli.config, q.database)?, &a, out)
-            }
+            QueryCommand::Summary(a) => crate::analytics::run_summary(db, &a, out),
+            QueryCommand::Modules(a) => crate::analytics::run_modules(db, &a, out),
+            QueryCommand::WhoUsed(a) => crate::analytics::run_who_used(db, &a, out),
+            QueryCommand::CoUsage(a) => crate::analytics::run_co_usage(db, &a, out),
+            QueryCommand::Events(a) => crate::analytics::run_events(db, &a, out),
+            QueryCommand::Throughput(a) => crate::analytics::run_throughput(db, &a, out),
+            QueryCommand::Utilization(a) => crate::analytics::run_utilization(db, &a, out),
         },
+        Command::Serve(_) | Command::Parse(_) => Err(Failure::new("not a ledger command")),
     }
 }
 
@@ -404,14 +464,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 fn analysis_result(r: Result<String, crate::parse::CmdError>) -> Result<String, Failure> {
     match r {
         Ok(text) => Ok(text),
-        Err(crate::parse::CmdError::Usage(msg)) => {
-            Cli::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
-        }
-        Err(crate::parse::CmdError::Failure(msg)) => Err(Failure(msg)),
+        Err(crate::parse::CmdError::Usage(msg)) => Err(Failure::usage(msg)),
+        Err(crate::parse::CmdError::Failure(msg)) => Err(Failure::new(msg)),
     }
 }
 
-fn database_path(config: &Option<PathBuf>, flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
+pub fn database_path(config: &Option<PathBuf>, flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
     match flag {
         Some(p) => Ok(p),
         None => Ok(load_config(config)?.collector.database),
@@ -423,12 +481,12 @@ fn write_out(out: &mut dyn Write, s: &str) -> Result<(), Failure> {
         Ok(()) => Ok(()),
         // `collector query … | head`: the reader left, nothing to complain about.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure(format!("writing the output: {e}"))),
+        Err(e) => Err(Failure::new(format!("writing the output: {e}"))),
     }
 }
 
 fn db_err(e: rusqlite::Error) -> Failure {
-    Failure(format!("reading the database: {e}"))
+    Failure::new(format!("reading the database: {e}"))
 }
 
 pub fn filter_of(args: &JobsArgs) -> Filter {
@@ -464,17 +522,21 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(),
     write_out(out, &text)
 }
 
-pub fn query_job(db: &Path, args: &JobArgs, out: &mut dyn Write) -> Result<(), Failure> {
+pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
     let conn = crate::db::open_ro(db)?;
     let clusters: Vec<String> = args.cluster.iter().cloned().collect();
-    let rows = query::find_job(&conn, &args.id, &clusters).map_err(db_err)?;
+    let mut rows = query::find_job(&conn, &args.id, &clusters).map_err(db_err)?;
+    if let Scope::Own(me) = scope {
+        // Another user's job reads exactly like one never recorded: its existence is private too.
+        rows.retain(|r| r.user.as_deref() == Some(me.as_str()));
+    }
     let label = match args.id.task {
         Some(t) => format!("{}_{t}", args.id.id),
         None => args.id.id.to_string(),
     };
     if rows.is_empty() {
         let on = args.cluster.as_deref().map(|c| format!(" on cluster {c}")).unwrap_or_default();
-        return Err(Failure(format!("no job {label}{on} is recorded")));
+        return Err(Failure::new(format!("no job {label}{on} is recorded")));
     }
     let details =
         rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;

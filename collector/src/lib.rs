@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod export;
+pub mod local;
 pub mod merge;
 pub mod parse;
 pub mod plot;
@@ -19,4 +20,5 @@ pub mod query;
 #[doc(hidden)]
 pub mod sample;
 pub mod serve;
+pub mod sys;
 pub mod timefmt;

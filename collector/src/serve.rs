@@ -45,6 +45,8 @@ pub struct Options {
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub read_timeout: Duration,
+    /// The local socket for users' queries ([`crate::local`]); `None` disables it.
+    pub local: Option<crate::local::Options>,
 }
 
 /// What the collector has done since it started; rejections by reason.
@@ -107,6 +109,7 @@ struct Shared {
 
 /// Runs the collector until the process is stopped.
 pub fn run(opts: Options) -> Result<(), String> {
+    crate::local::protect_database(&opts.database);
     let conn = db::open_rw(&opts.database)?;
     let listener = TcpListener::bind(&opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -119,6 +122,12 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.max_connections,
         opts.read_timeout.as_millis()
     );
+    if let Some(local) = opts.local.clone() {
+        // Ingest matters more than users' queries: without the socket, root still reads the file.
+        if let Err(e) = crate::local::spawn(local) {
+            log::error!("{e}: users cannot query their jobs until this is fixed");
+        }
+    }
     let (tx, rx) = mpsc::channel::<Work>();
     let shared =
         Arc::new(Shared { opts, stats: Stats::default(), active: AtomicUsize::new(0), writer: Mutex::new(tx) });
