@@ -38,7 +38,8 @@ Examples:
   collector query job 1234
   collector query errors -S now-30days --plot failures.png
   collector query efficiency --program lammps --plot scaling.png
-  collector parse run/log.lammps";
+  collector parse run/log.lammps
+  collector audit --since now-30days";
 
 #[derive(Parser, Debug)]
 #[command(name = "collector", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -103,6 +104,9 @@ pub enum Command {
 
     #[command(about = crate::parse::ABOUT, long_about = crate::parse::LONG_ABOUT, after_help = crate::parse::AFTER_HELP)]
     Parse(crate::parse::ParseArgs),
+
+    #[command(about = crate::audit::ABOUT, long_about = crate::audit::LONG_ABOUT, after_help = crate::audit::AFTER_HELP)]
+    Audit(Box<crate::audit::AuditArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -399,6 +403,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Audit(a) => {
+            let db = match crate::local::route(&cli.config, a.database.clone())? {
+                crate::local::Route::Direct(db) => db,
+                crate::local::Route::Socket(_) => {
+                    return Err(Failure::new(
+                        "the audit reads the ledger file itself: run it as root or as the collector's user",
+                    ))
+                }
+            };
+            match crate::audit::run(&db, &a, out)? {
+                // Something was found: exit 1, like diff, for cron and monitoring.
+                true => Err(Failure { msg: String::new(), kind: FailureKind::Relayed(1) }),
+                false => Ok(()),
+            }
+        }
         Command::Export(_) | Command::Query(_) => {
             let flag = match &cli.command {
                 Command::Export(a) => a.database.clone(),
@@ -455,7 +474,7 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
             QueryCommand::Throughput(a) => crate::analytics::run_throughput(db, &a, out),
             QueryCommand::Utilization(a) => crate::analytics::run_utilization(db, &a, out),
         },
-        Command::Serve(_) | Command::Parse(_) => Err(Failure::new("not a ledger command")),
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => Err(Failure::new("not a ledger query")),
     }
 }
 

@@ -7,6 +7,7 @@
 //! command line and [`timefmt`] the time formats it reads and prints.
 
 pub mod analytics;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod db;
