@@ -65,7 +65,8 @@ pub enum Command {
             whose payload is the sha256 digest of the body, then the batch. Requests that are \
             unauthenticated, replayed, expired, signed by a user other than root or collector.slurm_user, \
             larger than collector.max_message_bytes, slower than collector.read_timeout_ms, or beyond \
-            collector.max_connections are refused with an error reply and logged with the reason.\n\n\
+            collector.max_connections are refused with an error reply, logged with the peer's address and \
+            the reason, and counted by reason in the ledger (table rejections).\n\n\
             Accepted batches are merged by one writer thread, many per transaction, and acknowledged \
             only after the commit. Logs go to stderr.\n\n\
             The database files are made mode 0600. Users' `collector query` and `collector export` are \

@@ -31,6 +31,14 @@
 //! and `category`. The merge recomputes them from the job-level facts (`source = ''`) of every
 //! node ([`crate::merge::recompute`]); the migration fills them for jobs already recorded.
 //!
+//! # Rejections (version 3)
+//!
+//! `rejections` (key `reason`): requests `collector serve` refused, per reason over the ledger's
+//! life — `count`, `first_time`, `last_time` and `last_peer` (the last refused host). Written
+//! by the writer thread from in-memory counters, read by [`crate::rejections::read`]. The
+//! migration is `V_REJECTIONS`, independent of the job tables, so that it can be renumbered
+//! when another schema step lands before it.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE`. Times are Unix seconds (local time
 //! only at display), states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
 
@@ -39,7 +47,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Schema steps; `MIGRATIONS.len()` is the version this build writes.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V_REJECTIONS];
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -261,6 +269,18 @@ UPDATE jobs SET program = (
 WHERE program IS NULL AND id IN (SELECT job FROM facts WHERE source = '' AND key = 'program');
 "#;
 
+/// The rejection counters (see the module documentation and [`crate::rejections`]). Touches no
+/// other table, so it may take any place in [`MIGRATIONS`] after V1.
+const V_REJECTIONS: &str = r#"
+CREATE TABLE rejections (
+    reason TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    first_time INTEGER NOT NULL,
+    last_time INTEGER NOT NULL,
+    last_peer TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
 /// Opens (creating if needed) the database for writing and brings its schema up to date.
 pub fn open_rw(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
@@ -434,7 +454,7 @@ mod tests {
         // The reader refuses the old schema until the writer upgraded it.
         assert!(open_ro(&path).unwrap_err().contains("schema version 1"));
         let conn = open_rw(&path).unwrap();
-        assert_eq!(schema_version(&conn).unwrap(), 2);
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
         let row = |id: i64| {
             conn.query_row("SELECT program, outcome, category, error FROM jobs WHERE id = ?1", [id], |r| {
                 Ok((

@@ -4,7 +4,8 @@
 //! `collector serve` ([`serve`]), which authenticates them ([`auth`]), merges them into SQLite
 //! ([`merge`], schema in [`db`]) and acknowledges each only after its transaction committed.
 //! `collector query` ([`query`]) answers admins, sacct-style, from the same file; [`cli`] is the
-//! command line and [`timefmt`] the time formats it reads and prints.
+//! command line and [`timefmt`] the time formats it reads and prints. Refused requests are counted
+//! by reason in the ledger ([`rejections`]).
 
 pub mod analytics;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod parse;
 pub mod plot;
 pub mod plot_usage;
 pub mod query;
+pub mod rejections;
 #[doc(hidden)]
 pub mod sample;
 pub mod serve;

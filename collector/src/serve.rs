@@ -13,8 +13,13 @@
 //! (each in its own savepoint, see [`merge::apply_group`]), commits, and only then answers each
 //! connection: `ok` means committed. Grouping is what makes the ingest rate: a commit costs the
 //! same for one batch or a hundred.
+//!
+//! Every refused request is logged with the peer's address and the reason, and counted by reason
+//! in memory; the writer adds the counts to the ledger's `rejections` table about once a second
+//! ([`crate::rejections`]), so refusals never cost a database write of their own.
 
 use crate::auth::{self, Policy, Reject};
+use crate::rejections::{self, Tally};
 use crate::{db, merge};
 use runledger_record::wire::{self, Reply};
 use runledger_record::Batch;
@@ -23,7 +28,7 @@ use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -55,26 +60,23 @@ pub struct Stats {
     pub batches: AtomicU64,
     pub items: AtomicU64,
     pub merge_failures: AtomicU64,
-    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    /// Counted here on the request's thread; stored in the ledger by the writer.
+    rejections: Tally,
 }
 
 impl Stats {
     /// Counts and logs a refused request.
     pub fn reject(&self, peer: SocketAddr, r: &Reject) {
-        let n = {
-            let mut m = self.rejections.lock().unwrap_or_else(|p| p.into_inner());
-            let n = m.entry(r.reason()).or_default();
-            *n += 1;
-            *n
-        };
+        let n = self.rejections.add(r.reason(), peer, runledger_record::now());
         match r {
             Reject::MungeUnavailable(_) => log::error!("{peer}: rejected: {r} [{}: {n}]", r.reason()),
             _ => log::warn!("{peer}: rejected: {r} [{}: {n}]", r.reason()),
         }
     }
 
+    /// Rejections by reason since this collector started; [`rejections::read`] has the totals.
     pub fn rejections(&self) -> BTreeMap<&'static str, u64> {
-        self.rejections.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rejections.since_start()
     }
 
     pub fn summary(&self) -> String {
@@ -111,6 +113,10 @@ struct Shared {
 pub fn run(opts: Options) -> Result<(), String> {
     crate::local::protect_database(&opts.database);
     let conn = db::open_rw(&opts.database)?;
+    match rejections::read(&conn) {
+        Ok(rows) => log::info!("requests refused so far (this ledger): {}", rejections::describe(&rows)),
+        Err(e) => log::warn!("cannot read the rejection counts: {e}"),
+    }
     let listener = TcpListener::bind(&opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     log::info!(
@@ -335,7 +341,19 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
     // Statistics let the planner choose between the jobs indexes as the ledger grows.
     optimize(&conn, "PRAGMA optimize = 0x10002");
     let mut optimized = Instant::now();
-    while let Ok(first) = rx.recv() {
+    let mut flushed = Instant::now();
+    loop {
+        // Wake up without work too, so refusals reach the table while no batch arrives.
+        let first = match rx.recv_timeout(rejections::FLUSH_EVERY) {
+            Ok(w) => Some(w),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if flushed.elapsed() >= rejections::FLUSH_EVERY {
+            flush_rejections(&conn, stats);
+            flushed = Instant::now();
+        }
+        let Some(first) = first else { continue };
         if optimized.elapsed() > OPTIMIZE_EVERY {
             optimize(&conn, "PRAGMA optimize");
             optimized = Instant::now();
@@ -380,5 +398,12 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
             }
         }
     }
+    flush_rejections(&conn, stats);
     log::info!("writer stopped");
+}
+
+fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
+    if let Err(e) = stats.rejections.flush(conn) {
+        log::warn!("cannot store the rejection counts (kept in memory, retried): {e}");
+    }
 }
