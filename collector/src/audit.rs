@@ -12,6 +12,7 @@
 //! | `silent_node`  | a node that reported in the window, but not for `--silent-after`         |
 //! | `id_gap`       | job ids missing between recorded ones, per cluster (also jobs cancelled before they started) |
 //! | `canary`       | a canary job submitted by `packaging/canary` that never arrived          |
+//! | `rejected`     | requests `collector serve` refused (forged, replayed, expired, too large…); lifetime counts of the reasons seen in the window |
 //!
 //! Activity newer than `--grace` is not judged: those jobs may still be running or on their way.
 
@@ -38,6 +39,8 @@ does not announce itself:
   id_gap       job ids missing between recorded ones, per cluster. A job cancelled before it
                started leaves a gap too: compare with `sacct -j` when accounting is on
   canary       a canary job (packaging/canary, logged to --canaries) that never arrived
+  rejected     requests the collector refused (unsigned, signed by a user, replayed, expired,
+               too large, too slow): the ledger's lifetime count of each reason seen in the window
 
 Activity newer than --grace is not judged: those jobs may still be running or on their way. \
 Exit status: 0 when nothing was found, 1 when something was (for cron and monitoring), 2 on a \
@@ -137,6 +140,8 @@ pub struct Findings {
     pub canaries_missing: Vec<Canary>,
     /// Lines of the canary log that could not be read.
     pub canary_log_errors: Vec<String>,
+    /// Refusal reasons whose last refusal falls in the window (counts are lifetime totals).
+    pub rejected: Vec<crate::rejections::Rejection>,
 }
 
 impl Findings {
@@ -147,6 +152,7 @@ impl Findings {
             + self.id_gaps.len()
             + self.canaries_missing.len()
             + self.canary_log_errors.len()
+            + self.rejected.len()
     }
 }
 
@@ -236,6 +242,8 @@ pub fn audit(conn: &Connection, p: &Params) -> rusqlite::Result<Findings> {
         }
         prev = Some((cluster, id));
     }
+
+    f.rejected = crate::rejections::read(conn)?.into_iter().filter(|r| r.last_time >= p.since).collect();
 
     if let Some(text) = p.canaries {
         let mut recorded = conn.prepare("SELECT 1 FROM jobs WHERE cluster = ?1 AND job_id = ?2 LIMIT 1")?;
@@ -344,6 +352,15 @@ pub fn render(f: &Findings) -> String {
         lines.extend(f.canary_log_errors.iter().map(|e| format!("canary log {e}")));
         section(format!("canary: {} of {} canaries missing", f.canaries_missing.len(), f.canaries_checked), lines);
     }
+    if !f.rejected.is_empty() {
+        let total: u64 = f.rejected.iter().map(|r| r.count).sum();
+        let lines = f
+            .rejected
+            .iter()
+            .map(|r| format!("{}: {} (last {} from {})", r.reason, r.count, t(r.last_time), r.last_peer))
+            .collect();
+        section(format!("rejected: {total} request(s) refused by the collector (lifetime counts)"), lines);
+    }
     if f.count() == 0 {
         out.push_str("\nnothing missing\n");
     }
@@ -389,6 +406,7 @@ pub fn run(db: &Path, a: &AuditArgs, out: &mut dyn std::io::Write) -> Result<boo
             ("silent_node", f.silent_nodes.len()),
             ("id_gap", f.id_gaps.len()),
             ("canary", f.canaries_missing.len()),
+            ("rejected", f.rejected.len()),
         ]
         .into();
         v["by_kind"] = serde_json::to_value(by).unwrap_or_default();

@@ -20,7 +20,7 @@ use std::time::Duration;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// One reason's row in the `rejections` table (or a delta waiting to be added to it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Rejection {
     /// [`crate::auth::Reject::reason`]: "credential expired", "unauthorized uid", …
     pub reason: String,

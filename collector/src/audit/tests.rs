@@ -81,6 +81,7 @@ fn every_kind_of_loss_is_found() {
     assert_eq!(f.canary_log_errors.len(), 1);
     assert!(f.canary_log_errors[0].starts_with("line 5:"), "{:?}", f.canary_log_errors);
     let text = render(&f);
+    assert!(f.rejected.is_empty());
     for needle in [
         "no_epilog: 1",
         "no_plugin: 1",
@@ -123,4 +124,28 @@ fn canary_lines_parse_strictly() {
     assert!(parse_canary("1700000000 c1").unwrap_err().contains("3 fields"));
     assert!(parse_canary("yesterday c1 5").unwrap_err().contains("Unix time"));
     assert!(parse_canary("1700000000 c1 5x").unwrap_err().contains("job id"));
+}
+
+#[test]
+fn refused_requests_in_the_window_are_reported() {
+    let conn = ledger(&complete(&[]));
+    let old = crate::rejections::Rejection {
+        reason: "unauthorized uid".into(),
+        count: 3,
+        first_time: T0 - 9 * DAY,
+        last_time: T0 - 8 * DAY,
+        last_peer: "10.0.0.9".into(),
+    };
+    let recent = crate::rejections::Rejection {
+        reason: "credential replayed".into(),
+        count: 2,
+        first_time: T0 + DAY,
+        last_time: T0 + 2 * DAY,
+        last_peer: "10.0.0.7".into(),
+    };
+    crate::rejections::add(&conn, &[old, recent.clone()]).unwrap();
+    let f = audit(&conn, &params(None)).unwrap();
+    assert_eq!(f.rejected, vec![recent], "only reasons seen since --since");
+    assert_eq!(f.count(), 1);
+    assert!(render(&f).contains("credential replayed: 2 (last"), "{}", render(&f));
 }
