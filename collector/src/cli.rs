@@ -1,4 +1,5 @@
-//! The `collector` command line: `serve` for the daemon, `query` for admins.
+//! The `collector` command line: `serve` for the daemon, `query` for admins, `flush` for a node's
+//! outbox.
 //!
 //! Usage errors (unknown option, bad date, unknown state or field) are clap's: a message naming
 //! the bad value and what is accepted, exit code 2. Runtime errors (the database cannot be read,
@@ -26,6 +27,9 @@ SQLite database and acknowledges a batch only once it is committed.
 `collector query` reads that database, like sacct reads slurmdbd: `query jobs` lists jobs with \
 sacct-like filters, `query job ID` shows everything recorded about one job.
 
+`collector flush`, run as root on a compute node, sends the batches waiting in that node's epilog \
+outbox.
+
 The configuration is /etc/runledger/runledger.toml, or the file named by RUNLEDGER_CONF or --config.";
 
 const AFTER_HELP: &str = "\
@@ -36,7 +40,8 @@ Examples:
   collector query job 1234
   collector query errors -S now-30days --plot failures.png
   collector query efficiency --program lammps --plot scaling.png
-  collector parse run/log.lammps";
+  collector parse run/log.lammps
+  collector flush                     # on a compute node, as root";
 
 #[derive(Parser, Debug)]
 #[command(name = "collector", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -94,6 +99,9 @@ pub enum Command {
 
     #[command(about = crate::parse::ABOUT, long_about = crate::parse::LONG_ABOUT, after_help = crate::parse::AFTER_HELP)]
     Parse(crate::parse::ParseArgs),
+
+    #[command(about = crate::flush::ABOUT, long_about = crate::flush::LONG_ABOUT, after_help = crate::flush::AFTER_HELP)]
+    Flush(crate::flush::FlushArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -335,6 +343,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Flush(args) => {
+            let report = crate::flush::run(load_config(&cli.config)?, &args);
+            write_out(out, &crate::flush::render(&report))?;
+            crate::flush::verdict(&report).map_err(Failure)
+        }
         Command::Export(a) => {
             let db = database_path(&cli.config, a.database.clone())?;
             crate::analytics::run_export(&db, &a, out)
@@ -518,6 +531,8 @@ mod tests {
             (&["query", "jobs", "--tag", "=v"], "'=v'"),
             (&["query", "jobs", "--limit", "lots"], "'lots'"),
             (&["query", "job", "abc"], "'abc'"),
+            (&["flush", "--budget", "0"], "'0'"),
+            (&["flush", "--budget", "soon"], "'soon'"),
         ];
         for (args, needle) in cases {
             let argv = std::iter::once("collector").chain(args.iter().copied());

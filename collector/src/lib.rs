@@ -4,13 +4,15 @@
 //! `collector serve` ([`serve`]), which authenticates them ([`auth`]), merges them into SQLite
 //! ([`merge`], schema in [`db`]) and acknowledges each only after its transaction committed.
 //! `collector query` ([`query`]) answers admins, sacct-style, from the same file; [`cli`] is the
-//! command line and [`timefmt`] the time formats it reads and prints.
+//! command line and [`timefmt`] the time formats it reads and prints. `collector flush`
+//! ([`flush`]) drains a compute node's epilog outbox.
 
 pub mod analytics;
 pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod export;
+pub mod flush;
 pub mod merge;
 pub mod parse;
 pub mod plot;

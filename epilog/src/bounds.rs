@@ -111,7 +111,7 @@ pub fn enforce(spool: &Spool, bounds: &Bounds, reserve: u64, now: Timestamp) -> 
     let too_old = victims.iter().filter(|(_, old)| *old).count();
     log::error!(
         "outbox {} is over its bounds (spool_max_bytes = {}, spool_max_age_days = {}): DROPPING {} batch(es) \
-         unsent, oldest first ({} older than the age bound, {} for space): {} items, {} bytes, of job(s) {}. \
+         unsent, oldest first ({} older than the age bound, {} for space): {} item(s), {} bytes, of job(s) {}. \
          These records from this node will never reach the ledger; counted in {}",
         dir.display(),
         bounds.max_bytes,
