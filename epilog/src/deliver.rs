@@ -14,16 +14,15 @@
 //! Failures that cost little and often pass (connection refused, reset or dropped before the
 //! reply — the collector restarting — and the collector's "too many connections; retry later")
 //! are retried after a backoff with full jitter ([`crate::retry`]): at most `[epilog] retries` in
-//! a row (any answer from the collector starts the count again), and never a wait that would end past the deadline.
-//! A down collector thus costs an epilog `retries` extra connection attempts and at most
-//! 100 + 200 + 400 ms of waiting with the defaults, not its budget; the next run or the flush
-//! timer tries again. Failures that would not pass within a run, or that already took their time,
-//! are not retried: the name does not resolve, the connection timed out, no reply in time, munged
-//! is down.
+//! a row (any answer from the collector starts the count again), and never a wait that would end
+//! past the deadline. A down collector thus costs an epilog `retries` extra connection attempts
+//! and at most 100 + 200 + 400 ms of waiting with the defaults, not its budget; the next run or
+//! the flush timer tries again. Failures that would not pass within a run, or that already took
+//! their time, are not retried: the name does not resolve, the connection timed out, no reply in
+//! time, munged is down.
 //!
 //! When the collector still cannot be reached, this run sends nothing more: the rest waits in the
-//! outbox for the next epilog.
-//! A reply with `ok: false` is logged and the batch kept, and the next batch is tried — except when
+//! outbox for the next epilog. A reply with `ok: false` is logged and the batch kept, and the next batch is tried — except when
 //! the collector says the batch itself is bad ("malformed batch: …" from `Batch::from_json`,
 //! "invalid batch: …" from its validation): retrying that can never succeed, so the file is moved
 //! to `<spool>/rejected/` for an admin to look at.
@@ -328,7 +327,7 @@ pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, de
     };
     let current_path = current.and_then(|c| c.path.as_deref());
     let old: Vec<PathBuf> = spool.outbox().into_iter().filter(|p| Some(p.as_path()) != current_path).collect();
-    let drops = drop_stamp(spool);
+    let drops = if old.is_empty() { None } else { drop_stamp(spool) };
     for (i, path) in old.iter().enumerate() {
         if sender.down().is_some() || Instant::now() >= retry_until {
             report.old_left += old.len() - i;
