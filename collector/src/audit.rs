@@ -12,6 +12,7 @@
 //! | `silent_node`  | a node that reported in the window, but not for `--silent-after`         |
 //! | `id_gap`       | job ids missing between recorded ones, per cluster (also jobs cancelled before they started) |
 //! | `canary`       | a canary job submitted by `packaging/canary` that never arrived          |
+//! | `dropped`      | a node's epilog deleted unsent records because its outbox was over its bounds |
 //! | `rejected`     | requests `collector serve` refused (forged, replayed, expired, too large…); lifetime counts of the reasons seen in the window |
 //!
 //! Activity newer than `--grace` is not judged: those jobs may still be running or on their way.
@@ -39,6 +40,8 @@ does not announce itself:
   id_gap       job ids missing between recorded ones, per cluster. A job cancelled before it
                started leaves a gap too: compare with `sacct -j` when accounting is on
   canary       a canary job (packaging/canary, logged to --canaries) that never arrived
+  dropped      a node's epilog deleted unsent records because its outbox was over
+               [epilog] spool_max_bytes or spool_max_age_days (the node's running totals)
   rejected     requests the collector refused (unsigned, signed by a user, replayed, expired,
                too large, too slow): the ledger's lifetime count of each reason seen in the window
 
@@ -91,6 +94,17 @@ pub struct AuditArgs {
     pub database: Option<PathBuf>,
 }
 
+/// A node that dropped unsent records from its outbox (running totals as it last reported them).
+#[derive(Debug, Serialize, PartialEq, Eq, Clone)]
+pub struct NodeDrop {
+    pub cluster: String,
+    pub node: String,
+    pub batches: i64,
+    pub items: i64,
+    pub bytes: i64,
+    pub last_drop: i64,
+}
+
 /// A job on one node that is half recorded.
 #[derive(Debug, Serialize, PartialEq, Eq, Clone)]
 pub struct NodeJob {
@@ -140,6 +154,8 @@ pub struct Findings {
     pub canaries_missing: Vec<Canary>,
     /// Lines of the canary log that could not be read.
     pub canary_log_errors: Vec<String>,
+    /// Nodes whose last drop falls in the window.
+    pub dropped: Vec<NodeDrop>,
     /// Refusal reasons whose last refusal falls in the window (counts are lifetime totals).
     pub rejected: Vec<crate::rejections::Rejection>,
 }
@@ -152,6 +168,7 @@ impl Findings {
             + self.id_gaps.len()
             + self.canaries_missing.len()
             + self.canary_log_errors.len()
+            + self.dropped.len()
             + self.rejected.len()
     }
 }
@@ -243,6 +260,22 @@ pub fn audit(conn: &Connection, p: &Params) -> rusqlite::Result<Findings> {
         prev = Some((cluster, id));
     }
 
+    let mut st = conn.prepare(&format!(
+        "SELECT j.cluster, j.node, j.batches, j.items, j.bytes, j.last_drop FROM node_drops j
+         WHERE j.last_drop >= ?1 AND {cc} ORDER BY j.cluster, j.node"
+    ))?;
+    f.dropped = st
+        .query_map(params![p.since], |r| {
+            Ok(NodeDrop {
+                cluster: r.get(0)?,
+                node: r.get(1)?,
+                batches: r.get(2)?,
+                items: r.get(3)?,
+                bytes: r.get(4)?,
+                last_drop: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
     f.rejected = crate::rejections::read(conn)?.into_iter().filter(|r| r.last_time >= p.since).collect();
 
     if let Some(text) = p.canaries {
@@ -352,6 +385,24 @@ pub fn render(f: &Findings) -> String {
         lines.extend(f.canary_log_errors.iter().map(|e| format!("canary log {e}")));
         section(format!("canary: {} of {} canaries missing", f.canaries_missing.len(), f.canaries_checked), lines);
     }
+    if !f.dropped.is_empty() {
+        let lines = f
+            .dropped
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}: {} batches ({} records, {} bytes) dropped unsent, the last at {}",
+                    d.cluster,
+                    d.node,
+                    d.batches,
+                    d.items,
+                    d.bytes,
+                    t(d.last_drop)
+                )
+            })
+            .collect();
+        section(format!("dropped: {} node(s) deleted unsent records from a full outbox", f.dropped.len()), lines);
+    }
     if !f.rejected.is_empty() {
         let total: u64 = f.rejected.iter().map(|r| r.count).sum();
         let lines = f
@@ -406,6 +457,7 @@ pub fn run(db: &Path, a: &AuditArgs, out: &mut dyn std::io::Write) -> Result<boo
             ("silent_node", f.silent_nodes.len()),
             ("id_gap", f.id_gaps.len()),
             ("canary", f.canaries_missing.len()),
+            ("dropped", f.dropped.len()),
             ("rejected", f.rejected.len()),
         ]
         .into();

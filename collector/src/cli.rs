@@ -1,4 +1,5 @@
-//! The `collector` command line: `serve` for the daemon, `query` for admins.
+//! The `collector` command line: `serve` for the daemon, `query` for admins, `flush` for a node's
+//! outbox.
 //!
 //! Usage errors (unknown option, bad date, unknown state or field) are clap's: a message naming
 //! the bad value and what is accepted, exit code 2. Runtime errors (the database cannot be read,
@@ -28,6 +29,9 @@ sacct-like filters, `query job ID` shows everything recorded about one job. The 
 to the collector's user (mode 0600): other users' queries go through the daemon's local socket, which \
 shows them only their own jobs (admins: root and collector.admin_group).
 
+`collector flush`, run as root on a compute node, sends the batches waiting in that node's epilog \
+outbox.
+
 The configuration is /etc/runledger/runledger.toml, or the file named by RUNLEDGER_CONF or --config.";
 
 const AFTER_HELP: &str = "\
@@ -39,7 +43,8 @@ Examples:
   collector query errors -S now-30days --plot failures.png
   collector query efficiency --program lammps --plot scaling.png
   collector parse run/log.lammps
-  collector audit --since now-30days";
+  collector audit --since now-30days
+  collector flush                     # on a compute node, as root";
 
 #[derive(Parser, Debug)]
 #[command(name = "collector", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -108,6 +113,9 @@ pub enum Command {
 
     #[command(about = crate::audit::ABOUT, long_about = crate::audit::LONG_ABOUT, after_help = crate::audit::AFTER_HELP)]
     Audit(Box<crate::audit::AuditArgs>),
+
+    #[command(about = crate::flush::ABOUT, long_about = crate::flush::LONG_ABOUT, after_help = crate::flush::AFTER_HELP)]
+    Flush(crate::flush::FlushArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -419,6 +427,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 false => Ok(()),
             }
         }
+        Command::Flush(args) => {
+            let report = crate::flush::run(load_config(&cli.config)?, &args);
+            write_out(out, &crate::flush::render(&report))?;
+            crate::flush::verdict(&report).map_err(Failure::new)
+        }
         Command::Export(_) | Command::Query(_) => {
             let flag = match &cli.command {
                 Command::Export(a) => a.database.clone(),
@@ -475,7 +488,9 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
             QueryCommand::Throughput(a) => crate::analytics::run_throughput(db, &a, out),
             QueryCommand::Utilization(a) => crate::analytics::run_utilization(db, &a, out),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => Err(Failure::new("not a ledger query")),
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) | Command::Flush(_) => {
+            Err(Failure::new("not a ledger query"))
+        }
     }
 }
 
@@ -600,6 +615,8 @@ mod tests {
             (&["query", "jobs", "--tag", "=v"], "'=v'"),
             (&["query", "jobs", "--limit", "lots"], "'lots'"),
             (&["query", "job", "abc"], "'abc'"),
+            (&["flush", "--budget", "0"], "'0'"),
+            (&["flush", "--budget", "soon"], "'soon'"),
         ];
         for (args, needle) in cases {
             let argv = std::iter::once("collector").chain(args.iter().copied());

@@ -31,12 +31,17 @@
 //! and `category`. The merge recomputes them from the job-level facts (`source = ''`) of every
 //! node ([`crate::merge::recompute`]); the migration fills them for jobs already recorded.
 //!
-//! # Rejections (version 3)
+//! # Delivery accounting (version 3)
 //!
 //! `rejections` (key `reason`): requests `collector serve` refused, per reason over the ledger's
 //! life — `count`, `first_time`, `last_time` and `last_peer` (the last refused host). Written
-//! by the writer thread from in-memory counters, read by [`crate::rejections::read`]. The
-//! migration is `V_REJECTIONS`, independent of the job tables, so that it can be renumbered
+//! by the writer thread from in-memory counters, read by [`crate::rejections::read`].
+//!
+//! `node_drops` (key `cluster`, `node`): the largest running total of batches, items and bytes a
+//! node reported dropping from its over-full outbox (`Batch::dropped`), when it last dropped and
+//! when we first heard of that total. Kept by the merge, read by `collector audit`.
+//!
+//! The migration is `V_REJECTIONS`, independent of the job tables, so that it can be renumbered
 //! when another schema step lands before it.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE`. Times are Unix seconds (local time
@@ -269,8 +274,9 @@ UPDATE jobs SET program = (
 WHERE program IS NULL AND id IN (SELECT job FROM facts WHERE source = '' AND key = 'program');
 "#;
 
-/// The rejection counters (see the module documentation and [`crate::rejections`]). Touches no
-/// other table, so it may take any place in [`MIGRATIONS`] after V1.
+/// What went wrong on the way to the ledger: the rejection counters ([`crate::rejections`]) and
+/// the records nodes dropped from full outboxes ([`runledger_record::Batch::dropped`]), both read
+/// by `collector audit`. Touches no other table, so it may take any place in [`MIGRATIONS`] after V1.
 const V_REJECTIONS: &str = r#"
 CREATE TABLE rejections (
     reason TEXT PRIMARY KEY,
@@ -278,6 +284,17 @@ CREATE TABLE rejections (
     first_time INTEGER NOT NULL,
     last_time INTEGER NOT NULL,
     last_peer TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE node_drops (
+    cluster TEXT NOT NULL,
+    node TEXT NOT NULL,
+    batches INTEGER NOT NULL,
+    items INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    last_drop INTEGER NOT NULL,
+    reported_at INTEGER NOT NULL,
+    PRIMARY KEY (cluster, node)
 ) WITHOUT ROWID;
 "#;
 

@@ -5,7 +5,9 @@
 //! ([`merge`], schema in [`db`]) and acknowledges each only after its transaction committed.
 //! `collector query` ([`query`]) answers admins, sacct-style, from the same file; [`cli`] is the
 //! command line and [`timefmt`] the time formats it reads and prints. Refused requests are counted
-//! by reason in the ledger ([`rejections`]).
+//! by reason in the ledger ([`rejections`]). Users who may not read the ledger file ask the daemon
+//! through its local socket and see only their own jobs ([`local`]); `collector audit` ([`audit`])
+//! looks for lost records; `collector flush` ([`flush`]) drains a compute node's epilog outbox.
 
 pub mod analytics;
 pub mod audit;
@@ -13,6 +15,7 @@ pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod export;
+pub mod flush;
 pub mod local;
 pub mod merge;
 pub mod parse;

@@ -151,7 +151,43 @@ pub fn apply_batch(conn: &Connection, batch: &Batch, received_at: Timestamp) -> 
         }
         recompute(conn, job)?;
     }
+    if let Some(d) = batch.dropped.filter(|d| !d.is_zero()) {
+        note_drops(conn, batch, &d, received_at)?;
+    }
     Ok(batch.items.len())
+}
+
+/// Keeps the largest drop total each node has reported ([`runledger_record::Batch::dropped`]):
+/// totals only grow, so a re-sent or reordered batch changes nothing.
+fn note_drops(
+    conn: &Connection,
+    batch: &Batch,
+    d: &runledger_record::DropCount,
+    received_at: Timestamp,
+) -> rusqlite::Result<()> {
+    let cluster = batch.items.first().map(|i| i.cluster()).unwrap_or("");
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT INTO node_drops (cluster, node, batches, items, bytes, last_drop, reported_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (cluster, node) DO UPDATE SET
+            batches = max(node_drops.batches, excluded.batches),
+            items = max(node_drops.items, excluded.items),
+            bytes = max(node_drops.bytes, excluded.bytes),
+            last_drop = max(node_drops.last_drop, excluded.last_drop),
+            reported_at = CASE WHEN excluded.batches > node_drops.batches
+                               THEN excluded.reported_at ELSE node_drops.reported_at END",
+    )?
+    .execute(rusqlite::params![
+        cluster,
+        batch.sender,
+        clamp(d.batches),
+        clamp(d.items),
+        clamp(d.bytes),
+        d.last,
+        received_at
+    ])?;
+    Ok(())
 }
 
 /// The time span of a set of items: earliest start, latest end.

@@ -9,16 +9,28 @@
 //!    which it does only after committing it.
 //!
 //! Each attempt is one TCP connection: connect (`connect_timeout_ms`), a fresh MUNGE credential
-//! over the body's digest, the request, one reply frame. If the collector cannot be reached (name
-//! does not resolve, connection refused or timed out, no reply in time, connection dropped,
-//! munged down), this run sends nothing more: the rest waits in the outbox for the next epilog.
-//! A reply with `ok: false` is logged and the batch kept, and the next batch is tried — except when
+//! over the body's digest, the request, one reply frame.
+//!
+//! Failures that cost little and often pass (connection refused, reset or dropped before the
+//! reply — the collector restarting — and the collector's "too many connections; retry later")
+//! are retried after a backoff with full jitter ([`crate::retry`]): at most `[epilog] retries` in
+//! a row (any answer from the collector starts the count again), and never a wait that would end
+//! past the deadline. A down collector thus costs an epilog `retries` extra connection attempts
+//! and at most 100 + 200 + 400 ms of waiting with the defaults, not its budget; the next run or
+//! the flush timer tries again. Failures that would not pass within a run, or that already took
+//! their time, are not retried: the name does not resolve, the connection timed out, no reply in
+//! time, munged is down.
+//!
+//! When the collector still cannot be reached, this run sends nothing more: the rest waits in the
+//! outbox for the next epilog. A reply with `ok: false` is logged and the batch kept, and the next batch is tried — except when
 //! the collector says the batch itself is bad ("malformed batch: …" from `Batch::from_json`,
 //! "invalid batch: …" from its validation): retrying that can never succeed, so the file is moved
 //! to `<spool>/rejected/` for an admin to look at.
 
+use crate::retry::{Backoff, RandomSource};
 use runledger_record::spool::Spool;
 use runledger_record::wire::{self, Reply};
+use runledger_record::{Batch, DropCount};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
@@ -48,11 +60,33 @@ pub struct Sender {
     connect_timeout: Duration,
     resolved: Option<Vec<SocketAddr>>,
     down: Option<String>,
+    backoff: Backoff,
+    random: RandomSource,
+    /// Transient failures since the collector last answered.
+    failures: u32,
+    retried: usize,
 }
 
 impl Sender {
+    /// A sender that does not retry; see [`Sender::retrying`].
     pub fn new(address: &str, connect_timeout: Duration) -> Self {
-        Sender { address: address.trim().to_string(), connect_timeout, resolved: None, down: None }
+        Sender {
+            address: address.trim().to_string(),
+            connect_timeout,
+            resolved: None,
+            down: None,
+            backoff: Backoff::NONE,
+            random: crate::retry::random_source(),
+            failures: 0,
+            retried: 0,
+        }
+    }
+
+    /// Retries transient failures with `backoff`, its jitter drawn from `random`.
+    pub fn retrying(mut self, backoff: Backoff, random: RandomSource) -> Self {
+        self.backoff = backoff;
+        self.random = random;
+        self
     }
 
     /// Why sending stopped, if it did.
@@ -60,22 +94,53 @@ impl Sender {
         self.down.as_deref()
     }
 
-    /// One attempt to deliver `body`, finished by `deadline`.
-    pub fn send(&mut self, body: &[u8], deadline: Instant) -> Outcome {
-        if let Some(why) = &self.down {
-            return Outcome::Down(why.clone());
-        }
-        let outcome = self.attempt(body, deadline);
-        if let Outcome::Down(why) = &outcome {
-            self.down = Some(why.clone());
-        }
-        outcome
+    /// Retries made so far.
+    pub fn retried(&self) -> usize {
+        self.retried
     }
 
-    fn attempt(&mut self, body: &[u8], deadline: Instant) -> Outcome {
+    /// Delivers `body`, retrying transient failures, finished by `deadline`. `Down` is for the
+    /// whole run (every later call returns it at once) unless it only means that `deadline` left
+    /// no time for the next retry: a later call with a later deadline tries again.
+    pub fn send(&mut self, body: &[u8], deadline: Instant) -> Outcome {
+        loop {
+            if let Some(why) = &self.down {
+                return Outcome::Down(why.clone());
+            }
+            let why = match self.attempt(body, deadline) {
+                Ok(outcome) => {
+                    match &outcome {
+                        Outcome::Down(why) => self.down = Some(why.clone()),
+                        _ => self.failures = 0, // it answered
+                    }
+                    return outcome;
+                }
+                Err(transient) => transient,
+            };
+            if self.failures >= self.backoff.retries {
+                let why = match self.backoff.retries {
+                    0 => why,
+                    n => format!("{why} (gave up after {n} retries in a row)"),
+                };
+                self.down = Some(why.clone());
+                return Outcome::Down(why);
+            }
+            let wait = self.backoff.delay(self.failures, (self.random)());
+            if Instant::now() + wait >= deadline {
+                return Outcome::Down(format!("{why}; no time left to retry"));
+            }
+            self.failures += 1;
+            self.retried += 1;
+            log::info!("{why}; retry {}/{} in {} ms", self.failures, self.backoff.retries, wait.as_millis());
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// One connection. `Err` is a transient failure, worth a retry (see the module docs).
+    fn attempt(&mut self, body: &[u8], deadline: Instant) -> Result<Outcome, String> {
         let addrs = match self.addresses(deadline) {
             Ok(a) => a,
-            Err(e) => return Outcome::Down(e),
+            Err(e) => return Ok(Outcome::Down(e)),
         };
         let left = |what: &str| -> Result<Duration, String> {
             let d = deadline.saturating_duration_since(Instant::now());
@@ -87,60 +152,72 @@ impl Sender {
         };
         let mut stream = None;
         let mut errors = Vec::new();
+        let mut all_cheap = true;
         for a in &addrs {
             let t = match left("connect to the") {
                 Ok(t) => t.min(self.connect_timeout),
-                Err(e) => return Outcome::Down(e),
+                Err(e) => return Ok(Outcome::Down(e)),
             };
             match TcpStream::connect_timeout(a, t) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
                 }
-                Err(e) => errors.push(format!("{a}: {e}")),
+                Err(e) => {
+                    // A timed-out connect already cost connect_timeout_ms: not retried.
+                    all_cheap &= is_transient(&e);
+                    errors.push(format!("{a}: {e}"));
+                }
             }
         }
         let Some(mut s) = stream else {
-            return Outcome::Down(format!("cannot connect to collector {}: {}", self.address, errors.join("; ")));
+            let why = format!("cannot connect to collector {}: {}", self.address, errors.join("; "));
+            return if all_cheap { Err(why) } else { Ok(Outcome::Down(why)) };
         };
         let io_timeout = match left("talk to the") {
             Ok(t) => t,
-            Err(e) => return Outcome::Down(e),
+            Err(e) => return Ok(Outcome::Down(e)),
         };
         let _ = s.set_nodelay(true);
         if let Err(e) = s.set_read_timeout(Some(io_timeout)).and_then(|_| s.set_write_timeout(Some(io_timeout))) {
-            return Outcome::Down(format!("collector {}: {e}", self.address));
+            return Ok(Outcome::Down(format!("collector {}: {e}", self.address)));
         }
         // A fresh credential for every attempt: munged refuses replays and old credentials.
         let cred = match munge::encode(wire::digest(body).as_bytes()) {
             Ok(c) => c,
-            Err(e) => return Outcome::Down(format!("cannot sign the batch ({e}): is munged running?")),
+            Err(e) => return Ok(Outcome::Down(format!("cannot sign the batch ({e}): is munged running?"))),
         };
         // Both frames in one write: one segment for small batches, no Nagle/delayed-ACK stall.
         let mut request = Vec::with_capacity(cred.len() + body.len() + 16);
         wire::write_request(&mut request, &cred, body).expect("writing to a Vec");
         if let Err(e) = s.write_all(&request) {
-            return Outcome::Down(format!("sending to collector {}: {e}", self.address));
+            let why = format!("sending to collector {}: {e}", self.address);
+            return if is_transient(&e) { Err(why) } else { Ok(Outcome::Down(why)) };
         }
         let frame = match wire::read_frame(&mut s, MAX_REPLY) {
             Ok(f) => f,
             Err(wire::FrameError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Outcome::Down(format!("collector {} sent no reply in time", self.address))
+                return Ok(Outcome::Down(format!("collector {} sent no reply in time", self.address)))
             }
-            Err(e) => return Outcome::Down(format!("reading the reply of collector {}: {e}", self.address)),
+            Err(wire::FrameError::Io(e)) if is_transient(&e) => {
+                return Err(format!("collector {} closed the connection without a reply: {e}", self.address))
+            }
+            Err(e) => return Ok(Outcome::Down(format!("reading the reply of collector {}: {e}", self.address))),
         };
         match serde_json::from_slice::<Reply>(&frame) {
-            Ok(r) if r.ok => Outcome::Committed(r),
+            Ok(r) if r.ok => Ok(Outcome::Committed(r)),
             Ok(r) => {
                 let why = r.error.unwrap_or_else(|| "no reason given".into());
                 if is_permanent(&why) {
-                    Outcome::Malformed(why)
+                    Ok(Outcome::Malformed(why))
+                } else if is_busy(&why) {
+                    Err(format!("collector {} is busy: {why}", self.address))
                 } else {
-                    Outcome::Refused(why)
+                    Ok(Outcome::Refused(why))
                 }
             }
             Err(e) => {
-                Outcome::Down(format!("collector {} replied with something else than a reply: {e}", self.address))
+                Ok(Outcome::Down(format!("collector {} replied with something else than a reply: {e}", self.address)))
             }
         }
     }
@@ -185,6 +262,18 @@ fn is_permanent(why: &str) -> bool {
     w.contains("malformed") || w.starts_with("invalid batch")
 }
 
+/// Whether a connection error is cheap and often passes within seconds (a collector restarting
+/// refuses or resets; one that dropped us mid-request closes early).
+fn is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
+}
+
+/// The collector's "too many connections (limit N); retry later": worth a retry after a backoff.
+fn is_busy(why: &str) -> bool {
+    why.to_ascii_lowercase().contains("retry later")
+}
+
 /// `host` → `host:6820`; anything with a port (or an IPv6 literal in brackets with one) as is.
 fn with_default_port(a: &str) -> String {
     let has_port = match a.rsplit_once(':') {
@@ -217,6 +306,8 @@ pub struct Report {
     pub old_sent: usize,
     pub old_left: usize,
     pub rejected: usize,
+    /// Retries after transient failures.
+    pub retries: usize,
     /// Why sending stopped early, if it did.
     pub stopped: Option<String>,
 }
@@ -236,12 +327,16 @@ pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, de
     };
     let current_path = current.and_then(|c| c.path.as_deref());
     let old: Vec<PathBuf> = spool.outbox().into_iter().filter(|p| Some(p.as_path()) != current_path).collect();
+    let drops = if old.is_empty() { None } else { drop_stamp(spool) };
     for (i, path) in old.iter().enumerate() {
         if sender.down().is_some() || Instant::now() >= retry_until {
             report.old_left += old.len() - i;
+            if sender.down().is_none() {
+                report.stopped = Some("no time left for older batches".into());
+            }
             break;
         }
-        let batch = match spool.outbox_read(path) {
+        let mut batch = match spool.outbox_read(path) {
             Ok(b) => b,
             Err(e) if e.starts_with("malformed") => {
                 report.rejected += 1;
@@ -257,6 +352,7 @@ pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, de
                 continue;
             }
         };
+        stamp(&mut batch, drops);
         match sender.send(&batch.to_json(), retry_until) {
             Outcome::Committed(_) => match spool.outbox_remove(path) {
                 Ok(()) => report.old_sent += 1,
@@ -273,15 +369,44 @@ pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, de
                 report.rejected += 1;
                 reject(spool, path, &format!("collector: {why}"));
             }
-            Outcome::Down(_) => report.old_left += 1,
+            Outcome::Down(why) => {
+                // Down for the run, or no time left in this phase: either way the rest waits.
+                report.old_left += old.len() - i;
+                report.stopped = Some(why);
+                break;
+            }
         }
     }
 
     if let Some(cur) = current.filter(|c| c.path.is_some()) {
         send_current(spool, sender, cur, deadline, &mut report);
     }
-    report.stopped = sender.down().map(str::to_string);
+    if let Some(why) = sender.down() {
+        report.stopped = Some(why.to_string());
+    }
+    report.retries = sender.retried();
     report
+}
+
+/// This node's running total of dropped batches, if any, to put on the batches it sends.
+pub fn drop_stamp(spool: &Spool) -> Option<DropCount> {
+    match spool.drop_count() {
+        Ok(d) if d.is_zero() => None,
+        Ok(d) => Some(d),
+        Err(e) => {
+            log::error!("drop counter unreadable ({e}); batches go without it until the next drop rewrites it");
+            None
+        }
+    }
+}
+
+/// Puts the node's drop total on `batch`, unless it already carries a later one.
+pub fn stamp(batch: &mut Batch, drops: Option<DropCount>) {
+    if let Some(d) = drops {
+        if batch.dropped.is_none_or(|had| had.last <= d.last) {
+            batch.dropped = Some(d);
+        }
+    }
 }
 
 /// Sends the run's own batch; removes its outbox file once committed.
@@ -307,12 +432,15 @@ fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Ins
             }
             None => log::error!("{}: collector says it is malformed ({why}) and it could not be kept", cur.label),
         },
-        Outcome::Down(why) => log::debug!("{}: not sent: {why}", cur.label),
+        Outcome::Down(why) => {
+            log::debug!("{}: not sent: {why}", cur.label);
+            report.stopped = Some(why);
+        }
     }
 }
 
 /// Moves an outbox file that can never be delivered to `<spool>/rejected/`, loudly.
-fn reject(spool: &Spool, path: &Path, why: &str) {
+pub(crate) fn reject(spool: &Spool, path: &Path, why: &str) {
     let dir = spool.root().join("rejected");
     let moved = std::fs::DirBuilder::new()
         .recursive(true)
@@ -365,6 +493,65 @@ mod tests {
         assert!(matches!(s.send(b"{}", Instant::now() + Duration::from_secs(2)), Outcome::Down(_)));
         assert!(t.elapsed() < Duration::from_secs(1));
         assert!(s.down().unwrap().contains("cannot connect"), "{:?}", s.down());
+    }
+
+    #[test]
+    fn refused_connections_are_retried_then_down_for_the_run() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        // Waits of 0 ms: a unit test does not sleep.
+        let mut s =
+            Sender::new(&addr.to_string(), Duration::from_millis(500)).retrying(Backoff::new(2, 1, 1), Box::new(|| 0));
+        let r = s.send(b"{}", Instant::now() + Duration::from_secs(5));
+        assert!(matches!(&r, Outcome::Down(w) if w.contains("gave up after 2 retries")), "{r:?}");
+        assert_eq!(s.retried(), 2);
+        // Down for the run: no more connections, no more retries.
+        assert!(matches!(s.send(b"{}", Instant::now() + Duration::from_secs(5)), Outcome::Down(_)));
+        assert_eq!(s.retried(), 2);
+    }
+
+    #[test]
+    fn a_retry_that_cannot_end_before_the_deadline_is_not_waited_for_nor_final() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        // The wait drawn is a full hour: far past the deadline, so it is not started.
+        let mut s = Sender::new(&addr.to_string(), Duration::from_millis(500))
+            .retrying(Backoff::new(3, 3_600_000, 3_600_000), Box::new(|| 3_600_000));
+        let r = s.send(b"{}", Instant::now() + Duration::from_secs(5));
+        assert!(matches!(&r, Outcome::Down(w) if w.contains("no time left to retry")), "{r:?}");
+        assert_eq!((s.retried(), s.down()), (0, None), "a later deadline may still try");
+    }
+
+    #[test]
+    fn only_cheap_failures_and_a_busy_collector_are_transient() {
+        use io::ErrorKind::*;
+        for k in [ConnectionRefused, ConnectionReset, ConnectionAborted, BrokenPipe, UnexpectedEof] {
+            assert!(is_transient(&io::Error::from(k)), "{k:?}");
+        }
+        for k in [TimedOut, WouldBlock, PermissionDenied, AddrNotAvailable] {
+            assert!(!is_transient(&io::Error::from(k)), "{k:?}");
+        }
+        assert!(is_busy("too many connections (limit 64); retry later"));
+        assert!(!is_busy("credential refused: Expired credential"));
+        assert!(!is_busy("not stored: database error: disk I/O error"));
+    }
+
+    #[test]
+    fn batches_carry_the_latest_drop_total() {
+        let mut b = Batch::new("n", vec![]);
+        stamp(&mut b, None);
+        assert_eq!(b.dropped, None);
+        let older = DropCount { batches: 1, items: 2, bytes: 3, last: 10 };
+        let newer = DropCount { batches: 4, items: 5, bytes: 6, last: 20 };
+        stamp(&mut b, Some(older));
+        assert_eq!(b.dropped, Some(older));
+        stamp(&mut b, Some(newer));
+        assert_eq!(b.dropped, Some(newer));
+        // A counter reset by an admin does not replace what a stored batch already says.
+        stamp(&mut b, Some(older));
+        assert_eq!(b.dropped, Some(newer));
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! - [`safe_read`]: reading users' files as the user;
 //! - [`facts`]: where solver-log parsers plug in; [`logs`] is the one plugged in ([`rules`] loads
 //!   its rules);
-//! - [`deliver`]: outbox and collector;
+//! - [`deliver`]: outbox and collector ([`retry`]: backoff with jitter; [`bounds`]: the outbox's
+//!   size and age bounds); [`flush`] drains a node's outbox (`collector flush`, `--flush`);
 //! - [`logger`]: syslog or stderr.
 
+pub mod bounds;
 pub mod deliver;
 pub mod env;
 pub mod facts;
@@ -21,14 +23,21 @@ pub mod job;
 pub mod logger;
 pub mod logs;
 pub mod pattern;
+pub mod retry;
 pub mod rules;
 pub mod safe_read;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 
+use bounds::Bounds;
 use deliver::{Current, Sender};
+use retry::Backoff;
 use runledger_record::config::Config;
 use runledger_record::spool::Spool;
+use runledger_record::DropCount;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// What one run does.
@@ -45,24 +54,31 @@ pub enum Mode {
 /// One run, finished by `deadline`; logs what it did. `started` is when the process started.
 pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, started: Instant, deadline: Instant) {
     let spool = Spool::new(&cfg.epilog.spool);
-    let mut sender = Sender::new(&cfg.collector.address, Duration::from_millis(cfg.epilog.connect_timeout_ms));
     let wall = || started.elapsed().as_millis();
     if mode == Mode::Flush {
-        return flush(&spool, &mut sender, deadline, started);
+        flush_until(cfg, &spool, deadline, started);
+        return;
     }
     let env = match env::JobEnv::parse(env) {
         Ok(e) => e,
         Err(e) if mode == Mode::DryRun => return log::error!("{e}"),
         Err(e) => {
             log::error!("{e}; only retrying the outbox");
-            return flush(&spool, &mut sender, deadline, started);
+            flush_until(cfg, &spool, deadline, started);
+            return;
         }
     };
     let id = env.job_id;
     for w in &env.warnings {
         log::warn!("job {id}: {w}");
     }
-    let a = job::assemble(&spool, &env, &cfg.logs, deadline);
+    let mut a = job::assemble(&spool, &env, &cfg.logs, deadline);
+    // Room is made before the new batch is stored, so that it is never the one dropped.
+    let dropped = match mode {
+        Mode::DryRun => bounds::Dropped::default(),
+        _ => bounds::enforce(&spool, &Bounds::of(&cfg.epilog), a.batch.to_json().len() as u64, runledger_record::now()),
+    };
+    deliver::stamp(&mut a.batch, deliver::drop_stamp(&spool));
     let body = a.batch.to_json();
     if mode == Mode::DryRun {
         let mut out = std::io::stdout().lock();
@@ -93,19 +109,24 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     };
     let durable = path.is_some();
     let cur = Current { body, path, label: format!("job {id}") };
-    let rep = deliver::deliver(&spool, &mut sender, Some(&cur), deadline);
+    let rep = deliver::deliver(&spool, &mut sender(cfg), Some(&cur), deadline);
     if !durable {
         if rep.current_sent {
             let _ = spool.remove_job(id);
         } else {
-            log::error!("job {id}: batch NOT delivered and NOT kept: this node's records of the job are LOST");
+            log::error!(
+                "job {id}: batch NOT delivered and NOT kept: this node's JobEnd of the job is LOST (step records \
+                 the plugin spooled stay in {}, but no later run sends them)",
+                spool.job_dir(id).display()
+            );
         }
     }
     if let Some(why) = &rep.stopped {
         log::warn!("stopped sending: {why}; batches wait in {} for the next epilog", spool.outbox_dir().display());
     }
     log::info!(
-        "job {id}: state={} items={} sent={} queued={} older_sent={} older_queued={} rejected={} wall_ms={}",
+        "job {id}: state={} items={} sent={} queued={} older_sent={} older_queued={} rejected={} dropped={} \
+         retries={} wall_ms={}",
         a.verdict.state,
         a.batch.items.len(),
         u8::from(rep.current_sent),
@@ -113,20 +134,103 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         rep.old_sent,
         rep.old_left,
         rep.rejected,
+        dropped.count.batches,
+        rep.retries,
         wall()
     );
 }
 
-fn flush(spool: &Spool, sender: &mut Sender, deadline: Instant, started: Instant) {
-    let rep = deliver::deliver(spool, sender, None, deadline);
+/// The run's sender: `[collector] address`, `[epilog]` connect timeout and retries.
+fn sender(cfg: &Config) -> Sender {
+    let e = &cfg.epilog;
+    Sender::new(&cfg.collector.address, Duration::from_millis(e.connect_timeout_ms))
+        .retrying(Backoff::new(e.retries, e.retry_base_ms, e.retry_max_ms), retry::random_source())
+}
+
+/// What [`flush`] is told beyond the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct FlushOptions {
+    /// The spool to drain, instead of `[epilog] spool`.
+    pub spool: Option<PathBuf>,
+    /// The time allowed, instead of `[epilog] flush_budget_ms`.
+    pub budget: Option<Duration>,
+}
+
+/// What a flush did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub outbox: PathBuf,
+    /// Batches the collector committed (and that left the outbox).
+    pub sent: usize,
+    /// Batches left in the outbox for a later run.
+    pub kept: usize,
+    /// Batches the collector can never accept, moved to `<spool>/rejected/`.
+    pub rejected: usize,
+    /// What this run dropped because the outbox was over its bounds, and of which jobs.
+    pub dropped: DropCount,
+    pub dropped_jobs: Vec<u32>,
+    /// The spool's running total of dropped batches, after this run.
+    pub dropped_total: DropCount,
+    pub retries: usize,
+    /// Why sending stopped before the outbox was empty, if it did.
+    pub stopped: Option<String>,
+    /// The outbox could not be read at all (e.g. not root).
+    pub error: Option<String>,
+    pub wall: Duration,
+}
+
+impl FlushReport {
+    /// Whether batches remain that are not in the ledger: kept, moved aside, or unreadable.
+    pub fn left_behind(&self) -> bool {
+        self.kept > 0 || self.rejected > 0 || self.error.is_some()
+    }
+}
+
+/// Drains a node's outbox: drops what is over the spool's bounds (logged and counted), then sends
+/// the rest oldest first, with the epilog's retries, until it is empty, the collector cannot be
+/// reached, or the budget is spent. Logs what it did; never panics on a bad spool.
+pub fn flush(cfg: &Config, opts: FlushOptions) -> FlushReport {
+    let started = Instant::now();
+    let spool = Spool::new(opts.spool.unwrap_or_else(|| cfg.epilog.spool.clone()));
+    let budget = opts.budget.unwrap_or(Duration::from_millis(cfg.epilog.flush_budget_ms));
+    flush_until(cfg, &spool, started + budget, started)
+}
+
+fn flush_until(cfg: &Config, spool: &Spool, deadline: Instant, started: Instant) -> FlushReport {
+    let mut report = FlushReport { outbox: spool.outbox_dir(), ..Default::default() };
+    // Spool::outbox() lists nothing for an unreadable directory; an admin must hear why.
+    match std::fs::read_dir(&report.outbox) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            let why = format!("cannot read the outbox {}: {e}", report.outbox.display());
+            log::error!("{why}");
+            report.error = Some(why);
+            report.wall = started.elapsed();
+            return report;
+        }
+        _ => {}
+    }
+    let dropped = bounds::enforce(spool, &Bounds::of(&cfg.epilog), 0, runledger_record::now());
+    let rep = deliver::deliver(spool, &mut sender(cfg), None, deadline);
     if let Some(why) = &rep.stopped {
         log::warn!("stopped sending: {why}");
     }
+    report.sent = rep.old_sent;
+    report.kept = rep.old_left;
+    report.rejected = rep.rejected;
+    report.dropped = dropped.count;
+    report.dropped_jobs = dropped.jobs;
+    report.dropped_total = spool.drop_count().unwrap_or_default();
+    report.retries = rep.retries;
+    report.stopped = rep.stopped;
+    report.wall = started.elapsed();
     log::info!(
-        "outbox flush: sent={} queued={} rejected={} wall_ms={}",
-        rep.old_sent,
-        rep.old_left,
-        rep.rejected,
-        started.elapsed().as_millis()
+        "outbox flush: sent={} queued={} rejected={} dropped={} retries={} wall_ms={}",
+        report.sent,
+        report.kept,
+        report.rejected,
+        report.dropped.batches,
+        report.retries,
+        report.wall.as_millis()
     );
+    report
 }

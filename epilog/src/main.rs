@@ -18,7 +18,11 @@ every node, without arguments. It reads the items the runledger SPANK plugin spo
 FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY or NODE_FAIL, with the slurmstepd line or exit status \
 that shows it; output files; facts read from the job's solver logs), stores the batch durably in <spool>/outbox/ and sends it, \
 signed with MUNGE, to the collector. A batch leaves the outbox only once the collector has \
-committed it; older batches are retried first (oldest first) by every later run. The job's output \
+committed it; older batches are retried first (oldest first) by every later run. Refused or reset \
+connections and a busy collector are retried a few times with exponential backoff and random jitter \
+([epilog] retries, retry_base_ms, retry_max_ms). The outbox is kept within [epilog] spool_max_bytes \
+and spool_max_age_days: over them, the oldest batches are dropped with an error in the log and \
+counted in <spool>/dropped.json, a count every later batch carries to the collector. The job's output \
 files are read with the job owner's identity, never as root.
 
 It always exits 0, within its time budget ([epilog] budget_ms, default 5000 ms): a failing Epilog \
@@ -34,7 +38,9 @@ ENVIRONMENT:
 
 FILES:
   /etc/runledger/runledger.toml   [collector] address; [epilog] spool, budget_ms,
-                                  connect_timeout_ms, log (\"syslog\" or \"stderr\").
+                                  connect_timeout_ms, log (\"syslog\" or \"stderr\"),
+                                  retries, retry_base_ms, retry_max_ms, flush_budget_ms,
+                                  spool_max_bytes, spool_max_age_days.
                                   [logs] enabled, globs, max_files, head_bytes, tail_bytes,
                                   job_bytes, time_budget_ms, rules (the job's solver logs).
                                   Missing or invalid: logged, defaults used.
@@ -42,6 +48,7 @@ FILES:
   <spool>/jobs/<id>/              the plugin's items; removed once the batch is in the outbox
   <spool>/outbox/                 batches not yet committed by the collector
   <spool>/rejected/               batches the collector called malformed (inspect, then delete)
+  <spool>/dropped.json            running total of batches dropped unsent (outbox over its bounds)
 
 EXIT STATUS:
   Always 0, even for usage errors.
@@ -49,8 +56,10 @@ EXIT STATUS:
 EXAMPLES:
   Show what would be sent for job 42, without sending or deleting anything:
     SLURM_JOB_ID=42 SLURM_JOB_UID=1000 runledger-epilog --dry-run
-  Retry the batches waiting in the outbox, logging to the terminal:
-    runledger-epilog --flush --stderr";
+  Retry the batches waiting in the outbox (within [epilog] flush_budget_ms), logging to the terminal:
+    runledger-epilog --flush --stderr
+  The same, with a summary and an exit status that says whether anything was left behind:
+    collector flush";
 
 #[derive(Parser, Debug)]
 #[command(name = "runledger-epilog", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = AFTER_HELP)]
@@ -65,7 +74,7 @@ struct Cli {
     /// Logs go to stderr.
     #[arg(long, conflicts_with = "flush")]
     dry_run: bool,
-    /// Only retry the batches waiting in the outbox (no job is recorded).
+    /// Only retry the batches waiting in the outbox (no job is recorded), within [epilog] flush_budget_ms.
     #[arg(long)]
     flush: bool,
 }
@@ -99,10 +108,15 @@ fn main() {
     if let Some(e) = cfg_error {
         log::error!("configuration: {e}; using the defaults");
     }
-    let mut budget = Duration::from_millis(cfg.epilog.budget_ms);
+    // A flush holds up no job: it gets its own, longer budget.
+    let (key, ms, fallback) = match cli.flush {
+        true => ("flush_budget_ms", cfg.epilog.flush_budget_ms, 60_000),
+        false => ("budget_ms", cfg.epilog.budget_ms, 5000),
+    };
+    let mut budget = Duration::from_millis(ms);
     if budget < Duration::from_millis(100) {
-        log::warn!("[epilog] budget_ms = {} is too small; using 5000", cfg.epilog.budget_ms);
-        budget = Duration::from_millis(5000);
+        log::warn!("[epilog] {key} = {ms} is too small; using {fallback}");
+        budget = Duration::from_millis(fallback);
     }
     // The work stops a little early so that the run's own log line gets out in time.
     let hard_deadline = started + budget;

@@ -1,23 +1,18 @@
 //! The real `runledger-epilog` binary against a temp spool, a temp config (RUNLEDGER_CONF) and an
-//! in-process fake collector. Runs with an empty environment (no PATH), as slurmd runs it.
+//! in-process fake collector ([`runledger_epilog::testing`]). Runs with an empty environment (no
+//! PATH), as slurmd runs it.
 //!
 //! Tests whose assertions need munged skip with a note when it is not running; each has an
 //! `#[ignore = "needs munged"]` twin (`*_strict`) that fails instead.
 
+use runledger_epilog::testing::{closed_port, munge_up, Behaviour, FakeCollector};
 use runledger_record::spool::Spool;
-use runledger_record::wire::{self, Reply};
 use runledger_record::{Batch, ExitStatus, Item, JobState, StepEnd, StepStart, TaskExit, STEP_BATCH};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runledger-epilog");
-
-fn munge_up() -> bool {
-    !matches!(munge::encode(b"probe"), Err(e) if e.code == munge::ErrorKind::Socket)
-}
 
 /// A test that needs munged: skipped with a note without it; its strict twin is `#[ignore]`d.
 macro_rules! munge_test {
@@ -37,77 +32,6 @@ macro_rules! munge_test {
             $body()
         }
     };
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Behaviour {
-    Ack,
-    /// Accepts, reads the request, never replies (holds the connection open).
-    Silent,
-    /// Replies that the batch is malformed.
-    Malformed,
-}
-
-/// What the fake collector received, in order.
-#[derive(Debug)]
-struct Received {
-    cred_uid: u32,
-    batch: Batch,
-}
-
-struct FakeCollector {
-    addr: String,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl FakeCollector {
-    fn start(behaviour: Behaviour) -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for conn in l.incoming() {
-                let Ok(mut s) = conn else { continue };
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                let Ok((cred, body)) = wire::read_request(&mut s, wire::DEFAULT_MAX_FRAME) else { continue };
-                let reply = match munge::decode(&cred) {
-                    Err(e) => Reply::error(format!("credential: {e}")),
-                    Ok(d) if d.payload != wire::digest(&body).as_bytes() => Reply::error("digest mismatch"),
-                    Ok(d) => match Batch::from_json(&body) {
-                        Err(e) => Reply::error(e),
-                        Ok(batch) => {
-                            let n = batch.items.len();
-                            g.lock().unwrap().push(Received { cred_uid: d.uid, batch });
-                            Reply::ok(n)
-                        }
-                    },
-                };
-                match behaviour {
-                    Behaviour::Silent => held.push(s),
-                    Behaviour::Malformed => {
-                        wire::write_frame(&mut s, &serde_json::to_vec(&Reply::error("malformed batch: test")).unwrap())
-                            .unwrap()
-                    }
-                    Behaviour::Ack => {
-                        let _ = wire::write_frame(&mut s, &serde_json::to_vec(&reply).unwrap());
-                    }
-                }
-            }
-        });
-        FakeCollector { addr, got }
-    }
-
-    fn jobs(&self) -> Vec<u32> {
-        self.got.lock().unwrap().iter().map(|r| r.batch.items.last().unwrap().job_id()).collect()
-    }
-}
-
-/// An address nobody listens on.
-fn closed_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }
 
 struct Site {
@@ -177,6 +101,34 @@ impl Site {
 
     fn outbox_len(&self) -> usize {
         self.spool().outbox().len()
+    }
+
+    /// More `[epilog]` keys (the config's last section).
+    fn configure(&self, lines: &str) {
+        let mut text = std::fs::read_to_string(&self.conf).unwrap();
+        text.push_str(lines);
+        std::fs::write(&self.conf, text).unwrap();
+    }
+
+    /// A batch an earlier run could not deliver, created at `created`, of about `bytes` bytes.
+    fn queue_old(&self, job: u32, created: i64, bytes: usize) -> u64 {
+        let start = StepStart {
+            cluster: "testc".into(),
+            job_id: job,
+            step_id: STEP_BATCH,
+            node: "n1".into(),
+            argv: vec!["x".repeat(bytes)],
+            start: created,
+            ..Default::default()
+        };
+        let mut b = Batch::new("n1", vec![Item::StepStart(start)]);
+        b.created = created;
+        let path = self.spool().outbox_put(&b).unwrap();
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    fn outbox_jobs(&self) -> Vec<u32> {
+        self.spool().outbox().iter().map(|p| runledger_record::spool::outbox_name_parts(p).unwrap().1).collect()
     }
 
     fn run(&self, job: Option<&str>, args: &[&str]) -> (Output, Duration) {
@@ -436,4 +388,173 @@ fn help_and_usage_errors_exit_zero() {
     }
     let (o, _) = run_with(&[], None, &["--no-such-flag"]);
     assert_eq!(o.status.code(), Some(0));
+}
+
+fn over_size() {
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::new(&closed_port(), 5000);
+    let now = runledger_record::now();
+    let one = site.queue_old(11, now - 300, 10_000);
+    site.queue_old(12, now - 200, 10_000);
+    site.queue_old(13, now - 100, 10_000);
+    // Room for one old batch and the new one (a few KiB): the two oldest must go.
+    let site = Site::with_spool(site.dir, site.spool, &c.addr, 5000);
+    site.configure(&format!("spool_max_bytes = {}\n", one + one / 2));
+    site.spool_job(14);
+    let (o, took) = site.run(Some("14"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    let log = stderr(&o);
+    assert!(log.contains("DROPPING 2 batch(es)") && log.contains("of job(s) 11, 12."), "{log}");
+    assert!(log.contains("dropped=2"), "{log}");
+    assert_eq!(c.jobs(), vec![13, 14], "the newest old batch and the new one are sent, oldest first");
+    let total = site.spool().drop_count().unwrap();
+    assert_eq!((total.batches, total.items), (2, 2));
+    assert!(total.bytes >= 2 * one - 2, "{total:?}");
+    // Both batches sent after the drop tell the collector about it.
+    for r in c.got.lock().unwrap().iter() {
+        assert_eq!(r.batch.dropped, Some(total), "job {}", r.batch.items[0].job_id());
+    }
+    assert_eq!(site.outbox_len(), 0);
+}
+munge_test!(spool_over_size_drops_oldest_and_batches_carry_the_count, over_size_strict, over_size);
+
+#[test]
+fn spool_over_age_drops_old_batches_loudly_and_counts_them() {
+    let site = Site::new(&closed_port(), 3000);
+    site.configure("spool_max_age_days = 30\n");
+    let now = runledger_record::now();
+    site.queue_old(21, now - 40 * 86_400, 100);
+    site.queue_old(22, now - 86_400, 100);
+    site.spool_job(23);
+    let (o, took) = site.run(Some("23"), &[]);
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    let log = stderr(&o);
+    assert!(log.contains("error: ") && log.contains("DROPPING 1 batch(es)"), "{log}");
+    assert!(log.contains("(1 older than the age bound, 0 for space)") && log.contains("of job(s) 21."), "{log}");
+    assert_eq!(site.outbox_jobs(), vec![22, 23]);
+    let total = site.spool().drop_count().unwrap();
+    assert_eq!((total.batches, total.items), (1, 1));
+    // The new batch, kept for later, already carries the count.
+    let kept = site.spool().outbox_read(&site.spool().outbox()[1]).unwrap();
+    assert_eq!(kept.dropped, Some(total));
+    // Within bounds now: the next run drops nothing more.
+    let (o, _) = site.run(None, &["--flush"]);
+    assert!(!stderr(&o).contains("DROPPING"), "{}", stderr(&o));
+    assert_eq!(site.spool().drop_count().unwrap(), total);
+}
+
+fn backoff_until_the_collector_appears() {
+    use std::io::{BufRead, BufReader};
+    let addr = closed_port();
+    let site = Site::new(&addr, 20_000);
+    // Enough retries that the collector, started once the first retry is logged, is reached.
+    site.configure("retries = 10\nretry_base_ms = 20\nretry_max_ms = 500\n");
+    site.spool_job(31);
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("RUNLEDGER_CONF", &site.conf)
+        .envs([("SLURM_JOB_ID", "31"), ("SLURM_JOB_UID", "0"), ("SLURM_CLUSTER_NAME", "testc")])
+        .env("SLURMD_NODENAME", "n1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let lines = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in reader.lines().map_while(Result::ok) {
+            if line.contains("retry 1/10") {
+                let _ = tx.send(());
+            }
+            all.push(line);
+        }
+        all.join("\n")
+    });
+    let retried = rx.recv_timeout(Duration::from_secs(30));
+    let c = FakeCollector::start_at(&addr, Behaviour::Ack);
+    let status = child.wait().unwrap();
+    let log = lines.join().unwrap();
+    assert!(retried.is_ok(), "no retry logged:\n{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(c.jobs(), vec![31], "{log}");
+    assert!(log.contains("job 31: state=COMPLETED items=5 sent=1 queued=0"), "{log}");
+    assert_eq!(site.outbox_len(), 0);
+}
+munge_test!(backoff_retries_until_the_collector_listens, backoff_strict, backoff_until_the_collector_appears);
+
+/// Runs the epilog for `job` with the site's spool moved into a tmpfs of its own (a private mount
+/// namespace: nothing outside sees it), after `setup` (shell, `$S` is the spool). `None` where
+/// that is not allowed (not root, no unshare): the caller skips.
+fn run_in_tmpfs(site: &Site, job: &str, setup: &str) -> Option<(Output, Duration)> {
+    let seed = site.dir.path().join("seed");
+    let script = format!(
+        "set -e; S={s}; cp -a \"$S\" {seed}; mount -t tmpfs -o size=256k,mode=0700 tmpfs \"$S\"; \
+         cp -a {seed}/. \"$S\"/; {setup}; exec {BIN}",
+        s = site.spool.display(),
+        seed = seed.display()
+    );
+    let probe = Command::new("unshare")
+        .args(["-m", "sh", "-c", &format!("mount -t tmpfs tmpfs {}", site.dir.path().display())])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: cannot mount a tmpfs in a private mount namespace here (needs root and unshare)");
+        return None;
+    }
+    let vars = [("RUNLEDGER_CONF", site.conf.to_str().unwrap()), ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")];
+    let mut cmd = Command::new("unshare");
+    cmd.env_clear().envs(vars).args(["-m", "sh", "-c", &script]);
+    cmd.envs([
+        ("SLURM_JOB_ID", job),
+        ("SLURM_JOB_UID", "0"),
+        ("SLURM_JOB_EXIT_CODE", "0"),
+        ("SLURM_CLUSTER_NAME", "testc"),
+        ("SLURMD_NODENAME", "n1"),
+    ]);
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    Some((out, t.elapsed()))
+}
+
+fn read_only_spool() {
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::new(&c.addr, 5000);
+    site.queue_old(41, runledger_record::now() - 60, 100);
+    site.spool_job(42);
+    let Some((o, took)) = run_in_tmpfs(&site, "42", "mount -o remount,ro \"$S\"") else { return };
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    let log = stderr(&o);
+    assert!(log.contains("job 42: CANNOT KEEP the batch (5 items)") && log.contains("Read-only file system"), "{log}");
+    // Sent from memory first (the only copy), then the old one, which could not be removed.
+    assert_eq!(c.jobs(), vec![42, 41], "{log}");
+    assert_eq!(c.got.lock().unwrap()[0].batch.items.len(), 5);
+    assert!(log.contains("committed but not removed"), "{log}");
+    assert!(log.contains("job 42: state=COMPLETED items=5 sent=1 queued=0 older_sent=1"), "{log}");
+}
+munge_test!(read_only_spool_sends_directly_and_says_what_it_kept_not, read_only_strict, read_only_spool);
+
+fn full_disk() {
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::new(&c.addr, 5000);
+    site.spool_job(52);
+    let fill = "dd if=/dev/zero of=\"$S/fill\" bs=4096 2>/dev/null || true";
+    let Some((o, took)) = run_in_tmpfs(&site, "52", fill) else { return };
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    let log = stderr(&o);
+    assert!(log.contains("job 52: CANNOT KEEP the batch (5 items)") && log.contains("No space left"), "{log}");
+    assert_eq!(c.jobs(), vec![52], "{log}");
+    assert_eq!(c.got.lock().unwrap()[0].batch.items.len(), 5);
+    assert!(log.contains("sent=1 queued=0"), "{log}");
+}
+munge_test!(full_disk_sends_directly_and_says_what_it_could_not_keep, full_disk_strict, full_disk);
+
+#[test]
+fn full_disk_and_collector_down_exits_zero_and_says_what_is_lost() {
+    let site = Site::new(&closed_port(), 3000);
+    site.spool_job(53);
+    let fill = "dd if=/dev/zero of=\"$S/fill\" bs=4096 2>/dev/null || true";
+    let Some((o, took)) = run_in_tmpfs(&site, "53", fill) else { return };
+    assert_ok_within(&o, took, Duration::from_secs(5));
+    let log = stderr(&o);
+    assert!(log.contains("CANNOT KEEP") && log.contains("NOT delivered and NOT kept"), "{log}");
+    assert!(log.contains("LOST") && log.contains("jobs/53"), "{log}");
 }

@@ -14,6 +14,9 @@
 //! [epilog]
 //! spool = "/var/spool/runledger"
 //! budget_ms = 5000
+//! retries = 3                           # transient failures retried in a row (see EpilogConfig)
+//! spool_max_bytes = 268435456           # outbox bound (256 MiB); oldest batches dropped, loudly
+//! spool_max_age_days = 30
 //!
 //! [logs]                                # solver logs read by the epilog (see LogsConfig)
 //! enabled = true
@@ -80,7 +83,24 @@ pub struct EpilogConfig {
     pub connect_timeout_ms: u64,
     /// `syslog` (default) or `stderr`.
     pub log: String,
+    /// Transient failures (connection refused or reset, collector busy) retried in a row before a
+    /// run decides the collector is down and leaves the rest in the outbox. Kept small: slurmd
+    /// waits for the epilog, and the next run (or the flush timer) retries anyway.
+    pub retries: u32,
+    /// Backoff before retry n (from 0): a random delay in [0, min(retry_max_ms, retry_base_ms × 2ⁿ)]
+    /// ("full jitter", so nodes whose jobs ended together do not retry in step).
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// Wall-clock budget of a flush (`collector flush`, `runledger-epilog --flush`), which no job waits for.
+    pub flush_budget_ms: u64,
+    /// Bound on the outbox's size (0: none). Over it, the oldest batches are dropped, loudly and counted.
+    pub spool_max_bytes: u64,
+    /// Batches older than this are dropped, loudly and counted (0: kept until sent).
+    pub spool_max_age_days: u64,
 }
+
+/// Default `[epilog] spool_max_bytes`: 256 MiB, some 25,000 typical batches.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for EpilogConfig {
     fn default() -> Self {
@@ -89,6 +109,12 @@ impl Default for EpilogConfig {
             budget_ms: 5000,
             connect_timeout_ms: 1000,
             log: "syslog".into(),
+            retries: 3,
+            retry_base_ms: 100,
+            retry_max_ms: 2000,
+            flush_budget_ms: 60_000,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            spool_max_age_days: 30,
         }
     }
 }
@@ -181,6 +207,12 @@ mod tests {
         assert_eq!(c.epilog.budget_ms, 200);
         assert_eq!(c.epilog.spool, PathBuf::from("/var/spool/runledger"));
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        let e = Config::default().epilog;
+        assert_eq!((e.retries, e.retry_base_ms, e.retry_max_ms, e.flush_budget_ms), (3, 100, 2000, 60_000));
+        assert_eq!((e.spool_max_bytes, e.spool_max_age_days), (256 << 20, 30));
+        let c = Config::parse("[epilog]\nretries = 0\nspool_max_bytes = 1024\nspool_max_age_days = 0\n").unwrap();
+        assert_eq!((c.epilog.retries, c.epilog.spool_max_bytes, c.epilog.spool_max_age_days), (0, 1024, 0));
+        assert_eq!(c.epilog.flush_budget_ms, 60_000);
     }
 
     #[test]

@@ -371,11 +371,42 @@ pub struct Batch {
     /// When the batch was first put together; unchanged across retries.
     pub created: Timestamp,
     pub items: Vec<Item>,
+    /// The sender's running total of batches it dropped unsent (its outbox was over its bounds),
+    /// as of sending; absent while it has dropped none. Totals only grow, so a receiver keeps the
+    /// largest it has seen per sender; batches sent before the field existed simply lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<DropCount>,
+}
+
+/// Records a node dropped without delivering them: its outbox `<spool>/dropped.json`, and
+/// [`Batch::dropped`].
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct DropCount {
+    pub batches: u64,
+    pub items: u64,
+    pub bytes: u64,
+    /// When the latest drop happened (0: never).
+    pub last: Timestamp,
+}
+
+impl DropCount {
+    pub fn is_zero(&self) -> bool {
+        self.batches == 0 && self.items == 0 && self.bytes == 0
+    }
+
+    /// Adds `other`'s counts; `last` becomes the later of the two.
+    pub fn add(&mut self, other: &DropCount) {
+        self.batches += other.batches;
+        self.items += other.items;
+        self.bytes += other.bytes;
+        self.last = self.last.max(other.last);
+    }
 }
 
 impl Batch {
     pub fn new(sender: impl Into<String>, items: Vec<Item>) -> Self {
-        Batch { format: FORMAT_VERSION, sender: sender.into(), created: now(), items }
+        Batch { format: FORMAT_VERSION, sender: sender.into(), created: now(), items, dropped: None }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -432,5 +463,25 @@ mod tests {
         other.format = 99;
         assert!(Batch::from_json(&other.to_json()).unwrap_err().contains("not supported"));
         assert!(Batch::from_json(b"{").unwrap_err().contains("malformed"));
+    }
+
+    #[test]
+    fn drop_count_is_optional_on_the_wire() {
+        let item = Item::JobEnd(JobEnd { cluster: "c".into(), job_id: 5, node: "n".into(), ..Default::default() });
+        let mut b = Batch::new("n", vec![item]);
+        // None is left out entirely: what an older collector receives is byte-for-byte the old shape.
+        assert!(!String::from_utf8(b.to_json()).unwrap().contains("dropped"));
+        // A batch from a sender that predates the field still parses.
+        let old = r#"{"format":1,"sender":"n","created":7,"items":[]}"#;
+        assert_eq!(Batch::from_json(old.as_bytes()).unwrap().dropped, None);
+        b.dropped = Some(DropCount { batches: 2, items: 9, bytes: 4096, last: 1_700_000_000 });
+        let text = String::from_utf8(b.to_json()).unwrap();
+        assert!(text.contains(r#""dropped":{"batches":2,"items":9,"bytes":4096,"last":1700000000}"#), "{text}");
+        assert_eq!(Batch::from_json(text.as_bytes()).unwrap(), b);
+        let mut total = DropCount::default();
+        assert!(total.is_zero());
+        total.add(&DropCount { batches: 1, items: 3, bytes: 10, last: 5 });
+        total.add(&DropCount { batches: 1, items: 1, bytes: 20, last: 4 });
+        assert_eq!(total, DropCount { batches: 2, items: 4, bytes: 30, last: 5 });
     }
 }

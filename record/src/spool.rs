@@ -5,12 +5,15 @@
 //!   jobs/<job_id>/        the plugin's items for one job: <step>.start.json, <step>.end.json
 //!   outbox/               the epilog's batches, one file per job, deleted only after the
 //!                         collector acknowledged a committed transaction
+//!                         (<created>-<cluster>-<job>.json, so oldest first by name)
+//!   rejected/             batches the collector called malformed, for an admin to inspect
+//!   dropped.json          running total of batches dropped unsent (outbox over its bounds)
 //! ```
 //!
 //! Every file is written to a temporary name and renamed into place, so a reader sees a whole
 //! record or none. Readers tolerate garbage: a bad file is reported, never fatal.
 
-use crate::{step_name, Batch, Item};
+use crate::{step_name, Batch, DropCount, Item, Timestamp};
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -144,6 +147,40 @@ impl Spool {
             r => r,
         }
     }
+
+    /// Where the running total of dropped batches is kept.
+    pub fn drops_path(&self) -> PathBuf {
+        self.root.join("dropped.json")
+    }
+
+    /// The running total of batches dropped unsent; zero when none ever was.
+    pub fn drop_count(&self) -> Result<DropCount, String> {
+        let path = self.drops_path();
+        match read_bounded(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DropCount::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Adds `drops` to the running total, durably, and returns the new total. A counter file that
+    /// cannot be read restarts from zero (each drop was logged when it happened). The caller
+    /// serializes concurrent updates (the epilog holds its outbox lock).
+    pub fn add_drops(&self, drops: &DropCount) -> io::Result<DropCount> {
+        let mut total = self.drop_count().unwrap_or_default();
+        total.add(drops);
+        let bytes = serde_json::to_vec(&total).map_err(io::Error::other)?;
+        write_atomic(&self.drops_path(), &bytes, true)?;
+        Ok(total)
+    }
+}
+
+/// The creation time and job id an outbox file's name carries (`<created>-<cluster>-<job>.json`).
+pub fn outbox_name_parts(path: &Path) -> Option<(Timestamp, u32)> {
+    let stem = path.file_stem()?.to_str()?;
+    let (created, rest) = stem.split_once('-')?;
+    let (_, job) = rest.rsplit_once('-')?;
+    Some((created.parse().ok()?, job.parse().ok()?))
 }
 
 fn sanitize(s: &str) -> String {
@@ -257,5 +294,34 @@ mod tests {
         assert_eq!(s.outbox().len(), 1);
         fs::write(s.outbox_dir().join("0-x-1.json"), b"nope").unwrap();
         assert!(s.outbox_read(&s.outbox()[0]).unwrap_err().contains("malformed"));
+    }
+
+    #[test]
+    fn outbox_names_carry_creation_time_and_job() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::new(d.path());
+        let mut b = Batch::new("n", vec![start(42, 0)]);
+        b.created = 1_700_000_123;
+        let p = s.outbox_put(&b).unwrap();
+        assert_eq!(outbox_name_parts(&p), Some((1_700_000_123, 42)));
+        assert_eq!(outbox_name_parts(Path::new("/o/000000000005-my-cluster-7.json")), Some((5, 7)));
+        assert_eq!(outbox_name_parts(Path::new("/o/junk.json")), None);
+    }
+
+    #[test]
+    fn drop_counter_accumulates_and_survives_garbage() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::new(d.path().join("spool"));
+        s.ensure().unwrap();
+        assert_eq!(s.drop_count().unwrap(), DropCount::default());
+        s.add_drops(&DropCount { batches: 2, items: 7, bytes: 100, last: 50 }).unwrap();
+        let t = s.add_drops(&DropCount { batches: 1, items: 1, bytes: 10, last: 60 }).unwrap();
+        assert_eq!(t, DropCount { batches: 3, items: 8, bytes: 110, last: 60 });
+        assert_eq!(s.drop_count().unwrap(), t);
+        assert_eq!(fs::metadata(s.drops_path()).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::write(s.drops_path(), b"{oops").unwrap();
+        assert!(s.drop_count().unwrap_err().contains("dropped.json"));
+        let t = s.add_drops(&DropCount { batches: 1, items: 2, bytes: 3, last: 70 }).unwrap();
+        assert_eq!(t, DropCount { batches: 1, items: 2, bytes: 3, last: 70 });
     }
 }

@@ -149,3 +149,22 @@ fn refused_requests_in_the_window_are_reported() {
     assert_eq!(f.count(), 1);
     assert!(render(&f).contains("credential replayed: 2 (last"), "{}", render(&f));
 }
+
+#[test]
+fn nodes_that_dropped_records_are_reported_with_their_largest_total() {
+    let mut batches = complete(&[]);
+    let mut b = job(20).batch(0);
+    b.dropped = Some(runledger_record::DropCount { batches: 3, items: 12, bytes: 9000, last: T0 + DAY });
+    // The same node later re-sends an older batch carrying a smaller (older) total.
+    let mut older = job(21).batch(0);
+    older.dropped = Some(runledger_record::DropCount { batches: 1, items: 4, bytes: 3000, last: T0 + 1000 });
+    batches.extend([b, older]);
+    let conn = ledger(&batches);
+    let f = audit(&conn, &params(None)).unwrap();
+    assert_eq!(f.dropped.len(), 1, "{:?}", f.dropped);
+    let d = &f.dropped[0];
+    assert_eq!((d.node.as_str(), d.batches, d.items, d.bytes, d.last_drop), ("n0001", 3, 12, 9000, T0 + DAY));
+    assert!(render(&f).contains("n0001: 3 batches (12 records, 9000 bytes) dropped unsent"), "{}", render(&f));
+    let later = audit(&conn, &Params { since: T0 + 2 * DAY, ..params(None) }).unwrap();
+    assert!(later.dropped.is_empty(), "a drop before --since is not reported");
+}
