@@ -58,6 +58,7 @@ pub enum Outcome {
 pub struct Sender {
     address: String,
     connect_timeout: Duration,
+    reply_timeout: Duration,
     resolved: Option<Vec<SocketAddr>>,
     down: Option<String>,
     backoff: Backoff,
@@ -73,6 +74,7 @@ impl Sender {
         Sender {
             address: address.trim().to_string(),
             connect_timeout,
+            reply_timeout: Duration::MAX,
             resolved: None,
             down: None,
             backoff: Backoff::NONE,
@@ -80,6 +82,12 @@ impl Sender {
             failures: 0,
             retried: 0,
         }
+    }
+
+    /// Gives up on a collector that does not read or answer within `d` (per read or write).
+    pub fn reply_timeout(mut self, d: Duration) -> Self {
+        self.reply_timeout = d.max(Duration::from_millis(1));
+        self
     }
 
     /// Retries transient failures with `backoff`, its jitter drawn from `random`.
@@ -175,7 +183,7 @@ impl Sender {
             return if all_cheap { Err(why) } else { Ok(Outcome::Down(why)) };
         };
         let io_timeout = match left("talk to the") {
-            Ok(t) => t,
+            Ok(t) => t.min(self.reply_timeout),
             Err(e) => return Ok(Outcome::Down(e)),
         };
         let _ = s.set_nodelay(true);

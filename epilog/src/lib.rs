@@ -140,10 +140,11 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     );
 }
 
-/// The run's sender: `[collector] address`, `[epilog]` connect timeout and retries.
+/// The run's sender: `[collector] address`, `[epilog]` connect and reply timeouts, retries.
 fn sender(cfg: &Config) -> Sender {
     let e = &cfg.epilog;
     Sender::new(&cfg.collector.address, Duration::from_millis(e.connect_timeout_ms))
+        .reply_timeout(Duration::from_millis(e.reply_timeout_ms))
         .retrying(Backoff::new(e.retries, e.retry_base_ms, e.retry_max_ms), retry::random_source())
 }
 

@@ -38,7 +38,8 @@ ENVIRONMENT:
 
 FILES:
   /etc/runledger/runledger.toml   [collector] address; [epilog] spool, budget_ms,
-                                  connect_timeout_ms, log (\"syslog\" or \"stderr\"),
+                                  connect_timeout_ms, reply_timeout_ms,
+                                  log (\"syslog\" or \"stderr\"),
                                   retries, retry_base_ms, retry_max_ms, flush_budget_ms,
                                   spool_max_bytes, spool_max_age_days.
                                   [logs] enabled, globs, max_files, head_bytes, tail_bytes,

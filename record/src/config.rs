@@ -81,6 +81,10 @@ pub struct EpilogConfig {
     /// Wall-clock budget of one epilog run; it exits 0 by then whatever happened.
     pub budget_ms: u64,
     pub connect_timeout_ms: u64,
+    /// How long one read or write to the collector may block (the reply comes after its commit).
+    /// A hung collector thus costs each epilog this much, not its whole budget; a late reply only
+    /// means the batch is sent again, which the merge makes harmless.
+    pub reply_timeout_ms: u64,
     /// `syslog` (default) or `stderr`.
     pub log: String,
     /// Transient failures (connection refused or reset, collector busy) retried in a row before a
@@ -108,6 +112,7 @@ impl Default for EpilogConfig {
             spool: PathBuf::from(crate::spool::DEFAULT_ROOT),
             budget_ms: 5000,
             connect_timeout_ms: 1000,
+            reply_timeout_ms: 2000,
             log: "syslog".into(),
             retries: 3,
             retry_base_ms: 100,
@@ -210,6 +215,7 @@ mod tests {
         let e = Config::default().epilog;
         assert_eq!((e.retries, e.retry_base_ms, e.retry_max_ms, e.flush_budget_ms), (3, 100, 2000, 60_000));
         assert_eq!((e.spool_max_bytes, e.spool_max_age_days), (256 << 20, 30));
+        assert_eq!((e.connect_timeout_ms, e.reply_timeout_ms), (1000, 2000));
         let c = Config::parse("[epilog]\nretries = 0\nspool_max_bytes = 1024\nspool_max_age_days = 0\n").unwrap();
         assert_eq!((c.epilog.retries, c.epilog.spool_max_bytes, c.epilog.spool_max_age_days), (0, 1024, 0));
         assert_eq!(c.epilog.flush_budget_ms, 60_000);
