@@ -523,8 +523,31 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     pub database: Option<std::path::PathBuf>,
 
+    /// No progress bar (one is drawn on standard error when writing to a file from a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// The progress bar of an export to a file run from a terminal; hidden otherwise.
+fn export_progress(conn: &rusqlite::Connection, filter: &filter::Filter, show: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (cond, params) = filter.to_sql();
+    let total: i64 = conn
+        .query_row(&format!("SELECT COUNT(*) FROM jobs WHERE {cond}"), rusqlite::params_from_iter(params), |r| r.get(0))
+        .unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "exporting {bar:30} {percent:>3}% {human_pos}/{human_len} jobs, {eta} left",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
 
 pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), Failure> {
@@ -544,11 +567,14 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
             let file = std::fs::File::create(&tmp)
                 .map_err(|e| Failure::new(format!("cannot create {}: {e}", tmp.display())))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let bar = export_progress(&conn, &filter, !a.no_progress);
+            let tick = |n| bar.inc(n);
             let n = if a.format == ExportFormat::Parquet {
-                export::parquet(&conn, &filter, &mut w)
+                export::parquet(&conn, &filter, &mut w, &tick)
             } else {
-                export::text(&conn, &filter, a.format, &mut w)
+                export::text(&conn, &filter, a.format, &mut w, &tick)
             };
+            bar.finish_and_clear();
             let n = n.and_then(|n| w.flush().map(|_| n).map_err(|e| format!("writing {}: {e}", tmp.display())));
             match n {
                 Ok(n) => {
@@ -563,7 +589,7 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
                 }
             }
         }
-        _ => match export::text(&conn, &filter, a.format, out) {
+        _ => match export::text(&conn, &filter, a.format, out, &|_| ()) {
             Ok(n) => n,
             Err(e) if e.contains("Broken pipe") => return Ok(()),
             Err(e) => return Err(Failure::new(e)),

@@ -433,8 +433,14 @@ impl Group {
     }
 }
 
-/// Writes the matching jobs as Parquet to `out`; returns the number of jobs.
-pub fn parquet<W: Write + Send>(conn: &Connection, filter: &Filter, out: W) -> Result<u64, String> {
+/// Writes the matching jobs as Parquet to `out`; returns the number of jobs. `progress` is told
+/// of every row written.
+pub fn parquet<W: Write + Send>(
+    conn: &Connection,
+    filter: &Filter,
+    out: W,
+    progress: &dyn Fn(u64),
+) -> Result<u64, String> {
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq_err)?);
     let props = Arc::new(
         WriterProperties::builder()
@@ -446,6 +452,7 @@ pub fn parquet<W: Write + Send>(conn: &Connection, filter: &Filter, out: W) -> R
     let mut g = Group::default();
     let n = for_each_row(conn, filter, |r| {
         g.rows.push(r);
+        progress(1);
         if g.rows.len() >= ROW_GROUP {
             g.write(&mut w)?;
         }
@@ -456,14 +463,22 @@ pub fn parquet<W: Write + Send>(conn: &Connection, filter: &Filter, out: W) -> R
     Ok(n)
 }
 
-/// Writes the matching jobs as CSV or JSON Lines to `out`; returns the number of jobs.
-pub fn text(conn: &Connection, filter: &Filter, format: ExportFormat, out: &mut dyn Write) -> Result<u64, String> {
+/// Writes the matching jobs as CSV or JSON Lines to `out`; returns the number of jobs. `progress`
+/// is told of every row written.
+pub fn text(
+    conn: &Connection,
+    filter: &Filter,
+    format: ExportFormat,
+    out: &mut dyn Write,
+    progress: &dyn Fn(u64),
+) -> Result<u64, String> {
     let io = |e: std::io::Error| format!("writing the export: {e}");
     if format == ExportFormat::Csv {
         out.write_all(csv_header().as_bytes()).map_err(io)?;
     }
     for_each_row(conn, filter, |r| {
         let line = if format == ExportFormat::Csv { csv_line(&r) } else { json_line(&r) };
+        progress(1);
         out.write_all(line.as_bytes()).map_err(io)
     })
 }

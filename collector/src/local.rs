@@ -196,6 +196,9 @@ pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
             "--database is not accepted through the collector's socket (it answers from its own ledger)",
         ));
     }
+    if let Command::Export(a) = &mut parsed.command {
+        a.no_progress = true; // the daemon's terminal, if any, is not the caller's
+    }
     if let Scope::Own(me) = scope {
         if let Err(f) = restrict(&mut parsed.command, me) {
             return Answer::failed(&f);

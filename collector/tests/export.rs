@@ -66,13 +66,13 @@ fn rows_carry_modules_and_facts_in_every_format() {
     assert_eq!(rows[4].elapsed(), Some(64));
 
     let mut csv = Vec::new();
-    export::text(&conn, &Filter::default(), ExportFormat::Csv, &mut csv).unwrap();
+    export::text(&conn, &Filter::default(), ExportFormat::Csv, &mut csv, &|_| ()).unwrap();
     let csv = String::from_utf8(csv).unwrap();
     assert_eq!(csv.lines().count(), 12);
     assert!(csv.lines().nth(2).unwrap().contains(",gcc/12.2.0;openmpi/4.1.4,"), "{csv}");
     let mut jl = Vec::new();
     let f = Filter { users: vec!["u1".into()], ..Default::default() };
-    export::text(&conn, &f, ExportFormat::Jsonl, &mut jl).unwrap();
+    export::text(&conn, &f, ExportFormat::Jsonl, &mut jl, &|_| ()).unwrap();
     let lines: Vec<serde_json::Value> =
         String::from_utf8(jl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
@@ -83,7 +83,7 @@ fn rows_carry_modules_and_facts_in_every_format() {
     // Parquet, read back with the parquet crate's own reader.
     let pq_path = dir.path().join("j.parquet");
     let file = std::fs::File::create(&pq_path).unwrap();
-    assert_eq!(export::parquet(&conn, &Filter::default(), file).unwrap(), 11);
+    assert_eq!(export::parquet(&conn, &Filter::default(), file, &|_| ()).unwrap(), 11);
     let reader = SerializedFileReader::new(std::fs::File::open(&pq_path).unwrap()).unwrap();
     assert_eq!(reader.metadata().file_metadata().num_rows(), 11);
     let schema = reader.metadata().file_metadata().schema_descr();
