@@ -4,30 +4,12 @@
 //! Tests that need munged to sign requests skip with a note without it; their `*_strict` twins
 //! (`#[ignore = "needs munged"]`) fail instead.
 
+use runledger_epilog::munge_test;
 use runledger_epilog::testing::{closed_port, munge_up, Behaviour, FakeCollector};
 use runledger_record::spool::Spool;
 use runledger_record::{Batch, Item, StepStart};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-macro_rules! munge_test {
-    ($name:ident, $strict:ident, $body:ident) => {
-        #[test]
-        fn $name() {
-            if !munge_up() {
-                eprintln!("SKIPPED {}: munged is not running (see {})", stringify!($name), stringify!($strict));
-                return;
-            }
-            $body()
-        }
-
-        #[test]
-        #[ignore = "needs munged"]
-        fn $strict() {
-            $body()
-        }
-    };
-}
 
 /// A compute node: its spool and its runledger.toml.
 struct Node {

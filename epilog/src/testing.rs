@@ -8,6 +8,28 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A test that needs munged: skipped with a note without it; its strict twin (`#[ignore = "needs
+/// munged"]`, run by packaging/run-tests) fails instead. The test file must import [`munge_up`].
+#[macro_export]
+macro_rules! munge_test {
+    ($name:ident, $strict:ident, $body:ident) => {
+        #[test]
+        fn $name() {
+            if !munge_up() {
+                eprintln!("SKIPPED {}: munged is not running (see {})", stringify!($name), stringify!($strict));
+                return;
+            }
+            $body()
+        }
+
+        #[test]
+        #[ignore = "needs munged"]
+        fn $strict() {
+            $body()
+        }
+    };
+}
+
 /// Whether munged answers (tests that sign requests skip, saying so, without it).
 pub fn munge_up() -> bool {
     !matches!(munge::encode(b"probe"), Err(e) if e.code == munge::ErrorKind::Socket)

@@ -5,6 +5,7 @@
 //! Tests whose assertions need munged skip with a note when it is not running; each has an
 //! `#[ignore = "needs munged"]` twin (`*_strict`) that fails instead.
 
+use runledger_epilog::munge_test;
 use runledger_epilog::testing::{closed_port, munge_up, Behaviour, FakeCollector};
 use runledger_record::spool::Spool;
 use runledger_record::{Batch, ExitStatus, Item, JobState, StepEnd, StepStart, TaskExit, STEP_BATCH};
@@ -13,26 +14,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runledger-epilog");
-
-/// A test that needs munged: skipped with a note without it; its strict twin is `#[ignore]`d.
-macro_rules! munge_test {
-    ($name:ident, $strict:ident, $body:ident) => {
-        #[test]
-        fn $name() {
-            if !munge_up() {
-                eprintln!("SKIPPED {}: munged is not running (see {}_strict)", stringify!($name), stringify!($name));
-                return;
-            }
-            $body()
-        }
-
-        #[test]
-        #[ignore = "needs munged"]
-        fn $strict() {
-            $body()
-        }
-    };
-}
 
 struct Site {
     dir: tempfile::TempDir,
