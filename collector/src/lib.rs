@@ -19,4 +19,6 @@ pub mod query;
 #[doc(hidden)]
 pub mod sample;
 pub mod serve;
+#[doc(hidden)]
+pub mod synth;
 pub mod timefmt;
