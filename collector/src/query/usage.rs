@@ -402,6 +402,8 @@ pub fn co_usage(
             Cell::Float(p, 3),
         ]);
     }
+    // Stable sorts: module_b, then module_a, then phi (the pairs come from a hash map).
+    report.sort_by(1, false);
     report.sort_by(0, false);
     report.sort_by(5, true);
     if let Some(t) = top {
