@@ -494,3 +494,190 @@ impl Synth {
         Some(b)
     }
 }
+
+/// When the migration fixture's year ends (2026-01-01T00:00:00Z) and its records were received.
+pub const FIXTURE_END: Timestamp = 1_767_225_600;
+
+/// The ledger of the schema-migration test: 30 made-up jobs (seed 7) and a dozen hand-made
+/// ones with what the made-up year lacks: array tasks, a reused job id, tasks that exit at other
+/// times, dump core or disagree with their raw status, steps without their start or end, a node
+/// without its `JobEnd`, a module listed twice, two versions of one module, output paths,
+/// evidence, facts with units, empty environments and user names.
+pub fn fixture_batches() -> Vec<Batch> {
+    use crate::sample::Sample;
+    let mut out = Vec::new();
+    let mut synth = Synth::new(30, 7, FIXTURE_END);
+    while let Some(b) = synth.next_job() {
+        out.extend(b);
+    }
+    let t = FIXTURE_END - 200 * DAY + 3600;
+    let mk = |job_id: u32, start: Timestamp| {
+        let mut s = Sample::new("bench", job_id, start);
+        s.first_node = 200;
+        s.duration = 4000;
+        s
+    };
+    let ex = |code: i32, signal: i32| ExitStatus { code, signal, core_dumped: false };
+    let mut items_of = |s: &Sample, edit: &dyn Fn(u32, &mut Item)| {
+        for node in 0..s.nnodes {
+            let mut items = s.node_items(node);
+            for it in &mut items {
+                edit(node, it);
+            }
+            let mut b = Batch::new(s.node_name(node), items);
+            b.created = s.end();
+            out.push(b);
+        }
+    };
+    // Array tasks 7000_1 and 7000_2 (job ids 7001, 7002), two nodes each.
+    for task in 1..=2u32 {
+        let mut s = mk(7000 + task, t + i64::from(task) * 60);
+        s.nnodes = 2;
+        s.user = "user003".into();
+        s.account = "acct21".into();
+        items_of(&s, &|_, it| {
+            if let Item::StepStart(st) = it {
+                st.array_job_id = Some(7000);
+                st.array_task_id = Some(task);
+            }
+        });
+    }
+    // Tasks at other times, a core dump, a raw status its decoded form disagrees with, unordered
+    // ranks with gaps; two versions of one module and a module listed twice; facts with units.
+    let mut s = mk(7100, t + 7200);
+    s.nnodes = 3;
+    s.state = JobState::Failed;
+    s.exit = ex(0, 11);
+    s.last_node = Some((JobState::NodeFail, ex(1, 0)));
+    s.modules.push(Module { name: "openmpi".into(), version: Some("4.1.5".into()), file: None });
+    s.modules.push(Module { name: "gcc".into(), version: Some("12.2.0".into()), file: Some("/other/gcc.lua".into()) });
+    s.modules.push(Module { name: "ucx".into(), version: None, file: None });
+    s.set_log("LAMMPS", "failed", Some("segfault"), Some("Segmentation fault (core dumped)"), &[("atoms", "32000")]);
+    for f in &mut s.facts {
+        if f.key == "atoms" {
+            f.unit = Some("atoms".into());
+        }
+    }
+    s.facts.push(Fact {
+        source: String::new(),
+        key: "performance".into(),
+        value: "12.5".into(),
+        unit: Some("ns/day".into()),
+    });
+    let end = s.end();
+    items_of(&s, &|node, it| {
+        if let Item::StepEnd(se) = it {
+            if se.step_id == 0 {
+                se.tasks = vec![
+                    TaskExit {
+                        task_id: 3,
+                        global_rank: node * 10 + 7,
+                        raw_status: 139,
+                        status: ExitStatus::from_wait_status(139),
+                        time: end - 30,
+                    },
+                    TaskExit {
+                        task_id: 0,
+                        global_rank: node * 10,
+                        raw_status: 0,
+                        status: ExitStatus::default(),
+                        time: end - 3,
+                    },
+                    TaskExit {
+                        task_id: 1,
+                        global_rank: node * 10 + 1,
+                        raw_status: 0,
+                        status: ExitStatus::default(),
+                        time: end - 3,
+                    },
+                    TaskExit {
+                        task_id: 2,
+                        global_rank: node * 10 + 2,
+                        raw_status: 256,
+                        status: ex(2, 0),
+                        time: end - 2,
+                    },
+                    TaskExit { task_id: 4, global_rank: node * 10 + 8, raw_status: 0, status: ex(5, 0), time: end - 2 },
+                ];
+                se.stderr = Some(format!("/scratch/err-{node}.log"));
+            }
+        }
+    });
+    // A reused job id: job 1003 of the made-up year again, later, elsewhere.
+    let mut s = mk(1003, FIXTURE_END - 10 * DAY);
+    s.user = "user150".into();
+    s.uid = 10_150;
+    items_of(&s, &|_, _| {});
+    // Steps without their StepStart (and a StepStart without its StepEnd), no JobEnd on the
+    // second node: state UNKNOWN there, the first node's elsewhere.
+    let mut s = mk(7200, t + 10_800);
+    s.nnodes = 2;
+    items_of(&s, &|node, it| {
+        if node == 1 {
+            if let Item::JobEnd(j) = it {
+                // Replaced by a StepStart of step 1 that never ended.
+                let mut st = match Sample::new("bench", 7200, j.end - 100).node_items(0).remove(2) {
+                    Item::StepStart(st) => st,
+                    _ => unreachable!("the sample's third item is step 0's start"),
+                };
+                st.step_id = 1;
+                st.node = j.node.clone();
+                st.env.clear();
+                st.modules.clear();
+                *it = Item::StepStart(st);
+            }
+            if let Item::StepStart(st) = it {
+                if st.step_id == 0 {
+                    // Its StepStart says another start than its StepEnd.
+                    st.start += 5;
+                }
+            }
+        }
+    });
+    let mut s = mk(7201, t + 14_400);
+    items_of(&s.clone(), &|_, it| {
+        if let Item::StepStart(st) = it {
+            // A step only its StepEnd tells about: make the StepStart another job's.
+            st.job_id = 7202;
+        }
+    });
+    // No user name (uid only), no account, an empty environment, a time limit.
+    s.job_id = 7300;
+    s.start = t + 20_000;
+    s.user = String::new();
+    s.uid = 4242;
+    s.env_vars = 0;
+    s.state = JobState::Timeout;
+    s.exit = ex(0, 15);
+    items_of(&s, &|_, it| match it {
+        Item::StepStart(st) => {
+            st.account = None;
+            st.env.clear();
+        }
+        Item::JobEnd(j) => {
+            j.account = None;
+            j.derived_exit = None;
+        }
+        _ => {}
+    });
+    // Out of memory and cancelled, another cluster, tags on two steps.
+    let mut s = mk(7400, t + 30_000);
+    s.cluster = "other".into();
+    s.state = JobState::OutOfMemory;
+    s.exit = ex(0, 9);
+    s.tags.insert("exp".into(), "e3".into());
+    items_of(&s, &|_, it| {
+        if let Item::StepStart(st) = it {
+            if st.step_id == 0 {
+                st.tags.insert("exp".into(), "e1".into());
+                st.tags.insert("phase".into(), "2".into());
+            }
+        }
+    });
+    let mut s = mk(7401, t + 40_000);
+    s.state = JobState::Cancelled;
+    s.exit = ex(0, 15);
+    s.partition = "debug".into();
+    items_of(&s, &|_, _| {});
+    out
+}
