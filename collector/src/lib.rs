@@ -16,9 +16,11 @@ pub mod parse;
 pub mod plot;
 pub mod plot_usage;
 pub mod query;
+pub mod rollup;
 #[doc(hidden)]
 pub mod sample;
 pub mod serve;
+pub mod store;
 #[doc(hidden)]
 pub mod synth;
 pub mod timefmt;
