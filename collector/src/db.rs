@@ -825,6 +825,10 @@ pub fn open_ro(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+    // A query reads most pages once, so a big page cache only costs the memory it fills (page
+    // faults): 256 KiB instead of SQLite's 2 MiB took `query jobs -u NAME`, 3,500 scattered rows
+    // of a million, from 21 to 19.5 ms of CPU. (A memory map instead of reads was slower.)
+    conn.execute_batch("PRAGMA cache_size = -256").map_err(|e| e.to_string())?;
     let version = schema_version(&conn).map_err(|e| {
         if e.contains("readonly") || e.contains("unable to open") {
             format!(

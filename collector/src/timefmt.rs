@@ -82,7 +82,19 @@ pub fn rfc3339(t: i64) -> String {
 
 /// sacct's display form, local time (`2024-03-01T14:05:00`).
 pub fn display(t: Option<i64>) -> String {
+    use chrono::{Datelike, Timelike};
     match t.and_then(local) {
+        // Written field by field: a listing prints thousands, and chrono's format() parses its
+        // pattern each time.
+        Some(d) if (0..=9999).contains(&d.year()) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            d.year(),
+            d.month(),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        ),
         Some(d) => d.format("%Y-%m-%dT%H:%M:%S").to_string(),
         None => "Unknown".into(),
     }

@@ -159,49 +159,87 @@ pub fn helpformat() -> String {
 }
 
 pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
-    let cells: Vec<Vec<String>> = rows.iter().map(|j| fields.iter().map(|f| (f.get)(j, extras)).collect()).collect();
-    let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
+    // Every cell in one buffer (thousands of rows: one allocation, not one per cell).
+    let mut buf = String::new();
+    let mut ends = Vec::with_capacity(rows.len() * fields.len());
+    for j in rows {
+        for f in fields {
+            buf.push_str(&(f.get)(j, extras));
+            ends.push(buf.len());
+        }
+    }
+    let cell = |i: usize| &buf[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+    let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
     let right: Vec<bool> = fields.iter().map(|f| f.right).collect();
-    aligned(&names, &cells, &right, " ", header)
+    let n = fields.len();
+    aligned_with(&names, rows.len(), |r, c| cell(r * n + c), &right, " ", header)
 }
 
 /// An aligned text table, as every `query` prints by default: columns as wide as their widest
 /// cell (and name, with `header`), right-aligned where `right` says, separated by `sep`, under a
 /// header line and a rule of dashes.
 pub fn aligned(names: &[String], cells: &[Vec<String>], right: &[bool], sep: &str, header: bool) -> String {
-    let mut widths: Vec<usize> = names.iter().map(|n| if header { n.chars().count() } else { 0 }).collect();
-    for row in cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    aligned_with(&names, cells.len(), |r, c| cells[r].get(c).map_or("", String::as_str), right, sep, header)
+}
+
+/// [`aligned`] over `rows` rows of cells given by `cell(row, column)`.
+fn aligned_with<'a>(
+    names: &[&'a str],
+    rows: usize,
+    cell: impl Fn(usize, usize) -> &'a str,
+    right: &[bool],
+    sep: &str,
+    header: bool,
+) -> String {
+    // Thousands of rows: the width of a cell counted cheaply, each line written in place.
+    let width = |s: &str| if s.is_ascii() { s.len() } else { s.chars().count() };
+    let cols = names.len();
+    let mut widths: Vec<usize> = names.iter().map(|n| if header { width(n) } else { 0 }).collect();
+    for r in 0..rows {
+        for (c, w) in widths.iter_mut().enumerate() {
+            *w = (*w).max(width(cell(r, c)));
         }
     }
-    let mut out = String::new();
-    let line = |out: &mut String, vals: &[String]| {
-        let mut l = String::new();
-        for (i, (v, w)) in vals.iter().zip(&widths).enumerate() {
+    let line_len = widths.iter().sum::<usize>() + sep.len() * cols + 1;
+    let spaces = |out: &mut String, n: usize| {
+        const SPACES: &str = "                                                                ";
+        let mut n = n;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            out.push_str(&SPACES[..k]);
+            n -= k;
+        }
+    };
+    let mut out = String::with_capacity(line_len * (rows + 2));
+    let line = |out: &mut String, value: &dyn Fn(usize) -> &'a str| {
+        let start = out.len();
+        for (i, w) in widths.iter().enumerate() {
             if i > 0 {
-                l.push_str(sep);
+                out.push_str(sep);
             }
-            let pad = w.saturating_sub(v.chars().count());
+            let v = value(i);
+            let pad = w.saturating_sub(width(v));
             if right.get(i).copied().unwrap_or(false) {
-                l.push_str(&" ".repeat(pad));
-                l.push_str(v);
+                spaces(out, pad);
+                out.push_str(v);
             } else {
-                l.push_str(v);
-                l.push_str(&" ".repeat(pad));
+                out.push_str(v);
+                spaces(out, pad);
             }
         }
-        out.push_str(l.trim_end());
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     };
     if header {
-        line(&mut out, names);
+        line(&mut out, &|c| names[c]);
         let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
         out.push_str(&rules.join(sep));
         out.push('\n');
     }
-    for row in cells {
-        line(&mut out, row);
+    for r in 0..rows {
+        line(&mut out, &|c| cell(r, c));
     }
     out
 }
