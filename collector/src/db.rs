@@ -344,6 +344,13 @@ CREATE TABLE module_set_members (
     PRIMARY KEY (module, module_set)
 ) WITHOUT ROWID;
 
+CREATE TABLE states (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+INSERT INTO states (id, name) VALUES (0, 'UNKNOWN'), (1, 'COMPLETED'), (2, 'FAILED'), (3, 'OUT_OF_MEMORY'),
+    (4, 'CANCELLED'), (5, 'TIMEOUT'), (6, 'NODE_FAIL');
+
 CREATE TABLE job_nodes (
     job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     node INTEGER NOT NULL REFERENCES hosts(id),
@@ -353,7 +360,7 @@ CREATE TABLE job_nodes (
     core_dumped INTEGER NOT NULL DEFAULT 0,
     derived_exit_code INTEGER,
     derived_signal INTEGER,
-    state TEXT NOT NULL,
+    state INTEGER NOT NULL REFERENCES states(id),
     state_evidence TEXT,
     start INTEGER,
     end INTEGER NOT NULL,
@@ -398,11 +405,15 @@ ALTER TABLE jobs ADD COLUMN module_set INTEGER REFERENCES module_sets(id);
 ALTER TABLE jobs ADD COLUMN grp INTEGER;
 UPDATE jobs SET env = (SELECT e.id FROM environments e WHERE e.hash = jobs.env_hash) WHERE env_hash IS NOT NULL;
 ALTER TABLE jobs DROP COLUMN env_hash;
+ALTER TABLE jobs DROP COLUMN cpu_seconds;
+ALTER TABLE jobs ADD COLUMN cpu_seconds REAL GENERATED ALWAYS AS (cpu_user_s + cpu_sys_s) VIRTUAL;
 DROP INDEX jobs_cluster_job;
 DROP INDEX jobs_job;
 CREATE INDEX jobs_job_cluster ON jobs(job_id, cluster);
 DROP INDEX jobs_user;
 CREATE INDEX jobs_user ON jobs(user, start);
+DROP INDEX jobs_uid;
+DROP INDEX jobs_partition;
 
 CREATE TABLE rollup (
     id INTEGER PRIMARY KEY,
@@ -641,7 +652,8 @@ fn v3_convert(conn: &Connection) -> rusqlite::Result<()> {
         let mut insert = conn.prepare(
             "INSERT INTO job_nodes (job, node, attrs, exit_code, signal, core_dumped, derived_exit_code,
                                     derived_signal, state, state_evidence, start, end, stdout, stderr, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT id FROM states WHERE name = ?9), ?10, ?11, ?12, ?13,
+                     ?14, ?15)",
         )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -699,6 +711,20 @@ fn v3_convert(conn: &Connection) -> rusqlite::Result<()> {
         }
         if let Some(job) = cur {
             flush(job, &mut modules)?;
+        }
+    }
+
+    // Node lists in their compressed form (only lists of three or more nodes can change).
+    {
+        let mut st = conn.prepare("SELECT id, nodes FROM jobs WHERE nodes LIKE '%,%,%'")?;
+        let mut update = conn.prepare("UPDATE jobs SET nodes = ?2 WHERE id = ?1")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let nodes: String = r.get(1)?;
+            let short = store::compress_nodes(&nodes);
+            if short != nodes {
+                update.execute(rusqlite::params![r.get::<_, i64>(0)?, short])?;
+            }
         }
     }
 

@@ -210,7 +210,13 @@ pub fn for_each_row(
             cpu_sys_s: r.get(19).map_err(db)?,
             cpu_seconds: r.get(20).map_err(db)?,
             max_rss_kib: r.get(21).map_err(db)?,
-            nodes: r.get(22).map_err(db)?,
+            nodes: r.get::<_, Option<String>>(22).map_err(db)?.map(|n| {
+                if n.contains('[') {
+                    crate::store::expand_nodes(&n)
+                } else {
+                    n
+                }
+            }),
             program: r.get(23).map_err(db)?,
             outcome: r.get(24).map_err(db)?,
             category: r.get(25).map_err(db)?,

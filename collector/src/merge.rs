@@ -413,7 +413,7 @@ fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp
     conn.prepare_cached(
         "INSERT INTO job_nodes (job, node, attrs, exit_code, signal, core_dumped, derived_exit_code, derived_signal,
                                 state, state_evidence, start, end, stdout, stderr, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT id FROM states WHERE name = ?9), ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (job, node) DO UPDATE SET
             attrs = excluded.attrs, exit_code = excluded.exit_code, signal = excluded.signal,
             core_dumped = excluded.core_dumped, derived_exit_code = excluded.derived_exit_code,
@@ -511,9 +511,11 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 
 /// Recomputes a job row's aggregates from its child rows.
 ///
-/// - cpu (user, sys, total) = sums over all steps on all nodes; max_rss = max over steps;
+/// - cpu (user, sys) = sums over all steps on all nodes (the total is a generated column);
+///   max_rss = max over steps;
 /// - start = earliest step or node start; end = latest step or node end;
-/// - nodes = distinct nodes seen (natural order); nnodes = max(that count, steps' nnodes);
+/// - nodes = distinct nodes seen (natural order, runs as `n[01-64]`: [`store::compress_nodes`]);
+///   nnodes = max(that count, steps' nnodes);
 ///   ncpus = Σ over nodes of the largest step ncpus on that node;
 /// - state = worst [`JobState`] over the node records (UNKNOWN without any); exit code/signal =
 ///   worst [`ExitStatus::severity`]; evidence = from a node with the worst state;
@@ -577,9 +579,10 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     let mut nodes: Vec<String> = Vec::new();
     {
         let mut st = conn.prepare_cached(
-            "SELECT h.name, a.uid, a.user, a.account, a.partition, a.work_dir, n.state, n.exit_code, n.signal,
+            "SELECT h.name, a.uid, a.user, a.account, a.partition, a.work_dir, st.name, n.exit_code, n.signal,
                     n.state_evidence, n.start, n.end
-             FROM job_nodes n JOIN hosts h ON h.id = n.node LEFT JOIN attrs a ON a.id = n.attrs
+             FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state
+                  LEFT JOIN attrs a ON a.id = n.attrs
              WHERE n.job = ?1 ORDER BY h.name",
         )?;
         let mut rows = st.query([job])?;
@@ -641,7 +644,7 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
         "UPDATE jobs SET array_job_id = ?2, array_task_id = ?3, uid = ?4, user = ?5, gid = ?6, account = ?7,
             partition = ?8, qos = ?9, job_name = ?10, work_dir = ?11, start = ?12, end = ?13, state = ?14,
             exit_code = ?15, signal = ?16, state_evidence = ?17, nnodes = ?18, ncpus = ?19, cpu_user_s = ?20,
-            cpu_sys_s = ?21, cpu_seconds = ?22, max_rss_kib = ?23, nodes = ?24, env = ?25, module_set = ?26
+            cpu_sys_s = ?21, max_rss_kib = ?22, nodes = ?23, env = ?24, module_set = ?25
          WHERE id = ?1",
     )?
     .execute(params![
@@ -666,9 +669,8 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
         ncpus,
         cpu_user,
         cpu_sys,
-        cpu_user + cpu_sys,
         max_rss,
-        nodes.join(","),
+        store::compress_nodes(&nodes.join(",")),
         attrs.env,
         module_set,
     ])?;

@@ -85,19 +85,99 @@ pub fn env_id(conn: &Connection, env: &BTreeMap<String, String>) -> rusqlite::Re
 /// A step's modules in load order: (module id, modulefile).
 pub type ModuleList = Vec<(i64, Option<String>)>;
 
-/// The id of a step's module list in `module_lists` (JSON `[[module, file], …]`), added if new;
-/// None for no modules.
+/// The id of a step's module list in `module_lists`, added if new; None for no modules. The list
+/// is stored as `module:file,…` with the modulefile's `strings` id (empty without a file): a
+/// modulefile path is long, and the same for every job that loads the module.
 pub fn module_list_id(conn: &Connection, list: &ModuleList) -> rusqlite::Result<Option<i64>> {
     if list.is_empty() {
         return Ok(None);
     }
-    let items = serde_json::to_string(list).expect("a module list serializes");
+    let mut items = String::new();
+    for (i, (module, file)) in list.iter().enumerate() {
+        if i > 0 {
+            items.push(',');
+        }
+        items.push_str(&module.to_string());
+        items.push(':');
+        if let Some(f) = file {
+            items.push_str(&string_id(conn, f)?.to_string());
+        }
+    }
     intern(conn, "SELECT id FROM module_lists WHERE items = ?1", "INSERT INTO module_lists (items) VALUES (?1)", &items)
         .map(Some)
 }
 
-pub fn parse_module_list(items: &str) -> ModuleList {
-    serde_json::from_str(items).unwrap_or_default()
+/// A stored module list: (module id, modulefile's `strings` id).
+pub fn parse_module_list(items: &str) -> Vec<(i64, Option<i64>)> {
+    items
+        .split(',')
+        .filter_map(|item| {
+            let (m, f) = item.split_once(':')?;
+            Some((m.parse().ok()?, f.parse().ok()))
+        })
+        .collect()
+}
+
+/// A job's nodes as `jobs.nodes` keeps them: runs of three or more names of one prefix and
+/// consecutive numbers of one width (`n0313,n0314,…,n0344`) as `n[0313-0344]` (Slurm's
+/// hostlist form), so a 64-node job's list takes a dozen bytes. A list with a bracket in a name
+/// is kept as it is. [`expand_nodes`] gives the list back.
+pub fn compress_nodes(list: &str) -> String {
+    if list.contains(['[', ']']) {
+        return list.to_string();
+    }
+    let split = |name: &str| -> Option<(usize, u64)> {
+        let digits = name.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let at = name.len() - digits;
+        (digits > 0 && digits <= 18).then(|| (at, name[at..].parse().ok())).and_then(|(at, n)| Some((at, n?)))
+    };
+    let names: Vec<&str> = list.split(',').collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let mut j = i + 1;
+        if let Some((at, n)) = split(names[i]) {
+            while let Some(next) = names.get(j) {
+                let k = (j - i) as u64;
+                match split(next) {
+                    Some((at2, n2)) if next[..at2] == names[i][..at] && next.len() == names[i].len() && n2 == n + k => {
+                        j += 1
+                    }
+                    _ => break,
+                }
+            }
+            if j - i >= 3 {
+                let (first, last) = (names[i], names[j - 1]);
+                out.push(format!("{}[{}-{}]", &first[..at], &first[at..], &last[at..]));
+                i = j;
+                continue;
+            }
+        }
+        out.push(names[i].to_string());
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// The comma-separated node list [`compress_nodes`] stored.
+pub fn expand_nodes(stored: &str) -> String {
+    if !stored.contains('[') {
+        return stored.to_string();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in stored.split(',') {
+        let run = item.strip_suffix(']').and_then(|s| s.split_once('[')).and_then(|(prefix, range)| {
+            let (lo, hi) = range.split_once('-')?;
+            Some((prefix, lo.len(), lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?))
+        });
+        match run {
+            Some((prefix, width, lo, hi)) if lo <= hi => {
+                out.extend((lo..=hi).map(|n| format!("{prefix}{n:0width$}")));
+            }
+            _ => out.push(item.to_string()),
+        }
+    }
+    out.join(",")
 }
 
 /// The id of a job's module set in `module_sets` (its distinct module ids, ascending, joined by
@@ -372,6 +452,31 @@ mod tests {
         assert_eq!(ExactSum::from_blob(Some(&a.to_blob())), a);
         assert!((a.value() - xs.iter().sum::<f64>()).abs() < 1e-6);
         assert_eq!(ExactSum::from_blob(None).value(), 0.0);
+    }
+
+    #[test]
+    fn node_lists_compress_and_expand_back() {
+        let list = |v: &[&str]| v.join(",");
+        let many: Vec<String> = (313..=344).map(|n| format!("n{n:04}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(compress_nodes(&list(&many)), "n[0313-0344]");
+        for l in [
+            list(&many),
+            list(&["n0001"]),
+            list(&["n0001", "n0002"]),
+            list(&["a1", "a2", "a3", "a5", "b6", "b7", "b8", "x", "n09", "n10", "n11"]),
+            list(&["n98", "n99", "n100", "n101"]),
+            list(&["cn01-ib", "cn02-ib", "cn03-ib"]),
+            list(&["rack1n1", "rack1n2", "rack1n3", "rack2n4"]),
+            list(&["odd[1]", "odd[2]", "odd[3]"]),
+            list(&["n1", "n2", "n3", "n99999999999999999999"]),
+            String::new(),
+        ] {
+            let c = compress_nodes(&l);
+            assert_eq!(expand_nodes(&c), l, "{c}");
+            assert!(c.len() <= l.len() + 2, "{c} from {l}");
+        }
+        assert_eq!(compress_nodes("a1,a2,a3,a5,b6,b7,b8,x"), "a[1-3],a5,b[6-8],x");
     }
 
     #[test]

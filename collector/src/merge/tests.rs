@@ -49,7 +49,8 @@ pub(crate) fn dump(conn: &Connection) -> String {
         .map(Result::unwrap)
         .map(|(id, items)| {
             let l = crate::store::parse_module_list(&items);
-            (id, l.into_iter().map(|(m, f)| format!("{}:{f:?}", modules[&m])).collect::<Vec<_>>().join(" "))
+            let file = |f: Option<i64>| f.map(|f| strings[&f].clone());
+            (id, l.into_iter().map(|(m, f)| format!("{}:{:?}", modules[&m], file(f))).collect::<Vec<_>>().join(" "))
         })
         .collect();
     let sets: HashMap<i64, String> =

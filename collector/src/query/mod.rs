@@ -89,7 +89,13 @@ impl JobRow {
             cpu_sys_s: r.get(22)?,
             cpu_seconds: r.get(23)?,
             max_rss_kib: r.get(24)?,
-            nodes: r.get(25)?,
+            nodes: r.get::<_, Option<String>>(25)?.map(|n| {
+                if n.contains('[') {
+                    crate::store::expand_nodes(&n)
+                } else {
+                    n
+                }
+            }),
             // The id for now: [`with_env_hashes`] puts the hash in (a lookup per row would cost
             // as much as reading the row).
             env_hash: r.get::<_, Option<i64>>(26)?.map(|id| id.to_string()),
@@ -398,9 +404,9 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
     let id = job.id;
     let nodes = conn
         .prepare_cached(
-            "SELECT h.name, n.state, n.exit_code, n.signal, n.core_dumped, n.derived_exit_code, n.derived_signal,
+            "SELECT h.name, st.name, n.exit_code, n.signal, n.core_dumped, n.derived_exit_code, n.derived_signal,
                     n.state_evidence, n.start, n.end, n.stdout, n.stderr, n.received_at
-             FROM job_nodes n JOIN hosts h ON h.id = n.node WHERE n.job = ?1",
+             FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state WHERE n.job = ?1",
         )?
         .query_map([id], |r| {
             let dc: Option<i64> = r.get(5)?;
@@ -437,6 +443,12 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
             let (node, step_id): (String, i64) = (r.get(0)?, r.get(1)?);
             for (m, file) in crate::store::parse_module_list(r.get_ref(2)?.as_str()?) {
                 let Some((name, version)) = names.get(&m) else { continue };
+                let file = match file {
+                    Some(id) => {
+                        conn.prepare_cached("SELECT value FROM strings WHERE id = ?1")?.query_row([id], |r| r.get(0))?
+                    }
+                    None => None,
+                };
                 modules.push(StepModule {
                     node: node.clone(),
                     step_id,
@@ -519,7 +531,8 @@ pub fn events_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64
         }
     }
     let mut st = conn.prepare_cached(
-        "SELECT n.job, h.name, n.end, n.state, n.exit_code, n.signal FROM job_nodes n JOIN hosts h ON h.id = n.node
+        "SELECT n.job, h.name, n.end, st.name, n.exit_code, n.signal
+         FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state
          WHERE n.job IN (SELECT value FROM json_each(?1))",
     )?;
     let mut rows = st.query([id_list(ids)])?;
