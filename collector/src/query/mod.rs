@@ -57,9 +57,56 @@ pub struct JobRow {
     pub error: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "id, cluster, job_id, array_job_id, array_task_id, uid, user, gid, account, partition, \
-     qos, job_name, work_dir, start, end, state, exit_code, signal, state_evidence, nnodes, ncpus, cpu_user_s, \
-     cpu_sys_s, cpu_seconds, max_rss_kib, nodes, env, program, outcome, category, error";
+/// The `jobs` columns a [`JobRow`] is read from, in order, and whether a listing of the
+/// [`output::LEAN_FIELDS`] needs them.
+const JOB_COLUMNS: [(&str, bool); 31] = [
+    ("id", true),
+    ("cluster", true),
+    ("job_id", true),
+    ("array_job_id", true),
+    ("array_task_id", true),
+    ("uid", false),
+    ("user", true),
+    ("gid", false),
+    ("account", true),
+    ("partition", true),
+    ("qos", false),
+    ("job_name", true),
+    ("work_dir", false),
+    ("start", true),
+    ("end", true),
+    ("state", true),
+    ("exit_code", true),
+    ("signal", true),
+    ("state_evidence", false),
+    ("nnodes", true),
+    ("ncpus", false),
+    ("cpu_user_s", false),
+    ("cpu_sys_s", false),
+    ("cpu_seconds", false),
+    ("max_rss_kib", false),
+    ("nodes", true),
+    ("env", false),
+    ("program", false),
+    ("outcome", false),
+    ("category", false),
+    ("error", false),
+];
+
+/// The select list of [`JOB_COLUMNS`]; `lean`: NULL (and defaults) for what a lean listing
+/// does not show. Reading a column costs more than finding its row (70 ns a value): a listing of
+/// thousands of jobs reads half as many.
+fn job_columns(lean: bool) -> String {
+    JOB_COLUMNS
+        .iter()
+        .map(|&(c, needed)| match (lean && !needed, c) {
+            (false, c) => c,
+            (true, "cpu_user_s" | "cpu_sys_s" | "cpu_seconds") => "0.0",
+            (true, _) => "NULL",
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl JobRow {
     fn from_row(r: &Row) -> rusqlite::Result<JobRow> {
@@ -125,10 +172,21 @@ impl JobRow {
 
 /// The jobs matching `filter`, oldest first; with `limit`, the newest `limit` of them.
 pub fn find_jobs(conn: &Connection, filter: &filter::Filter, limit: Option<usize>) -> rusqlite::Result<Vec<JobRow>> {
+    find_jobs_with(conn, filter, limit, false)
+}
+
+/// [`find_jobs`]; `lean`: only the columns [`output::LEAN_FIELDS`] show (others None or 0).
+pub fn find_jobs_with(
+    conn: &Connection,
+    filter: &filter::Filter,
+    limit: Option<usize>,
+    lean: bool,
+) -> rusqlite::Result<Vec<JobRow>> {
     let (cond, params) = filter.to_sql();
+    let cols = job_columns(lean);
     let sql = match limit {
-        Some(n) => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC LIMIT {n}"),
-        None => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {cond} ORDER BY start, id"),
+        Some(n) => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC LIMIT {n}"),
+        None => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start, id"),
     };
     let mut st = conn.prepare(&sql)?;
     let mut rows: Vec<JobRow> = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
@@ -156,7 +214,7 @@ fn with_env_hashes(conn: &Connection, mut rows: Vec<JobRow>) -> rusqlite::Result
 pub fn find_job(conn: &Connection, sel: &filter::JobSel, clusters: &[String]) -> rusqlite::Result<Vec<JobRow>> {
     let filter = filter::Filter { jobs: vec![sel.clone()], clusters: clusters.to_vec(), ..Default::default() };
     let (cond, params) = filter.to_sql();
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC");
+    let sql = format!("SELECT {} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC", job_columns(false));
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
     with_env_hashes(conn, rows)

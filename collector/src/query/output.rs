@@ -7,6 +7,7 @@
 use super::{FactValue, JobDetail, JobRow, StepRow};
 use crate::timefmt;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
@@ -33,7 +34,8 @@ pub struct Field {
     pub help: &'static str,
     pub right: bool,
     pub needs: Needs,
-    pub get: fn(&JobRow, &Extras) -> String,
+    /// The cell: borrowed from the row where it can be (a listing has thousands of rows).
+    pub get: for<'a> fn(&'a JobRow, &'a Extras) -> Cow<'a, str>,
 }
 
 impl std::fmt::Debug for Field {
@@ -46,6 +48,11 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_default()
 }
 
+/// A text column's cell, borrowed.
+fn text(v: &Option<String>) -> Cow<'_, str> {
+    Cow::Borrowed(v.as_deref().unwrap_or(""))
+}
+
 fn exit_code(j: &JobRow) -> String {
     match (j.exit_code, j.signal) {
         (Some(c), s) => format!("{c}:{}", s.unwrap_or(0)),
@@ -54,8 +61,8 @@ fn exit_code(j: &JobRow) -> String {
 }
 
 macro_rules! field {
-    ($name:literal, $help:literal, $right:expr, $needs:expr, $get:expr) => {
-        Field { name: $name, help: $help, right: $right, needs: $needs, get: $get }
+    ($name:literal, $help:literal, $right:expr, $needs:expr, |$j:pat_param, $x:pat_param| $get:expr) => {
+        Field { name: $name, help: $help, right: $right, needs: $needs, get: |$j, $x| Cow::from($get) }
     };
 }
 
@@ -65,18 +72,18 @@ pub static FIELDS: &[Field] = &[
     field!("JobIDRaw", "the job's own numeric id", true, Needs::Row, |j, _| j.job_id.to_string()),
     field!("ArrayJobID", "the array's job id", true, Needs::Row, |j, _| opt(&j.array_job_id)),
     field!("ArrayTaskID", "the array task index", true, Needs::Row, |j, _| opt(&j.array_task_id)),
-    field!("Cluster", "cluster name", false, Needs::Row, |j, _| j.cluster.clone()),
-    field!("User", "user name", false, Needs::Row, |j, _| opt(&j.user)),
+    field!("Cluster", "cluster name", false, Needs::Row, |j, _| j.cluster.as_str()),
+    field!("User", "user name", false, Needs::Row, |j, _| text(&j.user)),
     field!("UID", "user id", true, Needs::Row, |j, _| opt(&j.uid)),
     field!("GID", "group id", true, Needs::Row, |j, _| opt(&j.gid)),
-    field!("Account", "account charged", false, Needs::Row, |j, _| opt(&j.account)),
-    field!("Partition", "partition", false, Needs::Row, |j, _| opt(&j.partition)),
-    field!("QOS", "quality of service", false, Needs::Row, |j, _| opt(&j.qos)),
-    field!("JobName", "job name", false, Needs::Row, |j, _| opt(&j.job_name)),
-    field!("WorkDir", "working directory", false, Needs::Row, |j, _| opt(&j.work_dir)),
-    field!("State", "final state: the worst over the job's nodes", false, Needs::Row, |j, _| j.state.clone()),
+    field!("Account", "account charged", false, Needs::Row, |j, _| text(&j.account)),
+    field!("Partition", "partition", false, Needs::Row, |j, _| text(&j.partition)),
+    field!("QOS", "quality of service", false, Needs::Row, |j, _| text(&j.qos)),
+    field!("JobName", "job name", false, Needs::Row, |j, _| text(&j.job_name)),
+    field!("WorkDir", "working directory", false, Needs::Row, |j, _| text(&j.work_dir)),
+    field!("State", "final state: the worst over the job's nodes", false, Needs::Row, |j, _| j.state.as_str()),
     field!("ExitCode", "exit code:signal, the worst over the job's nodes", false, Needs::Row, |j, _| exit_code(j)),
-    field!("Evidence", "the log line that shows why the state is what it is", false, Needs::Row, |j, _| opt(
+    field!("Evidence", "the log line that shows why the state is what it is", false, Needs::Row, |j, _| text(
         &j.state_evidence
     )),
     field!("Start", "start time (local)", false, Needs::Row, |j, _| timefmt::display(j.start)),
@@ -88,7 +95,7 @@ pub static FIELDS: &[Field] = &[
     field!("ElapsedRaw", "run time in seconds", true, Needs::Row, |j, _| opt(&j.elapsed())),
     field!("NNodes", "number of nodes", true, Needs::Row, |j, _| opt(&j.nnodes)),
     field!("NCPUS", "CPUs allocated (sum over nodes)", true, Needs::Row, |j, _| opt(&j.ncpus)),
-    field!("NodeList", "nodes the job ran on", false, Needs::Row, |j, _| opt(&j.nodes)),
+    field!("NodeList", "nodes the job ran on", false, Needs::Row, |j, _| text(&j.nodes)),
     field!("TotalCPU", "user + system CPU time of all steps, [D-]HH:MM:SS", true, Needs::Row, |j, _| {
         timefmt::elapsed(j.cpu_seconds.round() as i64)
     }),
@@ -113,8 +120,8 @@ pub static FIELDS: &[Field] = &[
         .get(&j.id)
         .map(|t| t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()),
-    field!("Program", "the code the job ran, from its logs (e.g. LAMMPS)", false, Needs::Row, |j, _| opt(&j.program)),
-    field!("Outcome", "what its logs say: success, failed, incomplete, unknown", false, Needs::Row, |j, _| opt(
+    field!("Program", "the code the job ran, from its logs (e.g. LAMMPS)", false, Needs::Row, |j, _| text(&j.program)),
+    field!("Outcome", "what its logs say: success, failed, incomplete, unknown", false, Needs::Row, |j, _| text(
         &j.outcome
     )),
     field!(
@@ -122,13 +129,43 @@ pub static FIELDS: &[Field] = &[
         "why it failed, from its logs (e.g. input_error; see `query errors`)",
         false,
         Needs::Row,
-        |j, _| { opt(&j.category) }
+        |j, _| text(&j.category)
     ),
-    field!("Error", "the log line that shows the failure", false, Needs::Row, |j, _| opt(&j.error)),
-    field!("EnvHash", "hash of the batch step's environment (see `query job`)", false, Needs::Row, |j, _| opt(
+    field!("Error", "the log line that shows the failure", false, Needs::Row, |j, _| text(&j.error)),
+    field!("EnvHash", "hash of the batch step's environment (see `query job`)", false, Needs::Row, |j, _| text(
         &j.env_hash
     )),
 ];
+
+/// The fields that read only what a lean listing reads ([`super::find_jobs_with`]): the
+/// defaults and their like.
+pub const LEAN_FIELDS: &[&str] = &[
+    "JobID",
+    "JobIDRaw",
+    "ArrayJobID",
+    "ArrayTaskID",
+    "Cluster",
+    "User",
+    "Account",
+    "Partition",
+    "JobName",
+    "State",
+    "ExitCode",
+    "Start",
+    "End",
+    "Elapsed",
+    "ElapsedRaw",
+    "NNodes",
+    "NodeList",
+    "Modules",
+    "Tags",
+];
+
+impl Field {
+    pub fn lean(&self) -> bool {
+        LEAN_FIELDS.contains(&self.name)
+    }
+}
 
 /// Shown when `-o` is not given.
 pub const DEFAULT_FIELDS: &str = "JobID,JobName,User,Account,Partition,State,ExitCode,Start,Elapsed,NNodes,NodeList";
@@ -225,7 +262,10 @@ fn aligned_with<'a>(
                 out.push_str(v);
             } else {
                 out.push_str(v);
-                spaces(out, pad);
+                // The last column's padding would be trimmed off again.
+                if i + 1 < cols {
+                    spaces(out, pad);
+                }
             }
         }
         let kept = out[start..].trim_end().len();
