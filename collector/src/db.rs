@@ -11,15 +11,16 @@
 //!
 //! | table                | key                                | what |
 //! |----------------------|------------------------------------|------|
-//! | `jobs`               | `id` (row id)                      | one row per job instance; aggregates recomputed from the rows below; `env` and `module_set` ids; `grp`: its rollup group |
-//! | `job_nodes`          | (`job`, `node`)                    | one node's `JobEnd`: state, exit, evidence, times, output paths; job attributes by `attrs` id |
+//! | `jobs`               | `id` (row id)                      | one row per job instance; aggregates recomputed from the rows below; `nodes` with runs as `n[01-64]`; `cpu_seconds` generated; `env` and `module_set` ids; `grp`: its rollup group |
+//! | `job_nodes`          | (`job`, `node`)                    | one node's `JobEnd`: state (a `states` id), exit, evidence, times, output paths; job attributes by `attrs` id |
 //! | `steps`              | (`job`, `node`, `step_id`)         | one step on one node: `StepStart` + `StepEnd` fields; `attrs`, `argv`, `exe`, `cwd`, `env`, `modules` by id; `tasks`: every task's exit, one blob |
+//! | `states`             | `id`; unique `name`                | the seven job states (`0` UNKNOWN … `6` NODE_FAIL) |
 //! | `hosts`              | `id`; unique `name`                | every node name |
-//! | `strings`            | `id`; unique `value`               | argv (JSON), executables, working directories |
+//! | `strings`            | `id`; unique `value`               | argv (JSON), executables, working directories, modulefiles |
 //! | `attrs`              | `id`                               | the job attributes a step or node record carries: uid, gid, user, account, partition, qos, job name, work dir, Slurm version |
 //! | `environments`       | `id`; unique `hash`                | each distinct step environment once (sha256 of canonical JSON) |
 //! | `modules`            | `id`; unique (`name`, `version`)   | every distinct module (`version` is `''` when none) |
-//! | `module_lists`       | `id`; unique `items`               | a step's modules in load order with their modulefiles: `[[module, file], …]` |
+//! | `module_lists`       | `id`; unique `items`               | a step's modules in load order with their modulefiles: `module:file,…` (file a `strings` id) |
 //! | `module_sets`        | `id`; unique `modules`             | a job's distinct modules, ascending ids: `3,7,12` |
 //! | `module_set_members` | (`module`, `module_set`)           | the sets holding a module (`--module`, `who-used`) |
 //! | `tags`               | (`job`, `key`)                     | `--runledger-tag` pairs; `step_rank` says which step's value won |
@@ -41,14 +42,16 @@
 //!   (case-insensitive) and `category`. The merge recomputes them from the job-level facts
 //!   (`source = ''`) of every node ([`crate::merge::recompute`]); the migration fills them for
 //!   jobs already recorded.
-//! - Version 3: the same facts in a fraction of the space, and rollups. At a million made-up jobs
-//!   version 2 took 7.2 KB per job: events 2.8 KB (derivable), steps 1.4 KB (job attributes,
-//!   argv, paths and a 64-character environment hash repeated on every node), per-step module
-//!   rows 1.1 KB, one row per task 0.96 KB, node records 0.42 KB. Version 3 drops the events,
-//!   keeps a step's tasks as runs of alike exits in one blob, refers to every repeated value by
-//!   an integer id and to module lists and sets once each, and adds the rollups, so the manager
-//!   queries read thousands of rows instead of a million. Everything `query` shows is kept; the
-//!   migration converts a version 2 ledger in place, then compacts the file.
+//! - Version 3: the same facts in an eighth of the space, and rollups. At a million made-up jobs
+//!   (`examples/gen.rs`) version 2 took 7,226 bytes per job: events 2,824 (all derivable), steps
+//!   1,408 (job attributes, argv, paths and a 64-character environment hash repeated on every
+//!   node), per-step module rows 1,091, one row per task 959, node records 421. Version 3 drops
+//!   the events, keeps a step's tasks as runs of alike exits in one blob, refers to every
+//!   repeated value (node names, attributes, strings, environments, states) by an integer id and
+//!   to each distinct module list and set once, keeps node lists as ranges, and adds the
+//!   rollups, so the manager queries read thousands of rows instead of a million: 953 bytes per
+//!   job (steps 415, node records 177, jobs 161, indexes ~165). Everything `query` shows is kept;
+//!   the migration converts a version 2 ledger in place, then compacts the file.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
@@ -287,7 +290,7 @@ UPDATE jobs SET program = (
 WHERE program IS NULL AND id IN (SELECT job FROM facts WHERE source = '' AND key = 'program');
 "#;
 
-/// Version 3: the same facts in a fraction of the space, and rollups for the manager queries (see
+/// Version 3: the same facts in an eighth of the space, and rollups for the manager queries (see
 /// the module documentation). The SQL builds the new tables; [`v3_convert`] moves the rows.
 const V3: Migration = Migration { sql: V3_SQL, then: Some(v3_convert) };
 
@@ -806,7 +809,7 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
 }
 
 /// Gives the pages a migration freed back to the file system when they are most of it (version
-/// 3 keeps a version 2 ledger in a fraction of the space). VACUUM cannot run inside the
+/// 3 keeps a version 2 ledger in an eighth of the space). VACUUM cannot run inside the
 /// migration's transaction, so it runs after; it needs as much free disk as the new size.
 fn vacuum_if_mostly_free(conn: &Connection) -> rusqlite::Result<()> {
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;

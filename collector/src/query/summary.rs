@@ -15,6 +15,11 @@
 //!
 //! With `module` or `module_version` among the keys a job counts once in every module it loaded
 //! (jobs without modules are left out). Time keys use the job's start in local time.
+//!
+//! Keys and filters the rollups hold (user, account, partition, cluster, state) are answered from
+//! them ([`crate::rollup`]), others by a scan of the jobs; both sum CPU seconds exactly
+//! ([`ExactSum`]: the correctly rounded total, where a sum of floats in row order drifts in the
+//! 12th digit at a million jobs), so they agree to the last digit.
 
 use super::filter::Filter;
 use super::report::{quantile_select, Cell, Report};
