@@ -108,18 +108,40 @@ pub fn update(
     if old_grp.is_some() && old == new {
         return Ok(());
     }
-    let grp = match old_grp {
-        Some(g) if old.key == new.key => g,
-        _ => group_id(conn, &new.key)?,
-    };
-    // Added before the old one is taken away: a group the job stays in never empties (and so
-    // keeps its id).
-    apply(conn, grp, new, 1)?;
-    if let Some(g) = old_grp {
-        apply(conn, g, old, -1)?;
-    }
-    if old_grp != Some(grp) {
-        conn.prepare_cached("UPDATE jobs SET grp = ?2 WHERE id = ?1")?.execute([job, grp])?;
+    match old_grp {
+        // The job stays in its group (another node's records, typically): only what changed
+        // moves, the sums in one write.
+        Some(g) if old.key == new.key => {
+            sums(conn, g, &[(new, 1), (old, -1)])?;
+            if old.elapsed != new.elapsed {
+                move_walls(conn, g, new, 1)?;
+                move_walls(conn, g, old, -1)?;
+            }
+            if old.module_set != new.module_set {
+                move_modules(conn, g, new, 1)?;
+                move_modules(conn, g, old, -1)?;
+            }
+            if old.ended() != new.ended() {
+                move_ends(conn, new, 1)?;
+                move_ends(conn, old, -1)?;
+            }
+        }
+        _ => {
+            let grp = group_id(conn, &new.key)?;
+            sums(conn, grp, &[(new, 1)])?;
+            move_walls(conn, grp, new, 1)?;
+            move_modules(conn, grp, new, 1)?;
+            move_ends(conn, new, 1)?;
+            if let Some(g) = old_grp {
+                // An emptied group goes, its elapsed times with it.
+                if !sums(conn, g, &[(old, -1)])? {
+                    move_walls(conn, g, old, -1)?;
+                }
+                move_modules(conn, g, old, -1)?;
+                move_ends(conn, old, -1)?;
+            }
+            conn.prepare_cached("UPDATE jobs SET grp = ?2 WHERE id = ?1")?.execute([job, grp])?;
+        }
     }
     Ok(())
 }
@@ -141,70 +163,85 @@ fn group_id(conn: &Connection, k: &Key) -> rusqlite::Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-/// Adds (`sign` 1) or removes (-1) one job's contribution to group `grp`.
-fn apply(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
-    let (jobs, walls, core_s, eff_core_s, mut cpu, mut eff_cpu): (i64, i64, i64, i64, ExactSum, ExactSum) = conn
+/// Adds (sign 1) and removes (-1) contributions to group `grp`'s sums; true when that emptied
+/// the group, which is then deleted with its elapsed times.
+fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqlite::Result<bool> {
+    let (mut jobs, mut walls, mut core_s, mut eff_core_s, mut cpu, mut eff_cpu): (
+        i64,
+        i64,
+        i64,
+        i64,
+        ExactSum,
+        ExactSum,
+    ) = conn
         .prepare_cached("SELECT jobs, walls, core_s, eff_core_s, cpu, eff_cpu FROM rollup WHERE id = ?1")?
         .query_row([grp], |r| {
             let sum = |i: usize| Ok::<_, rusqlite::Error>(ExactSum::from_blob(r.get_ref(i)?.as_blob_or_null()?));
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, sum(4)?, sum(5)?))
         })?;
-    let add = |s: &mut ExactSum, x: f64| if sign > 0 { s.add(x) } else { s.sub(x) };
-    add(&mut cpu, c.cpu);
-    let (mut core_s, mut eff_core_s) = (core_s, eff_core_s);
-    if let Some(core) = c.core() {
-        core_s += sign * core;
-        if core > 0 {
-            eff_core_s += sign * core;
-            add(&mut eff_cpu, c.cpu);
+    for &(c, sign) in changes {
+        let add = |s: &mut ExactSum, x: f64| if sign > 0 { s.add(x) } else { s.sub(x) };
+        add(&mut cpu, c.cpu);
+        if let Some(core) = c.core() {
+            core_s += sign * core;
+            if core > 0 {
+                eff_core_s += sign * core;
+                add(&mut eff_cpu, c.cpu);
+            }
         }
+        jobs += sign;
+        walls += sign * i64::from(c.elapsed.is_some());
     }
-    let jobs = jobs + sign;
-    let walls = walls + sign * i64::from(c.elapsed.is_some());
     if jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup WHERE id = ?1")?.execute([grp])?;
         conn.prepare_cached("DELETE FROM rollup_walls WHERE grp = ?1")?.execute([grp])?;
-    } else {
-        conn.prepare_cached(
-            "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7
-             WHERE id = ?1",
-        )?
-        .execute(params![grp, jobs, walls, core_s, eff_core_s, cpu.to_blob(), eff_cpu.to_blob()])?;
-        if let Some(e) = c.elapsed {
-            if sign > 0 {
-                add_wall(conn, grp, e)?;
-            } else {
-                remove_wall(conn, grp, e)?;
-            }
-        }
+        return Ok(true);
     }
-    if let Some(set) = c.module_set {
-        let modules: Vec<i64> = conn
-            .prepare_cached("SELECT modules FROM module_sets WHERE id = ?1")?
-            .query_row([set], |r| Ok(store::parse_module_set(r.get_ref(0)?.as_str()?)))?;
-        let mut names: Vec<String> = Vec::with_capacity(modules.len());
-        for m in &modules {
-            bump(conn, "rollup_modules", "module", grp, &Value::Integer(*m), sign)?;
-            let name: String =
-                conn.prepare_cached("SELECT name FROM modules WHERE id = ?1")?.query_row([m], |r| r.get(0))?;
-            names.push(name);
-        }
-        // A job that loaded two versions of one module counts once for its name.
-        names.sort_unstable();
-        names.dedup();
-        for n in names {
-            bump(conn, "rollup_module_names", "name", grp, &Value::Text(n), sign)?;
-        }
+    conn.prepare_cached(
+        "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7 WHERE id = ?1",
+    )?
+    .execute(params![grp, jobs, walls, core_s, eff_core_s, cpu.to_blob(), eff_cpu.to_blob()])?;
+    Ok(false)
+}
+
+fn move_walls(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
+    match c.elapsed {
+        Some(e) if sign > 0 => add_wall(conn, grp, e),
+        Some(e) => remove_wall(conn, grp, e),
+        None => Ok(()),
     }
-    if let Some((slot, failed)) = c.ended() {
-        conn.prepare_cached(
-            "INSERT INTO rollup_ends (slot, jobs, failed) VALUES (?1, ?2, ?3)
-             ON CONFLICT (slot) DO UPDATE SET jobs = jobs + excluded.jobs, failed = failed + excluded.failed",
-        )?
-        .execute([slot, sign, sign * i64::from(failed)])?;
-        if sign < 0 {
-            conn.prepare_cached("DELETE FROM rollup_ends WHERE slot = ?1 AND jobs = 0")?.execute([slot])?;
-        }
+}
+
+fn move_modules(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
+    let Some(set) = c.module_set else { return Ok(()) };
+    let modules: Vec<i64> = conn
+        .prepare_cached("SELECT modules FROM module_sets WHERE id = ?1")?
+        .query_row([set], |r| Ok(store::parse_module_set(r.get_ref(0)?.as_str()?)))?;
+    let mut names: Vec<String> = Vec::with_capacity(modules.len());
+    for m in &modules {
+        bump(conn, "rollup_modules", "module", grp, &Value::Integer(*m), sign)?;
+        let name: String =
+            conn.prepare_cached("SELECT name FROM modules WHERE id = ?1")?.query_row([m], |r| r.get(0))?;
+        names.push(name);
+    }
+    // A job that loaded two versions of one module counts once for its name.
+    names.sort_unstable();
+    names.dedup();
+    for n in names {
+        bump(conn, "rollup_module_names", "name", grp, &Value::Text(n), sign)?;
+    }
+    Ok(())
+}
+
+fn move_ends(conn: &Connection, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
+    let Some((slot, failed)) = c.ended() else { return Ok(()) };
+    conn.prepare_cached(
+        "INSERT INTO rollup_ends (slot, jobs, failed) VALUES (?1, ?2, ?3)
+         ON CONFLICT (slot) DO UPDATE SET jobs = jobs + excluded.jobs, failed = failed + excluded.failed",
+    )?
+    .execute([slot, sign, sign * i64::from(failed)])?;
+    if sign < 0 {
+        conn.prepare_cached("DELETE FROM rollup_ends WHERE slot = ?1 AND jobs = 0")?.execute([slot])?;
     }
     Ok(())
 }
