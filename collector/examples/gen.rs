@@ -1,504 +1,72 @@
-//! Fills a ledger with N realistic made-up jobs through the real merge code, for the analytics
-//! queries and their bench.
+//! Fills a ledger with N realistic made-up jobs ([`runledger_collector::synth`]) through the real
+//! merge code, for the analytics queries and their bench.
 //!
 //! ```text
-//! cargo run --release -p runledger-collector --example gen -- /var/tmp/ledger.db 1000000 [SEED]
+//! cargo run --release -p runledger-collector --example gen -- /var/tmp/ledger.db 1000000 [SEED [END]]
 //! ```
 //!
-//! What it makes (deterministic for a seed):
-//! - 200 users with Zipf-like activity (user000 the busiest), each in one of 24 accounts;
-//! - partitions compute / gpu / bigmem / debug with their own node sizes and wall times;
-//! - ~40 module name/versions with Zipf popularity, 1–5 per job, correlated (gpu → cuda,
-//!   lammps/gromacs → fftw, wrf → netcdf + hdf5) and updated mid-year (openmpi 4.1.4 → 4.1.5,
-//!   gcc 12.2.0 → 13.2.0, cuda 11.8 → 12.2); jobs on openmpi 4.1.5 fail a little more often;
-//! - states mostly COMPLETED, some FAILED / TIMEOUT / OUT_OF_MEMORY / CANCELLED;
-//! - 1–64 nodes (most jobs on one), 1–32 ranks per node, CPU efficiency 0.2–1.0;
-//! - starts over the past year with daily and weekly cycles, job ids in start order;
-//! - a dozen distinct step environments (stored once each).
+//! END (Unix seconds, default now) fixes the year the jobs fall in, for reproducible ledgers.
 //!
-//! Every node of a job sends its own batch (batch step on the first node, step 0 on all), as the
-//! epilogs would; batches are merged 2,000 per transaction. At the end it prints the database
-//! size per job and the bytes per table (SQLite's dbstat).
+//! Speed: one batch per job (all its nodes' items: one job lookup and one recomputation, where
+//! per-node batches cost one each), 5,000 jobs per transaction, and the made-up items built on a
+//! second thread while the merge runs. The merge itself is `merge::apply_group`, as in
+//! `collector serve`. At the end it prints the database size per job and the bytes per table
+//! (SQLite's dbstat).
 
-use runledger_collector::{db, merge};
-use runledger_record::{
-    Batch, ExitStatus, Fact, Item, JobEnd, JobState, Module, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH,
-};
-use std::collections::BTreeMap;
+use runledger_collector::{db, merge, synth::Synth};
 
-/// splitmix64: small, fast, good enough for made-up data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.f() < p
-    }
-}
-
-/// Cumulative weights for picking index i with weight 1/(i+1)^s.
-fn zipf(n: usize, s: f64) -> Vec<f64> {
-    let mut acc = 0.0;
-    (0..n)
-        .map(|i| {
-            acc += 1.0 / ((i + 1) as f64).powf(s);
-            acc
-        })
-        .collect()
-}
-
-fn pick(cum: &[f64], rng: &mut Rng) -> usize {
-    let x = rng.f() * cum[cum.len() - 1];
-    cum.partition_point(|&c| c < x).min(cum.len() - 1)
-}
-
-const DAY: i64 = 86_400;
-
-/// Optional modules in popularity order: (name, version before the update, after, update day).
-const LIBS: &[(&str, &str, &str, i64)] = &[
-    ("python", "3.11.4", "3.11.4", 0),
-    ("hdf5", "1.12.2", "1.14.1", 240),
-    ("fftw", "3.3.10", "3.3.10", 0),
-    ("openblas", "0.3.21", "0.3.24", 150),
-    ("netcdf-c", "4.9.0", "4.9.2", 200),
-    ("lammps", "2Aug2023", "2Aug2023", 0),
-    ("gromacs", "2023.2", "2023.3", 120),
-    ("cmake", "3.26.3", "3.27.7", 90),
-    ("boost", "1.82.0", "1.83.0", 210),
-    ("petsc", "3.19.2", "3.20.0", 230),
-    ("wrf", "4.5.1", "4.5.1", 0),
-    ("cp2k", "2023.1", "2023.2", 260),
-    ("vasp", "6.4.1", "6.4.2", 300),
-    ("julia", "1.9.3", "1.9.3", 0),
-    ("r", "4.3.1", "4.3.1", 0),
-    ("paraview", "5.11.1", "5.11.1", 0),
-    ("scalapack", "2.2.0", "2.2.0", 0),
-    ("gsl", "2.7.1", "2.7.1", 0),
-    ("eigen", "3.4.0", "3.4.0", 0),
-    ("quantum-espresso", "7.2", "7.2", 0),
-    ("namd", "3.0b3", "3.0b4", 280),
-    ("openfoam", "2306", "2306", 0),
-    ("tensorflow", "2.13.0", "2.14.0", 250),
-    ("pytorch", "2.0.1", "2.1.0", 220),
-    ("matlab", "R2023a", "R2023b", 270),
-    ("mkl", "2023.1.0", "2023.2.0", 200),
-    ("libxc", "6.2.2", "6.2.2", 0),
-    ("metis", "5.1.0", "5.1.0", 0),
-];
-
-/// (partition, share of jobs, cpus per node, max hours, first node, nodes in partition)
-const PARTITIONS: &[(&str, f64, u32, f64, u32, u32)] = &[
-    ("compute", 0.68, 64, 48.0, 1, 384),
-    ("gpu", 0.12, 32, 24.0, 385, 64),
-    ("bigmem", 0.05, 128, 72.0, 449, 32),
-    ("debug", 0.15, 16, 0.5, 481, 32),
-];
-
-struct Job {
-    job_id: u32,
-    user: usize,
-    account: usize,
-    partition: usize,
-    start: Timestamp,
-    duration: i64,
-    nnodes: u32,
-    first_node: u32,
-    ranks_per_node: u32,
-    cpus_per_node: u32,
-    efficiency: f64,
-    modules: Vec<Module>,
-    program: &'static str,
-    state: JobState,
-    exit: ExitStatus,
-    env: usize,
-    tag: Option<(String, String)>,
-}
-
-fn module(name: &str, version: &str) -> Module {
-    Module {
-        name: name.to_string(),
-        version: Some(version.to_string()),
-        file: Some(format!("/opt/modulefiles/{name}/{version}.lua")),
-    }
-}
-
-/// The environments: a dozen site/partition templates (no per-user values, so they dedupe).
-fn environments() -> Vec<BTreeMap<String, String>> {
-    let mut out = Vec::new();
-    for p in PARTITIONS {
-        for variant in 0..3 {
-            let mut env = BTreeMap::new();
-            env.insert("SLURM_JOB_PARTITION".to_string(), p.0.to_string());
-            env.insert("OMP_NUM_THREADS".to_string(), ["1", "4", "8"][variant].to_string());
-            env.insert("LMOD_SYSTEM_NAME".to_string(), "bench".to_string());
-            env.insert("MODULEPATH".to_string(), "/opt/modulefiles/Core:/opt/modulefiles/site".to_string());
-            env.insert("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin:/opt/site/bin".to_string());
-            for i in 0..40 {
-                env.insert(format!("SITE_SETTING_{i:02}"), format!("value-{i}-/opt/site/share/{}", i * 7));
-            }
-            out.push(env);
-        }
-    }
-    out
-}
-
-fn make_job(rng: &mut Rng, c: &Cum, job_id: u32, start: Timestamp, t0: Timestamp) -> Job {
-    let user = pick(&c.users, rng);
-    // Each user mostly charges one account, sometimes a second one.
-    let account = if rng.chance(0.85) { (user * 7) % 24 } else { (user * 7 + 5) % 24 };
-    let x = rng.f();
-    let mut acc = 0.0;
-    let mut partition = 0;
-    for (i, p) in PARTITIONS.iter().enumerate() {
-        acc += p.1;
-        if x < acc {
-            partition = i;
-            break;
-        }
-    }
-    let p = PARTITIONS[partition];
-    let day = (start - t0) / DAY;
-    let nnodes = if partition == 3 {
-        1 + rng.below(2) as u32
-    } else if rng.chance(0.55) {
-        1
-    } else {
-        1 << (1 + pick(&c.nodes, rng)) // 2, 4, … 64
-    };
-    let ranks_per_node = [1, 1, 1, 2, 2, 4, 4, 8, 16, 32][rng.below(10)].min(p.2);
-    let max_s = p.3 * 3600.0;
-    let duration = (60.0 * (max_s / 60.0).powf(rng.f())).round() as i64;
-    let efficiency = 0.2 + 0.8 * rng.f().powf(0.6);
-
-    let mut modules = Vec::new();
-    let (compiler, mpi) = if day < 180 { ("12.2.0", "4.1.4") } else { ("13.2.0", "4.1.5") };
-    if rng.chance(0.8) {
-        modules.push(module("gcc", compiler));
-    } else {
-        modules.push(module("intel", "2023.1.0"));
-    }
-    let uses_mpi = nnodes > 1 || rng.chance(0.4);
-    let mut uses_new_mpi = false;
-    if uses_mpi {
-        if rng.chance(0.75) {
-            // Not everyone moves at once: a quarter stay on the old version for a while.
-            let v = if (180..240).contains(&day) && rng.chance(0.25) { "4.1.4" } else { mpi };
-            uses_new_mpi = v == "4.1.5";
-            modules.push(module("openmpi", v));
-        } else {
-            modules.push(module("mpich", "4.1.2"));
-        }
-    }
-    if partition == 1 {
-        modules.push(module("cuda", if day < 150 { "11.8.0" } else { "12.2.0" }));
-    }
-    let extra = rng.below(4);
-    let mut program = "a.out";
-    for _ in 0..extra {
-        let (name, v0, v1, when) = LIBS[pick(&c.libs, rng)];
-        if modules.iter().any(|m| m.name == name) || modules.len() >= 5 {
-            continue;
-        }
-        modules.push(module(name, if day < when { v0 } else { v1 }));
-        match name {
-            "lammps" => program = "lmp",
-            "gromacs" => program = "gmx_mpi",
-            "wrf" => program = "wrf.exe",
-            "cp2k" => program = "cp2k.psmp",
-            "vasp" => program = "vasp_std",
-            "python" => program = "python3",
-            "namd" => program = "namd3",
-            "quantum-espresso" => program = "pw.x",
-            _ => {}
-        }
-        let need: &[(&str, &str)] = match name {
-            "lammps" | "gromacs" => &[("fftw", "3.3.10")],
-            "wrf" => &[("netcdf-c", "4.9.2"), ("hdf5", "1.14.1")],
-            "cp2k" | "quantum-espresso" => &[("scalapack", "2.2.0")],
-            _ => &[],
-        };
-        for (n, v) in need {
-            if modules.len() < 5 && !modules.iter().any(|m| m.name == *n) {
-                modules.push(module(n, v));
-            }
-        }
-    }
-    let mut fail = 0.06 + if uses_new_mpi { 0.05 } else { 0.0 };
-    if partition == 3 {
-        fail += 0.04;
-    }
-    let x = rng.f();
-    let (state, exit) = if x < fail {
-        (JobState::Failed, ExitStatus { code: 1 + rng.below(3) as i32, signal: 0, core_dumped: false })
-    } else if x < fail + 0.04 {
-        (JobState::Timeout, ExitStatus { code: 0, signal: 15, core_dumped: false })
-    } else if x < fail + 0.06 {
-        (JobState::OutOfMemory, ExitStatus { code: 0, signal: 9, core_dumped: false })
-    } else if x < fail + 0.09 {
-        (JobState::Cancelled, ExitStatus { code: 0, signal: 15, core_dumped: false })
-    } else {
-        (JobState::Completed, ExitStatus::default())
-    };
-    let duration = if state == JobState::Timeout { max_s as i64 } else { duration };
-    let first_node = p.4 + rng.below((p.5 - nnodes.min(p.5) + 1) as usize) as u32;
-    let tag = rng.chance(0.1).then(|| ("exp".to_string(), format!("e{}", rng.below(20))));
-    Job {
-        job_id,
-        user,
-        account,
-        partition,
-        start,
-        duration,
-        nnodes: nnodes.min(p.5),
-        first_node,
-        ranks_per_node,
-        cpus_per_node: p.2,
-        efficiency,
-        modules,
-        program,
-        state,
-        exit,
-        env: partition * 3 + rng.below(3),
-        tag,
-    }
-}
-
-struct Cum {
-    users: Vec<f64>,
-    libs: Vec<f64>,
-    nodes: Vec<f64>,
-}
-
-fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
-    let user = format!("user{:03}", j.user);
-    let account = format!("acct{:02}", j.account);
-    let partition = PARTITIONS[j.partition].0.to_string();
-    let end = j.start + j.duration;
-    let tags: BTreeMap<String, String> = j.tag.iter().cloned().collect();
-    let raw = if j.exit.signal != 0 { j.exit.signal } else { j.exit.code << 8 };
-    let cwd = format!("/home/{user}/run");
-    let step_start = |node: u32, step_id: u32, argv: Vec<String>, start: Timestamp| {
-        let batch = step_id == STEP_BATCH;
-        StepStart {
-            cluster: "bench".into(),
-            job_id: j.job_id,
-            step_id,
-            node: format!("n{:04}", j.first_node + node),
-            node_id: node,
-            array_job_id: None,
-            array_task_id: None,
-            uid: 10_000 + j.user as u32,
-            gid: 20_000 + j.account as u32,
-            user: user.clone(),
-            nnodes: if batch { 1 } else { j.nnodes },
-            local_tasks: if batch { 1 } else { j.ranks_per_node },
-            total_tasks: if batch { 1 } else { j.ranks_per_node * j.nnodes },
-            ncpus: j.cpus_per_node,
-            exe: Some(argv[argv.len().min(2) - 1].clone()),
-            argv,
-            cwd: Some(cwd.clone()),
-            account: Some(account.clone()),
-            partition: Some(partition.clone()),
-            qos: Some("normal".into()),
-            job_name: Some(format!("{}-run", j.program)),
-            env: envs[j.env].clone(),
-            modules: j.modules.clone(),
-            tags: tags.clone(),
-            start,
-            slurm_version: "23.02.6".into(),
-        }
-    };
-    let cpu_node = j.duration as f64 * f64::from(j.cpus_per_node) * j.efficiency;
-    let mut out = Vec::with_capacity(j.nnodes as usize);
-    for node in 0..j.nnodes {
-        let name = format!("n{:04}", j.first_node + node);
-        let mut items = Vec::new();
-        if node == 0 {
-            items.push(Item::StepStart(step_start(node, STEP_BATCH, vec![format!("{cwd}/job.sh")], j.start)));
-            items.push(Item::StepEnd(StepEnd {
-                cluster: "bench".into(),
-                job_id: j.job_id,
-                step_id: STEP_BATCH,
-                node: name.clone(),
-                start: j.start,
-                end,
-                tasks: vec![TaskExit {
-                    task_id: 0,
-                    global_rank: 0,
-                    raw_status: raw,
-                    status: ExitStatus::from_wait_status(raw),
-                    time: end,
-                }],
-                cpu_user_s: 0.5,
-                cpu_sys_s: 0.1,
-                max_rss_kib: 8_000,
-                stdout: None,
-                stderr: None,
-            }));
-        }
-        let s0 = j.start + 1;
-        let argv = vec!["srun".to_string(), format!("/opt/apps/bin/{}", j.program)];
-        items.push(Item::StepStart(step_start(node, 0, argv, s0)));
-        let e0 = (end - 1).max(s0);
-        let tasks = (0..j.ranks_per_node)
-            .map(|t| {
-                let r = if node == 0 && t == 0 { raw } else { 0 };
-                TaskExit {
-                    task_id: t,
-                    global_rank: node * j.ranks_per_node + t,
-                    raw_status: r,
-                    status: ExitStatus::from_wait_status(r),
-                    time: e0,
-                }
-            })
-            .collect();
-        items.push(Item::StepEnd(StepEnd {
-            cluster: "bench".into(),
-            job_id: j.job_id,
-            step_id: 0,
-            node: name.clone(),
-            start: s0,
-            end: e0,
-            tasks,
-            cpu_user_s: (cpu_node * 0.95).round(),
-            cpu_sys_s: (cpu_node * 0.05).round(),
-            max_rss_kib: 1_000_000 + u64::from(node) * 1000,
-            stdout: None,
-            stderr: None,
-        }));
-        items.push(Item::JobEnd(JobEnd {
-            cluster: "bench".into(),
-            job_id: j.job_id,
-            node: name.clone(),
-            uid: 10_000 + j.user as u32,
-            user: user.clone(),
-            account: Some(account.clone()),
-            partition: Some(partition.clone()),
-            work_dir: Some(cwd.clone()),
-            exit: j.exit,
-            derived_exit: Some(j.exit),
-            state: j.state,
-            state_evidence: None,
-            start: Some(j.start),
-            end,
-            stdout: None,
-            stderr: None,
-            facts: if node == 0 { verdict(j) } else { Vec::new() },
-        }));
-        let mut b = Batch::new(name, items);
-        b.created = end;
-        out.push(b);
-    }
-    out
-}
-
-/// What the epilog's log parser would have found: program, outcome and failure category
-/// (job-level facts, `source` empty), for the jobs running a known application.
-fn verdict(j: &Job) -> Vec<Fact> {
-    let program = match j.program {
-        "lmp" => "LAMMPS",
-        "gmx_mpi" => "GROMACS",
-        "wrf.exe" => "WRF",
-        "cp2k.psmp" => "CP2K",
-        "vasp_std" => "VASP",
-        "namd3" => "NAMD",
-        "pw.x" => "Quantum ESPRESSO",
-        _ => return Vec::new(),
-    };
-    let (outcome, category) = match j.state {
-        JobState::Completed => ("success", None),
-        JobState::Timeout => ("incomplete", Some("time_limit")),
-        JobState::Cancelled => ("incomplete", Some("cancelled")),
-        JobState::OutOfMemory => ("failed", Some("out_of_memory")),
-        _ => ("failed", Some(["segfault", "mpi_abort", "input_error", "numerical_instability"][j.job_id as usize % 4])),
-    };
-    let fact = |k: &str, v: &str| Fact { source: String::new(), key: k.into(), value: v.into(), unit: None };
-    let mut out = vec![fact("program", program), fact("outcome", outcome)];
-    if let Some(c) = category {
-        out.push(fact("failure_category", c));
-    }
-    out
-}
-
-/// Relative submission rate by local-ish hour and weekday (0 = Monday).
-fn rate(t: i64) -> f64 {
-    let hour = (t % DAY) / 3600;
-    let weekday = ((t / DAY) + 3) % 7; // 1970-01-01 was a Thursday
-    let h = match hour {
-        0..=6 => 0.25,
-        7..=8 => 0.6,
-        9..=17 => 1.0,
-        18..=21 => 0.6,
-        _ => 0.35,
-    };
-    let w = if weekday >= 5 { 0.35 } else { 1.0 };
-    h * w
-}
+/// Jobs per transaction: large enough that commits cost nothing, small enough to keep the WAL
+/// (and the memory of the pending batches) modest.
+const JOBS_PER_COMMIT: usize = 5_000;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(path), Some(n)) = (args.next(), args.next()) else {
-        eprintln!("usage: gen DATABASE N [SEED]");
+        eprintln!("usage: gen DATABASE N [SEED [END]]");
         std::process::exit(2);
     };
     let n: u32 = n.parse().expect("N must be a number");
     let seed: u64 = args.next().map(|s| s.parse().expect("SEED must be a number")).unwrap_or(42);
+    let now = args.next().map(|s| s.parse().expect("END must be Unix seconds")).unwrap_or_else(runledger_record::now);
     let path = std::path::Path::new(&path);
     let conn = db::open_rw(path).unwrap_or_else(|e| panic!("{e}"));
     conn.execute_batch("PRAGMA cache_size = -262144;").expect("pragma");
-    let mut rng = Rng(seed);
-    let now = runledger_record::now();
-    // Starts over the year before the last three days, so every job has ended by now.
-    let t0 = (now - 368 * DAY) / DAY * DAY;
-    let c = Cum { users: zipf(200, 1.1), libs: zipf(LIBS.len(), 0.9), nodes: zipf(6, 1.3) };
-    let envs = environments();
-
-    // Start times: accept/reject against the daily and weekly cycle, then sorted so job ids
-    // grow with time as Slurm's do.
-    let mut starts: Vec<i64> = Vec::with_capacity(n as usize);
-    while starts.len() < n as usize {
-        let t = t0 + (rng.f() * (365 * DAY) as f64) as i64;
-        if rng.f() < rate(t) {
-            starts.push(t);
-        }
-    }
-    starts.sort_unstable();
 
     let started = std::time::Instant::now();
-    let mut pending = Vec::new();
-    let mut nbatches = 0u64;
-    for (i, &start) in starts.iter().enumerate() {
-        let job = make_job(&mut rng, &c, 1000 + i as u32, start, t0);
-        pending.extend(batches(&job, &envs));
-        if pending.len() >= 2000 || i + 1 == starts.len() {
-            let refs: Vec<_> = pending.iter().collect();
-            for r in merge::apply_group(&conn, &refs, now).expect("commit") {
-                r.expect("merge");
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<runledger_record::Batch>>(4);
+    let producer = std::thread::spawn(move || {
+        let mut synth = Synth::new(n, seed, now);
+        let mut chunk = Vec::with_capacity(JOBS_PER_COMMIT);
+        while let Some(b) = synth.next_job_batch() {
+            chunk.push(b);
+            if chunk.len() == JOBS_PER_COMMIT && tx.send(std::mem::take(&mut chunk)).is_err() {
+                return;
             }
-            nbatches += pending.len() as u64;
-            pending.clear();
         }
-        if (i + 1) % 100_000 == 0 {
-            eprintln!("gen: {} jobs, {:.0} s", i + 1, started.elapsed().as_secs_f64());
+        if !chunk.is_empty() {
+            let _ = tx.send(chunk);
+        }
+    });
+    let mut done = 0usize;
+    let mut items = 0usize;
+    for chunk in rx {
+        let refs: Vec<_> = chunk.iter().collect();
+        for r in merge::apply_group(&conn, &refs, now).expect("commit") {
+            r.expect("merge");
+        }
+        items += chunk.iter().map(|b| b.items.len()).sum::<usize>();
+        let before = done;
+        done += chunk.len();
+        if done / 100_000 != before / 100_000 {
+            eprintln!("gen: {done} jobs, {:.0} s", started.elapsed().as_secs_f64());
         }
     }
+    producer.join().expect("generator thread");
     conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);").expect("checkpoint");
     let secs = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     eprintln!(
-        "gen: {n} jobs ({nbatches} node batches) into {} in {secs:.1} s ({:.0} jobs/s); {bytes} bytes = {:.0} bytes per job",
+        "gen: {n} jobs ({items} items) into {} in {secs:.1} s ({:.0} jobs/s); {bytes} bytes = {:.0} bytes per job",
         path.display(),
         f64::from(n) / secs,
         bytes as f64 / f64::from(n.max(1))

@@ -212,27 +212,27 @@ pub fn audit(conn: &Connection, p: &Params) -> rusqlite::Result<Findings> {
         rows.collect()
     };
     f.no_epilog = node_jobs(&format!(
-        "SELECT j.cluster, j.job_id, s.node, j.user, MAX(COALESCE(s.end, s.start, 0)) AS last
-         FROM jobs j JOIN steps s ON s.job = j.id
+        "SELECT j.cluster, j.job_id, h.name, j.user, MAX(COALESCE(s.end, s.start, 0)) AS last
+         FROM jobs j JOIN steps s ON s.job = j.id JOIN hosts h ON h.id = s.node
          WHERE {in_window} AND {cc}
            AND NOT EXISTS (SELECT 1 FROM job_nodes n WHERE n.job = j.id AND n.node = s.node)
          GROUP BY j.id, s.node HAVING last <= ?2
-         ORDER BY j.cluster, j.job_id, s.node"
+         ORDER BY j.cluster, j.job_id, h.name"
     ))?;
     f.no_plugin = node_jobs(&format!(
-        "SELECT j.cluster, j.job_id, n.node, j.user, n.end AS last
-         FROM jobs j JOIN job_nodes n ON n.job = j.id
+        "SELECT j.cluster, j.job_id, h.name, j.user, n.end AS last
+         FROM jobs j JOIN job_nodes n ON n.job = j.id JOIN hosts h ON h.id = n.node
          WHERE {in_window} AND {cc} AND n.end <= ?2
            AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.job = j.id AND s.node = n.node)
-         ORDER BY j.cluster, j.job_id, n.node"
+         ORDER BY j.cluster, j.job_id, h.name"
     ))?;
 
     // Nodes: the last time each said anything, among those that said something in the window.
     let mut st = conn.prepare(&format!(
-        "SELECT j.cluster, a.node, MAX(a.t) AS last, COUNT(DISTINCT j.id)
+        "SELECT j.cluster, h.name, MAX(a.t) AS last, COUNT(DISTINCT j.id)
          FROM (SELECT job, node, end AS t FROM job_nodes
                UNION ALL SELECT job, node, COALESCE(end, start) FROM steps) a
-         JOIN jobs j ON j.id = a.job
+         JOIN jobs j ON j.id = a.job JOIN hosts h ON h.id = a.node
          WHERE a.t >= ?1 AND {cc}
          GROUP BY j.cluster, a.node HAVING last < ?2
          ORDER BY last"

@@ -530,8 +530,9 @@ pub fn filter_of(args: &JobsArgs) -> Filter {
 
 pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let conn = crate::db::open_ro(db)?;
-    let rows = query::find_jobs(&conn, &filter_of(args), args.limit).map_err(db_err)?;
     let fields: Vec<&Field> = if args.format.is_empty() { output::default_fields() } else { args.format.clone() };
+    let lean = !args.json && fields.iter().all(|f| f.lean());
+    let rows = query::find_jobs_with(&conn, &filter_of(args), args.limit, lean).map_err(db_err)?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut extras = Extras::default();
     let need = |n: Needs| args.json || fields.iter().any(|f| f.needs == n);

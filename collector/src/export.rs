@@ -4,9 +4,9 @@
 //! `TIMESTAMP(MILLIS, UTC)`; `modules` and `facts` as `list<string>`), CSV (lists joined with
 //! `;`, times as RFC 3339 local) and JSON Lines (lists as arrays, times as Unix seconds).
 //!
-//! The jobs are read in row-id order and their modules and facts merged in from scans of
-//! `job_modules` and `facts` in the same order (three cursors, no per-job query), so the memory
-//! used is one row group whatever the number of jobs.
+//! The jobs are read in row-id order, their modules from their module set (each set's list made
+//! once) and their facts merged in from a scan of `facts` in the same order (no per-job query),
+//! so the memory used is one row group whatever the number of jobs.
 
 use crate::query::filter::Filter;
 use crate::query::report::csv_cell;
@@ -159,16 +159,22 @@ pub fn for_each_row(
     let sql = format!(
         "SELECT id, cluster, job_id, array_job_id, array_task_id, user, uid, account, partition, qos, job_name,
                 start, end, state, exit_code, signal, nnodes, ncpus, cpu_user_s, cpu_sys_s, cpu_seconds,
-                max_rss_kib, nodes, {extra}
+                max_rss_kib, nodes, {extra}, module_set
          FROM jobs WHERE {where_sql} ORDER BY id"
     );
     let mut jobs = conn.prepare(&sql).map_err(db)?;
-    let mut mods = conn
-        .prepare(
-            "SELECT jm.job, m.name || CASE WHEN m.version = '' THEN '' ELSE '/' || m.version END
-             FROM job_modules jm JOIN modules m ON m.id = jm.module ORDER BY jm.job",
-        )
-        .map_err(db)?;
+    // Each module set's `name/version` list, made once.
+    let names = crate::query::module_names(conn).map_err(db)?;
+    let set_names: std::collections::HashMap<i64, Vec<String>> = crate::store::module_sets(conn)
+        .map_err(db)?
+        .into_iter()
+        .map(|(id, ms)| {
+            let mut v: Vec<String> =
+                ms.iter().filter_map(|m| names.get(m)).map(|(n, v)| crate::query::full_name(n, v)).collect();
+            v.sort();
+            (id, v)
+        })
+        .collect();
     let mut facts = conn
         .prepare(
             "SELECT job, CASE WHEN source = '' THEN '' ELSE source || ':' END || key || '=' || value
@@ -176,11 +182,8 @@ pub fn for_each_row(
         )
         .map_err(db)?;
     let mut jrows = jobs.query(params_from_iter(params.iter())).map_err(db)?;
-    let mut mrows = mods.query([]).map_err(db)?;
     let mut frows = facts.query([]).map_err(db)?;
-    let mut mnext: Option<(i64, String)> = None;
     let mut fnext: Option<(i64, String)> = None;
-    let mut mdone = false;
     let mut fdone = false;
     let mut n = 0u64;
     while let Some(r) = jrows.next().map_err(db)? {
@@ -207,30 +210,23 @@ pub fn for_each_row(
             cpu_sys_s: r.get(19).map_err(db)?,
             cpu_seconds: r.get(20).map_err(db)?,
             max_rss_kib: r.get(21).map_err(db)?,
-            nodes: r.get(22).map_err(db)?,
+            nodes: r.get::<_, Option<String>>(22).map_err(db)?.map(|n| {
+                if n.contains('[') {
+                    crate::store::expand_nodes(&n)
+                } else {
+                    n
+                }
+            }),
             program: r.get(23).map_err(db)?,
             outcome: r.get(24).map_err(db)?,
             category: r.get(25).map_err(db)?,
             modules: Vec::new(),
             facts: Vec::new(),
         };
-        // Advance the module and fact cursors to this job.
-        loop {
-            if mnext.is_none() && !mdone {
-                match mrows.next().map_err(db)? {
-                    Some(m) => mnext = Some((m.get(0).map_err(db)?, m.get(1).map_err(db)?)),
-                    None => mdone = true,
-                }
-            }
-            match mnext.take() {
-                Some((j, _)) if j < row.id => continue,
-                Some((j, name)) if j == row.id => row.modules.push(name),
-                other => {
-                    mnext = other;
-                    break;
-                }
-            }
+        if let Some(set) = r.get::<_, Option<i64>>(26).map_err(db)? {
+            row.modules = set_names.get(&set).cloned().unwrap_or_default();
         }
+        // Advance the fact cursor to this job.
         loop {
             if fnext.is_none() && !fdone {
                 match frows.next().map_err(db)? {

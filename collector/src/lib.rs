@@ -23,8 +23,12 @@ pub mod plot;
 pub mod plot_usage;
 pub mod query;
 pub mod rejections;
+pub mod rollup;
 #[doc(hidden)]
 pub mod sample;
 pub mod serve;
+pub mod store;
+#[doc(hidden)]
+pub mod synth;
 pub mod sys;
 pub mod timefmt;

@@ -24,9 +24,10 @@
 //! [`apply_group`] applies many batches in one transaction, each inside its own savepoint: a
 //! batch that fails is rolled back alone and reported, the others commit together.
 
-use runledger_record::{
-    step_name, Batch, ExitStatus, Item, JobEnd, JobState, StepEnd, StepStart, Timestamp, STEP_BATCH,
-};
+use crate::query::TaskRow;
+use crate::rollup;
+use crate::store::{self, Attrs};
+use runledger_record::{Batch, ExitStatus, Item, JobEnd, JobState, StepEnd, StepStart, Timestamp, STEP_BATCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -241,11 +242,13 @@ pub fn resolve_job(conn: &Connection, cluster: &str, job_id: u32, items: &[&Item
 /// batch look like a reused job id).
 fn conflicts(conn: &Connection, job: i64, items: &[&Item]) -> rusqlite::Result<bool> {
     let mut step_q = conn.prepare_cached(
-        "SELECT 1 FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3 AND seen_start = ?5
-           AND start IS NOT NULL AND start <> ?4",
+        "SELECT 1 FROM steps WHERE job = ?1 AND node = (SELECT id FROM hosts WHERE name = ?2) AND step_id = ?3
+           AND seen_start = ?5 AND start IS NOT NULL AND start <> ?4",
     )?;
-    let mut node_q = conn
-        .prepare_cached("SELECT 1 FROM job_nodes WHERE job = ?1 AND node = ?2 AND start IS NOT NULL AND start <> ?3")?;
+    let mut node_q = conn.prepare_cached(
+        "SELECT 1 FROM job_nodes WHERE job = ?1 AND node = (SELECT id FROM hosts WHERE name = ?2)
+           AND start IS NOT NULL AND start <> ?3",
+    )?;
     for item in items {
         let hit = match item {
             Item::StepStart(s) => step_q.exists(params![job, s.node, s.step_id, s.start, 1])?,
@@ -292,12 +295,6 @@ fn step_rank(step_id: u32) -> i64 {
     }
 }
 
-fn event(conn: &Connection, job: i64, node: &str, time: Timestamp, kind: &str, detail: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO events (job, node, time, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![job, node, time, kind, detail])?;
-    Ok(())
-}
-
 fn module_id(conn: &Connection, name: &str, version: &str) -> rusqlite::Result<i64> {
     let found = conn
         .prepare_cached("SELECT id FROM modules WHERE name = ?1 AND version = ?2")?
@@ -311,65 +308,64 @@ fn module_id(conn: &Connection, name: &str, version: &str) -> rusqlite::Result<i
 }
 
 fn apply_step_start(conn: &Connection, job: i64, s: &StepStart) -> rusqlite::Result<()> {
-    let env_hash = if s.env.is_empty() {
-        None
-    } else {
-        let (hash, content) = env_hash(&s.env);
-        conn.prepare_cached("INSERT OR IGNORE INTO environments (hash, content) VALUES (?1, ?2)")?
-            .execute(params![hash, content])?;
-        Some(hash)
-    };
-    let argv = serde_json::to_string(&s.argv).expect("strings serialize");
+    let node = store::host_id(conn, &s.node)?;
+    let attrs = store::attrs_id(
+        conn,
+        &Attrs {
+            uid: Some(i64::from(s.uid)),
+            gid: Some(i64::from(s.gid)),
+            user: non_empty(&s.user),
+            account: s.account.as_deref(),
+            partition: s.partition.as_deref(),
+            qos: s.qos.as_deref(),
+            job_name: s.job_name.as_deref(),
+            work_dir: None,
+            slurm_version: non_empty(&s.slurm_version),
+        },
+    )?;
+    let argv = store::string_id(conn, &serde_json::to_string(&s.argv).expect("strings serialize"))?;
+    let exe = s.exe.as_deref().map(|e| store::string_id(conn, e)).transpose()?;
+    let cwd = s.cwd.as_deref().map(|c| store::string_id(conn, c)).transpose()?;
+    let env = store::env_id(conn, &s.env)?;
+    // A module listed twice keeps its last place and file.
+    let mut by_module: BTreeMap<i64, (usize, Option<String>)> = BTreeMap::new();
+    for (position, m) in s.modules.iter().enumerate() {
+        let module = module_id(conn, &m.name, m.version.as_deref().unwrap_or(""))?;
+        by_module.insert(module, (position, m.file.clone()));
+    }
+    let mut list: Vec<(usize, i64, Option<String>)> = by_module.into_iter().map(|(m, (p, f))| (p, m, f)).collect();
+    list.sort();
+    let modules = store::module_list_id(conn, &list.into_iter().map(|(_, m, f)| (m, f)).collect())?;
     conn.prepare_cached(
-        "INSERT INTO steps (job, node, step_id, seen_start, start, node_id, uid, gid, user, account, partition,
-                            qos, job_name, array_job_id, array_task_id, nnodes, argv, exe, cwd, ntasks,
-                            local_tasks, ncpus, env_hash, slurm_version)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                 ?21, ?22, ?23)
+        "INSERT INTO steps (job, node, step_id, seen_start, start, node_id, attrs, array_job_id, array_task_id, nnodes,
+                            argv, exe, cwd, ntasks, local_tasks, ncpus, env, modules)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (job, node, step_id) DO UPDATE SET
-            seen_start = 1, start = excluded.start, node_id = excluded.node_id, uid = excluded.uid,
-            gid = excluded.gid, user = excluded.user, account = excluded.account,
-            partition = excluded.partition, qos = excluded.qos, job_name = excluded.job_name,
+            seen_start = 1, start = excluded.start, node_id = excluded.node_id, attrs = excluded.attrs,
             array_job_id = excluded.array_job_id, array_task_id = excluded.array_task_id,
             nnodes = excluded.nnodes, argv = excluded.argv, exe = excluded.exe, cwd = excluded.cwd,
             ntasks = excluded.ntasks, local_tasks = excluded.local_tasks, ncpus = excluded.ncpus,
-            env_hash = excluded.env_hash, slurm_version = excluded.slurm_version",
+            env = excluded.env, modules = excluded.modules",
     )?
     .execute(params![
         job,
-        s.node,
+        node,
         s.step_id,
         s.start,
         s.node_id,
-        s.uid,
-        s.gid,
-        non_empty(&s.user),
-        s.account,
-        s.partition,
-        s.qos,
-        s.job_name,
+        attrs,
         s.array_job_id,
         s.array_task_id,
         s.nnodes,
         argv,
-        s.exe,
-        s.cwd,
+        exe,
+        cwd,
         s.total_tasks,
         s.local_tasks,
         s.ncpus,
-        env_hash,
-        non_empty(&s.slurm_version),
+        env,
+        modules,
     ])?;
-    for (position, m) in s.modules.iter().enumerate() {
-        let module = module_id(conn, &m.name, m.version.as_deref().unwrap_or(""))?;
-        conn.prepare_cached("INSERT OR IGNORE INTO job_modules (job, module) VALUES (?1, ?2)")?
-            .execute(params![job, module])?;
-        conn.prepare_cached(
-            "INSERT INTO step_modules (job, node, step_id, module, position, file) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (job, node, step_id, module) DO UPDATE SET position = excluded.position, file = excluded.file",
-        )?
-        .execute(params![job, s.node, s.step_id, module, position as i64, m.file])?;
-    }
     let rank = step_rank(s.step_id);
     for (key, value) in &s.tags {
         conn.prepare_cached(
@@ -379,22 +375,49 @@ fn apply_step_start(conn: &Connection, job: i64, s: &StepStart) -> rusqlite::Res
         )?
         .execute(params![job, key, value, rank])?;
     }
-    event(conn, job, &s.node, s.start, "step_started", &format!("step={}", step_name(s.step_id)))
+    Ok(())
 }
 
 fn apply_step_end(conn: &Connection, job: i64, s: &StepEnd) -> rusqlite::Result<()> {
+    let node = store::host_id(conn, &s.node)?;
+    // Tasks are kept by rank: a StepEnd sent again overwrites its ranks' exits and keeps others.
+    let old: Option<(Option<Vec<u8>>, Option<i64>)> = conn
+        .prepare_cached("SELECT tasks, end FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3")?
+        .query_row(params![job, node, s.step_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let mut tasks: BTreeMap<i64, TaskRow> = match old {
+        Some((Some(b), end)) => {
+            store::decode_tasks(&b, end.unwrap_or(0)).into_iter().map(|t| (t.global_rank, t)).collect()
+        }
+        _ => BTreeMap::new(),
+    };
+    for t in &s.tasks {
+        let row = TaskRow {
+            global_rank: t.global_rank.into(),
+            task_id: t.task_id.into(),
+            exit_code: t.status.code.into(),
+            signal: t.status.signal.into(),
+            core_dumped: t.status.core_dumped,
+            raw_status: t.raw_status.into(),
+            time: t.time,
+        };
+        tasks.insert(row.global_rank, row);
+    }
+    let tasks: Vec<TaskRow> = tasks.into_values().collect();
+    let blob = (!tasks.is_empty()).then(|| store::encode_tasks(&tasks, s.end));
     conn.prepare_cached(
         "INSERT INTO steps (job, node, step_id, seen_end, start, end, cpu_user_s, cpu_sys_s, max_rss_kib, stdout,
-                            stderr)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                            stderr, tasks)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (job, node, step_id) DO UPDATE SET
             seen_end = 1, start = CASE WHEN steps.seen_start THEN steps.start ELSE excluded.start END,
             end = excluded.end, cpu_user_s = excluded.cpu_user_s, cpu_sys_s = excluded.cpu_sys_s,
-            max_rss_kib = excluded.max_rss_kib, stdout = excluded.stdout, stderr = excluded.stderr",
+            max_rss_kib = excluded.max_rss_kib, stdout = excluded.stdout, stderr = excluded.stderr,
+            tasks = excluded.tasks",
     )?
     .execute(params![
         job,
-        s.node,
+        node,
         s.step_id,
         s.start,
         s.end,
@@ -402,47 +425,33 @@ fn apply_step_end(conn: &Connection, job: i64, s: &StepEnd) -> rusqlite::Result<
         s.cpu_sys_s,
         s.max_rss_kib as i64,
         s.stdout,
-        s.stderr
+        s.stderr,
+        blob
     ])?;
-    let step = step_name(s.step_id);
-    for t in &s.tasks {
-        conn.prepare_cached(
-            "INSERT INTO tasks (job, node, step_id, global_rank, task_id, exit_code, signal, core_dumped,
-                                raw_status, time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (job, node, step_id, global_rank) DO UPDATE SET
-                task_id = excluded.task_id, exit_code = excluded.exit_code, signal = excluded.signal,
-                core_dumped = excluded.core_dumped, raw_status = excluded.raw_status, time = excluded.time",
-        )?
-        .execute(params![
-            job,
-            s.node,
-            s.step_id,
-            t.global_rank,
-            t.task_id,
-            t.status.code,
-            t.status.signal,
-            t.status.core_dumped,
-            t.raw_status,
-            t.time
-        ])?;
-        let detail = format!("step={step} rank={} task={} exit={}", t.global_rank, t.task_id, t.status);
-        event(conn, job, &s.node, t.time, "task_exited", &detail)?;
-    }
-    event(conn, job, &s.node, s.end, "step_ended", &format!("step={step}"))
+    Ok(())
 }
 
 fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp) -> rusqlite::Result<()> {
     let derived = j.derived_exit;
+    let node = store::host_id(conn, &j.node)?;
+    let attrs = store::attrs_id(
+        conn,
+        &Attrs {
+            uid: Some(i64::from(j.uid)),
+            user: non_empty(&j.user),
+            account: j.account.as_deref(),
+            partition: j.partition.as_deref(),
+            work_dir: j.work_dir.as_deref(),
+            ..Default::default()
+        },
+    )?;
     // received_at is kept from the first delivery, so a retried batch changes nothing.
     conn.prepare_cached(
-        "INSERT INTO job_nodes (job, node, uid, user, account, partition, work_dir, exit_code, signal, core_dumped,
-                                derived_exit_code, derived_signal, state, state_evidence, start, end, stdout,
-                                stderr, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+        "INSERT INTO job_nodes (job, node, attrs, exit_code, signal, core_dumped, derived_exit_code, derived_signal,
+                                state, state_evidence, start, end, stdout, stderr, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT id FROM states WHERE name = ?9), ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (job, node) DO UPDATE SET
-            uid = excluded.uid, user = excluded.user, account = excluded.account, partition = excluded.partition,
-            work_dir = excluded.work_dir, exit_code = excluded.exit_code, signal = excluded.signal,
+            attrs = excluded.attrs, exit_code = excluded.exit_code, signal = excluded.signal,
             core_dumped = excluded.core_dumped, derived_exit_code = excluded.derived_exit_code,
             derived_signal = excluded.derived_signal, state = excluded.state,
             state_evidence = excluded.state_evidence, start = excluded.start, end = excluded.end,
@@ -450,12 +459,8 @@ fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp
     )?
     .execute(params![
         job,
-        j.node,
-        j.uid,
-        non_empty(&j.user),
-        j.account,
-        j.partition,
-        j.work_dir,
+        node,
+        attrs,
         j.exit.code,
         j.exit.signal,
         j.exit.core_dumped,
@@ -476,7 +481,7 @@ fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp
         )?
         .execute(params![job, j.node, f.source, f.key, f.value, f.unit])?;
     }
-    event(conn, job, &j.node, j.end, "job_ended", &format!("state={} exit={}", j.state, j.exit))
+    Ok(())
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -519,7 +524,7 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// The job-level attributes steps carry, first non-null in precedence order.
 #[derive(Default)]
-struct Attrs {
+struct JobAttrs {
     uid: Option<i64>,
     gid: Option<i64>,
     user: Option<String>,
@@ -529,7 +534,7 @@ struct Attrs {
     job_name: Option<String>,
     array_job_id: Option<i64>,
     array_task_id: Option<i64>,
-    env_hash: Option<String>,
+    env: Option<i64>,
     cwd: Option<String>,
     work_dir: Option<String>,
 }
@@ -542,16 +547,22 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 
 /// Recomputes a job row's aggregates from its child rows.
 ///
-/// - cpu (user, sys, total) = sums over all steps on all nodes; max_rss = max over steps;
+/// - cpu (user, sys) = sums over all steps on all nodes (the total is a generated column);
+///   max_rss = max over steps;
 /// - start = earliest step or node start; end = latest step or node end;
-/// - nodes = distinct nodes seen (natural order); nnodes = max(that count, steps' nnodes);
+/// - nodes = distinct nodes seen (natural order, runs as `n[01-64]`: [`store::compress_nodes`]);
+///   nnodes = max(that count, steps' nnodes);
 ///   ncpus = Σ over nodes of the largest step ncpus on that node;
 /// - state = worst [`JobState`] over the node records (UNKNOWN without any); exit code/signal =
 ///   worst [`ExitStatus::severity`]; evidence = from a node with the worst state;
 /// - user, account, partition, … = first known value, batch step first, then steps by id, then
-///   node records by node name; env_hash = that of the batch step (else the first step's);
-/// - program, outcome, category, error = the job-level verdict ([`verdict`]).
+///   node records by node name; env = that of the batch step (else the first step's);
+/// - module_set = every module any step loaded;
+/// - program, outcome, category, error = the job-level verdict ([`verdict`]);
+/// - then the job's contribution to the rollups moves from what the row said before to what it
+///   says now ([`rollup::update`]).
 pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
+    let (old_grp, old) = rollup::read_job(conn, job)?;
     let (cpu_user, cpu_sys, max_rss, step_start, step_end, step_nnodes): (
         f64,
         f64,
@@ -570,12 +581,15 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
         .prepare_cached("SELECT SUM(m) FROM (SELECT MAX(ncpus) AS m FROM steps WHERE job = ?1 GROUP BY node)")?
         .query_row([job], |r| r.get(0))?;
 
-    let mut attrs = Attrs::default();
+    let mut attrs = JobAttrs::default();
     {
         let mut st = conn.prepare_cached(
-            "SELECT uid, gid, user, account, partition, qos, job_name, array_job_id, array_task_id, env_hash, cwd
-             FROM steps WHERE job = ?1 AND seen_start = 1
-             ORDER BY step_id <> ?2, step_id, node",
+            "SELECT a.uid, a.gid, a.user, a.account, a.partition, a.qos, a.job_name, s.array_job_id, s.array_task_id,
+                    s.env, cwd.value
+             FROM steps s JOIN hosts h ON h.id = s.node LEFT JOIN attrs a ON a.id = s.attrs
+                  LEFT JOIN strings cwd ON cwd.id = s.cwd
+             WHERE s.job = ?1 AND s.seen_start = 1
+             ORDER BY s.step_id <> ?2, s.step_id, h.name",
         )?;
         let mut rows = st.query(params![job, STEP_BATCH])?;
         while let Some(r) = rows.next()? {
@@ -588,7 +602,7 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
             first(&mut attrs.job_name, r.get(6)?);
             first(&mut attrs.array_job_id, r.get(7)?);
             first(&mut attrs.array_task_id, r.get(8)?);
-            first(&mut attrs.env_hash, r.get(9)?);
+            first(&mut attrs.env, r.get(9)?);
             first(&mut attrs.cwd, r.get(10)?);
         }
     }
@@ -601,9 +615,11 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     let mut nodes: Vec<String> = Vec::new();
     {
         let mut st = conn.prepare_cached(
-            "SELECT node, uid, user, account, partition, work_dir, state, exit_code, signal, state_evidence,
-                    start, end
-             FROM job_nodes WHERE job = ?1 ORDER BY node",
+            "SELECT h.name, a.uid, a.user, a.account, a.partition, a.work_dir, st.name, n.exit_code, n.signal,
+                    n.state_evidence, n.start, n.end
+             FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state
+                  LEFT JOIN attrs a ON a.id = n.attrs
+             WHERE n.job = ?1 ORDER BY h.name",
         )?;
         let mut rows = st.query([job])?;
         while let Some(r) = rows.next()? {
@@ -632,7 +648,8 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     }
     let state_evidence = evidence.into_iter().find(|(s, _)| *s == state).map(|(_, e)| e);
     {
-        let mut st = conn.prepare_cached("SELECT DISTINCT node FROM steps WHERE job = ?1")?;
+        let mut st =
+            conn.prepare_cached("SELECT DISTINCT h.name FROM steps s JOIN hosts h ON h.id = s.node WHERE s.job = ?1")?;
         let mut rows = st.query([job])?;
         while let Some(r) = rows.next()? {
             nodes.push(r.get(0)?);
@@ -644,12 +661,26 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     let end = max_opt(step_end, node_end);
     let nnodes = (nodes.len() as i64).max(step_nnodes.unwrap_or(0));
     let work_dir = attrs.work_dir.or(attrs.cwd);
+    // The job's modules: every module any step loaded.
+    let mut modules: Vec<i64> = Vec::new();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT l.items FROM module_lists l WHERE l.id IN (SELECT modules FROM steps WHERE job = ?1)",
+        )?;
+        let mut rows = st.query([job])?;
+        while let Some(r) = rows.next()? {
+            modules.extend(store::parse_module_list(r.get_ref(0)?.as_str()?).into_iter().map(|(m, _)| m));
+        }
+    }
+    modules.sort_unstable();
+    modules.dedup();
+    let module_set = store::module_set_id(conn, &modules)?;
 
     conn.prepare_cached(
         "UPDATE jobs SET array_job_id = ?2, array_task_id = ?3, uid = ?4, user = ?5, gid = ?6, account = ?7,
             partition = ?8, qos = ?9, job_name = ?10, work_dir = ?11, start = ?12, end = ?13, state = ?14,
             exit_code = ?15, signal = ?16, state_evidence = ?17, nnodes = ?18, ncpus = ?19, cpu_user_s = ?20,
-            cpu_sys_s = ?21, cpu_seconds = ?22, max_rss_kib = ?23, nodes = ?24, env_hash = ?25
+            cpu_sys_s = ?21, max_rss_kib = ?22, nodes = ?23, env = ?24, module_set = ?25
          WHERE id = ?1",
     )?
     .execute(params![
@@ -674,15 +705,16 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
         ncpus,
         cpu_user,
         cpu_sys,
-        cpu_user + cpu_sys,
         max_rss,
-        nodes.join(","),
-        attrs.env_hash,
+        store::compress_nodes(&nodes.join(",")),
+        attrs.env,
+        module_set,
     ])?;
     let v = verdict(conn, job)?;
     conn.prepare_cached("UPDATE jobs SET program = ?2, outcome = ?3, category = ?4, error = ?5 WHERE id = ?1")?
         .execute(params![job, v.program, v.outcome, v.category, v.error])?;
-    Ok(())
+    let (_, new) = rollup::read_job(conn, job)?;
+    rollup::update(conn, job, old_grp, &old, &new)
 }
 
 /// A job's verdict from its solver logs, as stored in the `jobs` row.

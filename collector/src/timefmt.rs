@@ -72,7 +72,30 @@ fn local_seconds(dt: NaiveDateTime) -> Result<i64, String> {
 }
 
 fn local(t: i64) -> Option<DateTime<Local>> {
-    Local.timestamp_opt(t, 0).single()
+    // The zone's offset, looked up once per UTC day when it is the same at both ends of it (no
+    // change of daylight saving time that day): a listing prints thousands of times, mostly a
+    // few a day, and each lookup of the zone costs more than the formatting.
+    thread_local! {
+        static DAY: std::cell::Cell<Option<(i64, chrono::FixedOffset)>> = const { std::cell::Cell::new(None) };
+    }
+    let day = t.div_euclid(86_400);
+    let offset = match DAY.get() {
+        Some((d, o)) if d == day => Some(o),
+        _ => {
+            let at = |s: i64| Local.timestamp_opt(s, 0).single().map(|d| *d.offset());
+            let (first, last) = (at(day * 86_400), at(day * 86_400 + 86_399));
+            if first.is_some() && first == last {
+                DAY.set(first.map(|o| (day, o)));
+                first
+            } else {
+                None
+            }
+        }
+    };
+    match offset {
+        Some(o) => Some(DateTime::from_naive_utc_and_offset(DateTime::from_timestamp(t, 0)?.naive_utc(), o)),
+        None => Local.timestamp_opt(t, 0).single(),
+    }
 }
 
 /// RFC 3339 in local time with offset (`2024-03-01T14:05:00+01:00`), for JSON.
@@ -82,7 +105,19 @@ pub fn rfc3339(t: i64) -> String {
 
 /// sacct's display form, local time (`2024-03-01T14:05:00`).
 pub fn display(t: Option<i64>) -> String {
+    use chrono::{Datelike, Timelike};
     match t.and_then(local) {
+        // Written field by field: a listing prints thousands, and chrono's format() parses its
+        // pattern each time.
+        Some(d) if (0..=9999).contains(&d.year()) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            d.year(),
+            d.month(),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        ),
         Some(d) => d.format("%Y-%m-%dT%H:%M:%S").to_string(),
         None => "Unknown".into(),
     }

@@ -3,41 +3,70 @@ use crate::db;
 use crate::sample::Sample;
 use runledger_record::{Fact, STEP_BATCH};
 use rusqlite::types::ValueRef;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 const T0: i64 = 1_700_000_000;
 const RECEIVED: i64 = 1_700_001_000;
 
-/// Every table, rows sorted, with row ids replaced by what they stand for, so two databases
-/// built in different orders compare equal when they hold the same facts.
+/// Every table, rows sorted, with ids replaced by what they stand for (ids depend on the order
+/// rows were added in), so two databases built in different orders compare equal when they hold
+/// the same facts. The tables of distinct values (hosts, strings, attrs, module lists and sets)
+/// show through the rows that refer to them; a group's elapsed times as one sorted list.
 pub(crate) fn dump(conn: &Connection) -> String {
-    let mut jobs = HashMap::new();
-    let mut st = conn.prepare("SELECT id, cluster, job_id, start FROM jobs").unwrap();
-    let mut rows = st.query([]).unwrap();
-    while let Some(r) = rows.next().unwrap() {
-        let (id, c, j, s): (i64, String, i64, Option<i64>) =
-            (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap(), r.get(3).unwrap());
-        jobs.insert(id, format!("{c}/{j}@{s:?}"));
+    fn show(v: ValueRef) -> String {
+        match v {
+            ValueRef::Null => "NULL".to_string(),
+            ValueRef::Integer(n) => n.to_string(),
+            ValueRef::Real(f) => format!("{f}"),
+            ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+            ValueRef::Blob(b) => format!("{b:?}"),
+        }
     }
-    let mut modules = HashMap::new();
-    let mut st = conn.prepare("SELECT id, name, version FROM modules").unwrap();
-    let mut rows = st.query([]).unwrap();
-    while let Some(r) = rows.next().unwrap() {
-        let (id, n, v): (i64, String, String) = (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
-        modules.insert(id, format!("{n}/{v}"));
+    fn map(conn: &Connection, sql: &str) -> HashMap<i64, String> {
+        let mut out = HashMap::new();
+        let mut st = conn.prepare(sql).unwrap();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let n = r.as_ref().column_count();
+            let text: Vec<String> = (1..n).map(|i| show(r.get_ref(i).unwrap())).collect();
+            out.insert(r.get(0).unwrap(), text.join("/"));
+        }
+        out
     }
+    let jobs = map(conn, "SELECT id, cluster, job_id, start FROM jobs");
+    let modules = map(conn, "SELECT id, name, version FROM modules");
+    let hosts = map(conn, "SELECT id, name FROM hosts");
+    let strings = map(conn, "SELECT id, value FROM strings");
+    let attrs = map(conn, "SELECT * FROM attrs");
+    let envs = map(conn, "SELECT id, hash FROM environments");
+    let groups = map(conn, "SELECT id, cluster, account, partition, user, state FROM rollup");
+    let resolve_list = |ids: Vec<i64>| ids.iter().map(|m| modules[m].clone()).collect::<Vec<_>>().join(" ");
+    let lists: HashMap<i64, String> = conn
+        .prepare("SELECT id, items FROM module_lists")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .map(|(id, items)| {
+            let l = crate::store::parse_module_list(&items);
+            let file = |f: Option<i64>| f.map(|f| strings[&f].clone());
+            (id, l.into_iter().map(|(m, f)| format!("{}:{:?}", modules[&m], file(f))).collect::<Vec<_>>().join(" "))
+        })
+        .collect();
+    let sets: HashMap<i64, String> =
+        crate::store::module_sets(conn).unwrap().into_iter().map(|(id, ms)| (id, resolve_list(ms))).collect();
     let tables = [
         "jobs",
         "job_nodes",
         "steps",
-        "tasks",
         "modules",
-        "job_modules",
-        "step_modules",
         "environments",
         "tags",
-        "events",
         "facts",
+        "rollup",
+        "rollup_modules",
+        "rollup_module_names",
+        "rollup_ends",
     ];
     let mut out = String::new();
     for table in tables {
@@ -49,17 +78,25 @@ pub(crate) fn dump(conn: &Connection) -> String {
             let mut cells = Vec::new();
             for (i, name) in names.iter().enumerate() {
                 let v = r.get_ref(i).unwrap();
-                let text = match v {
-                    ValueRef::Null => "NULL".to_string(),
-                    ValueRef::Integer(n) => n.to_string(),
-                    ValueRef::Real(f) => format!("{f}"),
-                    ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
-                    ValueRef::Blob(b) => format!("{b:?}"),
-                };
+                let text = show(v);
                 let cell = match (table, name.as_str(), v) {
-                    ("jobs" | "modules", "id", _) => continue,
+                    ("jobs" | "modules" | "environments" | "rollup", "id", _) => continue,
                     (_, "job", ValueRef::Integer(n)) => jobs[&n].clone(),
                     (_, "module", ValueRef::Integer(n)) => modules[&n].clone(),
+                    (_, "node", ValueRef::Integer(n)) => hosts[&n].clone(),
+                    (_, "attrs", ValueRef::Integer(n)) => attrs[&n].clone(),
+                    (_, "argv" | "exe" | "cwd", ValueRef::Integer(n)) => strings[&n].clone(),
+                    (_, "env", ValueRef::Integer(n)) => envs[&n].clone(),
+                    (_, "modules", ValueRef::Integer(n)) => lists[&n].clone(),
+                    (_, "module_set", ValueRef::Integer(n)) => sets[&n].clone(),
+                    (_, "grp", ValueRef::Integer(n)) => groups[&n].clone(),
+                    (_, "tasks", ValueRef::Blob(b)) => {
+                        let end = r.get::<_, Option<i64>>("end").unwrap().unwrap_or(0);
+                        format!("{:?}", crate::store::decode_tasks(b, end))
+                    }
+                    (_, "cpu" | "eff_cpu", ValueRef::Blob(b)) => {
+                        crate::store::ExactSum::from_blob(Some(b)).0.to_string()
+                    }
                     _ => text,
                 };
                 cells.push(format!("{name}={cell}"));
@@ -72,6 +109,18 @@ pub(crate) fn dump(conn: &Connection) -> String {
             out.push_str(&l);
             out.push('\n');
         }
+    }
+    let mut walls: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut st = conn.prepare("SELECT grp, walls FROM rollup_walls").unwrap();
+    let mut rows = st.query([]).unwrap();
+    while let Some(r) = rows.next().unwrap() {
+        let w = walls.entry(groups[&r.get::<_, i64>(0).unwrap()].clone()).or_default();
+        crate::store::decode_walls(r.get_ref(1).unwrap().as_blob().unwrap(), w);
+    }
+    out.push_str("== rollup_walls\n");
+    for (g, mut w) in walls {
+        w.sort_unstable();
+        out.push_str(&format!("{g}: {w:?}\n"));
     }
     out
 }
@@ -155,7 +204,7 @@ fn applying_a_batch_twice_changes_nothing() {
     apply_group(&conn, &[&b], RECEIVED + 500).unwrap()[0].as_ref().unwrap();
     assert_eq!(dump(&conn), once);
     assert_eq!(count(&conn, "SELECT count(*) FROM jobs"), 1);
-    assert_eq!(count(&conn, "SELECT count(*) FROM events"), 8, "{once}");
+    assert_eq!(crate::query::events_of(&conn, &[1]).unwrap()[&1].len(), 8, "{once}");
 }
 
 #[test]
@@ -248,9 +297,11 @@ fn two_nodes_merge_into_one_job_in_either_order() {
     assert_eq!(rss, 1_001_000);
     assert_eq!((nnodes, ncpus), (2, 8));
     let (user, account, start, end, env): (String, String, i64, i64, Option<String>) = conn
-        .query_row("SELECT user, account, start, end, env_hash FROM jobs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+        .query_row(
+            "SELECT user, account, start, end, (SELECT hash FROM environments WHERE id = env) FROM jobs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
         .unwrap();
     assert_eq!((user.as_str(), account.as_str(), start, end), ("alice", "physics", T0, T0 + 30));
     assert_eq!(env, Some(env_hash(&s.env()).0));
@@ -331,7 +382,7 @@ fn identical_environments_are_stored_once() {
     apply(&conn, &b.batch(0));
     assert_eq!(count(&conn, "SELECT count(*) FROM jobs"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM environments"), 1);
-    assert_eq!(count(&conn, "SELECT count(DISTINCT env_hash) FROM steps"), 1);
+    assert_eq!(count(&conn, "SELECT count(DISTINCT env) FROM steps"), 1);
     let content: String = conn.query_row("SELECT content FROM environments", [], |r| r.get(0)).unwrap();
     let env: BTreeMap<String, String> = serde_json::from_str(&content).unwrap();
     assert_eq!(env, a.env());
@@ -342,7 +393,8 @@ fn identical_environments_are_stored_once() {
     assert_eq!(count(&conn, "SELECT count(*) FROM environments"), 2);
     // Modules are shared too.
     assert_eq!(count(&conn, "SELECT count(*) FROM modules"), 2);
-    assert_eq!(count(&conn, "SELECT count(*) FROM job_modules"), 6);
+    assert_eq!(count(&conn, "SELECT count(*) FROM module_sets"), 1);
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs WHERE module_set IS NOT NULL"), 3);
 }
 
 #[test]
@@ -369,7 +421,8 @@ fn malformed_batches_are_refused_and_do_not_spoil_a_group() {
     // One failing batch (a database error half-way) is rolled back alone.
     let conn = db::open_memory();
     conn.execute_batch(
-        "CREATE TEMP TRIGGER boom BEFORE INSERT ON job_nodes WHEN NEW.node = 'n0002'
+        "CREATE TEMP TRIGGER boom BEFORE INSERT ON job_nodes
+         WHEN NEW.node = (SELECT id FROM hosts WHERE name = 'n0002')
          BEGIN SELECT RAISE(ABORT, 'boom'); END;",
     )
     .unwrap();
@@ -381,7 +434,7 @@ fn malformed_batches_are_refused_and_do_not_spoil_a_group() {
     assert!(matches!(&results[2], Err(MergeError::Invalid(_))));
     assert!(results[3].is_ok());
     assert_eq!(count(&conn, "SELECT count(*) FROM jobs"), 2);
-    assert_eq!(count(&conn, "SELECT count(*) FROM steps WHERE node = 'n0002'"), 0);
+    assert_eq!(count(&conn, "SELECT count(*) FROM steps s JOIN hosts h ON h.id = s.node WHERE h.name = 'n0002'"), 0);
     let nodes: String = conn.query_row("SELECT nodes FROM jobs WHERE job_id = 42", [], |r| r.get(0)).unwrap();
     assert_eq!(nodes, "n0001");
 }

@@ -12,8 +12,8 @@
 use super::filter::Filter;
 use super::report::{Cell, Report};
 use chrono::{Local, Offset, TimeZone};
-use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
+use std::collections::HashMap;
 
 fn db(e: rusqlite::Error) -> String {
     format!("reading the database: {e}")
@@ -79,9 +79,11 @@ pub struct EventQuery {
 }
 
 /// `query events`: events of the jobs matching `filter`, oldest first.
+///
+/// Events are derived from the jobs' steps, tasks and node records ([`super::events_of`]), not
+/// stored: every one lies within its job's [start, end], so an event time range narrows the jobs
+/// through their indexed start and end first (sacct's -S/-E semantics).
 pub fn events(conn: &Connection, filter: &Filter, q: &EventQuery) -> Result<Report, String> {
-    // Every event of a job lies within the job's [start, end], so an event time range narrows
-    // the jobs too, through their indexed start and end (sacct's -S/-E semantics).
     let mut filter = filter.clone();
     if let Some(a) = q.after {
         filter.start = Some(filter.start.map_or(a, |s| s.max(a)));
@@ -89,63 +91,76 @@ pub fn events(conn: &Connection, filter: &Filter, q: &EventQuery) -> Result<Repo
     if let Some(b) = q.before {
         filter.end = Some(filter.end.map_or(b, |e| e.min(b)));
     }
-    let (where_sql, mut params) = filter.to_sql();
-    let mut cond = String::new();
-    if !q.kinds.is_empty() {
-        cond.push_str(&format!(" AND e.kind IN ({})", vec!["?"; q.kinds.len()].join(", ")));
-        params.extend(q.kinds.iter().map(|k| Value::Text(k.clone())));
-    }
-    if let Some(a) = q.after {
-        cond.push_str(" AND e.time >= ?");
-        params.push(Value::Integer(a));
-    }
-    if let Some(b) = q.before {
-        cond.push_str(" AND e.time <= ?");
-        params.push(Value::Integer(b));
-    }
+    let (where_sql, params) = filter.to_sql();
     let sql = format!(
-        "SELECT e.time, jobs.job_id, jobs.array_job_id, jobs.array_task_id, COALESCE(jobs.user, CAST(jobs.uid AS TEXT)),
-                jobs.account, e.node, e.kind, e.detail
-         FROM events e JOIN jobs ON jobs.id = e.job
-         WHERE jobs.id IN (SELECT id FROM jobs WHERE {where_sql}){cond}
-         ORDER BY e.time, jobs.job_id, e.node, e.kind"
+        "SELECT id, job_id, array_job_id, array_task_id, COALESCE(user, CAST(uid AS TEXT)), account FROM jobs
+         WHERE {where_sql}"
     );
+    struct JobInfo {
+        job_id: i64,
+        jobid: String,
+        user: Option<String>,
+        account: Option<String>,
+    }
+    let mut jobs: HashMap<i64, JobInfo> = HashMap::new();
+    {
+        let mut st = conn.prepare(&sql).map_err(db)?;
+        let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let job_id: i64 = r.get(1).map_err(db)?;
+            let jobid = match (r.get::<_, Option<i64>>(2).map_err(db)?, r.get::<_, Option<i64>>(3).map_err(db)?) {
+                (Some(a), Some(t)) => format!("{a}_{t}"),
+                _ => job_id.to_string(),
+            };
+            let info = JobInfo { job_id, jobid, user: r.get(4).map_err(db)?, account: r.get(5).map_err(db)? };
+            jobs.insert(r.get(0).map_err(db)?, info);
+        }
+    }
+    let ids: Vec<i64> = jobs.keys().copied().collect();
     let up = |v: &[String]| v.iter().map(|s| s.to_ascii_uppercase()).collect::<Vec<_>>();
     let (from_states, to_states) = (up(&q.from_state), up(&q.to_state));
+    let mut found: Vec<(&JobInfo, super::EventRow)> = Vec::new();
+    for (id, evs) in super::events_of(conn, &ids).map_err(db)? {
+        let Some(info) = jobs.get(&id) else { continue };
+        for e in evs {
+            if !q.kinds.is_empty() && !q.kinds.contains(&e.kind) {
+                continue;
+            }
+            if q.after.is_some_and(|a| e.time < a) || q.before.is_some_and(|b| e.time > b) {
+                continue;
+            }
+            let (from, to) = transition(&e.kind, &e.detail);
+            if !from_states.is_empty() && !from_states.iter().any(|s| s == from) {
+                continue;
+            }
+            if !to_states.is_empty() && !to_states.contains(&to) {
+                continue;
+            }
+            found.push((info, e));
+        }
+    }
+    found.sort_by(|(a, x), (b, y)| {
+        (x.time, a.job_id, &x.node, &x.kind, &x.detail).cmp(&(y.time, b.job_id, &y.node, &y.kind, &y.detail))
+    });
+    if let Some(l) = q.limit {
+        found.truncate(l);
+    }
     let mut report =
         Report::new(&["time", "jobid", "user", "account", "node", "kind", "from_state", "to_state", "detail"]);
-    let mut st = conn.prepare(&sql).map_err(db)?;
-    let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
-    while let Some(r) = rows.next().map_err(db)? {
-        let kind: String = r.get(7).map_err(db)?;
-        let detail: String = r.get(8).map_err(db)?;
-        let (from, to) = transition(&kind, &detail);
-        if !from_states.is_empty() && !from_states.iter().any(|s| s == from) {
-            continue;
-        }
-        if !to_states.is_empty() && !to_states.contains(&to) {
-            continue;
-        }
-        let job_id: i64 = r.get(1).map_err(db)?;
-        let jobid = match (r.get::<_, Option<i64>>(2).map_err(db)?, r.get::<_, Option<i64>>(3).map_err(db)?) {
-            (Some(a), Some(t)) => format!("{a}_{t}"),
-            _ => job_id.to_string(),
-        };
-        let opt = |v: Option<String>| v.map(Cell::Text).unwrap_or(Cell::Null);
+    let opt = |v: &Option<String>| v.clone().map(Cell::Text).unwrap_or(Cell::Null);
+    for (info, e) in found {
+        let (from, to) = transition(&e.kind, &e.detail);
         report.rows.push(vec![
-            Cell::Time(r.get(0).map_err(db)?),
-            Cell::Text(jobid),
-            opt(r.get(4).map_err(db)?),
-            opt(r.get(5).map_err(db)?),
-            Cell::Text(r.get(6).map_err(db)?),
-            Cell::Text(kind),
+            Cell::Time(e.time),
+            Cell::Text(info.jobid.clone()),
+            opt(&info.user),
+            opt(&info.account),
+            Cell::Text(e.node),
+            Cell::Text(e.kind.clone()),
             Cell::Text(from.to_string()),
             Cell::Text(to),
-            Cell::Text(detail),
+            Cell::Text(e.detail),
         ]);
-        if q.limit.is_some_and(|l| report.rows.len() >= l) {
-            break;
-        }
     }
     Ok(report)
 }
@@ -202,6 +217,9 @@ fn buckets_for(lo: i64, hi: i64, interval: i64, offset: Option<i64>) -> Result<B
 /// `query throughput`: jobs that ended in each interval (and how many failed), cumulative.
 /// `offset` overrides the local UTC offset (tests).
 pub fn throughput(conn: &Connection, filter: &Filter, interval: i64, offset: Option<i64>) -> Result<Report, String> {
+    if let Some(r) = throughput_from_rollup(conn, filter, interval, offset)? {
+        return Ok(r);
+    }
     let (where_sql, params) = filter.to_sql();
     let sql = format!("SELECT end, state FROM jobs WHERE end IS NOT NULL AND state <> 'UNKNOWN' AND {where_sql}");
     let mut ends: Vec<(i64, bool)> = Vec::new();
@@ -231,6 +249,55 @@ pub fn throughput(conn: &Connection, filter: &Filter, interval: i64, offset: Opt
         report.rows.push(vec![Cell::Time(b.start(i)), Cell::Int(jobs[i]), Cell::Int(failed[i]), Cell::Int(cum)]);
     }
     Ok(report)
+}
+
+/// `query throughput` from `rollup_ends` (jobs ended per quarter hour), when that gives the same
+/// answer as the jobs: no filter, intervals of whole quarter hours, and a UTC offset (constant
+/// over the first quarter hour) in whole quarter hours, so every interval is a union of whole
+/// slots and the range's first and last intervals are those of the first and last slots.
+fn throughput_from_rollup(
+    conn: &Connection,
+    filter: &Filter,
+    interval: i64,
+    offset: Option<i64>,
+) -> Result<Option<Report>, String> {
+    use crate::rollup::END_SLOT_S;
+    let unfiltered = filter.to_sql().0 == "1";
+    if !unfiltered || interval % END_SLOT_S != 0 {
+        return Ok(None);
+    }
+    let slots = crate::rollup::ends(conn).map_err(db)?;
+    let mut report = Report::new(&["interval_start", "jobs", "failed", "cumulative"]);
+    let (Some(first), Some(last)) = (slots.first(), slots.last()) else { return Ok(Some(report)) };
+    let (lo, hi) = (first.0 * END_SLOT_S, last.0 * END_SLOT_S);
+    let off = match offset {
+        Some(o) => o,
+        None => {
+            let o = local_offset(lo);
+            if o != local_offset(lo + END_SLOT_S - 1) {
+                return Ok(None);
+            }
+            o
+        }
+    };
+    if off % END_SLOT_S != 0 {
+        return Ok(None);
+    }
+    let b = buckets_for(lo, hi, interval, Some(off))?;
+    let mut jobs = vec![0i64; b.count];
+    let mut failed = vec![0i64; b.count];
+    for (slot, n, f) in slots {
+        if let Some(i) = b.index(slot * END_SLOT_S) {
+            jobs[i] += n;
+            failed[i] += f;
+        }
+    }
+    let mut cum = 0;
+    for i in 0..b.count {
+        cum += jobs[i];
+        report.rows.push(vec![Cell::Time(b.start(i)), Cell::Int(jobs[i]), Cell::Int(failed[i]), Cell::Int(cum)]);
+    }
+    Ok(Some(report))
 }
 
 /// `query utilization`: per interval, the time-averaged number of running jobs, busy nodes and

@@ -173,8 +173,9 @@ impl Filter {
         text_in("outcome", &self.outcomes, &mut conds, &mut params);
         text_in("category", &self.categories, &mut conds, &mut params);
         for m in &self.modules {
-            let mut c = "EXISTS (SELECT 1 FROM job_modules jm JOIN modules m ON m.id = jm.module
-                          WHERE jm.job = jobs.id AND m.name = ?"
+            // The module sets holding the module, then their jobs through the index on module_set.
+            let mut c = "jobs.module_set IN (SELECT ms.module_set FROM module_set_members ms
+                          JOIN modules m ON m.id = ms.module WHERE m.name = ?"
                 .to_string();
             params.push(Value::Text(m.name.clone()));
             if let Some(v) = &m.version {

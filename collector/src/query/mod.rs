@@ -57,9 +57,56 @@ pub struct JobRow {
     pub error: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "id, cluster, job_id, array_job_id, array_task_id, uid, user, gid, account, partition, \
-     qos, job_name, work_dir, start, end, state, exit_code, signal, state_evidence, nnodes, ncpus, cpu_user_s, \
-     cpu_sys_s, cpu_seconds, max_rss_kib, nodes, env_hash, program, outcome, category, error";
+/// The `jobs` columns a [`JobRow`] is read from, in order, and whether a listing of the
+/// [`output::LEAN_FIELDS`] needs them.
+const JOB_COLUMNS: [(&str, bool); 31] = [
+    ("id", true),
+    ("cluster", true),
+    ("job_id", true),
+    ("array_job_id", true),
+    ("array_task_id", true),
+    ("uid", false),
+    ("user", true),
+    ("gid", false),
+    ("account", true),
+    ("partition", true),
+    ("qos", false),
+    ("job_name", true),
+    ("work_dir", false),
+    ("start", true),
+    ("end", true),
+    ("state", true),
+    ("exit_code", true),
+    ("signal", true),
+    ("state_evidence", false),
+    ("nnodes", true),
+    ("ncpus", false),
+    ("cpu_user_s", false),
+    ("cpu_sys_s", false),
+    ("cpu_seconds", false),
+    ("max_rss_kib", false),
+    ("nodes", true),
+    ("env", false),
+    ("program", false),
+    ("outcome", false),
+    ("category", false),
+    ("error", false),
+];
+
+/// The select list of [`JOB_COLUMNS`]; `lean`: NULL (and defaults) for what a lean listing
+/// does not show. Reading a column costs more than finding its row (70 ns a value): a listing of
+/// thousands of jobs reads half as many.
+fn job_columns(lean: bool) -> String {
+    JOB_COLUMNS
+        .iter()
+        .map(|&(c, needed)| match (lean && !needed, c) {
+            (false, c) => c,
+            (true, "cpu_user_s" | "cpu_sys_s" | "cpu_seconds") => "0.0",
+            (true, _) => "NULL",
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl JobRow {
     fn from_row(r: &Row) -> rusqlite::Result<JobRow> {
@@ -89,8 +136,16 @@ impl JobRow {
             cpu_sys_s: r.get(22)?,
             cpu_seconds: r.get(23)?,
             max_rss_kib: r.get(24)?,
-            nodes: r.get(25)?,
-            env_hash: r.get(26)?,
+            nodes: r.get::<_, Option<String>>(25)?.map(|n| {
+                if n.contains('[') {
+                    crate::store::expand_nodes(&n)
+                } else {
+                    n
+                }
+            }),
+            // The id for now: [`with_env_hashes`] puts the hash in (a lookup per row would cost
+            // as much as reading the row).
+            env_hash: r.get::<_, Option<i64>>(26)?.map(|id| id.to_string()),
             program: r.get(27)?,
             outcome: r.get(28)?,
             category: r.get(29)?,
@@ -117,15 +172,40 @@ impl JobRow {
 
 /// The jobs matching `filter`, oldest first; with `limit`, the newest `limit` of them.
 pub fn find_jobs(conn: &Connection, filter: &filter::Filter, limit: Option<usize>) -> rusqlite::Result<Vec<JobRow>> {
+    find_jobs_with(conn, filter, limit, false)
+}
+
+/// [`find_jobs`]; `lean`: only the columns [`output::LEAN_FIELDS`] show (others None or 0).
+pub fn find_jobs_with(
+    conn: &Connection,
+    filter: &filter::Filter,
+    limit: Option<usize>,
+    lean: bool,
+) -> rusqlite::Result<Vec<JobRow>> {
     let (cond, params) = filter.to_sql();
+    let cols = job_columns(lean);
     let sql = match limit {
-        Some(n) => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC LIMIT {n}"),
-        None => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {cond} ORDER BY start, id"),
+        Some(n) => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC LIMIT {n}"),
+        None => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start, id"),
     };
     let mut st = conn.prepare(&sql)?;
     let mut rows: Vec<JobRow> = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
     if limit.is_some() {
         rows.reverse();
+    }
+    with_env_hashes(conn, rows)
+}
+
+/// Replaces the environment ids [`JobRow::from_row`] read by their hashes.
+fn with_env_hashes(conn: &Connection, mut rows: Vec<JobRow>) -> rusqlite::Result<Vec<JobRow>> {
+    if rows.iter().all(|r| r.env_hash.is_none()) {
+        return Ok(rows);
+    }
+    let mut st = conn.prepare_cached("SELECT id, hash FROM environments")?;
+    let hashes: HashMap<String, String> =
+        st.query_map([], |r| Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?)))?.collect::<Result<_, _>>()?;
+    for r in &mut rows {
+        r.env_hash = r.env_hash.take().and_then(|id| hashes.get(&id).cloned());
     }
     Ok(rows)
 }
@@ -134,10 +214,10 @@ pub fn find_jobs(conn: &Connection, filter: &filter::Filter, limit: Option<usize
 pub fn find_job(conn: &Connection, sel: &filter::JobSel, clusters: &[String]) -> rusqlite::Result<Vec<JobRow>> {
     let filter = filter::Filter { jobs: vec![sel.clone()], clusters: clusters.to_vec(), ..Default::default() };
     let (cond, params) = filter.to_sql();
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC");
+    let sql = format!("SELECT {} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC", job_columns(false));
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
-    Ok(rows)
+    with_env_hashes(conn, rows)
 }
 
 /// One fact as stored.
@@ -184,18 +264,36 @@ fn id_list(ids: &[i64]) -> Value {
     Value::Text(serde_json::to_string(ids).expect("integers serialize"))
 }
 
+/// Every module: id -> (name, version).
+pub fn module_names(conn: &Connection) -> rusqlite::Result<HashMap<i64, (String, String)>> {
+    let mut st = conn.prepare_cached("SELECT id, name, version FROM modules")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+    rows.collect()
+}
+
+/// `name/version`, or `name` for a module without a version.
+pub fn full_name(name: &str, version: &str) -> String {
+    if version.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}/{version}")
+    }
+}
+
 /// Modules (`name/version`) of each job, in name order.
 pub fn modules_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64, Vec<String>>> {
     let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    let names = module_names(conn)?;
     let mut st = conn.prepare_cached(
-        "SELECT jm.job, m.name, m.version FROM job_modules jm JOIN modules m ON m.id = jm.module
-         WHERE jm.job IN (SELECT value FROM json_each(?1)) ORDER BY jm.job, m.name, m.version",
+        "SELECT j.id, s.modules FROM jobs j JOIN module_sets s ON s.id = j.module_set
+         WHERE j.id IN (SELECT value FROM json_each(?1))",
     )?;
     let mut rows = st.query([id_list(ids)])?;
     while let Some(r) = rows.next()? {
-        let (job, name, version): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let full = if version.is_empty() { name } else { format!("{name}/{version}") };
-        out.entry(job).or_default().push(full);
+        let mut mods: Vec<&(String, String)> =
+            crate::store::parse_module_set(r.get_ref(1)?.as_str()?).iter().filter_map(|m| names.get(m)).collect();
+        mods.sort();
+        out.insert(r.get(0)?, mods.into_iter().map(|(n, v)| full_name(n, v)).collect());
     }
     Ok(out)
 }
@@ -259,12 +357,16 @@ impl StepRow {
 pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64, Vec<StepRow>>> {
     let mut out: HashMap<i64, Vec<StepRow>> = HashMap::new();
     let mut st = conn.prepare_cached(
-        "SELECT job, node, step_id, start, end, argv, exe, cwd, ntasks, local_tasks, ncpus, env_hash, cpu_user_s,
-                cpu_sys_s, max_rss_kib, stdout, stderr, slurm_version
-         FROM steps WHERE job IN (SELECT value FROM json_each(?1))",
+        "SELECT s.job, h.name, s.step_id, s.start, s.end, argv.value, exe.value, cwd.value, s.ntasks, s.local_tasks,
+                s.ncpus, e.hash, s.cpu_user_s, s.cpu_sys_s, s.max_rss_kib, s.stdout, s.stderr, a.slurm_version,
+                s.tasks
+         FROM steps s JOIN hosts h ON h.id = s.node
+              LEFT JOIN strings argv ON argv.id = s.argv LEFT JOIN strings exe ON exe.id = s.exe
+              LEFT JOIN strings cwd ON cwd.id = s.cwd LEFT JOIN environments e ON e.id = s.env
+              LEFT JOIN attrs a ON a.id = s.attrs
+         WHERE s.job IN (SELECT value FROM json_each(?1))",
     )?;
     let mut rows = st.query([id_list(ids)])?;
-    let mut index: HashMap<(i64, String, i64), (i64, usize)> = HashMap::new();
     while let Some(r) = rows.next()? {
         let job: i64 = r.get(0)?;
         let argv: Option<String> = r.get(5)?;
@@ -286,34 +388,13 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
             stdout: r.get(15)?,
             stderr: r.get(16)?,
             slurm_version: r.get(17)?,
-            tasks: Vec::new(),
+            tasks: r
+                .get_ref(18)?
+                .as_blob_or_null()?
+                .map(|b| crate::store::decode_tasks(b, r.get::<_, Option<i64>>(4).ok().flatten().unwrap_or(0)))
+                .unwrap_or_default(),
         };
-        let v = out.entry(job).or_default();
-        index.insert((job, step.node.clone(), step.step_id), (job, v.len()));
-        v.push(step);
-    }
-    let mut st = conn.prepare_cached(
-        "SELECT job, node, step_id, global_rank, task_id, exit_code, signal, core_dumped, raw_status, time
-         FROM tasks WHERE job IN (SELECT value FROM json_each(?1)) ORDER BY global_rank",
-    )?;
-    let mut rows = st.query([id_list(ids)])?;
-    while let Some(r) = rows.next()? {
-        let key: (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let task = TaskRow {
-            global_rank: r.get(3)?,
-            task_id: r.get(4)?,
-            exit_code: r.get(5)?,
-            signal: r.get(6)?,
-            core_dumped: r.get(7)?,
-            raw_status: r.get(8)?,
-            time: r.get(9)?,
-        };
-        // A task whose step row is missing cannot happen (same item); skip rather than panic.
-        if let Some(&(job, i)) = index.get(&key) {
-            if let Some(s) = out.get_mut(&job).and_then(|v| v.get_mut(i)) {
-                s.tasks.push(task);
-            }
-        }
+        out.entry(job).or_default().push(step);
     }
     for v in out.values_mut() {
         v.sort_by_key(|a| a.sort_key());
@@ -381,9 +462,9 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
     let id = job.id;
     let nodes = conn
         .prepare_cached(
-            "SELECT node, state, exit_code, signal, core_dumped, derived_exit_code, derived_signal, state_evidence,
-                    start, end, stdout, stderr, received_at
-             FROM job_nodes WHERE job = ?1",
+            "SELECT h.name, st.name, n.exit_code, n.signal, n.core_dumped, n.derived_exit_code, n.derived_signal,
+                    n.state_evidence, n.start, n.end, n.stdout, n.stderr, n.received_at
+             FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state WHERE n.job = ?1",
         )?
         .query_map([id], |r| {
             let dc: Option<i64> = r.get(5)?;
@@ -407,20 +488,40 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
     let mut nodes = nodes;
     nodes.sort_by(|a, b| crate::merge::natural_cmp(&a.node, &b.node));
     let steps = steps_of(conn, &[id])?.remove(&id).unwrap_or_default();
-    let modules = conn
-        .prepare_cached(
-            "SELECT sm.node, sm.step_id, m.name, m.version, sm.file FROM step_modules sm
-             JOIN modules m ON m.id = sm.module WHERE sm.job = ?1 ORDER BY sm.step_id, sm.node, sm.position",
-        )?
-        .query_map([id], |r| {
-            Ok(StepModule { node: r.get(0)?, step_id: r.get(1)?, name: r.get(2)?, version: r.get(3)?, file: r.get(4)? })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    // Each step's modules in load order; steps by id, then node name (as a text), as they were listed.
+    let mut modules = Vec::new();
+    {
+        let names = module_names(conn)?;
+        let mut st = conn.prepare_cached(
+            "SELECT h.name, s.step_id, l.items FROM steps s JOIN hosts h ON h.id = s.node
+             JOIN module_lists l ON l.id = s.modules WHERE s.job = ?1 ORDER BY s.step_id, h.name",
+        )?;
+        let mut rows = st.query([id])?;
+        while let Some(r) = rows.next()? {
+            let (node, step_id): (String, i64) = (r.get(0)?, r.get(1)?);
+            for (m, file) in crate::store::parse_module_list(r.get_ref(2)?.as_str()?) {
+                let Some((name, version)) = names.get(&m) else { continue };
+                let file = match file {
+                    Some(id) => {
+                        conn.prepare_cached("SELECT value FROM strings WHERE id = ?1")?.query_row([id], |r| r.get(0))?
+                    }
+                    None => None,
+                };
+                modules.push(StepModule {
+                    node: node.clone(),
+                    step_id,
+                    name: name.clone(),
+                    version: version.clone(),
+                    file,
+                });
+            }
+        }
+    }
     let mut environments = BTreeMap::new();
     {
         let mut st = conn.prepare_cached(
             "SELECT hash, content FROM environments
-             WHERE hash IN (SELECT env_hash FROM steps WHERE job = ?1) OR hash = ?2",
+             WHERE id IN (SELECT env FROM steps WHERE job = ?1) OR hash = ?2",
         )?;
         let mut rows = st.query(params![id, job.env_hash])?;
         while let Some(r) = rows.next()? {
@@ -429,14 +530,10 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
         }
     }
     let tags = tags_of(conn, &[id])?.remove(&id).unwrap_or_default();
-    let events = conn
-        .prepare_cached(
-            "SELECT time, node, kind, detail FROM events WHERE job = ?1
-             ORDER BY time, CASE kind WHEN 'step_started' THEN 0 WHEN 'task_exited' THEN 1
-                                      WHEN 'step_ended' THEN 2 ELSE 3 END, node, detail",
-        )?
-        .query_map([id], |r| Ok(EventRow { time: r.get(0)?, node: r.get(1)?, kind: r.get(2)?, detail: r.get(3)? }))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut events = events_of(conn, &[id])?.remove(&id).unwrap_or_default();
+    events.sort_by(|a, b| {
+        (a.time, kind_order(&a.kind), &a.node, &a.detail).cmp(&(b.time, kind_order(&b.kind), &b.node, &b.detail))
+    });
     let facts = conn
         .prepare_cached("SELECT node, source, key, value, unit FROM facts WHERE job = ?1 ORDER BY node, source, key")?
         .query_map([id], |r| {
@@ -444,6 +541,69 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(JobDetail { job, nodes, steps, modules, environments, tags, events, facts })
+}
+
+/// The order of event kinds at one time: a step starts, its tasks exit, it ends, the job ends.
+fn kind_order(kind: &str) -> u8 {
+    match kind {
+        "step_started" => 0,
+        "task_exited" => 1,
+        "step_ended" => 2,
+        _ => 3,
+    }
+}
+
+/// The events of each job, derived from what is stored: a step's start (`step_started`, when
+/// its StepStart was merged) and end (`step_ended`, when its StepEnd was), each task's exit
+/// (`task_exited`) and each node's end record (`job_ended`). Unordered.
+pub fn events_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64, Vec<EventRow>>> {
+    let mut out: HashMap<i64, Vec<EventRow>> = HashMap::new();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT s.job, h.name, s.step_id, s.seen_start, s.start, s.seen_end, s.end, s.tasks
+             FROM steps s JOIN hosts h ON h.id = s.node WHERE s.job IN (SELECT value FROM json_each(?1))",
+        )?;
+        let mut rows = st.query([id_list(ids)])?;
+        while let Some(r) = rows.next()? {
+            let v = out.entry(r.get(0)?).or_default();
+            let node: String = r.get(1)?;
+            let step = runledger_record::step_name(r.get::<_, i64>(2)? as u32);
+            let event = |time: i64, kind: &str, detail: String| EventRow {
+                time,
+                node: node.clone(),
+                kind: kind.to_string(),
+                detail,
+            };
+            if let (true, Some(t)) = (r.get::<_, bool>(3)?, r.get::<_, Option<i64>>(4)?) {
+                v.push(event(t, "step_started", format!("step={step}")));
+            }
+            let end = r.get::<_, Option<i64>>(6)?.unwrap_or(0);
+            for t in r.get_ref(7)?.as_blob_or_null()?.map(|b| crate::store::decode_tasks(b, end)).unwrap_or_default() {
+                let detail =
+                    format!("step={step} rank={} task={} exit={}:{}", t.global_rank, t.task_id, t.exit_code, t.signal);
+                v.push(event(t.time, "task_exited", detail));
+            }
+            if let (true, Some(t)) = (r.get::<_, bool>(5)?, r.get::<_, Option<i64>>(6)?) {
+                v.push(event(t, "step_ended", format!("step={step}")));
+            }
+        }
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT n.job, h.name, n.end, st.name, n.exit_code, n.signal
+         FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state
+         WHERE n.job IN (SELECT value FROM json_each(?1))",
+    )?;
+    let mut rows = st.query([id_list(ids)])?;
+    while let Some(r) = rows.next()? {
+        let (state, code, signal): (String, i64, i64) = (r.get(3)?, r.get(4)?, r.get(5)?);
+        out.entry(r.get(0)?).or_default().push(EventRow {
+            time: r.get(2)?,
+            node: r.get(1)?,
+            kind: "job_ended".into(),
+            detail: format!("state={state} exit={code}:{signal}"),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

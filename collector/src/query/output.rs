@@ -7,6 +7,7 @@
 use super::{FactValue, JobDetail, JobRow, StepRow};
 use crate::timefmt;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
@@ -33,7 +34,8 @@ pub struct Field {
     pub help: &'static str,
     pub right: bool,
     pub needs: Needs,
-    pub get: fn(&JobRow, &Extras) -> String,
+    /// The cell: borrowed from the row where it can be (a listing has thousands of rows).
+    pub get: for<'a> fn(&'a JobRow, &'a Extras) -> Cow<'a, str>,
 }
 
 impl std::fmt::Debug for Field {
@@ -46,6 +48,11 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_default()
 }
 
+/// A text column's cell, borrowed.
+fn text(v: &Option<String>) -> Cow<'_, str> {
+    Cow::Borrowed(v.as_deref().unwrap_or(""))
+}
+
 fn exit_code(j: &JobRow) -> String {
     match (j.exit_code, j.signal) {
         (Some(c), s) => format!("{c}:{}", s.unwrap_or(0)),
@@ -54,8 +61,8 @@ fn exit_code(j: &JobRow) -> String {
 }
 
 macro_rules! field {
-    ($name:literal, $help:literal, $right:expr, $needs:expr, $get:expr) => {
-        Field { name: $name, help: $help, right: $right, needs: $needs, get: $get }
+    ($name:literal, $help:literal, $right:expr, $needs:expr, |$j:pat_param, $x:pat_param| $get:expr) => {
+        Field { name: $name, help: $help, right: $right, needs: $needs, get: |$j, $x| Cow::from($get) }
     };
 }
 
@@ -65,18 +72,18 @@ pub static FIELDS: &[Field] = &[
     field!("JobIDRaw", "the job's own numeric id", true, Needs::Row, |j, _| j.job_id.to_string()),
     field!("ArrayJobID", "the array's job id", true, Needs::Row, |j, _| opt(&j.array_job_id)),
     field!("ArrayTaskID", "the array task index", true, Needs::Row, |j, _| opt(&j.array_task_id)),
-    field!("Cluster", "cluster name", false, Needs::Row, |j, _| j.cluster.clone()),
-    field!("User", "user name", false, Needs::Row, |j, _| opt(&j.user)),
+    field!("Cluster", "cluster name", false, Needs::Row, |j, _| j.cluster.as_str()),
+    field!("User", "user name", false, Needs::Row, |j, _| text(&j.user)),
     field!("UID", "user id", true, Needs::Row, |j, _| opt(&j.uid)),
     field!("GID", "group id", true, Needs::Row, |j, _| opt(&j.gid)),
-    field!("Account", "account charged", false, Needs::Row, |j, _| opt(&j.account)),
-    field!("Partition", "partition", false, Needs::Row, |j, _| opt(&j.partition)),
-    field!("QOS", "quality of service", false, Needs::Row, |j, _| opt(&j.qos)),
-    field!("JobName", "job name", false, Needs::Row, |j, _| opt(&j.job_name)),
-    field!("WorkDir", "working directory", false, Needs::Row, |j, _| opt(&j.work_dir)),
-    field!("State", "final state: the worst over the job's nodes", false, Needs::Row, |j, _| j.state.clone()),
+    field!("Account", "account charged", false, Needs::Row, |j, _| text(&j.account)),
+    field!("Partition", "partition", false, Needs::Row, |j, _| text(&j.partition)),
+    field!("QOS", "quality of service", false, Needs::Row, |j, _| text(&j.qos)),
+    field!("JobName", "job name", false, Needs::Row, |j, _| text(&j.job_name)),
+    field!("WorkDir", "working directory", false, Needs::Row, |j, _| text(&j.work_dir)),
+    field!("State", "final state: the worst over the job's nodes", false, Needs::Row, |j, _| j.state.as_str()),
     field!("ExitCode", "exit code:signal, the worst over the job's nodes", false, Needs::Row, |j, _| exit_code(j)),
-    field!("Evidence", "the log line that shows why the state is what it is", false, Needs::Row, |j, _| opt(
+    field!("Evidence", "the log line that shows why the state is what it is", false, Needs::Row, |j, _| text(
         &j.state_evidence
     )),
     field!("Start", "start time (local)", false, Needs::Row, |j, _| timefmt::display(j.start)),
@@ -88,7 +95,7 @@ pub static FIELDS: &[Field] = &[
     field!("ElapsedRaw", "run time in seconds", true, Needs::Row, |j, _| opt(&j.elapsed())),
     field!("NNodes", "number of nodes", true, Needs::Row, |j, _| opt(&j.nnodes)),
     field!("NCPUS", "CPUs allocated (sum over nodes)", true, Needs::Row, |j, _| opt(&j.ncpus)),
-    field!("NodeList", "nodes the job ran on", false, Needs::Row, |j, _| opt(&j.nodes)),
+    field!("NodeList", "nodes the job ran on", false, Needs::Row, |j, _| text(&j.nodes)),
     field!("TotalCPU", "user + system CPU time of all steps, [D-]HH:MM:SS", true, Needs::Row, |j, _| {
         timefmt::elapsed(j.cpu_seconds.round() as i64)
     }),
@@ -113,8 +120,8 @@ pub static FIELDS: &[Field] = &[
         .get(&j.id)
         .map(|t| t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()),
-    field!("Program", "the code the job ran, from its logs (e.g. LAMMPS)", false, Needs::Row, |j, _| opt(&j.program)),
-    field!("Outcome", "what its logs say: success, failed, incomplete, unknown", false, Needs::Row, |j, _| opt(
+    field!("Program", "the code the job ran, from its logs (e.g. LAMMPS)", false, Needs::Row, |j, _| text(&j.program)),
+    field!("Outcome", "what its logs say: success, failed, incomplete, unknown", false, Needs::Row, |j, _| text(
         &j.outcome
     )),
     field!(
@@ -122,13 +129,43 @@ pub static FIELDS: &[Field] = &[
         "why it failed, from its logs (e.g. input_error; see `query errors`)",
         false,
         Needs::Row,
-        |j, _| { opt(&j.category) }
+        |j, _| text(&j.category)
     ),
-    field!("Error", "the log line that shows the failure", false, Needs::Row, |j, _| opt(&j.error)),
-    field!("EnvHash", "hash of the batch step's environment (see `query job`)", false, Needs::Row, |j, _| opt(
+    field!("Error", "the log line that shows the failure", false, Needs::Row, |j, _| text(&j.error)),
+    field!("EnvHash", "hash of the batch step's environment (see `query job`)", false, Needs::Row, |j, _| text(
         &j.env_hash
     )),
 ];
+
+/// The fields that read only what a lean listing reads ([`super::find_jobs_with`]): the
+/// defaults and their like.
+pub const LEAN_FIELDS: &[&str] = &[
+    "JobID",
+    "JobIDRaw",
+    "ArrayJobID",
+    "ArrayTaskID",
+    "Cluster",
+    "User",
+    "Account",
+    "Partition",
+    "JobName",
+    "State",
+    "ExitCode",
+    "Start",
+    "End",
+    "Elapsed",
+    "ElapsedRaw",
+    "NNodes",
+    "NodeList",
+    "Modules",
+    "Tags",
+];
+
+impl Field {
+    pub fn lean(&self) -> bool {
+        LEAN_FIELDS.contains(&self.name)
+    }
+}
 
 /// Shown when `-o` is not given.
 pub const DEFAULT_FIELDS: &str = "JobID,JobName,User,Account,Partition,State,ExitCode,Start,Elapsed,NNodes,NodeList";
@@ -159,49 +196,90 @@ pub fn helpformat() -> String {
 }
 
 pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
-    let cells: Vec<Vec<String>> = rows.iter().map(|j| fields.iter().map(|f| (f.get)(j, extras)).collect()).collect();
-    let names: Vec<String> = fields.iter().map(|f| f.name.to_string()).collect();
+    // Every cell in one buffer (thousands of rows: one allocation, not one per cell).
+    let mut buf = String::new();
+    let mut ends = Vec::with_capacity(rows.len() * fields.len());
+    for j in rows {
+        for f in fields {
+            buf.push_str(&(f.get)(j, extras));
+            ends.push(buf.len());
+        }
+    }
+    let cell = |i: usize| &buf[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+    let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
     let right: Vec<bool> = fields.iter().map(|f| f.right).collect();
-    aligned(&names, &cells, &right, " ", header)
+    let n = fields.len();
+    aligned_with(&names, rows.len(), |r, c| cell(r * n + c), &right, " ", header)
 }
 
 /// An aligned text table, as every `query` prints by default: columns as wide as their widest
 /// cell (and name, with `header`), right-aligned where `right` says, separated by `sep`, under a
 /// header line and a rule of dashes.
 pub fn aligned(names: &[String], cells: &[Vec<String>], right: &[bool], sep: &str, header: bool) -> String {
-    let mut widths: Vec<usize> = names.iter().map(|n| if header { n.chars().count() } else { 0 }).collect();
-    for row in cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    aligned_with(&names, cells.len(), |r, c| cells[r].get(c).map_or("", String::as_str), right, sep, header)
+}
+
+/// [`aligned`] over `rows` rows of cells given by `cell(row, column)`.
+fn aligned_with<'a>(
+    names: &[&'a str],
+    rows: usize,
+    cell: impl Fn(usize, usize) -> &'a str,
+    right: &[bool],
+    sep: &str,
+    header: bool,
+) -> String {
+    // Thousands of rows: the width of a cell counted cheaply, each line written in place.
+    let width = |s: &str| if s.is_ascii() { s.len() } else { s.chars().count() };
+    let cols = names.len();
+    let mut widths: Vec<usize> = names.iter().map(|n| if header { width(n) } else { 0 }).collect();
+    for r in 0..rows {
+        for (c, w) in widths.iter_mut().enumerate() {
+            *w = (*w).max(width(cell(r, c)));
         }
     }
-    let mut out = String::new();
-    let line = |out: &mut String, vals: &[String]| {
-        let mut l = String::new();
-        for (i, (v, w)) in vals.iter().zip(&widths).enumerate() {
+    let line_len = widths.iter().sum::<usize>() + sep.len() * cols + 1;
+    let spaces = |out: &mut String, n: usize| {
+        const SPACES: &str = "                                                                ";
+        let mut n = n;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            out.push_str(&SPACES[..k]);
+            n -= k;
+        }
+    };
+    let mut out = String::with_capacity(line_len * (rows + 2));
+    let line = |out: &mut String, value: &dyn Fn(usize) -> &'a str| {
+        let start = out.len();
+        for (i, w) in widths.iter().enumerate() {
             if i > 0 {
-                l.push_str(sep);
+                out.push_str(sep);
             }
-            let pad = w.saturating_sub(v.chars().count());
+            let v = value(i);
+            let pad = w.saturating_sub(width(v));
             if right.get(i).copied().unwrap_or(false) {
-                l.push_str(&" ".repeat(pad));
-                l.push_str(v);
+                spaces(out, pad);
+                out.push_str(v);
             } else {
-                l.push_str(v);
-                l.push_str(&" ".repeat(pad));
+                out.push_str(v);
+                // The last column's padding would be trimmed off again.
+                if i + 1 < cols {
+                    spaces(out, pad);
+                }
             }
         }
-        out.push_str(l.trim_end());
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     };
     if header {
-        line(&mut out, names);
+        line(&mut out, &|c| names[c]);
         let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
         out.push_str(&rules.join(sep));
         out.push('\n');
     }
-    for row in cells {
-        line(&mut out, row);
+    for r in 0..rows {
+        line(&mut out, &|c| cell(r, c));
     }
     out
 }

@@ -15,9 +15,15 @@
 //!
 //! With `module` or `module_version` among the keys a job counts once in every module it loaded
 //! (jobs without modules are left out). Time keys use the job's start in local time.
+//!
+//! Keys and filters the rollups hold (user, account, partition, cluster, state) are answered from
+//! them ([`crate::rollup`]), others by a scan of the jobs; both sum CPU seconds exactly
+//! ([`ExactSum`]: the correctly rounded total, where a sum of floats in row order drifts in the
+//! 12th digit at a million jobs), so they agree to the last digit.
 
 use super::filter::Filter;
-use super::report::{quantile, Cell, Report};
+use super::report::{quantile_select, Cell, Report};
+use crate::store::ExactSum;
 use rusqlite::{params_from_iter, Connection};
 use std::collections::HashMap;
 
@@ -129,56 +135,72 @@ pub fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Res
 /// The states counted as failures in `failure_rate`.
 pub const FAILED_STATES: &[&str] = &["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"];
 
-/// Per-group accumulator.
+/// Per-group accumulator. Sums are integers or exact ([`ExactSum`]), so a group summed from the
+/// rollups ([`crate::rollup`]) and one summed job by job agree to the last digit.
 #[derive(Default)]
 pub struct Agg {
     pub jobs: i64,
     pub users: std::collections::HashSet<u32>,
-    pub core_s: f64,
-    pub cpu_s: f64,
+    pub core_s: i64,
+    pub cpu_s: ExactSum,
     /// Core-seconds and cpu-seconds of the jobs where both are known (the efficiency's terms).
-    pub eff_core_s: f64,
-    pub eff_cpu_s: f64,
+    pub eff_core_s: i64,
+    pub eff_cpu_s: ExactSum,
     pub ended: i64,
     pub failed: i64,
-    pub walls: Vec<f64>,
+    pub walls: Vec<i64>,
 }
 
 impl Agg {
     pub fn add(&mut self, user: u32, elapsed: Option<i64>, ncpus: Option<i64>, cpu_s: f64, state: &str) {
         self.jobs += 1;
         self.users.insert(user);
-        self.cpu_s += cpu_s;
+        self.cpu_s.add(cpu_s);
         if let Some(e) = elapsed {
-            self.walls.push(e as f64);
+            self.walls.push(e);
             if let Some(n) = ncpus {
-                let core = (e * n) as f64;
+                let core = e * n;
                 self.core_s += core;
-                if core > 0.0 {
+                if core > 0 {
                     self.eff_core_s += core;
-                    self.eff_cpu_s += cpu_s;
+                    self.eff_cpu_s.add(cpu_s);
                 }
             }
         }
+        self.add_state(state, 1);
+    }
+
+    fn add_state(&mut self, state: &str, n: i64) {
         if state != "UNKNOWN" {
-            self.ended += 1;
+            self.ended += n;
             if FAILED_STATES.contains(&state) {
-                self.failed += 1;
+                self.failed += n;
             }
         }
     }
 
+    /// Adds a rollup group of jobs (`user`: its user, numbered; `walls`: its elapsed times).
+    pub fn add_group(&mut self, user: u32, g: &crate::rollup::Group, walls: &[i64]) {
+        self.jobs += g.jobs;
+        self.users.insert(user);
+        self.core_s += g.core_s;
+        self.cpu_s.0 = self.cpu_s.0.wrapping_add(g.cpu.0);
+        self.eff_core_s += g.eff_core_s;
+        self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(g.eff_cpu.0);
+        self.walls.extend_from_slice(walls);
+        self.add_state(&g.key.state, g.jobs);
+    }
+
     pub fn cells(&mut self) -> Vec<Cell> {
-        self.walls.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         vec![
             Cell::Int(self.jobs),
             Cell::Int(self.users.len() as i64),
-            Cell::Float(self.core_s / 3600.0, 1),
-            Cell::Float(self.cpu_s / 3600.0, 1),
-            Cell::opt_ratio(self.eff_cpu_s, self.eff_core_s),
+            Cell::Float(self.core_s as f64 / 3600.0, 1),
+            Cell::Float(self.cpu_s.value() / 3600.0, 1),
+            Cell::opt_ratio(self.eff_cpu_s.value(), self.eff_core_s as f64),
             Cell::opt_ratio(self.failed as f64, self.ended as f64),
-            quantile(&self.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
-            quantile(&self.walls, 0.95).map(Cell::Secs).unwrap_or(Cell::Null),
+            quantile_select(&mut self.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
+            quantile_select(&mut self.walls, 0.95).map(Cell::Secs).unwrap_or(Cell::Null),
         ]
     }
 }
@@ -186,7 +208,8 @@ impl Agg {
 pub const METRICS: &[&str] =
     &["jobs", "users", "core_hours", "cpu_hours", "cpu_efficiency", "failure_rate", "wall_p50_s", "wall_p95_s"];
 
-/// Groups the jobs matching `filter` by `keys`.
+/// Groups the jobs matching `filter` by `keys`: from the rollups when they hold the keys and
+/// the filters ([`crate::rollup`]), else job by job.
 pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Report, String> {
     let db = |e: rusqlite::Error| format!("reading the database: {e}");
     for k in keys {
@@ -200,42 +223,94 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
             }
         }
     }
+    let groups = if keys.iter().all(|k| k.in_rollup()) && crate::rollup::covers(filter) {
+        from_rollup(conn, filter, keys).map_err(db)?
+    } else {
+        scan(conn, filter, keys).map_err(db)?
+    };
+    let mut cols: Vec<&str> = keys.iter().map(|k| k.name()).collect();
+    cols.extend_from_slice(METRICS);
+    let mut report = Report::new(&cols);
+    let mut groups: Vec<(Vec<KeyVal>, Agg)> = groups.into_iter().collect();
+    // Natural order of the keys first (stable under the later sort by a metric).
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, mut agg) in groups {
+        let mut row: Vec<Cell> = k
+            .iter()
+            .zip(keys)
+            .map(|(v, key)| match (v, key) {
+                (KeyVal::Int(d), Key::Weekday) => Cell::Text(format!("{d} {}", WEEKDAYS[(*d as usize + 6) % 7])),
+                (KeyVal::Int(i), _) => Cell::Int(*i),
+                (KeyVal::Text(t), _) => Cell::Text(t.clone()),
+                (KeyVal::Null, _) => Cell::Null,
+            })
+            .collect();
+        row.extend(agg.cells());
+        report.rows.push(row);
+    }
+    Ok(report)
+}
+
+impl Key {
+    /// Whether a rollup group has this key.
+    fn in_rollup(self) -> bool {
+        matches!(self, Key::User | Key::Account | Key::Partition | Key::Cluster | Key::State)
+    }
+}
+
+/// The groups summed from the rollups: a few thousand rows and the groups' elapsed times.
+fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
+    let rollups = crate::rollup::groups(conn, filter)?;
+    let mut walls = crate::rollup::walls(conn)?;
+    let mut user_ids: HashMap<String, u32> = HashMap::new();
+    let mut out: HashMap<Vec<KeyVal>, Agg> = HashMap::new();
+    let text = |v: &Option<String>| v.clone().map_or(KeyVal::Null, KeyVal::Text);
+    for g in &rollups {
+        let k = &g.key;
+        let key: Vec<KeyVal> = keys
+            .iter()
+            .map(|key| match key {
+                Key::User => text(&k.user),
+                Key::Account => text(&k.account),
+                Key::Partition => text(&k.partition),
+                Key::Cluster => KeyVal::Text(k.cluster.clone()),
+                _ => KeyVal::Text(k.state.clone()),
+            })
+            .collect();
+        let n = user_ids.len() as u32;
+        let user = *user_ids.entry(k.user.clone().unwrap_or_default()).or_insert(n);
+        let w = walls.remove(&g.id).unwrap_or_default();
+        out.entry(key).or_default().add_group(user, g, &w);
+    }
+    Ok(out)
+}
+
+/// The groups summed job by job.
+fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
     let with_modules = keys.iter().any(|k| matches!(k, Key::Module | Key::ModuleVersion));
     let (where_sql, params) = filter.to_sql();
-    // Module keys are not joined in SQL (a join over every job's modules costs a random lookup
-    // per row): the jobs come in row-id order and their modules from `job_modules` in its key
-    // order, merged here.
+    // Module keys come from the job's module set, expanded here (sets are few).
     let key_sql: Vec<String> = keys
         .iter()
         .map(|k| if matches!(k, Key::Module | Key::ModuleVersion) { "NULL".to_string() } else { k.sql().to_string() })
         .collect();
     let sql = format!(
         "SELECT COALESCE(jobs.user, CAST(jobs.uid AS TEXT), ''), jobs.end - jobs.start, jobs.ncpus, jobs.cpu_seconds, \
-         jobs.state{}, jobs.id FROM jobs WHERE {where_sql}{}",
+         jobs.state{}, jobs.module_set FROM jobs WHERE {where_sql}",
         key_sql.iter().map(|k| format!(", {k}")).collect::<String>(),
-        if with_modules { " ORDER BY jobs.id" } else { "" }
     );
-    // Module id -> (name, name/version).
+    // Module id -> (name, name/version); module set -> its modules.
     let mut module_names: HashMap<i64, (String, String)> = HashMap::new();
-    let mut jm_st = None;
+    let mut sets: HashMap<i64, Vec<i64>> = HashMap::new();
     if with_modules {
-        let mut st = conn.prepare("SELECT id, name, version FROM modules").map_err(db)?;
-        let mut rows = st.query([]).map_err(db)?;
-        while let Some(r) = rows.next().map_err(db)? {
-            let (name, version): (String, String) = (r.get(1).map_err(db)?, r.get(2).map_err(db)?);
-            let full = if version.is_empty() { name.clone() } else { format!("{name}/{version}") };
-            module_names.insert(r.get(0).map_err(db)?, (name, full));
+        for (id, (name, version)) in super::module_names(conn)? {
+            let full = super::full_name(&name, &version);
+            module_names.insert(id, (name, full));
         }
-        jm_st = Some(conn.prepare("SELECT job, module FROM job_modules ORDER BY job").map_err(db)?);
+        sets = crate::store::module_sets(conn)?;
     }
-    let mut jm_rows = match jm_st.as_mut() {
-        Some(st) => Some(st.query([]).map_err(db)?),
-        None => None,
-    };
-    let mut jm_next: Option<(i64, i64)> = None;
-    let mut job_mods: Vec<i64> = Vec::new();
-    let mut st = conn.prepare(&sql).map_err(db)?;
-    let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(params_from_iter(params.iter()))?;
     let mut user_ids: HashMap<String, u32> = HashMap::new();
     // Group keys as small integers: text values interned (no allocation per row), integers as
     // themselves, tagged so the two never collide.
@@ -243,9 +318,10 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
     let mut text_of: Vec<String> = Vec::new();
     let mut groups: HashMap<Vec<(u8, i64)>, Agg> = HashMap::new();
     let mut key: Vec<(u8, i64)> = Vec::with_capacity(keys.len());
-    while let Some(r) = rows.next().map_err(db)? {
+    let empty = Vec::new();
+    while let Some(r) = rows.next()? {
         let user = {
-            let u = r.get_ref(0).map_err(db)?.as_str().unwrap_or("");
+            let u = r.get_ref(0)?.as_str().unwrap_or("");
             match user_ids.get(u) {
                 Some(&id) => id,
                 None => {
@@ -255,13 +331,13 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
                 }
             }
         };
-        let elapsed: Option<i64> = r.get::<_, Option<i64>>(1).map_err(db)?.map(|e| e.max(0));
-        let ncpus: Option<i64> = r.get(2).map_err(db)?;
-        let cpu: f64 = r.get::<_, Option<f64>>(3).map_err(db)?.unwrap_or(0.0);
-        let state = r.get_ref(4).map_err(db)?.as_str().unwrap_or("UNKNOWN");
+        let elapsed: Option<i64> = r.get::<_, Option<i64>>(1)?.map(|e| e.max(0));
+        let ncpus: Option<i64> = r.get(2)?;
+        let cpu: f64 = r.get::<_, Option<f64>>(3)?.unwrap_or(0.0);
+        let state = r.get_ref(4)?.as_str().unwrap_or("UNKNOWN");
         key.clear();
         for i in 0..keys.len() {
-            key.push(match r.get_ref(5 + i).map_err(db)? {
+            key.push(match r.get_ref(5 + i)? {
                 rusqlite::types::ValueRef::Integer(v) => (1, v),
                 rusqlite::types::ValueRef::Real(f) => (1, f as i64),
                 rusqlite::types::ValueRef::Text(t) => match texts.get(t) {
@@ -276,7 +352,7 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
                 _ => (0, 0),
             });
         }
-        let Some(jm) = jm_rows.as_mut() else {
+        if !with_modules {
             match groups.get_mut(&key) {
                 Some(a) => a.add(user, elapsed, ncpus, cpu, state),
                 None => {
@@ -286,28 +362,11 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
                 }
             }
             continue;
-        };
-        // This job's modules: advance the job_modules cursor to it.
-        let id: i64 = r.get(5 + keys.len()).map_err(db)?;
-        job_mods.clear();
-        loop {
-            if jm_next.is_none() {
-                match jm.next().map_err(db)? {
-                    Some(m) => jm_next = Some((m.get(0).map_err(db)?, m.get(1).map_err(db)?)),
-                    None => break,
-                }
-            }
-            match jm_next {
-                Some((j, _)) if j < id => jm_next = None,
-                Some((j, m)) if j == id => {
-                    job_mods.push(m);
-                    jm_next = None;
-                }
-                _ => break,
-            }
         }
+        let set: Option<i64> = r.get(5 + keys.len())?;
+        let job_mods = set.and_then(|s| sets.get(&s)).unwrap_or(&empty);
         let mut seen: Vec<Vec<(u8, i64)>> = Vec::new();
-        for m in &job_mods {
+        for m in job_mods {
             let Some((name, full)) = module_names.get(m) else { continue };
             let mut k = key.clone();
             for (i, kind) in keys.iter().enumerate() {
@@ -342,7 +401,7 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
             seen.push(k);
         }
     }
-    let groups: Vec<(Vec<KeyVal>, Agg)> = groups
+    Ok(groups
         .into_iter()
         .map(|(k, a)| {
             let k = k
@@ -355,28 +414,7 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
                 .collect();
             (k, a)
         })
-        .collect();
-    let mut cols: Vec<&str> = keys.iter().map(|k| k.name()).collect();
-    cols.extend_from_slice(METRICS);
-    let mut report = Report::new(&cols);
-    let mut groups = groups;
-    // Natural order of the keys first (stable under the later sort by a metric).
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
-    for (k, mut agg) in groups {
-        let mut row: Vec<Cell> = k
-            .iter()
-            .zip(keys)
-            .map(|(v, key)| match (v, key) {
-                (KeyVal::Int(d), Key::Weekday) => Cell::Text(format!("{d} {}", WEEKDAYS[(*d as usize + 6) % 7])),
-                (KeyVal::Int(i), _) => Cell::Int(*i),
-                (KeyVal::Text(t), _) => Cell::Text(t.clone()),
-                (KeyVal::Null, _) => Cell::Null,
-            })
-            .collect();
-        row.extend(agg.cells());
-        report.rows.push(row);
-    }
-    Ok(report)
+        .collect())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -214,3 +214,23 @@ fn detail_shows_everything_and_every_instance_of_a_reused_id() {
     assert_eq!(json[0]["events"].as_array().unwrap().len(), 8);
     assert!(json[0]["environments"].as_object().unwrap().len() == 1);
 }
+
+#[test]
+fn lean_fields_show_the_same_from_a_lean_read() {
+    let c = ledger();
+    let full = find_jobs(&c, &Filter::default(), None).unwrap();
+    let lean = find_jobs_with(&c, &Filter::default(), None, true).unwrap();
+    let ids: Vec<i64> = full.iter().map(|r| r.id).collect();
+    let extras =
+        Extras { modules: modules_of(&c, &ids).unwrap(), tags: tags_of(&c, &ids).unwrap(), ..Default::default() };
+    let fields: Vec<_> = output::FIELDS.iter().filter(|f| f.lean()).collect();
+    assert_eq!(fields.len(), output::LEAN_FIELDS.len(), "every lean field exists");
+    for f in fields {
+        for (a, b) in full.iter().zip(&lean) {
+            assert_eq!((f.get)(a, &extras), (f.get)(b, &extras), "{}", f.name);
+        }
+    }
+    assert!(output::default_fields().iter().all(|f| f.lean()));
+    // The others do read what a lean read leaves out.
+    assert_ne!(full[0].qos, lean[0].qos);
+}

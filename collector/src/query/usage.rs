@@ -2,7 +2,7 @@
 //! used one module and how it went before and after an update (`query who-used`), and which
 //! modules go together (`query co-usage`, phi correlation over jobs).
 //!
-//! Each job counts once per module however many of its steps loaded it (`job_modules`), and
+//! Each job counts once per module however many of its steps loaded it (its module set), and
 //! each user once per row, so one user's thousand-job array does not look like wide adoption.
 
 use super::filter::Filter;
@@ -27,8 +27,8 @@ fn full(name: &str, version: &str) -> String {
 /// `query modules`: one row per module version (or per name with `names`), jobs, distinct
 /// users and the share of all matching jobs; most jobs first (most users with `by_users`).
 ///
-/// One pass each over the matching jobs and over `job_modules` (its primary key, in job order),
-/// counted in memory: much cheaper than SQL's COUNT(DISTINCT) over a join.
+/// From the rollups when they hold the filters (a few thousand rows), else one pass over the
+/// matching jobs' module sets, counted in memory.
 pub fn modules(
     conn: &Connection,
     filter: &Filter,
@@ -62,68 +62,59 @@ pub fn modules(
             mods.insert(id, row);
         }
     }
-    // The matching jobs: id -> user number (dense ids, so a vector).
-    const NONE: u32 = u32::MAX;
-    let (where_sql, params) = filter.to_sql();
-    let mut user_of: Vec<u32> = Vec::new();
-    let mut selected: Vec<i64> = Vec::new();
-    let mut user_ids: HashMap<String, u32> = HashMap::new();
-    {
-        let sql = format!("SELECT id, COALESCE(user, CAST(uid AS TEXT), '') FROM jobs WHERE {where_sql}");
-        let mut st = conn.prepare(&sql).map_err(db)?;
-        let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
-        while let Some(r) = rows.next().map_err(db)? {
-            let id: i64 = r.get(0).map_err(db)?;
-            let u = r.get_ref(1).map_err(db)?.as_str().unwrap_or("");
-            let n = user_ids.len() as u32;
-            let uid = *user_ids.entry(u.to_string()).or_insert(n);
-            let Ok(i) = usize::try_from(id) else { continue };
-            if i >= user_of.len() {
-                user_of.resize(i + 1, NONE);
-            }
-            user_of[i] = uid;
-            selected.push(id);
-        }
-    }
-    let total = selected.len() as i64;
+    let total;
     let mut jobs = vec![0i64; labels.len()];
     let mut users: Vec<HashSet<u32>> = vec![HashSet::new(); labels.len()];
-    let mut seen: Vec<usize> = Vec::new();
-    let mut cur_job = i64::MIN;
-    let mut add = |job: i64, module: i64, seen: &mut Vec<usize>| {
-        let Some(&row) = mods.get(&module) else { return };
-        let Some(&u) = usize::try_from(job).ok().and_then(|i| user_of.get(i)) else { return };
-        if u == NONE {
-            return;
-        }
-        if job != cur_job {
-            seen.clear();
-            cur_job = job;
-        }
-        // With names, a job that loaded two versions of one module counts once.
-        if seen.contains(&row) {
-            return;
-        }
-        seen.push(row);
-        jobs[row] += 1;
-        users[row].insert(u);
+    let mut user_ids: HashMap<String, u32> = HashMap::new();
+    let mut number = |u: &str| {
+        let n = user_ids.len() as u32;
+        *user_ids.entry(u.to_string()).or_insert(n)
     };
-    let all = conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0)).map_err(db)?;
-    if total * 20 < all {
-        // Few jobs: look each one up.
-        let mut st = conn.prepare("SELECT module FROM job_modules WHERE job = ?1").map_err(db)?;
-        for &job in &selected {
-            let mut rows = st.query([job]).map_err(db)?;
-            while let Some(r) = rows.next().map_err(db)? {
-                add(job, r.get(0).map_err(db)?, &mut seen);
+    if crate::rollup::covers(filter) {
+        // From the rollups: jobs per group and module (or name), a group's user its one user.
+        let groups = crate::rollup::groups(conn, filter).map_err(db)?;
+        total = groups.iter().map(|g| g.jobs).sum::<i64>();
+        let user_of: HashMap<i64, u32> =
+            groups.iter().map(|g| (g.id, number(g.key.user.as_deref().unwrap_or("")))).collect();
+        let rows: HashMap<String, usize> = labels.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
+        for (grp, module, n) in crate::rollup::module_jobs(conn, names).map_err(db)? {
+            let Some(&u) = user_of.get(&grp) else { continue };
+            let row = match module {
+                rusqlite::types::Value::Integer(id) => mods.get(&id).copied(),
+                rusqlite::types::Value::Text(name) => rows.get(&name).copied(),
+                _ => None,
+            };
+            if let (Some(row), true) = (row, n > 0) {
+                jobs[row] += n;
+                users[row].insert(u);
             }
         }
     } else {
-        let mut st = conn.prepare("SELECT job, module FROM job_modules ORDER BY job").map_err(db)?;
-        let mut rows = st.query([]).map_err(db)?;
+        // Job by job: the matching jobs' module sets, expanded (sets are few).
+        let sets = crate::store::module_sets(conn).map_err(db)?;
+        let (where_sql, params) = filter.to_sql();
+        let sql = format!("SELECT COALESCE(user, CAST(uid AS TEXT), ''), module_set FROM jobs WHERE {where_sql}");
+        let mut st = conn.prepare(&sql).map_err(db)?;
+        let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+        let mut n = 0;
+        let mut seen: Vec<usize> = Vec::new();
         while let Some(r) = rows.next().map_err(db)? {
-            add(r.get(0).map_err(db)?, r.get(1).map_err(db)?, &mut seen);
+            n += 1;
+            let Some(set) = r.get::<_, Option<i64>>(1).map_err(db)?.and_then(|s| sets.get(&s)) else { continue };
+            let u = number(r.get_ref(0).map_err(db)?.as_str().unwrap_or(""));
+            seen.clear();
+            for m in set {
+                let Some(&row) = mods.get(m) else { continue };
+                // With names, a job that loaded two versions of one module counts once.
+                if seen.contains(&row) {
+                    continue;
+                }
+                seen.push(row);
+                jobs[row] += 1;
+                users[row].insert(u);
+            }
         }
+        total = n;
     }
     let mut report = if names {
         Report::new(&["module", "versions", "jobs", "users", "job_share"])
@@ -161,29 +152,11 @@ pub struct Period {
     pub to: Option<i64>,
 }
 
-/// The jobs matching `filter`, as a membership vector indexed by row id (ids are dense).
-fn job_set(conn: &Connection, filter: &Filter) -> Result<(Vec<bool>, i64), String> {
-    let (where_sql, params) = filter.to_sql();
-    let mut st = conn.prepare(&format!("SELECT id FROM jobs WHERE {where_sql}")).map_err(db)?;
-    let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
-    let mut set = Vec::new();
-    let mut n = 0;
-    while let Some(r) = rows.next().map_err(db)? {
-        let Ok(i) = usize::try_from(r.get::<_, i64>(0).map_err(db)?) else { continue };
-        if i >= set.len() {
-            set.resize(i + 1, false);
-        }
-        set[i] = true;
-        n += 1;
-    }
-    Ok((set, n))
-}
-
 /// `query who-used`: for jobs that loaded `module` (and match `filter`), per period and per
 /// version: jobs, users, accounts, failure rate, core-hours, median wall time; the top users.
 ///
-/// One indexed read of the module's jobs (`job_modules` by module), one pass over the matching
-/// jobs; everything else is counted in memory.
+/// The module sets holding the module, then their matching jobs by the index on `module_set`;
+/// everything else is counted in memory.
 pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[Period]) -> Result<Report, String> {
     let mut versions: HashMap<i64, String> = HashMap::new();
     {
@@ -196,10 +169,10 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
             }
         }
     }
-    // Job -> the versions it loaded.
+    // Module set -> the versions it holds.
     let mut loaded: HashMap<i64, Vec<String>> = HashMap::new();
     {
-        let mut st = conn.prepare("SELECT job FROM job_modules WHERE module = ?1").map_err(db)?;
+        let mut st = conn.prepare("SELECT module_set FROM module_set_members WHERE module = ?1").map_err(db)?;
         for (id, v) in &versions {
             let mut rows = st.query([id]).map_err(db)?;
             while let Some(r) = rows.next().map_err(db)? {
@@ -219,16 +192,20 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
     }
     let mut groups: HashMap<(usize, String), G> = HashMap::new();
     if !loaded.is_empty() {
-        let (where_sql, params) = filter.to_sql();
+        let (where_sql, mut params) = filter.to_sql();
+        // The jobs of those sets, through the index on module_set.
+        let sets: Vec<i64> = loaded.keys().copied().collect();
+        params.push(rusqlite::types::Value::Text(serde_json::to_string(&sets).expect("integers serialize")));
         let sql = format!(
-            "SELECT id, COALESCE(user, CAST(uid AS TEXT), ''), COALESCE(account, ''), start, end - start, ncpus, state
-             FROM jobs WHERE {where_sql}"
+            "SELECT module_set, COALESCE(user, CAST(uid AS TEXT), ''), COALESCE(account, ''), start, end - start, ncpus,
+                    state
+             FROM jobs WHERE ({where_sql}) AND module_set IN (SELECT value FROM json_each(?))"
         );
         let mut st = conn.prepare(&sql).map_err(db)?;
         let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
-            let id: i64 = r.get(0).map_err(db)?;
-            let Some(vs) = loaded.get(&id) else { continue };
+            let set: i64 = r.get(0).map_err(db)?;
+            let Some(vs) = loaded.get(&set) else { continue };
             let user: String = r.get(1).map_err(db)?;
             let account: String = r.get(2).map_err(db)?;
             let start: Option<i64> = r.get(3).map_err(db)?;
@@ -332,7 +309,6 @@ pub fn co_usage(
     min_jobs: i64,
     top: Option<usize>,
 ) -> Result<Report, String> {
-    let (set, total) = job_set(conn, filter)?;
     // Module id -> row of `names` (by name, or name/version).
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut names: Vec<String> = Vec::new();
@@ -354,36 +330,30 @@ pub fn co_usage(
     }
     let mut single: Vec<i64> = vec![0; names.len()];
     let mut pairs: HashMap<(usize, usize), i64> = HashMap::new();
-    let mut cur_job = i64::MIN;
-    let mut cur: Vec<usize> = Vec::new();
-    let flush = |cur: &mut Vec<usize>, single: &mut Vec<i64>, pairs: &mut HashMap<(usize, usize), i64>| {
-        cur.sort_unstable();
-        cur.dedup();
-        for (i, &a) in cur.iter().enumerate() {
-            single[a] += 1;
-            for &b in &cur[i + 1..] {
-                *pairs.entry((a, b)).or_default() += 1;
-            }
-        }
-        cur.clear();
-    };
+    // Jobs per module set, then each set's pairs counted once with its jobs.
+    let mut total = 0i64;
     {
-        // The primary key's order: job by job.
-        let mut st = conn.prepare("SELECT job, module FROM job_modules ORDER BY job").map_err(db)?;
-        let mut rows = st.query([]).map_err(db)?;
+        let sets = crate::store::module_sets(conn).map_err(db)?;
+        let (where_sql, params) = filter.to_sql();
+        let sql = format!("SELECT module_set, COUNT(*) FROM jobs WHERE {where_sql} GROUP BY module_set");
+        let mut st = conn.prepare(&sql).map_err(db)?;
+        let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+        let mut cur: Vec<usize> = Vec::new();
         while let Some(r) = rows.next().map_err(db)? {
-            let job: i64 = r.get(0).map_err(db)?;
-            if !usize::try_from(job).ok().and_then(|i| set.get(i)).copied().unwrap_or(false) {
-                continue;
+            let n: i64 = r.get(1).map_err(db)?;
+            total += n;
+            let Some(set) = r.get::<_, Option<i64>>(0).map_err(db)?.and_then(|s| sets.get(&s)) else { continue };
+            cur.clear();
+            cur.extend(set.iter().filter_map(|m| module_row.get(m).copied()));
+            cur.sort_unstable();
+            cur.dedup();
+            for (i, &a) in cur.iter().enumerate() {
+                single[a] += n;
+                for &b in &cur[i + 1..] {
+                    *pairs.entry((a, b)).or_default() += n;
+                }
             }
-            let Some(&row) = module_row.get(&r.get::<_, i64>(1).map_err(db)?) else { continue };
-            if job != cur_job {
-                flush(&mut cur, &mut single, &mut pairs);
-                cur_job = job;
-            }
-            cur.push(row);
         }
-        flush(&mut cur, &mut single, &mut pairs);
     }
     let n = total as f64;
     let mut report = Report::new(&["module_a", "module_b", "jobs_a", "jobs_b", "jobs_both", "phi"]);
@@ -402,6 +372,8 @@ pub fn co_usage(
             Cell::Float(p, 3),
         ]);
     }
+    // Stable sorts: module_b, then module_a, then phi (the pairs come from a hash map).
+    report.sort_by(1, false);
     report.sort_by(0, false);
     report.sort_by(5, true);
     if let Some(t) = top {

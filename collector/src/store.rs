@@ -1,0 +1,489 @@
+//! How schema version 3 stores what repeats: every distinct host name, string, attribute set,
+//! environment, module list and module set once, referenced by an integer id; a step's tasks as
+//! one compact blob; sums of CPU seconds exactly.
+//!
+//! The merge ([`crate::merge`]) and the migration from version 2 ([`crate::db`]) store through
+//! these functions, so both write the same encodings; the queries read through the decoders.
+//! Ids are looked up in SQLite each time (hot pages, a cached statement), never cached in memory:
+//! a batch rolled back to its savepoint takes its new ids with it.
+
+use crate::query::TaskRow;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+
+/// The id of a node name in `hosts`, added if new.
+pub fn host_id(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    intern(conn, "SELECT id FROM hosts WHERE name = ?1", "INSERT INTO hosts (name) VALUES (?1)", name)
+}
+
+/// The id of a text in `strings` (argv as JSON, executable and working directory), added if new.
+pub fn string_id(conn: &Connection, value: &str) -> rusqlite::Result<i64> {
+    intern(conn, "SELECT id FROM strings WHERE value = ?1", "INSERT INTO strings (value) VALUES (?1)", value)
+}
+
+fn intern(conn: &Connection, select: &str, insert: &str, value: &str) -> rusqlite::Result<i64> {
+    if let Some(id) = conn.prepare_cached(select)?.query_row([value], |r| r.get(0)).optional()? {
+        return Ok(id);
+    }
+    conn.prepare_cached(insert)?.execute([value])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The job attributes a step or a node's end record carries; the same set is stored once in
+/// `attrs` for all the steps and nodes (and jobs) that share it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attrs<'a> {
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
+    pub user: Option<&'a str>,
+    pub account: Option<&'a str>,
+    pub partition: Option<&'a str>,
+    pub qos: Option<&'a str>,
+    pub job_name: Option<&'a str>,
+    pub work_dir: Option<&'a str>,
+    pub slurm_version: Option<&'a str>,
+}
+
+/// The id of an attribute set in `attrs`, added if new (compared with IS: NULLs match).
+pub fn attrs_id(conn: &Connection, a: &Attrs) -> rusqlite::Result<i64> {
+    let p = params![a.uid, a.gid, a.user, a.account, a.partition, a.qos, a.job_name, a.work_dir, a.slurm_version];
+    let found = conn
+        .prepare_cached(
+            "SELECT id FROM attrs WHERE user IS ?3 AND account IS ?4 AND partition IS ?5 AND job_name IS ?7
+               AND uid IS ?1 AND gid IS ?2 AND qos IS ?6 AND work_dir IS ?8 AND slurm_version IS ?9",
+        )?
+        .query_row(p, |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached(
+        "INSERT INTO attrs (uid, gid, user, account, partition, qos, job_name, work_dir, slurm_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(p)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The id of an environment in `environments`, added if new; None for an empty one.
+pub fn env_id(conn: &Connection, env: &BTreeMap<String, String>) -> rusqlite::Result<Option<i64>> {
+    if env.is_empty() {
+        return Ok(None);
+    }
+    let (hash, content) = crate::merge::env_hash(env);
+    if let Some(id) = conn
+        .prepare_cached("SELECT id FROM environments WHERE hash = ?1")?
+        .query_row([&hash], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(Some(id));
+    }
+    conn.prepare_cached("INSERT INTO environments (hash, content) VALUES (?1, ?2)")?.execute([hash, content])?;
+    Ok(Some(conn.last_insert_rowid()))
+}
+
+/// A step's modules in load order: (module id, modulefile).
+pub type ModuleList = Vec<(i64, Option<String>)>;
+
+/// The id of a step's module list in `module_lists`, added if new; None for no modules. The list
+/// is stored as `module:file,…` with the modulefile's `strings` id (empty without a file): a
+/// modulefile path is long, and the same for every job that loads the module.
+pub fn module_list_id(conn: &Connection, list: &ModuleList) -> rusqlite::Result<Option<i64>> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let mut items = String::new();
+    for (i, (module, file)) in list.iter().enumerate() {
+        if i > 0 {
+            items.push(',');
+        }
+        items.push_str(&module.to_string());
+        items.push(':');
+        if let Some(f) = file {
+            items.push_str(&string_id(conn, f)?.to_string());
+        }
+    }
+    intern(conn, "SELECT id FROM module_lists WHERE items = ?1", "INSERT INTO module_lists (items) VALUES (?1)", &items)
+        .map(Some)
+}
+
+/// A stored module list: (module id, modulefile's `strings` id).
+pub fn parse_module_list(items: &str) -> Vec<(i64, Option<i64>)> {
+    items
+        .split(',')
+        .filter_map(|item| {
+            let (m, f) = item.split_once(':')?;
+            Some((m.parse().ok()?, f.parse().ok()))
+        })
+        .collect()
+}
+
+/// A job's nodes as `jobs.nodes` keeps them: runs of three or more names of one prefix and
+/// consecutive numbers of one width (`n0313,n0314,…,n0344`) as `n[0313-0344]` (Slurm's
+/// hostlist form), so a 64-node job's list takes a dozen bytes. A list with a bracket in a name
+/// is kept as it is. [`expand_nodes`] gives the list back.
+pub fn compress_nodes(list: &str) -> String {
+    if list.contains(['[', ']']) {
+        return list.to_string();
+    }
+    let split = |name: &str| -> Option<(usize, u64)> {
+        let digits = name.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let at = name.len() - digits;
+        (digits > 0 && digits <= 18).then(|| (at, name[at..].parse().ok())).and_then(|(at, n)| Some((at, n?)))
+    };
+    let names: Vec<&str> = list.split(',').collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let mut j = i + 1;
+        if let Some((at, n)) = split(names[i]) {
+            while let Some(next) = names.get(j) {
+                let k = (j - i) as u64;
+                match split(next) {
+                    Some((at2, n2)) if next[..at2] == names[i][..at] && next.len() == names[i].len() && n2 == n + k => {
+                        j += 1
+                    }
+                    _ => break,
+                }
+            }
+            if j - i >= 3 {
+                let (first, last) = (names[i], names[j - 1]);
+                out.push(format!("{}[{}-{}]", &first[..at], &first[at..], &last[at..]));
+                i = j;
+                continue;
+            }
+        }
+        out.push(names[i].to_string());
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// The comma-separated node list [`compress_nodes`] stored.
+pub fn expand_nodes(stored: &str) -> String {
+    if !stored.contains('[') {
+        return stored.to_string();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in stored.split(',') {
+        let run = item.strip_suffix(']').and_then(|s| s.split_once('[')).and_then(|(prefix, range)| {
+            let (lo, hi) = range.split_once('-')?;
+            Some((prefix, lo.len(), lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?))
+        });
+        match run {
+            Some((prefix, width, lo, hi)) if lo <= hi => {
+                out.extend((lo..=hi).map(|n| format!("{prefix}{n:0width$}")));
+            }
+            _ => out.push(item.to_string()),
+        }
+    }
+    out.join(",")
+}
+
+/// The id of a job's module set in `module_sets` (its distinct module ids, ascending, joined by
+/// commas), added with its `module_set_members` if new; None for no modules.
+pub fn module_set_id(conn: &Connection, modules: &[i64]) -> rusqlite::Result<Option<i64>> {
+    if modules.is_empty() {
+        return Ok(None);
+    }
+    let text = modules.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    if let Some(id) = conn
+        .prepare_cached("SELECT id FROM module_sets WHERE modules = ?1")?
+        .query_row([&text], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(Some(id));
+    }
+    conn.prepare_cached("INSERT INTO module_sets (modules) VALUES (?1)")?.execute([&text])?;
+    let id = conn.last_insert_rowid();
+    let mut st =
+        conn.prepare_cached("INSERT OR IGNORE INTO module_set_members (module, module_set) VALUES (?1, ?2)")?;
+    for m in modules {
+        st.execute([*m, id])?;
+    }
+    Ok(Some(id))
+}
+
+pub fn parse_module_set(text: &str) -> Vec<i64> {
+    text.split(',').filter_map(|s| s.parse().ok()).collect()
+}
+
+/// Every module set: id -> its module ids (ascending).
+pub fn module_sets(conn: &Connection) -> rusqlite::Result<std::collections::HashMap<i64, Vec<i64>>> {
+    let mut out = std::collections::HashMap::new();
+    let mut st = conn.prepare_cached("SELECT id, modules FROM module_sets")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        out.insert(r.get(0)?, parse_module_set(r.get_ref(1)?.as_str()?));
+    }
+    Ok(out)
+}
+
+// The tasks blob: runs of tasks, each run the tasks of consecutive task ids and ranks that ended
+// alike at the same time (a whole step's tasks, typically). A run is:
+//   varint  (count - 1) << 1 | explicit    explicit: the decoded status is not raw's decoding
+//   varint  first task id
+//   varint  first global rank
+//   zigzag  raw status
+//   zigzag  time - the previous run's time (the first run's: - the step's end, which tasks
+//           mostly share, so it costs a byte)
+//   [zigzag code, zigzag signal, byte core_dumped]   when explicit
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_zigzag(out: &mut Vec<u8>, v: i64) {
+    put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn get_zigzag(b: &[u8], at: &mut usize) -> Option<i64> {
+    let v = get_varint(b, at)?;
+    Some(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+fn decoded_matches(t: &TaskRow) -> bool {
+    let d = runledger_record::ExitStatus::from_wait_status(t.raw_status as i32);
+    i64::from(d.code) == t.exit_code && i64::from(d.signal) == t.signal && d.core_dumped == t.core_dumped
+}
+
+/// Encodes tasks (sorted by global rank, ranks distinct) of a step that ended at `end`.
+pub fn encode_tasks(tasks: &[TaskRow], end: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut prev_time = end;
+    let mut i = 0;
+    while i < tasks.len() {
+        let t = &tasks[i];
+        let mut n = 1;
+        while let Some(u) = tasks.get(i + n) {
+            let k = n as i64;
+            let alike = u.task_id == t.task_id + k
+                && u.global_rank == t.global_rank + k
+                && (u.raw_status, u.exit_code, u.signal, u.core_dumped, u.time)
+                    == (t.raw_status, t.exit_code, t.signal, t.core_dumped, t.time);
+            if !alike {
+                break;
+            }
+            n += 1;
+        }
+        let explicit = !decoded_matches(t);
+        put_varint(&mut out, ((n as u64 - 1) << 1) | u64::from(explicit));
+        put_varint(&mut out, t.task_id as u64);
+        put_varint(&mut out, t.global_rank as u64);
+        put_zigzag(&mut out, t.raw_status);
+        put_zigzag(&mut out, t.time.wrapping_sub(prev_time));
+        if explicit {
+            put_zigzag(&mut out, t.exit_code);
+            put_zigzag(&mut out, t.signal);
+            out.push(u8::from(t.core_dumped));
+        }
+        prev_time = t.time;
+        i += n;
+    }
+    out
+}
+
+/// Decodes [`encode_tasks`]' blob of a step that ended at `end` (a damaged blob yields the
+/// tasks before the damage).
+pub fn decode_tasks(b: &[u8], end: i64) -> Vec<TaskRow> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut prev_time = end;
+    while at < b.len() {
+        let Some(run) = (|| {
+            let head = get_varint(b, &mut at)?;
+            let task_id = get_varint(b, &mut at)? as i64;
+            let rank = get_varint(b, &mut at)? as i64;
+            let raw = get_zigzag(b, &mut at)?;
+            let time = prev_time.wrapping_add(get_zigzag(b, &mut at)?);
+            let (code, signal, core) = if head & 1 == 1 {
+                let c = get_zigzag(b, &mut at)?;
+                let s = get_zigzag(b, &mut at)?;
+                let core = *b.get(at)? != 0;
+                at += 1;
+                (c, s, core)
+            } else {
+                let d = runledger_record::ExitStatus::from_wait_status(raw as i32);
+                (i64::from(d.code), i64::from(d.signal), d.core_dumped)
+            };
+            Some(((head >> 1) + 1, task_id, rank, raw, time, code, signal, core))
+        })() else {
+            break;
+        };
+        let (n, task_id, rank, raw, time, code, signal, core) = run;
+        for k in 0..n.min(1 << 24) as i64 {
+            out.push(TaskRow {
+                global_rank: rank + k,
+                task_id: task_id + k,
+                exit_code: code,
+                signal,
+                core_dumped: core,
+                raw_status: raw,
+                time,
+            });
+        }
+        prev_time = time;
+    }
+    out
+}
+
+/// A sum of seconds that does not depend on the order of its terms, so the rollups the merge
+/// keeps up to date (adding and removing terms in any order) and a scan of the jobs give the same
+/// total to the last bit: each term is converted exactly (to 2^-64 s) to a fixed-point integer
+/// and summed as an integer; only the total is rounded to an f64.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExactSum(pub i128);
+
+/// 2^64: the fixed point's scale.
+const SCALE: f64 = 18_446_744_073_709_551_616.0;
+
+impl ExactSum {
+    pub fn add(&mut self, x: f64) {
+        self.0 = self.0.wrapping_add((x * SCALE) as i128);
+    }
+
+    pub fn sub(&mut self, x: f64) {
+        self.0 = self.0.wrapping_sub((x * SCALE) as i128);
+    }
+
+    pub fn value(self) -> f64 {
+        self.0 as f64 / SCALE
+    }
+
+    pub fn to_blob(self) -> Vec<u8> {
+        self.0.to_le_bytes().to_vec()
+    }
+
+    pub fn from_blob(b: Option<&[u8]>) -> ExactSum {
+        match b.and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+            Some(a) => ExactSum(i128::from_le_bytes(a)),
+            None => ExactSum(0),
+        }
+    }
+}
+
+/// Walls (elapsed seconds) as a blob of varints, for `rollup_walls`.
+pub fn encode_walls(walls: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(walls.len() * 3);
+    for &w in walls {
+        put_zigzag(&mut out, w);
+    }
+    out
+}
+
+pub fn decode_walls(b: &[u8], out: &mut Vec<i64>) {
+    let mut at = 0;
+    while at < b.len() {
+        match get_zigzag(b, &mut at) {
+            Some(w) => out.push(w),
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(rank: i64, id: i64, raw: i64, time: i64) -> TaskRow {
+        let d = runledger_record::ExitStatus::from_wait_status(raw as i32);
+        TaskRow {
+            global_rank: rank,
+            task_id: id,
+            exit_code: d.code.into(),
+            signal: d.signal.into(),
+            core_dumped: d.core_dumped,
+            raw_status: raw,
+            time,
+        }
+    }
+
+    #[test]
+    fn tasks_round_trip_in_runs() {
+        let t = 1_767_225_600;
+        // 64 alike tasks: one run of a few bytes.
+        let all: Vec<TaskRow> = (0..64).map(|i| task(128 + i, i, 0, t)).collect();
+        let b = encode_tasks(&all, t);
+        assert!(b.len() <= 6, "{}", b.len());
+        assert_eq!(decode_tasks(&b, t), all);
+        // Gaps, another status, another time, a status its raw form disagrees with, a core dump.
+        let mut odd = vec![task(0, 0, 0, t), task(1, 1, 256, t), task(2, 2, 0, t - 5), task(7, 3, 139, t + 2)];
+        odd.push(TaskRow { exit_code: 5, ..task(8, 4, 0, t) });
+        odd.push(task(9, 9, -1, 0));
+        assert_eq!(decode_tasks(&encode_tasks(&odd, t), t), odd);
+        assert_eq!(decode_tasks(&encode_tasks(&odd, 0), 0), odd);
+        assert!(decode_tasks(&[], t).is_empty());
+        // A damaged blob gives what precedes the damage.
+        let b = encode_tasks(&odd, t);
+        assert_eq!(decode_tasks(&b[..b.len() - 1], t).len(), odd.len() - 1);
+    }
+
+    #[test]
+    fn exact_sums_do_not_depend_on_order() {
+        let xs = [0.1, 1e9, 0.6, 3.0e-3, 123456.789, 1e-12, 0.1];
+        let mut a = ExactSum::default();
+        for x in xs {
+            a.add(x);
+        }
+        let mut b = ExactSum::default();
+        for x in xs.iter().rev() {
+            b.add(*x);
+        }
+        b.add(42.5);
+        b.sub(42.5);
+        assert_eq!(a, b);
+        assert_eq!(ExactSum::from_blob(Some(&a.to_blob())), a);
+        assert!((a.value() - xs.iter().sum::<f64>()).abs() < 1e-6);
+        assert_eq!(ExactSum::from_blob(None).value(), 0.0);
+    }
+
+    #[test]
+    fn node_lists_compress_and_expand_back() {
+        let list = |v: &[&str]| v.join(",");
+        let many: Vec<String> = (313..=344).map(|n| format!("n{n:04}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(compress_nodes(&list(&many)), "n[0313-0344]");
+        for l in [
+            list(&many),
+            list(&["n0001"]),
+            list(&["n0001", "n0002"]),
+            list(&["a1", "a2", "a3", "a5", "b6", "b7", "b8", "x", "n09", "n10", "n11"]),
+            list(&["n98", "n99", "n100", "n101"]),
+            list(&["cn01-ib", "cn02-ib", "cn03-ib"]),
+            list(&["rack1n1", "rack1n2", "rack1n3", "rack2n4"]),
+            list(&["odd[1]", "odd[2]", "odd[3]"]),
+            list(&["n1", "n2", "n3", "n99999999999999999999"]),
+            String::new(),
+        ] {
+            let c = compress_nodes(&l);
+            assert_eq!(expand_nodes(&c), l, "{c}");
+            assert!(c.len() <= l.len() + 2, "{c} from {l}");
+        }
+        assert_eq!(compress_nodes("a1,a2,a3,a5,b6,b7,b8,x"), "a[1-3],a5,b[6-8],x");
+    }
+
+    #[test]
+    fn walls_round_trip() {
+        let w = vec![0, 1, 127, 128, 172_800, 1 << 40, -3];
+        let mut out = Vec::new();
+        decode_walls(&encode_walls(&w), &mut out);
+        assert_eq!(out, w);
+    }
+}
