@@ -21,11 +21,11 @@ use runledger_record::{
 };
 use std::collections::BTreeMap;
 
-/// splitmix64: small, fast, good enough for made-up data.
-struct Rng(u64);
+/// splitmix64: small, fast, reproducible; good enough for made-up data and test schedules.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -33,10 +33,10 @@ impl Rng {
         z ^ (z >> 31)
     }
     fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
     fn chance(&mut self, p: f64) -> bool {
         self.f() < p

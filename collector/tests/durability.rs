@@ -15,6 +15,7 @@ mod common;
 use common::{expect_rejected, need_munged, sign, Limits, Server};
 use runledger_collector::rejections;
 use runledger_collector::sample::Sample;
+use runledger_collector::synth::Rng;
 use runledger_epilog::deliver::{Outcome, Sender};
 use runledger_record::wire;
 use rusqlite::types::ValueRef;
@@ -28,21 +29,9 @@ use std::time::{Duration, Instant};
 const CLUSTER: &str = "killtest";
 const FIRST_JOB: u32 = 100_000;
 
-/// splitmix64: a reproducible schedule without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+/// A number below `n`, for the kill schedule and the senders' backoff.
+fn below(rng: &mut Rng, n: u64) -> u64 {
+    rng.next_u64() % n.max(1)
 }
 
 fn seed() -> u64 {
@@ -156,7 +145,7 @@ fn kill_test_body(strict: bool, records: usize, kills: usize, senders: usize) {
                         }
                         failures += 1;
                         assert!(failures < 2000, "record {i}: still not acked after {failures} attempts");
-                        let backoff = (5u64 << failures.min(6)).min(200) + rng.below(5);
+                        let backoff = (5u64 << failures.min(6)).min(200) + below(&mut rng, 5);
                         thread::sleep(Duration::from_millis(backoff));
                     }
                 }
@@ -170,11 +159,14 @@ fn kill_test_body(strict: bool, records: usize, kills: usize, senders: usize) {
     // One kill in four instead comes 0-20 ms after the previous restart, while the new process
     // is still starting its writer.
     let span = records * 9 / 10 / kills;
-    let points: Vec<Option<usize>> =
-        (0..kills).map(|i| (i == 0 || rng.below(4) != 0).then(|| i * span + rng.below(span as u64) as usize)).collect();
+    let points: Vec<Option<usize>> = (0..kills)
+        .map(|i| (i == 0 || below(&mut rng, 4) != 0).then(|| i * span + below(&mut rng, span as u64) as usize))
+        .collect();
     let early = points.iter().filter(|p| p.is_none()).count();
-    let delays: Vec<(u64, u64)> =
-        points.iter().map(|p| (if p.is_none() { rng.below(20) } else { rng.below(5) }, rng.below(30))).collect();
+    let delays: Vec<(u64, u64)> = points
+        .iter()
+        .map(|p| (if p.is_none() { below(&mut rng, 20) } else { below(&mut rng, 5) }, below(&mut rng, 30)))
+        .collect();
     let killer = {
         let (counters, stop) = (counters.clone(), stop.clone());
         let mut server = server;
