@@ -68,7 +68,9 @@ def main():
         mods = sorted(
             (name if version == "" else f"{name}/{version}")
             for name, version in con.execute(
-                "SELECT m.name, m.version FROM job_modules jm JOIN modules m ON m.id = jm.module WHERE jm.job = ?",
+                # Schema 3+: a job's modules are its module set's members.
+                "SELECT m.name, m.version FROM jobs j JOIN module_set_members s ON s.module_set = j.module_set "
+                "JOIN modules m ON m.id = s.module WHERE j.id = ?",
                 (rid,),
             )
         )
