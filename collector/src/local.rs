@@ -28,7 +28,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -347,7 +347,7 @@ pub fn spawn(opts: Options) -> Result<(), String> {
 }
 
 fn accept_loop(listener: UnixListener, opts: Arc<Options>) {
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = crate::serve::Slots::new(opts.max_connections);
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -357,18 +357,17 @@ fn accept_loop(listener: UnixListener, opts: Arc<Options>) {
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::AcqRel) >= opts.max_connections {
-            active.fetch_sub(1, Ordering::AcqRel);
+        let Some(slot) = slots.take() else {
             let mut s = stream;
             let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
             let busy = Failure::new("the collector is busy answering other queries; try again");
             let _ = send(&mut s, &Answer::failed(&busy));
             continue;
-        }
-        let (opts, active) = (opts.clone(), active.clone());
+        };
+        let opts = opts.clone();
         let spawned = thread::Builder::new().name("local query".into()).spawn(move || {
+            let _slot = slot;
             serve_one(stream, &opts);
-            active.fetch_sub(1, Ordering::AcqRel);
         });
         if let Err(e) = spawned {
             log::error!("local socket: cannot start a thread: {e}");

@@ -105,7 +105,7 @@ struct Work {
 struct Shared {
     opts: Options,
     stats: Stats,
-    active: AtomicUsize,
+    slots: Arc<Slots>,
     writer: Mutex<Sender<Work>>,
 }
 
@@ -135,8 +135,12 @@ pub fn run(opts: Options) -> Result<(), String> {
         }
     }
     let (tx, rx) = mpsc::channel::<Work>();
-    let shared =
-        Arc::new(Shared { opts, stats: Stats::default(), active: AtomicUsize::new(0), writer: Mutex::new(tx) });
+    let shared = Arc::new(Shared {
+        slots: Slots::new(opts.max_connections),
+        opts,
+        stats: Stats::default(),
+        writer: Mutex::new(tx),
+    });
     {
         let shared = shared.clone();
         thread::Builder::new()
@@ -193,33 +197,53 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let max = shared.opts.max_connections;
-        if shared.active.fetch_add(1, Ordering::AcqRel) >= max {
-            shared.active.fetch_sub(1, Ordering::AcqRel);
-            let r = Reject::TooManyConnections(max);
+        let Some(slot) = shared.slots.take() else {
+            let r = Reject::TooManyConnections(shared.opts.max_connections);
             shared.stats.reject(peer, &r);
             let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
             send_reply(&stream, &Reply::error(r.to_string()));
             let _ = stream.shutdown(Shutdown::Both);
             continue;
-        }
+        };
         let s2 = shared.clone();
         let spawned = thread::Builder::new().name(format!("conn {peer}")).stack_size(512 * 1024).spawn(move || {
-            let _active = ActiveGuard(&s2.active);
+            let _slot = slot;
             handle(stream, peer, &s2);
         });
         if let Err(e) = spawned {
-            shared.active.fetch_sub(1, Ordering::AcqRel);
             log::error!("{peer}: cannot start a thread for the connection: {e}");
         }
     }
 }
 
-struct ActiveGuard<'a>(&'a AtomicUsize);
+/// Connections being served, against a limit (the TCP listener's and the query socket's).
+pub(crate) struct Slots {
+    active: AtomicUsize,
+    max: usize,
+}
 
-impl Drop for ActiveGuard<'_> {
+/// One connection's place among the [`Slots`], given back when dropped: when its thread ends,
+/// panics, or could not be started.
+pub(crate) struct Slot(Arc<Slots>);
+
+impl Slots {
+    pub(crate) fn new(max: usize) -> Arc<Slots> {
+        Arc::new(Slots { active: AtomicUsize::new(0), max })
+    }
+
+    /// A place, or `None` when `max` connections are being served.
+    pub(crate) fn take(self: &Arc<Self>) -> Option<Slot> {
+        if self.active.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -405,5 +429,28 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
 fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
     if let Err(e) = stats.rejections.flush(conn) {
         log::warn!("cannot store the rejection counts (kept in memory, retried): {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn slots_are_limited_and_given_back_even_by_a_panicking_thread() {
+        let slots = Slots::new(2);
+        let a = slots.take().expect("first");
+        let b = slots.take().expect("second");
+        assert!(slots.take().is_none(), "a third connection is over the limit");
+        drop(a);
+        let c = slots.take().expect("a place given back is free again");
+        let panicked = std::thread::spawn(move || {
+            let _slot = b;
+            panic!("a bug in the connection's thread");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(slots.take().is_some(), "the panicking thread's place came back");
+        drop(c);
     }
 }
