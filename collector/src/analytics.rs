@@ -216,12 +216,7 @@ fn open(db: &Path) -> Result<rusqlite::Connection, Failure> {
 }
 
 fn write(out: &mut dyn Write, report: &Report, o: &OutArgs) -> Result<(), Failure> {
-    let text = report.render(o.format(), !o.noheader);
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::new(format!("writing the output: {e}"))),
-    }
+    crate::cli::write_out(out, report.render(o.format(), !o.noheader))
 }
 
 /// -S after -E: a usage error (exit code 2, like clap's).

@@ -466,12 +466,7 @@ pub fn run(db: &Path, a: &AuditArgs, out: &mut dyn std::io::Write) -> Result<boo
     } else {
         render(&f)
     };
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(Failure::new(format!("writing the output: {e}")))
-        }
-        _ => {}
-    }
+    crate::cli::write_out(out, text)?;
     Ok(f.count() > 0)
 }
 

@@ -429,7 +429,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Command::Flush(args) => {
             let report = crate::flush::run(load_config(&cli.config)?, &args);
-            write_out(out, &crate::flush::render(&report))?;
+            write_out(out, crate::flush::render(&report))?;
             crate::flush::verdict(&report).map_err(Failure::new)
         }
         Command::Export(_) | Command::Query(_) => {
@@ -463,7 +463,7 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
         Command::Query(q) => match q.what {
             QueryCommand::Jobs(args) => {
                 if args.helpformat {
-                    write_out(out, &output::helpformat())?;
+                    write_out(out, output::helpformat())?;
                     return Ok(());
                 }
                 crate::analytics::check_range(&args.filter)?;
@@ -504,15 +504,9 @@ fn analysis_result(r: Result<String, crate::parse::CmdError>) -> Result<String, 
     }
 }
 
-pub fn database_path(config: &Option<PathBuf>, flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    match flag {
-        Some(p) => Ok(p),
-        None => Ok(load_config(config)?.collector.database),
-    }
-}
-
-fn write_out(out: &mut dyn Write, s: &str) -> Result<(), Failure> {
-    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+/// Writes a command's output: what every command prints goes through here.
+pub(crate) fn write_out(out: &mut dyn Write, s: impl AsRef<[u8]>) -> Result<(), Failure> {
+    match out.write_all(s.as_ref()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         // `collector query … | head`: the reader left, nothing to complain about.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -577,7 +571,7 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
     let details =
         rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
     if args.json {
-        return write_out(out, &output::detail_json(&details));
+        return write_out(out, output::detail_json(&details));
     }
     let mut text = String::new();
     if details.len() > 1 {

@@ -256,12 +256,7 @@ fn ask_with(socket: &Path, args: &[String], mut command: Command, out: &mut dyn 
     for _ in 0..header.files {
         files.push(frame(&mut stream)?);
     }
-    match out.write_all(&stdout).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            return Err(Failure::new(format!("writing the output: {e}")))
-        }
-        _ => {}
-    }
+    cli::write_out(out, &stdout)?;
     // The daemon wrote into its own scratch files; they land where the caller asked, as the caller.
     for (path, bytes) in output_files(&mut command).into_iter().zip(files) {
         if !bytes.is_empty() {
