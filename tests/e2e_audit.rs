@@ -41,7 +41,7 @@ fn canaries_are_submitted_and_audited() {
     assert_eq!(v["canaries_missing"].as_array().unwrap().len(), 0, "{v:#}");
 
     // A canary that never reached the ledger (logged, never recorded).
-    let when = chrono_now() - 60;
+    let when = runledger_record::now() - 60;
     std::fs::write(&log, format!("{line}{when}\t{}\t{}\n", fields[1], 999_999_999)).unwrap();
     let (code, v) = audit(&log);
     assert_eq!(code, 1, "a finding makes the audit exit 1: {v:#}");
@@ -51,8 +51,4 @@ fn canaries_are_submitted_and_audited() {
     assert_eq!(missing[0]["job_id"], 999_999_999);
     assert_eq!(v["by_kind"]["canary"], 1);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }

@@ -51,7 +51,7 @@ fn each_user_sees_only_their_own_jobs_and_the_admin_sees_all() {
     let cfg = runledger_record::config::Config::load(&runledger_record::config::Config::default_path()).unwrap();
     let meta = std::fs::metadata(&cfg.collector.database).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", cfg.collector.database.display());
-    let owner = stdout_of_id(meta.uid());
+    let owner = user_name_of(meta.uid());
     assert_eq!(owner, "runledger");
     let db = cfg.collector.database.display().to_string();
     let (code, _, err) = collector_as(USER, &format!("query --database {db} jobs"));
@@ -105,7 +105,7 @@ fn each_user_sees_only_their_own_jobs_and_the_admin_sees_all() {
     let (code, _, err) = collector_as(USER, &format!("query summary --by state --plot {}", chart.display()));
     assert_eq!(code, 0, "{err}");
     let meta = std::fs::metadata(&chart).unwrap();
-    assert_eq!(stdout_of_id(meta.uid()), USER);
+    assert_eq!(user_name_of(meta.uid()), USER);
     assert!(!std::fs::read_to_string(&chart).unwrap().contains(USER2));
 
     // The admin sees every job, as root does, and rltest2's full record.
@@ -117,7 +117,7 @@ fn each_user_sees_only_their_own_jobs_and_the_admin_sees_all() {
 }
 
 /// The user name of a uid.
-fn stdout_of_id(uid: u32) -> String {
+fn user_name_of(uid: u32) -> String {
     let out = std::process::Command::new("id").args(["-nu", &uid.to_string()]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
