@@ -314,8 +314,7 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
     let mut user_ids: HashMap<String, u32> = HashMap::new();
     // Group keys as small integers: text values interned (no allocation per row), integers as
     // themselves, tagged so the two never collide.
-    let mut texts: HashMap<Vec<u8>, i64> = HashMap::new();
-    let mut text_of: Vec<String> = Vec::new();
+    let mut texts = Interner::default();
     let mut groups: HashMap<Vec<(u8, i64)>, Agg> = HashMap::new();
     let mut key: Vec<(u8, i64)> = Vec::with_capacity(keys.len());
     let empty = Vec::new();
@@ -340,27 +339,16 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
             key.push(match r.get_ref(5 + i)? {
                 rusqlite::types::ValueRef::Integer(v) => (1, v),
                 rusqlite::types::ValueRef::Real(f) => (1, f as i64),
-                rusqlite::types::ValueRef::Text(t) => match texts.get(t) {
-                    Some(&id) => (2, id),
-                    None => {
-                        let id = text_of.len() as i64;
-                        texts.insert(t.to_vec(), id);
-                        text_of.push(String::from_utf8_lossy(t).into_owned());
-                        (2, id)
-                    }
-                },
+                rusqlite::types::ValueRef::Text(t) => (2, texts.id(t)),
                 _ => (0, 0),
             });
         }
+        let mut add = |k: &Vec<(u8, i64)>| match groups.get_mut(k) {
+            Some(a) => a.add(user, elapsed, ncpus, cpu, state),
+            None => groups.entry(k.clone()).or_default().add(user, elapsed, ncpus, cpu, state),
+        };
         if !with_modules {
-            match groups.get_mut(&key) {
-                Some(a) => a.add(user, elapsed, ncpus, cpu, state),
-                None => {
-                    let mut a = Agg::default();
-                    a.add(user, elapsed, ncpus, cpu, state);
-                    groups.insert(key.clone(), a);
-                }
-            }
+            add(&key);
             continue;
         }
         let set: Option<i64> = r.get(5 + keys.len())?;
@@ -375,29 +363,13 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
                     Key::ModuleVersion => full,
                     _ => continue,
                 };
-                let id = match texts.get(label.as_bytes()) {
-                    Some(&id) => id,
-                    None => {
-                        let id = text_of.len() as i64;
-                        texts.insert(label.as_bytes().to_vec(), id);
-                        text_of.push(label.clone());
-                        id
-                    }
-                };
-                k[i] = (2, id);
+                k[i] = (2, texts.id(label.as_bytes()));
             }
             // A job counts once per group (two versions of one module, by name).
             if seen.contains(&k) {
                 continue;
             }
-            match groups.get_mut(&k) {
-                Some(a) => a.add(user, elapsed, ncpus, cpu, state),
-                None => {
-                    let mut a = Agg::default();
-                    a.add(user, elapsed, ncpus, cpu, state);
-                    groups.insert(k.clone(), a);
-                }
-            }
+            add(&k);
             seen.push(k);
         }
     }
@@ -408,13 +380,36 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
                 .into_iter()
                 .map(|(tag, v)| match tag {
                     1 => KeyVal::Int(v),
-                    2 => KeyVal::Text(text_of[v as usize].clone()),
+                    2 => KeyVal::Text(texts.text(v).to_string()),
                     _ => KeyVal::Null,
                 })
                 .collect();
             (k, a)
         })
         .collect())
+}
+
+/// Text key values as small integers: a lookup, no allocation, for a value already seen.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Vec<u8>, i64>,
+    texts: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, t: &[u8]) -> i64 {
+        if let Some(&id) = self.ids.get(t) {
+            return id;
+        }
+        let id = self.texts.len() as i64;
+        self.ids.insert(t.to_vec(), id);
+        self.texts.push(String::from_utf8_lossy(t).into_owned());
+        id
+    }
+
+    fn text(&self, id: i64) -> &str {
+        &self.texts[id as usize]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
