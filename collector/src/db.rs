@@ -59,6 +59,13 @@
 //!   the largest running total of batches, items and bytes a node reported dropping from its
 //!   over-full outbox (`Batch::dropped`), when it last dropped and when we first heard of that
 //!   total; kept by the merge.
+//! - Version 5: `query jobs -u NAME` reads one index, not the table. `jobs_user` (`user`,
+//!   `start`) becomes `jobs_user_listing`, which also holds every column the default listing
+//!   shows ([`crate::query::output::LEAN_FIELDS`]): a user's 3,500 jobs of a million sit on about
+//!   80 index pages instead of 3,500 table pages scattered over the file (18 to 14 ms at a million
+//!   jobs). It costs about 60 bytes per job; the indexes on `program`, `outcome` and `category`
+//!   pay most of it back by leaving out the jobs without a verdict (most jobs run no solver the
+//!   log parsers know, and most do not fail), which no filter on them can match anyway.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
@@ -80,6 +87,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V2, then: None },
     V3,
     Migration { sql: V4_DELIVERY, then: None },
+    Migration { sql: V5_LISTING, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -773,6 +781,20 @@ CREATE TABLE node_drops (
     reported_at INTEGER NOT NULL,
     PRIMARY KEY (cluster, node)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 5 (see the module documentation). The listing index's columns after `user, start`
+/// must stay those [`crate::query`]'s lean listing selects, or SQLite reads the table again.
+const V5_LISTING: &str = r#"
+DROP INDEX jobs_user;
+CREATE INDEX jobs_user_listing ON jobs(user, start, end, job_id, array_job_id, array_task_id, job_name,
+    account, partition, state, exit_code, signal, nnodes, nodes);
+DROP INDEX jobs_program;
+CREATE INDEX jobs_program ON jobs(program COLLATE NOCASE) WHERE program IS NOT NULL;
+DROP INDEX jobs_outcome;
+CREATE INDEX jobs_outcome ON jobs(outcome) WHERE outcome IS NOT NULL;
+DROP INDEX jobs_category;
+CREATE INDEX jobs_category ON jobs(category) WHERE category IS NOT NULL;
 "#;
 
 /// Opens (creating if needed) the database for writing and brings its schema up to date.

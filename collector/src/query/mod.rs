@@ -58,10 +58,11 @@ pub struct JobRow {
 }
 
 /// The `jobs` columns a [`JobRow`] is read from, in order, and whether a listing of the
-/// [`output::LEAN_FIELDS`] needs them.
+/// [`output::LEAN_FIELDS`] needs them. Those needed are exactly the columns of the index
+/// `jobs_user_listing` (schema version 5), so a user's listing never reads the table.
 const JOB_COLUMNS: [(&str, bool); 31] = [
     ("id", true),
-    ("cluster", true),
+    ("cluster", false),
     ("job_id", true),
     ("array_job_id", true),
     ("array_task_id", true),
@@ -102,6 +103,7 @@ fn job_columns(lean: bool) -> String {
         .map(|&(c, needed)| match (lean && !needed, c) {
             (false, c) => c,
             (true, "cpu_user_s" | "cpu_sys_s" | "cpu_seconds") => "0.0",
+            (true, "cluster") => "''",
             (true, _) => "NULL",
         })
         .collect::<Vec<_>>()
@@ -182,18 +184,24 @@ pub fn find_jobs_with(
     limit: Option<usize>,
     lean: bool,
 ) -> rusqlite::Result<Vec<JobRow>> {
-    let (cond, params) = filter.to_sql();
-    let cols = job_columns(lean);
-    let sql = match limit {
-        Some(n) => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC LIMIT {n}"),
-        None => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start, id"),
-    };
+    let (sql, params) = listing_sql(filter, limit, lean);
     let mut st = conn.prepare(&sql)?;
     let mut rows: Vec<JobRow> = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
     if limit.is_some() {
         rows.reverse();
     }
     with_env_hashes(conn, rows)
+}
+
+/// The statement [`find_jobs_with`] runs, and its parameters.
+fn listing_sql(filter: &filter::Filter, limit: Option<usize>, lean: bool) -> (String, Vec<Value>) {
+    let (cond, params) = filter.to_sql();
+    let cols = job_columns(lean);
+    let sql = match limit {
+        Some(n) => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC LIMIT {n}"),
+        None => format!("SELECT {cols} FROM jobs WHERE {cond} ORDER BY start, id"),
+    };
+    (sql, params)
 }
 
 /// Replaces the environment ids [`JobRow::from_row`] read by their hashes.

@@ -144,7 +144,6 @@ pub const LEAN_FIELDS: &[&str] = &[
     "JobIDRaw",
     "ArrayJobID",
     "ArrayTaskID",
-    "Cluster",
     "User",
     "Account",
     "Partition",

@@ -234,3 +234,37 @@ fn lean_fields_show_the_same_from_a_lean_read() {
     // The others do read what a lean read leaves out.
     assert_ne!(full[0].qos, lean[0].qos);
 }
+
+fn plan(conn: &Connection, sql: &str, params: Vec<rusqlite::types::Value>) -> String {
+    let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = st.query_map(params_from_iter(params), |r| r.get::<_, String>(3)).unwrap();
+    rows.collect::<Result<Vec<_>, _>>().unwrap().join("; ")
+}
+
+/// A user's default listing reads only `jobs_user_listing` (schema version 5): a column added to
+/// the lean listing but not to the index would send every row back to the table, silently.
+#[test]
+fn a_users_listing_reads_only_its_index() {
+    let conn = ledger();
+    let f = Filter { users: vec!["alice".into()], ..Default::default() };
+    for limit in [None, Some(2)] {
+        let (sql, params) = listing_sql(&f, limit, true);
+        let p = plan(&conn, &sql, params);
+        assert!(p.contains("USING COVERING INDEX jobs_user_listing (user=?)"), "{p}");
+    }
+    assert!(output::default_fields().iter().all(|f| f.lean()));
+    // With the time window of sacct's -S/-E too.
+    let f = Filter { start: Some(T0), end: Some(T0 + 3600), ..f };
+    let (sql, params) = listing_sql(&f, None, true);
+    assert!(plan(&conn, &sql, params).contains("COVERING INDEX jobs_user_listing"));
+    // The sparse verdict columns' partial indexes still serve their filters.
+    for (f, index) in [
+        (Filter { categories: vec!["input_error".into()], ..Default::default() }, "jobs_category"),
+        (Filter { outcomes: vec!["failed".into(), "incomplete".into()], ..Default::default() }, "jobs_outcome"),
+        (Filter { programs: vec!["lammps".into()], ..Default::default() }, "jobs_program"),
+    ] {
+        let (sql, params) = listing_sql(&f, None, false);
+        let p = plan(&conn, &sql, params);
+        assert!(p.contains(index), "{index}: {p}");
+    }
+}
