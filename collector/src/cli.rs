@@ -525,30 +525,34 @@ pub fn filter_of(args: &JobsArgs) -> Filter {
 pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let conn = crate::db::open_ro(db)?;
     let fields: Vec<&Field> = if args.format.is_empty() { output::default_fields() } else { args.format.clone() };
-    let lean = !args.json && fields.iter().all(|f| f.lean());
-    let rows = query::find_jobs_with(&conn, &filter_of(args), args.limit, lean).map_err(db_err)?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let mut extras = Extras::default();
+    let filter = filter_of(args);
     let need = |n: Needs| args.json || fields.iter().any(|f| f.needs == n);
-    if !ids.is_empty() {
-        if need(Needs::Modules) {
-            extras.modules = query::modules_of(&conn, &ids).map_err(db_err)?;
+    let extras_of = |ids: &[i64]| -> Result<Extras, Failure> {
+        let mut extras = Extras::default();
+        if !ids.is_empty() && need(Needs::Modules) {
+            extras.modules = query::modules_of(&conn, ids).map_err(db_err)?;
         }
-        if need(Needs::Tags) {
-            extras.tags = query::tags_of(&conn, &ids).map_err(db_err)?;
+        if !ids.is_empty() && need(Needs::Tags) {
+            extras.tags = query::tags_of(&conn, ids).map_err(db_err)?;
         }
-        if args.json {
+        Ok(extras)
+    };
+    if args.json {
+        let rows = query::find_jobs_with(&conn, &filter, args.limit, false).map_err(db_err)?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut extras = extras_of(&ids)?;
+        if !ids.is_empty() {
             extras.steps = query::steps_of(&conn, &ids).map_err(db_err)?;
             extras.facts = query::job_facts_of(&conn, &rows).map_err(db_err)?;
         }
+        return write_out(out, output::jobs_json(&rows, &extras));
     }
-    let text = if args.json {
-        output::jobs_json(&rows, &extras)
-    } else if args.csv {
-        output::csv(&rows, &fields, &extras, !args.noheader)
-    } else {
-        output::table(&rows, &fields, &extras, !args.noheader)
-    };
+    // Table and CSV are rendered as the rows are read (a listing can be a million jobs long).
+    let lean = fields.iter().all(|f| f.lean());
+    let mut listing = output::Listing::new(&fields, args.limit.is_some());
+    query::each_job(&conn, &filter, args.limit, lean, |j| listing.push(&j)).map_err(db_err)?;
+    listing.complete(&extras_of(listing.ids())?);
+    let text = if args.csv { listing.csv(!args.noheader) } else { listing.table(!args.noheader) };
     write_out(out, &text)
 }
 

@@ -145,7 +145,7 @@ impl JobRow {
                     n
                 }
             }),
-            // The id for now: [`with_env_hashes`] puts the hash in (a lookup per row would cost
+            // The id for now: [`each_job`] puts the hash in (a lookup per row would cost
             // as much as reading the row).
             env_hash: r.get::<_, Option<i64>>(26)?.map(|id| id.to_string()),
             program: r.get(27)?,
@@ -184,13 +184,43 @@ pub fn find_jobs_with(
     limit: Option<usize>,
     lean: bool,
 ) -> rusqlite::Result<Vec<JobRow>> {
-    let (sql, params) = listing_sql(filter, limit, lean);
-    let mut st = conn.prepare(&sql)?;
-    let mut rows: Vec<JobRow> = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
+    let mut rows = Vec::new();
+    each_job(conn, filter, limit, lean, |j| rows.push(j))?;
     if limit.is_some() {
         rows.reverse();
     }
-    with_env_hashes(conn, rows)
+    Ok(rows)
+}
+
+/// Hands each job [`find_jobs_with`] finds to `each` as it is read, without keeping it: oldest
+/// first, or with `limit` newest first. A listing of thousands of jobs then fills one text
+/// buffer ([`output::Listing`]) instead of thousands of rows of a dozen strings each.
+pub fn each_job(
+    conn: &Connection,
+    filter: &filter::Filter,
+    limit: Option<usize>,
+    lean: bool,
+    mut each: impl FnMut(JobRow),
+) -> rusqlite::Result<()> {
+    let (sql, params) = listing_sql(filter, limit, lean);
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(params_from_iter(params))?;
+    // Environment id -> hash, read once if a row has one (a lookup per row would cost as much as
+    // reading the row).
+    let mut hashes: Option<HashMap<String, String>> = None;
+    while let Some(r) = rows.next()? {
+        let mut j = JobRow::from_row(r)?;
+        if let Some(id) = j.env_hash.take() {
+            if hashes.is_none() {
+                let mut st = conn.prepare_cached("SELECT id, hash FROM environments")?;
+                let all = st.query_map([], |r| Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?)))?;
+                hashes = Some(all.collect::<Result<_, _>>()?);
+            }
+            j.env_hash = hashes.as_ref().and_then(|h| h.get(&id).cloned());
+        }
+        each(j);
+    }
+    Ok(())
 }
 
 /// The statement [`find_jobs_with`] runs, and its parameters.
@@ -204,28 +234,12 @@ fn listing_sql(filter: &filter::Filter, limit: Option<usize>, lean: bool) -> (St
     (sql, params)
 }
 
-/// Replaces the environment ids [`JobRow::from_row`] read by their hashes.
-fn with_env_hashes(conn: &Connection, mut rows: Vec<JobRow>) -> rusqlite::Result<Vec<JobRow>> {
-    if rows.iter().all(|r| r.env_hash.is_none()) {
-        return Ok(rows);
-    }
-    let mut st = conn.prepare_cached("SELECT id, hash FROM environments")?;
-    let hashes: HashMap<String, String> =
-        st.query_map([], |r| Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?)))?.collect::<Result<_, _>>()?;
-    for r in &mut rows {
-        r.env_hash = r.env_hash.take().and_then(|id| hashes.get(&id).cloned());
-    }
-    Ok(rows)
-}
-
 /// All rows of one job id (several when Slurm reused it), newest first.
 pub fn find_job(conn: &Connection, sel: &filter::JobSel, clusters: &[String]) -> rusqlite::Result<Vec<JobRow>> {
     let filter = filter::Filter { jobs: vec![sel.clone()], clusters: clusters.to_vec(), ..Default::default() };
-    let (cond, params) = filter.to_sql();
-    let sql = format!("SELECT {} FROM jobs WHERE {cond} ORDER BY start DESC, id DESC", job_columns(false));
-    let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(params_from_iter(params), JobRow::from_row)?.collect::<Result<_, _>>()?;
-    with_env_hashes(conn, rows)
+    let mut rows = find_jobs_with(conn, &filter, None, false)?;
+    rows.reverse();
+    Ok(rows)
 }
 
 /// One fact as stored.

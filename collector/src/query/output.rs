@@ -4,6 +4,7 @@
 //! always carries the whole job, with times as RFC 3339 local time (null when unknown) and
 //! elapsed seconds, so scripts never parse display formats.
 
+use super::report::csv_cell;
 use super::{FactValue, JobDetail, JobRow, StepRow};
 use crate::timefmt;
 use serde_json::{json, Map, Value};
@@ -194,21 +195,116 @@ pub fn helpformat() -> String {
     s
 }
 
-pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
-    // Every cell in one buffer (thousands of rows: one allocation, not one per cell).
-    let mut buf = String::new();
-    let mut ends = Vec::with_capacity(rows.len() * fields.len());
-    for j in rows {
-        for f in fields {
-            buf.push_str(&(f.get)(j, extras));
-            ends.push(buf.len());
-        }
+/// A listing's cells, rendered as its jobs are read ([`super::each_job`]): every cell in one
+/// buffer, so thousands of rows cost one growing string, not thousands of rows and cells.
+/// The cells of fields that need [`Extras`] stay empty until [`Listing::complete`], once the
+/// extras of all the jobs are fetched.
+pub struct Listing<'f> {
+    fields: &'f [&'f Field],
+    buf: String,
+    /// Where each cell ends in `buf`, row after row, field after field.
+    ends: Vec<usize>,
+    ids: Vec<i64>,
+    /// Rows were pushed newest first (a `--limit`); they are shown oldest first.
+    newest_first: bool,
+}
+
+impl<'f> Listing<'f> {
+    pub fn new(fields: &'f [&'f Field], newest_first: bool) -> Listing<'f> {
+        Listing { fields, buf: String::new(), ends: Vec::new(), ids: Vec::new(), newest_first }
     }
-    let cell = |i: usize| &buf[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-    let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
-    let right: Vec<bool> = fields.iter().map(|f| f.right).collect();
-    let n = fields.len();
-    aligned_with(&names, rows.len(), |r, c| cell(r * n + c), &right, " ", header)
+
+    pub fn push(&mut self, j: &JobRow) {
+        let none = Extras::default();
+        for f in self.fields {
+            if f.needs == Needs::Row {
+                self.buf.push_str(&(f.get)(j, &none));
+            }
+            self.ends.push(self.buf.len());
+        }
+        self.ids.push(j.id);
+    }
+
+    /// The jobs' row ids, for fetching their [`Extras`].
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
+    }
+
+    /// Fills in the cells that need `extras`.
+    pub fn complete(&mut self, extras: &Extras) {
+        if self.fields.iter().all(|f| f.needs == Needs::Row) {
+            return;
+        }
+        let mut buf = String::with_capacity(self.buf.len());
+        let mut old_start = 0;
+        for (i, &id) in self.ids.iter().enumerate() {
+            let j = JobRow { id, ..Default::default() };
+            for (c, f) in self.fields.iter().enumerate() {
+                let k = i * self.fields.len() + c;
+                let old_end = self.ends[k];
+                if f.needs == Needs::Row {
+                    buf.push_str(&self.buf[old_start..old_end]);
+                } else {
+                    buf.push_str(&(f.get)(&j, extras));
+                }
+                self.ends[k] = buf.len();
+                old_start = old_end;
+            }
+        }
+        self.buf = buf;
+    }
+
+    fn cell_at(&self, k: usize) -> &str {
+        &self.buf[if k == 0 { 0 } else { self.ends[k - 1] }..self.ends[k]]
+    }
+
+    /// Row `r` (oldest first), column `c`.
+    fn cell(&self, r: usize, c: usize) -> &str {
+        let r = if self.newest_first { self.ids.len() - 1 - r } else { r };
+        self.cell_at(r * self.fields.len() + c)
+    }
+
+    pub fn table(&self, header: bool) -> String {
+        let names: Vec<&str> = self.fields.iter().map(|f| f.name).collect();
+        let right: Vec<bool> = self.fields.iter().map(|f| f.right).collect();
+        aligned_with(&names, self.ids.len(), |r, c| self.cell(r, c), &right, " ", header)
+    }
+
+    pub fn csv(&self, header: bool) -> String {
+        let mut out = String::with_capacity(self.buf.len() + self.ends.len());
+        if header {
+            out.push_str(&self.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        for r in 0..self.ids.len() {
+            for c in 0..self.fields.len() {
+                if c > 0 {
+                    out.push(',');
+                }
+                out.push_str(&csv_cell(self.cell(r, c)));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The listing of `rows` (oldest first) with their `extras`.
+    fn of(rows: &[JobRow], fields: &'f [&'f Field], extras: &Extras) -> Listing<'f> {
+        let mut l = Listing::new(fields, false);
+        for j in rows {
+            l.push(j);
+        }
+        l.complete(extras);
+        l
+    }
+}
+
+pub fn table(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
+    Listing::of(rows, fields, extras).table(header)
+}
+
+pub fn csv(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
+    Listing::of(rows, fields, extras).csv(header)
 }
 
 /// An aligned text table, as every `query` prints by default: columns as wide as their widest
@@ -279,27 +375,6 @@ fn aligned_with<'a>(
     }
     for r in 0..rows {
         line(&mut out, &|c| cell(r, c));
-    }
-    out
-}
-
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-pub fn csv(rows: &[JobRow], fields: &[&Field], extras: &Extras, header: bool) -> String {
-    let mut out = String::new();
-    if header {
-        out.push_str(&fields.iter().map(|f| f.name).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    for j in rows {
-        out.push_str(&fields.iter().map(|f| csv_cell(&(f.get)(j, extras))).collect::<Vec<_>>().join(","));
-        out.push('\n');
     }
     out
 }

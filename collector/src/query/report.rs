@@ -7,6 +7,7 @@
 
 use crate::timefmt;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -164,7 +165,7 @@ impl Report {
             out.push('\n');
         }
         for r in &self.rows {
-            out.push_str(&r.iter().map(|c| csv_cell(&c.raw_text())).collect::<Vec<_>>().join(","));
+            out.push_str(&r.iter().map(|c| csv_cell(&c.raw_text()).into_owned()).collect::<Vec<_>>().join(","));
             out.push('\n');
         }
         out
@@ -190,11 +191,11 @@ impl Report {
     }
 }
 
-pub fn csv_cell(s: &str) -> String {
+pub fn csv_cell(s: &str) -> Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
     } else {
-        s.to_string()
+        Cow::Borrowed(s)
     }
 }
 

@@ -268,3 +268,31 @@ fn a_users_listing_reads_only_its_index() {
         assert!(p.contains(index), "{index}: {p}");
     }
 }
+
+/// A listing rendered as its rows are read (what `query jobs` prints) is the table of the rows
+/// read first: newest-first `--limit` rows turned around, and the module and tag cells filled in
+/// afterwards.
+#[test]
+fn a_streamed_listing_renders_what_the_rows_render() {
+    let c = ledger();
+    let fields: Vec<_> =
+        ["JobID", "Modules", "User", "Tags", "Start"].iter().map(|n| output::parse_field(n).unwrap()).collect();
+    for limit in [None, Some(2)] {
+        let rows = find_jobs(&c, &Filter::default(), limit).unwrap();
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let extras =
+            Extras { modules: modules_of(&c, &ids).unwrap(), tags: tags_of(&c, &ids).unwrap(), ..Default::default() };
+        let mut listing = output::Listing::new(&fields, limit.is_some());
+        each_job(&c, &Filter::default(), limit, false, |j| listing.push(&j)).unwrap();
+        listing.complete(&extras);
+        let table = output::table(&rows, &fields, &extras, true);
+        assert_eq!(listing.table(true), table);
+        assert_eq!(listing.csv(true), output::csv(&rows, &fields, &extras, true));
+        assert_eq!(table.lines().count(), 2 + limit.unwrap_or(5), "{table}");
+        let line = table.lines().find(|l| l.starts_with("102 ")).expect("job 102 is listed");
+        assert!(line.contains("python/3.11") && line.contains("project=beta"), "{table}");
+        if limit.is_some() {
+            assert!(table.lines().nth(2).unwrap().starts_with("102 "), "oldest of the newest two first: {table}");
+        }
+    }
+}
