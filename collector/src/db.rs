@@ -7,7 +7,7 @@
 //! is upgraded in place the first time a newer collector opens it, and a ledger written by a
 //! newer collector is refused rather than misread.
 //!
-//! # Tables (version 3)
+//! # Tables (version 3; 4 adds the delivery tables, 5 an index)
 //!
 //! | table                | key                                | what |
 //! |----------------------|------------------------------------|------|
@@ -62,10 +62,11 @@
 //! - Version 5: `query jobs -u NAME` reads one index, not the table. `jobs_user` (`user`,
 //!   `start`) becomes `jobs_user_listing`, which also holds every column the default listing
 //!   shows ([`crate::query::output::LEAN_FIELDS`]): a user's 3,500 jobs of a million sit on about
-//!   80 index pages instead of 3,500 table pages scattered over the file (18 to 14 ms at a million
-//!   jobs). It costs about 60 bytes per job; the indexes on `program`, `outcome` and `category`
-//!   pay most of it back by leaving out the jobs without a verdict (most jobs run no solver the
-//!   log parsers know, and most do not fail), which no filter on them can match anyway.
+//!   75 adjacent index pages instead of 3,500 table pages scattered over the file (18 to 13 ms at
+//!   a million jobs). It costs 65 bytes per job; the indexes on `program`, `outcome` and
+//!   `category` pay 26 of them back by leaving out the jobs without a verdict (most jobs run no
+//!   solver the log parsers know, and most do not fail), which no filter on them can match
+//!   anyway: 953 to 992 bytes per job.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
