@@ -628,6 +628,31 @@ pub fn events_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64
     Ok(out)
 }
 
+/// Strings as small integers: grouping by a text or counting its distinct values then costs one
+/// hash lookup, and no allocation for a value already seen (the scans see a million jobs and a
+/// few hundred users).
+#[derive(Default)]
+pub(crate) struct Interner {
+    ids: rustc_hash::FxHashMap<Box<[u8]>, u32>,
+    texts: Vec<String>,
+}
+
+impl Interner {
+    pub(crate) fn id(&mut self, t: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(t) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.ids.insert(t.into(), id);
+        self.texts.push(String::from_utf8_lossy(t).into_owned());
+        id
+    }
+
+    pub(crate) fn text(&self, id: u32) -> &str {
+        &self.texts[id as usize]
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

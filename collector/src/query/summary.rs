@@ -23,8 +23,10 @@
 
 use super::filter::Filter;
 use super::report::{quantile_select, Cell, Report};
+use super::Interner;
 use crate::store::ExactSum;
 use rusqlite::{params_from_iter, Connection};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +142,7 @@ pub const FAILED_STATES: &[&str] = &["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE
 #[derive(Default)]
 pub struct Agg {
     pub jobs: i64,
-    pub users: std::collections::HashSet<u32>,
+    pub users: rustc_hash::FxHashSet<u32>,
     pub core_s: i64,
     pub cpu_s: ExactSum,
     /// Core-seconds and cpu-seconds of the jobs where both are known (the efficiency's terms).
@@ -299,37 +301,47 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
          jobs.state{}, jobs.module_set FROM jobs WHERE {where_sql}",
         key_sql.iter().map(|k| format!(", {k}")).collect::<String>(),
     );
-    // Module id -> (name, name/version); module set -> its modules.
-    let mut module_names: HashMap<i64, (String, String)> = HashMap::new();
-    let mut sets: HashMap<i64, Vec<i64>> = HashMap::new();
+    // Group keys as small integers: text values interned, integers as themselves, tagged so the
+    // two never collide.
+    let mut texts = Interner::default();
+    // Module set -> the values its jobs take for the module keys (in key order), each once: a
+    // job counts once per group (two versions of one module, by name). Worked out per set, not
+    // per job (sets are few).
+    let mut set_labels: FxHashMap<i64, Vec<Vec<i64>>> = FxHashMap::default();
     if with_modules {
+        let mut labels: HashMap<i64, Vec<i64>> = HashMap::new();
         for (id, (name, version)) in super::module_names(conn)? {
             let full = super::full_name(&name, &version);
-            module_names.insert(id, (name, full));
+            let per_key = keys
+                .iter()
+                .filter_map(|k| match k {
+                    Key::Module => Some(i64::from(texts.id(name.as_bytes()))),
+                    Key::ModuleVersion => Some(i64::from(texts.id(full.as_bytes()))),
+                    _ => None,
+                })
+                .collect();
+            labels.insert(id, per_key);
         }
-        sets = crate::store::module_sets(conn)?;
+        for (set, modules) in crate::store::module_sets(conn)? {
+            let mut values: Vec<Vec<i64>> = modules.iter().filter_map(|m| labels.get(m).cloned()).collect();
+            values.sort_unstable();
+            values.dedup();
+            set_labels.insert(set, values);
+        }
     }
+    let module_keys: Vec<usize> = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| matches!(k, Key::Module | Key::ModuleVersion))
+        .map(|(i, _)| i)
+        .collect();
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(params_from_iter(params.iter()))?;
-    let mut user_ids: HashMap<String, u32> = HashMap::new();
-    // Group keys as small integers: text values interned (no allocation per row), integers as
-    // themselves, tagged so the two never collide.
-    let mut texts = Interner::default();
-    let mut groups: HashMap<Vec<(u8, i64)>, Agg> = HashMap::new();
+    let mut users = Interner::default();
+    let mut groups: FxHashMap<Vec<(u8, i64)>, Agg> = FxHashMap::default();
     let mut key: Vec<(u8, i64)> = Vec::with_capacity(keys.len());
-    let empty = Vec::new();
     while let Some(r) = rows.next()? {
-        let user = {
-            let u = r.get_ref(0)?.as_str().unwrap_or("");
-            match user_ids.get(u) {
-                Some(&id) => id,
-                None => {
-                    let id = user_ids.len() as u32;
-                    user_ids.insert(u.to_string(), id);
-                    id
-                }
-            }
-        };
+        let user = users.id(r.get_ref(0)?.as_bytes().unwrap_or(b""));
         let elapsed: Option<i64> = r.get::<_, Option<i64>>(1)?.map(|e| e.max(0));
         let ncpus: Option<i64> = r.get(2)?;
         let cpu: f64 = r.get::<_, Option<f64>>(3)?.unwrap_or(0.0);
@@ -339,7 +351,7 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
             key.push(match r.get_ref(5 + i)? {
                 rusqlite::types::ValueRef::Integer(v) => (1, v),
                 rusqlite::types::ValueRef::Real(f) => (1, f as i64),
-                rusqlite::types::ValueRef::Text(t) => (2, texts.id(t)),
+                rusqlite::types::ValueRef::Text(t) => (2, i64::from(texts.id(t))),
                 _ => (0, 0),
             });
         }
@@ -352,25 +364,11 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
             continue;
         }
         let set: Option<i64> = r.get(5 + keys.len())?;
-        let job_mods = set.and_then(|s| sets.get(&s)).unwrap_or(&empty);
-        let mut seen: Vec<Vec<(u8, i64)>> = Vec::new();
-        for m in job_mods {
-            let Some((name, full)) = module_names.get(m) else { continue };
-            let mut k = key.clone();
-            for (i, kind) in keys.iter().enumerate() {
-                let label = match kind {
-                    Key::Module => name,
-                    Key::ModuleVersion => full,
-                    _ => continue,
-                };
-                k[i] = (2, texts.id(label.as_bytes()));
+        for values in set.and_then(|s| set_labels.get(&s)).into_iter().flatten() {
+            for (&i, &v) in module_keys.iter().zip(values) {
+                key[i] = (2, v);
             }
-            // A job counts once per group (two versions of one module, by name).
-            if seen.contains(&k) {
-                continue;
-            }
-            add(&k);
-            seen.push(k);
+            add(&key);
         }
     }
     Ok(groups
@@ -380,36 +378,13 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
                 .into_iter()
                 .map(|(tag, v)| match tag {
                     1 => KeyVal::Int(v),
-                    2 => KeyVal::Text(texts.text(v).to_string()),
+                    2 => KeyVal::Text(texts.text(v as u32).to_string()),
                     _ => KeyVal::Null,
                 })
                 .collect();
             (k, a)
         })
         .collect())
-}
-
-/// Text key values as small integers: a lookup, no allocation, for a value already seen.
-#[derive(Default)]
-struct Interner {
-    ids: HashMap<Vec<u8>, i64>,
-    texts: Vec<String>,
-}
-
-impl Interner {
-    fn id(&mut self, t: &[u8]) -> i64 {
-        if let Some(&id) = self.ids.get(t) {
-            return id;
-        }
-        let id = self.texts.len() as i64;
-        self.ids.insert(t.to_vec(), id);
-        self.texts.push(String::from_utf8_lossy(t).into_owned());
-        id
-    }
-
-    fn text(&self, id: i64) -> &str {
-        &self.texts[id as usize]
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,8 +8,10 @@
 use super::filter::Filter;
 use super::report::{quantile, Cell, Report};
 use super::summary::FAILED_STATES;
+use super::Interner;
 use runledger_record::Module;
 use rusqlite::{params_from_iter, Connection};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{HashMap, HashSet};
 
 fn db(e: rusqlite::Error) -> String {
@@ -155,9 +157,23 @@ pub struct Period {
 /// `query who-used`: for jobs that loaded `module` (and match `filter`), per period and per
 /// version: jobs, users, accounts, failure rate, core-hours, median wall time; the top users.
 ///
-/// The module sets holding the module, then their matching jobs by the index on `module_set`;
-/// everything else is counted in memory.
+/// The module sets holding the module, then their matching jobs: by the index on `module_set`
+/// when the module is rare, else in one pass over the jobs the filter selects (a module in half
+/// the jobs, read through that index, is half the table read one page at a time). Users,
+/// accounts and versions are counted as small integers.
 pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[Period]) -> Result<Report, String> {
+    who_used_by(conn, filter, module, periods, None)
+}
+
+/// [`who_used`], reading the jobs through the index on `module_set` (`Some(true)`), in one pass
+/// (`Some(false)`), or as the module's share of the jobs says (`None`).
+fn who_used_by(
+    conn: &Connection,
+    filter: &Filter,
+    module: &Module,
+    periods: &[Period],
+    through_index: Option<bool>,
+) -> Result<Report, String> {
     let mut versions: HashMap<i64, String> = HashMap::new();
     {
         let mut st = conn.prepare("SELECT id, version FROM modules WHERE name = ?1").map_err(db)?;
@@ -169,53 +185,71 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
             }
         }
     }
-    // Module set -> the versions it holds.
-    let mut loaded: HashMap<i64, Vec<String>> = HashMap::new();
+    // Group labels: the versions in order, then "*" (all versions); a group is (period, label).
+    let mut labels: Vec<String> = versions.values().cloned().collect();
+    labels.sort_unstable();
+    labels.dedup();
+    let all = labels.len();
+    labels.push("*".into());
+    // Module set -> the labels it counts in, each once.
+    let mut loaded: HashMap<i64, Vec<usize>> = HashMap::new();
     {
         let mut st = conn.prepare("SELECT module_set FROM module_set_members WHERE module = ?1").map_err(db)?;
         for (id, v) in &versions {
+            let label = labels[..all].binary_search(v).expect("every version has a label");
             let mut rows = st.query([id]).map_err(db)?;
             while let Some(r) = rows.next().map_err(db)? {
-                loaded.entry(r.get(0).map_err(db)?).or_default().push(v.clone());
+                loaded.entry(r.get(0).map_err(db)?).or_default().push(label);
             }
         }
+    }
+    for ls in loaded.values_mut() {
+        ls.sort_unstable();
+        ls.dedup();
+        ls.push(all);
     }
     #[derive(Default)]
     struct G {
         jobs: i64,
-        users: HashMap<String, i64>,
-        accounts: HashSet<String>,
+        users: FxHashMap<u32, i64>,
+        accounts: FxHashSet<u32>,
         ended: i64,
         failed: i64,
         core_s: f64,
         walls: Vec<f64>,
     }
-    let mut groups: HashMap<(usize, String), G> = HashMap::new();
+    let mut groups: Vec<G> = (0..periods.len() * labels.len()).map(|_| G::default()).collect();
+    let mut users = Interner::default();
+    let mut accounts = Interner::default();
     if !loaded.is_empty() {
         let (where_sql, mut params) = filter.to_sql();
-        // The jobs of those sets, through the index on module_set.
-        let sets: Vec<i64> = loaded.keys().copied().collect();
-        params.push(rusqlite::types::Value::Text(serde_json::to_string(&sets).expect("integers serialize")));
+        // A common module's sets are picked out below, as the rows go by: the filter's own
+        // index, or one pass (SQLite cannot guess how many jobs json_each selects).
+        let mut sets_sql = "";
+        let through_index = match through_index {
+            Some(b) => b,
+            None => rare(conn, &versions).map_err(db)?,
+        };
+        if through_index {
+            let sets: Vec<i64> = loaded.keys().copied().collect();
+            params.push(rusqlite::types::Value::Text(serde_json::to_string(&sets).expect("integers serialize")));
+            sets_sql = " AND module_set IN (SELECT value FROM json_each(?))";
+        }
         let sql = format!(
             "SELECT module_set, COALESCE(user, CAST(uid AS TEXT), ''), COALESCE(account, ''), start, end - start, ncpus,
                     state
-             FROM jobs WHERE ({where_sql}) AND module_set IN (SELECT value FROM json_each(?))"
+             FROM jobs WHERE ({where_sql}){sets_sql}"
         );
         let mut st = conn.prepare(&sql).map_err(db)?;
         let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
-            let set: i64 = r.get(0).map_err(db)?;
-            let Some(vs) = loaded.get(&set) else { continue };
-            let user: String = r.get(1).map_err(db)?;
-            let account: String = r.get(2).map_err(db)?;
+            let Some(ls) = r.get::<_, Option<i64>>(0).map_err(db)?.and_then(|set| loaded.get(&set)) else { continue };
+            let user = users.id(r.get_ref(1).map_err(db)?.as_bytes().unwrap_or(b""));
+            let account = accounts.id(r.get_ref(2).map_err(db)?.as_bytes().unwrap_or(b""));
             let start: Option<i64> = r.get(3).map_err(db)?;
             let elapsed: Option<i64> = r.get(4).map_err(db)?;
             let ncpus: Option<i64> = r.get(5).map_err(db)?;
             let state = r.get_ref(6).map_err(db)?.as_str().unwrap_or("UNKNOWN");
-            let mut keys: Vec<&str> = vs.iter().map(String::as_str).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            keys.push("*");
             for (pi, p) in periods.iter().enumerate() {
                 let inside = match start {
                     Some(s) => p.from.is_none_or(|f| s >= f) && p.to.is_none_or(|t| s < t),
@@ -224,18 +258,11 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
                 if !inside {
                     continue;
                 }
-                for v in &keys {
-                    let g = groups.entry((pi, v.to_string())).or_default();
+                for &l in ls {
+                    let g = &mut groups[pi * labels.len() + l];
                     g.jobs += 1;
-                    match g.users.get_mut(&user) {
-                        Some(n) => *n += 1,
-                        None => {
-                            g.users.insert(user.clone(), 1);
-                        }
-                    }
-                    if !g.accounts.contains(&account) {
-                        g.accounts.insert(account.clone());
-                    }
+                    *g.users.entry(user).or_default() += 1;
+                    g.accounts.insert(account);
                     if state != "UNKNOWN" {
                         g.ended += 1;
                         if FAILED_STATES.contains(&state) {
@@ -261,33 +288,47 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
         "wall_p50_s",
         "top_users",
     ]);
-    let mut keys: Vec<(usize, String)> = groups.keys().cloned().collect();
     // Per period: the versions in order, then the all-versions line (when there are several).
-    keys.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| (a.1 == "*").cmp(&(b.1 == "*"))).then_with(|| a.1.cmp(&b.1)));
-    let versions_per_period = |pi: usize| keys.iter().filter(|k| k.0 == pi && k.1 != "*").count();
-    for k in &keys {
-        if k.1 == "*" && versions_per_period(k.0) <= 1 {
-            continue;
+    for (pi, period) in periods.iter().enumerate() {
+        let row = &mut groups[pi * labels.len()..(pi + 1) * labels.len()];
+        let versions_seen = row[..all].iter().filter(|g| g.jobs > 0).count();
+        for (l, g) in row.iter_mut().enumerate() {
+            if g.jobs == 0 || (l == all && versions_seen <= 1) {
+                continue;
+            }
+            g.walls.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            let label =
+                if l == all { format!("{} (all versions)", module.name) } else { full(&module.name, &labels[l]) };
+            let mut top: Vec<(&str, i64)> = g.users.iter().map(|(&u, &n)| (users.text(u), n)).collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            let top: Vec<String> = top.iter().take(3).map(|(u, n)| format!("{u}({n})")).collect();
+            report.rows.push(vec![
+                Cell::Text(period.label.clone()),
+                Cell::Text(label),
+                Cell::Int(g.jobs),
+                Cell::Int(g.users.len() as i64),
+                Cell::Int(g.accounts.len() as i64),
+                Cell::opt_ratio(g.failed as f64, g.ended as f64),
+                Cell::Float(g.core_s / 3600.0, 1),
+                quantile(&g.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
+                Cell::Text(top.join(" ")),
+            ]);
         }
-        let g = groups.get_mut(k).expect("key from the map");
-        g.walls.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        let label = if k.1 == "*" { format!("{} (all versions)", module.name) } else { full(&module.name, &k.1) };
-        let mut top: Vec<(&String, &i64)> = g.users.iter().collect();
-        top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-        let top: Vec<String> = top.iter().take(3).map(|(u, n)| format!("{u}({n})")).collect();
-        report.rows.push(vec![
-            Cell::Text(periods[k.0].label.clone()),
-            Cell::Text(label),
-            Cell::Int(g.jobs),
-            Cell::Int(g.users.len() as i64),
-            Cell::Int(g.accounts.len() as i64),
-            Cell::opt_ratio(g.failed as f64, g.ended as f64),
-            Cell::Float(g.core_s / 3600.0, 1),
-            quantile(&g.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
-            Cell::Text(top.join(" ")),
-        ]);
     }
     Ok(report)
+}
+
+/// Whether `versions` are loaded by at most one job in twenty, by the rollups' counts (a job
+/// loading two versions counts twice: a guess is all the choice of index needs).
+fn rare(conn: &Connection, versions: &HashMap<i64, String>) -> rusqlite::Result<bool> {
+    let ids = serde_json::to_string(&versions.keys().collect::<Vec<_>>()).expect("integers serialize");
+    let with: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(jobs), 0) FROM rollup_modules WHERE module IN (SELECT value FROM json_each(?1))",
+        [ids],
+        |r| r.get(0),
+    )?;
+    let total: i64 = conn.query_row("SELECT COALESCE(SUM(jobs), 0) FROM rollup", [], |r| r.get(0))?;
+    Ok(with * 20 <= total)
 }
 
 /// Phi (Pearson over 0/1) correlation of two modules over `n` jobs.
@@ -380,4 +421,47 @@ pub fn co_usage(
         report.rows.truncate(t);
     }
     Ok(report)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{db, merge, synth};
+
+    /// Reading a module's jobs through the index or in one pass gives the same report, for
+    /// common and rare modules, with and without filters and periods.
+    #[test]
+    fn who_used_reads_the_same_either_way() {
+        let conn = db::open_memory();
+        let batches = synth::fixture_batches();
+        let refs: Vec<_> = batches.iter().collect();
+        for r in merge::apply_group(&conn, &refs, synth::FIXTURE_END).unwrap() {
+            r.unwrap();
+        }
+        let periods = [
+            Period { label: "all".into(), from: None, to: None },
+            Period { label: "before".into(), from: None, to: Some(synth::FIXTURE_END - 90 * 86_400) },
+            Period { label: "after".into(), from: Some(synth::FIXTURE_END - 90 * 86_400), to: None },
+        ];
+        let names: Vec<(String, String)> = conn
+            .prepare("SELECT name, version FROM modules")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let users = Filter { users: vec!["user000".into(), "user003".into()], ..Default::default() };
+        let mut rows = 0;
+        for (name, version) in &names {
+            for version in [None, Some(version.clone())] {
+                let m = Module { name: name.clone(), version, file: None };
+                for f in [&Filter::default(), &users] {
+                    let a = who_used_by(&conn, f, &m, &periods, Some(true)).unwrap();
+                    let b = who_used_by(&conn, f, &m, &periods, Some(false)).unwrap();
+                    assert_eq!(a.csv(true), b.csv(true), "{m:?} {f:?}");
+                    rows += a.rows.len();
+                }
+            }
+        }
+        assert!(names.len() > 5 && rows > 4 * names.len(), "{} modules, {rows} rows", names.len());
+    }
 }
