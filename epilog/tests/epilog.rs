@@ -11,7 +11,7 @@ use runledger_record::spool::Spool;
 use runledger_record::{Batch, ExitStatus, Item, JobState, StepEnd, StepStart, TaskExit, STEP_BATCH};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_runledger-epilog");
 
@@ -112,12 +112,12 @@ impl Site {
         self.spool().outbox().iter().map(|p| runledger_record::spool::outbox_name_parts(p).unwrap().1).collect()
     }
 
-    fn run(&self, job: Option<&str>, args: &[&str]) -> (Output, Duration) {
+    fn run(&self, job: Option<&str>, args: &[&str]) -> Output {
         run_with(&[("RUNLEDGER_CONF", self.conf.to_str().unwrap())], job, args)
     }
 }
 
-fn run_with(vars: &[(&str, &str)], job: Option<&str>, args: &[&str]) -> (Output, Duration) {
+fn run_with(vars: &[(&str, &str)], job: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.env_clear().args(args).envs(vars.iter().copied());
     if let Some(j) = job {
@@ -131,26 +131,25 @@ fn run_with(vars: &[(&str, &str)], job: Option<&str>, args: &[&str]) -> (Output,
             ("SLURMD_NODENAME", "n1"),
         ]);
     }
-    let t = Instant::now();
-    let out = cmd.output().unwrap();
-    (out, t.elapsed())
+    cmd.output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn assert_ok_within(o: &Output, took: Duration, limit: Duration) {
+/// Exit status 0, whatever happened: a non-zero Epilog drains the node. (How long each fault
+/// costs against the budget is measured by bench/epilog-faults, not asserted here.)
+fn assert_ok(o: &Output) {
     assert_eq!(o.status.code(), Some(0), "exit status; stderr:\n{}", stderr(o));
-    assert!(took < limit, "took {took:?} (limit {limit:?}); stderr:\n{}", stderr(o));
 }
 
 fn happy_path() {
     let c = FakeCollector::start(Behaviour::Ack);
     let site = Site::new(&c.addr, 5000);
     site.spool_job(101);
-    let (o, took) = site.run(Some("101"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("101"), &[]);
+    assert_ok(&o);
     assert!(stderr(&o).contains("job 101: state=COMPLETED items=5 sent=1 queued=0"), "{}", stderr(&o));
     assert_eq!(site.outbox_len(), 0, "outbox not emptied");
     assert!(!site.spool().job_dir(101).exists(), "job dir not removed");
@@ -172,8 +171,8 @@ fn collector_down_then_back() {
     let down = closed_port();
     let site = Site::new(&down, 5000);
     site.spool_job(201);
-    let (o, took) = site.run(Some("201"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(3));
+    let o = site.run(Some("201"), &[]);
+    assert_ok(&o);
     assert!(stderr(&o).contains("sent=0 queued=1"), "{}", stderr(&o));
     assert_eq!(site.outbox_len(), 1, "batch not kept");
     assert!(!site.spool().job_dir(201).exists(), "job files not removed after the batch was kept");
@@ -182,8 +181,8 @@ fn collector_down_then_back() {
     let c = FakeCollector::start(Behaviour::Ack);
     let site = Site::with_spool(site.dir, site.spool, &c.addr, 5000);
     site.spool_job(202);
-    let (o, took) = site.run(Some("202"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("202"), &[]);
+    assert_ok(&o);
     assert_eq!(c.jobs(), vec![201, 202], "order seen by the collector");
     assert!(stderr(&o).contains("sent=1 queued=0 older_sent=1 older_queued=0"), "{}", stderr(&o));
     assert_eq!(site.outbox_len(), 0);
@@ -198,8 +197,8 @@ munge_test!(
 fn collector_down_exits_zero_fast() {
     let site = Site::new(&closed_port(), 5000);
     site.spool_job(211);
-    let (o, took) = site.run(Some("211"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(3));
+    let o = site.run(Some("211"), &[]);
+    assert_ok(&o);
     assert_eq!(site.outbox_len(), 1);
 }
 
@@ -208,8 +207,8 @@ fn collector_that_never_replies_is_cut_off_by_the_budget() {
     let c = FakeCollector::start(Behaviour::Silent);
     let site = Site::new(&c.addr, 1500);
     site.spool_job(301);
-    let (o, took) = site.run(Some("301"), &[]);
-    assert_ok_within(&o, took, Duration::from_millis(1500) + Duration::from_secs(2));
+    let o = site.run(Some("301"), &[]);
+    assert_ok(&o);
     assert_eq!(site.outbox_len(), 1, "unacknowledged batch must stay in the outbox");
 }
 
@@ -217,8 +216,8 @@ fn collector_that_never_replies_is_cut_off_by_the_budget() {
 fn unresolvable_collector_host() {
     let site = Site::new("no-such-host.invalid:6820", 3000);
     site.spool_job(401);
-    let (o, took) = site.run(Some("401"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(3) + Duration::from_secs(2));
+    let o = site.run(Some("401"), &[]);
+    assert_ok(&o);
     assert!(stderr(&o).contains("resol"), "{}", stderr(&o));
     assert_eq!(site.outbox_len(), 1);
 }
@@ -227,8 +226,8 @@ fn unresolvable_collector_host() {
 fn missing_spool_dir_is_created_and_the_batch_kept() {
     let site = Site::new(&closed_port(), 3000);
     assert!(!site.spool.exists());
-    let (o, took) = site.run(Some("501"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("501"), &[]);
+    assert_ok(&o);
     assert_eq!(site.outbox_len(), 1, "{}", stderr(&o));
 }
 
@@ -239,8 +238,8 @@ fn unwritable_spool() {
     std::fs::write(dir.path().join("file"), b"").unwrap();
     let spool = dir.path().join("file").join("spool");
     let site = Site::with_spool(dir, spool, &c.addr, 3000);
-    let (o, took) = site.run(Some("502"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("502"), &[]);
+    assert_ok(&o);
     assert!(stderr(&o).contains("CANNOT KEEP"), "{}", stderr(&o));
     assert_eq!(c.jobs(), vec![502]);
 }
@@ -252,8 +251,8 @@ fn unwritable_spool_and_collector_down_exits_zero() {
     std::fs::write(dir.path().join("file"), b"").unwrap();
     let spool = dir.path().join("file").join("spool");
     let site = Site::with_spool(dir, spool, &closed_port(), 3000);
-    let (o, took) = site.run(Some("503"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("503"), &[]);
+    assert_ok(&o);
     assert!(stderr(&o).contains("LOST"), "{}", stderr(&o));
 }
 
@@ -271,8 +270,8 @@ fn plant_garbage(site: &Site, job: u32) {
 fn garbage_files_do_not_stop_the_run() {
     let site = Site::new(&closed_port(), 3000);
     plant_garbage(&site, 601);
-    let (o, took) = site.run(Some("601"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("601"), &[]);
+    assert_ok(&o);
     assert!(site.spool.join("rejected").join("000000000001-x-1.json").exists(), "{}", stderr(&o));
     assert!(stderr(&o).contains("job 601: state=COMPLETED items=5"), "{}", stderr(&o));
 }
@@ -281,8 +280,8 @@ fn garbage_then_delivery() {
     let c = FakeCollector::start(Behaviour::Ack);
     let site = Site::new(&c.addr, 3000);
     plant_garbage(&site, 602);
-    let (o, took) = site.run(Some("602"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("602"), &[]);
+    assert_ok(&o);
     assert_eq!(c.jobs(), vec![602]);
     assert_eq!(c.got.lock().unwrap()[0].batch.items.len(), 5);
     assert_eq!(site.outbox_len(), 0);
@@ -293,8 +292,8 @@ fn malformed_reply() {
     let c = FakeCollector::start(Behaviour::Malformed);
     let site = Site::new(&c.addr, 3000);
     site.spool_job(701);
-    let (o, took) = site.run(Some("701"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("701"), &[]);
+    assert_ok(&o);
     assert_eq!(site.outbox_len(), 0);
     assert_eq!(std::fs::read_dir(site.spool.join("rejected")).unwrap().count(), 1, "{}", stderr(&o));
 }
@@ -308,8 +307,8 @@ fn flush_only() {
     let c = FakeCollector::start(Behaviour::Ack);
     let site = Site::with_spool(site.dir, site.spool, &c.addr, 3000);
     site.spool_job(802); // not this run's business
-    let (o, took) = site.run(None, &["--flush"]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(None, &["--flush"]);
+    assert_ok(&o);
     assert_eq!(c.jobs(), vec![801]);
     assert!(site.spool().job_dir(802).exists());
     assert!(stderr(&o).contains("outbox flush: sent=1 queued=0"), "{}", stderr(&o));
@@ -321,8 +320,8 @@ fn dry_run_prints_the_batch_and_changes_nothing() {
     let c = FakeCollector::start(Behaviour::Ack);
     let site = Site::new(&c.addr, 3000);
     site.spool_job(901);
-    let (o, took) = site.run(Some("901"), &["--dry-run"]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("901"), &["--dry-run"]);
+    assert_ok(&o);
     let b = Batch::from_json(o.stdout.trim_ascii()).unwrap();
     assert_eq!(b.items.len(), 5);
     assert!(site.spool().job_dir(901).exists());
@@ -334,8 +333,8 @@ fn dry_run_prints_the_batch_and_changes_nothing() {
 fn job_id_missing_or_garbage_exits_zero_and_only_flushes() {
     let site = Site::new(&closed_port(), 2000);
     for job in [None, Some("garbage"), Some("")] {
-        let (o, took) = site.run(job, &[]);
-        assert_ok_within(&o, took, Duration::from_secs(4));
+        let o = site.run(job, &[]);
+        assert_ok(&o);
         assert!(stderr(&o).contains("SLURM_JOB_ID"), "{}", stderr(&o));
         assert!(stderr(&o).contains("outbox flush"), "{}", stderr(&o));
     }
@@ -349,25 +348,25 @@ fn config_missing_or_invalid_uses_defaults() {
     // --dry-run: the defaults point at the real spool and collector, which must not be touched.
     let job = "4000000001";
     for conf in [Path::new("/nonexistent/runledger.toml"), bad.as_path()] {
-        let (o, took) = run_with(&[("RUNLEDGER_CONF", conf.to_str().unwrap())], Some(job), &["--dry-run"]);
-        assert_ok_within(&o, took, Duration::from_secs(7));
+        let o = run_with(&[("RUNLEDGER_CONF", conf.to_str().unwrap())], Some(job), &["--dry-run"]);
+        assert_ok(&o);
         assert!(stderr(&o).contains("using the defaults"), "{}", stderr(&o));
         assert!(Batch::from_json(o.stdout.trim_ascii()).is_ok());
-        let (o, took) = run_with(&[], Some(job), &["--dry-run", "--config", conf.to_str().unwrap()]);
-        assert_ok_within(&o, took, Duration::from_secs(7));
+        let o = run_with(&[], Some(job), &["--dry-run", "--config", conf.to_str().unwrap()]);
+        assert_ok(&o);
         assert!(stderr(&o).contains(conf.to_str().unwrap()), "{}", stderr(&o));
     }
 }
 
 #[test]
 fn help_and_usage_errors_exit_zero() {
-    let (o, _) = run_with(&[], None, &["--help"]);
+    let o = run_with(&[], None, &["--help"]);
     assert_eq!(o.status.code(), Some(0));
     let help = String::from_utf8_lossy(&o.stdout);
     for section in ["ENVIRONMENT:", "FILES:", "EXIT STATUS:", "--dry-run", "--flush", "--config <FILE>"] {
         assert!(help.contains(section), "{section} missing from --help:\n{help}");
     }
-    let (o, _) = run_with(&[], None, &["--no-such-flag"]);
+    let o = run_with(&[], None, &["--no-such-flag"]);
     assert_eq!(o.status.code(), Some(0));
 }
 
@@ -382,8 +381,8 @@ fn over_size() {
     let site = Site::with_spool(site.dir, site.spool, &c.addr, 5000);
     site.configure(&format!("spool_max_bytes = {}\n", one + one / 2));
     site.spool_job(14);
-    let (o, took) = site.run(Some("14"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("14"), &[]);
+    assert_ok(&o);
     let log = stderr(&o);
     assert!(log.contains("DROPPING 2 batch(es)") && log.contains("of job(s) 11, 12."), "{log}");
     assert!(log.contains("dropped=2"), "{log}");
@@ -407,8 +406,8 @@ fn spool_over_age_drops_old_batches_loudly_and_counts_them() {
     site.queue_old(21, now - 40 * 86_400, 100);
     site.queue_old(22, now - 86_400, 100);
     site.spool_job(23);
-    let (o, took) = site.run(Some("23"), &[]);
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let o = site.run(Some("23"), &[]);
+    assert_ok(&o);
     let log = stderr(&o);
     assert!(log.contains("error: ") && log.contains("DROPPING 1 batch(es)"), "{log}");
     assert!(log.contains("(1 older than the age bound, 0 for space)") && log.contains("of job(s) 21."), "{log}");
@@ -419,7 +418,7 @@ fn spool_over_age_drops_old_batches_loudly_and_counts_them() {
     let kept = site.spool().outbox_read(&site.spool().outbox()[1]).unwrap();
     assert_eq!(kept.dropped, Some(total));
     // Within bounds now: the next run drops nothing more.
-    let (o, _) = site.run(None, &["--flush"]);
+    let o = site.run(None, &["--flush"]);
     assert!(!stderr(&o).contains("DROPPING"), "{}", stderr(&o));
     assert_eq!(site.spool().drop_count().unwrap(), total);
 }
@@ -466,7 +465,7 @@ munge_test!(backoff_retries_until_the_collector_listens, backoff_strict, backoff
 /// Runs the epilog for `job` with the site's spool moved into a tmpfs of its own (a private mount
 /// namespace: nothing outside sees it), after `setup` (shell, `$S` is the spool). `None` where
 /// that is not allowed (not root, no unshare): the caller skips.
-fn run_in_tmpfs(site: &Site, job: &str, setup: &str) -> Option<(Output, Duration)> {
+fn run_in_tmpfs(site: &Site, job: &str, setup: &str) -> Option<Output> {
     let seed = site.dir.path().join("seed");
     let script = format!(
         "set -e; S={s}; cp -a \"$S\" {seed}; mount -t tmpfs -o size=256k,mode=0700 tmpfs \"$S\"; \
@@ -491,9 +490,7 @@ fn run_in_tmpfs(site: &Site, job: &str, setup: &str) -> Option<(Output, Duration
         ("SLURM_CLUSTER_NAME", "testc"),
         ("SLURMD_NODENAME", "n1"),
     ]);
-    let t = Instant::now();
-    let out = cmd.output().unwrap();
-    Some((out, t.elapsed()))
+    Some(cmd.output().unwrap())
 }
 
 fn read_only_spool() {
@@ -501,8 +498,8 @@ fn read_only_spool() {
     let site = Site::new(&c.addr, 5000);
     site.queue_old(41, runledger_record::now() - 60, 100);
     site.spool_job(42);
-    let Some((o, took)) = run_in_tmpfs(&site, "42", "mount -o remount,ro \"$S\"") else { return };
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let Some(o) = run_in_tmpfs(&site, "42", "mount -o remount,ro \"$S\"") else { return };
+    assert_ok(&o);
     let log = stderr(&o);
     assert!(log.contains("job 42: CANNOT KEEP the batch (5 items)") && log.contains("Read-only file system"), "{log}");
     // Sent from memory first (the only copy), then the old one, which could not be removed.
@@ -518,8 +515,8 @@ fn full_disk() {
     let site = Site::new(&c.addr, 5000);
     site.spool_job(52);
     let fill = "dd if=/dev/zero of=\"$S/fill\" bs=4096 2>/dev/null || true";
-    let Some((o, took)) = run_in_tmpfs(&site, "52", fill) else { return };
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let Some(o) = run_in_tmpfs(&site, "52", fill) else { return };
+    assert_ok(&o);
     let log = stderr(&o);
     assert!(log.contains("job 52: CANNOT KEEP the batch (5 items)") && log.contains("No space left"), "{log}");
     assert_eq!(c.jobs(), vec![52], "{log}");
@@ -533,8 +530,8 @@ fn full_disk_and_collector_down_exits_zero_and_says_what_is_lost() {
     let site = Site::new(&closed_port(), 3000);
     site.spool_job(53);
     let fill = "dd if=/dev/zero of=\"$S/fill\" bs=4096 2>/dev/null || true";
-    let Some((o, took)) = run_in_tmpfs(&site, "53", fill) else { return };
-    assert_ok_within(&o, took, Duration::from_secs(5));
+    let Some(o) = run_in_tmpfs(&site, "53", fill) else { return };
+    assert_ok(&o);
     let log = stderr(&o);
     assert!(log.contains("CANNOT KEEP") && log.contains("NOT delivered and NOT kept"), "{log}");
     assert!(log.contains("LOST") && log.contains("jobs/53"), "{log}");
