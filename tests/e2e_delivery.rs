@@ -120,3 +120,47 @@ fn hundred_jobs_during_an_outage_all_arrive_once() {
     assert_eq!(tasks, (0..100).collect::<Vec<i64>>(), "each array task exactly once");
     assert_eq!(outbox_len(), before, "outbox not drained");
 }
+
+/// A job whose epilog never ran on a node still reaches the ledger whole: the step records the
+/// plugin spooled for it are sent by a later run once they are an hour old and no slurmstepd of
+/// the job is left. Here the plugin spools into a second spool that the job's own epilog does
+/// not read (so the ledger first has the job's end only), the files are aged two hours, and
+/// `collector flush --spool` on that spool sends them.
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn records_of_a_job_whose_epilog_never_ran_are_sent_later() {
+    let _turn = COLLECTOR_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    require_cluster();
+    let spool = "/var/spool/runledger-e2e-orphans";
+    let _ = std::fs::remove_dir_all(spool);
+    std::fs::create_dir_all(spool).unwrap();
+    let job = {
+        let _elsewhere = SpoolElsewhere::new(spool);
+        let job = sbatch(USER, "orphan", &[], "#!/bin/bash\nsrun -n 1 hostname\n");
+        wait_until("the job to finish", Duration::from_secs(120), || (!job_active(job)).then_some(()));
+        job
+    };
+    let before = ledger_job(job, Duration::from_secs(60));
+    let detail = query(&["job", &job.to_string()]);
+    assert!(step(&detail[0], "batch").is_none(), "its epilog saw steps it should not have: {detail}");
+    let dir = format!("{spool}/jobs/{job}");
+    assert!(std::path::Path::new(&format!("{dir}/batch.start.json")).exists(), "the plugin spooled nothing in {dir}");
+
+    let aged = Command::new("sh").args(["-c", &format!("touch -d '2 hours ago' {dir}/* {dir}")]).status().unwrap();
+    assert!(aged.success());
+    let out = Command::new(COLLECTOR).args(["flush", "--spool", spool]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "collector flush failed: {log}");
+    assert!(log.contains(&format!("job {job}: no epilog ran for it on this node")), "{log}");
+
+    let detail = wait_until("the job's steps in the ledger", Duration::from_secs(30), || {
+        let d = query(&["job", &job.to_string()]);
+        (step(&d[0], "batch").is_some() && step(&d[0], "0").is_some()).then_some(d)
+    });
+    assert_eq!(detail[0]["state"], before["state"], "the job's end, from its epilog, is kept");
+    assert!(std::path::Path::new(&format!("{dir}/orphan-sent")).exists(), "not marked sent");
+    // Sent once: a second flush sends nothing more.
+    let out = Command::new(COLLECTOR).args(["flush", "--spool", spool]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("no epilog ran"), "sent twice");
+    let _ = std::fs::remove_dir_all(spool);
+}

@@ -9,23 +9,17 @@ use runledger_e2e::*;
 use std::process::Command;
 use std::time::Duration;
 
-const PLUGSTACK: &str = "/etc/slurm/plugstack.conf";
-
-/// Restores plugstack.conf and unmounts the scenario's file systems when dropped.
+/// Points the spool elsewhere and unmounts the scenario's file systems when dropped.
+#[derive(Default)]
 struct Scenario {
-    original: String,
+    spool: Option<SpoolElsewhere>,
     mounts: Vec<String>,
 }
 
 impl Scenario {
-    fn new() -> Scenario {
-        Scenario { original: std::fs::read_to_string(PLUGSTACK).unwrap(), mounts: Vec::new() }
-    }
-
-    fn spool(&self, spool: &str) {
-        assert!(self.original.contains("spool=/var/spool/runledger"), "unexpected plugstack.conf: {}", self.original);
-        let changed = self.original.replace("spool=/var/spool/runledger", &format!("spool={spool}"));
-        std::fs::write(PLUGSTACK, changed).unwrap();
+    fn spool(&mut self, spool: &str) {
+        self.spool = None; // plugstack.conf back first: each scenario starts from the real one
+        self.spool = Some(SpoolElsewhere::new(spool));
     }
 
     fn tmpfs(&mut self, dir: &str, opts: &str) {
@@ -38,7 +32,7 @@ impl Scenario {
 
 impl Drop for Scenario {
     fn drop(&mut self) {
-        let _ = std::fs::write(PLUGSTACK, &self.original);
+        self.spool = None;
         for m in self.mounts.drain(..).rev() {
             let _ = Command::new("umount").arg(&m).status();
         }
@@ -61,7 +55,7 @@ fn assert_both_tasks_ran(what: &str, (ok, text): (bool, String)) {
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn tasks_launch_whatever_happens_to_the_spool_or_the_environment() {
     require_cluster();
-    let mut s = Scenario::new();
+    let mut s = Scenario::default();
 
     // A spool that cannot exist (a path below a regular file).
     s.spool("/etc/hostname/spool");

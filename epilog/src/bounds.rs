@@ -7,8 +7,9 @@
 //! run's attempt. Each drop is logged as an error
 //! naming the batches, items, bytes and job ids *before* the files go, and added to the spool's
 //! running total (`<spool>/dropped.json`), which every batch sent afterwards carries to the
-//! collector. Only the outbox is bounded: `jobs/` is emptied by each job's own epilog, and
-//! `rejected/` waits for an admin.
+//! collector. Only the outbox is bounded here: `jobs/` is emptied by each job's own epilog (and
+//! [`crate::orphans`] deals with the jobs whose epilog never came), and `rejected/` waits for an
+//! admin.
 
 use runledger_record::config::EpilogConfig;
 use runledger_record::spool::{outbox_name_parts, Spool};
@@ -30,6 +31,11 @@ pub struct Bounds {
 impl Bounds {
     pub fn of(cfg: &EpilogConfig) -> Self {
         Bounds { max_bytes: cfg.spool_max_bytes, max_age_days: cfg.spool_max_age_days }
+    }
+
+    /// `spool_max_age_days` as a duration; `None`: no age bound.
+    pub fn max_age(&self) -> Option<std::time::Duration> {
+        (self.max_age_days > 0).then(|| std::time::Duration::from_secs(self.max_age_days.saturating_mul(86_400)))
     }
 
     fn max_age_secs(&self) -> Option<i64> {

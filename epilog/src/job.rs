@@ -212,7 +212,7 @@ fn is_routine(e: &ReadError) -> bool {
 }
 
 /// This machine's name, without running anything (the Epilog has no PATH).
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 

@@ -13,6 +13,7 @@
 //!   its rules);
 //! - [`deliver`]: outbox and collector ([`retry`]: backoff with jitter; [`bounds`]: the outbox's
 //!   size and age bounds); [`flush`] drains a node's outbox (`collector flush`, `--flush`);
+//! - [`orphans`]: the spooled records of jobs whose epilog never ran here;
 //! - [`logger`]: syslog or stderr.
 
 pub mod bounds;
@@ -22,6 +23,7 @@ pub mod facts;
 pub mod job;
 pub mod logger;
 pub mod logs;
+pub mod orphans;
 pub mod pattern;
 pub mod retry;
 pub mod rules;
@@ -108,6 +110,9 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         }
     };
     let durable = path.is_some();
+    let node = env.node.clone().unwrap_or_else(job::hostname);
+    let max_age = Bounds::of(&cfg.epilog).max_age();
+    orphans::sweep(&spool, Some(id), &node, std::time::SystemTime::now(), max_age, orphans::slurmstepd_jobs);
     let cur = Current { body, path, label: format!("job {id}") };
     let rep = deliver::deliver(&spool, &mut sender(cfg), Some(&cur), deadline);
     if !durable {
@@ -116,7 +121,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         } else {
             log::error!(
                 "job {id}: batch NOT delivered and NOT kept: this node's JobEnd of the job is LOST (step records \
-                 the plugin spooled stay in {}, but no later run sends them)",
+                 the plugin spooled stay in {}, and a later run sends them once they are an hour old)",
                 spool.job_dir(id).display()
             );
         }
@@ -210,6 +215,8 @@ fn flush_until(cfg: &Config, spool: &Spool, deadline: Instant, started: Instant)
         }
         _ => {}
     }
+    let max_age = Bounds::of(&cfg.epilog).max_age();
+    orphans::sweep(spool, None, &job::hostname(), std::time::SystemTime::now(), max_age, orphans::slurmstepd_jobs);
     let dropped = bounds::enforce(spool, &Bounds::of(&cfg.epilog), 0, runledger_record::now());
     let rep = deliver::deliver(spool, &mut sender(cfg), None, deadline);
     if let Some(why) = &rep.stopped {

@@ -46,7 +46,11 @@ FILES:
                                   job_bytes, time_budget_ms, rules (the job's solver logs).
                                   Missing or invalid: logged, defaults used.
   /etc/runledger/parsers.toml     site rules for solver logs, added to the built-in ones
-  <spool>/jobs/<id>/              the plugin's items; removed once the batch is in the outbox
+  <spool>/jobs/<id>/              the plugin's items; removed once the batch is in the outbox.
+                                  A job whose epilog never ran here (slurmd or the node died):
+                                  once untouched for an hour with no slurmstepd of the job left,
+                                  its items are sent without a job end and the directory marked
+                                  orphan-sent; removed after spool_max_age_days
   <spool>/outbox/                 batches not yet committed by the collector
   <spool>/rejected/               batches the collector called malformed (inspect, then delete)
   <spool>/dropped.json            running total of batches dropped unsent (outbox over its bounds)

@@ -18,6 +18,30 @@ pub const USER2: &str = "rltest2";
 /// The installed collector: the same binary the cluster runs.
 pub const COLLECTOR: &str = "/usr/local/bin/collector";
 
+const PLUGSTACK: &str = "/etc/slurm/plugstack.conf";
+
+/// The plugin's spool (plugstack.conf's `spool=`) somewhere else until dropped, which puts the
+/// file back whatever happened. srun and sbatch re-read plugstack.conf for every step; the
+/// epilog keeps reading the real spool. Nothing else may use the cluster meanwhile.
+pub struct SpoolElsewhere {
+    original: String,
+}
+
+impl SpoolElsewhere {
+    pub fn new(spool: &str) -> SpoolElsewhere {
+        let original = std::fs::read_to_string(PLUGSTACK).unwrap();
+        assert!(original.contains("spool=/var/spool/runledger"), "unexpected plugstack.conf: {original}");
+        std::fs::write(PLUGSTACK, original.replace("spool=/var/spool/runledger", &format!("spool={spool}"))).unwrap();
+        SpoolElsewhere { original }
+    }
+}
+
+impl Drop for SpoolElsewhere {
+    fn drop(&mut self) {
+        let _ = std::fs::write(PLUGSTACK, &self.original);
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
