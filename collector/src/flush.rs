@@ -23,7 +23,8 @@ the oldest over spool_max_bytes; each drop logged as an error and counted in <sp
 then sends the rest oldest first, MUNGE-signed, retrying refused or reset connections and a busy \
 collector with exponential backoff and jitter ([epilog] retries, retry_base_ms, retry_max_ms). It \
 stops when the outbox is empty, when the collector cannot be reached, or when the budget is spent. \
-A batch the collector calls malformed is moved to <spool>/rejected/ for an admin to inspect. \
+A batch the collector calls malformed is moved to <spool>/rejected/ for an admin to inspect \
+(removed after spool_max_age_days). \
 Like every epilog, it also sends the step records of jobs whose epilog never ran on this node (their \
 <spool>/jobs/<id>/ untouched for an hour, no slurmstepd of the job left), without a job end. Batches \
 leave the outbox only once the collector has committed them; a batch sent twice (an epilog running \

@@ -7,9 +7,8 @@
 //! run's attempt. Each drop is logged as an error
 //! naming the batches, items, bytes and job ids *before* the files go, and added to the spool's
 //! running total (`<spool>/dropped.json`), which every batch sent afterwards carries to the
-//! collector. Only the outbox is bounded here: `jobs/` is emptied by each job's own epilog (and
-//! [`crate::orphans`] deals with the jobs whose epilog never came), and `rejected/` waits for an
-//! admin.
+//! collector. `jobs/` is emptied by each job's own epilog (and [`crate::orphans`] deals with the
+//! jobs whose epilog never came); `rejected/` waits `spool_max_age_days` for an admin.
 
 use runledger_record::config::EpilogConfig;
 use runledger_record::spool::{outbox_name_parts, Spool};
@@ -80,6 +79,8 @@ pub fn enforce(spool: &Spool, bounds: &Bounds, reserve: u64, now: Timestamp) -> 
         log::debug!("outbox {}: another run is checking its bounds", dir.display());
         return dropped;
     }
+
+    prune_rejected(spool, bounds, now);
 
     // Read before deleting, for the log line and the counter: items and job ids.
     let mut victims = Vec::new();
@@ -168,6 +169,28 @@ pub fn enforce(spool: &Spool, bounds: &Bounds, reserve: u64, now: Timestamp) -> 
     dropped.count = done;
     dropped.jobs = jobs;
     dropped
+}
+
+/// Removes the batches in `<spool>/rejected/` written more than `spool_max_age_days` ago: an
+/// admin had that long to look at them, and they can never be delivered. Each is logged.
+fn prune_rejected(spool: &Spool, bounds: &Bounds, now: Timestamp) {
+    let Some(max_age) = bounds.max_age_secs() else { return };
+    let dir = spool.root().join("rejected");
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let written = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| {
+            t.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| Timestamp::try_from(d.as_secs()).ok())
+        });
+        if written.is_some_and(|w| now.saturating_sub(w) > max_age) {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => log::warn!(
+                    "{}: rejected by the collector more than spool_max_age_days = {} ago; removed",
+                    e.path().display(),
+                    bounds.max_age_days
+                ),
+                Err(err) => log::warn!("{}: cannot remove: {err}", e.path().display()),
+            }
+        }
+    }
 }
 
 /// Outbox files with their size and creation time, oldest first.
@@ -312,6 +335,23 @@ mod tests {
         assert!(s.root().join("rejected/000000000001-c-77.json").exists());
         assert_eq!(jobs_left(&s), vec![2]);
         assert_eq!(s.drop_count().unwrap(), DropCount::default());
+    }
+
+    #[test]
+    fn rejected_batches_go_after_the_age_bound() {
+        let (_d, s, _) = spool_with(&[batch(2, NOW, 10)]);
+        std::fs::create_dir_all(s.root().join("rejected")).unwrap();
+        let old = s.root().join("rejected/000000000001-c-70.json");
+        let new = s.root().join("rejected/000000000002-c-71.json");
+        for p in [&old, &new] {
+            std::fs::write(p, b"{not a batch").unwrap();
+        }
+        let written = |days: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW as u64 - days * 86_400);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(written(31)).unwrap();
+        std::fs::File::options().write(true).open(&new).unwrap().set_modified(written(29)).unwrap();
+        enforce(&s, &Bounds { max_bytes: 0, max_age_days: 30 }, 0, NOW);
+        assert!(!old.exists() && new.exists());
+        assert_eq!(jobs_left(&s), vec![2], "the outbox is not touched");
     }
 
     #[test]

@@ -52,7 +52,8 @@ FILES:
                                   its items are sent without a job end and the directory marked
                                   orphan-sent; removed after spool_max_age_days
   <spool>/outbox/                 batches not yet committed by the collector
-  <spool>/rejected/               batches the collector called malformed (inspect, then delete)
+  <spool>/rejected/               batches the collector called malformed, for an admin to
+                                  inspect; removed after spool_max_age_days
   <spool>/dropped.json            running total of batches dropped unsent (outbox over its bounds)
 
 EXIT STATUS:
