@@ -180,13 +180,7 @@ impl Sample {
                 node: self.node_name(node),
                 start,
                 end,
-                tasks: vec![TaskExit {
-                    task_id: 0,
-                    global_rank: 0,
-                    raw_status: raw,
-                    status: ExitStatus::from_wait_status(raw),
-                    time: end,
-                }],
+                tasks: vec![TaskExit::from_wait(0, 0, raw, end)],
                 cpu_user_s: 1.5,
                 cpu_sys_s: 0.25,
                 max_rss_kib: 20_000,
@@ -199,13 +193,7 @@ impl Sample {
         let tasks = (0..2)
             .map(|t| {
                 let r = if t == 1 { raw } else { 0 };
-                TaskExit {
-                    task_id: t,
-                    global_rank: node * 2 + t,
-                    raw_status: r,
-                    status: ExitStatus::from_wait_status(r),
-                    time: end - 1,
-                }
+                TaskExit::from_wait(t, node * 2 + t, r, end - 1)
             })
             .collect();
         items.push(Item::StepEnd(StepEnd {

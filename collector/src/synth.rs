@@ -329,13 +329,7 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
                 node: name.clone(),
                 start: j.start,
                 end,
-                tasks: vec![TaskExit {
-                    task_id: 0,
-                    global_rank: 0,
-                    raw_status: raw,
-                    status: ExitStatus::from_wait_status(raw),
-                    time: end,
-                }],
+                tasks: vec![TaskExit::from_wait(0, 0, raw, end)],
                 cpu_user_s: 0.5,
                 cpu_sys_s: 0.1,
                 max_rss_kib: 8_000,
@@ -350,13 +344,7 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
         let tasks = (0..j.ranks_per_node)
             .map(|t| {
                 let r = if node == 0 && t == 0 { raw } else { 0 };
-                TaskExit {
-                    task_id: t,
-                    global_rank: node * j.ranks_per_node + t,
-                    raw_status: r,
-                    status: ExitStatus::from_wait_status(r),
-                    time: e0,
-                }
+                TaskExit::from_wait(t, node * j.ranks_per_node + t, r, e0)
             })
             .collect();
         items.push(Item::StepEnd(StepEnd {

@@ -252,7 +252,7 @@ mod tests {
             node: "n1".into(),
             start: 100,
             end: 200,
-            tasks: vec![TaskExit { raw_status: raw, status: ExitStatus::from_wait_status(raw), ..Default::default() }],
+            tasks: vec![TaskExit::from_wait(0, 0, raw, 0)],
             ..Default::default()
         })
     }

@@ -240,6 +240,13 @@ pub struct TaskExit {
     pub time: Timestamp,
 }
 
+impl TaskExit {
+    /// A task that ended with the raw wait status `raw` (decoded into `status`).
+    pub fn from_wait(task_id: u32, global_rank: u32, raw: i32, time: Timestamp) -> TaskExit {
+        TaskExit { task_id, global_rank, raw_status: raw, status: ExitStatus::from_wait_status(raw), time }
+    }
+}
+
 /// Written by the plugin when a step ends on a node (slurm_spank_exit, as root).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct StepEnd {

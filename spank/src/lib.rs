@@ -32,7 +32,7 @@ mod tags;
 use config::Config;
 use host::{Context, Host};
 use runledger_record::spool::Spool;
-use runledger_record::{now, ExitStatus, Item, StepStart, TaskExit, STEP_BATCH};
+use runledger_record::{now, Item, StepStart, TaskExit, STEP_BATCH};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, TryLockError};
 use step::{StepFacts, StepOutcome};
@@ -217,9 +217,7 @@ impl Plugin {
             log::error("cannot read the id of a task that exited");
             return 0;
         };
-        let task =
-            TaskExit { task_id, global_rank, raw_status: raw, status: ExitStatus::from_wait_status(raw), time: now() };
-        self.outcome.tasks.push(task);
+        self.outcome.tasks.push(TaskExit::from_wait(task_id, global_rank, raw, now()));
         0
     }
 
@@ -279,6 +277,7 @@ mod tests {
     use crate::host::{Rusage, SpankError, SpankResult};
     use crate::log::Level;
     use runledger_record::env::REDACTED;
+    use runledger_record::ExitStatus;
     use std::cell::{Cell, RefCell};
 
     /// A step as slurmstepd would show it.

@@ -311,7 +311,6 @@ pub fn proc_cwd(pid: i32) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
     use runledger_record::env::REDACTED;
-    use runledger_record::ExitStatus;
     use std::os::fd::AsRawFd;
 
     pub fn env(entries: &[&str]) -> Vec<Vec<u8>> {
@@ -488,13 +487,7 @@ pub(crate) mod tests {
             &BTreeMap::new(),
             100,
         );
-        let task = |rank: u32, raw: i32| TaskExit {
-            task_id: rank,
-            global_rank: rank,
-            raw_status: raw,
-            status: ExitStatus::from_wait_status(raw),
-            time: 150,
-        };
+        let task = |rank: u32, raw: i32| TaskExit::from_wait(rank, rank, raw, 150);
         let outcome = StepOutcome {
             tasks: vec![task(1, 11), task(0, 0)],
             rusage: Some(Rusage { user_s: 1.5, sys_s: 0.25, max_rss_kib: 2048 }),
