@@ -91,7 +91,7 @@ pub fn sweep(
         }
         let n = items.len();
         if n > 0 {
-            let sender = items.iter().find_map(item_node).unwrap_or(node).to_string();
+            let sender = items.iter().map(Item::node).find(|n| !n.is_empty()).unwrap_or(node).to_string();
             if let Err(e) = spool.outbox_put(&Batch::new(sender, items)) {
                 log::error!("job {id} (orphaned): cannot put its {n} step records in the outbox: {e}");
                 continue;
@@ -116,16 +116,6 @@ struct Quiet {
     sent: Option<Duration>,
     /// A record file changed after the sent mark.
     newer_than_sent: bool,
-}
-
-fn item_node(item: &Item) -> Option<&str> {
-    match item {
-        Item::StepStart(s) => Some(&s.node),
-        Item::StepEnd(s) => Some(&s.node),
-        _ => None,
-    }
-    .filter(|n| !n.is_empty())
-    .map(String::as_str)
 }
 
 /// [`Quiet`] for `dir`; when anything cannot be read, untouched for zero, so a directory in
