@@ -264,7 +264,7 @@ impl Key {
 fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
     let rollups = crate::rollup::groups(conn, filter)?;
     let mut walls = crate::rollup::walls(conn)?;
-    let mut user_ids: HashMap<String, u32> = HashMap::new();
+    let mut users = Interner::default();
     let mut out: HashMap<Vec<KeyVal>, Agg> = HashMap::new();
     let text = |v: &Option<String>| v.clone().map_or(KeyVal::Null, KeyVal::Text);
     for g in &rollups {
@@ -279,8 +279,7 @@ fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Re
                 _ => KeyVal::Text(k.state.clone()),
             })
             .collect();
-        let n = user_ids.len() as u32;
-        let user = *user_ids.entry(k.user.clone().unwrap_or_default()).or_insert(n);
+        let user = users.id(k.user.as_deref().unwrap_or("").as_bytes());
         let w = walls.remove(&g.id).unwrap_or_default();
         out.entry(key).or_default().add_group(user, g, &w);
     }
