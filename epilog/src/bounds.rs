@@ -38,7 +38,7 @@ impl Bounds {
     }
 
     fn max_age_secs(&self) -> Option<i64> {
-        (self.max_age_days > 0).then(|| i64::try_from(self.max_age_days.saturating_mul(86_400)).unwrap_or(i64::MAX))
+        self.max_age().map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
     }
 }
 
