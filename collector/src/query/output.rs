@@ -207,18 +207,26 @@ pub struct Listing<'f> {
     ids: Vec<i64>,
     /// Rows were pushed newest first (a `--limit`); they are shown oldest first.
     newest_first: bool,
+    /// What the row fields are given for extras (they read none).
+    no_extras: Extras,
 }
 
 impl<'f> Listing<'f> {
     pub fn new(fields: &'f [&'f Field], newest_first: bool) -> Listing<'f> {
-        Listing { fields, buf: String::new(), ends: Vec::new(), ids: Vec::new(), newest_first }
+        Listing {
+            fields,
+            buf: String::new(),
+            ends: Vec::new(),
+            ids: Vec::new(),
+            newest_first,
+            no_extras: Extras::default(),
+        }
     }
 
     pub fn push(&mut self, j: &JobRow) {
-        let none = Extras::default();
         for f in self.fields {
             if f.needs == Needs::Row {
-                self.buf.push_str(&(f.get)(j, &none));
+                self.buf.push_str(&(f.get)(j, &self.no_extras));
             }
             self.ends.push(self.buf.len());
         }
