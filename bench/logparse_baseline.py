@@ -24,6 +24,7 @@ MAX_LINE = 4096
 PRIORITY = {
     "time_limit": 0, "out_of_memory": 0, "node_failure": 0, "cancelled": 0,
     "numerical_instability": 1, "input_error": 1, "file_not_found": 1, "io_error": 1, "launch_failure": 1,
+    "environment_error": 1,
     "segfault": 2, "signal": 2,
     "mpi_abort": 3, "unknown": 3, "truncated": 3,
 }

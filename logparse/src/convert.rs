@@ -171,7 +171,7 @@ pub(crate) fn format_number(v: f64) -> String {
     }
 }
 
-/// Seconds in "7m18.39s", "7m 6.26s", "1h 2m 3s", "2d 3h", "0:00:00", "1:02", "1-02:03:04",
+/// Seconds in "7m18.39s", "7m 6.26s", "1h 2m 3s", "2d 3h", "6s95ms", "0:00:00", "1:02", "1-02:03:04",
 /// "12.5".
 pub(crate) fn parse_duration(s: &str) -> Option<f64> {
     let s = s.trim();
@@ -195,13 +195,20 @@ pub(crate) fn parse_duration(s: &str) -> Option<f64> {
     let mut total = 0.0;
     let mut num = String::new();
     let mut any = false;
-    for c in s.chars() {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '0'..='9' | '.' => num.push(c),
             'd' | 'h' | 'm' | 's' => {
                 let v: f64 = num.parse().ok()?;
                 num.clear();
+                // "ms" is milliseconds (ORCA's "6 seconds 95 msec" written as "6s95ms").
+                let millis = c == 'm' && chars.peek() == Some(&'s');
+                if millis {
+                    chars.next();
+                }
                 total += v * match c {
+                    _ if millis => 0.001,
                     'd' => 86400.0,
                     'h' => 3600.0,
                     'm' => 60.0,
@@ -275,6 +282,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("7m18.39s").map(format_number).as_deref(), Some("438.39"));
         assert_eq!(parse_duration("7m 6.26s").map(format_number).as_deref(), Some("426.26"));
+        assert_eq!(parse_duration("0d0h0m6s95ms").map(format_number).as_deref(), Some("6.095"));
         assert_eq!(parse_duration("0:00:00"), Some(0.0));
         assert_eq!(parse_duration("1:02:03"), Some(3723.0));
         assert_eq!(parse_duration("1-00:00:10"), Some(86410.0));

@@ -58,6 +58,9 @@ struct Detected {
     last_success: Option<usize>,
     labels: Vec<(usize, String)>,
     detect_found: Option<(usize, usize)>, // (detect pattern index, line) of the first match
+    /// The last main run's label and whether its success marker shows before the next tool
+    /// starts (programs whose rules say which tools are `main`).
+    main: Option<(String, bool)>,
 }
 
 struct Candidate {
@@ -403,6 +406,15 @@ impl<'r, 'b> Ctx<'r, 'b> {
                     last_success = Some(last_success.map_or(l, |x| x.max(l)));
                 }
             }
+            // The last main run spans from its label's line to the next tool's.
+            let mut main = None;
+            if let Some(re) = &p.main {
+                if let Some(i) = labels.iter().rposition(|(_, l)| re.is_match(l.as_bytes())) {
+                    let (start, end) = (labels[i].0, labels.get(i + 1).map_or(self.buf.len(), |(ls, _)| *ls));
+                    let done = p.success.iter().any(|s| self.first_from(s, start).is_some_and(|l| l < end));
+                    main = Some((labels[i].1.clone(), done));
+                }
+            }
             dets.push(Detected {
                 idx,
                 first: f,
@@ -410,6 +422,7 @@ impl<'r, 'b> Ctx<'r, 'b> {
                 last_success,
                 labels,
                 detect_found: Some((di, f)),
+                main,
             });
         }
         dets.sort_by_key(|d| (d.first, d.idx));
@@ -626,7 +639,10 @@ impl<'r, 'b> Ctx<'r, 'b> {
                 a.programs_seen.push(l.clone());
             }
         }
-        a.program = dets.first().and_then(|d| d.labels.first()).map(|(_, l)| l.clone());
+        a.program = dets
+            .first()
+            .and_then(|d| d.main.as_ref().map(|(l, _)| l).or_else(|| d.labels.first().map(|(_, l)| l)))
+            .cloned();
 
         if let Some(c) = cands.first() {
             a.outcome = Outcome::Failed;
@@ -636,7 +652,10 @@ impl<'r, 'b> Ctx<'r, 'b> {
             let judged: Vec<&Detected> = dets.iter().filter(|d| !rules.programs[d.idx].success.is_empty()).collect();
             if judged.is_empty() {
                 a.outcome = Outcome::Unknown;
-            } else if judged.iter().all(|d| d.last_success.is_some_and(|s| s > d.last)) {
+            } else if judged.iter().all(|d| match &d.main {
+                Some((_, done)) => *done,
+                None => d.last_success.is_some_and(|s| s > d.last),
+            }) {
                 a.outcome = Outcome::Success;
             } else {
                 a.outcome = Outcome::Incomplete;

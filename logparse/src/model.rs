@@ -22,8 +22,12 @@ pub enum Category {
     TimeLimit,
     /// MPI_ABORT with no deeper cause shown.
     MpiAbort,
-    /// The program never really started: launcher errors, missing shared libraries.
+    /// The program never really started: launcher errors, no slots, a binary that cannot run.
     LaunchFailure,
+    /// The job's software environment was wrong: a command or module not found, a shared library
+    /// that does not load, Python's `ModuleNotFoundError`, Lmod's unknown module. After a software
+    /// update this is the category managers watch.
+    EnvironmentError,
     /// Disk full, quota, I/O errors.
     IoError,
     /// SIGSEGV, "EXIT CODE: 139".
@@ -41,7 +45,7 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 14] = [
+    pub const ALL: [Category; 15] = [
         Category::NumericalInstability,
         Category::InputError,
         Category::FileNotFound,
@@ -49,6 +53,7 @@ impl Category {
         Category::TimeLimit,
         Category::MpiAbort,
         Category::LaunchFailure,
+        Category::EnvironmentError,
         Category::IoError,
         Category::Segfault,
         Category::Signal,
@@ -67,6 +72,7 @@ impl Category {
             Category::TimeLimit => "time_limit",
             Category::MpiAbort => "mpi_abort",
             Category::LaunchFailure => "launch_failure",
+            Category::EnvironmentError => "environment_error",
             Category::IoError => "io_error",
             Category::Segfault => "segfault",
             Category::Signal => "signal",
@@ -87,7 +93,8 @@ impl Category {
             | Category::InputError
             | Category::FileNotFound
             | Category::IoError
-            | Category::LaunchFailure => 1,
+            | Category::LaunchFailure
+            | Category::EnvironmentError => 1,
             Category::Segfault | Category::Signal => 2,
             Category::MpiAbort | Category::Unknown | Category::Truncated => 3,
         }

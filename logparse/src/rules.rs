@@ -94,6 +94,8 @@ struct ProgramDoc {
     #[serde(default)]
     success: Option<Spanned<toml::Value>>,
     #[serde(default)]
+    main: Option<Spanned<String>>,
+    #[serde(default)]
     failure: Vec<FailureDoc>,
     #[serde(default)]
     field: Vec<FieldDoc>,
@@ -221,6 +223,10 @@ pub(crate) struct Program {
     pub detect: Vec<Pat>,
     pub detect_outputs: Vec<Output>,
     pub success: Vec<Pat>,
+    /// Which of the package's tools (by their label) are the main run: a stream holding several
+    /// tools is judged by its last main run, and the other tools' lines (preprocessing,
+    /// post-processing) neither name the program nor make the run incomplete.
+    pub main: Option<Regex>,
     pub failures: Vec<Failure>,
     pub fields: Vec<Field>,
     pub tables: Vec<Table>,
@@ -234,6 +240,7 @@ impl Program {
             detect: Vec::new(),
             detect_outputs: Vec::new(),
             success: Vec::new(),
+            main: None,
             failures: Vec::new(),
             fields: Vec::new(),
             tables: Vec::new(),
@@ -873,6 +880,12 @@ impl<'a> Compiler<'a> {
             for s in self.strings(s, "success")? {
                 p.success.push(self.pat(&s, "success")?);
             }
+        }
+        if let Some(m) = &d.main {
+            if p.label.as_ref().is_none_or(|t| t.vars().next().is_none()) {
+                return Err(self.err(m.span().start, "main: needs a label with {groups} naming the tool".to_string()));
+            }
+            p.main = Some(compile_regex(m.get_ref()).map_err(|e| self.err(m.span().start, format!("main: {e}")))?);
         }
         p.failures = self.failures(d.failure)?;
         p.fields = self.fields(d.field)?;

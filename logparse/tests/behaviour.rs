@@ -209,7 +209,7 @@ fn generic_markers() {
         ("cp: cannot stat 'in.dat': No such file or directory", Category::FileNotFound, "cp: cannot stat 'in.dat': No such file or directory"),
         (
             "./a.out: error while loading shared libraries: libmpi.so.40: cannot open shared object file: No such file or directory",
-            Category::LaunchFailure,
+            Category::EnvironmentError,
             "./a.out: error while loading shared libraries: libmpi.so.40: cannot open shared object file: No such file or directory",
         ),
         (
@@ -576,4 +576,114 @@ fn builtin_codes_without_corpus_files() {
     assert_eq!(a.value("k_effective"), Some("1.16875"));
     let a = run("                   | The OpenMC Monte Carlo Code\n ERROR: No cross_sections.xml file was specified in materials.xml.\n");
     assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::InputError)));
+}
+
+fn corpus_file(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(path);
+    String::from_utf8_lossy(&std::fs::read(p).expect("corpus file")).into_owned()
+}
+
+#[test]
+fn the_software_environment_is_its_own_category() {
+    // Issue #13: what managers watch after a software update.
+    let cases: &[(&str, &str)] = &[
+        ("/var/spool/slurmd/job01234/slurm_script: line 12: pw.x: command not found", "pw.x: command not found"),
+        (
+            "Lmod has detected the following error:  The following module(s) are unknown: \"gromacs/2099\"",
+            "The following module(s) are unknown",
+        ),
+        ("ModuleNotFoundError: No module named 'torch'", "ModuleNotFoundError"),
+        (
+            "lmp: error while loading shared libraries: libfftw3.so.3: cannot open shared object file: No such file or directory",
+            "error while loading shared libraries",
+        ),
+    ];
+    for (line, part) in cases {
+        let a = run(&format!("{line}\n"));
+        assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::EnvironmentError)), "{line}");
+        assert!(a.evidence.as_deref().is_some_and(|e| e.contains(part)), "{line}: {:?}", a.evidence);
+    }
+    assert_eq!("environment_error".parse::<Category>(), Ok(Category::EnvironmentError));
+}
+
+#[test]
+fn a_python_traceback_names_python_its_script_and_why() {
+    let log = "Traceback (most recent call last):\n  File \"/home/u/train.py\", line 88, in <module>\n    \
+               main()\n  File \"/home/u/train.py\", line 80, in main\n    model.load_state_dict(sd)\n\
+               RuntimeError: Error(s) in loading state_dict for Net:\n\tsize mismatch for fc.weight\n";
+    let a = run(log);
+    assert_eq!(a.program.as_deref(), Some("Python"));
+    assert_eq!(a.value("script"), Some("/home/u/train.py"));
+    assert_eq!(a.evidence.as_deref(), Some("RuntimeError: Error(s) in loading state_dict for Net:"));
+    let a = run(&log.replace(
+        "RuntimeError: Error(s) in loading state_dict for Net:\n\tsize mismatch for fc.weight",
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    ));
+    assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::OutOfMemory)));
+    let a = run(&log.replace("RuntimeError: Error(s) in loading state_dict for Net:", "RuntimeError: size mismatch, m1: [4 x 512], m2: [256 x 10]"));
+    assert_eq!(a.category, Some(Category::InputError), "a consistency check on the input");
+}
+
+#[test]
+fn several_tools_of_one_package_are_judged_by_the_main_run() {
+    // An Allrun-style stream: blockMesh succeeds ("End"), then the solver fails.
+    let stream = corpus_file("openfoam/blockMesh-success.log") + &corpus_file("openfoam/pimpleFoam-fatal-io-error.log");
+    let a = run(&stream);
+    assert_eq!(a.program.as_deref(), Some("OpenFOAM pimpleFoam"), "the main run names the program");
+    assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::InputError)));
+
+    // The solver succeeds, then a post-processing utility runs (no "End" printed in this cut):
+    // the utility's lines do not make the run incomplete.
+    let solver = "Exec   : pimpleFoam -parallel\nnProcs : 4\nTime = 0.1\n\nExecutionTime = 1.5 s  ClockTime = 2 s\n\nEnd\n\n";
+    let a = run(&format!("{solver}Exec   : reconstructPar -latestTime\nReconstructing fields\n"));
+    assert_eq!((a.program.as_deref(), a.outcome), (Some("OpenFOAM pimpleFoam"), Outcome::Success), "{a:#?}");
+    // A solver cut short after a preprocessor that finished is still incomplete.
+    let a = run(&format!("Exec   : blockMesh\nEnd\n\n{}", solver.replace("\nEnd\n", "\n")));
+    assert_eq!((a.program.as_deref(), a.outcome), (Some("OpenFOAM pimpleFoam"), Outcome::Incomplete));
+
+    // GROMACS: only mdrun prints "Finished mdrun"; grompp before it and gmx energy after it
+    // are tools of the same package.
+    let g = |tool: &str| format!("                      :-) GROMACS - gmx {tool}, 2023.1 (-:\n");
+    let mdrun = format!("{}Using 4 MPI threads\nStarted mdrun on rank 0 Mon Jan  1 10:00:00 2024\nFinished mdrun on rank 0 Mon Jan  1 11:00:00 2024\n", g("mdrun"));
+    let a = run(&format!("{}Setting the LD random seed\n{mdrun}{}Select the terms you want\n", g("grompp"), g("energy")));
+    assert_eq!((a.program.as_deref(), a.outcome), (Some("GROMACS gmx mdrun"), Outcome::Success), "{a:#?}");
+}
+
+#[test]
+fn code_errors_without_a_banner_and_what_they_mean() {
+    // A LAMMPS error on stderr, the banner being in the other stream: known by its source file.
+    let a = run("ERROR: Unrecognized fix style 'bond/react' is part of the REACTION package which is not enabled in this LAMMPS binary. (src/modify.cpp:924)\nLast command: fix 1 all bond/react\n");
+    assert_eq!((a.program.as_deref(), a.category), (Some("LAMMPS"), Some(Category::InputError)));
+    // A QE routine's I/O failure, banner not in the window.
+    let qe = "\n %%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%\n     \
+              Error in routine davcio (10):\n     error while writing from file \"/scratch/u/Sn.wfc1\"\n \
+              %%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%\n";
+    let a = run(qe);
+    assert_eq!(a.program.as_deref(), Some("Quantum ESPRESSO"));
+    assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::IoError)));
+    assert_eq!(a.evidence.as_deref(), Some("error while writing from file \"/scratch/u/Sn.wfc1\""));
+    // A consistency check of the input.
+    let a = run(&qe.replace("davcio (10)", "readpp (1)").replace(
+        "error while writing from file \"/scratch/u/Sn.wfc1\"",
+        "size mismatch between pseudopotential and input",
+    ));
+    assert_eq!(a.category, Some(Category::InputError));
+    // Fortran runtimes.
+    let a = run("forrtl: severe (24): end-of-file during read, unit 10, file /home/u/run/input.dat\n");
+    assert_eq!(a.category, Some(Category::InputError));
+    let a = run("forrtl: severe (38): error during write, unit 12, file /scratch/u/out.dat\n");
+    assert_eq!(a.category, Some(Category::IoError));
+}
+
+#[test]
+fn a_job_scripts_own_output_joins_the_solver_stream() {
+    // The solver's log just stops; the job script's own output (GNU time) says the command failed.
+    let solver = run("LAMMPS (2 Aug 2023)\n  2 by 2 by 2 MPI processor grid\nStep Temp\n 0 1.0\n");
+    assert_eq!(solver.outcome, Outcome::Incomplete);
+    let script = run("starting at Mon Jan  1 10:00:00 2024\nCommand exited with non-zero status 137\n\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03\n");
+    assert_eq!(script.outcome, Outcome::Failed);
+    assert_eq!(script.value("script_exit_code"), Some("137"));
+    let v = combine(&[&solver, &script]);
+    assert_eq!((v.program.as_deref(), v.outcome), (Some("LAMMPS"), Outcome::Failed));
+    assert_eq!(v.evidence.as_deref(), Some("Command exited with non-zero status 137"));
 }
