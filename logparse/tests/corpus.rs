@@ -13,7 +13,7 @@
 //!
 //! | manifest key | parser facts | comparison |
 //! | --- | --- | --- |
-//! | program, version, revision, script, outcome, failure_category, processor_grid, started, missing_file, run_mode, scheduler, node, cancelled_at, job_step | same key | text (a trailing "(note)" is dropped) |
+//! | program, version, revision, script, error_routine, outcome, failure_category, processor_grid, started, missing_file, run_mode, scheduler, node, cancelled_at, job_step | same key | text (a trailing "(note)" is dropped) |
 //! | error | error | text; the OpenFOAM file's value joins three log lines as "FOAM FATAL IO ERROR: MESSAGE (FILE ENTRY at line N)": error = MESSAGE (the line that shows it), error_file ends with "FILE.ENTRY", error_line = N |
 //! | mpi_ranks, threads, nodes, atoms, bonds, cells, points, faces, k_points, pp_ranks, pme_ranks, steps, steps_requested, failed_at_step, iterations, rsl_task, io_tasks, batches_reached, pimple_iterations, oom_kill_events, job_id | same key | number (first word; a "(note)" is dropped) |
 //! | mpi_ranks "8 (2 x 4 tasks)" (WRF) | mpi_ranks, task_grid | 8, "2x4" |
@@ -83,6 +83,7 @@ const MAPPED_KEYS: &[&str] = &[
     "version",
     "revision",
     "script",
+    "error_routine",
     "outcome",
     "failure_category",
     "error",
@@ -236,7 +237,8 @@ fn split2<'a>(v: &'a str, sep: &str, what: &str) -> (&'a str, &'a str) {
 fn expectations(file: &str, key: &str, v: &str) -> Vec<Expect> {
     match key {
         "program" | "version" | "revision" | "script" | "outcome" | "failure_category" | "processor_grid"
-        | "started" | "missing_file" | "run_mode" | "scheduler" | "node" | "cancelled_at" | "job_step" => {
+        | "started" | "missing_file" | "run_mode" | "scheduler" | "node" | "cancelled_at" | "job_step"
+        | "error_routine" => {
             vec![text(key, strip_note(v))]
         }
         "error" if file.starts_with("openfoam/") => {
@@ -470,12 +472,15 @@ fn every_manifest_file_gives_its_facts() {
     let mut failures = Vec::new();
     let mut accuracy = Accuracy::default();
     let mut files: BTreeMap<String, usize> = BTreeMap::new();
+    let names = rules.program_names();
     for row in &rows {
+        // The rules' program the manifest's label belongs to ("OpenFOAM pimpleFoam" -> OpenFOAM),
+        // else the file's folder.
         let program = row
             .facts
             .iter()
             .find(|(k, _)| k == "program")
-            .map(|(_, v)| v.split_whitespace().next().unwrap_or("").to_string())
+            .and_then(|(_, v)| names.iter().find(|n| v.starts_with(**n)).map(|n| n.to_string()))
             .unwrap_or_else(|| format!("({})", row.path.split('/').next().unwrap_or("")));
         *files.entry(program.clone()).or_default() += 1;
         let bytes = std::fs::read(corpus().join(&row.path)).expect("corpus file");
