@@ -14,11 +14,11 @@
 //! | manifest key | parser facts | comparison |
 //! | --- | --- | --- |
 //! | program, version, revision, script, error_routine, outcome, failure_category, processor_grid, started, missing_file, run_mode, scheduler, node, cancelled_at, job_step | same key | text (a trailing "(note)" is dropped) |
-//! | error | error | text; the OpenFOAM file's value joins three log lines as "FOAM FATAL IO ERROR: MESSAGE (FILE ENTRY at line N)": error = MESSAGE (the line that shows it), error_file ends with "FILE.ENTRY", error_line = N |
+//! | error | error | text (a trailing "(printed ...)" note is dropped); the OpenFOAM file's value joins three log lines as "FOAM FATAL IO ERROR: MESSAGE (FILE ENTRY at line N)": error = MESSAGE (the line that shows it), error_file ends with "FILE.ENTRY", error_line = N |
 //! | mpi_ranks, threads, nodes, atoms, bonds, cells, points, faces, k_points, pp_ranks, pme_ranks, steps, steps_requested, failed_at_step, iterations, rsl_task, io_tasks, batches_reached, pimple_iterations, oom_kill_events, job_id | same key | number (first word; a "(note)" is dropped) |
 //! | mpi_ranks "8 (2 x 4 tasks)" (WRF) | mpi_ranks, task_grid | 8, "2x4" |
 //! | last_step | steps | number (`steps` is the last step reached) |
-//! | loop_seconds, wall_seconds, cpu_seconds, core_seconds, main_step_seconds_sum | same key | number, unit "s" |
+//! | loop_seconds, wall_seconds, cpu_seconds, core_seconds, main_step_seconds_sum, script_wall_seconds | same key | number, unit "s" |
 //! | cpu_use "96.7%" | cpu_use | 96.7, unit "%" |
 //! | performance "V U, W timesteps/s" | performance, steps_per_second | V unit U; W unit "timesteps/s" |
 //! | performance "V U (W U2)" | performance, performance_inverse | V unit U; W unit U2 |
@@ -124,6 +124,7 @@ const MAPPED_KEYS: &[&str] = &[
     "cpu_seconds",
     "core_seconds",
     "main_step_seconds_sum",
+    "script_wall_seconds",
     "cpu_use",
     "performance",
     "steps_per_second",
@@ -254,6 +255,7 @@ fn expectations(file: &str, key: &str, v: &str) -> Vec<Expect> {
                 text("error_line", line),
             ]
         }
+        "error" if v.ends_with(')') && v.contains(" (printed ") => vec![text(key, strip_note(v))],
         "error" => vec![text(key, v)],
         "mpi_ranks" if v.contains(" x ") => {
             // "8 (2 x 4 tasks)"
@@ -267,7 +269,8 @@ fn expectations(file: &str, key: &str, v: &str) -> Vec<Expect> {
             vec![num(key, first_word(v))]
         }
         "last_step" => vec![num("steps", first_word(v))],
-        "loop_seconds" | "wall_seconds" | "cpu_seconds" | "core_seconds" | "main_step_seconds_sum" => {
+        "loop_seconds" | "wall_seconds" | "cpu_seconds" | "core_seconds" | "main_step_seconds_sum"
+        | "script_wall_seconds" => {
             vec![with_unit(num(key, first_word(v)), "s")]
         }
         "cpu_use" => vec![with_unit(num(key, v.trim_end_matches('%')), "%")],
@@ -410,7 +413,8 @@ fn field_of(key: &str) -> &'static str {
         "steps" | "steps_requested" | "failed_at_step" | "iterations" | "batches_reached" | "pimple_iterations"
         | "time_steps" | "last_time" => "steps",
         "atoms" | "bonds" | "cells" | "points" | "faces" | "k_points" | "domain" => "size",
-        "wall_seconds" | "cpu_seconds" | "core_seconds" | "loop_seconds" | "main_step_seconds_sum" => "wall",
+        "wall_seconds" | "cpu_seconds" | "core_seconds" | "loop_seconds" | "main_step_seconds_sum"
+        | "script_wall_seconds" => "wall",
         _ => "other",
     }
 }
