@@ -51,6 +51,7 @@ def compile_rules(doc):
             "label": d.get("label"),
             "detect": [Pat(s) for s in strings(d.get("detect"))],
             "success": [Pat(s) for s in strings(d.get("success"))],
+            "main": re.compile(d["main"]) if d.get("main") else None,
             "failures": [
                 dict(pat=Pat(f["pattern"]), category=f["category"], priority=f.get("priority"),
                      when=[(re.compile(w["match"]), w["category"]) for w in f.get("when", [])])
@@ -173,8 +174,20 @@ def analyze(text, generic, programs):
         succ = [i for p in sec["success"] for i, _ in matches(p)]
         first_m = found[0][1]
         label = render(sec["label"], first_m.groupdict()) if sec["label"] else sec["name"]
+        # The last main run (rules' `main`: a regex on the tool's label) and whether its success
+        # marker shows before the next tool starts.
+        main = None
+        if sec["main"] is not None and sec["label"]:
+            labels = [(i, render(sec["label"], m.groupdict())) for i, m in found]
+            labels = [(i, l) for i, l in labels if l]
+            mains = [k for k, (_, l) in enumerate(labels) if sec["main"].search(l)]
+            if mains:
+                k = mains[-1]
+                start, end = labels[k][0], labels[k + 1][0] if k + 1 < len(labels) else len(lines)
+                main = (labels[k][1], any(start <= s < end for s in succ))
+                label = main[0]
         dets.append(dict(sec=sec, first=found[0][0], last=found[-1][0], success=max(succ) if succ else None,
-                         label=label, groups=first_m.groupdict()))
+                         label=label, groups=first_m.groupdict(), main=main))
     dets.sort(key=lambda d: d["first"])
 
     # Failure markers that count.
@@ -215,7 +228,8 @@ def analyze(text, generic, programs):
         result.update(outcome="failed", category=cands[0][4], evidence=cands[0][5])
     elif dets:
         judged = [d for d in dets if d["sec"]["success"]]
-        if judged and all(d["success"] is not None and d["success"] > d["last"] for d in judged):
+        if judged and all(d["main"][1] if d["main"] else d["success"] is not None and d["success"] > d["last"]
+                          for d in judged):
             result["outcome"] = "success"
         elif judged:
             result.update(outcome="incomplete", category="truncated")
