@@ -620,7 +620,10 @@ fn a_python_traceback_names_python_its_script_and_why() {
         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
     ));
     assert_eq!((a.outcome, a.category), (Outcome::Failed, Some(Category::OutOfMemory)));
-    let a = run(&log.replace("RuntimeError: Error(s) in loading state_dict for Net:", "RuntimeError: size mismatch, m1: [4 x 512], m2: [256 x 10]"));
+    let a = run(&log.replace(
+        "RuntimeError: Error(s) in loading state_dict for Net:",
+        "RuntimeError: size mismatch, m1: [4 x 512], m2: [256 x 10]",
+    ));
     assert_eq!(a.category, Some(Category::InputError), "a consistency check on the input");
 }
 
@@ -634,7 +637,8 @@ fn several_tools_of_one_package_are_judged_by_the_main_run() {
 
     // The solver succeeds, then a post-processing utility runs (no "End" printed in this cut):
     // the utility's lines do not make the run incomplete.
-    let solver = "Exec   : pimpleFoam -parallel\nnProcs : 4\nTime = 0.1\n\nExecutionTime = 1.5 s  ClockTime = 2 s\n\nEnd\n\n";
+    let solver =
+        "Exec   : pimpleFoam -parallel\nnProcs : 4\nTime = 0.1\n\nExecutionTime = 1.5 s  ClockTime = 2 s\n\nEnd\n\n";
     let a = run(&format!("{solver}Exec   : reconstructPar -latestTime\nReconstructing fields\n"));
     assert_eq!((a.program.as_deref(), a.outcome), (Some("OpenFOAM pimpleFoam"), Outcome::Success), "{a:#?}");
     // A solver cut short after a preprocessor that finished is still incomplete.
@@ -645,7 +649,8 @@ fn several_tools_of_one_package_are_judged_by_the_main_run() {
     // are tools of the same package.
     let g = |tool: &str| format!("                      :-) GROMACS - gmx {tool}, 2023.1 (-:\n");
     let mdrun = format!("{}Using 4 MPI threads\nStarted mdrun on rank 0 Mon Jan  1 10:00:00 2024\nFinished mdrun on rank 0 Mon Jan  1 11:00:00 2024\n", g("mdrun"));
-    let a = run(&format!("{}Setting the LD random seed\n{mdrun}{}Select the terms you want\n", g("grompp"), g("energy")));
+    let a =
+        run(&format!("{}Setting the LD random seed\n{mdrun}{}Select the terms you want\n", g("grompp"), g("energy")));
     assert_eq!((a.program.as_deref(), a.outcome), (Some("GROMACS gmx mdrun"), Outcome::Success), "{a:#?}");
 }
 

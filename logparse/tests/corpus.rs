@@ -269,7 +269,11 @@ fn expectations(file: &str, key: &str, v: &str) -> Vec<Expect> {
             vec![num(key, first_word(v))]
         }
         "last_step" => vec![num("steps", first_word(v))],
-        "loop_seconds" | "wall_seconds" | "cpu_seconds" | "core_seconds" | "main_step_seconds_sum"
+        "loop_seconds"
+        | "wall_seconds"
+        | "cpu_seconds"
+        | "core_seconds"
+        | "main_step_seconds_sum"
         | "script_wall_seconds" => {
             vec![with_unit(num(key, first_word(v)), "s")]
         }
@@ -413,7 +417,11 @@ fn field_of(key: &str) -> &'static str {
         "steps" | "steps_requested" | "failed_at_step" | "iterations" | "batches_reached" | "pimple_iterations"
         | "time_steps" | "last_time" => "steps",
         "atoms" | "bonds" | "cells" | "points" | "faces" | "k_points" | "domain" => "size",
-        "wall_seconds" | "cpu_seconds" | "core_seconds" | "loop_seconds" | "main_step_seconds_sum"
+        "wall_seconds"
+        | "cpu_seconds"
+        | "core_seconds"
+        | "loop_seconds"
+        | "main_step_seconds_sum"
         | "script_wall_seconds" => "wall",
         _ => "other",
     }
@@ -521,7 +529,10 @@ fn every_manifest_file_gives_its_facts() {
             }
         }
     }
-    println!("corpus accuracy (right/checked; a fact reported but not in the manifest counts as wrong):\n{}", accuracy.table(&files));
+    println!(
+        "corpus accuracy (right/checked; a fact reported but not in the manifest counts as wrong):\n{}",
+        accuracy.table(&files)
+    );
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
