@@ -13,9 +13,9 @@
 //!
 //! | manifest key | parser facts | comparison |
 //! | --- | --- | --- |
-//! | program, version, revision, script, error_routine, outcome, failure_category, processor_grid, started, missing_file, run_mode, scheduler, node, cancelled_at, job_step | same key | text (a trailing "(note)" is dropped) |
+//! | program, version, revision, script, error_routine, killed_signal_name, outcome, failure_category, processor_grid, started, missing_file, run_mode, scheduler, node, cancelled_at, job_step | same key | text (a trailing "(note)" is dropped) |
 //! | error | error | text (a trailing "(printed ...)" note is dropped); the OpenFOAM file's value joins three log lines as "FOAM FATAL IO ERROR: MESSAGE (FILE ENTRY at line N)": error = MESSAGE (the line that shows it), error_file ends with "FILE.ENTRY", error_line = N |
-//! | mpi_ranks, threads, nodes, atoms, bonds, cells, points, faces, k_points, pp_ranks, pme_ranks, steps, steps_requested, failed_at_step, iterations, rsl_task, io_tasks, batches_reached, pimple_iterations, oom_kill_events, job_id | same key | number (first word; a "(note)" is dropped) |
+//! | killed_signal, mpi_ranks, threads, nodes, atoms, bonds, cells, points, faces, k_points, pp_ranks, pme_ranks, steps, steps_requested, failed_at_step, iterations, rsl_task, io_tasks, batches_reached, pimple_iterations, oom_kill_events, job_id | same key | number (first word; a "(note)" is dropped) |
 //! | mpi_ranks "8 (2 x 4 tasks)" (WRF) | mpi_ranks, task_grid | 8, "2x4" |
 //! | last_step | steps | number (`steps` is the last step reached) |
 //! | loop_seconds, wall_seconds, cpu_seconds, core_seconds, main_step_seconds_sum, script_wall_seconds | same key | number, unit "s" |
@@ -239,7 +239,7 @@ fn expectations(file: &str, key: &str, v: &str) -> Vec<Expect> {
     match key {
         "program" | "version" | "revision" | "script" | "outcome" | "failure_category" | "processor_grid"
         | "started" | "missing_file" | "run_mode" | "scheduler" | "node" | "cancelled_at" | "job_step"
-        | "error_routine" => {
+        | "error_routine" | "killed_signal_name" => {
             vec![text(key, strip_note(v))]
         }
         "error" if file.starts_with("openfoam/") => {
@@ -265,7 +265,7 @@ fn expectations(file: &str, key: &str, v: &str) -> Vec<Expect> {
         }
         "mpi_ranks" | "threads" | "nodes" | "atoms" | "bonds" | "cells" | "points" | "faces" | "k_points"
         | "pp_ranks" | "pme_ranks" | "steps" | "steps_requested" | "failed_at_step" | "iterations" | "rsl_task"
-        | "io_tasks" | "batches_reached" | "pimple_iterations" | "oom_kill_events" | "job_id" => {
+        | "io_tasks" | "batches_reached" | "pimple_iterations" | "oom_kill_events" | "job_id" | "killed_signal" => {
             vec![num(key, first_word(v))]
         }
         "last_step" => vec![num("steps", first_word(v))],
