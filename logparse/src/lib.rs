@@ -17,7 +17,9 @@
 //!   `incomplete` / `truncated`. Among the markers that count, the most telling one wins:
 //!   an external kill (time limit, OOM) over the code's own diagnosis, over a crash, over
 //!   MPI_ABORT and unspecific markers; then the code's own marker over a generic one; then the
-//!   earliest ([`Category::default_priority`]).
+//!   earliest ([`Category::default_priority`]). A stream holding several tools of one package
+//!   (`blockMesh`, then the solver) is judged by its main run when the rules say which tools are
+//!   main (`main`): the others' lines neither name the program nor make the run incomplete.
 //! * **Bounded input, bounded cost.** The caller reads a head window and a tail window
 //!   ([`Window`]); lines end at `\n`, `\r\n` or a lone `\r` (progress bars), lines over 4 KiB
 //!   are cut, and bytes need not be UTF-8. All matching is done by the `regex` crate (finite
@@ -57,6 +59,8 @@
 //! label = "AVBP {_tool}"               # the `program` fact; {refs} to detect's groups
 //! detect = '^\s*Running (?P<_tool>avbp\S*) version (?P<version>\S+)'   # string or array
 //! success = ['^\s*AVBP: normal end']   # string or array; the code's own success marker
+//! # main = 'avbp$'                     # optional: which tools (by label) are the main run; a
+//!                                      # stream of several tools is judged by its last main run
 //!
 //! [[program.failure]]                  # in order; the first rule matching a line wins it
 //! pattern = '^\s*Error: (?P<evidence>.*)'   # `evidence` (optional) is the line to report
