@@ -923,7 +923,29 @@ mod tests {
             }
         }
         let names = r.program_names();
-        for n in ["LAMMPS", "GROMACS", "OpenFOAM", "Quantum ESPRESSO", "WRF", "CP2K", "VASP", "OpenMC"] {
+        for n in [
+            "LAMMPS",
+            "GROMACS",
+            "OpenFOAM",
+            "Quantum ESPRESSO",
+            "WRF",
+            "CP2K",
+            "VASP",
+            "OpenMC",
+            "Python",
+            "Gaussian",
+            "ORCA",
+            "NWChem",
+            "Psi4",
+            "NAMD",
+            "ABINIT",
+            "DFTB+",
+            "Amber",
+            "xtb",
+            "GAMESS",
+            "Q-Chem",
+            "Molpro",
+        ] {
             assert!(names.contains(&n), "{n}");
         }
     }
