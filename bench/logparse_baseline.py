@@ -54,7 +54,7 @@ def compile_rules(doc):
             "main": re.compile(d["main"]) if d.get("main") else None,
             "failures": [
                 dict(pat=Pat(f["pattern"]), category=f["category"], priority=f.get("priority"),
-                     when=[(re.compile(w["match"]), w["category"]) for w in f.get("when", [])])
+                     when=[(re.compile(w["match"], re.M), w["category"]) for w in f.get("when", [])])
                 for f in d.get("failure", [])
             ],
             "fields": [dict(pat=Pat(f["pattern"]), pick=f.get("pick", "first"), count=f.get("count"),
@@ -173,7 +173,8 @@ def analyze(text, generic, programs):
         found.sort(key=lambda x: x[0])
         succ = [i for p in sec["success"] for i, _ in matches(p)]
         first_m = found[0][1]
-        label = render(sec["label"], first_m.groupdict()) if sec["label"] else sec["name"]
+        # A detect pattern without the label's groups names the program by its rule's name.
+        label = (render(sec["label"], first_m.groupdict()) if sec["label"] else None) or sec["name"]
         # The last main run (rules' `main`: a regex on the tool's label) and whether its success
         # marker shows before the next tool starts.
         main = None
