@@ -53,8 +53,8 @@ over the whole file, such as summed steps, are then left out).
 Outcomes: success (the code's own success marker came last), failed (a failure marker no success \
 marker overrides), incomplete (a code was recognised but its log just stops: category truncated), \
 unknown (nothing recognised). Categories: numerical_instability, input_error, file_not_found, \
-out_of_memory, time_limit, mpi_abort, launch_failure, environment_error, io_error, segfault, signal, cancelled, \
-node_failure, truncated, unknown.";
+out_of_memory, time_limit, mpi_abort, launch_failure, environment_error, io_error, segfault, signal, \
+cancelled, node_failure, truncated, unknown.";
 
 pub const AFTER_HELP: &str = "\
 Examples:
