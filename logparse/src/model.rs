@@ -45,6 +45,8 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category. New ones go last: a category's colour in the collector's charts is its
+    /// place here, and a manager's charts should keep their colours across an update.
     pub const ALL: [Category; 15] = [
         Category::NumericalInstability,
         Category::InputError,
@@ -53,7 +55,6 @@ impl Category {
         Category::TimeLimit,
         Category::MpiAbort,
         Category::LaunchFailure,
-        Category::EnvironmentError,
         Category::IoError,
         Category::Segfault,
         Category::Signal,
@@ -61,6 +62,7 @@ impl Category {
         Category::NodeFailure,
         Category::Truncated,
         Category::Unknown,
+        Category::EnvironmentError,
     ];
 
     pub fn as_str(self) -> &'static str {
