@@ -116,6 +116,43 @@ fn each_user_sees_only_their_own_jobs_and_the_admin_sees_all() {
     assert!(out.contains(&marker));
 }
 
+/// A user whose name is all digits (rltest2's uid, see `digit_user`) sees their own jobs and never
+/// those of the user whose uid their name spells: the socket narrows by the caller's uid, not by a
+/// name the job filter would read as a uid.
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn an_all_digit_user_name_is_never_taken_for_a_uid() {
+    require_cluster();
+    let digits = digit_user();
+    let theirs = sbatch(USER2, "privacy-uid-theirs", &[], "#!/bin/bash\ntrue\n");
+    let mine = sbatch(&digits, "privacy-uid-mine", &[], "#!/bin/bash\ntrue\n");
+    for j in [theirs, mine] {
+        finished(j);
+    }
+    let root_view = query(&["jobs", "-j", &mine.to_string()]);
+    assert_eq!(root_view[0]["user"], digits.as_str(), "the job is recorded under the all-digit name");
+    let roots = query(&["jobs"]).as_array().unwrap().iter().filter(|r| r["user"] == digits.as_str()).count();
+    for filter in [String::new(), format!("-u {digits}")] {
+        let seen = jobs_as(&digits, &filter);
+        assert!(!ids(&seen).contains(&u64::from(theirs)), "{digits} {filter}: sees {USER2}'s job {theirs}: {seen:#?}");
+        assert!(seen.iter().all(|r| r["user"] == digits.as_str()), "{digits} {filter}: sees others' jobs: {seen:#?}");
+        assert!(ids(&seen).contains(&u64::from(mine)), "{digits} {filter}: misses own job {mine}");
+        assert_eq!(seen.len(), roots, "{digits} {filter}: own jobs through the socket vs root's count");
+    }
+    let (code, out, err) = collector_as(&digits, "query summary --by user --json");
+    assert_eq!(code, 0, "{err}");
+    let groups: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups:#}");
+    assert_eq!(groups[0]["user"], digits.as_str());
+    let (_, out, _) = collector_as(&digits, "export --format jsonl");
+    assert!(!out.contains(USER2), "{out}");
+    let (code, _, err) = collector_as(&digits, &format!("query job {theirs}"));
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("no job {theirs} is recorded")), "{err}");
+    // rltest2 still sees their own job.
+    assert!(ids(&jobs_as(USER2, "")).contains(&u64::from(theirs)));
+}
+
 /// The user name of a uid.
 fn user_name_of(uid: u32) -> String {
     let out = std::process::Command::new("id").args(["-nu", &uid.to_string()]).output().unwrap();
