@@ -18,7 +18,7 @@
 //! file (`--plot`, `export -o`), which the daemon renders into a private temporary directory and
 //! the client writes where it was asked, as the calling user.
 
-use crate::cli::{self, Cli, Command, Failure, FailureKind, QueryCommand, Scope};
+use crate::cli::{self, Cli, Command, Failure, FailureKind, Owner, QueryCommand, Scope};
 use crate::query::jobfilter::JobFilterArgs;
 use crate::sys;
 use clap::Parser;
@@ -132,22 +132,41 @@ fn filters(command: &mut Command) -> Option<&mut JobFilterArgs> {
     }
 }
 
-/// Narrows a command to the caller's own jobs.
-fn restrict(command: &mut Command, me: &str) -> Result<(), Failure> {
+/// Narrows a command to the caller's own jobs: their uid, on the clusters whose uids are this
+/// host's. `-u` may name only the caller (by name or uid) and is then dropped, not matched: the
+/// filter reads an all-digit name as a uid, so a user called "1002" would see uid 1002's jobs.
+fn restrict(command: &mut Command, me: &Owner) -> Result<(), Failure> {
     if let Some(f) = filters(command) {
-        if !f.user.is_empty() && !f.user.iter().any(|u| u == me) {
+        let uid = me.uid.to_string();
+        if !f.user.is_empty() && !f.user.iter().any(|u| *u == me.name || *u == uid) {
             return Err(Failure::usage(format!(
-                "you may see only your own jobs ({me}), not those of -u {}; ask an admin of the ledger",
+                "you may see only your own jobs ({}), not those of -u {}; ask an admin of the ledger",
+                me.name,
                 f.user.join(",")
             )));
         }
-        f.user = vec![me.to_string()];
+        f.user.clear();
+        f.owner_uid = Some(me.uid);
+        if !me.clusters.is_empty() {
+            if f.cluster.is_empty() {
+                f.cluster = me.clusters.clone();
+            } else {
+                let asked = f.cluster.join(",");
+                f.cluster.retain(|c| me.clusters.contains(c));
+                if f.cluster.is_empty() {
+                    return Err(Failure::usage(format!(
+                        "your account here is the one of cluster {}, not of -M {asked}; ask an admin of the ledger",
+                        me.clusters.join(",")
+                    )));
+                }
+            }
+        }
     }
     Ok(())
 }
 
-/// Who a caller is to the ledger.
-pub fn scope_of(uid: u32, admin_group: Option<&str>) -> Result<Scope, String> {
+/// Who a caller is to the ledger. `clusters`: `[collector] user_clusters`.
+pub fn scope_of(uid: u32, admin_group: Option<&str>, clusters: &[String]) -> Result<Scope, String> {
     if uid == 0 || uid == sys::euid() {
         return Ok(Scope::All);
     }
@@ -157,7 +176,7 @@ pub fn scope_of(uid: u32, admin_group: Option<&str>) -> Result<Scope, String> {
             return Ok(Scope::All);
         }
     }
-    Ok(Scope::Own(user.name))
+    Ok(Scope::Own(Owner { uid, name: user.name, clusters: clusters.to_vec() }))
 }
 
 /// What the daemon answers to one command line: exit code, stdout, stderr, output files.
@@ -296,6 +315,8 @@ pub struct Options {
     pub socket: PathBuf,
     pub database: PathBuf,
     pub admin_group: Option<String>,
+    /// Clusters whose uids are this host's (`[collector] user_clusters`; empty: all).
+    pub user_clusters: Vec<String>,
     pub max_connections: usize,
     pub read_timeout: Duration,
 }
@@ -381,7 +402,7 @@ fn serve_one(mut stream: UnixStream, opts: &Options) {
         Ok(b) => serde_json::from_slice::<Request>(&b).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref())) {
+    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters)) {
         (Err(e), _) => {
             log::warn!("local socket: uid {} pid {}: bad request: {e}", cred.uid, cred.pid);
             Answer::failed(&Failure::new(format!("bad request: {e}")))

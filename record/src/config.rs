@@ -52,6 +52,11 @@ pub struct CollectorConfig {
     pub admin_group: Option<String>,
     /// Local socket through which users query their own jobs.
     pub socket: PathBuf,
+    /// The clusters whose uids are this host's: a user asking through the socket sees their own
+    /// jobs (by uid) of these clusters only. Empty (default): every cluster — a ledger of one
+    /// cluster, or of clusters sharing one user directory. Set it when the ledger holds clusters
+    /// whose uids mean different people.
+    pub user_clusters: Vec<String>,
     pub max_message_bytes: usize,
     pub max_connections: usize,
     /// A connection that has not delivered its whole request by then is dropped.
@@ -67,6 +72,7 @@ impl Default for CollectorConfig {
             slurm_user: "slurm".into(),
             admin_group: None,
             socket: PathBuf::from("/run/runledger/collector.sock"),
+            user_clusters: Vec::new(),
             max_message_bytes: crate::wire::DEFAULT_MAX_FRAME,
             max_connections: 64,
             read_timeout_ms: 10_000,
