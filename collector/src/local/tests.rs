@@ -298,3 +298,60 @@ fn protect_database_makes_existing_files_private() {
     assert_eq!(after, 0o077, "new files (the -wal and -shm) are created private");
     assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// A job whose name, argv, environment, account and evidence line carry terminal escapes and
+/// spreadsheet formulas: tables and `query job` show them escaped, CSV cells of text are
+/// protected, and numbers stay numbers.
+#[test]
+fn recorded_text_is_escaped_for_terminals_and_protected_in_csv() {
+    use runledger_record::Item;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let conn = crate::db::open_rw(&db).unwrap();
+    let mut s = Sample::new("tc", 7, T0);
+    s.account = "=HYPERLINK(\"http://evil\")".into();
+    s.state = JobState::Failed;
+    s.exit = ExitStatus { code: 1, signal: 0, core_dumped: false };
+    let mut b = s.batch(0);
+    for i in &mut b.items {
+        match i {
+            Item::StepStart(st) => {
+                st.job_name = Some("job\x1b]0;owned\x07\x1b[2J".into());
+                st.argv.push("--x=\x1b[31mred\u{202e}".into());
+                st.env.insert("EVIL".into(), "a\nUser         root".into());
+            }
+            Item::JobEnd(j) => j.state_evidence = Some("-1+2\x1b[1A".into()),
+            Item::StepEnd(_) => {}
+        }
+    }
+    for r in apply_group(&conn, &[&b], T0 + 90_000).unwrap() {
+        r.unwrap();
+    }
+    drop(conn);
+    let run = |cmd: &str| {
+        let a = answer(&args(cmd), &db, &Scope::All);
+        assert_eq!(a.code, 0, "{cmd}: {}", a.stderr);
+        String::from_utf8(a.stdout).unwrap()
+    };
+    let raw_control = |s: &str| s.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{202e}');
+    for cmd in ["query jobs -o JobID,JobName,Account,Evidence", "query job 7", "query summary --by account"] {
+        let out = run(cmd);
+        assert!(!raw_control(&out), "{cmd}: raw control characters reach the terminal: {out:?}");
+    }
+    let table = run("query jobs -o JobID,JobName,Evidence");
+    assert!(table.contains("job\\x1b]0;owned\\x07\\x1b[2J"), "{table}");
+    let detail = run("query job 7");
+    assert!(detail.contains("\\x1b[31mred\\u{202e}"), "argv: {detail}");
+    assert!(detail.contains("EVIL=a\\nUser         root"), "the environment cannot fake a line: {detail}");
+    assert!(!detail.lines().any(|l| l.trim_start().starts_with("User         root")), "{detail}");
+    assert!(detail.contains("-1+2\\x1b[1A"), "evidence: {detail}");
+
+    let csv = run("query jobs --csv -o JobID,Account,Evidence,NCPUS,ExitCode");
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.starts_with("7,\"'=HYPERLINK(\"\"http://evil\"\")\",'-1+2\u{1b}[1A,"), "{row}");
+    assert!(row.ends_with(",1:0"), "numbers and exit codes untouched: {row}");
+    let summary = run("query summary --by account --csv");
+    assert!(summary.contains("\"'=HYPERLINK("), "{summary}");
+    let export = run("export --format csv");
+    assert!(export.contains("\"'=HYPERLINK("), "{export}");
+}
