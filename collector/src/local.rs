@@ -28,7 +28,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -194,8 +193,6 @@ impl Answer {
     }
 }
 
-static SCRATCH: AtomicU64 = AtomicU64::new(0);
-
 /// Runs one client's command line against `db` within `scope`. Never exits the process.
 pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
     let argv = std::iter::once("collector".to_string()).chain(args.iter().cloned());
@@ -223,29 +220,39 @@ pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
             return Answer::failed(&f);
         }
     }
-    // Output files are rendered in a directory only the daemon can read, then sent back.
-    let dir = std::env::temp_dir().join(format!(
-        "runledger-query-{}-{}",
-        std::process::id(),
-        SCRATCH.fetch_add(1, Ordering::Relaxed)
-    ));
-    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        return Answer::failed(&Failure::new(format!("cannot create {}: {e}", dir.display())));
-    }
+    // Output files are rendered in a directory only the daemon can read, then sent back. Its
+    // name is unpredictable and it is created exclusively, mode 0700 (mkdtemp), so no local user
+    // can make the daemon write through a link or read a chart in the making; under systemd
+    // (PrivateTmp=yes) it is in the service's own /tmp. Removed when `scratch` drops.
+    let scratch = match scratch_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            return Answer::failed(&Failure::new(format!(
+                "cannot create a scratch directory in {}: {e}",
+                std::env::temp_dir().display()
+            )))
+        }
+    };
     let mut targets = Vec::new();
     for (i, p) in output_files(&mut parsed.command).into_iter().enumerate() {
         let ext = p.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-        *p = dir.join(format!("out{i}{ext}"));
+        *p = scratch.path().join(format!("out{i}{ext}"));
         targets.push(p.clone());
     }
     let mut stdout = Vec::new();
     let result = cli::run_ledger(parsed.command, db, scope, &mut stdout);
     let files = targets.iter().map(|p| std::fs::read(p).unwrap_or_default()).collect();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
     match result {
         Ok(()) => Answer { code: 0, stdout, stderr: String::new(), files },
         Err(f) => Answer { stdout, files, ..Answer::failed(&f) },
     }
+}
+
+/// A new private scratch directory (see [`answer`]).
+fn scratch_dir() -> io::Result<tempfile::TempDir> {
+    // 0700 whatever the umask (mkdir's mode is masked by it, never widened).
+    tempfile::Builder::new().prefix("runledger-query-").permissions(std::fs::Permissions::from_mode(0o700)).tempdir()
 }
 
 /// Sends this process's command line to the daemon and relays the answer.

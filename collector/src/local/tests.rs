@@ -233,6 +233,34 @@ fn output_files_come_back_as_bytes() {
     assert!(!String::from_utf8_lossy(&a.files[0]).contains("bob"));
 }
 
+/// Charts and exports are drawn in a directory no local user can predict or plant: links at the
+/// names the daemon once used (pid and a counter) are neither followed nor in the way.
+#[test]
+fn the_scratch_directory_is_unpredictable_and_private() {
+    let (_dir, db) = ledger();
+    let target = tempfile::tempdir().unwrap();
+    let planted: Vec<PathBuf> =
+        (0..256).map(|i| std::env::temp_dir().join(format!("runledger-query-{}-{i}", std::process::id()))).collect();
+    for p in &planted {
+        let _ = std::os::unix::fs::symlink(target.path(), p);
+    }
+    let a = answer(&args("query summary --by user --plot /nonexistent-dir/u.svg"), &db, &alice());
+    for p in &planted {
+        let _ = std::fs::remove_file(p);
+    }
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    assert!(String::from_utf8_lossy(&a.files[0]).contains("<svg"));
+    assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0, "written through a planted link");
+    let (one, two) = (scratch_dir().unwrap(), scratch_dir().unwrap());
+    assert_ne!(one.path(), two.path());
+    assert_eq!(std::fs::metadata(one.path()).unwrap().permissions().mode() & 0o777, 0o700);
+    let name = one.path().file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("runledger-query-") && !name.contains(&std::process::id().to_string()), "{name}");
+    let path = one.path().to_path_buf();
+    drop(one);
+    assert!(!path.exists(), "removed when done");
+}
+
 #[test]
 fn round_trip_over_a_real_socket() {
     let (dir, db) = ledger();
