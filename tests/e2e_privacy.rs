@@ -158,3 +158,42 @@ fn user_name_of(uid: u32) -> String {
     let out = std::process::Command::new("id").args(["-nu", &uid.to_string()]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `packaging/demo` writes its job scripts into rltest's home as rltest (lib.sh's `rl_write_as`):
+/// a link rltest planted at a script's name cannot lead root's write to a file of root's.
+#[test]
+#[ignore = "needs root and the test users: packaging/local-cluster up"]
+fn the_demo_writes_in_a_users_directory_as_that_user() {
+    use std::io::Write;
+    let dir = user_dir(USER, "demo-links");
+    let victim = std::path::PathBuf::from(format!("/var/tmp/rl-victim-{}", std::process::id()));
+    std::fs::write(&victim, "root's\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("ok.sh")).unwrap();
+    let write_as = |path: &std::path::Path, text: &str| {
+        let lib = repo_root().join("packaging/lib.sh");
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", "set -euo pipefail; source \"$1\"; rl_write_as \"$2\" \"$3\"", "bash"])
+            .arg(&lib)
+            .arg(USER)
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = write_as(&dir.join("ok.sh"), "pwned\n");
+    let after = std::fs::read_to_string(&victim).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    assert_eq!(after, "root's\n", "root's file was written through the user's link");
+    assert!(!out.status.success(), "the write through the link is refused");
+    // An ordinary script lands where asked, the user's own, in a directory made as the user.
+    let script = dir.join("sub/fails.sh");
+    let out = write_as(&script, "#!/bin/bash\nexit 3\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&script).unwrap(), "#!/bin/bash\nexit 3\n");
+    assert_eq!(user_name_of(std::fs::metadata(&script).unwrap().uid()), USER);
+    assert_eq!(user_name_of(std::fs::metadata(script.parent().unwrap()).unwrap().uid()), USER);
+}
