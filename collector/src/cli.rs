@@ -386,9 +386,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
             });
-            let binding =
-                crate::binding::Binding::from_config(&cfg.node_binding, &cfg.node_addresses, Box::new(crate::binding::getaddrinfo))
-                    .map_err(Failure::new)?;
+            let binding = crate::binding::Binding::from_config(
+                &cfg.node_binding,
+                &cfg.node_addresses,
+                Box::new(crate::binding::getaddrinfo),
+            )
+            .map_err(Failure::new)?;
             let opts = serve::Options {
                 binding: std::sync::Arc::new(binding),
                 listen: args.listen.unwrap_or(cfg.listen),

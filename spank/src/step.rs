@@ -650,5 +650,4 @@ pub(crate) mod tests {
         let who = Lookup { uid: 0, gid: 0 };
         assert!(resolve_exe_bounded(who, "sh", Some("/usr/bin:/bin"), None, Duration::from_secs(60)).is_some());
     }
-
 }

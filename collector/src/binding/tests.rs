@@ -154,5 +154,8 @@ fn a_refusal_is_counted_in_the_ledger_under_its_reason() {
     tally.flush(&conn).unwrap();
     let rows = crate::rejections::read(&conn).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].reason.as_str(), rows[0].count, rows[0].last_peer.as_str()), ("node address mismatch", 1, "10.0.0.2"));
+    assert_eq!(
+        (rows[0].reason.as_str(), rows[0].count, rows[0].last_peer.as_str()),
+        ("node address mismatch", 1, "10.0.0.2")
+    );
 }
