@@ -198,14 +198,15 @@ pub fn cwd_from_env(env: &[Vec<u8>]) -> Option<String> {
     ["PWD", "SLURM_SUBMIT_DIR"].iter().filter_map(|n| env_str(env, n)).find(|p| p.starts_with('/'))
 }
 
-/// Where `argv0` would be found: as given when it holds a `/` (relative to `cwd`), else the
-/// first executable regular file of that name on `path` (empty or relative entries are relative
-/// to `cwd`). Only looks (`stat`), never executes.
-pub fn resolve_exe(argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Option<String> {
+/// [`resolve_exe_for`] as root sees it (the tests' view of the search itself).
+#[cfg(test)]
+fn resolve_exe(argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Option<String> {
     resolve_exe_for(Lookup { uid: 0, gid: 0 }, argv0, path, cwd)
 }
 
-/// [`resolve_exe`] as `who` would find it (see [`user_may`]).
+/// Where `argv0` would be found by `who` ([`user_may`]): as given when it holds a `/` (relative
+/// to `cwd`), else the first executable regular file of that name on `path` (empty or relative
+/// entries are relative to `cwd`). Only looks (`stat`), never executes.
 fn resolve_exe_for(who: Lookup, argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Option<String> {
     let is_executable = |p: &Path| user_may(who, p);
     if argv0.is_empty() {
