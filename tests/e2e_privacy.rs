@@ -116,8 +116,84 @@ fn each_user_sees_only_their_own_jobs_and_the_admin_sees_all() {
     assert!(out.contains(&marker));
 }
 
+/// A user whose name is all digits (rltest2's uid, see `digit_user`) sees their own jobs and never
+/// those of the user whose uid their name spells: the socket narrows by the caller's uid, not by a
+/// name the job filter would read as a uid.
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn an_all_digit_user_name_is_never_taken_for_a_uid() {
+    require_cluster();
+    let digits = digit_user();
+    let theirs = sbatch(USER2, "privacy-uid-theirs", &[], "#!/bin/bash\ntrue\n");
+    let mine = sbatch(&digits, "privacy-uid-mine", &[], "#!/bin/bash\ntrue\n");
+    for j in [theirs, mine] {
+        finished(j);
+    }
+    let root_view = query(&["jobs", "-j", &mine.to_string()]);
+    assert_eq!(root_view[0]["user"], digits.as_str(), "the job is recorded under the all-digit name");
+    let roots = query(&["jobs"]).as_array().unwrap().iter().filter(|r| r["user"] == digits.as_str()).count();
+    for filter in [String::new(), format!("-u {digits}")] {
+        let seen = jobs_as(&digits, &filter);
+        assert!(!ids(&seen).contains(&u64::from(theirs)), "{digits} {filter}: sees {USER2}'s job {theirs}: {seen:#?}");
+        assert!(seen.iter().all(|r| r["user"] == digits.as_str()), "{digits} {filter}: sees others' jobs: {seen:#?}");
+        assert!(ids(&seen).contains(&u64::from(mine)), "{digits} {filter}: misses own job {mine}");
+        assert_eq!(seen.len(), roots, "{digits} {filter}: own jobs through the socket vs root's count");
+    }
+    let (code, out, err) = collector_as(&digits, "query summary --by user --json");
+    assert_eq!(code, 0, "{err}");
+    let groups: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups:#}");
+    assert_eq!(groups[0]["user"], digits.as_str());
+    let (_, out, _) = collector_as(&digits, "export --format jsonl");
+    assert!(!out.contains(USER2), "{out}");
+    let (code, _, err) = collector_as(&digits, &format!("query job {theirs}"));
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("no job {theirs} is recorded")), "{err}");
+    // rltest2 still sees their own job.
+    assert!(ids(&jobs_as(USER2, "")).contains(&u64::from(theirs)));
+}
+
 /// The user name of a uid.
 fn user_name_of(uid: u32) -> String {
     let out = std::process::Command::new("id").args(["-nu", &uid.to_string()]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `packaging/demo` writes its job scripts into rltest's home as rltest (lib.sh's `rl_write_as`):
+/// a link rltest planted at a script's name cannot lead root's write to a file of root's.
+#[test]
+#[ignore = "needs root and the test users: packaging/local-cluster up"]
+fn the_demo_writes_in_a_users_directory_as_that_user() {
+    use std::io::Write;
+    let dir = user_dir(USER, "demo-links");
+    let victim = std::path::PathBuf::from(format!("/var/tmp/rl-victim-{}", std::process::id()));
+    std::fs::write(&victim, "root's\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("ok.sh")).unwrap();
+    let write_as = |path: &std::path::Path, text: &str| {
+        let lib = repo_root().join("packaging/lib.sh");
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", "set -euo pipefail; source \"$1\"; rl_write_as \"$2\" \"$3\"", "bash"])
+            .arg(&lib)
+            .arg(USER)
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = write_as(&dir.join("ok.sh"), "pwned\n");
+    let after = std::fs::read_to_string(&victim).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    assert_eq!(after, "root's\n", "root's file was written through the user's link");
+    assert!(!out.status.success(), "the write through the link is refused");
+    // An ordinary script lands where asked, the user's own, in a directory made as the user.
+    let script = dir.join("sub/fails.sh");
+    let out = write_as(&script, "#!/bin/bash\nexit 3\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&script).unwrap(), "#!/bin/bash\nexit 3\n");
+    assert_eq!(user_name_of(std::fs::metadata(&script).unwrap().uid()), USER);
+    assert_eq!(user_name_of(std::fs::metadata(script.parent().unwrap()).unwrap().uid()), USER);
 }

@@ -74,6 +74,20 @@ pub enum Reject {
     DigestMismatch,
     /// The body is not a valid batch.
     Malformed(String),
+    /// Node binding ([`crate::binding`]): the credential came from another address than the node
+    /// the records name. Permanent: resending from the same host cannot help.
+    NodeAddress {
+        node: String,
+        origin: std::net::Ipv4Addr,
+        expected: Vec<std::net::IpAddr>,
+    },
+    /// Node binding: the node's address is not known (name not resolvable, not mapped).
+    NodeUnresolved {
+        node: String,
+        error: String,
+    },
+    /// Node binding: munged on the sender's host did not know its own address.
+    NoOrigin,
 }
 
 impl Reject {
@@ -98,6 +112,9 @@ impl Reject {
             Reject::Uid(_) => "unauthorized uid",
             Reject::DigestMismatch => "digest mismatch",
             Reject::Malformed(_) => "malformed batch",
+            Reject::NodeAddress { .. } => "node address mismatch",
+            Reject::NodeUnresolved { .. } => "node unresolvable",
+            Reject::NoOrigin => "no origin address",
         }
     }
 
@@ -131,6 +148,24 @@ impl fmt::Display for Reject {
             Reject::Uid(uid) => write!(f, "uid {uid} may not send node records (only root and the slurm user)"),
             Reject::DigestMismatch => f.write_str("digest mismatch: the credential does not sign this body"),
             Reject::Malformed(m) => f.write_str(m),
+            Reject::NodeAddress { node, origin, expected } => {
+                let expected: Vec<String> = expected.iter().map(|a| a.to_string()).collect();
+                write!(
+                    f,
+                    "records of node {node} refused: signed on {origin}, but {node} is {} \
+                     (collector.node_binding = \"address\")",
+                    expected.join(", ")
+                )
+            }
+            Reject::NodeUnresolved { node, error } => write!(
+                f,
+                "records of node {node} refused: its address is unknown ({error}); add it to \
+                 collector.node_addresses (collector.node_binding = \"address\")"
+            ),
+            Reject::NoOrigin => f.write_str(
+                "refused: the credential carries no origin address (start munged with --origin), \
+                 and collector.node_binding = \"address\"",
+            ),
         }
     }
 }
@@ -142,6 +177,8 @@ pub struct Sender {
     pub gid: u32,
     /// The signed payload: the body's digest.
     pub digest: Vec<u8>,
+    /// The address of the host whose munged encoded the credential (node binding).
+    pub origin: Option<std::net::Ipv4Addr>,
 }
 
 /// Decodes a credential with `decode` (munge's, or a fake in tests) and checks the uid.
@@ -159,7 +196,7 @@ pub fn verify_credential(
     if !policy.allows(d.uid) {
         return Err(Reject::Uid(d.uid));
     }
-    Ok(Sender { uid: d.uid, gid: d.gid, digest: d.payload })
+    Ok(Sender { uid: d.uid, gid: d.gid, digest: d.payload, origin: d.addr })
 }
 
 /// Checks that the credential signed exactly this body.
@@ -176,7 +213,7 @@ mod tests {
     use super::*;
 
     fn ok(uid: u32, payload: &str) -> impl Fn(&str) -> Result<munge::Decoded, munge::Error> + '_ {
-        move |_| Ok(munge::Decoded { payload: payload.as_bytes().to_vec(), uid, gid: uid })
+        move |_| Ok(munge::Decoded { payload: payload.as_bytes().to_vec(), uid, gid: uid, addr: None })
     }
 
     fn err(code: munge::ErrorKind) -> impl Fn(&str) -> Result<munge::Decoded, munge::Error> {

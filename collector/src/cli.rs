@@ -382,10 +382,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 socket,
                 database: database.clone(),
                 admin_group: cfg.admin_group.clone(),
+                user_clusters: cfg.user_clusters.clone(),
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
             });
+            let binding = crate::binding::Binding::from_config(
+                &cfg.node_binding,
+                &cfg.node_addresses,
+                Box::new(crate::binding::getaddrinfo),
+            )
+            .map_err(Failure::new)?;
             let opts = serve::Options {
+                binding: std::sync::Arc::new(binding),
                 listen: args.listen.unwrap_or(cfg.listen),
                 database,
                 local,
@@ -451,7 +459,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     All,
-    Own(String),
+    Own(Owner),
+}
+
+/// A caller who sees only their own jobs: the uid the kernel gave for them (`SO_PEERCRED`), their
+/// name (for messages only: a name is never matched, since `-u 1002` reads as a uid), and the
+/// clusters whose uids are this host's (`[collector] user_clusters`; empty: every cluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub name: String,
+    pub clusters: Vec<String>,
+}
+
+impl Owner {
+    /// Whether a recorded job (its uid and cluster) is this caller's.
+    pub fn owns(&self, uid: Option<i64>, cluster: &str) -> bool {
+        uid == Some(i64::from(self.uid)) && (self.clusters.is_empty() || self.clusters.iter().any(|c| c == cluster))
+    }
 }
 
 /// Runs `collector query …` or `collector export …` against `db`, seeing what `scope` allows.
@@ -562,7 +587,7 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
     let mut rows = query::find_job(&conn, &args.id, &clusters).map_err(db_err)?;
     if let Scope::Own(me) = scope {
         // Another user's job reads exactly like one never recorded: its existence is private too.
-        rows.retain(|r| r.user.as_deref() == Some(me.as_str()));
+        rows.retain(|r| me.owns(r.uid, &r.cluster));
     }
     let label = match args.id.task {
         Some(t) => format!("{}_{t}", args.id.id),

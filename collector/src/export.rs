@@ -9,7 +9,7 @@
 //! so the memory used is one row group whatever the number of jobs.
 
 use crate::query::filter::Filter;
-use crate::query::report::csv_cell;
+use crate::query::report::{csv_cell, spreadsheet_safe};
 use crate::query::summary::has_column;
 use crate::timefmt;
 use parquet::basic::Compression;
@@ -268,17 +268,19 @@ pub fn csv_header() -> String {
 
 pub fn csv_line(r: &Row) -> String {
     let t = |v: Option<i64>| v.map(timefmt::rfc3339).unwrap_or_default();
+    // Text a user or a log chose is kept from being read as a spreadsheet formula.
+    let safe = |s: String| spreadsheet_safe(&s).into_owned();
     let cells = [
-        r.cluster.clone(),
+        safe(r.cluster.clone()),
         r.job_id.to_string(),
         opt_i(r.array_job_id),
         opt_i(r.array_task_id),
-        opt_s(&r.user),
+        safe(opt_s(&r.user)),
         opt_i(r.uid),
-        opt_s(&r.account),
-        opt_s(&r.partition),
-        opt_s(&r.qos),
-        opt_s(&r.job_name),
+        safe(opt_s(&r.account)),
+        safe(opt_s(&r.partition)),
+        safe(opt_s(&r.qos)),
+        safe(opt_s(&r.job_name)),
         t(r.start),
         t(r.end),
         opt_i(r.elapsed()),
@@ -291,12 +293,12 @@ pub fn csv_line(r: &Row) -> String {
         r.cpu_sys_s.to_string(),
         r.cpu_seconds.to_string(),
         opt_i(r.max_rss_kib),
-        opt_s(&r.nodes),
-        opt_s(&r.program),
-        opt_s(&r.outcome),
-        opt_s(&r.category),
-        r.modules.join(";"),
-        r.facts.join(";"),
+        safe(opt_s(&r.nodes)),
+        safe(opt_s(&r.program)),
+        safe(opt_s(&r.outcome)),
+        safe(opt_s(&r.category)),
+        safe(r.modules.join(";")),
+        safe(r.facts.join(";")),
     ];
     let mut s = cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(",");
     s.push('\n');

@@ -12,6 +12,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod binding;
 pub mod cli;
 pub mod db;
 pub mod export;

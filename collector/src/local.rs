@@ -18,7 +18,7 @@
 //! file (`--plot`, `export -o`), which the daemon renders into a private temporary directory and
 //! the client writes where it was asked, as the calling user.
 
-use crate::cli::{self, Cli, Command, Failure, FailureKind, QueryCommand, Scope};
+use crate::cli::{self, Cli, Command, Failure, FailureKind, Owner, QueryCommand, Scope};
 use crate::query::jobfilter::JobFilterArgs;
 use crate::sys;
 use clap::Parser;
@@ -28,7 +28,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -132,22 +131,41 @@ fn filters(command: &mut Command) -> Option<&mut JobFilterArgs> {
     }
 }
 
-/// Narrows a command to the caller's own jobs.
-fn restrict(command: &mut Command, me: &str) -> Result<(), Failure> {
+/// Narrows a command to the caller's own jobs: their uid, on the clusters whose uids are this
+/// host's. `-u` may name only the caller (by name or uid) and is then dropped, not matched: the
+/// filter reads an all-digit name as a uid, so a user called "1002" would see uid 1002's jobs.
+fn restrict(command: &mut Command, me: &Owner) -> Result<(), Failure> {
     if let Some(f) = filters(command) {
-        if !f.user.is_empty() && !f.user.iter().any(|u| u == me) {
+        let uid = me.uid.to_string();
+        if !f.user.is_empty() && !f.user.iter().any(|u| *u == me.name || *u == uid) {
             return Err(Failure::usage(format!(
-                "you may see only your own jobs ({me}), not those of -u {}; ask an admin of the ledger",
+                "you may see only your own jobs ({}), not those of -u {}; ask an admin of the ledger",
+                me.name,
                 f.user.join(",")
             )));
         }
-        f.user = vec![me.to_string()];
+        f.user.clear();
+        f.owner_uid = Some(me.uid);
+        if !me.clusters.is_empty() {
+            if f.cluster.is_empty() {
+                f.cluster = me.clusters.clone();
+            } else {
+                let asked = f.cluster.join(",");
+                f.cluster.retain(|c| me.clusters.contains(c));
+                if f.cluster.is_empty() {
+                    return Err(Failure::usage(format!(
+                        "your account here is the one of cluster {}, not of -M {asked}; ask an admin of the ledger",
+                        me.clusters.join(",")
+                    )));
+                }
+            }
+        }
     }
     Ok(())
 }
 
-/// Who a caller is to the ledger.
-pub fn scope_of(uid: u32, admin_group: Option<&str>) -> Result<Scope, String> {
+/// Who a caller is to the ledger. `clusters`: `[collector] user_clusters`.
+pub fn scope_of(uid: u32, admin_group: Option<&str>, clusters: &[String]) -> Result<Scope, String> {
     if uid == 0 || uid == sys::euid() {
         return Ok(Scope::All);
     }
@@ -157,7 +175,7 @@ pub fn scope_of(uid: u32, admin_group: Option<&str>) -> Result<Scope, String> {
             return Ok(Scope::All);
         }
     }
-    Ok(Scope::Own(user.name))
+    Ok(Scope::Own(Owner { uid, name: user.name, clusters: clusters.to_vec() }))
 }
 
 /// What the daemon answers to one command line: exit code, stdout, stderr, output files.
@@ -174,8 +192,6 @@ impl Answer {
         Answer { code, stdout: Vec::new(), stderr, files: Vec::new() }
     }
 }
-
-static SCRATCH: AtomicU64 = AtomicU64::new(0);
 
 /// Runs one client's command line against `db` within `scope`. Never exits the process.
 pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
@@ -204,29 +220,39 @@ pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
             return Answer::failed(&f);
         }
     }
-    // Output files are rendered in a directory only the daemon can read, then sent back.
-    let dir = std::env::temp_dir().join(format!(
-        "runledger-query-{}-{}",
-        std::process::id(),
-        SCRATCH.fetch_add(1, Ordering::Relaxed)
-    ));
-    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        return Answer::failed(&Failure::new(format!("cannot create {}: {e}", dir.display())));
-    }
+    // Output files are rendered in a directory only the daemon can read, then sent back. Its
+    // name is unpredictable and it is created exclusively, mode 0700 (mkdtemp), so no local user
+    // can make the daemon write through a link or read a chart in the making; under systemd
+    // (PrivateTmp=yes) it is in the service's own /tmp. Removed when `scratch` drops.
+    let scratch = match scratch_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            return Answer::failed(&Failure::new(format!(
+                "cannot create a scratch directory in {}: {e}",
+                std::env::temp_dir().display()
+            )))
+        }
+    };
     let mut targets = Vec::new();
     for (i, p) in output_files(&mut parsed.command).into_iter().enumerate() {
         let ext = p.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-        *p = dir.join(format!("out{i}{ext}"));
+        *p = scratch.path().join(format!("out{i}{ext}"));
         targets.push(p.clone());
     }
     let mut stdout = Vec::new();
     let result = cli::run_ledger(parsed.command, db, scope, &mut stdout);
     let files = targets.iter().map(|p| std::fs::read(p).unwrap_or_default()).collect();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
     match result {
         Ok(()) => Answer { code: 0, stdout, stderr: String::new(), files },
         Err(f) => Answer { stdout, files, ..Answer::failed(&f) },
     }
+}
+
+/// A new private scratch directory (see [`answer`]).
+fn scratch_dir() -> io::Result<tempfile::TempDir> {
+    // 0700 whatever the umask (mkdir's mode is masked by it, never widened).
+    tempfile::Builder::new().prefix("runledger-query-").permissions(std::fs::Permissions::from_mode(0o700)).tempdir()
 }
 
 /// Sends this process's command line to the daemon and relays the answer.
@@ -296,6 +322,8 @@ pub struct Options {
     pub socket: PathBuf,
     pub database: PathBuf,
     pub admin_group: Option<String>,
+    /// Clusters whose uids are this host's (`[collector] user_clusters`; empty: all).
+    pub user_clusters: Vec<String>,
     pub max_connections: usize,
     pub read_timeout: Duration,
 }
@@ -381,7 +409,7 @@ fn serve_one(mut stream: UnixStream, opts: &Options) {
         Ok(b) => serde_json::from_slice::<Request>(&b).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref())) {
+    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters)) {
         (Err(e), _) => {
             log::warn!("local socket: uid {} pid {}: bad request: {e}", cred.uid, cred.pid);
             Answer::failed(&Failure::new(format!("bad request: {e}")))

@@ -440,6 +440,7 @@ pub fn covers(filter: &Filter) -> bool {
     let Filter {
         jobs,
         users,
+        uid,
         accounts: _,
         partitions: _,
         clusters: _,
@@ -460,6 +461,8 @@ pub fn covers(filter: &Filter) -> bool {
         && categories.is_empty()
         && start.is_none()
         && end.is_none()
+        // The rollups are keyed by user name: a uid is answered by the scan.
+        && uid.is_none()
         && users.iter().all(|u| u.is_empty() || !u.bytes().all(|b| b.is_ascii_digit()))
 }
 

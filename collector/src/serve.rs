@@ -52,6 +52,8 @@ pub struct Options {
     pub read_timeout: Duration,
     /// The local socket for users' queries ([`crate::local`]); `None` disables it.
     pub local: Option<crate::local::Options>,
+    /// `[collector] node_binding`: whose records a node's credential may carry.
+    pub binding: std::sync::Arc<crate::binding::Binding>,
 }
 
 /// What the collector has done since it started; rejections by reason.
@@ -128,6 +130,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.max_connections,
         opts.read_timeout.as_millis()
     );
+    log::info!("{}", opts.binding.describe());
     if let Some(local) = opts.local.clone() {
         // Ingest matters more than users' queries: without the socket, root still reads the file.
         if let Err(e) = crate::local::spawn(local) {
@@ -295,6 +298,7 @@ fn read_request(stream: &TcpStream, opts: &Options) -> Result<(Batch, auth::Send
     auth::check_digest(&sender, &body)?;
     let batch = Batch::from_json(&body).map_err(Reject::Malformed)?;
     merge::validate(&batch).map_err(|e| Reject::Malformed(format!("invalid batch: {e}")))?;
+    opts.binding.check(&batch, sender.origin)?;
     Ok((batch, sender))
 }
 

@@ -4,7 +4,7 @@
 //! echo the arguments back).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use runledger_collector::cli::Scope;
+use runledger_collector::cli::{Owner, Scope};
 use runledger_collector::{db, local, merge, sample::Sample};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -13,6 +13,8 @@ const SECRET: &str = "qz7bobonly";
 /// Bob's user and account names: nothing else in the collector's output (help texts included)
 /// contains them.
 const BOB: &str = "zbobuser9";
+/// Alice's uid (the sample's default); bob's is 2002.
+const ALICE_UID: u32 = 1000;
 const BOB_ACCOUNT: &str = "zbobacct9";
 
 fn ledger() -> &'static PathBuf {
@@ -53,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     }
-    let a = local::answer(&args, ledger(), &Scope::Own("alice".into()));
+    let a = local::answer(&args, ledger(), &Scope::Own(Owner { uid: ALICE_UID, name: "alice".into(), clusters: Vec::new() }));
     // Error messages echo arguments with control characters dropped.
     let typed: String = text.chars().filter(|c| !c.is_control()).collect::<String>().to_ascii_lowercase();
     let mut shown = String::from_utf8_lossy(&a.stdout).to_ascii_lowercase();

@@ -26,6 +26,10 @@ pub type munge_err_t = c_int;
 /// `munge_opt_t` value for the daemon socket path (argument: `const char *`).
 pub const MUNGE_OPT_SOCKET: c_int = 8;
 
+/// `munge_opt_t` value for the IPv4 address of the host that encoded a decoded credential
+/// (argument of `munge_ctx_get`: `struct in_addr *`).
+pub const MUNGE_OPT_ADDR4: c_int = 5;
+
 // `munge_err_t` values (munge.h, "MUNGE error codes").
 pub const EMUNGE_SUCCESS: munge_err_t = 0;
 pub const EMUNGE_SNAFU: munge_err_t = 1;
@@ -71,6 +75,9 @@ extern "C" {
 
     /// Detailed message for the last error on `ctx`, or NULL; owned by `ctx`.
     pub fn munge_ctx_strerror(ctx: munge_ctx_t) -> *const c_char;
+
+    /// Variadic: the argument is a pointer to the type `opt` names (see `munge_opt_t`).
+    pub fn munge_ctx_get(ctx: munge_ctx_t, opt: c_int, ...) -> munge_err_t;
 
     /// Variadic: the argument type depends on `opt` (see `munge_opt_t`).
     pub fn munge_ctx_set(ctx: munge_ctx_t, opt: c_int, ...) -> munge_err_t;

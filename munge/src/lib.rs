@@ -236,6 +236,9 @@ pub struct Decoded {
     pub uid: u32,
     /// GID of the process that encoded the credential, as seen by munged.
     pub gid: u32,
+    /// IPv4 address of the host whose munged encoded the credential (munged's origin address,
+    /// from its host name or `--origin`); `None` when munged did not know it (0.0.0.0).
+    pub addr: Option<std::net::Ipv4Addr>,
 }
 
 /// Owns one `munge_ctx_t`; destroys it on drop.
@@ -322,7 +325,13 @@ impl RawCtx {
             }
             _ => Vec::new(),
         };
-        Ok(Decoded { payload, uid, gid })
+        let mut addr = libc::in_addr { s_addr: 0 };
+        // SAFETY: live context that just decoded a credential; MUNGE_OPT_ADDR4 writes one
+        // `struct in_addr` through the pointer.
+        let rc = unsafe { ffi::munge_ctx_get(self.as_ptr(), ffi::MUNGE_OPT_ADDR4, &mut addr as *mut libc::in_addr) };
+        let addr = std::net::Ipv4Addr::from(u32::from_be(addr.s_addr));
+        let addr = (rc == ffi::EMUNGE_SUCCESS && !addr.is_unspecified()).then_some(addr);
+        Ok(Decoded { payload, uid, gid, addr })
     }
 }
 

@@ -146,7 +146,10 @@ fn strict_round_trip() {
     let cred = encode(&payload).expect("encode (is munged running?)");
     assert!(cred.starts_with("MUNGE:") && cred.ends_with(':'), "{cred}");
     let d = decode(&cred).expect("decode");
-    assert_eq!(d, Decoded { payload, uid, gid });
+    // The origin is this host's munged's (its host name's address): the same for every credential.
+    let origin = d.addr;
+    assert!(origin.is_some(), "munged knows its origin address");
+    assert_eq!(d, Decoded { payload, uid, gid, addr: origin });
 
     // A credential decodes once.
     let err = decode(&cred).unwrap_err();
@@ -181,7 +184,7 @@ fn strict_round_trip() {
     // Explicit default socket path via a Context; empty payload.
     let ctx = Context::with_socket(Path::new("/run/munge/munge.socket.2")).unwrap();
     let d = ctx.decode(&ctx.encode(b"").unwrap()).unwrap();
-    assert_eq!(d, Decoded { payload: vec![], uid, gid });
+    assert_eq!(d, Decoded { payload: vec![], uid, gid, addr: origin });
 
     // The largest payload we accept still decodes; one more byte is refused.
     let big: Vec<u8> = (0..MAX_PAYLOAD_LEN).map(|i| (i * 7 % 251) as u8).collect();

@@ -52,6 +52,17 @@ pub struct CollectorConfig {
     pub admin_group: Option<String>,
     /// Local socket through which users query their own jobs.
     pub socket: PathBuf,
+    /// The clusters whose uids are this host's: a user asking through the socket sees their own
+    /// jobs (by uid) of these clusters only. Empty (default): every cluster — a ledger of one
+    /// cluster, or of clusters sharing one user directory. Set it when the ledger holds clusters
+    /// whose uids mean different people.
+    pub user_clusters: Vec<String>,
+    /// `"off"` (default) or `"address"`: a node's records are accepted only from the address its
+    /// name has for Slurm (`node_addresses`, else the name resolved), as MUNGE's credential says.
+    pub node_binding: String,
+    /// A node's address(es) where its name does not resolve to it (slurm.conf `NodeAddr`): keys
+    /// `NODE` or `CLUSTER/NODE`, values comma-separated IP addresses.
+    pub node_addresses: std::collections::BTreeMap<String, String>,
     pub max_message_bytes: usize,
     pub max_connections: usize,
     /// A connection that has not delivered its whole request by then is dropped.
@@ -67,6 +78,9 @@ impl Default for CollectorConfig {
             slurm_user: "slurm".into(),
             admin_group: None,
             socket: PathBuf::from("/run/runledger/collector.sock"),
+            user_clusters: Vec::new(),
+            node_binding: "off".into(),
+            node_addresses: Default::default(),
             max_message_bytes: crate::wire::DEFAULT_MAX_FRAME,
             max_connections: 64,
             read_timeout_ms: 10_000,

@@ -9,7 +9,9 @@
 //! At step end the modules seen are added to the batch step's record.
 //!
 //! Bounded on every axis: sampling rate (fast for the first seconds, then every few seconds),
-//! processes looked at per tick, bytes read per environ, distinct environments remembered. At
+//! processes looked at per tick, bytes read per environ (one buffer, reused), bytes kept per
+//! variable, distinct environments and their bytes remembered, per tick as over the step: a job
+//! cannot make slurmstepd's memory grow with what its processes put in their environment. At
 //! step end the plugin waits only briefly for the thread; a thread stuck on a process's memory
 //! is left behind rather than stalling slurmstepd.
 
@@ -24,8 +26,12 @@ use std::time::{Duration, Instant};
 const MAX_PROCS: usize = 512;
 /// Bytes of one process's environ read.
 const MAX_ENVIRON: u64 = 1 << 20;
-/// Distinct module environments remembered per step.
+/// Distinct module environments remembered per step (and per tick).
 const MAX_SEEN: usize = 64;
+/// Bytes of one module variable kept (cut at a `:` boundary): 64 KiB is some 2,000 modules.
+const MAX_VAR: usize = 64 * 1024;
+/// Bytes of module variables remembered per step (and per tick).
+const MAX_SEEN_BYTES: usize = 1 << 20;
 /// How long slurm_spank_exit waits for the sampler's last look.
 pub const FINISH_WAIT: Duration = Duration::from_millis(300);
 
@@ -44,11 +50,32 @@ fn interval(elapsed: Duration) -> Duration {
 /// (LOADEDMODULES, _LMFILES_, MODULEPATH) as one process saw them.
 type ModuleVars = (Option<String>, Option<String>, Option<String>);
 
+/// Distinct module environments, bounded in number ([`MAX_SEEN`]) and bytes ([`MAX_SEEN_BYTES`]).
+#[derive(Default)]
+struct Seen {
+    set: BTreeSet<ModuleVars>,
+    bytes: usize,
+}
+
+impl Seen {
+    /// Keeps `v` if it is new and fits; false once full (nothing more will be kept).
+    fn add(&mut self, v: ModuleVars) -> bool {
+        let size = [&v.0, &v.1, &v.2].iter().map(|s| s.as_ref().map_or(0, String::len)).sum::<usize>();
+        if self.set.len() >= MAX_SEEN || self.bytes + size > MAX_SEEN_BYTES {
+            return false;
+        }
+        if self.set.insert(v) {
+            self.bytes += size;
+        }
+        true
+    }
+}
+
 #[derive(Default)]
 struct State {
     stop: bool,
     done: bool,
-    seen: BTreeSet<ModuleVars>,
+    seen: Seen,
 }
 
 #[derive(Default)]
@@ -98,9 +125,9 @@ impl Sampler {
     }
 }
 
-fn modules_of(seen: &BTreeSet<ModuleVars>) -> Vec<Module> {
+fn modules_of(seen: &Seen) -> Vec<Module> {
     let mut out: Vec<Module> = Vec::new();
-    for (loaded, files, path) in seen {
+    for (loaded, files, path) in &seen.set {
         for m in modules::parse_loaded(loaded.as_deref(), files.as_deref(), path.as_deref()) {
             if !out.iter().any(|o| o.name == m.name && o.version == m.version) {
                 out.push(m);
@@ -112,14 +139,16 @@ fn modules_of(seen: &BTreeSet<ModuleVars>) -> Vec<Module> {
 
 fn run(root: i32, shared: &Shared) {
     let t0 = Instant::now();
+    // The one environ buffer, reused across processes and ticks.
+    let mut buf = Vec::new();
     loop {
-        let found = sample(root);
+        // Sampled without the lock (a read of /proc/<pid>/environ can block): `finish` never waits on it.
+        let found = sample(root, &mut buf);
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        for vars in found {
-            if st.seen.len() >= MAX_SEEN {
+        for vars in found.set {
+            if !st.seen.add(vars) {
                 break;
             }
-            st.seen.insert(vars);
         }
         if st.stop {
             st.done = true;
@@ -132,9 +161,17 @@ fn run(root: i32, shared: &Shared) {
 }
 
 /// The module variables of `root`'s descendants (not `root` itself: its environment is the
-/// step's, already recorded) that have any.
-fn sample(root: i32) -> Vec<ModuleVars> {
-    descendants(root).into_iter().filter_map(module_vars).collect()
+/// step's, already recorded) that have any, bounded as the step's are.
+fn sample(root: i32, buf: &mut Vec<u8>) -> Seen {
+    let mut seen = Seen::default();
+    for pid in descendants(root) {
+        if let Some(v) = module_vars(pid, buf) {
+            if !seen.add(v) {
+                break;
+            }
+        }
+    }
+    seen
 }
 
 /// Descendants of `root` by parent pid, breadth first, at most [`MAX_PROCS`].
@@ -169,13 +206,24 @@ fn parent_of(pid: i32) -> Option<i32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn module_vars(pid: i32) -> Option<ModuleVars> {
-    let mut buf = Vec::new();
-    fs::File::open(format!("/proc/{pid}/environ")).ok()?.take(MAX_ENVIRON).read_to_end(&mut buf).ok()?;
+fn module_vars(pid: i32, buf: &mut Vec<u8>) -> Option<ModuleVars> {
+    buf.clear();
+    fs::File::open(format!("/proc/{pid}/environ")).ok()?.take(MAX_ENVIRON).read_to_end(buf).ok()?;
+    vars_of(buf)
+}
+
+/// The module variables of one environ block, each cut to [`MAX_VAR`] bytes at a `:`.
+fn vars_of(environ: &[u8]) -> Option<ModuleVars> {
     let mut vars: ModuleVars = (None, None, None);
-    for entry in buf.split(|&b| b == 0) {
+    for entry in environ.split(|&b| b == 0) {
         let get = |name: &[u8]| -> Option<String> {
             let v = entry.strip_prefix(name)?.strip_prefix(b"=")?;
+            let v = if v.len() > MAX_VAR {
+                let cut = &v[..MAX_VAR];
+                &cut[..cut.iter().rposition(|&b| b == b':').unwrap_or(0)]
+            } else {
+                v
+            };
             Some(String::from_utf8_lossy(v).into_owned())
         };
         if let Some(v) = get(b"LOADEDMODULES") {
@@ -234,6 +282,33 @@ mod tests {
         let t0 = Instant::now();
         assert!(s.finish(Duration::from_secs(2)).is_empty());
         assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A job whose processes carry enormous module variables costs slurmstepd a bounded amount:
+    /// each variable is cut (at a whole module), and what is remembered stays under its bounds.
+    #[test]
+    fn memory_per_tick_and_per_step_is_bounded() {
+        let many: Vec<String> = (0..20_000).map(|i| format!("mod{i}/1.{i}")).collect();
+        let environ = format!("LOADEDMODULES={}\0_LMFILES_=\0OTHER=x", many.join(":"));
+        let (loaded, _, _) = vars_of(environ.as_bytes()).unwrap();
+        let loaded = loaded.unwrap();
+        assert!(loaded.len() <= MAX_VAR && loaded.len() > MAX_VAR - 32, "{}", loaded.len());
+        assert!(loaded.split(':').all(|m| m.starts_with("mod") && m.contains("/1.")), "cut between modules");
+        let mut seen = Seen::default();
+        let mut kept = 0;
+        for i in 0..10_000 {
+            if seen.add((Some(format!("{loaded}:x{i}/1")), None, None)) {
+                kept += 1;
+            }
+        }
+        assert!(seen.bytes <= MAX_SEEN_BYTES && seen.set.len() <= MAX_SEEN, "{} bytes", seen.bytes);
+        assert_eq!(kept, MAX_SEEN_BYTES / (loaded.len() + 6), "distinct environments until the bytes run out");
+        // Repeats cost nothing.
+        let mut s = Seen::default();
+        for _ in 0..1000 {
+            assert!(s.add((Some("gcc/12".into()), None, None)));
+        }
+        assert_eq!((s.set.len(), s.bytes), (1, 6));
     }
 
     #[test]

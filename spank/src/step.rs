@@ -1,7 +1,11 @@
 //! Turning what slurmstepd knows about a step into [`StepStart`] / [`StepEnd`] records.
 //!
 //! Pure logic over plain data (gathered through [`Host`]) plus a few read-only looks at the file
-//! system (`stat` for the executable, `/proc/<pid>` links): nothing here can fail a step.
+//! system (`stat` for the executable, `/proc/<pid>` links): nothing here can fail a step. The
+//! executable's paths are the user's choice and slurmstepd is root: they are looked at on a
+//! helper thread within [`EXE_LOOKUP_BOUND`] (a hung mount costs the step that, not its start),
+//! and a path counts only if the user may reach and execute it ([`user_may`]), so the record
+//! never tells a user what root alone can see.
 
 use crate::host::{Host, Rusage, SpankResult};
 use runledger_record::env::EnvFilter;
@@ -21,6 +25,69 @@ pub const UNKNOWN: &str = "unknown";
 
 /// Slurm's NO_VAL (0xfffffffe) and its neighbours: "no value" markers, never a real id.
 const NO_VAL_LIKE: u32 = 0xffff_fff0;
+
+/// How long a step's start waits for its executable to be found; then it is recorded without.
+pub const EXE_LOOKUP_BOUND: Duration = Duration::from_millis(200);
+
+/// Who looks for the executable: the step's user, as the kernel would check their access by the
+/// mode bits (owner, then group, then others). Supplementary groups are not known here: a path
+/// reachable only through one is not reported, which errs on the side of saying less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Lookup {
+    /// Whether the user may do `bit` (0o4 read, 0o1 execute/search) on a file of `meta`.
+    fn may(self, meta: &fs::Metadata, bit: u32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.uid == 0 {
+            return true;
+        }
+        let mode = meta.mode();
+        let class = if meta.uid() == self.uid {
+            mode >> 6
+        } else if meta.gid() == self.gid {
+            mode >> 3
+        } else {
+            mode
+        };
+        class & bit != 0
+    }
+}
+
+/// Whether the user may reach `p` (search every directory above it) and execute it, a regular file.
+pub fn user_may(who: Lookup, p: &Path) -> bool {
+    let Ok(meta) = fs::metadata(p) else { return false };
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 || !who.may(&meta, 0o1) {
+        return false;
+    }
+    p.ancestors().skip(1).all(|dir| dir.as_os_str().is_empty() || fs::metadata(dir).is_ok_and(|m| who.may(&m, 0o1)))
+}
+
+/// [`resolve_exe`] for `who`, on a helper thread, giving up after `bound`: a lookup stuck on a
+/// hung file system is left behind (it holds nothing of the step's) and the step starts.
+pub fn resolve_exe_bounded(
+    who: Lookup,
+    argv0: &str,
+    path: Option<&str>,
+    cwd: Option<&Path>,
+    bound: Duration,
+) -> Option<String> {
+    let (argv0, path, cwd) = (argv0.to_string(), path.map(str::to_string), cwd.map(Path::to_path_buf));
+    bounded(bound, move || resolve_exe_for(who, &argv0, path.as_deref(), cwd.as_deref()))
+}
+
+/// `f()` on a helper thread, or None when it takes longer than `bound` (or cannot start).
+fn bounded<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> Option<T> + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new().name("runledger-exe".into()).stack_size(128 * 1024).spawn(move || {
+        let _ = tx.send(f());
+    });
+    spawned.ok()?;
+    rx.recv_timeout(bound).ok().flatten()
+}
 
 /// Everything the plugin reads about a step in slurm_spank_init_post_opt.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -131,10 +198,17 @@ pub fn cwd_from_env(env: &[Vec<u8>]) -> Option<String> {
     ["PWD", "SLURM_SUBMIT_DIR"].iter().filter_map(|n| env_str(env, n)).find(|p| p.starts_with('/'))
 }
 
-/// Where `argv0` would be found: as given when it holds a `/` (relative to `cwd`), else the
-/// first executable regular file of that name on `path` (empty or relative entries are relative
-/// to `cwd`). Only looks (`stat`), never executes.
-pub fn resolve_exe(argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Option<String> {
+/// [`resolve_exe_for`] as root sees it (the tests' view of the search itself).
+#[cfg(test)]
+fn resolve_exe(argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Option<String> {
+    resolve_exe_for(Lookup { uid: 0, gid: 0 }, argv0, path, cwd)
+}
+
+/// Where `argv0` would be found by `who` ([`user_may`]): as given when it holds a `/` (relative
+/// to `cwd`), else the first executable regular file of that name on `path` (empty or relative
+/// entries are relative to `cwd`). Only looks (`stat`), never executes.
+fn resolve_exe_for(who: Lookup, argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Option<String> {
+    let is_executable = |p: &Path| user_may(who, p);
     if argv0.is_empty() {
         return None;
     }
@@ -154,10 +228,6 @@ pub fn resolve_exe(argv0: &str, path: Option<&str>, cwd: Option<&Path>) -> Optio
         .map(|dir| dir.join(argv0))
         .find(|p| is_executable(p))
         .map(|p| p.to_string_lossy().into_owned())
-}
-
-fn is_executable(p: &Path) -> bool {
-    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The arguments as text, bounded like the environment is: a hostile command line cannot fill
@@ -185,8 +255,11 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
     let env = &f.env;
     let argv = bounded_argv(&f.argv);
     let cwd = cwd_from_env(env);
-    let exe =
-        argv.first().and_then(|a0| resolve_exe(a0, env_str(env, "PATH").as_deref(), cwd.as_deref().map(Path::new)));
+    // An unknown uid (u32::MAX) is nobody's: only what everyone may run is found.
+    let who = Lookup { uid: f.uid, gid: if f.uid == u32::MAX { u32::MAX } else { f.gid } };
+    let exe = argv.first().and_then(|a0| {
+        resolve_exe_bounded(who, a0, env_str(env, "PATH").as_deref(), cwd.as_deref().map(Path::new), EXE_LOOKUP_BOUND)
+    });
     StepStart {
         cluster: cluster_name(env),
         job_id: f.job_id,
@@ -536,5 +609,46 @@ pub(crate) mod tests {
         assert_eq!(open_file_path(me, f.as_raw_fd()), None, "deleted");
         assert_eq!(proc_cwd(me), std::env::current_dir().ok().map(|p| p.display().to_string()));
         assert_eq!(proc_cwd(i32::MAX), None);
+    }
+
+    /// A path the user could not reach or run is not recorded, though root can see it: the
+    /// record would otherwise tell the user what is in a directory closed to them.
+    #[test]
+    fn the_executable_is_found_as_the_user_would() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let me = fs::metadata(d.path()).unwrap();
+        let (mine, other) = (Lookup { uid: me.uid(), gid: me.gid() }, Lookup { uid: me.uid() + 1, gid: me.gid() + 1 });
+        let closed = d.path().join("closed");
+        fs::create_dir(&closed).unwrap();
+        let tool = exec_file(&closed, "tool", 0o755);
+        let path = closed.display().to_string();
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(resolve_exe_for(mine, "tool", Some(&path), None), Some(tool.display().to_string()));
+        assert_eq!(resolve_exe_for(other, "tool", Some(&path), None), None, "a directory closed to the user");
+        assert_eq!(resolve_exe_for(other, &tool.display().to_string(), None, None), None, "nor by its full path");
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(resolve_exe_for(other, "tool", Some(&path), None), Some(tool.display().to_string()));
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o750)).unwrap();
+        assert_eq!(resolve_exe_for(other, "tool", Some(&path), None), None, "executable by owner and group only");
+        let group = Lookup { uid: me.uid() + 1, gid: me.gid() };
+        assert_eq!(resolve_exe_for(group, "tool", Some(&path), None), Some(tool.display().to_string()));
+        assert!(user_may(other, Path::new("/bin/sh")), "what everyone may run is found for anyone");
+    }
+
+    /// A lookup that does not finish in time is given up: the step starts without it.
+    #[test]
+    fn a_stuck_lookup_is_given_up() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let got = bounded(Duration::from_millis(50), move || {
+            let _ = stuck.recv(); // blocks until the test has its answer, like a hung mount
+            Some("/found/too/late".to_string())
+        });
+        assert_eq!(got, None);
+        drop(release);
+        let fast = bounded(Duration::from_secs(60), || Some(1));
+        assert_eq!(fast, Some(1));
+        let who = Lookup { uid: 0, gid: 0 };
+        assert!(resolve_exe_bounded(who, "sh", Some("/usr/bin:/bin"), None, Duration::from_secs(60)).is_some());
     }
 }

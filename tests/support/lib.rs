@@ -76,9 +76,17 @@ pub fn require_cluster() {
 
 /// A user's home directory, where job scripts and outputs go.
 pub fn home(user: &str) -> PathBuf {
-    PathBuf::from(
-        stdout_of(Command::new("getent").args(["passwd", user])).split(':').nth(5).unwrap_or("/tmp").to_string(),
-    )
+    // Matched by name over the whole database: `getent passwd 1002` would look up a uid, and one
+    // test user's name is all digits.
+    let all = stdout_of(Command::new("getent").arg("passwd"));
+    let entry = all.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f[0] == user);
+    PathBuf::from(entry.and_then(|f| f.get(5).map(|h| h.to_string())).unwrap_or_else(|| "/tmp".into()))
+}
+
+/// The ordinary test user whose name is all digits: rltest2's uid (`local-cluster up` creates it),
+/// so a query that took the name for a uid would show it rltest2's jobs.
+pub fn digit_user() -> String {
+    stdout_of(Command::new("id").args(["-u", USER2])).trim().to_string()
 }
 
 /// Runs a shell command line as `user` (login environment, so Lmod is set up).

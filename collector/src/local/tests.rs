@@ -11,14 +11,19 @@ const T0: i64 = 1_700_000_000;
 /// A ledger file with alice's jobs 1 and 2 and bob's jobs 3 and 4 (bob's carry a telltale
 /// environment value and error).
 fn ledger() -> (tempfile::TempDir, PathBuf) {
+    ledger_of(&[(1, "alice", 2001, "tc"), (2, "alice", 2001, "tc"), (3, "bob", 2002, "tc"), (4, "bob", 2002, "tc")])
+}
+
+/// A ledger of these jobs: (job id, user, uid, cluster).
+fn ledger_of(list: &[(u32, &str, u32, &str)]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     let conn = crate::db::open_rw(&path).unwrap();
     let mut jobs = Vec::new();
-    for (id, user) in [(1, "alice"), (2, "alice"), (3, "bob"), (4, "bob")] {
-        let mut s = Sample::new("tc", id, T0 + i64::from(id) * 3600);
+    for &(id, user, uid, cluster) in list {
+        let mut s = Sample::new(cluster, id, T0 + i64::from(id) * 3600);
         s.user = user.into();
-        s.uid = if user == "alice" { 2001 } else { 2002 };
+        s.uid = uid;
         s.account = format!("acct-{user}");
         // Module sets that differ between the two users, so co-usage tells them apart.
         if id == 1 {
@@ -53,8 +58,12 @@ fn args(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
+fn own(name: &str, uid: u32) -> Scope {
+    Scope::Own(Owner { uid, name: name.into(), clusters: Vec::new() })
+}
+
 fn alice() -> Scope {
-    Scope::Own("alice".into())
+    own("alice", 2001)
 }
 
 /// Every ledger command, as a user would type it (after `collector`).
@@ -106,8 +115,8 @@ fn counts_match_per_user() {
         serde_json::from_slice::<serde_json::Value>(&a.stdout).unwrap().as_array().unwrap().len()
     };
     assert_eq!(count(&alice()), 2);
-    assert_eq!(count(&Scope::Own("bob".into())), 2);
-    assert_eq!(count(&Scope::Own("carol".into())), 0);
+    assert_eq!(count(&own("bob", 2002)), 2);
+    assert_eq!(count(&own("carol", 2003)), 0);
     assert_eq!(count(&Scope::All), 4);
 }
 
@@ -124,6 +133,57 @@ fn another_users_job_reads_as_not_recorded() {
     assert_eq!(other.stderr.replace(" 3 ", " N "), missing.stderr.replace(" 99 ", " N "));
     let admin = answer(&args("query job 3 --json"), &db, &Scope::All);
     assert!(String::from_utf8_lossy(&admin.stdout).contains("\"bob\""));
+}
+
+/// Job ids in a `query jobs --json` answer.
+fn job_ids(a: &Answer) -> Vec<u64> {
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    let rows: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let mut ids: Vec<u64> = rows.as_array().unwrap().iter().map(|r| r["job_id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// A user named "2002" (uid 2005) is narrowed by uid: bob's jobs (uid 2002) stay hidden, whichever
+/// way the user names themselves, in every command.
+#[test]
+fn an_all_digit_name_is_never_read_as_a_uid() {
+    let (_dir, db) = ledger_of(&[(1, "alice", 2001, "tc"), (3, "bob", 2002, "tc"), (5, "2002", 2005, "tc")]);
+    let digits = own("2002", 2005);
+    for filter in ["", " -u 2002", " -u 2005", " -u 2002,bob"] {
+        let a = answer(&args(&format!("query jobs --json{filter}")), &db, &digits);
+        assert_eq!(job_ids(&a), vec![5], "{filter}");
+    }
+    for cmd in COMMANDS {
+        let a = answer(&args(cmd), &db, &digits);
+        assert_eq!(a.code, 0, "{cmd}: {}", a.stderr);
+        let out = String::from_utf8(a.stdout).unwrap();
+        assert!(!out.contains("bob"), "{cmd}: bob's jobs leaked to the user named 2002:\n{out}");
+    }
+    assert_eq!(answer(&args("query job 3"), &db, &digits).code, 1);
+    assert_eq!(answer(&args("query job 5"), &db, &digits).code, 0);
+    // bob, asking by his uid, still sees his own job only.
+    assert_eq!(job_ids(&answer(&args("query jobs --json -u 2002"), &db, &own("bob", 2002))), vec![3]);
+    let a = answer(&args("query jobs -u 2001"), &db, &digits);
+    assert_eq!(a.code, 2, "another uid is someone else");
+}
+
+/// Where a ledger holds clusters whose uids mean different people, `user_clusters` keeps a caller
+/// to the clusters whose accounts are this host's.
+#[test]
+fn user_clusters_keep_a_uid_to_its_own_cluster() {
+    let (_dir, db) = ledger_of(&[(1, "alice", 2001, "tc"), (2, "zed", 2001, "far"), (3, "bob", 2002, "tc")]);
+    let here = Scope::Own(Owner { uid: 2001, name: "alice".into(), clusters: vec!["tc".into()] });
+    assert_eq!(job_ids(&answer(&args("query jobs --json"), &db, &here)), vec![1]);
+    assert_eq!(job_ids(&answer(&args("query jobs --json -M tc,far"), &db, &here)), vec![1]);
+    let a = answer(&args("query jobs -M far"), &db, &here);
+    assert_eq!(a.code, 2);
+    assert!(a.stderr.contains("cluster tc"), "{}", a.stderr);
+    assert_eq!(answer(&args("query job 2"), &db, &here).code, 1, "zed's job on the other cluster");
+    let a = answer(&args("export --format jsonl"), &db, &here);
+    assert!(!String::from_utf8_lossy(&a.stdout).contains("zed"));
+    // Unset, every cluster counts (one user directory for all).
+    assert_eq!(job_ids(&answer(&args("query jobs --json"), &db, &alice())), vec![1, 2]);
 }
 
 #[test]
@@ -173,6 +233,34 @@ fn output_files_come_back_as_bytes() {
     assert!(!String::from_utf8_lossy(&a.files[0]).contains("bob"));
 }
 
+/// Charts and exports are drawn in a directory no local user can predict or plant: links at the
+/// names the daemon once used (pid and a counter) are neither followed nor in the way.
+#[test]
+fn the_scratch_directory_is_unpredictable_and_private() {
+    let (_dir, db) = ledger();
+    let target = tempfile::tempdir().unwrap();
+    let planted: Vec<PathBuf> =
+        (0..256).map(|i| std::env::temp_dir().join(format!("runledger-query-{}-{i}", std::process::id()))).collect();
+    for p in &planted {
+        let _ = std::os::unix::fs::symlink(target.path(), p);
+    }
+    let a = answer(&args("query summary --by user --plot /nonexistent-dir/u.svg"), &db, &alice());
+    for p in &planted {
+        let _ = std::fs::remove_file(p);
+    }
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    assert!(String::from_utf8_lossy(&a.files[0]).contains("<svg"));
+    assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0, "written through a planted link");
+    let (one, two) = (scratch_dir().unwrap(), scratch_dir().unwrap());
+    assert_ne!(one.path(), two.path());
+    assert_eq!(std::fs::metadata(one.path()).unwrap().permissions().mode() & 0o777, 0o700);
+    let name = one.path().file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("runledger-query-") && !name.contains(&std::process::id().to_string()), "{name}");
+    let path = one.path().to_path_buf();
+    drop(one);
+    assert!(!path.exists(), "removed when done");
+}
+
 #[test]
 fn round_trip_over_a_real_socket() {
     let (dir, db) = ledger();
@@ -181,6 +269,7 @@ fn round_trip_over_a_real_socket() {
         socket: socket.clone(),
         database: db,
         admin_group: None,
+        user_clusters: Vec::new(),
         max_connections: 4,
         read_timeout: Duration::from_secs(5),
     })
@@ -204,6 +293,7 @@ fn round_trip_over_a_real_socket() {
         socket: socket.clone(),
         database: PathBuf::from("/x"),
         admin_group: None,
+        user_clusters: Vec::new(),
         max_connections: 1,
         read_timeout: Duration::from_secs(1),
     })
@@ -213,14 +303,15 @@ fn round_trip_over_a_real_socket() {
 
 #[test]
 fn scope_of_root_and_of_the_daemons_own_user_is_everything() {
-    assert_eq!(scope_of(0, None), Ok(Scope::All));
-    assert_eq!(scope_of(sys::euid(), Some("no-such-group")), Ok(Scope::All));
+    assert_eq!(scope_of(sys::euid(), Some("no-such-group"), &[]), Ok(Scope::All));
     if let Some(nobody) = sys::user_by_name("nobody").filter(|u| u.uid != sys::euid()) {
-        assert_eq!(scope_of(nobody.uid, None), Ok(Scope::Own("nobody".into())));
-        assert_eq!(scope_of(nobody.uid, Some("no-such-group")), Ok(Scope::Own("nobody".into())));
-        assert_eq!(scope_of(nobody.uid, Some("nogroup")), Ok(Scope::All), "nobody's primary group is nogroup");
+        let me = Owner { uid: nobody.uid, name: "nobody".into(), clusters: vec!["tc".into()] };
+        assert_eq!(scope_of(nobody.uid, None, &me.clusters), Ok(Scope::Own(me.clone())));
+        assert_eq!(scope_of(nobody.uid, Some("no-such-group"), &me.clusters), Ok(Scope::Own(me)));
+        assert_eq!(scope_of(nobody.uid, Some("nogroup"), &[]), Ok(Scope::All), "nobody's primary group is nogroup");
     }
-    assert!(scope_of(4_000_000_000, None).unwrap_err().contains("no passwd entry"));
+    assert_eq!(scope_of(0, None, &[]), Ok(Scope::All));
+    assert!(scope_of(4_000_000_000, None, &[]).unwrap_err().contains("no passwd entry"));
 }
 
 #[test]
@@ -234,4 +325,61 @@ fn protect_database_makes_existing_files_private() {
     let after = sys::set_umask(old);
     assert_eq!(after, 0o077, "new files (the -wal and -shm) are created private");
     assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A job whose name, argv, environment, account and evidence line carry terminal escapes and
+/// spreadsheet formulas: tables and `query job` show them escaped, CSV cells of text are
+/// protected, and numbers stay numbers.
+#[test]
+fn recorded_text_is_escaped_for_terminals_and_protected_in_csv() {
+    use runledger_record::Item;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let conn = crate::db::open_rw(&db).unwrap();
+    let mut s = Sample::new("tc", 7, T0);
+    s.account = "=HYPERLINK(\"http://evil\")".into();
+    s.state = JobState::Failed;
+    s.exit = ExitStatus { code: 1, signal: 0, core_dumped: false };
+    let mut b = s.batch(0);
+    for i in &mut b.items {
+        match i {
+            Item::StepStart(st) => {
+                st.job_name = Some("job\x1b]0;owned\x07\x1b[2J".into());
+                st.argv.push("--x=\x1b[31mred\u{202e}".into());
+                st.env.insert("EVIL".into(), "a\nUser         root".into());
+            }
+            Item::JobEnd(j) => j.state_evidence = Some("-1+2\x1b[1A".into()),
+            Item::StepEnd(_) => {}
+        }
+    }
+    for r in apply_group(&conn, &[&b], T0 + 90_000).unwrap() {
+        r.unwrap();
+    }
+    drop(conn);
+    let run = |cmd: &str| {
+        let a = answer(&args(cmd), &db, &Scope::All);
+        assert_eq!(a.code, 0, "{cmd}: {}", a.stderr);
+        String::from_utf8(a.stdout).unwrap()
+    };
+    let raw_control = |s: &str| s.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{202e}');
+    for cmd in ["query jobs -o JobID,JobName,Account,Evidence", "query job 7", "query summary --by account"] {
+        let out = run(cmd);
+        assert!(!raw_control(&out), "{cmd}: raw control characters reach the terminal: {out:?}");
+    }
+    let table = run("query jobs -o JobID,JobName,Evidence");
+    assert!(table.contains("job\\x1b]0;owned\\x07\\x1b[2J"), "{table}");
+    let detail = run("query job 7");
+    assert!(detail.contains("\\x1b[31mred\\u{202e}"), "argv: {detail}");
+    assert!(detail.contains("EVIL=a\\nUser         root"), "the environment cannot fake a line: {detail}");
+    assert!(!detail.lines().any(|l| l.trim_start().starts_with("User         root")), "{detail}");
+    assert!(detail.contains("-1+2\\x1b[1A"), "evidence: {detail}");
+
+    let csv = run("query jobs --csv -o JobID,Account,Evidence,NCPUS,ExitCode");
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.starts_with("7,\"'=HYPERLINK(\"\"http://evil\"\")\",'-1+2\u{1b}[1A,"), "{row}");
+    assert!(row.ends_with(",1:0"), "numbers and exit codes untouched: {row}");
+    let summary = run("query summary --by account --csv");
+    assert!(summary.contains("\"'=HYPERLINK("), "{summary}");
+    let export = run("export --format csv");
+    assert!(export.contains("\"'=HYPERLINK("), "{export}");
 }

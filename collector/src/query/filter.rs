@@ -85,8 +85,11 @@ pub fn parse_name(s: &str) -> Result<String, String> {
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub jobs: Vec<JobSel>,
-    /// User names, or uids when numeric.
+    /// User names, or uids when numeric (`-u`, as sacct reads it).
     pub users: Vec<String>,
+    /// Only this uid, exactly: the caller a query through the socket is narrowed to, as the kernel
+    /// named them (`SO_PEERCRED`). Never taken from a name, so a user called "1002" is not uid 1002.
+    pub uid: Option<u32>,
     pub accounts: Vec<String>,
     pub partitions: Vec<String>,
     pub clusters: Vec<String>,
@@ -152,6 +155,10 @@ impl Filter {
                 params.extend(uids.iter().map(|v| Value::Integer(v.parse().unwrap_or(-1))));
             }
             conds.push(format!("({})", alts.join(" OR ")));
+        }
+        if let Some(uid) = self.uid {
+            conds.push("uid = ?".into());
+            params.push(Value::Integer(uid.into()));
         }
         text_in("account", &self.accounts, &mut conds, &mut params);
         text_in("partition", &self.partitions, &mut conds, &mut params);
@@ -247,6 +254,7 @@ mod tests {
         let f = Filter {
             jobs: vec![JobSel { id: 1, task: None }, JobSel { id: 2, task: Some(3) }],
             users: vec!["alice".into(), "1001".into()],
+            uid: Some(1002),
             accounts: vec!["a".into()],
             partitions: vec!["p".into(), "q".into()],
             clusters: vec!["c".into()],

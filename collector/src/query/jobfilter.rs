@@ -62,6 +62,10 @@ pub struct JobFilterArgs {
     /// Only jobs whose logs show this failure category (e.g. input_error, time_limit).
     #[arg(help_heading = HEADING, long, value_name = "CATEGORY[,CATEGORY]", value_delimiter = ',', value_parser = filter::parse_category)]
     pub category: Vec<String>,
+
+    /// Set by the daemon, never from the command line: the uid a socket caller is narrowed to.
+    #[arg(skip)]
+    pub owner_uid: Option<u32>,
 }
 
 impl JobFilterArgs {
@@ -69,6 +73,7 @@ impl JobFilterArgs {
         Filter {
             jobs: self.jobs.clone(),
             users: self.user.clone(),
+            uid: self.owner_uid,
             accounts: self.account.clone(),
             partitions: self.partition.clone(),
             clusters: self.cluster.clone(),

@@ -4,7 +4,7 @@
 //! always carries the whole job, with times as RFC 3339 local time (null when unknown) and
 //! elapsed seconds, so scripts never parse display formats.
 
-use super::report::csv_cell;
+use super::report::{csv_cell, csv_text_cell};
 use super::{FactValue, JobDetail, JobRow, StepRow};
 use crate::timefmt;
 use serde_json::{json, Map, Value};
@@ -52,6 +52,36 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 /// A text column's cell, borrowed.
 fn text(v: &Option<String>) -> Cow<'_, str> {
     Cow::Borrowed(v.as_deref().unwrap_or(""))
+}
+
+/// A recorded value as a terminal may show it: control characters (C0 including newline and tab,
+/// DEL, C1) and the bidirectional overrides that reorder what is shown are written as escapes
+/// (`\x1b`, `\n`, `\u{202e}`); everything else, backslashes included, is shown as it is. Job names,
+/// argv, environments and log lines are the users' own text: raw, they could move the cursor,
+/// retitle or clear the admin's terminal, or fake lines of the output.
+pub fn shown(s: &str) -> Cow<'_, str> {
+    let bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let bad = |c: char| c.is_control() || bidi(c);
+    // Most cells are printable ASCII: decided by one pass over the bytes.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) || !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if bad(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn exit_code(j: &JobRow) -> String {
@@ -164,6 +194,12 @@ pub const LEAN_FIELDS: &[&str] = &[
 impl Field {
     pub fn lean(&self) -> bool {
         LEAN_FIELDS.contains(&self.name)
+    }
+
+    /// Whether the field is free text (names, paths, log lines: what users and their logs
+    /// choose), which CSV protects from spreadsheets; numbers, ids, states and times are not.
+    pub fn text(&self) -> bool {
+        !self.right && !matches!(self.name, "JobID" | "State" | "ExitCode" | "Start" | "End")
     }
 }
 
@@ -289,7 +325,12 @@ impl<'f> Listing<'f> {
                 if c > 0 {
                     out.push(',');
                 }
-                out.push_str(&csv_cell(self.cell(r, c)));
+                let cell = self.cell(r, c);
+                if self.fields[c].text() {
+                    out.push_str(&csv_text_cell(cell));
+                } else {
+                    out.push_str(&csv_cell(cell));
+                }
             }
             out.push('\n');
         }
@@ -332,13 +373,15 @@ fn aligned_with<'a>(
     sep: &str,
     header: bool,
 ) -> String {
+    // Recorded text reaches a terminal: control characters escaped (see [`shown`]).
+    let cell = |r: usize, c: usize| shown(cell(r, c));
     // Thousands of rows: the width of a cell counted cheaply, each line written in place.
     let width = |s: &str| if s.is_ascii() { s.len() } else { s.chars().count() };
     let cols = names.len();
     let mut widths: Vec<usize> = names.iter().map(|n| if header { width(n) } else { 0 }).collect();
     for r in 0..rows {
         for (c, w) in widths.iter_mut().enumerate() {
-            *w = (*w).max(width(cell(r, c)));
+            *w = (*w).max(width(&cell(r, c)));
         }
     }
     let line_len = widths.iter().sum::<usize>() + sep.len() * cols + 1;
@@ -352,19 +395,19 @@ fn aligned_with<'a>(
         }
     };
     let mut out = String::with_capacity(line_len * (rows + 2));
-    let line = |out: &mut String, value: &dyn Fn(usize) -> &'a str| {
+    let line = |out: &mut String, value: &dyn Fn(usize) -> Cow<'a, str>| {
         let start = out.len();
         for (i, w) in widths.iter().enumerate() {
             if i > 0 {
                 out.push_str(sep);
             }
             let v = value(i);
-            let pad = w.saturating_sub(width(v));
+            let pad = w.saturating_sub(width(&v));
             if right.get(i).copied().unwrap_or(false) {
                 spaces(out, pad);
-                out.push_str(v);
+                out.push_str(&v);
             } else {
-                out.push_str(v);
+                out.push_str(&v);
                 // The last column's padding would be trimmed off again.
                 if i + 1 < cols {
                     spaces(out, pad);
@@ -376,7 +419,7 @@ fn aligned_with<'a>(
         out.push('\n');
     };
     if header {
-        line(&mut out, &|c| names[c]);
+        line(&mut out, &|c| Cow::Borrowed(names[c]));
         let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
         out.push_str(&rules.join(sep));
         out.push('\n');
@@ -594,7 +637,7 @@ fn module_names(d: &JobDetail) -> Vec<String> {
 fn kv(out: &mut String, key: &str, value: impl AsRef<str>) {
     let v = value.as_ref();
     if !v.is_empty() {
-        let _ = writeln!(out, "  {key:<12} {v}");
+        let _ = writeln!(out, "  {key:<12} {}", shown(v));
     }
 }
 
@@ -604,7 +647,7 @@ fn shell_words(argv: &[String]) -> String {
             if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
                 a.clone()
             } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
+                format!("'{}'", shown(&a.replace('\'', "'\\''")))
             }
         })
         .collect::<Vec<_>>()
@@ -615,7 +658,7 @@ fn shell_words(argv: &[String]) -> String {
 pub fn detail_text(d: &JobDetail) -> String {
     let j = &d.job;
     let mut o = String::new();
-    let _ = writeln!(o, "Job {} on cluster {}", j.display_id(), j.cluster);
+    let _ = writeln!(o, "Job {} on cluster {}", j.display_id(), shown(&j.cluster));
     if j.array_job_id.is_some() {
         kv(&mut o, "JobIDRaw", j.job_id.to_string());
     }
@@ -671,7 +714,7 @@ pub fn detail_text(d: &JobDetail) -> String {
             let _ = writeln!(
                 o,
                 "  {}  {} exit {}:{}{}  {} .. {}  received {}",
-                n.node,
+                shown(&n.node),
                 n.state,
                 n.exit_code,
                 n.signal,
@@ -681,13 +724,13 @@ pub fn detail_text(d: &JobDetail) -> String {
                 timefmt::display(Some(n.received_at)),
             );
             if let Some(e) = &n.state_evidence {
-                let _ = writeln!(o, "      evidence: {e}");
+                let _ = writeln!(o, "      evidence: {}", shown(e));
             }
             if let Some(p) = &n.stdout {
-                let _ = writeln!(o, "      stdout: {p}");
+                let _ = writeln!(o, "      stdout: {}", shown(p));
             }
             if let Some(p) = &n.stderr {
-                let _ = writeln!(o, "      stderr: {p}");
+                let _ = writeln!(o, "      stderr: {}", shown(p));
             }
         }
     } else {
@@ -703,7 +746,7 @@ pub fn detail_text(d: &JobDetail) -> String {
                 "  {}.{} on {}: {} .. {}, {} task(s), cpu {:.2} s, max rss {}",
                 j.job_id,
                 s.name(),
-                s.node,
+                shown(&s.node),
                 timefmt::display(s.start),
                 timefmt::display(s.end),
                 opt(&s.ntasks),
@@ -714,10 +757,10 @@ pub fn detail_text(d: &JobDetail) -> String {
                 let _ = writeln!(o, "      argv: {}", shell_words(&s.argv));
             }
             if let Some(e) = &s.exe {
-                let _ = writeln!(o, "      exe:  {e}");
+                let _ = writeln!(o, "      exe:  {}", shown(e));
             }
             if let Some(c) = &s.cwd {
-                let _ = writeln!(o, "      cwd:  {c}");
+                let _ = writeln!(o, "      cwd:  {}", shown(c));
             }
             if let Some(h) = &s.env_hash {
                 let _ = writeln!(o, "      env:  {}", &h[..h.len().min(12)]);
@@ -743,7 +786,7 @@ pub fn detail_text(d: &JobDetail) -> String {
         for m in &d.modules {
             let full = if m.version.is_empty() { m.name.clone() } else { format!("{}/{}", m.name, m.version) };
             if seen.insert((full.clone(), m.file.clone())) {
-                let _ = writeln!(o, "  {full:<30} {}", m.file.as_deref().unwrap_or(""));
+                let _ = writeln!(o, "  {:<30} {}", shown(&full), shown(m.file.as_deref().unwrap_or("")));
             }
         }
     }
@@ -753,18 +796,25 @@ pub fn detail_text(d: &JobDetail) -> String {
             .steps
             .iter()
             .filter(|s| s.env_hash.as_deref() == Some(hash))
-            .map(|s| format!("{}@{}", s.name(), s.node))
+            .map(|s| format!("{}@{}", s.name(), shown(&s.node)))
             .collect();
         let _ = writeln!(o, "\nEnvironment {} (steps {}):", &hash[..hash.len().min(12)], used.join(", "));
         for (k, v) in env {
-            let _ = writeln!(o, "  {k}={v}");
+            let _ = writeln!(o, "  {}={}", shown(k), shown(v));
         }
     }
 
     if !d.events.is_empty() {
         let _ = writeln!(o, "\nEvents:");
         for e in &d.events {
-            let _ = writeln!(o, "  {}  {:<8} {:<13} {}", timefmt::display(Some(e.time)), e.node, e.kind, e.detail);
+            let _ = writeln!(
+                o,
+                "  {}  {:<8} {:<13} {}",
+                timefmt::display(Some(e.time)),
+                shown(&e.node),
+                e.kind,
+                shown(&e.detail)
+            );
         }
     }
 
@@ -780,9 +830,9 @@ pub fn detail_text(d: &JobDetail) -> String {
         groups.dedup();
         for (node, source) in groups {
             if source.is_empty() {
-                let _ = writeln!(o, "\nFacts (job level, from {node}'s epilog):");
+                let _ = writeln!(o, "\nFacts (job level, from {}'s epilog):", shown(node));
             } else {
-                let _ = writeln!(o, "\nFacts from {source} (on {node}):");
+                let _ = writeln!(o, "\nFacts from {} (on {}):", shown(source), shown(node));
             }
             let mut facts: Vec<&super::FactRow> =
                 d.facts.iter().filter(|f| f.node == node && f.source == source).collect();
@@ -791,8 +841,8 @@ pub fn detail_text(d: &JobDetail) -> String {
             facts.sort_by_key(|f| (first.iter().position(|k| *k == f.key).unwrap_or(first.len()), f.key.clone()));
             let width = facts.iter().map(|f| f.key.chars().count()).max().unwrap_or(0).min(24);
             for f in facts {
-                let unit = f.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
-                let _ = writeln!(o, "  {:<width$} {}{unit}", f.key, f.value);
+                let unit = f.unit.as_deref().map(|u| format!(" {}", shown(u))).unwrap_or_default();
+                let _ = writeln!(o, "  {:<width$} {}{unit}", shown(&f.key), shown(&f.value));
             }
         }
     }

@@ -165,7 +165,11 @@ impl Report {
             out.push('\n');
         }
         for r in &self.rows {
-            out.push_str(&r.iter().map(|c| csv_cell(&c.raw_text()).into_owned()).collect::<Vec<_>>().join(","));
+            let cells = r.iter().map(|c| match c {
+                Cell::Text(s) => csv_text_cell(s),
+                other => csv_cell(&other.raw_text()).into_owned(),
+            });
+            out.push_str(&cells.collect::<Vec<_>>().join(","));
             out.push('\n');
         }
         out
@@ -191,6 +195,23 @@ impl Report {
     }
 }
 
+/// A text cell made safe for a spreadsheet (OWASP's CSV-injection advice): one that starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return would be read as a formula, so it gets a leading
+/// single quote. Only for text (names, argv, log lines): numbers such as `-1` stay numbers.
+pub fn spreadsheet_safe(s: &str) -> Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{s}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// A text cell of a CSV file: [`spreadsheet_safe`], then quoted as CSV needs.
+pub fn csv_text_cell(s: &str) -> String {
+    csv_cell(&spreadsheet_safe(s)).into_owned()
+}
+
+/// A cell of a CSV file, quoted when it holds a comma, a quote or a line break (RFC 4180).
 pub fn csv_cell(s: &str) -> Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
         Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
@@ -226,6 +247,40 @@ pub fn quantile_select(values: &mut [i64], q: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_cells_are_kept_from_spreadsheet_formulas_and_numbers_stay_numbers() {
+        for (cell, csv) in [
+            ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+            ("+1+2", "'+1+2"),
+            ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("a,=b", "\"a,=b\""),
+            ("plain", "plain"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_text_cell(cell), csv, "{cell:?}");
+        }
+        let mut t = Report::new(&["name", "n", "rate"]);
+        t.rows.push(vec![Cell::Text("-x".into()), Cell::Int(-1), Cell::Float(-0.5, 1)]);
+        assert_eq!(t.csv(false), "'-x,-1,-0.5\n", "numbers are not text: -1 stays -1");
+    }
+
+    #[test]
+    fn tables_escape_terminal_control_characters() {
+        let mut t = Report::new(&["module", "jobs"]);
+        t.rows.push(vec![Cell::Text("evil\x1b]0;owned\x07\u{202e}cba".into()), Cell::Int(1)]);
+        t.rows.push(vec![Cell::Text("two\nlines".into()), Cell::Int(2)]);
+        let text = t.table(true);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("evil\\x1b]0;owned\\x07\\u{202e}cba"), "{text}");
+        assert!(text.contains("two\\nlines"), "{text}");
+        assert_eq!(text.lines().count(), 4, "a newline in a value does not make a row: {text}");
+        // Columns stay aligned on the escaped width (the last one is right-aligned).
+        let widths: Vec<usize> = text.lines().map(|l| l.chars().count()).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "{text}");
+    }
 
     #[test]
     fn selection_gives_the_sorted_quantile() {
