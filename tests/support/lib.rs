@@ -74,7 +74,10 @@ pub fn require_cluster() {
     );
     let on_path = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(COLLECTOR).is_file()));
-    assert!(on_path, "`{COLLECTOR}` is not on PATH: run `packaging/local-cluster up` (it installs runledger's packages)");
+    assert!(
+        on_path,
+        "`{COLLECTOR}` is not on PATH: run `packaging/local-cluster up` (it installs runledger's packages)"
+    );
 }
 
 /// A user's home directory, where job scripts and outputs go.
