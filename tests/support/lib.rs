@@ -7,7 +7,7 @@
 //! to start it.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "rltest";
 pub const USER2: &str = "rltest2";
 
-/// The installed collector: the same binary the cluster runs.
-pub const COLLECTOR: &str = "/usr/local/bin/collector";
+/// The installed collector, the same binary the cluster runs: found on PATH, where the
+/// runledger-collector package put it.
+pub const COLLECTOR: &str = "collector";
 
 const PLUGSTACK: &str = "/etc/slurm/plugstack.conf";
 
@@ -71,7 +72,12 @@ pub fn require_cluster() {
         "no local Slurm cluster: run `packaging/local-cluster up` first (sinfo said: {state}{})",
         String::from_utf8_lossy(&sinfo.stderr)
     );
-    assert!(Path::new(COLLECTOR).exists(), "{COLLECTOR} missing: run `packaging/local-cluster up`");
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(COLLECTOR).is_file()));
+    assert!(
+        on_path,
+        "`{COLLECTOR}` is not on PATH: run `packaging/local-cluster up` (it installs runledger's packages)"
+    );
 }
 
 /// A user's home directory, where job scripts and outputs go.
