@@ -340,7 +340,13 @@ fn node_missing(
         .query_map(params![p.since, judged_until], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
-                NodeJob { cluster: r.get(1)?, job_id: r.get(2)?, node: String::new(), user: r.get(3)?, last: r.get(4)? },
+                NodeJob {
+                    cluster: r.get(1)?,
+                    job_id: r.get(2)?,
+                    node: String::new(),
+                    user: r.get(3)?,
+                    last: r.get(4)?,
+                },
                 r.get::<_, Option<String>>(5)?,
             ))
         })?
