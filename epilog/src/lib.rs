@@ -122,7 +122,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         } else {
             log::error!(
                 "job {id}: batch NOT delivered and NOT kept: this node's JobEnd of the job is LOST (step records \
-                 the plugin spooled stay in {}, and a later run sends them once they are an hour old)",
+                 the plugin spooled stay in {}, and a later run sends them once untouched for [epilog] orphan_grace_s)",
                 spool.job_dir(id).display()
             );
         }

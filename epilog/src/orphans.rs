@@ -8,8 +8,8 @@
 //! ledger keeps its state unknown and `collector audit` lists it under `no_epilog`.
 //!
 //! A job directory counts as orphaned when nothing in it changed for `[epilog] orphan_grace_s`
-//! (default [`GRACE`], an hour; a job's epilog runs seconds after its last step ends) and no slurmstepd of that job runs on this node (a
-//! week-long job's batch step was spooled a week ago). Even so the job may still hold this node
+//! (default [`GRACE`], an hour; a job's epilog runs seconds after its last step ends) and no
+//! slurmstepd of that job runs on this node (a week-long job's batch step was spooled a week ago). Even so the job may still hold this node
 //! between two steps of a multi-node job, and its epilog may yet come; so the records are sent,
 //! not moved: the directory stays, marked sent ([`SENT`]), for that epilog to read as usual
 //! (sending them twice is harmless: the collector merges idempotently). Records spooled after
