@@ -77,7 +77,8 @@ rl_ensure_cargo() {
 # something fails so CI output shows why.
 rl_dump_logs() {
     local lines=${RL_LOG_LINES:-60} f
-    for f in /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log \
+    # slurmd-nI.log: the nodes of a multi-node local cluster.
+    for f in /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log /var/log/slurm/slurmd-*.log \
              /var/log/runledger/collector.log /var/log/munge/munged.log \
              /var/log/syslog /var/log/messages; do
         if [[ -s $f ]]; then

@@ -9,6 +9,7 @@
 //! |----------------|--------------------------------------------------------------------------|
 //! | `no_epilog`    | a node recorded steps of a job (plugin) but never its end (epilog)       |
 //! | `no_plugin`    | a node's epilog recorded a job but no step of it (plugin not loaded, spool lost) |
+//! | `node_missing` | a node the job was given (its `SLURM_JOB_NODELIST`) sent nothing about it: no step, no end (the node died, or cannot reach us) |
 //! | `silent_node`  | a node that reported in the window, but not for `--silent-after`         |
 //! | `id_gap`       | job ids missing between recorded ones, per cluster (also jobs cancelled before they started) |
 //! | `canary`       | a canary job submitted by `packaging/canary` that never arrived          |
@@ -35,6 +36,10 @@ does not announce itself:
                the epilog did not run, or its record never arrived
   no_plugin    a node's epilog recorded a job but no step of it: the plugin is not in that node's
                plugstack.conf, or its spool was lost
+  node_missing a node the job was given (SLURM_JOB_NODELIST in a step's recorded environment)
+               sent nothing about it, neither a step nor an end: the node or its slurmd died
+               mid-job, or it cannot reach the collector. Its records may still come (the
+               node's flush sends what the plugin spooled once it is back)
   silent_node  a node that reported within the window but not for --silent-after (down, drained,
                or its epilog cannot reach the collector)
   id_gap       job ids missing between recorded ones, per cluster. A job cancelled before it
@@ -147,6 +152,7 @@ pub struct Findings {
     pub jobs_checked: i64,
     pub no_epilog: Vec<NodeJob>,
     pub no_plugin: Vec<NodeJob>,
+    pub node_missing: Vec<NodeJob>,
     pub silent_nodes: Vec<SilentNode>,
     pub id_gaps: Vec<Gap>,
     pub missing_ids: i64,
@@ -164,6 +170,7 @@ impl Findings {
     pub fn count(&self) -> usize {
         self.no_epilog.len()
             + self.no_plugin.len()
+            + self.node_missing.len()
             + self.silent_nodes.len()
             + self.id_gaps.len()
             + self.canaries_missing.len()
@@ -226,6 +233,8 @@ pub fn audit(conn: &Connection, p: &Params) -> rusqlite::Result<Findings> {
            AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.job = j.id AND s.node = n.node)
          ORDER BY j.cluster, j.job_id, h.name"
     ))?;
+
+    f.node_missing = node_missing(conn, p, in_window, &cc, judged_until)?;
 
     // Nodes: the last time each said anything, among those that said something in the window.
     let mut st = conn.prepare(&format!(
@@ -305,6 +314,60 @@ pub fn audit(conn: &Connection, p: &Params) -> rusqlite::Result<Findings> {
     Ok(f)
 }
 
+/// Nodes a job was given that sent nothing about it. Only jobs with fewer reporting nodes than
+/// their node count are looked at; their node list is the `SLURM_JOB_NODELIST` a step recorded
+/// (sites that filter it out of the environment only see the count go unexplained).
+fn node_missing(
+    conn: &Connection,
+    p: &Params,
+    in_window: &str,
+    cc: &str,
+    judged_until: i64,
+) -> rusqlite::Result<Vec<NodeJob>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT j.id, j.cluster, j.job_id, j.user, COALESCE(j.end, j.start, 0) AS last,
+                (SELECT json_extract(e.content, '$.SLURM_JOB_NODELIST')
+                 FROM steps s JOIN environments e ON e.id = s.env
+                 WHERE s.job = j.id AND json_extract(e.content, '$.SLURM_JOB_NODELIST') IS NOT NULL
+                 LIMIT 1)
+         FROM jobs j
+         WHERE {in_window} AND {cc} AND COALESCE(j.end, j.start, 0) <= ?2
+           AND j.nnodes > (SELECT COUNT(*) FROM (SELECT node FROM steps WHERE job = j.id
+                                                 UNION SELECT node FROM job_nodes WHERE job = j.id))
+         ORDER BY j.cluster, j.job_id"
+    ))?;
+    let rows = st
+        .query_map(params![p.since, judged_until], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                NodeJob {
+                    cluster: r.get(1)?,
+                    job_id: r.get(2)?,
+                    node: String::new(),
+                    user: r.get(3)?,
+                    last: r.get(4)?,
+                },
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut reporting = conn.prepare(
+        "SELECT h.name FROM hosts h WHERE h.id IN (SELECT node FROM steps WHERE job = ?1
+                                                 UNION SELECT node FROM job_nodes WHERE job = ?1)",
+    )?;
+    let mut out = Vec::new();
+    for (id, job, list) in rows {
+        let Some(list) = list else { continue };
+        let seen: Vec<String> = reporting.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        for node in runledger_record::hostlist::expand(&list) {
+            if !seen.contains(&node) {
+                out.push(NodeJob { node, ..job.clone() });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `<unix time> <cluster> <job id>`, separated by tabs or spaces.
 fn parse_canary(line: &str) -> Result<Canary, String> {
     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -355,6 +418,12 @@ pub fn render(f: &Findings) -> String {
         section(
             format!("no_plugin: {} job end(s) without any step from that node", f.no_plugin.len()),
             nj(&f.no_plugin),
+        );
+    }
+    if !f.node_missing.is_empty() {
+        section(
+            format!("node_missing: {} node(s) of a job's node list sent nothing about it", f.node_missing.len()),
+            nj(&f.node_missing),
         );
     }
     if !f.silent_nodes.is_empty() {
@@ -454,6 +523,7 @@ pub fn run(db: &Path, a: &AuditArgs, out: &mut dyn std::io::Write) -> Result<boo
         let by: BTreeMap<&str, usize> = [
             ("no_epilog", f.no_epilog.len()),
             ("no_plugin", f.no_plugin.len()),
+            ("node_missing", f.node_missing.len()),
             ("silent_node", f.silent_nodes.len()),
             ("id_gap", f.id_gaps.len()),
             ("canary", f.canaries_missing.len()),

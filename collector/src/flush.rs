@@ -26,7 +26,7 @@ stops when the outbox is empty, when the collector cannot be reached, or when th
 A batch the collector calls malformed is moved to <spool>/rejected/ for an admin to inspect \
 (removed after spool_max_age_days). \
 Like every epilog, it also sends the step records of jobs whose epilog never ran on this node (their \
-<spool>/jobs/<id>/ untouched for an hour, no slurmstepd of the job left), without a job end. Batches \
+<spool>/jobs/<id>/ untouched for [epilog] orphan_grace_s (an hour), no slurmstepd of the job left), without a job end. Batches \
 leave the outbox only once the collector has committed them; a batch sent twice (an epilog running \
 at the same time) is merged once.
 

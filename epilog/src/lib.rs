@@ -55,7 +55,7 @@ pub enum Mode {
 
 /// One run, finished by `deadline`; logs what it did. `started` is when the process started.
 pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, started: Instant, deadline: Instant) {
-    let spool = Spool::new(&cfg.epilog.spool);
+    let spool = node_spool(cfg, &env("SLURMD_NODENAME").unwrap_or_else(job::hostname));
     let wall = || started.elapsed().as_millis();
     if mode == Mode::Flush {
         flush_until(cfg, &spool, deadline, started);
@@ -112,7 +112,8 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     let durable = path.is_some();
     let node = env.node.clone().unwrap_or_else(job::hostname);
     let max_age = Bounds::of(&cfg.epilog).max_age();
-    orphans::sweep(&spool, Some(id), &node, std::time::SystemTime::now(), max_age, orphans::slurmstepd_jobs);
+    let grace = Duration::from_secs(cfg.epilog.orphan_grace_s);
+    orphans::sweep(&spool, Some(id), &node, std::time::SystemTime::now(), grace, max_age, orphans::slurmstepd_jobs);
     let cur = Current { body, path, label: format!("job {id}") };
     let rep = deliver::deliver(&spool, &mut sender(cfg), Some(&cur), deadline);
     if !durable {
@@ -121,7 +122,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         } else {
             log::error!(
                 "job {id}: batch NOT delivered and NOT kept: this node's JobEnd of the job is LOST (step records \
-                 the plugin spooled stay in {}, and a later run sends them once they are an hour old)",
+                 the plugin spooled stay in {}, and a later run sends them once untouched for [epilog] orphan_grace_s)",
                 spool.job_dir(id).display()
             );
         }
@@ -197,7 +198,10 @@ impl FlushReport {
 /// reached, or the budget is spent. Logs what it did; never panics on a bad spool.
 pub fn flush(cfg: &Config, opts: FlushOptions) -> FlushReport {
     let started = Instant::now();
-    let spool = Spool::new(opts.spool.unwrap_or_else(|| cfg.epilog.spool.clone()));
+    let spool = match opts.spool {
+        Some(dir) => Spool::new(dir),
+        None => node_spool(cfg, &this_node()),
+    };
     let budget = opts.budget.unwrap_or(Duration::from_millis(cfg.epilog.flush_budget_ms));
     flush_until(cfg, &spool, started + budget, started)
 }
@@ -216,7 +220,8 @@ fn flush_until(cfg: &Config, spool: &Spool, deadline: Instant, started: Instant)
         _ => {}
     }
     let max_age = Bounds::of(&cfg.epilog).max_age();
-    orphans::sweep(spool, None, &job::hostname(), std::time::SystemTime::now(), max_age, orphans::slurmstepd_jobs);
+    let grace = Duration::from_secs(cfg.epilog.orphan_grace_s);
+    orphans::sweep(spool, None, &this_node(), std::time::SystemTime::now(), grace, max_age, orphans::slurmstepd_jobs);
     let dropped = bounds::enforce(spool, &Bounds::of(&cfg.epilog), 0, runledger_record::now());
     let rep = deliver::deliver(spool, &mut sender(cfg), None, deadline);
     if let Some(why) = &rep.stopped {
@@ -241,4 +246,15 @@ fn flush_until(cfg: &Config, spool: &Spool, deadline: Instant, started: Instant)
         report.wall.as_millis()
     );
     report
+}
+
+/// This node's Slurm name outside a job: `SLURMD_NODENAME` when set (several nodes on one host
+/// tell their flush apart by it), else the short host name.
+pub fn this_node() -> String {
+    std::env::var("SLURMD_NODENAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(job::hostname)
+}
+
+/// The node's spool: `[epilog] spool` with `%n` standing for the node's name.
+pub fn node_spool(cfg: &Config, node: &str) -> Spool {
+    Spool::new(runledger_record::spool::expand_node(&cfg.epilog.spool, node))
 }

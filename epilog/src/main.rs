@@ -41,14 +41,14 @@ FILES:
                                   connect_timeout_ms, reply_timeout_ms,
                                   log (\"syslog\" or \"stderr\"),
                                   retries, retry_base_ms, retry_max_ms, flush_budget_ms,
-                                  spool_max_bytes, spool_max_age_days.
+                                  spool_max_bytes, spool_max_age_days, orphan_grace_s.
                                   [logs] enabled, globs, max_files, head_bytes, tail_bytes,
                                   job_bytes, time_budget_ms, rules (the job's solver logs).
                                   Missing or invalid: logged, defaults used.
   /etc/runledger/parsers.toml     site rules for solver logs, added to the built-in ones
   <spool>/jobs/<id>/              the plugin's items; removed once the batch is in the outbox.
                                   A job whose epilog never ran here (slurmd or the node died):
-                                  once untouched for an hour with no slurmstepd of the job left,
+                                  once untouched for orphan_grace_s (1 h) with no slurmstepd left,
                                   its items are sent without a job end and the directory marked
                                   orphan-sent; removed after spool_max_age_days
   <spool>/outbox/                 batches not yet committed by the collector

@@ -7,9 +7,9 @@
 //! through the outbox. The batch has no `JobEnd`: nobody saw the job end on this node, so the
 //! ledger keeps its state unknown and `collector audit` lists it under `no_epilog`.
 //!
-//! A job directory counts as orphaned when nothing in it changed for [`GRACE`] (a job's epilog
-//! runs seconds after its last step ends) and no slurmstepd of that job runs on this node (a
-//! week-long job's batch step was spooled a week ago). Even so the job may still hold this node
+//! A job directory counts as orphaned when nothing in it changed for `[epilog] orphan_grace_s`
+//! (default [`GRACE`], an hour; a job's epilog runs seconds after its last step ends) and no
+//! slurmstepd of that job runs on this node (a week-long job's batch step was spooled a week ago). Even so the job may still hold this node
 //! between two steps of a multi-node job, and its epilog may yet come; so the records are sent,
 //! not moved: the directory stays, marked sent ([`SENT`]), for that epilog to read as usual
 //! (sending them twice is harmless: the collector merges idempotently). Records spooled after
@@ -22,7 +22,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// How long a job's directory must be left alone before it counts as orphaned.
+/// How long a job's directory must be left alone before it counts as orphaned, by default
+/// (`[epilog] orphan_grace_s`).
 pub const GRACE: Duration = Duration::from_secs(3600);
 
 /// At most this many orphaned jobs are sent per run: each is an fsync'd outbox file, and an
@@ -45,13 +46,14 @@ pub struct Swept {
 
 /// Sends the records of orphaned jobs (other than `current`, whose epilog this is) through the
 /// outbox, one batch per job, sent by `node` unless the records name theirs; removes those sent
-/// more than `max_age` ago (`None`: kept). `running` lists the jobs with a slurmstepd on this
+/// more than `max_age` ago (`None`: kept). A directory is old enough once untouched for `grace`. `running` lists the jobs with a slurmstepd on this
 /// node; it is asked only when some directory is old enough.
 pub fn sweep(
     spool: &Spool,
     current: Option<u32>,
     node: &str,
     now: SystemTime,
+    grace: Duration,
     max_age: Option<Duration>,
     running: impl FnOnce() -> HashSet<u32>,
 ) -> Swept {
@@ -61,7 +63,7 @@ pub fn sweep(
         .into_iter()
         .filter(|&id| Some(id) != current)
         .map(|id| (id, quiet(&spool.job_dir(id), now)))
-        .filter(|(_, q)| q.untouched >= GRACE)
+        .filter(|(_, q)| q.untouched >= grace)
         .collect();
     if old.is_empty() {
         return swept;
@@ -195,10 +197,10 @@ mod tests {
         const MONTH: Duration = Duration::from_secs(30 * 86_400);
         let month = Some(MONTH);
         // Nothing is old yet: /proc is not even read.
-        let s = sweep(&spool, None, "here", SystemTime::now(), month, || panic!("asked for running jobs"));
+        let s = sweep(&spool, None, "here", SystemTime::now(), GRACE, month, || panic!("asked for running jobs"));
         assert_eq!(s, Swept::default());
         // An hour on: 11 is this epilog's job, 12 still has a slurmstepd here.
-        let s = sweep(&spool, Some(11), "here", hour_on, month, || HashSet::from([12]));
+        let s = sweep(&spool, Some(11), "here", hour_on, GRACE, month, || HashSet::from([12]));
         assert_eq!(s, Swept { sent: vec![10, 13], items: 4, removed: vec![] });
         let b = batches(&spool);
         assert_eq!(b.len(), 2);
@@ -212,7 +214,7 @@ mod tests {
         let (items, bad) = spool.job_items(10);
         assert_eq!((items.len(), bad.len()), (2, 0));
         // Once only.
-        let s = sweep(&spool, Some(11), "here", hour_on, month, || HashSet::from([12]));
+        let s = sweep(&spool, Some(11), "here", hour_on, GRACE, month, || HashSet::from([12]));
         assert_eq!(s, Swept::default());
         assert_eq!(spool.outbox().len(), 2);
         // A record spooled after the mark (the job was still alive) is sent again, with the rest.
@@ -221,16 +223,16 @@ mod tests {
         std::fs::File::options().write(true).open(&mark).unwrap().set_modified(two_hours_ago).unwrap();
         let late = StepEnd { job_id: 13, step_id: 1, node: "n7".into(), ..Default::default() };
         spool.put_item(&Item::StepEnd(late)).unwrap();
-        let s = sweep(&spool, Some(11), "here", hour_on, month, || HashSet::from([12]));
+        let s = sweep(&spool, Some(11), "here", hour_on, GRACE, month, || HashSet::from([12]));
         assert_eq!(s, Swept { sent: vec![13], items: 3, removed: vec![] });
         // A month after the mark the directories go; those not sent stay.
-        let s = sweep(&spool, Some(11), "here", hour_on + MONTH, month, || HashSet::from([12]));
+        let s = sweep(&spool, Some(11), "here", hour_on + MONTH, GRACE, month, || HashSet::from([12]));
         assert_eq!(s, Swept { sent: vec![], items: 0, removed: vec![10, 13] });
         assert_eq!(spool.spooled_jobs(), vec![11, 12]);
         // Without an age bound they stay.
         spool_step(&spool, 14, "n7");
-        sweep(&spool, None, "here", hour_on, None, HashSet::new);
-        let s = sweep(&spool, None, "here", hour_on + Duration::from_secs(365 * 86_400), None, HashSet::new);
+        sweep(&spool, None, "here", hour_on, GRACE, None, HashSet::new);
+        let s = sweep(&spool, None, "here", hour_on + Duration::from_secs(365 * 86_400), GRACE, None, HashSet::new);
         assert!(s.removed.is_empty() && spool.spooled_jobs().contains(&14));
     }
 
@@ -243,8 +245,8 @@ mod tests {
             spool_step(&spool, 100 + job, "n7");
         }
         let later = SystemTime::now() + GRACE + Duration::from_secs(60);
-        assert_eq!(sweep(&spool, None, "here", later, None, HashSet::new).sent.len(), MAX_PER_RUN);
-        assert_eq!(sweep(&spool, None, "here", later, None, HashSet::new).sent.len(), 5);
+        assert_eq!(sweep(&spool, None, "here", later, GRACE, None, HashSet::new).sent.len(), MAX_PER_RUN);
+        assert_eq!(sweep(&spool, None, "here", later, GRACE, None, HashSet::new).sent.len(), 5);
         assert_eq!(spool.outbox().len(), MAX_PER_RUN + 5);
     }
 
@@ -256,7 +258,7 @@ mod tests {
         std::fs::create_dir_all(spool.job_dir(20)).unwrap();
         std::fs::write(spool.job_dir(20).join("0.start.json"), b"not json").unwrap();
         let later = SystemTime::now() + GRACE + Duration::from_secs(60);
-        let s = sweep(&spool, None, "here", later, None, HashSet::new);
+        let s = sweep(&spool, None, "here", later, GRACE, None, HashSet::new);
         assert_eq!(s, Swept { sent: vec![20], items: 0, removed: vec![] });
         assert!(spool.outbox().is_empty());
     }

@@ -12,11 +12,12 @@
 //! admin_group = "hpcadmin"              # members see every job
 //!
 //! [epilog]
-//! spool = "/var/spool/runledger"
+//! spool = "/var/spool/runledger"          # %n: the node's name (several nodes on one host)
 //! budget_ms = 5000
 //! retries = 3                           # transient failures retried in a row (see EpilogConfig)
 //! spool_max_bytes = 268435456           # outbox bound (256 MiB); oldest batches dropped, loudly
 //! spool_max_age_days = 30
+//! orphan_grace_s = 3600                 # records of a job whose epilog never ran here are sent after this
 //!
 //! [logs]                                # solver logs read by the epilog (see LogsConfig)
 //! enabled = true
@@ -115,6 +116,10 @@ pub struct EpilogConfig {
     pub spool_max_bytes: u64,
     /// Batches older than this are dropped, loudly and counted (0: kept until sent).
     pub spool_max_age_days: u64,
+    /// How long a job's spooled records must be left alone, with no slurmstepd of the job on the
+    /// node, before a run sends them as an orphan (its epilog never ran here). An hour by default:
+    /// a job's own epilog comes seconds after its last step; tests shorten it.
+    pub orphan_grace_s: u64,
 }
 
 /// Default `[epilog] spool_max_bytes`: 256 MiB, some 25,000 typical batches.
@@ -134,6 +139,7 @@ impl Default for EpilogConfig {
             flush_budget_ms: 60_000,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             spool_max_age_days: 30,
+            orphan_grace_s: 3600,
         }
     }
 }
@@ -228,10 +234,16 @@ mod tests {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         let e = Config::default().epilog;
         assert_eq!((e.retries, e.retry_base_ms, e.retry_max_ms, e.flush_budget_ms), (3, 100, 2000, 60_000));
-        assert_eq!((e.spool_max_bytes, e.spool_max_age_days), (256 << 20, 30));
+        assert_eq!((e.spool_max_bytes, e.spool_max_age_days, e.orphan_grace_s), (256 << 20, 30, 3600));
         assert_eq!((e.connect_timeout_ms, e.reply_timeout_ms), (1000, 2000));
-        let c = Config::parse("[epilog]\nretries = 0\nspool_max_bytes = 1024\nspool_max_age_days = 0\n").unwrap();
-        assert_eq!((c.epilog.retries, c.epilog.spool_max_bytes, c.epilog.spool_max_age_days), (0, 1024, 0));
+        let c = Config::parse(
+            "[epilog]\nretries = 0\nspool_max_bytes = 1024\nspool_max_age_days = 0\norphan_grace_s = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.epilog.retries, c.epilog.spool_max_bytes, c.epilog.spool_max_age_days, c.epilog.orphan_grace_s),
+            (0, 1024, 0, 2)
+        );
         assert_eq!(c.epilog.flush_budget_ms, 60_000);
     }
 

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod env;
+pub mod hostlist;
 pub mod modules;
 pub mod spool;
 pub mod wire;

@@ -23,6 +23,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Default spool location (plugin argument `spool=`, config `epilog.spool`).
 pub const DEFAULT_ROOT: &str = "/var/spool/runledger";
 
+/// Stands for the node's name in a configured spool path (plugstack.conf's `spool=`,
+/// `[epilog] spool`), as in slurm.conf's `SlurmdSpoolDir`: several slurmd nodes on one host
+/// (a test cluster, a container host) then each keep a spool of their own.
+pub const NODE_PLACEHOLDER: &str = "%n";
+
+/// The spool path with every `%n` replaced by `node`. A name that cannot be one path component
+/// (empty, `.`, `..`, a `/` or a NUL in it) becomes `unknown-node`, so a strange name never
+/// points a node's records somewhere else.
+pub fn expand_node(path: &Path, node: &str) -> PathBuf {
+    let text = path.to_string_lossy();
+    if !text.contains(NODE_PLACEHOLDER) {
+        return path.to_path_buf();
+    }
+    let safe = !node.is_empty() && node != "." && node != ".." && !node.contains(['/', '\0']);
+    PathBuf::from(text.replace(NODE_PLACEHOLDER, if safe { node } else { "unknown-node" }))
+}
+
 /// A spool file larger than this is not a record of ours; it is reported, not read.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -323,5 +340,16 @@ mod tests {
         assert!(s.drop_count().unwrap_err().contains("dropped.json"));
         let t = s.add_drops(&DropCount { batches: 1, items: 2, bytes: 3, last: 70 }).unwrap();
         assert_eq!(t, DropCount { batches: 1, items: 2, bytes: 3, last: 70 });
+    }
+
+    #[test]
+    fn node_placeholder_expands_to_a_safe_name() {
+        let p = Path::new("/var/spool/runledger/%n");
+        assert_eq!(expand_node(p, "n3"), PathBuf::from("/var/spool/runledger/n3"));
+        assert_eq!(expand_node(Path::new("/s/%n/x-%n"), "a"), PathBuf::from("/s/a/x-a"));
+        assert_eq!(expand_node(Path::new("/var/spool/runledger"), "n3"), PathBuf::from("/var/spool/runledger"));
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert_eq!(expand_node(p, bad), PathBuf::from("/var/spool/runledger/unknown-node"), "{bad:?}");
+        }
     }
 }

@@ -31,7 +31,7 @@ mod tags;
 
 use config::Config;
 use host::{Context, Host};
-use runledger_record::spool::Spool;
+use runledger_record::spool::{expand_node, Spool};
 use runledger_record::{now, Item, StepStart, TaskExit, STEP_BATCH};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, TryLockError};
@@ -250,7 +250,8 @@ impl Plugin {
     }
 
     fn write(&self, item: &Item) {
-        let spool = Spool::new(&self.config.spool);
+        // `spool=/…/%n`: one spool per node when several slurmd share a host.
+        let spool = Spool::new(expand_node(&self.config.spool, item.node()));
         let what = format!("{} of step {}", item.kind(), item_label(item));
         match spool.ensure().and_then(|()| spool.put_item(item)) {
             Ok(path) => log::verbose(&format!("wrote {what} to {}", path.display())),
@@ -438,6 +439,18 @@ mod tests {
         assert_eq!((end.cpu_user_s, end.max_rss_kib), (2.0, 1234));
         assert_eq!(end.stdout, None, "stdout only for the batch step");
         assert!(p.start.is_none() && p.outcome.tasks.is_empty());
+    }
+
+    #[test]
+    fn spool_per_node_from_the_percent_n_argument() {
+        let d = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(Context::Remote, 0);
+        let mut p = Plugin::default();
+        run_step(&mut p, &host, &args(&d.path().join("%n")));
+        let (items, bad) = Spool::new(d.path().join("n01")).job_items(77);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(items.len(), 2, "start and end in the node's own spool: {items:?}");
+        assert!(!d.path().join("%n").exists(), "no literal %n directory");
     }
 
     #[test]

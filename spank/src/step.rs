@@ -179,9 +179,21 @@ pub fn env_str(env: &[Vec<u8>], name: &str) -> Option<String> {
     env_get(env, name).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// The node's Slurm name: `SLURMD_NODENAME` from the step, else the short host name.
-pub fn node_name(env: &[Vec<u8>], hostname: Option<&str>) -> String {
-    env_str(env, "SLURMD_NODENAME")
+/// The node's Slurm name. slurmstepd's environment does not say it: an srun step carries the
+/// `SLURMD_NODENAME` of the node srun ran on (the batch host, for every node of the step), a
+/// batch step none, and several slurmd on one host share its host name. What does say it is the
+/// node's index in the step (S_JOB_NODEID) in the step's node list (`SLURM_STEP_NODELIST`, set
+/// by srun for the step it launches; the batch step runs on the job's first node). Failing
+/// that, `SLURMD_NODENAME`, then the short host name.
+pub fn node_name(env: &[Vec<u8>], step_id: u32, node_id: u32, hostname: Option<&str>) -> String {
+    let list = if step_id == STEP_BATCH { "SLURM_JOB_NODELIST" } else { "SLURM_STEP_NODELIST" };
+    let from_list = env_str(env, list).and_then(|l| {
+        let nodes = runledger_record::hostlist::expand(&l);
+        let at = if step_id == STEP_BATCH { 0 } else { usize::try_from(node_id).ok()? };
+        nodes.into_iter().nth(at)
+    });
+    from_list
+        .or_else(|| env_str(env, "SLURMD_NODENAME"))
         .or_else(|| hostname.and_then(|h| h.split('.').next()).filter(|h| !h.is_empty()).map(str::to_string))
         .unwrap_or_else(|| UNKNOWN.into())
 }
@@ -264,7 +276,7 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
         cluster: cluster_name(env),
         job_id: f.job_id,
         step_id: f.step_id,
-        node: node_name(env, f.hostname.as_deref()),
+        node: node_name(env, f.step_id, f.node_id, f.hostname.as_deref()),
         node_id: f.node_id,
         array_job_id: f.array_job_id,
         array_task_id: f.array_task_id,
@@ -508,6 +520,23 @@ pub(crate) mod tests {
         assert_eq!(s.tags, tags);
         assert_eq!((s.start, s.slurm_version.as_str()), (1_700_000_000, "22.05.8"));
         assert_eq!((s.array_job_id, s.array_task_id), (None, None));
+    }
+
+    #[test]
+    fn node_name_from_the_step_node_list_not_the_inherited_nodename() {
+        // Step 0 of a 3-node job, seen on its third node: srun passed the batch host's
+        // SLURMD_NODENAME along, the host name is shared by the three slurmd.
+        let e = env(&["SLURMD_NODENAME=n1", "SLURM_STEP_NODELIST=n[1-3]", "SLURM_JOB_NODELIST=n[1-3]"]);
+        assert_eq!(node_name(&e, 0, 2, Some("vm")), "n3");
+        let relative = env(&["SLURMD_NODENAME=n1", "SLURM_STEP_NODELIST=n[2-3]"]);
+        assert_eq!(node_name(&relative, 1, 0, Some("vm")), "n2", "srun -r 1: the step's own list");
+        // The batch step has no SLURMD_NODENAME and no step list: the job's first node.
+        assert_eq!(node_name(&env(&["SLURM_JOB_NODELIST=n[1-3]"]), STEP_BATCH, 0, Some("vm")), "n1");
+        // Without a list (or with an index past it): SLURMD_NODENAME, then the host name.
+        assert_eq!(node_name(&env(&["SLURMD_NODENAME=a7"]), 0, 0, Some("vm")), "a7");
+        assert_eq!(node_name(&env(&["SLURM_STEP_NODELIST=n1", "SLURMD_NODENAME=a7"]), 0, 4, None), "a7");
+        assert_eq!(node_name(&env(&[]), 0, 0, Some("vm.example.org")), "vm");
+        assert_eq!(node_name(&env(&[]), 0, 0, None), UNKNOWN);
     }
 
     #[test]

@@ -204,3 +204,71 @@ pub fn user_dir(user: &str, sub: &str) -> PathBuf {
     stdout_of(Command::new("chown").arg(&owner).arg(home(user).join("rl-e2e")).arg(&dir));
     dir
 }
+
+/// The node names of the running cluster (`sinfo -N`), in Slurm's order.
+pub fn cluster_nodes() -> Vec<String> {
+    let out = stdout_of(Command::new("sinfo").args(["-h", "-N", "-o", "%N"]));
+    let mut nodes: Vec<String> = Vec::new();
+    for n in out.lines().map(str::trim).filter(|n| !n.is_empty()) {
+        if !nodes.iter().any(|m| m == n) {
+            nodes.push(n.to_string());
+        }
+    }
+    nodes
+}
+
+/// The cluster's nodes when it runs at least `n`; else `None`, after saying on stderr that the
+/// test is skipped and how to run it. `RUNLEDGER_E2E_NODES=N` (set by packaging/run-tests for
+/// its multi-node run) turns the skip into a failure, so CI cannot pass by skipping.
+pub fn require_nodes(test: &str, n: usize) -> Option<Vec<String>> {
+    require_cluster();
+    let nodes = cluster_nodes();
+    if nodes.len() >= n {
+        return Some(nodes);
+    }
+    let strict = std::env::var("RUNLEDGER_E2E_NODES").ok().and_then(|v| v.parse::<usize>().ok());
+    assert!(
+        strict.is_none_or(|s| s < n),
+        "{test}: needs {n} nodes, the cluster runs {} ({nodes:?}) but RUNLEDGER_E2E_NODES says {}",
+        nodes.len(),
+        strict.unwrap_or_default()
+    );
+    eprintln!(
+        "SKIPPED {test}: needs a cluster of {n} nodes, this one runs {} ({}); \
+         run `packaging/local-cluster up --nodes {n}` first",
+        nodes.len(),
+        nodes.join(",")
+    );
+    None
+}
+
+/// `collector query job ID --json`: the job's one detail object, with every node's records.
+pub fn job_detail(job: u32) -> Value {
+    let v = query(&["job", &job.to_string()]);
+    if v.is_array() {
+        v[0].clone()
+    } else {
+        v
+    }
+}
+
+/// Waits until Slurm is done with the job and the ledger holds an end record (`node_records`)
+/// from each of `nodes`, then gives the job's detail.
+pub fn finished_on(job: u32, nodes: &[String]) -> Value {
+    wait_until(&format!("job {job} to finish"), Duration::from_secs(300), || (!job_active(job)).then_some(()));
+    wait_until(&format!("job {job}'s end records from {nodes:?}"), Duration::from_secs(90), || {
+        let d = job_detail(job);
+        let have: Vec<&str> = d["node_records"].as_array()?.iter().filter_map(|r| r["node"].as_str()).collect();
+        nodes.iter().all(|n| have.contains(&n.as_str())).then_some(d)
+    })
+}
+
+/// The job's step records named `step` ("0", "batch"…), one per node.
+pub fn steps_named<'a>(job: &'a Value, name: &str) -> Vec<&'a Value> {
+    job["steps"].as_array().map(|s| s.iter().filter(|s| s["step"].as_str() == Some(name)).collect()).unwrap_or_default()
+}
+
+/// Runs `packaging/local-cluster SUBCOMMAND ARGS…`.
+pub fn local_cluster_args(args: &[&str]) {
+    stdout_of(Command::new(repo_root().join("packaging/local-cluster")).args(args));
+}

@@ -168,3 +168,32 @@ fn nodes_that_dropped_records_are_reported_with_their_largest_total() {
     let later = audit(&conn, &Params { since: T0 + 2 * DAY, ..params(None) }).unwrap();
     assert!(later.dropped.is_empty(), "a drop before --since is not reported");
 }
+
+#[test]
+fn a_node_of_the_job_that_sent_nothing_is_named_until_its_records_come() {
+    // Job 4 ran on n0001..n0003; n0003 died mid-job and sent nothing.
+    let mut j = job(4);
+    j.nnodes = 3;
+    let with_nodelist = |mut b: Batch| {
+        for i in &mut b.items {
+            if let Item::StepStart(s) = i {
+                s.env.insert("SLURM_JOB_NODELIST".into(), "n[0001-0003]".into());
+            }
+        }
+        b
+    };
+    let mut batches = complete(&[4]);
+    batches.push(with_nodelist(j.batch(0)));
+    batches.push(with_nodelist(j.batch(1)));
+    let f = audit(&ledger(&batches), &params(None)).unwrap();
+    let ids = |v: &[NodeJob]| v.iter().map(|j| (j.job_id, j.node.clone())).collect::<Vec<_>>();
+    assert_eq!(ids(&f.node_missing), vec![(4, "n0003".to_string())], "{f:#?}");
+    assert_eq!(f.count(), 1, "{f:#?}");
+    assert!(render(&f).contains("node_missing: 1"), "{}", render(&f));
+
+    // Its flush sends the step records it spooled, without a job end.
+    batches.push(keep(with_nodelist(j.batch(2)), |i| !matches!(i, Item::JobEnd(_))));
+    let f = audit(&ledger(&batches), &params(None)).unwrap();
+    assert!(f.node_missing.is_empty(), "{f:#?}");
+    assert_eq!(ids(&f.no_epilog), vec![(4, "n0003".to_string())], "its epilog never ran");
+}
