@@ -124,7 +124,9 @@ trixie_mount() {
         fi
     done
     for d in "${TRIXIE_SHARED[@]}"; do
-        install -d -m 0755 "$d" "$TRIXIE_ROOT$d"
+        # Only created when missing: `install -d -m` would also change an existing /tmp's mode.
+        [[ -d $d ]] || install -d -m 0755 "$d"
+        [[ -d $TRIXIE_ROOT$d ]] || install -d -m 0755 "$TRIXIE_ROOT$d"
         mountpoint -q "$TRIXIE_ROOT$d" || mount --bind "$d" "$TRIXIE_ROOT$d"
     done
     # Over the shared /run: the root's own munged socket directory.
@@ -181,7 +183,7 @@ trixie_sync_accounts() {
 
 trixie_munged_pid() {
     local pid
-    pid=$(tr -dc 0-9 <"$TRIXIE_ROOT$TRIXIE_MUNGED_PIDFILE" 2>/dev/null || true)
+    pid=$(tr -dc 0-9 2>/dev/null <"$TRIXIE_ROOT$TRIXIE_MUNGED_PIDFILE" || true)
     [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == munged && $(readlink "/proc/$pid/root") == "$TRIXIE_ROOT" ]] \
         && echo "$pid"
     return 0

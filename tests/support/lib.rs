@@ -84,6 +84,18 @@ pub fn slurm(argv: &[&str]) -> Output {
     run(&mut in_cluster(None, argv))
 }
 
+/// The running cluster's Slurm release as (major, minor), e.g. (24, 11), from `scontrol --version`.
+pub fn slurm_release() -> (u32, u32) {
+    let out = slurm(&["scontrol", "--version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split_whitespace().nth(1).unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => panic!("scontrol --version printed no release: {text:?}"),
+    }
+}
+
 /// Fails with instructions unless the local cluster is up.
 pub fn require_cluster() {
     let sinfo = slurm(&["sinfo", "-h", "-o", "%T"]);
