@@ -99,13 +99,18 @@ trixie_umount_all() {
 # --- the running 24.11 cluster ----------------------------------------------------------------
 # The root shares with the host what tests, admins and the collector look at by host path: homes
 # (job scripts and outputs), /tmp, the Slurm and runledger config (one slurm.conf/plugstack.conf
-# for both releases; the plugin path in it resolves to the root's 24.11 build), the spool, Slurm's
-# logs and the module tree. /run is shared too (pid files, the collector's query socket), except
-# /run/munge: the root runs its own munged (24.11's libmunge talks to it) with the host's key, so
-# the host's collector decodes the root's credentials. /var/lib/slurm stays the root's own:
-# 24.11's state files must never meet 22.05's slurmctld.
-TRIXIE_SHARED=(/home /tmp /etc/slurm /etc/runledger /var/log/slurm /var/spool/runledger /opt/runledger /run)
+# for both releases; the plugin path in it resolves to the root's 24.11 build), /var/spool (the
+# spool, and the other spools tests point plugstack.conf at), Slurm's logs, the module tree, and
+# the ledger's directories (a user's `collector query --database` meets the same permissions as
+# on the host). /run is shared too (pid files, the collector's query socket), except /run/munge:
+# the root runs its own munged (24.11's libmunge talks to it) with the host's key, so the host's
+# collector decodes the root's credentials. /var/lib/slurm stays the root's own: 24.11's state
+# files must never meet 22.05's slurmctld.
+TRIXIE_SHARED=(/home /tmp /etc/slurm /etc/runledger /var/log/slurm /var/spool /opt/runledger /run
+    /var/lib/runledger /var/log/runledger)
 TRIXIE_MUNGED_PIDFILE=/run/munge/munged.pid   # inside the root
+# The 24.11 controller's first job id (slurm.conf FirstJobId; see local-cluster).
+TRIXIE_FIRST_JOB_ID=24110000
 
 # Runs in the root as root (stdin/stdout/stderr and exit status passed through).
 trixie_exec() {
