@@ -51,6 +51,10 @@ trixie_build_root() {
         return 0
     fi
     rl_require_root
+    # Never pull the root from under a running 24.11 cluster (its mounts show it is in use).
+    if [[ -d $TRIXIE_ROOT ]] && grep -qF " $(readlink -f "$TRIXIE_ROOT")/" /proc/self/mounts; then
+        rl_die "$TRIXIE_ROOT is out of date but in use: \`packaging/local-cluster down\` first"
+    fi
     rl_ensure_packages debootstrap
     local mirror new=$TRIXIE_ROOT.new t0=$SECONDS
     mirror=$(trixie_mirror)
@@ -79,7 +83,6 @@ trixie_build_root() {
     fi
     rm -f "$new/usr/sbin/policy-rc.d"
     trixie_recipe >"$new/.runledger-recipe"
-    trixie_umount_all "$TRIXIE_ROOT"
     rm -rf --one-file-system "$TRIXIE_ROOT"
     mv "$new" "$TRIXIE_ROOT"
     mv -f "$new.log" "$TRIXIE_ROOT.log"
@@ -91,9 +94,10 @@ trixie_umount_all() {
     local dir=$1 m
     [[ -d $dir ]] || return 0
     dir=$(readlink -f "$dir")
-    for m in $(awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || rl_warn "cannot unmount $m"
-    done
+    awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r \
+        | while read -r m; do
+            umount -l "$m" 2>/dev/null || rl_warn "cannot unmount $m"
+        done
 }
 
 # --- the running 24.11 cluster ----------------------------------------------------------------
@@ -110,6 +114,7 @@ TRIXIE_SHARED=(/home /tmp /etc/slurm /etc/runledger /var/log/slurm /var/spool /o
     /var/lib/runledger /var/log/runledger)
 TRIXIE_MUNGED_PIDFILE=/run/munge/munged.pid   # inside the root
 # The 24.11 controller's first job id (slurm.conf FirstJobId; see local-cluster).
+# shellcheck disable=SC2034 # used by local-cluster
 TRIXIE_FIRST_JOB_ID=24110000
 
 # Runs in the root as root (stdin/stdout/stderr and exit status passed through).
