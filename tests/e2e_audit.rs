@@ -25,7 +25,13 @@ fn canaries_are_submitted_and_audited() {
     let dir = std::env::temp_dir().join(format!("rl-e2e-canary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("canaries.tsv");
-    let out = Command::new(repo_root().join("packaging/canary")).args(["-u", USER, "-l"]).arg(&log).output().unwrap();
+    // This checkout's canary, read from stdin by a shell in the cluster's environment (where its
+    // sbatch and scontrol are those of the running Slurm release).
+    let script = std::fs::File::open(repo_root().join("packaging/canary")).unwrap();
+    let out = in_cluster(None, &["bash", "-s", "--", "-u", USER, "-l", &log.to_string_lossy()])
+        .stdin(script)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "canary: {}", String::from_utf8_lossy(&out.stderr));
     let line = std::fs::read_to_string(&log).unwrap();
     let fields: Vec<&str> = line.trim().split('\t').collect();

@@ -68,6 +68,45 @@ fn failing_job_records_exit_code() {
     assert!(failed.as_array().unwrap().iter().any(|j| j["job_id"] == id));
 }
 
+/// Slurm's own start and end of a finished job, in epoch seconds, read with `scontrol show job`
+/// while the controller still keeps it (MinJobAge).
+fn slurm_times(job: u32) -> (i64, i64) {
+    wait_until(&format!("Slurm's times of finished job {job}"), Duration::from_secs(120), || {
+        let out = slurm(&["env", "SLURM_TIME_FORMAT=%s", "scontrol", "show", "job", "-o", &job.to_string()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |key: &str| text.split_whitespace().find_map(|f| f.strip_prefix(key)).map(str::to_string);
+        assert!(out.status.success() && !text.trim().is_empty(), "job {job} was purged before it was seen finished");
+        if field("JobState=")? != "COMPLETED" {
+            return None;
+        }
+        Some((field("StartTime=")?.parse().ok()?, field("EndTime=")?.parse().ok()?))
+    })
+}
+
+fn epoch(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not an RFC 3339 time: {rfc3339} ({e})"))
+        .timestamp()
+}
+
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn job_times_are_slurms() {
+    require_cluster();
+    let id = sbatch(USER, "times", &[], "#!/bin/bash\nsleep 2\n");
+    let (start, end) = slurm_times(id);
+    let job = ledger_job(id, Duration::from_secs(60));
+    let (ledger_start, ledger_end) = (epoch(&job["start"]), epoch(&job["end"]));
+    if slurm_release() >= (23, 2) {
+        // The epilog has SLURM_JOB_START_TIME and SLURM_JOB_END_TIME: Slurm's own times.
+        assert_eq!((ledger_start, ledger_end), (start, end), "{job:#}");
+    } else {
+        // 22.05: the first step's start and the epilog's clock, both at or after Slurm's.
+        assert!(ledger_start >= start && ledger_end >= end, "slurm {start}..{end}, ledger: {job:#}");
+    }
+    assert!(ledger_end - ledger_start >= 2, "the job slept 2 s: {job:#}");
+}
+
 #[test]
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn segfaulting_task_records_signal_11() {

@@ -186,8 +186,6 @@ fn symlink_to_shadow_and_fifo_are_not_read() {
         assert!(!f["value"].as_str().unwrap_or_default().contains("root:"), "shadow leaked: {f}");
     }
     // The epilog finished in time: the node was not drained.
-    let state = String::from_utf8_lossy(&Command::new("sinfo").args(["-h", "-o", "%T"]).output().unwrap().stdout)
-        .trim()
-        .to_string();
+    let state = String::from_utf8_lossy(&slurm(&["sinfo", "-h", "-o", "%T"]).stdout).trim().to_string();
     assert!(!state.contains("drain") && !state.contains("down"), "node {state}");
 }

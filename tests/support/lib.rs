@@ -4,7 +4,9 @@
 //! real `sbatch`, and reads what the ledger recorded through `collector query … --json`.
 //!
 //! Nothing here imitates Slurm: a test either talks to the running cluster or fails saying how
-//! to start it.
+//! to start it. Slurm commands go through `local-cluster run` (the script named by
+//! `RUNLEDGER_LOCAL_CLUSTER`, else this checkout's), which runs them on the host for Slurm 22.05
+//! and inside the trixie root for 24.11, so the same tests run on both releases.
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -63,9 +65,41 @@ fn stdout_of(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `packaging/local-cluster run [--user USER] -- ARGV…`: ARGV in the cluster's environment, as
+/// root or (through a login shell, so Lmod is set up) as `user`.
+pub fn in_cluster(user: Option<&str>, argv: &[&str]) -> Command {
+    let script = std::env::var_os("RUNLEDGER_LOCAL_CLUSTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("packaging/local-cluster"));
+    let mut cmd = Command::new(script);
+    cmd.arg("run");
+    if let Some(user) = user {
+        cmd.args(["--user", user]);
+    }
+    cmd.arg("--").args(argv);
+    cmd
+}
+
+/// Runs a Slurm command (`sinfo`, `squeue`, `scontrol`, …) as root in the cluster's environment.
+pub fn slurm(argv: &[&str]) -> Output {
+    run(&mut in_cluster(None, argv))
+}
+
+/// The running cluster's Slurm release as (major, minor), e.g. (24, 11), from `scontrol --version`.
+pub fn slurm_release() -> (u32, u32) {
+    let out = slurm(&["scontrol", "--version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split_whitespace().nth(1).unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => panic!("scontrol --version printed no release: {text:?}"),
+    }
+}
+
 /// Fails with instructions unless the local cluster is up.
 pub fn require_cluster() {
-    let sinfo = run(Command::new("sinfo").args(["-h", "-o", "%T"]));
+    let sinfo = slurm(&["sinfo", "-h", "-o", "%T"]);
     let state = String::from_utf8_lossy(&sinfo.stdout);
     assert!(
         sinfo.status.success() && !state.trim().is_empty(),
@@ -97,7 +131,7 @@ pub fn digit_user() -> String {
 
 /// Runs a shell command line as `user` (login environment, so Lmod is set up).
 pub fn as_user(user: &str, cmdline: &str) -> Output {
-    run(Command::new("runuser").args(["-l", user, "-c", cmdline]))
+    run(&mut in_cluster(Some(user), &["bash", "-c", cmdline]))
 }
 
 /// Writes `script` into the user's home and submits it with sbatch `args`; returns the job id.
@@ -144,7 +178,7 @@ pub fn output_of(user: &str, name: &str, job: u32) -> String {
 
 /// Whether Slurm still knows the job as pending or running.
 pub fn job_active(job: u32) -> bool {
-    let out = run(Command::new("squeue").args(["-h", "-o", "%i %T", "-j", &job.to_string()]));
+    let out = slurm(&["squeue", "-h", "-o", "%i %T", "-j", &job.to_string()]);
     String::from_utf8_lossy(&out.stdout).lines().any(|l| !l.trim().is_empty())
 }
 
