@@ -945,6 +945,8 @@ mod tests {
             "GAMESS",
             "Q-Chem",
             "Molpro",
+            "GPAW",
+            "MOPAC",
         ] {
             assert!(names.contains(&n), "{n}");
         }
