@@ -947,6 +947,7 @@ mod tests {
             "Molpro",
             "GPAW",
             "MOPAC",
+            "DIRAC",
         ] {
             assert!(names.contains(&n), "{n}");
         }
