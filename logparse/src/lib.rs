@@ -67,6 +67,8 @@
 //! category = "unknown"                 # see Category for the vocabulary
 //! when = [ { match = 'not found', category = "file_not_found" } ]  # refine: on the match's lines
 //! # priority = 0..3                    # optional, else the category's default
+//! # tail_lines = 5                     # optional: counts only if at most 5 non-blank lines
+//!                                      # follow its last match (errors a script survives)
 //!
 //! [[program.field]]                    # named groups become facts; `_x` groups stay hidden
 //! pattern = '^\s*Iteration\s+(?P<steps>\d+)\s+dt=(?P<dt>\S+)'

@@ -112,6 +112,8 @@ struct FailureDoc {
     priority: Option<Spanned<i64>>,
     #[serde(default)]
     when: Vec<WhenDoc>,
+    #[serde(default)]
+    tail_lines: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +178,10 @@ pub(crate) struct Failure {
     /// Explicit priority; otherwise the final category's default.
     pub priority: Option<u8>,
     pub when: Vec<When>,
+    /// The marker counts only when at most this many non-blank lines follow its last
+    /// occurrence: for errors a script survives (a shell goes on after a missing command), which
+    /// are the job's failure only when nothing ran after them.
+    pub tail_lines: Option<usize>,
     pub outputs: Vec<Output>,
 }
 
@@ -761,8 +767,13 @@ impl<'a> Compiler<'a> {
                     .map_err(|e| self.err(w.pattern.span().start, format!("when.match: {e}")))?;
                 when.push(When { re, category: self.category(&w.category)? });
             }
+            let tail_lines = match &f.tail_lines {
+                Some(n) if (0..=1000).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+                Some(n) => return Err(self.err(n.span().start, "tail_lines: 0 to 1000".to_string())),
+                None => None,
+            };
             let outputs = self.outputs(&pat, f.pattern.span().start, None, None, None, &["evidence"])?;
-            out.push(Failure { pat, category, priority, when, outputs });
+            out.push(Failure { pat, category, priority, when, tail_lines, outputs });
         }
         Ok(out)
     }
