@@ -54,6 +54,7 @@ def compile_rules(doc):
             "main": re.compile(d["main"]) if d.get("main") else None,
             "failures": [
                 dict(pat=Pat(f["pattern"]), category=f["category"], priority=f.get("priority"),
+                     tail_lines=f.get("tail_lines"),
                      when=[(re.compile(w["match"], re.M), w["category"]) for w in f.get("when", [])])
                 for f in d.get("failure", [])
             ],
@@ -196,9 +197,13 @@ def analyze(text, generic, programs):
 
     def failures(sec, start, is_generic):
         for order, f in enumerate(sec["failures"]):
-            for i, m in matches(f["pat"]):
-                if i < start:
-                    continue
+            found = [(i, m) for i, m in matches(f["pat"]) if i >= start]
+            if f["tail_lines"] is not None:
+                # Only the last match, and only with at most tail_lines non-blank lines after it.
+                found = found[-1:]
+                if found and sum(1 for l in lines[found[0][0] + 1:] if l.strip()) > f["tail_lines"]:
+                    found = []
+            for i, m in found:
                 cat = f["category"]
                 # `when` looks at the whole lines the match covers.
                 seen = "\n".join(lines[i:line_of(m.end()) + 1]) if f["pat"].multiline else lines[i]
