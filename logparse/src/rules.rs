@@ -959,6 +959,8 @@ mod tests {
             "GPAW",
             "MOPAC",
             "DIRAC",
+            "FHI-aims",
+            "CRYSTAL",
         ] {
             assert!(names.contains(&n), "{n}");
         }
