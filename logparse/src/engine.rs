@@ -627,6 +627,7 @@ impl<'r, 'b> Ctx<'r, 'b> {
             let start = d.first.max(d.last_success.map_or(0, |s| next_line(buf, s)));
             let prefix = if d.idx == dets[0].idx { String::new() } else { prefix_for(p) };
             for (order, f) in p.failures.iter().enumerate() {
+                let start = if f.despite_success { d.first } else { start };
                 if let Some(c) = self.failure(f, start, false, order, &prefix) {
                     cands.push(c);
                 }

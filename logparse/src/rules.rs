@@ -114,6 +114,8 @@ struct FailureDoc {
     when: Vec<WhenDoc>,
     #[serde(default)]
     tail_lines: Option<Spanned<i64>>,
+    #[serde(default)]
+    despite_success: bool,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +184,9 @@ pub(crate) struct Failure {
     /// occurrence: for errors a script survives (a shell goes on after a missing command), which
     /// are the job's failure only when nothing ran after them.
     pub tail_lines: Option<usize>,
+    /// The marker counts even when the code's success marker follows it: for a code that
+    /// stops early on request (a signal) and then ends the normal way.
+    pub despite_success: bool,
     pub outputs: Vec<Output>,
 }
 
@@ -773,7 +778,8 @@ impl<'a> Compiler<'a> {
                 None => None,
             };
             let outputs = self.outputs(&pat, f.pattern.span().start, None, None, None, &["evidence"])?;
-            out.push(Failure { pat, category, priority, when, tail_lines, outputs });
+            let despite_success = f.despite_success;
+            out.push(Failure { pat, category, priority, when, tail_lines, despite_success, outputs });
         }
         Ok(out)
     }

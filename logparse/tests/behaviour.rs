@@ -717,3 +717,15 @@ fn srun_option_dump_is_not_an_oom_kill() {
     );
     assert_eq!(a.category, Some(Category::NumericalInstability), "{a:#?}");
 }
+
+#[test]
+fn mdrun_stopped_by_a_signal_fails_although_it_ends_the_normal_way() {
+    let log = "          :-) GROMACS - gmx mdrun, 2023.3 (-:\n\nUsing 1 MPI process\n\
+               starting mdrun 'water'\n500000 steps,   1000.0 ps.\n\n\
+               Received the INT signal, stopping within 50 steps\n\n\
+               GROMACS reminds you: \"Nothing\" (Nobody)\n";
+    let a = run(log);
+    assert_eq!(a.outcome, Outcome::Failed, "{a:#?}");
+    assert_eq!(a.category, Some(Category::Signal));
+    assert_eq!(a.evidence.as_deref(), Some("Received the INT signal, stopping within 50 steps"));
+}
