@@ -967,6 +967,8 @@ mod tests {
             "DIRAC",
             "FHI-aims",
             "CRYSTAL",
+            "FDS",
+            "CAMx",
         ] {
             assert!(names.contains(&n), "{n}");
         }
