@@ -54,6 +54,8 @@ def compile_rules(doc):
             "main": re.compile(d["main"]) if d.get("main") else None,
             "failures": [
                 dict(pat=Pat(f["pattern"]), category=f["category"], priority=f.get("priority"),
+                     tail_lines=f.get("tail_lines"),
+                     despite_success=f.get("despite_success", False),
                      when=[(re.compile(w["match"], re.M), w["category"]) for w in f.get("when", [])])
                 for f in d.get("failure", [])
             ],
@@ -194,11 +196,16 @@ def analyze(text, generic, programs):
     # Failure markers that count.
     cands = []
 
-    def failures(sec, start, is_generic):
+    def failures(sec, start, is_generic, first=None):
         for order, f in enumerate(sec["failures"]):
-            for i, m in matches(f["pat"]):
-                if i < start:
-                    continue
+            lo = first if (f["despite_success"] and first is not None) else start
+            found = [(i, m) for i, m in matches(f["pat"]) if i >= lo]
+            if f["tail_lines"] is not None:
+                # Only the last match, and only with at most tail_lines non-blank lines after it.
+                found = found[-1:]
+                if found and sum(1 for l in lines[found[0][0] + 1:] if l.strip()) > f["tail_lines"]:
+                    found = []
+            for i, m in found:
                 cat = f["category"]
                 # `when` looks at the whole lines the match covers.
                 seen = "\n".join(lines[i:line_of(m.end()) + 1]) if f["pat"].multiline else lines[i]
@@ -217,7 +224,7 @@ def analyze(text, generic, programs):
 
     for d in dets:
         start = max(d["first"], d["success"] + 1 if d["success"] is not None else 0)
-        failures(d["sec"], start, False)
+        failures(d["sec"], start, False, d["first"])
     any_first = min((d["first"] for d in dets), default=0)
     any_success = max((d["success"] for d in dets if d["success"] is not None), default=None)
     failures(generic, max(any_first, any_success + 1 if any_success is not None else 0), True)

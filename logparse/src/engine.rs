@@ -430,9 +430,21 @@ impl<'r, 'b> Ctx<'r, 'b> {
     }
 
     fn failure(&mut self, f: &Failure, start: usize, generic: bool, order: usize, prefix: &str) -> Option<Candidate> {
-        let ls = self.first_from(&f.pat, start)?;
-        let found = self.found(&f.pat, ls)?;
         let buf = self.buf;
+        let ls = match f.tail_lines {
+            None => self.first_from(&f.pat, start)?,
+            Some(n) => {
+                let ls = self.last(&f.pat).filter(|&ls| ls >= start)?;
+                // At most n non-blank lines after the match's line.
+                let after = &buf[next_line(buf, ls).min(buf.len())..];
+                if after.split(|&b| b == b'\n').filter(|l| l.iter().any(|b| !b.is_ascii_whitespace())).nth(n).is_some()
+                {
+                    return None;
+                }
+                ls
+            }
+        };
+        let found = self.found(&f.pat, ls)?;
         let (ev_line, ev_text) = match found.group("evidence") {
             Some((s, e)) => (line_start(buf, s), clean(&buf[s..e])),
             None => (ls, clean(&buf[ls..line_end(buf, found.start)])),
@@ -615,6 +627,7 @@ impl<'r, 'b> Ctx<'r, 'b> {
             let start = d.first.max(d.last_success.map_or(0, |s| next_line(buf, s)));
             let prefix = if d.idx == dets[0].idx { String::new() } else { prefix_for(p) };
             for (order, f) in p.failures.iter().enumerate() {
+                let start = if f.despite_success { d.first } else { start };
                 if let Some(c) = self.failure(f, start, false, order, &prefix) {
                     cands.push(c);
                 }

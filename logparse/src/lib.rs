@@ -67,6 +67,10 @@
 //! category = "unknown"                 # see Category for the vocabulary
 //! when = [ { match = 'not found', category = "file_not_found" } ]  # refine: on the match's lines
 //! # priority = 0..3                    # optional, else the category's default
+//! # tail_lines = 5                     # optional: counts only if at most 5 non-blank lines
+//!                                      # follow its last match (errors a script survives)
+//! # despite_success = true             # optional: counts even if the success marker follows
+//!                                      # (a code told to stop that then ends normally)
 //!
 //! [[program.field]]                    # named groups become facts; `_x` groups stay hidden
 //! pattern = '^\s*Iteration\s+(?P<steps>\d+)\s+dt=(?P<dt>\S+)'

@@ -112,6 +112,10 @@ struct FailureDoc {
     priority: Option<Spanned<i64>>,
     #[serde(default)]
     when: Vec<WhenDoc>,
+    #[serde(default)]
+    tail_lines: Option<Spanned<i64>>,
+    #[serde(default)]
+    despite_success: bool,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +180,13 @@ pub(crate) struct Failure {
     /// Explicit priority; otherwise the final category's default.
     pub priority: Option<u8>,
     pub when: Vec<When>,
+    /// The marker counts only when at most this many non-blank lines follow its last
+    /// occurrence: for errors a script survives (a shell goes on after a missing command), which
+    /// are the job's failure only when nothing ran after them.
+    pub tail_lines: Option<usize>,
+    /// The marker counts even when the code's success marker follows it: for a code that
+    /// stops early on request (a signal) and then ends the normal way.
+    pub despite_success: bool,
     pub outputs: Vec<Output>,
 }
 
@@ -761,8 +772,14 @@ impl<'a> Compiler<'a> {
                     .map_err(|e| self.err(w.pattern.span().start, format!("when.match: {e}")))?;
                 when.push(When { re, category: self.category(&w.category)? });
             }
+            let tail_lines = match &f.tail_lines {
+                Some(n) if (0..=1000).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+                Some(n) => return Err(self.err(n.span().start, "tail_lines: 0 to 1000".to_string())),
+                None => None,
+            };
             let outputs = self.outputs(&pat, f.pattern.span().start, None, None, None, &["evidence"])?;
-            out.push(Failure { pat, category, priority, when, outputs });
+            let despite_success = f.despite_success;
+            out.push(Failure { pat, category, priority, when, tail_lines, despite_success, outputs });
         }
         Ok(out)
     }
@@ -945,6 +962,13 @@ mod tests {
             "GAMESS",
             "Q-Chem",
             "Molpro",
+            "GPAW",
+            "MOPAC",
+            "DIRAC",
+            "FHI-aims",
+            "CRYSTAL",
+            "FDS",
+            "CAMx",
         ] {
             assert!(names.contains(&n), "{n}");
         }

@@ -692,3 +692,40 @@ fn a_job_scripts_own_output_joins_the_solver_stream() {
     assert_eq!((v.program.as_deref(), v.outcome), (Some("LAMMPS"), Outcome::Failed));
     assert_eq!(v.evidence.as_deref(), Some("Command exited with non-zero status 137"));
 }
+
+#[test]
+fn a_missing_command_the_script_survives_is_not_the_jobs_failure() {
+    // A job script's information commands (`cpuinfo`) missing, then the run's own output.
+    let survived = "/tmp/slurmd/job1/slurm_script: line 68: cpuinfo: command not found\n\
+                    Running pw.x on 4 nodes\nstep 1\nstep 2\nstep 3\nstep 4\nstep 5\nQE finished\n";
+    let a = run(survived);
+    assert_eq!(a.outcome, Outcome::Unknown, "{a:#?}");
+    assert_eq!(a.category, None);
+    // The job's main command missing: nothing but the launcher's lines follow.
+    let fatal = "Running pw.x on 4 nodes\n/tmp/slurmd/job1/slurm_script: line 70: pw.x: command not found\n\
+                 srun: error: n01: task 0: Exited with exit code 127\n";
+    let a = run(fatal);
+    assert_eq!(a.outcome, Outcome::Failed, "{a:#?}");
+    assert_eq!(a.category, Some(Category::EnvironmentError));
+    assert_eq!(a.evidence.as_deref(), Some("/tmp/slurmd/job1/slurm_script: line 70: pw.x: command not found"));
+}
+
+#[test]
+fn srun_option_dump_is_not_an_oom_kill() {
+    let a = run(
+        "srun: oom-kill-step       : 0\nsrun: verbose             : 1\nforrtl: severe (71): integer divide by zero\n",
+    );
+    assert_eq!(a.category, Some(Category::NumericalInstability), "{a:#?}");
+}
+
+#[test]
+fn mdrun_stopped_by_a_signal_fails_although_it_ends_the_normal_way() {
+    let log = "          :-) GROMACS - gmx mdrun, 2023.3 (-:\n\nUsing 1 MPI process\n\
+               starting mdrun 'water'\n500000 steps,   1000.0 ps.\n\n\
+               Received the INT signal, stopping within 50 steps\n\n\
+               GROMACS reminds you: \"Nothing\" (Nobody)\n";
+    let a = run(log);
+    assert_eq!(a.outcome, Outcome::Failed, "{a:#?}");
+    assert_eq!(a.category, Some(Category::Signal));
+    assert_eq!(a.evidence.as_deref(), Some("Received the INT signal, stopping within 50 steps"));
+}
