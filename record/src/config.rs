@@ -17,6 +17,7 @@
 //! retries = 3                           # transient failures retried in a row (see EpilogConfig)
 //! spool_max_bytes = 268435456           # outbox bound (256 MiB); oldest batches dropped, loudly
 //! spool_max_age_days = 30
+//! batch_max_bytes = 4194304             # a job's records travel in batches of at most this
 //!
 //! [logs]                                # solver logs read by the epilog (see LogsConfig)
 //! enabled = true
@@ -101,7 +102,14 @@ pub struct EpilogConfig {
     pub spool_max_bytes: u64,
     /// Batches older than this are dropped, loudly and counted (0: kept until sent).
     pub spool_max_age_days: u64,
+    /// Largest batch sent in one request: a job whose records are larger travels in as many
+    /// batches as it takes, so no job can exceed the collector's `max_message_bytes` (16 MiB by
+    /// default). Capped at that default; a collector configured lower needs this lower too.
+    pub batch_max_bytes: u64,
 }
+
+/// Default `[epilog] batch_max_bytes`: 4 MiB, a quarter of the collector's default message limit.
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Default `[epilog] spool_max_bytes`: 256 MiB, some 25,000 typical batches.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -120,6 +128,7 @@ impl Default for EpilogConfig {
             flush_budget_ms: 60_000,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             spool_max_age_days: 30,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
         }
     }
 }
