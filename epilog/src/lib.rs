@@ -94,7 +94,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     }
     let items = a.batch.items.len();
     // A job of any size travels in parts, each under the collector's message limit.
-    let parts = std::mem::replace(&mut a.batch.items, Vec::new());
+    let parts = std::mem::take(&mut a.batch.items);
     let parts = Batch { items: parts, ..a.batch.clone() }.split(sender(cfg).batch_max());
     let paths = match spool.outbox_put_parts(&parts) {
         Ok(p) => {
