@@ -328,7 +328,9 @@ fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let (tx, rx) = mpsc::channel();
     let queued = shared.writer.lock().unwrap_or_else(|p| p.into_inner()).send(Work { batch, peer, reply: tx });
     let reply = match queued {
-        Ok(()) => rx.recv().unwrap_or_else(|_| Reply::refused(ReplyKind::Retry, "collector is shutting down; not stored")),
+        Ok(()) => {
+            rx.recv().unwrap_or_else(|_| Reply::refused(ReplyKind::Retry, "collector is shutting down; not stored"))
+        }
         Err(_) => Reply::refused(ReplyKind::Retry, "collector is shutting down; not stored"),
     };
     if reply.ok {
@@ -426,7 +428,8 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
                 stats.merge_failures.fetch_add(group.len() as u64, Ordering::Relaxed);
                 log::error!("transaction of {} batches failed, nothing stored: {e}", group.len());
                 for w in &group {
-                    let _ = w.reply.send(Reply::refused(ReplyKind::Retry, storage_error(&format!("database error: {e}"))));
+                    let _ =
+                        w.reply.send(Reply::refused(ReplyKind::Retry, storage_error(&format!("database error: {e}"))));
                 }
             }
         }
