@@ -575,7 +575,8 @@ fn large_jobs_in_parts() {
     site.configure(&format!("batch_max_bytes = {max}\n"));
     // An older release stored a whole 3 MB job in one outbox file: cut before it is sent.
     let old = Batch {
-        created: 1_700_000_000,
+        // A minute old: well within the age bound.
+        created: runledger_record::now() - 60,
         ..Batch::new("n1", {
             let tmp = Site::new(&c.addr, 1000);
             spool_big_job(&tmp, 900, 14, 200_000);
