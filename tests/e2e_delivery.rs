@@ -193,8 +193,12 @@ fn a_huge_job_arrives_whole_and_never_blocks_the_next() {
     // The srun steps inherit the variables (the batch step started before the script set them).
     for name in ["0", "50", "99"] {
         let s = step(&detail, name).unwrap_or_else(|| panic!("step {name} missing"));
-        let text = s.to_string();
-        assert!(text.contains("RL_BIG_1") && text.contains("RL_BIG_52"), "step {name}'s environment is not whole");
+        let hash = s["env_hash"].as_str().unwrap_or_else(|| panic!("step {name} has no environment: {s}"));
+        let env = &detail["environments"][hash];
+        assert!(
+            env["RL_BIG_1"].as_str().is_some_and(|v| v.len() == 4000) && env["RL_BIG_52"].is_string(),
+            "step {name}'s environment is not whole"
+        );
     }
 
     let small = sbatch(USER, "after-huge", &[], "#!/bin/bash\necho small\n");
