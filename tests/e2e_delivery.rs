@@ -164,3 +164,45 @@ fn records_of_a_job_whose_epilog_never_ran_are_sent_later() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("no epilog ran"), "sent twice");
     let _ = std::fs::remove_dir_all(spool);
 }
+
+/// One job's records can never hold up a node: a job of 100 steps, each with some 200 KiB of
+/// environment (about 21 MB of records, over the collector's 16 MiB message limit), and then a
+/// small job on the same node. Each reaches the ledger whole through its own epilog run: the
+/// large job before the small one is even submitted, the small one right after it ends.
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn a_huge_job_arrives_whole_and_never_blocks_the_next() {
+    let _turn = COLLECTOR_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    require_cluster();
+    let before = outbox_len();
+    // 52 variables of 4,000 bytes (the plugin keeps values up to 4 KiB) in every step.
+    let script = "#!/bin/bash\n\
+        v=$(head -c 4000 /dev/zero | tr '\\0' x)\n\
+        for i in $(seq 1 52); do export RL_BIG_$i=$v; done\n\
+        for s in $(seq 1 100); do srun -n 1 -N 1 true || exit 1; done\n";
+    let big = sbatch(USER, "huge-env", &["-N", "1"], script);
+    wait_until("the large job to finish", Duration::from_secs(600), || (!job_active(big)).then_some(()));
+    // Its own epilog delivered it: nothing else runs an epilog on the node before the next job.
+    let job = ledger_job(big, Duration::from_secs(60));
+    assert_eq!(job["state"], "COMPLETED", "{job:#}");
+    let detail = query(&["job", &big.to_string()]);
+    let detail = if detail.is_array() { detail[0].clone() } else { detail };
+    let steps = detail["steps"].as_array().expect("steps");
+    let numbered = steps.iter().filter(|s| s["step"].as_str().is_some_and(|n| n.parse::<u32>().is_ok())).count();
+    assert_eq!(numbered, 100, "steps 0..99 all recorded");
+    // The srun steps inherit the variables (the batch step started before the script set them).
+    for name in ["0", "50", "99"] {
+        let s = step(&detail, name).unwrap_or_else(|| panic!("step {name} missing"));
+        let hash = s["env_hash"].as_str().unwrap_or_else(|| panic!("step {name} has no environment: {s}"));
+        let env = &detail["environments"][hash];
+        assert!(
+            env["RL_BIG_1"].as_str().is_some_and(|v| v.len() == 4000) && env["RL_BIG_52"].is_string(),
+            "step {name}'s environment is not whole"
+        );
+    }
+
+    let small = sbatch(USER, "after-huge", &[], "#!/bin/bash\necho small\n");
+    let small_job = finished(small);
+    assert_eq!(small_job["state"], "COMPLETED");
+    assert_eq!(outbox_len(), before, "batches left in the outbox");
+}

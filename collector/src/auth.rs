@@ -10,7 +10,7 @@
 //! Every refusal is a [`Reject`]: its [`Reject::reason`] is the short key the rejection counters
 //! use, its `Display` the text logged and sent back to the sender.
 
-use runledger_record::wire::{self, FrameError};
+use runledger_record::wire::{self, FrameError, ReplyKind};
 use std::fmt;
 
 /// The uids allowed to send node records.
@@ -88,6 +88,9 @@ pub enum Reject {
     },
     /// Node binding: munged on the sender's host did not know its own address.
     NoOrigin,
+    /// A batch format this build does not speak (a newer epilog): an upgrade of the collector
+    /// will take it, so the sender keeps it.
+    Unsupported(String),
 }
 
 impl Reject {
@@ -115,6 +118,29 @@ impl Reject {
             Reject::NodeAddress { .. } => "node address mismatch",
             Reject::NodeUnresolved { .. } => "node unresolvable",
             Reject::NoOrigin => "no origin address",
+            Reject::Unsupported(_) => "unsupported format",
+        }
+    }
+
+    /// What the sender should do about it. Only what is wrong with the batch itself is
+    /// permanent; whatever is the collector's, munged's or the network's state is not.
+    pub fn kind(&self) -> ReplyKind {
+        match self {
+            Reject::TooManyConnections(_) => ReplyKind::Busy,
+            // Resending from the same host cannot change its address: only an admin can.
+            Reject::TooLarge { .. } | Reject::Malformed(_) | Reject::NodeAddress { .. } | Reject::NoOrigin => {
+                ReplyKind::Permanent
+            }
+            Reject::BadFrame(_)
+            | Reject::Timeout
+            | Reject::Truncated
+            | Reject::Io(_)
+            | Reject::Credential(_)
+            | Reject::MungeUnavailable(_)
+            | Reject::Uid(_)
+            | Reject::DigestMismatch
+            | Reject::NodeUnresolved { .. }
+            | Reject::Unsupported(_) => ReplyKind::Retry,
         }
     }
 
@@ -147,7 +173,7 @@ impl fmt::Display for Reject {
             Reject::MungeUnavailable(e) => write!(f, "collector cannot verify credentials now: {}", e.message),
             Reject::Uid(uid) => write!(f, "uid {uid} may not send node records (only root and the slurm user)"),
             Reject::DigestMismatch => f.write_str("digest mismatch: the credential does not sign this body"),
-            Reject::Malformed(m) => f.write_str(m),
+            Reject::Malformed(m) | Reject::Unsupported(m) => f.write_str(m),
             Reject::NodeAddress { node, origin, expected } => {
                 let expected: Vec<String> = expected.iter().map(|a| a.to_string()).collect();
                 write!(

@@ -21,7 +21,7 @@
 use crate::auth::{self, Policy, Reject};
 use crate::rejections::{self, Tally};
 use crate::{db, merge};
-use runledger_record::wire::{self, Reply};
+use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::Batch;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -204,7 +204,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let r = Reject::TooManyConnections(shared.opts.max_connections);
             shared.stats.reject(peer, &r);
             let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-            send_reply(&stream, &Reply::error(r.to_string()));
+            send_reply(&stream, &Reply::refused(r.kind(), r.to_string()));
             let _ = stream.shutdown(Shutdown::Both);
             continue;
         };
@@ -296,7 +296,16 @@ fn read_request(stream: &TcpStream, opts: &Options) -> Result<(Batch, auth::Send
     let sender = auth::verify_credential(&opts.policy, &cred, munge::decode)?;
     let body = wire::read_frame(&mut r, opts.max_message_bytes).map_err(Reject::from_frame)?;
     auth::check_digest(&sender, &body)?;
-    let batch = Batch::from_json(&body).map_err(Reject::Malformed)?;
+    // The format is checked apart from the parse: a newer epilog's batch is kept by its sender
+    // for an upgraded collector, while one that is not a batch at all never will be.
+    let batch: Batch = serde_json::from_slice(&body).map_err(|e| Reject::Malformed(format!("malformed batch: {e}")))?;
+    if batch.format != runledger_record::FORMAT_VERSION {
+        return Err(Some(Reject::Unsupported(format!(
+            "batch format {} is not supported (this build speaks {})",
+            batch.format,
+            runledger_record::FORMAT_VERSION
+        ))));
+    }
     merge::validate(&batch).map_err(|e| Reject::Malformed(format!("invalid batch: {e}")))?;
     opts.binding.check(&batch, sender.origin)?;
     Ok((batch, sender))
@@ -313,7 +322,7 @@ fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         Err(Some(r)) => {
             shared.stats.reject(peer, &r);
-            send_reply(&stream, &Reply::error(r.to_string()));
+            send_reply(&stream, &Reply::refused(r.kind(), r.to_string()));
             linger(&stream);
             return;
         }
@@ -323,8 +332,10 @@ fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let (tx, rx) = mpsc::channel();
     let queued = shared.writer.lock().unwrap_or_else(|p| p.into_inner()).send(Work { batch, peer, reply: tx });
     let reply = match queued {
-        Ok(()) => rx.recv().unwrap_or_else(|_| Reply::error("collector is shutting down; not stored")),
-        Err(_) => Reply::error("collector is shutting down; not stored"),
+        Ok(()) => {
+            rx.recv().unwrap_or_else(|_| Reply::refused(ReplyKind::Retry, "collector is shutting down; not stored"))
+        }
+        Err(_) => Reply::refused(ReplyKind::Retry, "collector is shutting down; not stored"),
     };
     if reply.ok {
         log::debug!("{peer}: batch from {from} (uid {}): {items} items committed", sender.uid);
@@ -409,7 +420,7 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
                         Err(e) => {
                             stats.merge_failures.fetch_add(1, Ordering::Relaxed);
                             log::error!("{}: batch from {} not merged: {e}", w.peer, w.batch.sender);
-                            Reply::error(format!("not stored: {e}"))
+                            Reply::refused(ReplyKind::Retry, storage_error(&e.to_string()))
                         }
                     };
                     let _ = w.reply.send(reply);
@@ -421,13 +432,22 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
                 stats.merge_failures.fetch_add(group.len() as u64, Ordering::Relaxed);
                 log::error!("transaction of {} batches failed, nothing stored: {e}", group.len());
                 for w in &group {
-                    let _ = w.reply.send(Reply::error(format!("not stored: database error: {e}")));
+                    let _ =
+                        w.reply.send(Reply::refused(ReplyKind::Retry, storage_error(&format!("database error: {e}"))));
                 }
             }
         }
     }
     flush_rejections(&conn, stats);
     log::info!("writer stopped");
+}
+
+/// The text of a refusal for a storage error: never permanent (the kind says so), and worded so
+/// that an epilog of the last release, which classifies by wording, does not read SQLite's
+/// "database disk image is malformed" as a bad batch and set every queued batch aside. The
+/// collector's own log keeps SQLite's words.
+fn storage_error(e: &str) -> String {
+    format!("not stored: {}", e.replace("malformed", "damaged"))
 }
 
 fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
@@ -438,7 +458,23 @@ fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
 
 #[cfg(test)]
 mod tests {
-    use super::Slots;
+    use super::{storage_error, Slots};
+    use crate::auth::Reject;
+    use runledger_record::wire::ReplyKind;
+
+    #[test]
+    fn storage_errors_are_never_permanent_in_kind_or_in_words() {
+        let text = storage_error("database error: database disk image is malformed");
+        assert!(!text.contains("malformed"), "{text}");
+        assert!(text.starts_with("not stored: database error: database disk image is damaged"), "{text}");
+        // What the last release's epilog read as permanent: a text starting "malformed batch".
+        assert!(!text.trim_start().to_ascii_lowercase().starts_with("malformed"));
+        assert_eq!(Reject::Malformed("malformed batch: x".into()).kind(), ReplyKind::Permanent);
+        assert_eq!(Reject::TooLarge { len: 2, max: 1 }.kind(), ReplyKind::Permanent);
+        assert_eq!(Reject::TooManyConnections(4).kind(), ReplyKind::Busy);
+        assert_eq!(Reject::Unsupported("batch format 2".into()).kind(), ReplyKind::Retry);
+        assert_eq!(Reject::Timeout.kind(), ReplyKind::Retry);
+    }
 
     #[test]
     fn slots_are_limited_and_given_back_even_by_a_panicking_thread() {

@@ -5,7 +5,7 @@
 //! MUNGE credential and checks it against the body's digest before replying `ok`, but it stores
 //! nothing (no SQLite commit), so it measures the epilog, not the collector.
 
-use runledger_record::wire::{self, Reply};
+use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::Batch;
 use std::io::Write;
 use std::net::TcpListener;
@@ -22,11 +22,13 @@ fn main() {
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             let Ok((cred, body)) = wire::read_request(&mut s, wire::DEFAULT_MAX_FRAME) else { return };
             let reply = match munge::decode(&cred) {
-                Err(e) => Reply::error(format!("credential: {e}")),
-                Ok(d) if d.payload != wire::digest(&body).as_bytes() => Reply::error("body does not match credential"),
+                Err(e) => Reply::refused(ReplyKind::Retry, format!("credential: {e}")),
+                Ok(d) if d.payload != wire::digest(&body).as_bytes() => {
+                    Reply::refused(ReplyKind::Retry, "body does not match credential")
+                }
                 Ok(_) => match Batch::from_json(&body) {
                     Ok(b) => Reply::ok(b.items.len()),
-                    Err(e) => Reply::error(e),
+                    Err(e) => Reply::refused(ReplyKind::Permanent, e),
                 },
             };
             let _ = wire::write_frame(&mut s, &serde_json::to_vec(&reply).unwrap());

@@ -1,14 +1,15 @@
 //! Keeping the outbox within `[epilog] spool_max_bytes` and `spool_max_age_days`.
 //!
 //! A collector that stays unreachable must not fill the node's disk. Every run (epilog and
-//! flush) first drops, oldest first, the batches older than the age bound, then as many more as
-//! it takes to bring the outbox (plus the batch about to join it) under the size bound. The batch
-//! about to join is never dropped by its own run, even alone over the bound: it gets at least that
-//! run's attempt. Each drop is logged as an error
-//! naming the batches, items, bytes and job ids *before* the files go, and added to the spool's
-//! running total (`<spool>/dropped.json`), which every batch sent afterwards carries to the
-//! collector. `jobs/` is emptied by each job's own epilog (and [`crate::orphans`] deals with the
-//! jobs whose epilog never came); `rejected/` waits `spool_max_age_days` for an admin.
+//! flush) first drops the batches older than the age bound, then as many more as it takes to bring
+//! the outbox (plus the batch about to join it) under the size bound: first any batch larger than
+//! the whole bound by itself, then the oldest. A batch about to join that is larger than the bound
+//! is not counted, since no drop of other jobs' batches would make it fit; and it is never dropped
+//! by its own run: it gets at least that run's attempt. Each drop is logged as an error naming the
+//! batches, items, bytes and job ids *before* the files go, and added to the spool's running total
+//! (`<spool>/dropped.json`), which every batch sent afterwards carries to the collector. `jobs/` is
+//! emptied by each job's own epilog (and [`crate::orphans`] deals with the jobs whose epilog never
+//! came); `rejected/` waits `spool_max_age_days` for an admin.
 
 use runledger_record::config::EpilogConfig;
 use runledger_record::spool::{outbox_name_parts, Spool};
@@ -214,18 +215,29 @@ fn list(spool: &Spool) -> Vec<Entry> {
     entries
 }
 
-/// The entries to drop, oldest first, each with whether it is over the age bound (else: space).
+/// The entries to drop, each with whether it is over the age bound (else: space): the ones over
+/// the age bound; then, for space, first any batch larger than the whole bound by itself (dropping
+/// others could never make room for it), then the oldest. A `reserve` larger than the bound is not
+/// counted either: no drop of other jobs' batches would make it fit.
 fn over_bounds(entries: Vec<Entry>, bounds: &Bounds, reserve: u64, now: Timestamp) -> Vec<(Entry, bool)> {
+    let max = bounds.max_bytes;
+    let reserve = if max > 0 && reserve > max { 0 } else { reserve };
     let mut total: u64 = entries.iter().map(|e| e.bytes).sum::<u64>().saturating_add(reserve);
-    let mut out = Vec::new();
-    for e in entries {
-        let too_old = bounds.max_age_secs().is_some_and(|age| now.saturating_sub(e.created) > age);
-        let too_big = bounds.max_bytes > 0 && total > bounds.max_bytes;
-        if !too_old && !too_big {
+    let too_old = |e: &Entry| bounds.max_age_secs().is_some_and(|age| now.saturating_sub(e.created) > age);
+    let (mut out, rest): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| too_old(e));
+    total -= out.iter().map(|e| e.bytes).sum::<u64>();
+    let mut out: Vec<(Entry, bool)> = out.drain(..).map(|e| (e, true)).collect();
+    let (huge, rest): (Vec<Entry>, Vec<Entry>) = rest.into_iter().partition(|e| max > 0 && e.bytes > max);
+    for e in huge {
+        total -= e.bytes;
+        out.push((e, false));
+    }
+    for e in rest {
+        if max == 0 || total <= max {
             break; // oldest first: everything after is newer, and the size fits
         }
         total -= e.bytes;
-        out.push((e, too_old));
+        out.push((e, false));
     }
     out
 }
@@ -305,6 +317,22 @@ mod tests {
         // Once stored and still unsent, the next run holds it to the bound like any other.
         let (_d, s, _) = spool_with(&[batch(9, NOW, 5000)]);
         assert_eq!(enforce(&s, &Bounds { max_bytes: 100, max_age_days: 0 }, 0, NOW).jobs, vec![9]);
+    }
+
+    #[test]
+    fn one_batch_over_the_whole_bound_never_costs_other_jobs_theirs() {
+        let bs = [batch(1, NOW - 3, 100), batch(2, NOW - 2, 20_000), batch(3, NOW - 1, 100)];
+        let (_d, s, sizes) = spool_with(&bs);
+        let bounds = Bounds { max_bytes: 10_000, max_age_days: 0 };
+        // About to add a batch larger than the bound: nothing else goes for it.
+        assert_eq!(enforce(&s, &bounds, 50_000, NOW), Dropped { count: drop_of(&[sizes[1]]), jobs: vec![2] });
+        assert_eq!(jobs_left(&s), vec![1, 3], "only the batch that can never fit went, not the older one");
+        assert_eq!(enforce(&s, &bounds, 50_000, NOW), Dropped::default());
+        assert_eq!(jobs_left(&s), vec![1, 3]);
+    }
+
+    fn drop_of(sizes: &[u64]) -> DropCount {
+        DropCount { batches: sizes.len() as u64, items: sizes.len() as u64, bytes: sizes.iter().sum(), last: NOW }
     }
 
     #[test]

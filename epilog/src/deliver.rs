@@ -22,15 +22,18 @@
 //! time, munged is down.
 //!
 //! When the collector still cannot be reached, this run sends nothing more: the rest waits in the
-//! outbox for the next epilog. A reply with `ok: false` is logged and the batch kept, and the next batch is tried — except when
-//! the collector says the batch itself is bad ("malformed batch: …" from `Batch::from_json`,
-//! "invalid batch: …" from its validation): retrying that can never succeed, so the file is moved
-//! to `<spool>/rejected/` for an admin to look at.
+//! outbox for the next epilog. A refusal carries its kind ([`ReplyKind`]), decided by the
+//! collector where it refused: `busy` is retried as above; `retry` (a storage error, a credential,
+//! munged) is logged, the batch kept and the next batch tried; `permanent` (the batch itself is
+//! not a batch, invalid, or over the collector's size limit) can never succeed, so the file is
+//! moved to `<spool>/rejected/` for an admin to look at. A collector of the last release sends
+//! no kind: then, and only then, its wording decides ([`legacy_kind`]).
 
 use crate::retry::{Backoff, RandomSource};
 use runledger_record::spool::Spool;
-use runledger_record::wire::{self, Reply};
+use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::{Batch, DropCount};
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
@@ -66,6 +69,9 @@ pub struct Sender {
     /// Transient failures since the collector last answered.
     failures: u32,
     retried: usize,
+    /// Largest batch sent in one request (`[epilog] batch_max_bytes`); a larger one left in the
+    /// outbox (by an older release) is cut into parts before it is sent.
+    batch_max: usize,
 }
 
 impl Sender {
@@ -81,7 +87,18 @@ impl Sender {
             random: crate::retry::random_source(),
             failures: 0,
             retried: 0,
+            batch_max: runledger_record::config::DEFAULT_BATCH_MAX_BYTES as usize,
         }
+    }
+
+    /// Sends batches of at most `n` bytes (at least 1 KiB).
+    pub fn batch_max_bytes(mut self, n: u64) -> Self {
+        self.batch_max = usize::try_from(n).unwrap_or(usize::MAX).clamp(1024, wire::DEFAULT_MAX_FRAME);
+        self
+    }
+
+    pub fn batch_max(&self) -> usize {
+        self.batch_max
     }
 
     /// Gives up on a collector that does not read or answer within `d` (per read or write).
@@ -199,6 +216,14 @@ impl Sender {
         let mut request = Vec::with_capacity(cred.len() + body.len() + 16);
         wire::write_request(&mut request, &cred, body).expect("writing to a Vec");
         if let Err(e) = s.write_all(&request) {
+            // A collector that refuses from the header (a batch over its size limit) replies and
+            // closes without reading the rest, and the write fails: its reply, if it arrived,
+            // says what is wrong, which a reset alone would not.
+            if let Ok(frame) = wire::read_frame(&mut s, MAX_REPLY) {
+                if let Ok(r) = serde_json::from_slice::<Reply>(&frame) {
+                    return self.outcome(r);
+                }
+            }
             let why = format!("sending to collector {}: {e}", self.address);
             return if is_transient(&e) { Err(why) } else { Ok(Outcome::Down(why)) };
         }
@@ -213,20 +238,26 @@ impl Sender {
             Err(e) => return Ok(Outcome::Down(format!("reading the reply of collector {}: {e}", self.address))),
         };
         match serde_json::from_slice::<Reply>(&frame) {
-            Ok(r) if r.ok => Ok(Outcome::Committed(r)),
-            Ok(r) => {
-                let why = r.error.unwrap_or_else(|| "no reason given".into());
-                if is_permanent(&why) {
-                    Ok(Outcome::Malformed(why))
-                } else if is_busy(&why) {
-                    Err(format!("collector {} is busy: {why}", self.address))
-                } else {
-                    Ok(Outcome::Refused(why))
-                }
-            }
+            Ok(r) => Ok(self.outcome(r)?),
             Err(e) => {
                 Ok(Outcome::Down(format!("collector {} replied with something else than a reply: {e}", self.address)))
             }
+        }
+    }
+
+    /// What a reply means: its kind, as the collector decided it where it refused the batch.
+    /// `Err` is a busy collector, retried after a backoff.
+    fn outcome(&self, r: Reply) -> Result<Outcome, String> {
+        let kind = r.kind();
+        if kind == Some(ReplyKind::Ok) {
+            return Ok(Outcome::Committed(r));
+        }
+        let why = r.error.unwrap_or_else(|| "no reason given".into());
+        let kind = kind.unwrap_or_else(|| legacy_kind(&why));
+        match kind {
+            ReplyKind::Permanent => Ok(Outcome::Malformed(why)),
+            ReplyKind::Busy => Err(format!("collector {} is busy: {why}", self.address)),
+            ReplyKind::Retry | ReplyKind::Unknown | ReplyKind::Ok => Ok(Outcome::Refused(why)),
         }
     }
 
@@ -262,12 +293,21 @@ impl Sender {
     }
 }
 
-/// Whether a refusal means the batch itself can never be accepted: the collector words these as
-/// `Batch::from_json` ("malformed batch: …") and its own validation ("invalid batch: …") do.
-/// Everything else (credential, uid, database, busy) may succeed later.
-fn is_permanent(why: &str) -> bool {
+/// The kind of a refusal from a collector of the last release, whose replies carry none: the only
+/// place where wording decides, and as narrowly as that collector worded things. Permanent only
+/// for its parse error ("malformed batch: …", from `Batch::from_json`) and its validation
+/// ("invalid batch: …"), both at the start of the text: its storage errors start "not stored:",
+/// so SQLite's "database disk image is malformed" inside one is not a bad batch. Busy for its
+/// "too many connections (limit N); retry later"; anything else is kept for a later run.
+fn legacy_kind(why: &str) -> ReplyKind {
     let w = why.trim_start().to_ascii_lowercase();
-    w.contains("malformed") || w.starts_with("invalid batch")
+    if w.starts_with("malformed batch") || w.starts_with("invalid batch") {
+        ReplyKind::Permanent
+    } else if w.starts_with("too many connections") && w.contains("retry later") {
+        ReplyKind::Busy
+    } else {
+        ReplyKind::Retry
+    }
 }
 
 /// Whether a connection error is cheap and often passes within seconds (a collector restarting
@@ -275,11 +315,6 @@ fn is_permanent(why: &str) -> bool {
 fn is_transient(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
-}
-
-/// The collector's "too many connections (limit N); retry later": worth a retry after a backoff.
-fn is_busy(why: &str) -> bool {
-    why.to_ascii_lowercase().contains("retry later")
 }
 
 /// `host` → `host:6820`; anything with a port (or an IPv6 literal in brackets with one) as is.
@@ -297,7 +332,8 @@ fn with_default_port(a: &str) -> String {
     }
 }
 
-/// The new batch of this run.
+/// One part of the new batch of this run (a job's records travel in as many parts as it takes
+/// to keep each under `[epilog] batch_max_bytes`).
 pub struct Current {
     pub body: Vec<u8>,
     /// Its outbox file, or `None` if it could not be stored (it exists only in memory).
@@ -308,7 +344,7 @@ pub struct Current {
 /// What one run delivered.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Whether the current batch was committed.
+    /// Whether every part of the current batch was committed.
     pub current_sent: bool,
     /// Older outbox batches committed / still waiting / moved to `rejected/`.
     pub old_sent: usize,
@@ -320,35 +356,37 @@ pub struct Report {
     pub stopped: Option<String>,
 }
 
-/// Delivers `current` (if any) and the older outbox batches; see the module docs for the order.
-/// Without a current batch (`--flush`) the outbox gets all the time.
-pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, deadline: Instant) -> Report {
+/// Delivers the parts of `current` (none: `--flush`) and the older outbox batches; see the module
+/// docs for the order. Without a current batch the outbox gets all the time.
+pub fn deliver(spool: &Spool, sender: &mut Sender, current: &[Current], deadline: Instant) -> Report {
     let mut report = Report::default();
+    let mut current_sent = 0;
     // Not stored durably: this is the only copy, so it goes first.
-    if let Some(cur) = current.filter(|c| c.path.is_none()) {
-        send_current(spool, sender, cur, deadline, &mut report);
+    for cur in current.iter().filter(|c| c.path.is_none()) {
+        current_sent += usize::from(send_current(spool, sender, cur, deadline, &mut report));
     }
 
-    let retry_until = match current {
-        Some(_) => Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2,
-        None => deadline,
+    let retry_until = match current.is_empty() {
+        false => Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2,
+        true => deadline,
     };
-    let current_path = current.and_then(|c| c.path.as_deref());
-    let old: Vec<PathBuf> = spool.outbox().into_iter().filter(|p| Some(p.as_path()) != current_path).collect();
+    let current_paths: Vec<&Path> = current.iter().filter_map(|c| c.path.as_deref()).collect();
+    let mut old: VecDeque<PathBuf> =
+        spool.outbox().into_iter().filter(|p| !current_paths.contains(&p.as_path())).collect();
     let drops = if old.is_empty() { None } else { drop_stamp(spool) };
-    for (i, path) in old.iter().enumerate() {
+    while let Some(path) = old.pop_front() {
         if sender.down().is_some() || Instant::now() >= retry_until {
-            report.old_left += old.len() - i;
+            report.old_left += 1 + old.len();
             if sender.down().is_none() {
                 report.stopped = Some("no time left for older batches".into());
             }
             break;
         }
-        let mut batch = match spool.outbox_read(path) {
+        let mut batch = match spool.outbox_read(&path) {
             Ok(b) => b,
             Err(e) if e.starts_with("malformed") => {
                 report.rejected += 1;
-                reject(spool, path, &e);
+                reject(spool, &path, &e);
                 continue;
             }
             // Delivered and removed meanwhile by a concurrent epilog (two jobs ending at once
@@ -361,8 +399,25 @@ pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, de
             }
         };
         stamp(&mut batch, drops);
-        match sender.send(&batch.to_json(), retry_until) {
-            Outcome::Committed(_) => match spool.outbox_remove(path) {
+        let body = batch.to_json();
+        if body.len() > sender.batch_max() && batch.items.len() > 1 {
+            // Too large for one request (an older release stored a job whole): cut into parts,
+            // stored before the whole goes, and sent in its place, in order.
+            match resplit(spool, &path, batch, sender.batch_max()) {
+                Ok(parts) => {
+                    for p in parts.into_iter().rev() {
+                        old.push_front(p);
+                    }
+                }
+                Err(e) => {
+                    log::warn!("outbox {}: too large to send whole and not cut into parts: {e}", path.display());
+                    report.old_left += 1;
+                }
+            }
+            continue;
+        }
+        match sender.send(&body, retry_until) {
+            Outcome::Committed(_) => match spool.outbox_remove(&path) {
                 Ok(()) => report.old_sent += 1,
                 Err(e) => {
                     log::warn!("outbox {}: committed but not removed: {e}", path.display());
@@ -375,25 +430,36 @@ pub fn deliver(spool: &Spool, sender: &mut Sender, current: Option<&Current>, de
             }
             Outcome::Malformed(why) => {
                 report.rejected += 1;
-                reject(spool, path, &format!("collector: {why}"));
+                reject(spool, &path, &format!("collector: {why}"));
             }
             Outcome::Down(why) => {
                 // Down for the run, or no time left in this phase: either way the rest waits.
-                report.old_left += old.len() - i;
+                report.old_left += 1 + old.len();
                 report.stopped = Some(why);
                 break;
             }
         }
     }
 
-    if let Some(cur) = current.filter(|c| c.path.is_some()) {
-        send_current(spool, sender, cur, deadline, &mut report);
+    for cur in current.iter().filter(|c| c.path.is_some()) {
+        current_sent += usize::from(send_current(spool, sender, cur, deadline, &mut report));
     }
+    report.current_sent = !current.is_empty() && current_sent == current.len();
     if let Some(why) = sender.down() {
         report.stopped = Some(why.to_string());
     }
     report.retries = sender.retried();
     report
+}
+
+/// Replaces the outbox file `path` by the parts of `batch` cut to `max` bytes: the parts are
+/// stored durably first, then the whole is removed (a crash in between sends some items twice,
+/// which the merge makes harmless, and loses none).
+fn resplit(spool: &Spool, path: &Path, batch: Batch, max: usize) -> std::io::Result<Vec<PathBuf>> {
+    let parts = batch.split(max);
+    let paths = spool.outbox_replace_with_parts(path, &parts)?;
+    log::info!("outbox {}: over {max} bytes, cut into {} batches", path.display(), paths.len());
+    Ok(paths)
 }
 
 /// This node's running total of dropped batches, if any, to put on the batches it sends.
@@ -418,16 +484,16 @@ pub fn stamp(batch: &mut Batch, drops: Option<DropCount>) {
 }
 
 /// Sends the run's own batch; removes its outbox file once committed.
-fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Instant, report: &mut Report) {
+fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Instant, report: &mut Report) -> bool {
     match sender.send(&cur.body, deadline) {
         Outcome::Committed(r) => {
-            report.current_sent = true;
             log::debug!("{}: committed ({} items applied)", cur.label, r.applied);
             if let Some(p) = &cur.path {
                 if let Err(e) = spool.outbox_remove(p) {
                     log::warn!("{}: committed but {} not removed: {e} (it will be sent again)", cur.label, p.display());
                 }
             }
+            return true;
         }
         Outcome::Refused(why) if cur.path.is_some() => {
             log::warn!("{}: collector refused it: {why}; kept for a later run", cur.label)
@@ -445,6 +511,7 @@ fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Ins
             report.stopped = Some(why);
         }
     }
+    false
 }
 
 /// Moves an outbox file that can never be delivered to `<spool>/rejected/`, loudly.
@@ -472,13 +539,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_bad_batches_are_permanent() {
-        assert!(is_permanent("malformed batch: expected value at line 1"));
-        assert!(is_permanent("invalid batch: item 0 (job_end) has an empty cluster name"));
-        assert!(!is_permanent("credential refused: Expired credential"));
-        assert!(!is_permanent("too many connections (limit 64); retry later"));
-        assert!(!is_permanent("not stored: database error: disk I/O error"));
-        assert!(!is_permanent("batch format 2 is not supported (this build speaks 1)"));
+    fn an_old_collectors_wording_is_read_narrowly() {
+        assert_eq!(legacy_kind("malformed batch: expected value at line 1"), ReplyKind::Permanent);
+        assert_eq!(legacy_kind("invalid batch: item 0 (job_end) has an empty cluster name"), ReplyKind::Permanent);
+        assert_eq!(legacy_kind("credential refused: Expired credential"), ReplyKind::Retry);
+        assert_eq!(legacy_kind("too many connections (limit 64); retry later"), ReplyKind::Busy);
+        assert_eq!(legacy_kind("not stored: database error: disk I/O error"), ReplyKind::Retry);
+        // The wording that used to set every queued batch aside when the ledger was corrupt.
+        assert_eq!(legacy_kind("not stored: database error: database disk image is malformed"), ReplyKind::Retry);
+        assert_eq!(legacy_kind("batch format 2 is not supported (this build speaks 1)"), ReplyKind::Retry);
+    }
+
+    #[test]
+    fn a_typed_reply_is_obeyed_whatever_its_words() {
+        let s = Sender::new("127.0.0.1:1", Duration::from_millis(1));
+        let permanent = Reply::refused(ReplyKind::Permanent, "the words do not matter");
+        assert!(matches!(s.outcome(permanent), Ok(Outcome::Malformed(_))));
+        let retry = Reply::refused(ReplyKind::Retry, "not stored: database disk image is malformed");
+        assert!(matches!(s.outcome(retry), Ok(Outcome::Refused(_))));
+        assert!(s.outcome(Reply::refused(ReplyKind::Busy, "anything")).is_err());
+        let newer = Reply { ok: false, applied: 0, kind: Some(ReplyKind::Unknown), error: Some("malformed".into()) };
+        assert!(matches!(s.outcome(newer), Ok(Outcome::Refused(_))));
+        assert!(matches!(s.outcome(Reply::ok(2)), Ok(Outcome::Committed(_))));
     }
 
     #[test]
@@ -543,9 +625,6 @@ mod tests {
         for k in [TimedOut, WouldBlock, PermissionDenied, AddrNotAvailable] {
             assert!(!is_transient(&io::Error::from(k)), "{k:?}");
         }
-        assert!(is_busy("too many connections (limit 64); retry later"));
-        assert!(!is_busy("credential refused: Expired credential"));
-        assert!(!is_busy("not stored: database error: disk I/O error"));
     }
 
     #[test]

@@ -136,7 +136,10 @@ pub fn job_end(env: &JobEnv, items: &[Item], logs: &LogsConfig, deadline: Instan
     let mut default_read = false;
     match uid {
         Some(uid) if !to_read.is_empty() => {
-            let results = read_windows_as(uid, gid, &to_read, 0, OUTPUT_TAIL_BYTES, deadline);
+            // Reading the output is part of reading the logs: it gets `[logs] time_budget_ms`,
+            // not the epilog's whole budget (a hung file system must not eat the delivery's time).
+            let budget = deadline.min(Instant::now() + Duration::from_millis(logs.time_budget_ms));
+            let results = read_windows_as(uid, gid, &to_read, 0, OUTPUT_TAIL_BYTES, budget);
             for (path, r) in to_read.iter().zip(results) {
                 match r {
                     Ok(w) => {
@@ -296,6 +299,31 @@ mod tests {
         assert_eq!(job_level("outcome"), Some("failed"), "{:?}", j.facts);
         assert_eq!(job_level("failure_category"), Some("time_limit"));
         assert_eq!(job_level("error_source"), j.stdout.as_deref());
+    }
+
+    #[test]
+    fn the_output_read_obeys_the_logs_time_budget() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wd = d.path().to_str().unwrap();
+        let line = "slurmstepd: error: *** JOB 77 ON n1 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT ***";
+        std::fs::write(d.path().join("out"), format!("{line}\n")).unwrap();
+        let e = env(&[
+            ("SLURM_JOB_ID", "77"),
+            ("SLURM_JOB_UID", "0"),
+            ("SLURM_JOB_GID", "0"),
+            ("SLURM_JOB_WORK_DIR", wd),
+            ("SLURM_JOB_STDOUT", "out"),
+        ]);
+        let items = [start(STEP_BATCH, 110, wd)];
+        // With time for the logs, the line is read: TIMEOUT.
+        let (j, _) = job_end(&e, &items, &LogsConfig::default(), soon());
+        assert_eq!(j.state, JobState::Timeout);
+        // With no time for the logs, the output is not read, though the epilog's deadline is far.
+        let none = LogsConfig { time_budget_ms: 0, ..LogsConfig::default() };
+        let (j, _) = job_end(&e, &items, &none, Instant::now() + Duration::from_secs(60));
+        assert_ne!(j.state, JobState::Timeout);
+        assert_ne!(j.state_evidence.as_deref(), Some(line));
     }
 
     #[test]

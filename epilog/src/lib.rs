@@ -37,7 +37,7 @@ use deliver::{Current, Sender};
 use retry::Backoff;
 use runledger_record::config::Config;
 use runledger_record::spool::Spool;
-use runledger_record::DropCount;
+use runledger_record::{Batch, DropCount};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,8 +81,8 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         _ => bounds::enforce(&spool, &Bounds::of(&cfg.epilog), a.batch.to_json().len() as u64, runledger_record::now()),
     };
     deliver::stamp(&mut a.batch, deliver::drop_stamp(&spool));
-    let body = a.batch.to_json();
     if mode == Mode::DryRun {
+        let body = a.batch.to_json();
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(&body).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush());
         log::info!(
@@ -92,30 +92,44 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         );
         return;
     }
-    let path = match spool.outbox_put(&a.batch) {
+    let items = a.batch.items.len();
+    // A job of any size travels in parts, each under the collector's message limit.
+    let parts = std::mem::take(&mut a.batch.items);
+    let parts = Batch { items: parts, ..a.batch.clone() }.split(sender(cfg).batch_max());
+    let paths = match spool.outbox_put_parts(&parts) {
         Ok(p) => {
             if let Err(e) = spool.remove_job(id) {
                 log::warn!("job {id}: batch kept, but the plugin's files were not removed: {e}");
             }
-            Some(p)
+            p.into_iter().map(Some).collect()
         }
         Err(e) => {
             log::error!(
-                "job {id}: CANNOT KEEP the batch ({} items) in the outbox {}: {e}; sending it directly, and if \
+                "job {id}: CANNOT KEEP the batch ({items} items) in the outbox {}: {e}; sending it directly, and if \
                  that fails this job's records from this node are lost",
-                a.batch.items.len(),
                 spool.outbox_dir().display()
             );
-            None
+            vec![None; parts.len()]
         }
     };
-    let durable = path.is_some();
+    let durable = paths.first().is_some_and(Option::is_some);
     let node = env.node.clone().unwrap_or_else(job::hostname);
     let max_age = Bounds::of(&cfg.epilog).max_age();
     let grace = Duration::from_secs(cfg.epilog.orphan_grace_s);
     orphans::sweep(&spool, Some(id), &node, std::time::SystemTime::now(), grace, max_age, orphans::slurmstepd_jobs);
-    let cur = Current { body, path, label: format!("job {id}") };
-    let rep = deliver::deliver(&spool, &mut sender(cfg), Some(&cur), deadline);
+    let n = parts.len();
+    let cur: Vec<Current> = parts
+        .iter()
+        .zip(paths)
+        .enumerate()
+        .map(|(i, (b, path))| Current {
+            body: b.to_json(),
+            path,
+            label: if n == 1 { format!("job {id}") } else { format!("job {id} (part {} of {n})", i + 1) },
+        })
+        .collect();
+    drop(parts);
+    let rep = deliver::deliver(&spool, &mut sender(cfg), &cur, deadline);
     if !durable {
         if rep.current_sent {
             let _ = spool.remove_job(id);
@@ -132,9 +146,9 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     }
     log::info!(
         "job {id}: state={} items={} sent={} queued={} older_sent={} older_queued={} rejected={} dropped={} \
-         retries={} wall_ms={}",
+         retries={} parts={n} wall_ms={}",
         a.verdict.state,
-        a.batch.items.len(),
+        items,
         u8::from(rep.current_sent),
         u8::from(durable && !rep.current_sent),
         rep.old_sent,
@@ -152,6 +166,7 @@ fn sender(cfg: &Config) -> Sender {
     Sender::new(&cfg.collector.address, Duration::from_millis(e.connect_timeout_ms))
         .reply_timeout(Duration::from_millis(e.reply_timeout_ms))
         .retrying(Backoff::new(e.retries, e.retry_base_ms, e.retry_max_ms), retry::random_source())
+        .batch_max_bytes(e.batch_max_bytes)
 }
 
 /// What [`flush`] is told beyond the configuration.
@@ -223,7 +238,7 @@ fn flush_until(cfg: &Config, spool: &Spool, deadline: Instant, started: Instant)
     let grace = Duration::from_secs(cfg.epilog.orphan_grace_s);
     orphans::sweep(spool, None, &this_node(), std::time::SystemTime::now(), grace, max_age, orphans::slurmstepd_jobs);
     let dropped = bounds::enforce(spool, &Bounds::of(&cfg.epilog), 0, runledger_record::now());
-    let rep = deliver::deliver(spool, &mut sender(cfg), None, deadline);
+    let rep = deliver::deliver(spool, &mut sender(cfg), &[], deadline);
     if let Some(why) = &rep.stopped {
         log::warn!("stopped sending: {why}");
     }

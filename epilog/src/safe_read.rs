@@ -10,7 +10,12 @@
 //!    them back to check they took. (glibc's `setgroups()`/`setuid()` wrappers would change ALL
 //!    threads of the process — POSIX semantics through glibc's setxid broadcast — so they are not
 //!    used. With fsuid ≠ 0 the kernel also drops the thread's file capabilities such as
-//!    CAP_DAC_OVERRIDE, so the file permissions apply exactly as to the user.)
+//!    CAP_DAC_OVERRIDE, so the file permissions apply exactly as to the user.) Then the thread
+//!    drops every other capability too (`capset` with empty sets, ambient set cleared, read back):
+//!    whatever the reading code does wrong, this thread can do no more than the user. The gid is
+//!    the one slurmd or the plugin gave, else the passwd entry's; a gid of 0 (root's group) for
+//!    a user whose passwd entry does not say so is refused — the plugin records 0 when it could
+//!    not learn the gid, and that must never open a log to group root — so nothing is read.
 //! 2. Each path is opened with `O_RDONLY|O_NONBLOCK|O_NOFOLLOW|O_NOCTTY|O_CLOEXEC`: a FIFO opens
 //!    without waiting for a writer, a symlink as the last component is refused (ELOOP), a tty is
 //!    not made the controlling terminal.
@@ -305,13 +310,17 @@ fn become_user(uid: u32, gid: Option<u32>) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
-        return if euid == uid { Ok(()) } else { Err(format!("not root (euid {euid}): cannot read as uid {uid}")) };
+        return if euid == uid {
+            drop_capabilities()
+        } else {
+            Err(format!("not root (euid {euid}): cannot read as uid {uid}"))
+        };
     }
     let (name, pw_gid) = match passwd_entry(uid) {
         Some((n, g)) => (Some(n), Some(g)),
         None => (None, None),
     };
-    let gid = gid.or(pw_gid).ok_or_else(|| format!("uid {uid} has no passwd entry and no gid was given"))?;
+    let gid = effective_gid(uid, gid, pw_gid)?;
     // Without a name the user's supplementary groups are unknown: only the primary group, which
     // can only grant less than the user really has.
     let groups = match &name {
@@ -333,6 +342,57 @@ fn become_user(uid: u32, gid: Option<u32>) -> Result<(), String> {
         if fsuid != uid || fsgid != gid {
             return Err(format!("fsuid/fsgid are {fsuid}/{fsgid}, wanted {uid}/{gid}"));
         }
+    }
+    drop_capabilities()
+}
+
+/// The gid to read as: `given`, else the passwd entry's. Fails closed: no gid at all, or gid 0
+/// for a non-root user whose passwd entry does not have it (a gid recorded as 0 because it was
+/// unknown), refuses the read rather than read with root's group.
+fn effective_gid(uid: u32, given: Option<u32>, passwd_gid: Option<u32>) -> Result<u32, String> {
+    let gid = given.or(passwd_gid).ok_or_else(|| format!("uid {uid} has no passwd entry and no gid was given"))?;
+    if gid == 0 && uid != 0 && passwd_gid != Some(0) {
+        return Err(format!("gid 0 (root's group) for uid {uid}, whose primary group is not 0: not read"));
+    }
+    Ok(gid)
+}
+
+/// `struct __user_cap_header_struct` and `__user_cap_data_struct` (linux/capability.h).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Empties the calling thread's capability sets (effective, permitted, inheritable, ambient) and
+/// checks that they are empty. Raw syscalls on pid 0: only this thread changes.
+fn drop_capabilities() -> Result<(), String> {
+    // SAFETY: prctl with integer arguments; EINVAL on a kernel without ambient sets is harmless
+    // (then there is no ambient set to clear).
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let none = [CapData::default(); 2];
+    // SAFETY: a valid header and two data structs, as version 3 requires.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, none.as_ptr()) } != 0 {
+        return Err(format!("capset: {}", io::Error::last_os_error()));
+    }
+    let mut got = [CapData { effective: 1, permitted: 1, inheritable: 1 }; 2];
+    // SAFETY: as above; capget writes the two structs.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, got.as_mut_ptr()) } != 0 {
+        return Err(format!("capget: {}", io::Error::last_os_error()));
+    }
+    if got != none {
+        return Err("capabilities are still held after dropping them".into());
     }
     Ok(())
 }
@@ -453,6 +513,52 @@ mod tests {
         std::os::unix::fs::chown(&p, Some(0), Some(NOBODY)).unwrap();
         assert!(read_windows_as(NOBODY, Some(NOBODY), std::slice::from_ref(&p), 0, 64, soon())[0].is_ok());
         assert!(read_windows_as(NOBODY, Some(1), &[p], 0, 64, soon())[0].is_err());
+    }
+
+    /// The reader thread's capability lines from /proc, read on that thread.
+    fn reader_caps(uid: u32, gid: u32) -> Vec<String> {
+        let r = as_user(uid, Some(gid), soon(), 1, |tx| {
+            let status = std::fs::read_to_string("/proc/thread-self/status").map_err(ReadError::Io);
+            let _ = tx.send((0, status));
+        });
+        let status = r.into_iter().next().flatten().expect("an answer").expect("status read");
+        status.lines().filter(|l| l.starts_with("Cap") && !l.starts_with("CapBnd")).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_reader_thread_holds_no_capability_at_all() {
+        let me = unsafe { libc::geteuid() };
+        let (uid, gid) = if is_root() { (NOBODY, NOBODY) } else { (me, unsafe { libc::getegid() }) };
+        let caps = reader_caps(uid, gid);
+        assert_eq!(caps.len(), 4, "{caps:?}");
+        for line in &caps {
+            assert!(line.ends_with("0000000000000000"), "the reader thread still holds {line}");
+        }
+        if is_root() {
+            // Reading as root itself drops them too (fsuid 0 would keep the file ones otherwise).
+            assert!(reader_caps(0, 0).iter().all(|l| l.ends_with("0000000000000000")));
+            // The caller kept its own.
+            let own = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            assert!(own.lines().any(|l| l.starts_with("CapEff:") && !l.ends_with("0000000000000000")));
+        }
+    }
+
+    #[test]
+    fn an_unknown_gid_fails_closed() {
+        assert!(effective_gid(1000, None, None).unwrap_err().contains("no passwd entry"));
+        assert!(effective_gid(1000, Some(0), Some(1000)).unwrap_err().contains("root's group"));
+        assert!(effective_gid(1000, Some(0), None).is_err());
+        assert_eq!(effective_gid(1000, Some(0), Some(0)).unwrap(), 0, "a user whose primary group is 0");
+        assert_eq!(effective_gid(0, Some(0), None).unwrap(), 0);
+        assert_eq!(effective_gid(1000, None, Some(100)).unwrap(), 100);
+        if !is_root() {
+            return;
+        }
+        // A log readable by group root only: never read for a user whose gid was recorded as 0.
+        let (_d, p) = setup(0o640);
+        std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+        let r = read_windows_as(NOBODY, Some(0), std::slice::from_ref(&p), 0, 64, soon());
+        assert!(matches!(&r[0], Err(ReadError::Identity(w)) if w.contains("root's group")), "{:?}", r[0]);
     }
 
     #[test]

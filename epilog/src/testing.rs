@@ -2,7 +2,7 @@
 //! request the way `collector serve` does — the MUNGE credential must sign the body's digest and
 //! the body must be a batch — and answers as told, storing what it accepted in memory.
 
-use runledger_record::wire::{self, Reply};
+use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::Batch;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -41,8 +41,11 @@ pub enum Behaviour {
     Ack,
     /// Accepts, reads the request, never replies (holds the connection open).
     Silent,
-    /// Replies that the batch is malformed.
+    /// Replies that the batch is malformed (kind `permanent`).
     Malformed,
+    /// Accepts a good request, then answers with these exact reply bytes, whatever it says: a
+    /// reply recorded from another release of the collector.
+    Replay(&'static [u8]),
 }
 
 /// What the fake collector accepted, in order.
@@ -76,10 +79,12 @@ impl FakeCollector {
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let Ok((cred, body)) = wire::read_request(&mut s, wire::DEFAULT_MAX_FRAME) else { continue };
                 let reply = match munge::decode(&cred) {
-                    Err(e) => Reply::error(format!("credential: {e}")),
-                    Ok(d) if d.payload != wire::digest(&body).as_bytes() => Reply::error("digest mismatch"),
+                    Err(e) => Reply::refused(ReplyKind::Retry, format!("credential: {e}")),
+                    Ok(d) if d.payload != wire::digest(&body).as_bytes() => {
+                        Reply::refused(ReplyKind::Retry, "digest mismatch")
+                    }
                     Ok(d) => match Batch::from_json(&body) {
-                        Err(e) => Reply::error(e),
+                        Err(e) => Reply::refused(ReplyKind::Permanent, e),
                         Ok(batch) => {
                             let n = batch.items.len();
                             g.lock().unwrap().push(Received { cred_uid: d.uid, batch });
@@ -90,8 +95,11 @@ impl FakeCollector {
                 match behaviour {
                     Behaviour::Silent => held.push(s),
                     Behaviour::Malformed => {
-                        let r = Reply::error("malformed batch: test");
+                        let r = Reply::refused(ReplyKind::Permanent, "malformed batch: test");
                         let _ = wire::write_frame(&mut s, &serde_json::to_vec(&r).unwrap());
+                    }
+                    Behaviour::Replay(bytes) => {
+                        let _ = wire::write_frame(&mut s, bytes);
                     }
                     Behaviour::Ack => {
                         let _ = wire::write_frame(&mut s, &serde_json::to_vec(&reply).unwrap());

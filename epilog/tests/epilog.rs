@@ -536,3 +536,98 @@ fn full_disk_and_collector_down_exits_zero_and_says_what_is_lost() {
     assert!(log.contains("CANNOT KEEP") && log.contains("NOT delivered and NOT kept"), "{log}");
     assert!(log.contains("LOST") && log.contains("jobs/53"), "{log}");
 }
+
+/// A job as the plugin spools it with `steps` numbered steps, each with `env_bytes` of environment.
+fn spool_big_job(site: &Site, job: u32, steps: u32, env_bytes: usize) {
+    let s = site.spool();
+    s.ensure().unwrap();
+    let env: std::collections::BTreeMap<String, String> =
+        (0..env_bytes / 4000).map(|i| (format!("RL_BIG_{i}"), "x".repeat(4000))).collect();
+    for step in (0..steps).chain([STEP_BATCH]) {
+        let start = StepStart {
+            cluster: "testc".into(),
+            job_id: job,
+            step_id: step,
+            node: "n1".into(),
+            user: "root".into(),
+            env: env.clone(),
+            start: 1_700_000_000,
+            ..Default::default()
+        };
+        s.put_item(&Item::StepStart(start)).unwrap();
+        let end = StepEnd {
+            cluster: "testc".into(),
+            job_id: job,
+            step_id: step,
+            node: "n1".into(),
+            start: 1_700_000_000,
+            end: 1_700_000_010,
+            ..Default::default()
+        };
+        s.put_item(&Item::StepEnd(end)).unwrap();
+    }
+}
+
+fn large_jobs_in_parts() {
+    let c = FakeCollector::start(Behaviour::Ack);
+    let site = Site::new(&c.addr, 20_000);
+    let max = 1 << 20;
+    site.configure(&format!("batch_max_bytes = {max}\n"));
+    // An older release stored a whole 3 MB job in one outbox file: cut before it is sent.
+    let old = Batch {
+        // A minute old: well within the age bound.
+        created: runledger_record::now() - 60,
+        ..Batch::new("n1", {
+            let tmp = Site::new(&c.addr, 1000);
+            spool_big_job(&tmp, 900, 14, 200_000);
+            tmp.spool().job_items(900).0
+        })
+    };
+    site.spool().outbox_put(&old).unwrap();
+    assert!(old.to_json().len() > 2 * max);
+    // This run's job: 20 steps of 200 KB, about 4 MB.
+    spool_big_job(&site, 901, 20, 200_000);
+    let o = site.run(Some("901"), &[]);
+    assert_ok(&o);
+    let log = stderr(&o);
+    assert!(log.contains("sent=1 queued=0"), "{log}");
+    assert_eq!(site.outbox_len(), 0, "{log}");
+    let got = c.got.lock().unwrap();
+    for r in got.iter() {
+        assert!(r.batch.to_json().len() <= max, "a batch of {} bytes was sent", r.batch.to_json().len());
+    }
+    let jobs: Vec<u32> = got.iter().map(|r| r.batch.items[0].job_id()).collect();
+    let first_new = jobs.iter().position(|&j| j == 901).expect("the new job sent");
+    assert!(jobs[..first_new].iter().all(|&j| j == 900) && jobs[first_new..].iter().all(|&j| j == 901), "{jobs:?}");
+    let items = |job: u32| -> Vec<Item> {
+        got.iter().filter(|r| r.batch.items[0].job_id() == job).flat_map(|r| r.batch.items.clone()).collect()
+    };
+    assert_eq!(items(900), old.items, "the old job whole, in order");
+    let new = items(901);
+    assert_eq!(new.len(), 21 * 2 + 1, "every step start and end, and the job end");
+    assert!(matches!(new.last(), Some(Item::JobEnd(_))), "the job end comes last");
+    assert!(new.iter().all(|i| !matches!(i, Item::StepStart(s) if s.env.len() != 50)), "environments whole");
+}
+munge_test!(a_large_job_travels_in_parts_and_an_old_oversized_batch_is_cut, large_parts_strict, large_jobs_in_parts);
+
+/// New epilog, old collector: the replies of the last release (tests/data/4a702ef) carry no
+/// kind, and are read as that collector meant them. Above all, its words for a corrupt ledger
+/// ("database disk image is malformed") keep the batch, where they used to set it aside.
+fn replies_of_the_last_release() {
+    const OK: &[u8] = include_bytes!("data/4a702ef/reply-ok.json");
+    const CORRUPT: &[u8] = include_bytes!("data/4a702ef/reply-corrupt-ledger.json");
+    const MALFORMED: &[u8] = include_bytes!("data/4a702ef/reply-malformed-batch.json");
+    for (reply, kept, rejected) in [(OK, 0, 0), (CORRUPT, 1, 0), (MALFORMED, 0, 1)] {
+        let c = FakeCollector::start(Behaviour::Replay(reply));
+        let site = Site::new(&c.addr, 3000);
+        site.spool_job(801);
+        let o = site.run(Some("801"), &[]);
+        assert_ok(&o);
+        let what = String::from_utf8_lossy(reply);
+        assert_eq!(site.outbox_len(), kept, "{what}: {}", stderr(&o));
+        let aside = std::fs::read_dir(site.spool.join("rejected")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(aside, rejected, "{what}: {}", stderr(&o));
+        assert_eq!(c.got.lock().unwrap().len(), 1, "{what}: sent once");
+    }
+}
+munge_test!(replies_of_the_last_release_are_understood, last_release_replies_strict, replies_of_the_last_release);

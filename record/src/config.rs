@@ -18,6 +18,7 @@
 //! spool_max_bytes = 268435456           # outbox bound (256 MiB); oldest batches dropped, loudly
 //! spool_max_age_days = 30
 //! orphan_grace_s = 3600                 # records of a job whose epilog never ran here are sent after this
+//! batch_max_bytes = 4194304             # a job's records travel in batches of at most this
 //!
 //! [logs]                                # solver logs read by the epilog (see LogsConfig)
 //! enabled = true
@@ -120,7 +121,14 @@ pub struct EpilogConfig {
     /// node, before a run sends them as an orphan (its epilog never ran here). An hour by default:
     /// a job's own epilog comes seconds after its last step; tests shorten it.
     pub orphan_grace_s: u64,
+    /// Largest batch sent in one request: a job whose records are larger travels in as many
+    /// batches as it takes, so no job can exceed the collector's `max_message_bytes` (16 MiB by
+    /// default). Capped at that default; a collector configured lower needs this lower too.
+    pub batch_max_bytes: u64,
 }
+
+/// Default `[epilog] batch_max_bytes`: 4 MiB, a quarter of the collector's default message limit.
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Default `[epilog] spool_max_bytes`: 256 MiB, some 25,000 typical batches.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -140,6 +148,7 @@ impl Default for EpilogConfig {
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             spool_max_age_days: 30,
             orphan_grace_s: 3600,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
         }
     }
 }

@@ -421,6 +421,38 @@ impl Batch {
         serde_json::to_vec(self).expect("a Batch always serializes")
     }
 
+    /// This batch cut into batches whose JSON is at most `max_bytes` each, items in their order
+    /// (so a job's `JobEnd`, last, arrives with or after its steps), each part with this batch's
+    /// sender, creation time and drop total. Every part is a whole batch the collector merges on
+    /// its own. An item larger than `max_bytes` by itself travels alone (the collector's limit is
+    /// then the judge). A batch that fits is returned as is.
+    pub fn split(self, max_bytes: usize) -> Vec<Batch> {
+        let whole = self.to_json().len();
+        if whole <= max_bytes || self.items.len() <= 1 {
+            return vec![self];
+        }
+        let empty = Batch { items: Vec::new(), ..self.clone() };
+        // The envelope's size, plus a comma per item after the first.
+        let base = empty.to_json().len();
+        let mut parts = Vec::new();
+        let mut cur = empty.clone();
+        let mut size = base;
+        for item in self.items {
+            let n = serde_json::to_vec(&item).expect("an Item always serializes").len();
+            let add = n + usize::from(!cur.items.is_empty());
+            if !cur.items.is_empty() && size + add > max_bytes {
+                parts.push(std::mem::replace(&mut cur, empty.clone()));
+                size = base;
+            }
+            size += n + usize::from(!cur.items.is_empty());
+            cur.items.push(item);
+        }
+        if !cur.items.is_empty() {
+            parts.push(cur);
+        }
+        parts
+    }
+
     /// Parses and checks a batch; the error says what is wrong, for the sender's log.
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let b: Batch = serde_json::from_slice(bytes).map_err(|e| format!("malformed batch: {e}"))?;
@@ -471,6 +503,34 @@ mod tests {
         other.format = 99;
         assert!(Batch::from_json(&other.to_json()).unwrap_err().contains("not supported"));
         assert!(Batch::from_json(b"{").unwrap_err().contains("malformed"));
+    }
+
+    #[test]
+    fn a_large_batch_splits_into_parts_under_the_limit_in_order() {
+        let step = |id: u32| {
+            let env = (0..50).map(|i| (format!("V{i}"), "x".repeat(1000))).collect();
+            Item::StepStart(StepStart { cluster: "c".into(), job_id: 9, step_id: id, env, ..Default::default() })
+        };
+        let mut items: Vec<Item> = (0..40).map(step).collect();
+        items.push(Item::JobEnd(JobEnd { cluster: "c".into(), job_id: 9, node: "n".into(), ..Default::default() }));
+        let mut b = Batch::new("n", items.clone());
+        b.dropped = Some(DropCount { batches: 1, items: 1, bytes: 1, last: 1 });
+        let max = 200 * 1024;
+        let parts = b.clone().split(max);
+        assert!(parts.len() >= 10, "{} parts", parts.len());
+        for p in &parts {
+            let len = p.to_json().len();
+            assert!(len <= max, "a part of {len} bytes");
+            assert_eq!((p.sender.as_str(), p.created, p.dropped), ("n", b.created, b.dropped));
+            assert_eq!(Batch::from_json(&p.to_json()).unwrap(), *p);
+        }
+        let back: Vec<Item> = parts.into_iter().flat_map(|p| p.items).collect();
+        assert_eq!(back, items, "every item, in order, once");
+        // A batch that fits stays whole; an item over the limit travels alone.
+        assert_eq!(b.clone().split(usize::MAX), vec![b.clone()]);
+        let alone = b.split(10);
+        assert_eq!(alone.len(), 41);
+        assert!(alone.iter().all(|p| p.items.len() == 1));
     }
 
     #[test]

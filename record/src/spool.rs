@@ -5,7 +5,8 @@
 //!   jobs/<job_id>/        the plugin's items for one job: <step>.start.json, <step>.end.json
 //!   outbox/               the epilog's batches, one file per job, deleted only after the
 //!                         collector acknowledged a committed transaction
-//!                         (<created>-<cluster>-<job>.json, so oldest first by name)
+//!                         (<created>-<cluster>-<job>.json, so oldest first by name; a job
+//!                         too large for one request is in parts, <…>-<job>.p0001.json, …)
 //!   rejected/             batches the collector called malformed, for an admin to inspect
 //!   dropped.json          running total of batches dropped unsent (outbox over its bounds)
 //! ```
@@ -138,10 +139,47 @@ impl Spool {
     pub fn outbox_put(&self, batch: &Batch) -> io::Result<PathBuf> {
         let dir = self.outbox_dir();
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        let job = batch.items.first().map(|i| (i.cluster().to_string(), i.job_id())).unwrap_or_default();
-        let path = dir.join(format!("{:012}-{}-{}.json", batch.created, sanitize(&job.0), job.1));
+        let path = dir.join(format!("{}.json", outbox_stem(batch)));
         write_atomic(&path, &batch.to_json(), true)?;
         Ok(path)
+    }
+
+    /// Puts the parts of one job's batch in the outbox durably, in order, and returns their
+    /// paths: one part is named as [`Spool::outbox_put`] names it, several `<…>-<job>.pNNNN.json`
+    /// (so they sort in order). All are written before this returns, or none is left behind.
+    pub fn outbox_put_parts(&self, parts: &[Batch]) -> io::Result<Vec<PathBuf>> {
+        if parts.len() == 1 {
+            return Ok(vec![self.outbox_put(&parts[0])?]);
+        }
+        let stem = parts.first().map(outbox_stem).unwrap_or_default();
+        self.put_parts(&stem, parts)
+    }
+
+    /// Stores `parts` in place of the outbox file `path` (one too large to send whole), named
+    /// after it (`<its name>.pNNNN.json`, so they sort where it did and never take the name of
+    /// another part), then removes `path`. Returns the parts' paths.
+    pub fn outbox_replace_with_parts(&self, path: &Path, parts: &[Batch]) -> io::Result<Vec<PathBuf>> {
+        let stem = path.file_stem().and_then(|s| s.to_str()).ok_or_else(|| io::Error::other("not an outbox name"))?;
+        let paths = self.put_parts(stem, parts)?;
+        self.outbox_remove(path)?;
+        Ok(paths)
+    }
+
+    fn put_parts(&self, stem: &str, parts: &[Batch]) -> io::Result<Vec<PathBuf>> {
+        let dir = self.outbox_dir();
+        DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let mut done = Vec::with_capacity(parts.len());
+        for (i, batch) in parts.iter().enumerate() {
+            let path = dir.join(format!("{stem}.p{:04}.json", i + 1));
+            if let Err(e) = write_atomic(&path, &batch.to_json(), true) {
+                for p in &done {
+                    let _ = fs::remove_file(p);
+                }
+                return Err(e);
+            }
+            done.push(path);
+        }
+        Ok(done)
     }
 
     /// Outbox files, oldest first (names start with the creation time).
@@ -195,9 +233,23 @@ impl Spool {
 /// The creation time and job id an outbox file's name carries (`<created>-<cluster>-<job>.json`).
 pub fn outbox_name_parts(path: &Path) -> Option<(Timestamp, u32)> {
     let stem = path.file_stem()?.to_str()?;
+    // Parts' suffixes, `.pNNNN` (a part cut again gets another), follow the job id.
+    let mut stem = stem;
+    while let Some((s, n)) = stem.rsplit_once(".p") {
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            break;
+        }
+        stem = s;
+    }
     let (created, rest) = stem.split_once('-')?;
     let (_, job) = rest.rsplit_once('-')?;
     Some((created.parse().ok()?, job.parse().ok()?))
+}
+
+/// `<created>-<cluster>-<job>`: an outbox file's name without `.json`.
+fn outbox_stem(batch: &Batch) -> String {
+    let job = batch.items.first().map(|i| (i.cluster().to_string(), i.job_id())).unwrap_or_default();
+    format!("{:012}-{}-{}", batch.created, sanitize(&job.0), job.1)
 }
 
 fn sanitize(s: &str) -> String {
@@ -323,6 +375,32 @@ mod tests {
         assert_eq!(outbox_name_parts(&p), Some((1_700_000_123, 42)));
         assert_eq!(outbox_name_parts(Path::new("/o/000000000005-my-cluster-7.json")), Some((5, 7)));
         assert_eq!(outbox_name_parts(Path::new("/o/junk.json")), None);
+        assert_eq!(outbox_name_parts(Path::new("/o/000000000005-c-7.p0012.json")), Some((5, 7)));
+    }
+
+    #[test]
+    fn parts_of_one_job_are_stored_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::new(d.path());
+        let mut parts: Vec<Batch> = (0..12).map(|step| Batch::new("n", vec![start(42, step)])).collect();
+        for p in &mut parts {
+            p.created = 7;
+        }
+        let paths = s.outbox_put_parts(&parts).unwrap();
+        assert_eq!(s.outbox(), paths, "listed in the order they were cut");
+        for (p, b) in paths.iter().zip(&parts) {
+            assert_eq!(&s.outbox_read(p).unwrap(), b);
+            assert_eq!(outbox_name_parts(p), Some((7, 42)));
+        }
+        assert!(paths[0].to_str().unwrap().ends_with("-42.p0001.json"));
+        // A part cut again takes its own place in the order, and no other part's name.
+        let again = s.outbox_replace_with_parts(&paths[1], &parts[..2]).unwrap();
+        assert!(again[0].to_str().unwrap().ends_with("-42.p0002.p0001.json"), "{again:?}");
+        let mut want = vec![paths[0].clone()];
+        want.extend(again);
+        want.extend_from_slice(&paths[2..]);
+        assert_eq!(s.outbox(), want);
+        assert_eq!(outbox_name_parts(&want[1]), Some((7, 42)));
     }
 
     #[test]

@@ -100,7 +100,31 @@ pub fn read_request<R: Read>(r: &mut R, max_body: usize) -> Result<(String, Vec<
     Ok((cred, body))
 }
 
+/// What a reply means for the batch it answers, decided by the collector where it refuses (or
+/// commits) the batch, so that the sender never has to guess from the wording.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// Committed: the sender may delete its copy.
+    Ok,
+    /// Not stored now, for a reason that may pass (storage error, credential, munged, a request
+    /// cut short): keep the batch and send it again in a later run.
+    Retry,
+    /// The collector is at its connection limit: retry after a backoff, in the same run.
+    Busy,
+    /// The batch itself can never be accepted (not a batch, invalid, larger than the limit):
+    /// retrying cannot help; set it aside for an admin.
+    Permanent,
+    /// A kind this build does not know (a newer collector): treated as [`ReplyKind::Retry`],
+    /// the choice that never loses a batch.
+    #[serde(other)]
+    Unknown,
+}
+
 /// The collector's answer to one batch.
+///
+/// `kind` was added after the first release: a reply from an older collector lacks it (`None`),
+/// and an older epilog ignores it, reading `ok` and `error` as before.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     /// True only when every item of the batch is committed.
@@ -108,16 +132,31 @@ pub struct Reply {
     /// Items applied (a duplicate counts: applying it again changed nothing).
     pub applied: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ReplyKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl Reply {
     pub fn ok(applied: usize) -> Self {
-        Reply { ok: true, applied, error: None }
+        Reply { ok: true, applied, kind: Some(ReplyKind::Ok), error: None }
     }
 
-    pub fn error(msg: impl Into<String>) -> Self {
-        Reply { ok: false, applied: 0, error: Some(msg.into()) }
+    /// A refusal of `kind` (anything but [`ReplyKind::Ok`]) with the reason for the sender's log.
+    pub fn refused(kind: ReplyKind, msg: impl Into<String>) -> Self {
+        debug_assert!(kind != ReplyKind::Ok, "a refusal is not ok");
+        Reply { ok: false, applied: 0, kind: Some(kind), error: Some(msg.into()) }
+    }
+
+    /// What the reply means: `kind` when the collector sent one; `None` for an older collector,
+    /// whose reply only has `ok` and the wording of `error`.
+    pub fn kind(&self) -> Option<ReplyKind> {
+        match (self.ok, self.kind) {
+            (true, _) => Some(ReplyKind::Ok),
+            // An `ok` kind on a refusal is contradictory: the safe reading is "keep it".
+            (false, Some(ReplyKind::Ok)) => Some(ReplyKind::Retry),
+            (false, k) => k,
+        }
     }
 }
 
@@ -147,5 +186,24 @@ mod tests {
         assert_eq!((cred.as_str(), body.as_slice()), ("MUNGE:abc:", b"{}".as_slice()));
         assert!(matches!(read_request(&mut buf.as_slice(), 1), Err(FrameError::TooLarge { .. })));
         assert_eq!(digest(b"abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn reply_kinds_travel_and_old_or_new_shapes_parse() {
+        let r = Reply::refused(ReplyKind::Permanent, "invalid batch: x");
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"ok":false,"applied":0,"kind":"permanent","error":"invalid batch: x"}"#);
+        assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), r);
+        assert_eq!(serde_json::to_string(&Reply::ok(3)).unwrap(), r#"{"ok":true,"applied":3,"kind":"ok"}"#);
+        // The last release's collector: no kind.
+        let old: Reply = serde_json::from_str(r#"{"ok":false,"applied":0,"error":"not stored: x"}"#).unwrap();
+        assert_eq!(old.kind(), None);
+        let old_ok: Reply = serde_json::from_str(r#"{"ok":true,"applied":2}"#).unwrap();
+        assert_eq!(old_ok.kind(), Some(ReplyKind::Ok));
+        // A newer collector's kind this build does not know: kept, never set aside.
+        let newer: Reply = serde_json::from_str(r#"{"ok":false,"applied":0,"kind":"later","error":"?"}"#).unwrap();
+        assert_eq!(newer.kind(), Some(ReplyKind::Unknown));
+        let odd = Reply { ok: false, applied: 0, kind: Some(ReplyKind::Ok), error: None };
+        assert_eq!(odd.kind(), Some(ReplyKind::Retry));
     }
 }
