@@ -100,9 +100,14 @@ impl Sampler {
 
 fn modules_of(seen: &BTreeSet<ModuleVars>) -> Vec<Module> {
     let mut out: Vec<Module> = Vec::new();
+    let mut have = std::collections::HashSet::new();
     for (loaded, files, path) in seen {
         for m in modules::parse_loaded(loaded.as_deref(), files.as_deref(), path.as_deref()) {
-            if !out.iter().any(|o| o.name == m.name && o.version == m.version) {
+            // One more than the step keeps, so that the cap (modules::bound) still counts a drop.
+            if out.len() > modules::MAX_MODULES {
+                return out;
+            }
+            if have.insert((m.name.clone(), m.version.clone())) {
                 out.push(m);
             }
         }
