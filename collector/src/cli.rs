@@ -332,6 +332,10 @@ impl From<String> for Failure {
 
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> i32 {
+    // `collector serve` answers each user query in a child process of its own (crate::local).
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::local::WORKER_ARG) {
+        return crate::local::worker_main();
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let stdout = std::io::stdout();
@@ -384,6 +388,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 admin_group: cfg.admin_group.clone(),
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
+                limits: crate::local::Limits {
+                    timeout: Duration::from_millis(cfg.query_timeout_ms.max(1)),
+                    max_memory_bytes: cfg.query_max_memory_mb.max(1).saturating_mul(1 << 20),
+                    per_user: cfg.query_max_per_user.max(1),
+                    max_output_bytes: cfg.query_max_output_bytes.max(1),
+                },
+                program: PathBuf::from("/proc/self/exe"),
             });
             let opts = serve::Options {
                 listen: args.listen.unwrap_or(cfg.listen),
@@ -393,6 +404,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 max_message_bytes: cfg.max_message_bytes,
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
+                auth_timeout: Duration::from_millis(cfg.auth_timeout_ms.max(1)),
+                max_unauthenticated: cfg.max_unauthenticated.max(1),
             };
             serve::run(opts)?;
             Ok(())

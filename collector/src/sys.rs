@@ -146,6 +146,25 @@ pub fn set_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// Caps this process's address space and the size of any file it writes, in bytes, and its CPU
+/// time in seconds (setrlimit; SIGXCPU at the limit, SIGKILL a second later). For the child
+/// process that answers one user query: whatever the query does, it cannot take more.
+pub fn limit_self(address_space: u64, file_size: u64, cpu_seconds: u64) -> io::Result<()> {
+    let limits = [
+        (libc::RLIMIT_AS, address_space, address_space),
+        (libc::RLIMIT_FSIZE, file_size, file_size),
+        (libc::RLIMIT_CPU, cpu_seconds, cpu_seconds.saturating_add(1)),
+    ];
+    for (resource, soft, hard) in limits {
+        let lim = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+        // SAFETY: `lim` is a valid rlimit the call only reads.
+        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,7 @@ fn serve_accepts_and_rejects_body(strict: bool) {
         max_connections: MAX_CONNECTIONS,
         read_timeout_ms: 1500,
         rust_log: "debug",
+        extra: "auth_timeout_ms = 1000\n".into(),
     };
     let mut server = Server::start_with(&limits);
     // A credential that lives one second, used once it has expired (below).
@@ -107,6 +108,7 @@ fn serve_accepts_and_rejects_body(strict: bool) {
         "digest mismatch",
         "too large",
         "malformed batch",
+        "credential timeout",
         "timeout",
         "too many connections",
     ];
@@ -134,8 +136,8 @@ fn serve_accepts_and_rejects_body(strict: bool) {
     let bad = br#"{"format":1,"sender":"n","created":0,"items":[{"kind":"job_end"}]}"#;
     expect_rejected(&server.send(&sign(&wire::digest(bad)), bad), "malformed batch");
 
-    // A peer dribbling one byte at a time is cut off at the overall deadline, not per read: a
-    // byte every 50 ms would take 10 s to send the frame, far past the server's deadline.
+    // A peer dribbling one byte at a time is cut off at the credential's deadline, not per read: a
+    // byte every 50 ms would take 10 s to send the frame, far past auth_timeout_ms.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut frame = Vec::new();
@@ -158,34 +160,57 @@ fn serve_accepts_and_rejects_body(strict: bool) {
     }
     assert!(cut, "a dribbling peer was not cut off");
     if let Ok(r) = read_reply(&mut s) {
-        expect_rejected(&r, "read timeout");
+        expect_rejected(&r, "no credential within 1000 ms");
     }
     drop(s);
-    // Let the server finish with that connection, so it does not count against the limit below.
-    std::thread::sleep(Duration::from_millis(500));
 
-    // Over max_connections: the extra connection gets an error at once.
-    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Authenticated, then the body stalls: cut off at read_timeout_ms from the connection's start.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut head = Vec::new();
+    wire::write_frame(&mut head, sign(&wire::digest(b"stalled")).as_bytes()).unwrap();
+    head.extend_from_slice(&MAGIC);
+    head.extend_from_slice(&100u32.to_be_bytes());
+    head.extend_from_slice(b"only part of the body");
+    s.write_all(&head).unwrap();
+    expect_rejected(&read_reply(&mut s).unwrap(), "read timeout");
+    drop(s);
+
+    // Over max_connections: connections that authenticated hold the slots (an idle one never
+    // does), and one more authenticated connection is told to retry later.
+    let held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|i| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            let mut cred = Vec::new();
+            wire::write_frame(&mut cred, sign(&wire::digest(format!("held {i}").as_bytes())).as_bytes()).unwrap();
+            s.write_all(&cred).unwrap();
+            let me = format!("{}: authenticated", s.local_addr().unwrap());
+            server.wait_log(&format!("'{me}'"), |l| l.contains(&me));
+            s
+        })
+        .collect();
     let mut extra = TcpStream::connect(server.addr).unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut cred = Vec::new();
+    wire::write_frame(&mut cred, sign(&wire::digest(b"extra")).as_bytes()).unwrap();
+    extra.write_all(&cred).unwrap();
     let r = read_reply(&mut extra).unwrap_or_else(|e| panic!("{e}\n{}", server.log_text()));
     expect_rejected(&r, "too many connections");
-    drop(idle);
+    drop(held);
 
-    // Every refusal was logged with the peer and counted by reason…
-    let log = server.log_text();
+    // Every refusal was logged with the peer and counted by reason (the log is read some time
+    // after the collector wrote it, and after the reply the test saw: wait for each line)…
     for reason in &reasons {
         let line = format!("[{reason}: 1]");
-        assert!(log.lines().any(|l| l.contains("127.0.0.1:") && l.contains(&line)), "'{line}' not in the log:\n{log}");
+        server.wait_log(&line, |l| l.contains("127.0.0.1:") && l.contains(&line));
     }
     // …and the counts reached the ledger, with the peer. (Usually 1 each; a connection held
     // past the read timeout by a slow test machine counts as one more timeout, in both.)
     let rows = stored_rejections(&server, &reasons);
-    let log = server.log_text();
     for reason in &reasons {
         let row = rows.iter().find(|r| r.reason == *reason).unwrap_or_else(|| panic!("{reason} not in {rows:?}"));
-        assert!(log.contains(&format!("[{reason}: {}]", row.count)), "{row:?} disagrees with the log:\n{log}");
+        let line = format!("[{reason}: {}]", row.count);
+        server.wait_log(&format!("{line}, as stored in the ledger"), |l| l.contains(&line));
         assert_eq!(row.last_peer, "127.0.0.1", "{row:?}");
         assert!(row.first_time <= row.last_time && row.last_time <= runledger_record::now(), "{row:?}");
     }
