@@ -69,15 +69,16 @@ pub enum Command {
             Listens on collector.listen (TCP). Each connection carries one request: a MUNGE credential \
             whose payload is the sha256 digest of the body, then the batch. Requests that are \
             unauthenticated, replayed, expired, signed by a user other than root or collector.slurm_user, \
-            larger than collector.max_message_bytes, slower than collector.read_timeout_ms, or beyond \
-            collector.max_connections are refused with an error reply, logged with the peer's address and \
+            larger than collector.max_message_bytes, slower than collector.read_timeout_ms (the credential: \
+            collector.auth_timeout_ms), or beyond collector.max_connections are refused with an error reply, logged with the peer's address and \
             the reason, and counted by reason in the ledger (table rejections).\n\n\
             Accepted batches are merged by one writer thread, many per transaction, and acknowledged \
             only after the commit. Logs go to stderr.\n\n\
             The database files are made mode 0600. Users' `collector query` and `collector export` are \
             answered on the local socket collector.socket (mode 0666; the caller's uid comes from \
             SO_PEERCRED): root, this daemon's user and members of collector.admin_group see every job, \
-            anyone else only their own.",
+            anyone else only their own; each query runs in a child process capped by collector.query_timeout_ms, \
+            query_max_memory_mb and query_max_output_bytes.",
         after_help = "Examples:\n  collector serve\n  collector serve --config /etc/runledger/runledger.toml -v\n  \
             collector serve --listen 127.0.0.1:6820 --database /tmp/ledger.db"
     )]

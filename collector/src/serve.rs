@@ -11,9 +11,9 @@
 //! node's address with its epilog, so neither a per-address limit nor one pool of slots keeps
 //! idle users from starving epilogs. Connections are therefore held apart until they have
 //! authenticated ([`Pending`]): the credential must arrive within `auth_timeout_ms`, at most
-//! `max_unauthenticated` connections wait for theirs, and when one more arrives the oldest waiting
-//! one is closed — an epilog sends its credential as soon as it connects, so it is never the
-//! oldest for long, while idle connections are. Only an authenticated connection (root or the
+//! `max_unauthenticated` connections wait for theirs, and when one more arrives the oldest idle
+//! one (nothing waiting to be read) is closed — an epilog sends its whole request as soon as it
+//! connects, so it is neither idle nor the oldest for long, while idle connections are both. Only an authenticated connection (root or the
 //! slurm user) takes one of the `max_connections` slots; one more is answered "too many
 //! connections; retry later" and closed.
 //!
@@ -284,14 +284,20 @@ impl Pending {
         Arc::new(Pending { max: max.max(1), next: AtomicU64::new(0), queue: Mutex::new(VecDeque::new()) })
     }
 
-    /// Queues a new connection; when `max` are waiting, the oldest is shut down to make room.
+    /// Queues a new connection; when `max` are waiting, the oldest idle one (else the oldest)
+    /// is shut down to make room.
     pub(crate) fn admit(self: &Arc<Self>, stream: &TcpStream) -> Admission {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let evicted = Arc::new(AtomicBool::new(false));
         let me = Waiting { id, stream: stream.try_clone().ok(), evicted: evicted.clone() };
         let oldest = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let oldest = if q.len() >= self.max { q.pop_front() } else { None };
+            let oldest = if q.len() >= self.max {
+                let idle = q.iter().position(|w| w.stream.as_ref().is_none_or(|s| !crate::sys::bytes_waiting(s)));
+                q.remove(idle.unwrap_or(0))
+            } else {
+                None
+            };
             q.push_back(me);
             oldest
         };
@@ -543,8 +549,8 @@ mod tests {
     fn a_newcomer_evicts_the_oldest_waiting_connection() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        let served: Vec<TcpStream> = (0..3).map(|_| l.accept().unwrap().0).collect();
+        let mut clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let served: Vec<TcpStream> = (0..4).map(|_| l.accept().unwrap().0).collect();
         let pending = Pending::new(2);
         let a = pending.admit(&served[0]);
         let b = pending.admit(&served[1]);
@@ -562,6 +568,16 @@ mod tests {
         assert_eq!(pending.len(), 1, "the evicted one was already gone");
         drop(c);
         assert_eq!(pending.len(), 0);
+
+        // A connection whose request is waiting to be read is passed over for an idle one.
+        let busy = pending.admit(&served[3]);
+        std::io::Write::write_all(&mut clients[3], b"credential").unwrap();
+        while !crate::sys::bytes_waiting(&served[3]) {
+            std::thread::yield_now();
+        }
+        let idle = pending.admit(&served[1]);
+        let _newcomer = pending.admit(&served[2]);
+        assert!(idle.evicted() && !busy.evicted(), "the idle one made room, though the busy one is older");
     }
 
     #[test]

@@ -146,6 +146,16 @@ pub fn set_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// Whether bytes wait to be read on a socket, without reading them or blocking (recv with
+/// MSG_PEEK | MSG_DONTWAIT; the descriptor's own blocking mode, shared with its other handles,
+/// is left alone). A closed peer or an error counts as nothing waiting.
+pub fn bytes_waiting(fd: &impl AsRawFd) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is a writable buffer of 1 byte; the fd is open for the call's duration.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n > 0
+}
+
 /// Caps this process's address space and the size of any file it writes, in bytes, and its CPU
 /// time in seconds (setrlimit; SIGXCPU at the limit, SIGKILL a second later). For the child
 /// process that answers one user query: whatever the query does, it cannot take more.

@@ -390,10 +390,7 @@ fn idle_connections_do_not_keep_epilogs_out_body(strict: bool) {
                 let body = Sample::new("idle", 5000 + i, runledger_record::now() - 60).batch(0).to_json();
                 let mut s = Sender::new(&addr, Duration::from_millis(epilog.connect_timeout_ms))
                     .reply_timeout(Duration::from_millis(epilog.reply_timeout_ms))
-                    .retrying(
-                        Backoff::new(epilog.retries, epilog.retry_base_ms, epilog.retry_max_ms),
-                        random_source(),
-                    );
+                    .retrying(Backoff::new(epilog.retries, epilog.retry_base_ms, epilog.retry_max_ms), random_source());
                 s.send(&body, Instant::now() + Duration::from_millis(epilog.budget_ms))
             })
         })
