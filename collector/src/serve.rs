@@ -133,6 +133,9 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     let listener = TcpListener::bind(&opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Err(e) = crate::sys::set_backlog(&listener, 4096) {
+        log::warn!("cannot enlarge the listen backlog: {e}");
+    }
     log::info!(
         "listening on {local}; database {}; accepting node records from {}; limits: {} bytes, {} connections, \
          {} ms to read a request, {} connections waiting at most {} ms for their credential",

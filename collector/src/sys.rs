@@ -146,6 +146,18 @@ pub fn set_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// Lets `backlog` connections wait to be accepted (listen(2) again on a listening socket; the
+/// kernel caps it at net.core.somaxconn). The standard library's 128 is filled by a burst of a
+/// few hundred connections, and then every further SYN, an epilog's too, is dropped until the
+/// client's connect times out.
+pub fn set_backlog(listener: &std::net::TcpListener, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen on an open socket descriptor touches no memory of ours.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether bytes wait to be read on a socket, without reading them or blocking (recv with
 /// MSG_PEEK | MSG_DONTWAIT; the descriptor's own blocking mode, shared with its other handles,
 /// is left alone). A closed peer or an error counts as nothing waiting.
