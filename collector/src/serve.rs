@@ -13,9 +13,9 @@
 //! authenticated ([`Pending`]): the credential must arrive within `auth_timeout_ms`, at most
 //! `max_unauthenticated` connections wait for theirs, and when one more arrives the oldest idle
 //! one (nothing waiting to be read) is closed — an epilog sends its whole request as soon as it
-//! connects, so it is neither idle nor the oldest for long, while idle connections are both. Only an authenticated connection (root or the
-//! slurm user) takes one of the `max_connections` slots; one more is answered "too many
-//! connections; retry later" and closed.
+//! connects, so it is neither idle nor the oldest for long, while idle connections are both.
+//! Only an authenticated connection (root or the slurm user) takes one of the `max_connections`
+//! slots; one more is answered "too many connections; retry later" and closed.
 //!
 //! Accepted batches go to the single writer thread, which owns the SQLite connection. It takes
 //! whatever is queued (up to [`MAX_GROUP`] batches), applies all of them in one transaction
@@ -217,7 +217,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        // Never refused here: a newcomer closes the oldest connection still waiting to authenticate.
+        // Never refused here: a newcomer closes the oldest idle connection still waiting to authenticate.
         let waiting = shared.pending.admit(&stream);
         let s2 = shared.clone();
         let spawned = thread::Builder::new().name(format!("conn {peer}")).stack_size(512 * 1024).spawn(move || {
