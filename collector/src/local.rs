@@ -259,11 +259,18 @@ pub fn ask_with(socket: &Path, args: &[String], mut command: Command, out: &mut 
     let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let body = serde_json::to_vec(&Request { args: args.to_vec() }).map_err(|e| Failure::new(e.to_string()))?;
-    wire::write_frame(&mut stream, &body).map_err(unreachable)?;
+    // A refusal (busy, too many queries of this user) is sent before the request is read, and
+    // the connection closed: a write that fails is reported only if no answer can be read.
+    let sent = wire::write_frame(&mut stream, &body);
     let frame = |s: &mut UnixStream| {
         wire::read_frame(s, MAX_REPLY_FRAME).map_err(|e| Failure::new(format!("reading the collector's answer: {e}")))
     };
-    let header: ReplyHeader = serde_json::from_slice(&frame(&mut stream)?)
+    let header = match (frame(&mut stream), sent) {
+        (Ok(h), _) => h,
+        (Err(_), Err(e)) => return Err(unreachable(e)),
+        (Err(f), Ok(())) => return Err(f),
+    };
+    let header: ReplyHeader = serde_json::from_slice(&header)
         .map_err(|e| Failure::new(format!("the collector's answer is not understood: {e}")))?;
     let stdout = frame(&mut stream)?;
     let mut files = Vec::with_capacity(header.files);

@@ -224,3 +224,24 @@ fn user_queries_are_bounded_and_ingest_goes_on() {
 fn user_queries_are_bounded_and_ingest_goes_on_strict() {
     user_queries_are_bounded_body(true);
 }
+
+#[test]
+fn answers_over_their_size_or_time_are_refused_clearly() {
+    let server = server("query_max_output_bytes = 2000\n");
+    let jobs: Vec<Sample> = (1..=200).map(|id| Sample::new("tc", id, T0 + i64::from(id) * 60)).collect();
+    store(&server, &jobs);
+    assert_eq!(ask(&server.socket, &args("query jobs -n -o JobID -j 7")).unwrap().trim(), "7", "a small answer");
+    let e = ask(&server.socket, &args("query jobs")).unwrap_err();
+    assert!(e.contains("answered more than 2000 bytes") && e.contains("collector.query_max_output_bytes"), "{e}");
+    // The daemon is unharmed and answers the next query.
+    assert_eq!(ask(&server.socket, &args("query jobs -n -o JobID -j 8")).unwrap().trim(), "8");
+
+    // A query that needs seconds (every pair of 6,000 modules) against a limit of 500 ms.
+    let slow = self::server("query_timeout_ms = 500\nquery_max_memory_mb = 4096\n");
+    let mut job = Sample::new("tc", 1, T0);
+    job.modules =
+        (0..6000).map(|i| Module { name: format!("mod{i}"), version: Some("1".into()), file: None }).collect();
+    store(&slow, &[job]);
+    let e = ask(&slow.socket, &args("query co-usage --min-jobs 1")).unwrap_err();
+    assert!(e.contains("took longer than 0.5 s") && e.contains("collector.query_timeout_ms"), "{e}");
+}
