@@ -41,9 +41,11 @@ fn canaries_are_submitted_and_audited() {
     assert_eq!(rec["job_name"], "rl-canary");
     assert!(rec["tags"].to_string().contains("canary"), "the canary carries its tag: {rec:#}");
 
-    std::thread::sleep(Duration::from_secs(2)); // past --grace
-    let (_, v) = audit(&log);
-    assert_eq!(v["canaries_checked"], 1, "{v:#}");
+    // The audit judges the canary once it is older than --grace: wait for that, not a guess.
+    let v = wait_until("the audit to judge the canary", Duration::from_secs(60), || {
+        let (_, v) = audit(&log);
+        (v["canaries_checked"] == 1).then_some(v)
+    });
     assert_eq!(v["canaries_missing"].as_array().unwrap().len(), 0, "{v:#}");
 
     // A canary that never reached the ledger (logged, never recorded).

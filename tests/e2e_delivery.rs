@@ -206,3 +206,47 @@ fn a_huge_job_arrives_whole_and_never_blocks_the_next() {
     assert_eq!(small_job["state"], "COMPLETED");
     assert_eq!(outbox_len(), before, "batches left in the outbox");
 }
+
+/// A user on the node holds hundreds of connections to the collector, reopening them as the
+/// collector closes them (it shares the node's address with the epilog), while 20 of their jobs
+/// end: every job's records arrive with its own epilog run, and none waits in the outbox.
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up"]
+fn idle_connections_of_a_user_do_not_keep_jobs_out() {
+    let _turn = COLLECTOR_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    require_cluster();
+    let addr = Config::load(std::path::Path::new("/etc/runledger/runledger.toml")).unwrap().collector.address;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    // bash's /dev/tcp: no helper to install. It prints its pid, then "ready" after each round of
+    // 500 connections; each round is held half a second, then closed and opened again.
+    let script = format!(
+        "shopt -s execfail; echo $$; while :; do fds=(); for i in $(seq 500); do \
+         exec {{fd}}<>/dev/tcp/{host}/{port} 2>/dev/null && fds+=($fd); done; echo ready ${{#fds[@]}}; \
+         sleep 0.5; for fd in \"${{fds[@]}}\"; do exec {{fd}}>&-; done; done"
+    );
+    let mut hog = Command::new("runuser")
+        .args(["-u", USER, "--", "bash", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(hog.stdout.take().unwrap()));
+    let pid: i32 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+    let ready = lines.next().unwrap().unwrap();
+    eprintln!("the user's process holds connections: {ready}");
+    let reader = std::thread::spawn(move || lines.map_while(Result::ok).filter(|l| l.starts_with("ready")).count());
+
+    let jobs: Vec<u32> =
+        (0..20).map(|i| sbatch(USER, &format!("idle-{i}"), &[], "#!/bin/bash\necho under siege\n")).collect();
+    for id in &jobs {
+        wait_until(&format!("job {id} to finish"), Duration::from_secs(300), || (!job_active(*id)).then_some(()));
+    }
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = hog.wait();
+    let rounds = reader.join().unwrap();
+    eprintln!("the user's process opened 500 connections {rounds} times while the jobs ran and ended");
+    for id in &jobs {
+        let job = ledger_job(*id, Duration::from_secs(60));
+        assert_ne!(job["state"], "UNKNOWN", "job {id}: its epilog's end did not arrive: {job:#}");
+    }
+    assert_eq!(outbox_len(), 0, "batches left waiting in the outbox");
+}

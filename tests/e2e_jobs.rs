@@ -127,7 +127,9 @@ fn scancel_gives_cancelled() {
         let out = as_user(USER, &format!("squeue -h -o %T -j {id}"));
         (String::from_utf8_lossy(&out.stdout).trim() == "RUNNING").then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The plugin has recorded the batch step's start: the event the cancel must come after.
+    let started = std::path::Path::new("/var/spool/runledger/jobs").join(id.to_string()).join("batch.start.json");
+    wait_until("the batch step's start in the spool", Duration::from_secs(60), || started.exists().then_some(()));
     let out = as_user(USER, &format!("scancel {id}"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = finished(id);

@@ -52,6 +52,10 @@ pub fn lookup_uid(name: &str) -> Option<u32> {
 pub enum Reject {
     /// The connection limit was reached.
     TooManyConnections(usize),
+    /// No credential within `auth_timeout_ms` (the limit, in ms).
+    AuthTimeout(std::time::Duration),
+    /// Closed while waiting for its credential, to make room for a newer connection.
+    Evicted(usize),
     /// Not a runledger frame (wrong magic).
     BadFrame(String),
     /// A frame longer than the limit; refused before its body is read.
@@ -98,6 +102,8 @@ impl Reject {
     pub fn reason(&self) -> &'static str {
         match self {
             Reject::TooManyConnections(_) => "too many connections",
+            Reject::AuthTimeout(_) => "credential timeout",
+            Reject::Evicted(_) => "unauthenticated evicted",
             Reject::BadFrame(_) => "bad frame",
             Reject::TooLarge { .. } => "too large",
             Reject::Timeout => "timeout",
@@ -140,6 +146,8 @@ impl Reject {
             | Reject::Uid(_)
             | Reject::DigestMismatch
             | Reject::NodeUnresolved { .. }
+            | Reject::AuthTimeout(_)
+            | Reject::Evicted(_)
             | Reject::Unsupported(_) => ReplyKind::Retry,
         }
     }
@@ -162,6 +170,14 @@ impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reject::TooManyConnections(n) => write!(f, "too many connections (limit {n}); retry later"),
+            Reject::AuthTimeout(d) => {
+                write!(f, "no credential within {} ms (collector.auth_timeout_ms)", d.as_millis())
+            }
+            Reject::Evicted(n) => write!(
+                f,
+                "closed before it authenticated: over {n} connections were waiting for a credential \
+                 (collector.max_unauthenticated); the oldest made room"
+            ),
             Reject::BadFrame(m) => f.write_str(m),
             Reject::TooLarge { len, max } => {
                 write!(f, "message too large: {len} bytes exceeds the limit of {max} (collector.max_message_bytes)")

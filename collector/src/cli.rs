@@ -69,15 +69,16 @@ pub enum Command {
             Listens on collector.listen (TCP). Each connection carries one request: a MUNGE credential \
             whose payload is the sha256 digest of the body, then the batch. Requests that are \
             unauthenticated, replayed, expired, signed by a user other than root or collector.slurm_user, \
-            larger than collector.max_message_bytes, slower than collector.read_timeout_ms, or beyond \
-            collector.max_connections are refused with an error reply, logged with the peer's address and \
+            larger than collector.max_message_bytes, slower than collector.read_timeout_ms (the credential: \
+            collector.auth_timeout_ms), or beyond collector.max_connections are refused with an error reply, logged with the peer's address and \
             the reason, and counted by reason in the ledger (table rejections).\n\n\
             Accepted batches are merged by one writer thread, many per transaction, and acknowledged \
             only after the commit. Logs go to stderr.\n\n\
             The database files are made mode 0600. Users' `collector query` and `collector export` are \
             answered on the local socket collector.socket (mode 0666; the caller's uid comes from \
             SO_PEERCRED): root, this daemon's user and members of collector.admin_group see every job, \
-            anyone else only their own.",
+            anyone else only their own; each query runs in a child process capped by collector.query_timeout_ms, \
+            query_max_memory_mb and query_max_output_bytes.",
         after_help = "Examples:\n  collector serve\n  collector serve --config /etc/runledger/runledger.toml -v\n  \
             collector serve --listen 127.0.0.1:6820 --database /tmp/ledger.db"
     )]
@@ -332,6 +333,10 @@ impl From<String> for Failure {
 
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> i32 {
+    // `collector serve` answers each user query in a child process of its own (crate::local).
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::local::WORKER_ARG) {
+        return crate::local::worker_main();
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let stdout = std::io::stdout();
@@ -385,6 +390,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 user_clusters: cfg.user_clusters.clone(),
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
+                limits: crate::local::Limits {
+                    timeout: Duration::from_millis(cfg.query_timeout_ms.max(1)),
+                    max_memory_bytes: cfg.query_max_memory_mb.max(1).saturating_mul(1 << 20),
+                    per_user: cfg.query_max_per_user.max(1),
+                    max_output_bytes: cfg.query_max_output_bytes.max(1),
+                },
+                program: PathBuf::from("/proc/self/exe"),
             });
             let binding = crate::binding::Binding::from_config(
                 &cfg.node_binding,
@@ -401,6 +413,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 max_message_bytes: cfg.max_message_bytes,
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
+                auth_timeout: Duration::from_millis(cfg.auth_timeout_ms.max(1)),
+                max_unauthenticated: cfg.max_unauthenticated.max(1),
             };
             serve::run(opts)?;
             Ok(())
@@ -465,7 +479,7 @@ pub enum Scope {
 /// A caller who sees only their own jobs: the uid the kernel gave for them (`SO_PEERCRED`), their
 /// name (for messages only: a name is never matched, since `-u 1002` reads as a uid), and the
 /// clusters whose uids are this host's (`[collector] user_clusters`; empty: every cluster).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     pub uid: u32,
     pub name: String,

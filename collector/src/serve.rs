@@ -5,8 +5,17 @@
 //! unauthenticated peer can make the collector read at most a few KiB; then the body, bounded by
 //! `max_message_bytes` (refused from its header alone). The whole request must arrive within
 //! `read_timeout_ms` — one deadline for all reads, so a peer dribbling a byte a second is cut off
-//! like a silent one. At most `max_connections` connections are served at once; one more is
-//! answered with an error and closed.
+//! like a silent one.
+//!
+//! Anyone who can reach the port can open connections, and on a compute node a user shares the
+//! node's address with its epilog, so neither a per-address limit nor one pool of slots keeps
+//! idle users from starving epilogs. Connections are therefore held apart until they have
+//! authenticated ([`Pending`]): the credential must arrive within `auth_timeout_ms`, at most
+//! `max_unauthenticated` connections wait for theirs, and when one more arrives the oldest idle
+//! one (nothing waiting to be read) is closed — an epilog sends its whole request as soon as it
+//! connects, so it is neither idle nor the oldest for long, while idle connections are both.
+//! Only an authenticated connection (root or the slurm user) takes one of the `max_connections`
+//! slots; one more is answered "too many connections; retry later" and closed.
 //!
 //! Accepted batches go to the single writer thread, which owns the SQLite connection. It takes
 //! whatever is queued (up to [`MAX_GROUP`] batches), applies all of them in one transaction
@@ -23,11 +32,11 @@ use crate::rejections::{self, Tally};
 use crate::{db, merge};
 use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::Batch;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -50,6 +59,10 @@ pub struct Options {
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub read_timeout: Duration,
+    /// How long a connection may take to send its credential.
+    pub auth_timeout: Duration,
+    /// Connections waiting for their credential, at most ([`Pending`]).
+    pub max_unauthenticated: usize,
     /// The local socket for users' queries ([`crate::local`]); `None` disables it.
     pub local: Option<crate::local::Options>,
     /// `[collector] node_binding`: whose records a node's credential may carry.
@@ -108,6 +121,7 @@ struct Shared {
     opts: Options,
     stats: Stats,
     slots: Arc<Slots>,
+    pending: Arc<Pending>,
     writer: Mutex<Sender<Work>>,
 }
 
@@ -121,14 +135,19 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     let listener = TcpListener::bind(&opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Err(e) = crate::sys::set_backlog(&listener, 4096) {
+        log::warn!("cannot enlarge the listen backlog: {e}");
+    }
     log::info!(
         "listening on {local}; database {}; accepting node records from {}; limits: {} bytes, {} connections, \
-         {} ms to read a request",
+         {} ms to read a request, {} connections waiting at most {} ms for their credential",
         opts.database.display(),
         opts.policy.describe(),
         opts.max_message_bytes,
         opts.max_connections,
-        opts.read_timeout.as_millis()
+        opts.read_timeout.as_millis(),
+        opts.max_unauthenticated,
+        opts.auth_timeout.as_millis()
     );
     log::info!("{}", opts.binding.describe());
     if let Some(local) = opts.local.clone() {
@@ -140,6 +159,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let (tx, rx) = mpsc::channel::<Work>();
     let shared = Arc::new(Shared {
         slots: Slots::new(opts.max_connections),
+        pending: Pending::new(opts.max_unauthenticated),
         opts,
         stats: Stats::default(),
         writer: Mutex::new(tx),
@@ -200,18 +220,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let Some(slot) = shared.slots.take() else {
-            let r = Reject::TooManyConnections(shared.opts.max_connections);
-            shared.stats.reject(peer, &r);
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-            send_reply(&stream, &Reply::refused(r.kind(), r.to_string()));
-            let _ = stream.shutdown(Shutdown::Both);
-            continue;
-        };
+        // Never refused here: a newcomer closes the oldest idle connection still waiting to authenticate.
+        let waiting = shared.pending.admit(&stream);
         let s2 = shared.clone();
         let spawned = thread::Builder::new().name(format!("conn {peer}")).stack_size(512 * 1024).spawn(move || {
-            let _slot = slot;
-            handle(stream, peer, &s2);
+            handle(stream, peer, &s2, waiting);
         });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the connection: {e}");
@@ -250,6 +263,81 @@ impl Drop for Slot {
     }
 }
 
+/// Connections that have not authenticated yet, oldest first, apart from the [`Slots`] of those
+/// that have: idle or slow connections can fill only this queue, never the slots epilogs need.
+pub(crate) struct Pending {
+    max: usize,
+    next: AtomicU64,
+    queue: Mutex<VecDeque<Waiting>>,
+}
+
+struct Waiting {
+    id: u64,
+    /// A handle on the connection, to close it when it is evicted.
+    stream: Option<TcpStream>,
+    evicted: Arc<AtomicBool>,
+}
+
+/// A connection's place in [`Pending`], left when dropped (authenticated, refused or closed).
+pub(crate) struct Admission {
+    pending: Arc<Pending>,
+    id: u64,
+    evicted: Arc<AtomicBool>,
+}
+
+impl Pending {
+    pub(crate) fn new(max: usize) -> Arc<Pending> {
+        Arc::new(Pending { max: max.max(1), next: AtomicU64::new(0), queue: Mutex::new(VecDeque::new()) })
+    }
+
+    /// Queues a new connection; when `max` are waiting, the oldest idle one (else the oldest)
+    /// is shut down to make room.
+    pub(crate) fn admit(self: &Arc<Self>, stream: &TcpStream) -> Admission {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let evicted = Arc::new(AtomicBool::new(false));
+        let me = Waiting { id, stream: stream.try_clone().ok(), evicted: evicted.clone() };
+        let oldest = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let oldest = if q.len() >= self.max {
+                let idle = q.iter().position(|w| w.stream.as_ref().is_none_or(|s| !crate::sys::bytes_waiting(s)));
+                q.remove(idle.unwrap_or(0))
+            } else {
+                None
+            };
+            q.push_back(me);
+            oldest
+        };
+        if let Some(old) = oldest {
+            old.evicted.store(true, Ordering::Release);
+            if let Some(s) = old.stream {
+                // Its thread's read returns at once and it reports the eviction.
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        Admission { pending: self.clone(), id, evicted }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.queue.lock().unwrap().len()
+    }
+}
+
+impl Admission {
+    fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut q = self.pending.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = q.iter().position(|w| w.id == self.id) {
+            q.remove(i);
+        }
+    }
+}
+
 /// Reads from a socket under one deadline for all reads together.
 pub struct DeadlineReader<'a> {
     stream: &'a TcpStream,
@@ -261,6 +349,11 @@ pub struct DeadlineReader<'a> {
 impl<'a> DeadlineReader<'a> {
     pub fn new(stream: &'a TcpStream, timeout: Duration) -> Self {
         DeadlineReader { stream, deadline: Instant::now() + timeout, bytes: 0 }
+    }
+
+    /// Moves the deadline (from the credential's to the whole request's).
+    pub fn until(&mut self, deadline: Instant) {
+        self.deadline = deadline;
     }
 }
 
@@ -283,17 +376,33 @@ impl Read for DeadlineReader<'_> {
     }
 }
 
-/// Reads, verifies and parses one request.
-fn read_request(stream: &TcpStream, opts: &Options) -> Result<(Batch, auth::Sender), Option<Reject>> {
-    let mut r = DeadlineReader::new(stream, opts.read_timeout);
+/// Reads, verifies and parses one request: the credential within `auth_timeout` while the
+/// connection waits among the [`Pending`], then, holding one of the [`Slots`], the body.
+fn read_request(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    waiting: Admission,
+) -> Result<(Batch, auth::Sender, Slot), Option<Reject>> {
+    let opts = &shared.opts;
+    let started = Instant::now();
+    let mut r = DeadlineReader::new(stream, opts.auth_timeout.min(opts.read_timeout));
     let cred = match wire::read_frame(&mut r, wire::MAX_CREDENTIAL_FRAME) {
         Ok(c) => c,
+        Err(_) if waiting.evicted() => return Err(Some(Reject::Evicted(opts.max_unauthenticated))),
         // Connected and closed without a byte: a port probe, not worth a warning.
         Err(wire::FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof && r.bytes == 0 => return Err(None),
+        Err(wire::FrameError::Io(e)) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+            return Err(Some(Reject::AuthTimeout(opts.auth_timeout.min(opts.read_timeout))))
+        }
         Err(e) => return Err(Some(Reject::from_frame(e))),
     };
     let cred = String::from_utf8(cred).map_err(|_| Reject::BadFrame("credential is not text".into()))?;
     let sender = auth::verify_credential(&opts.policy, &cred, munge::decode)?;
+    drop(waiting);
+    let slot = shared.slots.take().ok_or(Reject::TooManyConnections(opts.max_connections))?;
+    log::debug!("{peer}: authenticated uid {}; reading the body", sender.uid);
+    r.until(started + opts.read_timeout);
     let body = wire::read_frame(&mut r, opts.max_message_bytes).map_err(Reject::from_frame)?;
     auth::check_digest(&sender, &body)?;
     // The format is checked apart from the parse: a newer epilog's batch is kept by its sender
@@ -308,13 +417,13 @@ fn read_request(stream: &TcpStream, opts: &Options) -> Result<(Batch, auth::Send
     }
     merge::validate(&batch).map_err(|e| Reject::Malformed(format!("invalid batch: {e}")))?;
     opts.binding.check(&batch, sender.origin)?;
-    Ok((batch, sender))
+    Ok((batch, sender, slot))
 }
 
-fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, waiting: Admission) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let (batch, sender) = match read_request(&stream, &shared.opts) {
+    let (batch, sender, _slot) = match read_request(&stream, peer, shared, waiting) {
         Ok(x) => x,
         Err(None) => {
             log::debug!("{peer}: closed without sending anything");
@@ -322,8 +431,10 @@ fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         Err(Some(r)) => {
             shared.stats.reject(peer, &r);
-            send_reply(&stream, &Reply::refused(r.kind(), r.to_string()));
-            linger(&stream);
+            if !matches!(r, Reject::Evicted(_)) {
+                send_reply(&stream, &Reply::refused(r.kind(), r.to_string()));
+                linger(&stream);
+            }
             return;
         }
     };
@@ -458,9 +569,10 @@ fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
 
 #[cfg(test)]
 mod tests {
-    use super::{storage_error, Slots};
+    use super::{storage_error, Pending, Slots};
     use crate::auth::Reject;
     use runledger_record::wire::ReplyKind;
+    use std::net::{TcpListener, TcpStream};
 
     #[test]
     fn storage_errors_are_never_permanent_in_kind_or_in_words() {
@@ -474,6 +586,41 @@ mod tests {
         assert_eq!(Reject::TooManyConnections(4).kind(), ReplyKind::Busy);
         assert_eq!(Reject::Unsupported("batch format 2".into()).kind(), ReplyKind::Retry);
         assert_eq!(Reject::Timeout.kind(), ReplyKind::Retry);
+    }
+
+    #[test]
+    fn a_newcomer_evicts_the_oldest_waiting_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let served: Vec<TcpStream> = (0..4).map(|_| l.accept().unwrap().0).collect();
+        let pending = Pending::new(2);
+        let a = pending.admit(&served[0]);
+        let b = pending.admit(&served[1]);
+        assert!(!a.evicted() && !b.evicted());
+        let c = pending.admit(&served[2]);
+        assert!(a.evicted(), "the oldest made room");
+        assert!(!b.evicted() && !c.evicted());
+        assert_eq!(pending.len(), 2);
+        // The evicted connection is closed: its peer reads EOF.
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &clients[0], &mut buf).unwrap(), 0);
+        drop(b);
+        assert_eq!(pending.len(), 1, "an authenticated (or finished) connection leaves the queue");
+        drop(a);
+        assert_eq!(pending.len(), 1, "the evicted one was already gone");
+        drop(c);
+        assert_eq!(pending.len(), 0);
+
+        // A connection whose request is waiting to be read is passed over for an idle one.
+        let busy = pending.admit(&served[3]);
+        std::io::Write::write_all(&mut clients[3], b"credential").unwrap();
+        while !crate::sys::bytes_waiting(&served[3]) {
+            std::thread::yield_now();
+        }
+        let idle = pending.admit(&served[1]);
+        let _newcomer = pending.admit(&served[2]);
+        assert!(idle.evicted() && !busy.evicted(), "the idle one made room, though the busy one is older");
     }
 
     #[test]

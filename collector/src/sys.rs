@@ -146,6 +146,47 @@ pub fn set_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// Lets `backlog` connections wait to be accepted (listen(2) again on a listening socket; the
+/// kernel caps it at net.core.somaxconn). The standard library's 128 is filled by a burst of a
+/// few hundred connections, and then every further SYN, an epilog's too, is dropped until the
+/// client's connect times out.
+pub fn set_backlog(listener: &std::net::TcpListener, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen on an open socket descriptor touches no memory of ours.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether bytes wait to be read on a socket, without reading them or blocking (recv with
+/// MSG_PEEK | MSG_DONTWAIT; the descriptor's own blocking mode, shared with its other handles,
+/// is left alone). A closed peer or an error counts as nothing waiting.
+pub fn bytes_waiting(fd: &impl AsRawFd) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is a writable buffer of 1 byte; the fd is open for the call's duration.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n > 0
+}
+
+/// Caps this process's address space and the size of any file it writes, in bytes, and its CPU
+/// time in seconds (setrlimit; SIGXCPU at the limit, SIGKILL a second later). For the child
+/// process that answers one user query: whatever the query does, it cannot take more.
+pub fn limit_self(address_space: u64, file_size: u64, cpu_seconds: u64) -> io::Result<()> {
+    let limits = [
+        (libc::RLIMIT_AS, address_space, address_space),
+        (libc::RLIMIT_FSIZE, file_size, file_size),
+        (libc::RLIMIT_CPU, cpu_seconds, cpu_seconds.saturating_add(1)),
+    ];
+    for (resource, soft, hard) in limits {
+        let lim = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+        // SAFETY: `lim` is a valid rlimit the call only reads.
+        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,7 @@ fn serve_accepts_and_rejects_body(strict: bool) {
         max_connections: MAX_CONNECTIONS,
         read_timeout_ms: 1500,
         rust_log: "debug",
+        extra: "auth_timeout_ms = 1000\n".into(),
     };
     let mut server = Server::start_with(&limits);
     // A credential that lives one second, used once it has expired (below).
@@ -107,6 +108,7 @@ fn serve_accepts_and_rejects_body(strict: bool) {
         "digest mismatch",
         "too large",
         "malformed batch",
+        "credential timeout",
         "timeout",
         "too many connections",
     ];
@@ -134,8 +136,8 @@ fn serve_accepts_and_rejects_body(strict: bool) {
     let bad = br#"{"format":1,"sender":"n","created":0,"items":[{"kind":"job_end"}]}"#;
     expect_rejected(&server.send(&sign(&wire::digest(bad)), bad), "malformed batch");
 
-    // A peer dribbling one byte at a time is cut off at the overall deadline, not per read: a
-    // byte every 50 ms would take 10 s to send the frame, far past the server's deadline.
+    // A peer dribbling one byte at a time is cut off at the credential's deadline, not per read: a
+    // byte every 50 ms would take 10 s to send the frame, far past auth_timeout_ms.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut frame = Vec::new();
@@ -158,34 +160,57 @@ fn serve_accepts_and_rejects_body(strict: bool) {
     }
     assert!(cut, "a dribbling peer was not cut off");
     if let Ok(r) = read_reply(&mut s) {
-        expect_rejected(&r, "read timeout");
+        expect_rejected(&r, "no credential within 1000 ms");
     }
     drop(s);
-    // Let the server finish with that connection, so it does not count against the limit below.
-    std::thread::sleep(Duration::from_millis(500));
 
-    // Over max_connections: the extra connection gets an error at once.
-    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Authenticated, then the body stalls: cut off at read_timeout_ms from the connection's start.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut head = Vec::new();
+    wire::write_frame(&mut head, sign(&wire::digest(b"stalled")).as_bytes()).unwrap();
+    head.extend_from_slice(&MAGIC);
+    head.extend_from_slice(&100u32.to_be_bytes());
+    head.extend_from_slice(b"only part of the body");
+    s.write_all(&head).unwrap();
+    expect_rejected(&read_reply(&mut s).unwrap(), "read timeout");
+    drop(s);
+
+    // Over max_connections: connections that authenticated hold the slots (an idle one never
+    // does), and one more authenticated connection is told to retry later.
+    let held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|i| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            let mut cred = Vec::new();
+            wire::write_frame(&mut cred, sign(&wire::digest(format!("held {i}").as_bytes())).as_bytes()).unwrap();
+            s.write_all(&cred).unwrap();
+            let me = format!("{}: authenticated", s.local_addr().unwrap());
+            server.wait_log(&format!("'{me}'"), |l| l.contains(&me));
+            s
+        })
+        .collect();
     let mut extra = TcpStream::connect(server.addr).unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut cred = Vec::new();
+    wire::write_frame(&mut cred, sign(&wire::digest(b"extra")).as_bytes()).unwrap();
+    extra.write_all(&cred).unwrap();
     let r = read_reply(&mut extra).unwrap_or_else(|e| panic!("{e}\n{}", server.log_text()));
     expect_rejected(&r, "too many connections");
-    drop(idle);
+    drop(held);
 
-    // Every refusal was logged with the peer and counted by reason…
-    let log = server.log_text();
+    // Every refusal was logged with the peer and counted by reason (the log is read some time
+    // after the collector wrote it, and after the reply the test saw: wait for each line)…
     for reason in &reasons {
         let line = format!("[{reason}: 1]");
-        assert!(log.lines().any(|l| l.contains("127.0.0.1:") && l.contains(&line)), "'{line}' not in the log:\n{log}");
+        server.wait_log(&line, |l| l.contains("127.0.0.1:") && l.contains(&line));
     }
     // …and the counts reached the ledger, with the peer. (Usually 1 each; a connection held
     // past the read timeout by a slow test machine counts as one more timeout, in both.)
     let rows = stored_rejections(&server, &reasons);
-    let log = server.log_text();
     for reason in &reasons {
         let row = rows.iter().find(|r| r.reason == *reason).unwrap_or_else(|| panic!("{reason} not in {rows:?}"));
-        assert!(log.contains(&format!("[{reason}: {}]", row.count)), "{row:?} disagrees with the log:\n{log}");
+        let line = format!("[{reason}: {}]", row.count);
+        server.wait_log(&format!("{line}, as stored in the ledger"), |l| l.contains(&line));
         assert_eq!(row.last_peer, "127.0.0.1", "{row:?}");
         assert!(row.first_time <= row.last_time && row.last_time <= runledger_record::now(), "{row:?}");
     }
@@ -293,4 +318,100 @@ fn query_reads_while_serve_writes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job 8 is recorded"));
     drop(conn);
+}
+
+/// Connections to the collector held by a user process, which reopens any the collector closes.
+struct Hog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Hog {
+    /// Opens `n` connections that never send a byte; returns once all are open.
+    fn start(addr: std::net::SocketAddr, n: usize) -> Hog {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            for c in &conns {
+                c.set_nonblocking(true).unwrap();
+            }
+            let _ = ready_tx.send(());
+            let mut reopened = 0;
+            while !s2.load(Ordering::Relaxed) {
+                for c in conns.iter_mut() {
+                    let mut b = [0u8; 64];
+                    let closed = match c.peek(&mut b) {
+                        Ok(_) => true, // a refusal: the collector is done with it
+                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    };
+                    if closed {
+                        if let Ok(n) = TcpStream::connect(addr) {
+                            n.set_nonblocking(true).unwrap();
+                            *c = n;
+                            reopened += 1;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            reopened
+        });
+        ready_rx.recv().unwrap();
+        Hog { stop, thread: Some(thread) }
+    }
+
+    fn stop(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+fn idle_connections_do_not_keep_epilogs_out_body(strict: bool) {
+    if !need_munged(strict, "the idle-connections test") {
+        return;
+    }
+    use runledger_epilog::deliver::{Outcome, Sender};
+    use runledger_epilog::retry::{random_source, Backoff};
+    // The defaults of a real site: 64 slots, 256 waiting connections, 1 s for the credential.
+    let limits = Limits { max_connections: 64, read_timeout_ms: 10_000, rust_log: "info", ..Limits::default() };
+    let server = Server::start_with(&limits);
+    let hog = Hog::start(server.addr, 500);
+    // 20 jobs end at once while the connections are held; each epilog run sends its batch with
+    // the epilog's own sender and delivery settings, within the epilog's budget.
+    let epilog = runledger_record::config::EpilogConfig::default();
+    let senders: Vec<_> = (0..20u32)
+        .map(|i| {
+            let addr = server.addr.to_string();
+            let epilog = epilog.clone();
+            std::thread::spawn(move || {
+                let body = Sample::new("idle", 5000 + i, runledger_record::now() - 60).batch(0).to_json();
+                let mut s = Sender::new(&addr, Duration::from_millis(epilog.connect_timeout_ms))
+                    .reply_timeout(Duration::from_millis(epilog.reply_timeout_ms))
+                    .retrying(Backoff::new(epilog.retries, epilog.retry_base_ms, epilog.retry_max_ms), random_source());
+                s.send(&body, Instant::now() + Duration::from_millis(epilog.budget_ms))
+            })
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    let reopened = hog.stop();
+    let failed: Vec<_> = outcomes.iter().enumerate().filter(|(_, o)| !matches!(o, Outcome::Committed(_))).collect();
+    assert!(failed.is_empty(), "not delivered while 500 idle connections were held: {failed:?}");
+    eprintln!("20 of 20 delivered; the idle connections were reopened {reopened} times");
+    let out = server.query(&["jobs", "-n", "-o", "JobID"]);
+    let ids = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(ids.lines().count(), 20, "{ids}");
+}
+
+#[test]
+fn idle_connections_do_not_keep_epilogs_out() {
+    idle_connections_do_not_keep_epilogs_out_body(false);
+}
+
+#[test]
+#[ignore = "needs munged"]
+fn idle_connections_do_not_keep_epilogs_out_strict() {
+    idle_connections_do_not_keep_epilogs_out_body(true);
 }

@@ -10,6 +10,8 @@
 //! database = "/var/lib/runledger/runledger.db"
 //! slurm_user = "slurm"                  # node records are accepted from root and this user
 //! admin_group = "hpcadmin"              # members see every job
+//! auth_timeout_ms = 1000                # a connection's credential must arrive by then
+//! query_timeout_ms = 60000              # one user query through the local socket, at most
 //!
 //! [epilog]
 //! spool = "/var/spool/runledger"          # %n: the node's name (several nodes on one host)
@@ -69,6 +71,19 @@ pub struct CollectorConfig {
     pub max_connections: usize,
     /// A connection that has not delivered its whole request by then is dropped.
     pub read_timeout_ms: u64,
+    /// A connection must send its credential this soon after connecting.
+    pub auth_timeout_ms: u64,
+    /// Connections waiting for their credential, apart from the `max_connections` that have
+    /// authenticated; one more closes the oldest waiting one.
+    pub max_unauthenticated: usize,
+    /// Wall-clock limit of one user query through the local socket.
+    pub query_timeout_ms: u64,
+    /// Address space of the process that answers one user query, in MiB.
+    pub query_max_memory_mb: u64,
+    /// Queries one uid may have open on the local socket at once.
+    pub query_max_per_user: usize,
+    /// Largest answer to one user query (output and files), in bytes.
+    pub query_max_output_bytes: u64,
 }
 
 impl Default for CollectorConfig {
@@ -86,6 +101,12 @@ impl Default for CollectorConfig {
             max_message_bytes: crate::wire::DEFAULT_MAX_FRAME,
             max_connections: 64,
             read_timeout_ms: 10_000,
+            auth_timeout_ms: 1000,
+            max_unauthenticated: 256,
+            query_timeout_ms: 60_000,
+            query_max_memory_mb: 1024,
+            query_max_per_user: 2,
+            query_max_output_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -254,6 +275,12 @@ mod tests {
             (0, 1024, 0, 2)
         );
         assert_eq!(c.epilog.flush_budget_ms, 60_000);
+        let c = Config::default().collector;
+        assert_eq!((c.auth_timeout_ms, c.max_unauthenticated, c.max_connections), (1000, 256, 64));
+        assert_eq!((c.query_timeout_ms, c.query_max_memory_mb, c.query_max_per_user), (60_000, 1024, 2));
+        assert_eq!(c.query_max_output_bytes, 256 << 20);
+        let c = Config::parse("[collector]\nauth_timeout_ms = 250\nquery_max_per_user = 1\n").unwrap().collector;
+        assert_eq!((c.auth_timeout_ms, c.query_max_per_user, c.read_timeout_ms), (250, 1, 10_000));
     }
 
     #[test]

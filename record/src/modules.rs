@@ -4,9 +4,22 @@
 //! modulefiles they came from, in the same order, for both Lmod (`.lua` files) and Environment
 //! Modules (Tcl files). The version is the last path component of the full name, as both tools
 //! print it (`module list`); a name without `/` has no version.
+//!
+//! A step's modules are bounded like its environment ([`bound`]): `LOADEDMODULES` can list
+//! thousands of names, and every query that pairs or groups modules pays for each one, so a
+//! step keeps at most [`MAX_MODULES`] and the rest is counted in [`DROPPED_VAR`], never lost
+//! silently.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// Most modules kept per step: far above what real module stacks hold (a few dozen), far below
+/// what makes `query co-usage` (pairs of modules per job) costly.
+pub const MAX_MODULES: usize = 256;
+/// Longest full name (`name/version`) or modulefile path kept; longer ones are dropped, counted.
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Environment variable of the step's record that says how many modules were dropped by [`bound`].
+pub const DROPPED_VAR: &str = "RUNLEDGER_MODULES_DROPPED";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Module {
@@ -95,6 +108,28 @@ pub fn parse_loaded(loaded: Option<&str>, lmfiles: Option<&str>, modulepath: Opt
     out
 }
 
+/// Keeps the first [`MAX_MODULES`] modules whose name and file are at most [`MAX_NAME_BYTES`]
+/// long; returns how many it dropped (to be recorded in [`DROPPED_VAR`]).
+pub fn bound(modules: &mut Vec<Module>) -> usize {
+    let before = modules.len();
+    modules.retain(|m| {
+        m.name.len() + m.version.as_ref().map_or(0, |v| v.len() + 1) <= MAX_NAME_BYTES
+            && m.file.as_ref().is_none_or(|f| f.len() <= MAX_NAME_BYTES)
+    });
+    modules.truncate(MAX_MODULES);
+    before - modules.len()
+}
+
+/// Adds `dropped` to the count already in `env` under [`DROPPED_VAR`] (a step's modules are
+/// bounded once at its start and again when the sampler adds what the script loaded).
+pub fn count_dropped(env: &mut std::collections::BTreeMap<String, String>, dropped: usize) {
+    if dropped == 0 {
+        return;
+    }
+    let before: usize = env.get(DROPPED_VAR).and_then(|v| v.parse().ok()).unwrap_or(0);
+    env.insert(DROPPED_VAR.to_string(), (before + dropped).to_string());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +175,26 @@ mod tests {
         assert!(m.iter().all(|m| m.file.is_none()));
         assert!(parse_loaded(None, None, None).is_empty());
         assert!(parse_loaded(Some(":::"), None, None).is_empty());
+    }
+
+    #[test]
+    fn thousands_of_modules_are_bounded_and_counted() {
+        let loaded: Vec<String> = (0..6000).map(|i| format!("m{i}/1.0")).collect();
+        let mut m = parse_loaded(Some(&loaded.join(":")), None, None);
+        assert_eq!(m.len(), 6000);
+        assert_eq!(bound(&mut m), 6000 - MAX_MODULES);
+        assert_eq!(m.len(), MAX_MODULES);
+        assert_eq!(m[0].full_name(), "m0/1.0", "the first modules are the ones kept");
+        let long = format!("x/{}", "9".repeat(MAX_NAME_BYTES));
+        let mut m = parse_loaded(Some(&format!("gcc/12:{long}")), None, None);
+        assert_eq!(bound(&mut m), 1);
+        assert_eq!(m.iter().map(|m| m.full_name()).collect::<Vec<_>>(), ["gcc/12"]);
+        let mut env = std::collections::BTreeMap::new();
+        count_dropped(&mut env, 0);
+        assert!(env.is_empty(), "nothing dropped, no marker");
+        count_dropped(&mut env, 5);
+        count_dropped(&mut env, 2);
+        assert_eq!(env[DROPPED_VAR], "7");
     }
 
     #[test]

@@ -233,9 +233,11 @@ impl Plugin {
         };
         if let Some(sampler) = self.modules.take() {
             let seen = sampler.finish(sampler::FINISH_WAIT);
-            let all = sampler::union(&start.modules, seen);
-            if all.len() > start.modules.len() {
+            let mut all = sampler::union(&start.modules, seen);
+            let dropped = runledger_record::modules::bound(&mut all);
+            if all.len() > start.modules.len() || dropped > 0 {
                 start.modules = all;
+                runledger_record::modules::count_dropped(&mut start.env, dropped);
                 self.write(&Item::StepStart(start.clone()));
             }
         }

@@ -127,9 +127,14 @@ impl Sampler {
 
 fn modules_of(seen: &Seen) -> Vec<Module> {
     let mut out: Vec<Module> = Vec::new();
+    let mut have = std::collections::HashSet::new();
     for (loaded, files, path) in &seen.set {
         for m in modules::parse_loaded(loaded.as_deref(), files.as_deref(), path.as_deref()) {
-            if !out.iter().any(|o| o.name == m.name && o.version == m.version) {
+            // One more than the step keeps, so that the cap (modules::bound) still counts a drop.
+            if out.len() > modules::MAX_MODULES {
+                return out;
+            }
+            if have.insert((m.name.clone(), m.version.clone())) {
                 out.push(m);
             }
         }
@@ -254,6 +259,18 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// Whether a child of `parent` runs with `LOADEDMODULES` in its environment.
+    fn has_child_with_modules(parent: u32) -> bool {
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …: the ppid follows the last ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            ppid == Some(parent.to_string().as_str())
+                && std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v.starts_with(b"LOADEDMODULES=")))
+        })
+    }
+
     #[test]
     fn sees_modules_of_a_grandchild_started_after_module_load() {
         // sh (child) starts sleep (grandchild) with the variables `module load` would set.
@@ -262,13 +279,19 @@ mod tests {
             .arg("-c")
             .arg(
                 "LOADEDMODULES=lammps/20220106:gcc/12.2.0 _LMFILES_=/mf/lammps/20220106.lua:/mf/gcc/12.2.0.lua \
-                  MODULEPATH=/mf sleep 2; true",
+                  MODULEPATH=/mf sleep 5; true",
             )
             .spawn()
             .unwrap();
         let s = Sampler::start(std::process::id() as i32).unwrap();
-        std::thread::sleep(Duration::from_millis(600));
-        let mods = s.finish(Duration::from_secs(2));
+        // Wait for the event itself (the grandchild runs with the variables), not a guess of how
+        // long sh takes to start it; finish() then takes one more look, which sees it.
+        let t0 = Instant::now();
+        while !has_child_with_modules(child.id()) {
+            assert!(t0.elapsed() < Duration::from_secs(30), "sh never started its child");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mods = s.finish(Duration::from_secs(10));
         child.kill().ok();
         child.wait().ok();
         let names: Vec<String> = mods.iter().map(Module::full_name).collect();

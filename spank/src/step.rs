@@ -272,6 +272,13 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
     let exe = argv.first().and_then(|a0| {
         resolve_exe_bounded(who, a0, env_str(env, "PATH").as_deref(), cwd.as_deref().map(Path::new), EXE_LOOKUP_BOUND)
     });
+    let mut kept_env = filter.apply(env.iter().map(Vec::as_slice));
+    let mut mods = modules::parse_loaded(
+        env_str(env, "LOADEDMODULES").as_deref(),
+        env_str(env, "_LMFILES_").as_deref(),
+        env_str(env, "MODULEPATH").as_deref(),
+    );
+    modules::count_dropped(&mut kept_env, modules::bound(&mut mods));
     StepStart {
         cluster: cluster_name(env),
         job_id: f.job_id,
@@ -301,12 +308,8 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
         partition: env_str(env, "SLURM_JOB_PARTITION"),
         qos: env_str(env, "SLURM_JOB_QOS"),
         job_name: env_str(env, "SLURM_JOB_NAME"),
-        env: filter.apply(env.iter().map(Vec::as_slice)),
-        modules: modules::parse_loaded(
-            env_str(env, "LOADEDMODULES").as_deref(),
-            env_str(env, "_LMFILES_").as_deref(),
-            env_str(env, "MODULEPATH").as_deref(),
-        ),
+        env: kept_env,
+        modules: mods,
         tags: tags.clone(),
         start: now,
         slurm_version: f.slurm_version.clone(),
@@ -537,6 +540,17 @@ pub(crate) mod tests {
         assert_eq!(node_name(&env(&["SLURM_STEP_NODELIST=n1", "SLURMD_NODENAME=a7"]), 0, 4, None), "a7");
         assert_eq!(node_name(&env(&[]), 0, 0, Some("vm.example.org")), "vm");
         assert_eq!(node_name(&env(&[]), 0, 0, None), UNKNOWN);
+    }
+
+    #[test]
+    fn thousands_of_modules_are_capped_and_counted() {
+        let loaded: Vec<String> = (0..6000).map(|i| format!("mod{i}/1.{i}")).collect();
+        let f = facts(&[&format!("LOADEDMODULES={}", loaded.join(":"))]);
+        let s = build_start(&f, &EnvFilter::default(), &BTreeMap::new(), 5);
+        assert_eq!(s.modules.len(), modules::MAX_MODULES);
+        assert_eq!(s.env[modules::DROPPED_VAR], (6000 - modules::MAX_MODULES).to_string());
+        let few = build_start(&facts(&["LOADEDMODULES=gcc/12"]), &EnvFilter::default(), &BTreeMap::new(), 5);
+        assert!(!few.env.contains_key(modules::DROPPED_VAR), "nothing dropped, no marker");
     }
 
     #[test]

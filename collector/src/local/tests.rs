@@ -262,46 +262,6 @@ fn the_scratch_directory_is_unpredictable_and_private() {
 }
 
 #[test]
-fn round_trip_over_a_real_socket() {
-    let (dir, db) = ledger();
-    let socket = dir.path().join("run/collector.sock");
-    spawn(Options {
-        socket: socket.clone(),
-        database: db,
-        admin_group: None,
-        user_clusters: Vec::new(),
-        max_connections: 4,
-        read_timeout: Duration::from_secs(5),
-    })
-    .unwrap();
-    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o666, "anyone may connect; the kernel says who they are");
-    let out_file = dir.path().join("jobs.csv");
-    let argv = args(&format!("export --format csv -o {}", out_file.display()));
-    let command = Cli::try_parse_from(std::iter::once("collector".to_string()).chain(argv.clone())).unwrap().command;
-    let mut out = Vec::new();
-    ask_with(&socket, &argv, command, &mut out).map_err(|f| f.msg).unwrap();
-    // This test runs as root or as the ledger's owner: both see every job.
-    let csv = std::fs::read_to_string(&out_file).unwrap();
-    assert_eq!(csv.lines().count(), 5, "{csv}");
-    let argv = args("query jobs -u");
-    let command = Cli::try_parse_from(["collector", "query", "jobs"]).unwrap().command;
-    let err = ask_with(&socket, &argv, command, &mut Vec::new()).unwrap_err();
-    assert_eq!(err.kind, FailureKind::Relayed(2), "{}", err.msg);
-    // A second collector on the same socket is refused; the first keeps it.
-    let e = spawn(Options {
-        socket: socket.clone(),
-        database: PathBuf::from("/x"),
-        admin_group: None,
-        user_clusters: Vec::new(),
-        max_connections: 1,
-        read_timeout: Duration::from_secs(1),
-    })
-    .unwrap_err();
-    assert!(e.contains("in use"), "{e}");
-}
-
-#[test]
 fn scope_of_root_and_of_the_daemons_own_user_is_everything() {
     assert_eq!(scope_of(sys::euid(), Some("no-such-group"), &[]), Ok(Scope::All));
     if let Some(nobody) = sys::user_by_name("nobody").filter(|u| u.uid != sys::euid()) {

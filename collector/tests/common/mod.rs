@@ -20,11 +20,19 @@ pub struct Limits {
     pub max_connections: usize,
     pub read_timeout_ms: u64,
     pub rust_log: &'static str,
+    /// More `[collector]` lines (`auth_timeout_ms = 500`, the query bounds…).
+    pub extra: String,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_message_bytes: 256 * 1024, max_connections: 4, read_timeout_ms: 1500, rust_log: "debug" }
+        Limits {
+            max_message_bytes: 256 * 1024,
+            max_connections: 4,
+            read_timeout_ms: 1500,
+            rust_log: "debug",
+            extra: String::new(),
+        }
     }
 }
 
@@ -35,8 +43,10 @@ pub struct Server {
     pub addr: SocketAddr,
     pub config: PathBuf,
     pub database: PathBuf,
+    /// The local socket users' queries go through.
+    pub socket: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -48,21 +58,44 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("runledger.toml");
         let database = dir.path().join("ledger.db");
+        // Each server its own socket: never the system's /run/runledger one.
+        let socket = dir.path().join("collector.sock");
         std::fs::write(
             &config,
             format!(
                 "[collector]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{}\"\nslurm_user = \"slurm\"\n\
-                 max_message_bytes = {}\nmax_connections = {}\nread_timeout_ms = {}\n",
+                 socket = \"{}\"\nmax_message_bytes = {}\nmax_connections = {}\nread_timeout_ms = {}\n{}\n",
                 database.display(),
+                socket.display(),
                 limits.max_message_bytes,
                 limits.max_connections,
-                limits.read_timeout_ms
+                limits.read_timeout_ms,
+                limits.extra
             ),
         )
         .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (child, addr) = spawn(&config, None, limits.rust_log, &log);
-        Server { child: Some(child), addr, config, database, log, _dir: dir }
+        Server { child: Some(child), addr, config, database, socket, log, dir }
+    }
+
+    /// The process id of `collector serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the collector runs").id()
+    }
+
+    /// Waits (up to 30 s) until a line of the collector's log satisfies `f`: a line is read
+    /// from the collector's stderr some time after the collector wrote it, and after any reply
+    /// the client saw. Panics with the log when it does not come.
+    pub fn wait_log(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| f(l)) {
+                return l.clone();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no log line {what} within 30 s:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILL: no chance to finish a transaction or answer anyone.
