@@ -128,8 +128,9 @@ fn scancel_gives_cancelled() {
         (String::from_utf8_lossy(&out.stdout).trim() == "RUNNING").then_some(())
     });
     // The plugin has recorded the batch step's start: the event the cancel must come after.
-    let started = std::path::Path::new("/var/spool/runledger/jobs").join(id.to_string()).join("batch.start.json");
-    wait_until("the batch step's start in the spool", Duration::from_secs(60), || started.exists().then_some(()));
+    wait_until("the batch step's start in the spool", Duration::from_secs(60), || {
+        spooled(id, "batch.start.json").then_some(())
+    });
     let out = as_user(USER, &format!("scancel {id}"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = finished(id);

@@ -176,6 +176,17 @@ pub fn output_of(user: &str, name: &str, job: u32) -> String {
     std::fs::read_to_string(home(user).join("rl-e2e").join(format!("{name}-{job}.out"))).unwrap_or_default()
 }
 
+/// Whether the plugin has spooled `file` for `job` on any node: the spool is
+/// `/var/spool/runledger` on one node, `/var/spool/runledger/<node>` (`%n`) on several.
+pub fn spooled(job: u32, file: &str) -> bool {
+    let base = std::path::Path::new("/var/spool/runledger");
+    let at = |root: &std::path::Path| root.join("jobs").join(job.to_string()).join(file).exists();
+    at(base)
+        || std::fs::read_dir(base)
+            .map(|dir| dir.filter_map(Result::ok).any(|e| e.path().is_dir() && at(&e.path())))
+            .unwrap_or(false)
+}
+
 /// Whether Slurm still knows the job as pending or running.
 pub fn job_active(job: u32) -> bool {
     let out = slurm(&["squeue", "-h", "-o", "%i %T", "-j", &job.to_string()]);
