@@ -335,7 +335,8 @@ fn with_default_port(a: &str) -> String {
 /// One part of the new batch of this run (a job's records travel in as many parts as it takes
 /// to keep each under `[epilog] batch_max_bytes`).
 pub struct Current {
-    pub body: Vec<u8>,
+    /// The batch, or `None` to read it from `path` when it is sent (one part at a time in memory).
+    pub body: Option<Vec<u8>>,
     /// Its outbox file, or `None` if it could not be stored (it exists only in memory).
     pub path: Option<PathBuf>,
     pub label: String,
@@ -485,7 +486,27 @@ pub fn stamp(batch: &mut Batch, drops: Option<DropCount>) {
 
 /// Sends the run's own batch; removes its outbox file once committed.
 fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Instant, report: &mut Report) -> bool {
-    match sender.send(&cur.body, deadline) {
+    let read;
+    let body = match (&cur.body, &cur.path) {
+        (Some(b), _) => b,
+        (None, Some(p)) => match spool.outbox_bytes(p) {
+            Ok(b) => {
+                read = b;
+                &read
+            }
+            // Sent meanwhile by a concurrent run (or removed by an admin): nothing left to send.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::debug!("{}: {} is gone (sent by another run)", cur.label, p.display());
+                return true;
+            }
+            Err(e) => {
+                log::warn!("{}: cannot read {}: {e}; kept for a later run", cur.label, p.display());
+                return false;
+            }
+        },
+        (None, None) => return false,
+    };
+    match sender.send(body, deadline) {
         Outcome::Committed(r) => {
             log::debug!("{}: committed ({} items applied)", cur.label, r.applied);
             if let Some(p) = &cur.path {
