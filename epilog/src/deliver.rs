@@ -4,6 +4,7 @@
 //!
 //! 1. The caller has put the new batch in the outbox durably (or could not: then it exists only in
 //!    memory and is sent first, since it is the only copy — the older ones are safe on disk).
+//!    Stored parts are read back one at a time as they are sent.
 //! 2. Older outbox batches are retried, oldest first, for at most half the remaining time.
 //! 3. The new batch is sent. A batch leaves the outbox only when the collector replied `ok`,
 //!    which it does only after committing it.

@@ -170,4 +170,19 @@ mod tests {
         assert!(!paths[0].to_string_lossy().contains(".p0"), "{paths:?}");
         assert_eq!(spool.outbox_read(&paths[0]).unwrap().items.len(), 2);
     }
+
+    #[test]
+    fn an_item_larger_than_a_part_travels_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        let mut p = Parts::new(Out::Outbox(&spool), Batch::new("n", Vec::new()), 4000);
+        p.push(start(0, 10));
+        p.push(start(1, 10_000));
+        p.push(start(2, 10));
+        let end = JobEnd { cluster: "c".into(), job_id: 9, node: "n".into(), ..Default::default() };
+        let stored: Vec<Batch> = p.finish(end).unwrap().iter().map(|p| spool.outbox_read(p).unwrap()).collect();
+        let sizes: Vec<usize> = stored.iter().map(|b| b.items.len()).collect();
+        assert_eq!(sizes, [1, 1, 2], "the large item alone, between the others");
+        assert!(stored[1].to_json().len() > 10_000);
+    }
 }
