@@ -495,9 +495,10 @@ fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Ins
                 read = b;
                 &read
             }
-            // Sent meanwhile by a concurrent run (or removed by an admin): nothing left to send.
+            // A concurrent epilog took it as an older batch (and sent, rejected or dropped it,
+            // logging which): this run has nothing left of it to send.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                log::debug!("{}: {} is gone (sent by another run)", cur.label, p.display());
+                log::info!("{}: {} left the outbox through another run", cur.label, p.display());
                 return true;
             }
             Err(e) => {
