@@ -4,6 +4,7 @@
 //!
 //! 1. The caller has put the new batch in the outbox durably (or could not: then it exists only in
 //!    memory and is sent first, since it is the only copy — the older ones are safe on disk).
+//!    Stored parts are read back one at a time as they are sent.
 //! 2. Older outbox batches are retried, oldest first, for at most half the remaining time.
 //! 3. The new batch is sent. A batch leaves the outbox only when the collector replied `ok`,
 //!    which it does only after committing it.
@@ -335,7 +336,8 @@ fn with_default_port(a: &str) -> String {
 /// One part of the new batch of this run (a job's records travel in as many parts as it takes
 /// to keep each under `[epilog] batch_max_bytes`).
 pub struct Current {
-    pub body: Vec<u8>,
+    /// The batch, or `None` to read it from `path` when it is sent (one part at a time in memory).
+    pub body: Option<Vec<u8>>,
     /// Its outbox file, or `None` if it could not be stored (it exists only in memory).
     pub path: Option<PathBuf>,
     pub label: String,
@@ -485,7 +487,28 @@ pub fn stamp(batch: &mut Batch, drops: Option<DropCount>) {
 
 /// Sends the run's own batch; removes its outbox file once committed.
 fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Instant, report: &mut Report) -> bool {
-    match sender.send(&cur.body, deadline) {
+    let read;
+    let body = match (&cur.body, &cur.path) {
+        (Some(b), _) => b,
+        (None, Some(p)) => match spool.outbox_bytes(p) {
+            Ok(b) => {
+                read = b;
+                &read
+            }
+            // A concurrent epilog took it as an older batch (and sent, rejected or dropped it,
+            // logging which): this run has nothing left of it to send.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::info!("{}: {} left the outbox through another run", cur.label, p.display());
+                return true;
+            }
+            Err(e) => {
+                log::warn!("{}: cannot read {}: {e}; kept for a later run", cur.label, p.display());
+                return false;
+            }
+        },
+        (None, None) => return false,
+    };
+    match sender.send(body, deadline) {
         Outcome::Committed(r) => {
             log::debug!("{}: committed ({} items applied)", cur.label, r.applied);
             if let Some(p) = &cur.path {

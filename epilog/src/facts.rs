@@ -13,7 +13,7 @@
 //! A panicking source is caught and logged; the others still run.
 
 use runledger_record::config::LogsConfig;
-use runledger_record::{Fact, Item, JobState, Timestamp};
+use runledger_record::{Fact, JobState, Timestamp};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -36,8 +36,6 @@ pub struct JobContext<'a> {
     pub state: JobState,
     /// The `[logs]` configuration.
     pub logs: &'a LogsConfig,
-    /// The plugin's items for this job (step starts: argv, exe, cwd, env, modules; step ends).
-    pub items: &'a [Item],
     /// Stop by then.
     pub deadline: Instant,
 }
@@ -91,7 +89,6 @@ mod tests {
             start: None,
             state: JobState::Completed,
             logs: &logs,
-            items: &[],
             deadline: Instant::now() + std::time::Duration::from_secs(1),
         };
         assert!(collect_facts(&ctx).is_empty());

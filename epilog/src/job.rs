@@ -29,66 +29,183 @@ pub struct Assembled {
     pub missing_ends: Vec<String>,
 }
 
-/// Builds the job's batch. Never fails: whatever is unknown stays empty and is logged.
+/// Builds the job's batch in memory (tests, and the fallback when the outbox cannot be written).
+/// Never fails: whatever is unknown stays empty and is logged.
 pub fn assemble(spool: &Spool, env: &JobEnv, logs: &LogsConfig, deadline: Instant) -> Assembled {
+    let mut items = Vec::new();
+    let s = stream(spool, env, logs, deadline, |i| items.push(i));
+    let sender = s.job_end.node.clone();
+    items.push(Item::JobEnd(s.job_end));
+    Assembled { batch: Batch::new(sender, items), verdict: s.verdict, spooled: s.spooled, missing_ends: s.missing_ends }
+}
+
+/// What [`stream`] found: the job's end and what the log line needs.
+#[derive(Debug)]
+pub struct Streamed {
+    pub job_end: JobEnd,
+    pub verdict: Verdict,
+    /// Spooled items handed on (without the JobEnd).
+    pub spooled: usize,
+    /// Steps whose end never appeared in the spool.
+    pub missing_ends: Vec<String>,
+}
+
+/// Hands the job's spooled items to `sink` one at a time, in the order they are sent, and then
+/// returns the node's [`JobEnd`], computed from a small summary of them: so the epilog holds one
+/// item at a time, whatever the job spooled. Never fails: whatever is unknown stays empty and is
+/// logged.
+pub fn stream(
+    spool: &Spool,
+    env: &JobEnv,
+    logs: &LogsConfig,
+    deadline: Instant,
+    mut sink: impl FnMut(Item),
+) -> Streamed {
     let job_id = env.job_id;
-    let wait_until = deadline.min(Instant::now() + STEP_END_WAIT);
-    let (mut items, mut bad) = spool.job_items(job_id);
-    let mut missing = missing_step_ends(spool, job_id, &items);
-    if !missing.is_empty() {
-        while !missing.is_empty() && Instant::now() < wait_until {
-            std::thread::sleep(STEP_END_POLL.min(wait_until.saturating_duration_since(Instant::now())));
-            missing.retain(|(_, p)| !p.exists());
+    wait_for_step_ends(spool, job_id, deadline.min(Instant::now() + STEP_END_WAIT));
+    let (paths, mut bad) = spool.job_item_paths(job_id);
+    let mut summary = Summary::default();
+    for path in paths {
+        match spool.job_item(job_id, &path) {
+            Ok(item) => {
+                summary.observe(&item);
+                sink(item);
+            }
+            Err(b) => bad.push(b),
         }
-        (items, bad) = spool.job_items(job_id);
-        missing = missing_step_ends(spool, job_id, &items);
     }
     for b in &bad {
         log::warn!("job {job_id}: skipping spool file {}: {}", b.path.display(), b.reason);
     }
-    let missing_ends: Vec<String> = missing.into_iter().map(|(s, _)| s).collect();
+    let missing_ends = summary.missing_ends();
     if !missing_ends.is_empty() {
         log::warn!("job {job_id}: no end recorded for step(s) {} on this node", missing_ends.join(", "));
     }
-    let (job_end, verdict) = job_end(env, &items, logs, deadline);
-    let spooled = items.len();
-    let sender = job_end.node.clone();
-    items.push(Item::JobEnd(job_end));
-    Assembled { batch: Batch::new(sender, items), verdict, spooled, missing_ends }
+    let (job_end, verdict) = job_end_of(env, &summary, logs, deadline);
+    Streamed { job_end, verdict, spooled: summary.count, missing_ends }
 }
 
-/// Steps with a spooled start and no spooled end, with the path their end file will have.
-fn missing_step_ends(spool: &Spool, job_id: u32, items: &[Item]) -> Vec<(String, PathBuf)> {
-    let ended: Vec<u32> =
-        items.iter().filter_map(|i| if let Item::StepEnd(e) = i { Some(e.step_id) } else { None }).collect();
-    items
-        .iter()
-        .filter_map(|i| match i {
-            Item::StepStart(s) if !ended.contains(&s.step_id) => {
-                let name = step_name(s.step_id);
-                let path = spool.job_dir(job_id).join(format!("{name}.end.json"));
-                Some((name, path))
-            }
+/// The node the job's batch comes from, as [`job_end`] names it (the environment, else the batch
+/// step's or the first step's start, else the host name), known before the items are streamed.
+pub fn node_of(spool: &Spool, env: &JobEnv) -> String {
+    if let Some(n) = env.node.clone().filter(|n| !n.is_empty()) {
+        return n;
+    }
+    let (paths, _) = spool.job_item_paths(env.job_id);
+    let batch = spool.job_dir(env.job_id).join(format!("{}.start.json", step_name(STEP_BATCH)));
+    let starts = paths.iter().filter(|p| p.to_string_lossy().ends_with(".start.json"));
+    let first = paths.iter().find(|p| **p == batch).into_iter().chain(starts).find_map(|p| {
+        match spool.job_item(env.job_id, p) {
+            Ok(Item::StepStart(s)) => Some(s.node),
             _ => None,
-        })
-        .collect()
+        }
+    });
+    first.filter(|n| !n.is_empty()).unwrap_or_else(hostname)
+}
+
+/// Waits, until `until` at most, for the end file of every step whose start file is spooled
+/// (told by the file names, so that nothing is read twice).
+fn wait_for_step_ends(spool: &Spool, job_id: u32, until: Instant) {
+    let dir = spool.job_dir(job_id);
+    let missing = || -> Vec<PathBuf> {
+        let (paths, _) = spool.job_item_paths(job_id);
+        paths
+            .iter()
+            .filter_map(|p| {
+                p.file_name()?.to_str()?.strip_suffix(".start.json").map(|step| dir.join(format!("{step}.end.json")))
+            })
+            .filter(|end| !paths.contains(end))
+            .collect()
+    };
+    let mut missing = missing();
+    while !missing.is_empty() && Instant::now() < until {
+        std::thread::sleep(STEP_END_POLL.min(until.saturating_duration_since(Instant::now())));
+        missing.retain(|p| !p.exists());
+    }
+}
+
+/// What the JobEnd needs from the spooled items, kept as they pass: the batch step's (or else the
+/// first) start without its large fields, the earliest start, the first cwd, the batch step's
+/// end, and which steps started and ended.
+#[derive(Debug, Default)]
+pub struct Summary {
+    batch_start: Option<StepStart>,
+    first_start: Option<StepStart>,
+    first_cwd: Option<String>,
+    earliest: Option<i64>,
+    batch_end: Option<StepEnd>,
+    started: Vec<u32>,
+    ended: Vec<u32>,
+    count: usize,
+}
+
+impl Summary {
+    pub fn of(items: &[Item]) -> Summary {
+        let mut s = Summary::default();
+        items.iter().for_each(|i| s.observe(i));
+        s
+    }
+
+    pub fn observe(&mut self, item: &Item) {
+        self.count += 1;
+        match item {
+            Item::StepStart(s) => {
+                self.started.push(s.step_id);
+                if self.first_cwd.is_none() {
+                    self.first_cwd = s.cwd.clone();
+                }
+                if s.start > 0 {
+                    self.earliest = Some(self.earliest.map_or(s.start, |e| e.min(s.start)));
+                }
+                let slim = || StepStart {
+                    env: Default::default(),
+                    argv: Vec::new(),
+                    modules: Default::default(),
+                    ..s.clone()
+                };
+                if s.step_id == STEP_BATCH && self.batch_start.is_none() {
+                    self.batch_start = Some(slim());
+                }
+                if self.first_start.is_none() {
+                    self.first_start = Some(slim());
+                }
+            }
+            Item::StepEnd(e) => {
+                self.ended.push(e.step_id);
+                if e.step_id == STEP_BATCH && self.batch_end.is_none() {
+                    self.batch_end = Some(e.clone());
+                }
+            }
+            Item::JobEnd(_) => {}
+        }
+    }
+
+    /// Steps with a start and no end, by name.
+    fn missing_ends(&self) -> Vec<String> {
+        self.started.iter().filter(|s| !self.ended.contains(s)).map(|&s| step_name(s)).collect()
+    }
+
+    fn first(&self) -> Option<&StepStart> {
+        self.batch_start.as_ref().or(self.first_start.as_ref())
+    }
 }
 
 /// The node's view of the job's end, from the environment, the spooled items and the output.
 pub fn job_end(env: &JobEnv, items: &[Item], logs: &LogsConfig, deadline: Instant) -> (JobEnd, Verdict) {
-    let starts: Vec<&StepStart> =
-        items.iter().filter_map(|i| if let Item::StepStart(s) = i { Some(s) } else { None }).collect();
-    let ends: Vec<&StepEnd> =
-        items.iter().filter_map(|i| if let Item::StepEnd(e) = i { Some(e) } else { None }).collect();
+    job_end_of(env, &Summary::of(items), logs, deadline)
+}
+
+/// [`job_end`] from a [`Summary`] of the items.
+pub fn job_end_of(env: &JobEnv, sum: &Summary, logs: &LogsConfig, deadline: Instant) -> (JobEnd, Verdict) {
     // The batch step knows most (cwd, output files); any step knows the job's owner.
-    let first = starts.iter().find(|s| s.step_id == STEP_BATCH).or(starts.first()).copied();
-    let batch_end = ends.iter().find(|e| e.step_id == STEP_BATCH).copied();
+    let first = sum.first();
+    let batch_end = sum.batch_end.as_ref();
 
     let uid = env.uid.or(first.map(|s| s.uid));
     let gid = env.gid.or(first.map(|s| s.gid));
     let user = env.user.clone().or(first.map(|s| s.user.clone())).filter(|u| !u.is_empty());
     let node = env.node.clone().or(first.map(|s| s.node.clone())).filter(|n| !n.is_empty()).unwrap_or_else(hostname);
-    let work_dir = env.work_dir.clone().or_else(|| starts.iter().find_map(|s| s.cwd.clone()));
+    let work_dir = env.work_dir.clone().or_else(|| sum.first_cwd.clone());
     let job_name = env.job_name.clone().or(first.and_then(|s| s.job_name.clone()));
     let array_job_id = env.array_job_id.or(first.and_then(|s| s.array_job_id));
     let array_task_id = env.array_task_id.or(first.and_then(|s| s.array_task_id));
@@ -162,7 +279,7 @@ pub fn job_end(env: &JobEnv, items: &[Item], logs: &LogsConfig, deadline: Instan
     let verdict = classify(texts.iter().flat_map(|t| t.lines()), &ids, exit);
 
     let stdout = stdout.or(if default_read { default_out } else { None });
-    let start = env.start_time.or(starts.iter().map(|s| s.start).filter(|&t| t > 0).min());
+    let start = env.start_time.or(sum.earliest);
     let facts = collect_facts(&JobContext {
         job_id: env.job_id,
         uid,
@@ -176,7 +293,6 @@ pub fn job_end(env: &JobEnv, items: &[Item], logs: &LogsConfig, deadline: Instan
         start,
         state: verdict.state,
         logs,
-        items,
         deadline,
     });
     let cluster = env.cluster.clone().or(first.map(|s| s.cluster.clone())).unwrap_or_default();

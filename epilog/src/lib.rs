@@ -24,6 +24,7 @@ pub mod job;
 pub mod logger;
 pub mod logs;
 pub mod orphans;
+pub mod parts;
 pub mod pattern;
 pub mod retry;
 pub mod rules;
@@ -38,7 +39,6 @@ use retry::Backoff;
 use runledger_record::config::Config;
 use runledger_record::spool::Spool;
 use runledger_record::{Batch, DropCount};
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -74,34 +74,43 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     for w in &env.warnings {
         log::warn!("job {id}: {w}");
     }
-    let mut a = job::assemble(&spool, &env, &cfg.logs, deadline);
-    // Room is made before the new batch is stored, so that it is never the one dropped.
+    // Room is made before the new batch is stored, so that it is never the one dropped; its size
+    // is about what its items take in the spool.
     let dropped = match mode {
         Mode::DryRun => bounds::Dropped::default(),
-        _ => bounds::enforce(&spool, &Bounds::of(&cfg.epilog), a.batch.to_json().len() as u64, runledger_record::now()),
+        _ => bounds::enforce(&spool, &Bounds::of(&cfg.epilog), spool.job_bytes(id), runledger_record::now()),
     };
-    deliver::stamp(&mut a.batch, deliver::drop_stamp(&spool));
+    let mut envelope = Batch::new(job::node_of(&spool, &env), Vec::new());
+    deliver::stamp(&mut envelope, deliver::drop_stamp(&spool));
+    // A job of any size travels in parts, each under the collector's message limit, stored (or
+    // printed) as its items are read: the epilog's memory is about one part, whatever the job.
+    let out = if mode == Mode::DryRun { parts::Out::Print } else { parts::Out::Outbox(&spool) };
+    let mut writer = parts::Parts::new(out, envelope.clone(), sender(cfg).batch_max());
+    let a = job::stream(&spool, &env, &cfg.logs, deadline, |item| writer.push(item));
+    let items = writer.items() + 1;
     if mode == Mode::DryRun {
-        let body = a.batch.to_json();
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&body).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush());
+        let n = writer.parts().max(1);
+        let _ = writer.finish(a.job_end);
         log::info!(
-            "job {id}: dry run: state={} items={} (nothing sent or removed)",
+            "job {id}: dry run: state={} items={items} parts={n} peak_rss_kb={} (nothing sent or removed)",
             a.verdict.state,
-            a.batch.items.len()
+            peak_rss_kb()
         );
         return;
     }
-    let items = a.batch.items.len();
-    // A job of any size travels in parts, each under the collector's message limit.
-    let parts = std::mem::take(&mut a.batch.items);
-    let parts = Batch { items: parts, ..a.batch.clone() }.split(sender(cfg).batch_max());
-    let paths = match spool.outbox_put_parts(&parts) {
-        Ok(p) => {
+    let job_end = a.job_end.clone();
+    let (paths, cur): (Vec<Option<PathBuf>>, Vec<Current>) = match writer.finish(a.job_end) {
+        Ok(paths) => {
             if let Err(e) = spool.remove_job(id) {
                 log::warn!("job {id}: batch kept, but the plugin's files were not removed: {e}");
             }
-            p.into_iter().map(Some).collect()
+            let n = paths.len();
+            let cur = paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Current { body: None, path: Some(p.clone()), label: part_label(id, i, n) })
+                .collect();
+            (paths.into_iter().map(Some).collect(), cur)
         }
         Err(e) => {
             log::error!(
@@ -109,7 +118,17 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
                  that fails this job's records from this node are lost",
                 spool.outbox_dir().display()
             );
-            vec![None; parts.len()]
+            // Only here is the whole job held in memory: it has no other copy to send from.
+            let (mut all, _) = spool.job_items(id);
+            all.push(runledger_record::Item::JobEnd(job_end));
+            let parts = Batch { items: all, ..envelope }.split(sender(cfg).batch_max());
+            let n = parts.len();
+            let cur = parts
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Current { body: Some(b.to_json()), path: None, label: part_label(id, i, n) })
+                .collect();
+            (vec![None; n], cur)
         }
     };
     let durable = paths.first().is_some_and(Option::is_some);
@@ -117,18 +136,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     let max_age = Bounds::of(&cfg.epilog).max_age();
     let grace = Duration::from_secs(cfg.epilog.orphan_grace_s);
     orphans::sweep(&spool, Some(id), &node, std::time::SystemTime::now(), grace, max_age, orphans::slurmstepd_jobs);
-    let n = parts.len();
-    let cur: Vec<Current> = parts
-        .iter()
-        .zip(paths)
-        .enumerate()
-        .map(|(i, (b, path))| Current {
-            body: b.to_json(),
-            path,
-            label: if n == 1 { format!("job {id}") } else { format!("job {id} (part {} of {n})", i + 1) },
-        })
-        .collect();
-    drop(parts);
+    let n = cur.len();
     let rep = deliver::deliver(&spool, &mut sender(cfg), &cur, deadline);
     if !durable {
         if rep.current_sent {
@@ -146,7 +154,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     }
     log::info!(
         "job {id}: state={} items={} sent={} queued={} older_sent={} older_queued={} rejected={} dropped={} \
-         retries={} parts={n} wall_ms={}",
+         retries={} parts={n} wall_ms={} peak_rss_kb={}",
         a.verdict.state,
         items,
         u8::from(rep.current_sent),
@@ -156,8 +164,28 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         rep.rejected,
         dropped.count.batches,
         rep.retries,
-        wall()
+        wall(),
+        peak_rss_kb()
     );
+}
+
+/// This process's peak resident memory so far (VmHWM), in KiB; 0 if unknown. Logged, so that an
+/// admin (and the tests) can see the epilog's memory stay bounded whatever a job spooled.
+pub fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn part_label(id: u32, i: usize, n: usize) -> String {
+    if n == 1 {
+        format!("job {id}")
+    } else {
+        format!("job {id} (part {} of {n})", i + 1)
+    }
 }
 
 /// The run's sender: `[collector] address`, `[epilog]` connect and reply timeouts, retries.

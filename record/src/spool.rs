@@ -100,19 +100,42 @@ impl Spool {
     /// Every item the plugin spooled for a job, plus the files that could not be read.
     pub fn job_items(&self, job_id: u32) -> (Vec<Item>, Vec<BadFile>) {
         let mut items = Vec::new();
-        let mut bad = Vec::new();
-        let dir = self.job_dir(job_id);
-        for path in sorted_files(&dir, &mut bad) {
-            if path.extension().is_none_or(|e| e != "json") {
-                continue; // a temporary file of a write in progress or interrupted
-            }
-            match read_bounded(&path).and_then(|b| serde_json::from_slice::<Item>(&b).map_err(io::Error::other)) {
-                Ok(item) if item.job_id() == job_id => items.push(item),
-                Ok(item) => bad.push(BadFile { path, reason: format!("holds job {} not {job_id}", item.job_id()) }),
-                Err(e) => bad.push(BadFile { path, reason: e.to_string() }),
+        let (paths, mut bad) = self.job_item_paths(job_id);
+        for path in paths {
+            match self.job_item(job_id, &path) {
+                Ok(item) => items.push(item),
+                Err(b) => bad.push(b),
             }
         }
         (items, bad)
+    }
+
+    /// The files of a job's spooled items, in the order they are sent, plus the directory's
+    /// error if it cannot be listed. Read each with [`Spool::job_item`]: a job of any size is
+    /// then read one item at a time.
+    pub fn job_item_paths(&self, job_id: u32) -> (Vec<PathBuf>, Vec<BadFile>) {
+        let mut bad = Vec::new();
+        let paths = sorted_files(&self.job_dir(job_id), &mut bad)
+            .into_iter()
+            // Not a temporary file of a write in progress or interrupted.
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        (paths, bad)
+    }
+
+    /// One spooled item of `job_id`, or why the file is not one.
+    pub fn job_item(&self, job_id: u32, path: &Path) -> Result<Item, BadFile> {
+        match read_bounded(path).and_then(|b| serde_json::from_slice::<Item>(&b).map_err(io::Error::other)) {
+            Ok(item) if item.job_id() == job_id => Ok(item),
+            Ok(item) => Err(BadFile { path: path.into(), reason: format!("holds job {} not {job_id}", item.job_id()) }),
+            Err(e) => Err(BadFile { path: path.into(), reason: e.to_string() }),
+        }
+    }
+
+    /// The bytes a job's spooled items take on disk (what its batch will about take in the outbox).
+    pub fn job_bytes(&self, job_id: u32) -> u64 {
+        let (paths, _) = self.job_item_paths(job_id);
+        paths.iter().filter_map(|p| fs::symlink_metadata(p).ok()).map(|m| m.len()).sum()
     }
 
     /// Removes a job's plugin files (after they are safely in the outbox).
@@ -165,18 +188,34 @@ impl Spool {
         Ok(paths)
     }
 
-    fn put_parts(&self, stem: &str, parts: &[Batch]) -> io::Result<Vec<PathBuf>> {
+    /// Puts part `number` (from 1) of a batch cut in parts durably in the outbox, named
+    /// `<stem>.pNNNN.json` (stem: [`outbox_stem`] of the first part), and returns its path. A
+    /// caller writing parts one by one removes those written if a later one fails.
+    pub fn outbox_put_part(&self, stem: &str, number: usize, part: &Batch) -> io::Result<PathBuf> {
         let dir = self.outbox_dir();
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let path = dir.join(format!("{stem}.p{number:04}.json"));
+        write_atomic(&path, &part.to_json(), true)?;
+        Ok(path)
+    }
+
+    /// Reads an outbox file's bytes as stored (to send it without parsing it).
+    pub fn outbox_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
+        read_bounded(path)
+    }
+
+    fn put_parts(&self, stem: &str, parts: &[Batch]) -> io::Result<Vec<PathBuf>> {
         let mut done = Vec::with_capacity(parts.len());
         for (i, batch) in parts.iter().enumerate() {
-            let path = dir.join(format!("{stem}.p{:04}.json", i + 1));
-            if let Err(e) = write_atomic(&path, &batch.to_json(), true) {
-                for p in &done {
-                    let _ = fs::remove_file(p);
+            let path = match self.outbox_put_part(stem, i + 1, batch) {
+                Ok(p) => p,
+                Err(e) => {
+                    for p in &done {
+                        let _ = fs::remove_file(p);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
+            };
             done.push(path);
         }
         Ok(done)
@@ -247,7 +286,7 @@ pub fn outbox_name_parts(path: &Path) -> Option<(Timestamp, u32)> {
 }
 
 /// `<created>-<cluster>-<job>`: an outbox file's name without `.json`.
-fn outbox_stem(batch: &Batch) -> String {
+pub fn outbox_stem(batch: &Batch) -> String {
     let job = batch.items.first().map(|i| (i.cluster().to_string(), i.job_id())).unwrap_or_default();
     format!("{:012}-{}-{}", batch.created, sanitize(&job.0), job.1)
 }
