@@ -262,7 +262,17 @@ trixie_build_plugin() {
 }
 
 # Install the 24.11 plugin and the host-built epilog, canary and collector (for users' queries)
-# at the same paths inside the root. install_atomic: a running slurmstepd may map the old plugin.
+# at the same paths inside the root. (trixie_install_file: a running slurmstepd may map the old plugin).
+# trixie_install_file SRC DST: copy, then rename into place, so a slurmstepd that has the old
+# plugin mapped keeps it (dpkg does the same on the host).
+trixie_install_file() {
+    local src=$1 dst=$2 tmp
+    install -d -m 0755 "$(dirname "$dst")"
+    tmp="$dst.new.$$"
+    install -m 0755 "$src" "$tmp"
+    mv -f "$tmp" "$dst"
+}
+
 trixie_install() {
     local rel=$RL_REPO_ROOT/target/release pair src dst
     for pair in "$RL_REPO_ROOT/$TRIXIE_TARGET_DIR/release/librunledger_spank.so:$PLUGIN" \
@@ -271,7 +281,7 @@ trixie_install() {
         dst=$TRIXIE_ROOT${pair#*:}
         [[ -f $src ]] || rl_die "build product missing: $src"
         if ! cmp -s "$src" "$dst"; then
-            install_atomic "$src" "$dst"
+            trixie_install_file "$src" "$dst"
             rl_info "installed $dst"
         fi
     done
