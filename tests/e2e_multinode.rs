@@ -170,7 +170,7 @@ fn short_grace_config() -> PathBuf {
 
 /// Slurm's JobState of a job while it still knows it.
 fn slurm_state(job: u32) -> Option<String> {
-    let out = Command::new("scontrol").args(["show", "job", "-o", &job.to_string()]).output().ok()?;
+    let out = in_cluster(None, &["scontrol", "show", "job", "-o", &job.to_string()]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace().find_map(|w| w.strip_prefix("JobState=")).map(str::to_string)
 }
@@ -232,7 +232,7 @@ fn three_nodes_node_dies_mid_job_audited_then_flushed() {
     // ledger once, and a second flush sends nothing more.
     drop(back);
     wait_until(&format!("{dead} back in Slurm"), Duration::from_secs(60), || {
-        let out = Command::new("sinfo").args(["-h", "-n", &dead, "-o", "%T"]).output().ok()?;
+        let out = in_cluster(None, &["sinfo", "-h", "-n", &dead, "-o", "%T"]).output().ok()?;
         let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
         matches!(s.as_str(), "idle" | "mixed" | "allocated").then_some(())
     });

@@ -252,7 +252,7 @@ pub fn user_dir(user: &str, sub: &str) -> PathBuf {
 
 /// The node names of the running cluster (`sinfo -N`), in Slurm's order.
 pub fn cluster_nodes() -> Vec<String> {
-    let out = stdout_of(Command::new("sinfo").args(["-h", "-N", "-o", "%N"]));
+    let out = stdout_of(&mut in_cluster(None, &["sinfo", "-h", "-N", "-o", "%N"]));
     let mut nodes: Vec<String> = Vec::new();
     for n in out.lines().map(str::trim).filter(|n| !n.is_empty()) {
         if !nodes.iter().any(|m| m == n) {
