@@ -5,7 +5,7 @@
 //! [`Spool::outbox_put_parts`] names them (a job in one part keeps its plain name).
 
 use runledger_record::spool::{outbox_stem, Spool};
-use runledger_record::{Batch, Item, JobEnd};
+use runledger_record::{Batch, Cutter, Item, JobEnd};
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -21,11 +21,9 @@ pub enum Out<'a> {
 /// One job's batch, cut into parts as its items come.
 pub struct Parts<'a> {
     out: Out<'a>,
-    max: usize,
+    cut: Cutter,
     envelope: Batch,
-    base: usize,
     cur: Batch,
-    size: usize,
     stem: Option<String>,
     written: Vec<PathBuf>,
     parts: usize,
@@ -37,14 +35,11 @@ impl<'a> Parts<'a> {
     /// `envelope`: the batch every part copies (sender, creation time, drop total), without items.
     pub fn new(out: Out<'a>, envelope: Batch, max_bytes: usize) -> Self {
         let envelope = Batch { items: Vec::new(), ..envelope };
-        let base = envelope.to_json().len();
         Parts {
             out,
-            max: max_bytes,
+            cut: Cutter::new(&envelope, max_bytes),
             cur: envelope.clone(),
             envelope,
-            base,
-            size: base,
             stem: None,
             written: Vec::new(),
             parts: 0,
@@ -61,12 +56,9 @@ impl<'a> Parts<'a> {
         if self.error.is_some() {
             return;
         }
-        let n = serde_json::to_vec(&item).expect("an Item always serializes").len();
-        // A comma per item after the first.
-        if !self.cur.items.is_empty() && self.size + n + 1 > self.max {
+        if self.cut.starts_part(Cutter::item_len(&item)) {
             self.store(false);
         }
-        self.size += n + usize::from(!self.cur.items.is_empty());
         self.cur.items.push(item);
     }
 
@@ -95,7 +87,6 @@ impl<'a> Parts<'a> {
 
     fn store(&mut self, last: bool) {
         let part = std::mem::replace(&mut self.cur, self.envelope.clone());
-        self.size = self.base;
         self.parts += 1;
         let r = match self.out {
             Out::Print => {

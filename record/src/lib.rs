@@ -432,19 +432,13 @@ impl Batch {
             return vec![self];
         }
         let empty = Batch { items: Vec::new(), ..self.clone() };
-        // The envelope's size, plus a comma per item after the first.
-        let base = empty.to_json().len();
+        let mut cut = Cutter::new(&empty, max_bytes);
         let mut parts = Vec::new();
         let mut cur = empty.clone();
-        let mut size = base;
         for item in self.items {
-            let n = serde_json::to_vec(&item).expect("an Item always serializes").len();
-            let add = n + usize::from(!cur.items.is_empty());
-            if !cur.items.is_empty() && size + add > max_bytes {
+            if cut.starts_part(Cutter::item_len(&item)) {
                 parts.push(std::mem::replace(&mut cur, empty.clone()));
-                size = base;
             }
-            size += n + usize::from(!cur.items.is_empty());
             cur.items.push(item);
         }
         if !cur.items.is_empty() {
@@ -460,6 +454,45 @@ impl Batch {
             return Err(format!("batch format {} is not supported (this build speaks {FORMAT_VERSION})", b.format));
         }
         Ok(b)
+    }
+}
+
+/// The one rule for cutting a job's items into batches of at most `max` bytes of JSON, kept as
+/// the items come: [`Batch::split`] and the epilog's streaming writer both ask it, so a job is cut
+/// the same way whether it is split in memory or written part by part.
+#[derive(Clone, Copy, Debug)]
+pub struct Cutter {
+    max: usize,
+    /// The envelope's size (a batch with no items).
+    base: usize,
+    size: usize,
+    items: usize,
+}
+
+impl Cutter {
+    /// `envelope`: the batch every part copies, without items.
+    pub fn new(envelope: &Batch, max: usize) -> Cutter {
+        let base = envelope.to_json().len();
+        Cutter { max, base, size: base, items: 0 }
+    }
+
+    /// An item's JSON size.
+    pub fn item_len(item: &Item) -> usize {
+        serde_json::to_vec(item).expect("an Item always serializes").len()
+    }
+
+    /// Counts an item of `len` bytes in; true when it must start a new part because the current
+    /// one would grow past the limit (an item larger than the limit alone still travels alone).
+    pub fn starts_part(&mut self, len: usize) -> bool {
+        // A comma per item after the first.
+        let new = self.items > 0 && self.size + len + 1 > self.max;
+        if new {
+            self.size = self.base;
+            self.items = 0;
+        }
+        self.size += len + usize::from(self.items > 0);
+        self.items += 1;
+        new
     }
 }
 
