@@ -154,14 +154,7 @@ fn job_array_gives_one_job_per_task() {
     let id = sbatch(USER, "array", &["--array=1-3"], "#!/bin/bash\necho task $SLURM_ARRAY_TASK_ID\n");
     wait_until("array to finish", Duration::from_secs(300), || (!job_active(id)).then_some(()));
     let rows = wait_until("three array tasks in the ledger", Duration::from_secs(60), || {
-        let all = query(&["jobs", "-u", USER]);
-        let mine: Vec<Value> = all
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|j| j["array_job_id"] == id && j["state"] != "UNKNOWN")
-            .cloned()
-            .collect();
+        let mine = ended_array_tasks(USER, id);
         (mine.len() >= 3).then_some(mine)
     });
     let mut tasks: Vec<i64> = rows.iter().map(|j| j["array_task_id"].as_i64().unwrap()).collect();

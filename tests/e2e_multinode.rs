@@ -254,14 +254,7 @@ fn three_nodes_array_tasks_on_different_nodes() {
     let id = sbatch(USER, "mn-array", &["--array=1-3", "-N", "1", "--exclusive"], "#!/bin/bash\nsleep 3\n");
     wait_until("the array to finish", Duration::from_secs(300), || (!job_active(id)).then_some(()));
     let rows = wait_until("three array tasks in the ledger", Duration::from_secs(90), || {
-        let all = query(&["jobs", "-u", USER]);
-        let mine: Vec<Value> = all
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|j| j["array_job_id"] == id && j["state"] != "UNKNOWN")
-            .cloned()
-            .collect();
+        let mine = ended_array_tasks(USER, id);
         (mine.len() == 3).then_some(mine)
     });
     let tasks: BTreeSet<u64> = rows.iter().map(|j| j["array_task_id"].as_u64().unwrap()).collect();

@@ -213,6 +213,17 @@ pub fn query(args: &[&str]) -> Value {
     })
 }
 
+/// The ledger's rows of an array job's tasks that have ended (state known), as `user` lists them.
+pub fn ended_array_tasks(user: &str, array_job_id: u32) -> Vec<Value> {
+    let all = query(&["jobs", "-u", user]);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["array_job_id"] == array_job_id && j["state"] != "UNKNOWN")
+        .cloned()
+        .collect()
+}
+
 /// The job's entry in `collector query jobs -j ID --json`, once its epilog record has arrived
 /// (state no longer UNKNOWN).
 pub fn ledger_job(job: u32, timeout: Duration) -> Value {
