@@ -2,7 +2,7 @@
 //! and the output of 87 commands on it were recorded with the schema version 2 collector of the
 //! commit that adds this file (`synth::fixture_batches` merged at `synth::FIXTURE_END`, TZ=UTC):
 //!
-//! - `data/v2-ledger.sql`: that ledger, dumped (Python's `sqlite3` `iterdump`);
+//! - `ledger/tests/data/v2-ledger.sql`: that ledger, dumped (Python's `sqlite3` `iterdump`);
 //! - `data/v2-outputs.txt`: `$ ARGS` lines, each followed by what `collector ARGS --database
 //!   LEDGER` printed.
 //!
@@ -95,7 +95,7 @@ fn a_version_2_ledger_answers_every_query_as_before_once_migrated() {
     let path = dir.path().join("v2.db");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(include_str!("data/v2-ledger.sql")).unwrap();
+        c.execute_batch(include_str!("../../ledger/tests/data/v2-ledger.sql")).unwrap();
         c.execute_batch("PRAGMA user_version = 2").unwrap();
     }
     let conn = db::open_rw(&path).unwrap();

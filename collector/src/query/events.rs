@@ -261,12 +261,12 @@ fn throughput_from_rollup(
     interval: i64,
     offset: Option<i64>,
 ) -> Result<Option<Report>, String> {
-    use crate::rollup::END_SLOT_S;
+    use runledger_ledger::rollup::END_SLOT_S;
     let unfiltered = filter.to_sql().0 == "1";
     if !unfiltered || interval % END_SLOT_S != 0 {
         return Ok(None);
     }
-    let slots = crate::rollup::ends(conn).map_err(db)?;
+    let slots = runledger_ledger::rollup::ends(conn).map_err(db)?;
     let mut report = Report::new(&["interval_start", "jobs", "failed", "cumulative"]);
     let (Some(first), Some(last)) = (slots.first(), slots.last()) else { return Ok(Some(report)) };
     let (lo, hi) = (first.0 * END_SLOT_S, last.0 * END_SLOT_S);

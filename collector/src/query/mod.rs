@@ -13,6 +13,7 @@ pub mod filter;
 pub mod jobfilter;
 pub mod output;
 pub mod report;
+pub mod rollups;
 pub mod summary;
 pub mod usage;
 
@@ -20,42 +21,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, Row};
 use std::collections::{BTreeMap, HashMap};
 
-/// One `jobs` row.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct JobRow {
-    pub id: i64,
-    pub cluster: String,
-    pub job_id: i64,
-    pub array_job_id: Option<i64>,
-    pub array_task_id: Option<i64>,
-    pub uid: Option<i64>,
-    pub user: Option<String>,
-    pub gid: Option<i64>,
-    pub account: Option<String>,
-    pub partition: Option<String>,
-    pub qos: Option<String>,
-    pub job_name: Option<String>,
-    pub work_dir: Option<String>,
-    pub start: Option<i64>,
-    pub end: Option<i64>,
-    pub state: String,
-    pub exit_code: Option<i64>,
-    pub signal: Option<i64>,
-    pub state_evidence: Option<String>,
-    pub nnodes: Option<i64>,
-    pub ncpus: Option<i64>,
-    pub cpu_user_s: f64,
-    pub cpu_sys_s: f64,
-    pub cpu_seconds: f64,
-    pub max_rss_kib: Option<i64>,
-    pub nodes: Option<String>,
-    pub env_hash: Option<String>,
-    /// The job-level verdict from its solver logs (schema version 2).
-    pub program: Option<String>,
-    pub outcome: Option<String>,
-    pub category: Option<String>,
-    pub error: Option<String>,
-}
+pub use runledger_ledger::rows::*;
 
 /// The `jobs` columns a [`JobRow`] is read from, in order, and whether a listing of the
 /// [`output::LEAN_FIELDS`] needs them. Those needed are exactly the columns of the index
@@ -110,66 +76,49 @@ fn job_columns(lean: bool) -> String {
         .join(", ")
 }
 
-impl JobRow {
-    fn from_row(r: &Row) -> rusqlite::Result<JobRow> {
-        Ok(JobRow {
-            id: r.get(0)?,
-            cluster: r.get(1)?,
-            job_id: r.get(2)?,
-            array_job_id: r.get(3)?,
-            array_task_id: r.get(4)?,
-            uid: r.get(5)?,
-            user: r.get(6)?,
-            gid: r.get(7)?,
-            account: r.get(8)?,
-            partition: r.get(9)?,
-            qos: r.get(10)?,
-            job_name: r.get(11)?,
-            work_dir: r.get(12)?,
-            start: r.get(13)?,
-            end: r.get(14)?,
-            state: r.get(15)?,
-            exit_code: r.get(16)?,
-            signal: r.get(17)?,
-            state_evidence: r.get(18)?,
-            nnodes: r.get(19)?,
-            ncpus: r.get(20)?,
-            cpu_user_s: r.get(21)?,
-            cpu_sys_s: r.get(22)?,
-            cpu_seconds: r.get(23)?,
-            max_rss_kib: r.get(24)?,
-            nodes: r.get::<_, Option<String>>(25)?.map(|n| {
-                if n.contains('[') {
-                    crate::store::expand_nodes(&n)
-                } else {
-                    n
-                }
-            }),
-            // The id for now: [`each_job`] puts the hash in (a lookup per row would cost
-            // as much as reading the row).
-            env_hash: r.get::<_, Option<i64>>(26)?.map(|id| id.to_string()),
-            program: r.get(27)?,
-            outcome: r.get(28)?,
-            category: r.get(29)?,
-            error: r.get(30)?,
-        })
-    }
-
-    /// sacct's JobID: `ARRAYID_TASK` for an array task, else the job id.
-    pub fn display_id(&self) -> String {
-        match (self.array_job_id, self.array_task_id) {
-            (Some(a), Some(t)) => format!("{a}_{t}"),
-            _ => self.job_id.to_string(),
-        }
-    }
-
-    pub fn elapsed(&self) -> Option<i64> {
-        Some((self.end? - self.start?).max(0))
-    }
-
-    pub fn node_list(&self) -> Vec<String> {
-        self.nodes.as_deref().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
-    }
+/// One `jobs` row read back in [`JOB_COLUMNS`] order.
+fn job_row(r: &Row) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        id: r.get(0)?,
+        cluster: r.get(1)?,
+        job_id: r.get(2)?,
+        array_job_id: r.get(3)?,
+        array_task_id: r.get(4)?,
+        uid: r.get(5)?,
+        user: r.get(6)?,
+        gid: r.get(7)?,
+        account: r.get(8)?,
+        partition: r.get(9)?,
+        qos: r.get(10)?,
+        job_name: r.get(11)?,
+        work_dir: r.get(12)?,
+        start: r.get(13)?,
+        end: r.get(14)?,
+        state: r.get(15)?,
+        exit_code: r.get(16)?,
+        signal: r.get(17)?,
+        state_evidence: r.get(18)?,
+        nnodes: r.get(19)?,
+        ncpus: r.get(20)?,
+        cpu_user_s: r.get(21)?,
+        cpu_sys_s: r.get(22)?,
+        cpu_seconds: r.get(23)?,
+        max_rss_kib: r.get(24)?,
+        nodes: r.get::<_, Option<String>>(25)?.map(|n| {
+            if n.contains('[') {
+                crate::store::expand_nodes(&n)
+            } else {
+                n
+            }
+        }),
+        // The id for now: [`each_job`] puts the hash in (a lookup per row would cost
+        // as much as reading the row).
+        env_hash: r.get::<_, Option<i64>>(26)?.map(|id| id.to_string()),
+        program: r.get(27)?,
+        outcome: r.get(28)?,
+        category: r.get(29)?,
+        error: r.get(30)?,
+    })
 }
 
 /// The jobs matching `filter`, oldest first; with `limit`, the newest `limit` of them.
@@ -209,7 +158,7 @@ pub fn each_job(
     // reading the row).
     let mut hashes: Option<HashMap<String, String>> = None;
     while let Some(r) = rows.next()? {
-        let mut j = JobRow::from_row(r)?;
+        let mut j = job_row(r)?;
         if let Some(id) = j.env_hash.take() {
             if hashes.is_none() {
                 let mut st = conn.prepare_cached("SELECT id, hash FROM environments")?;
@@ -243,11 +192,6 @@ pub fn find_job(conn: &Connection, sel: &filter::JobSel, clusters: &[String]) ->
 }
 
 /// One fact as stored.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FactValue {
-    pub value: String,
-    pub unit: Option<String>,
-}
 
 /// The job-level facts (`source = ''`) of each job, key → value: of several nodes, the first by
 /// name that has the key; `program`, `outcome`, `failure_category` and `error` as in the job row
@@ -331,51 +275,6 @@ pub fn tags_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64, 
     Ok(out)
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TaskRow {
-    pub global_rank: i64,
-    pub task_id: i64,
-    pub exit_code: i64,
-    pub signal: i64,
-    pub core_dumped: bool,
-    pub raw_status: i64,
-    pub time: i64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct StepRow {
-    pub node: String,
-    pub step_id: i64,
-    pub start: Option<i64>,
-    pub end: Option<i64>,
-    pub argv: Vec<String>,
-    pub exe: Option<String>,
-    pub cwd: Option<String>,
-    pub ntasks: Option<i64>,
-    pub local_tasks: Option<i64>,
-    pub ncpus: Option<i64>,
-    pub env_hash: Option<String>,
-    pub cpu_user_s: Option<f64>,
-    pub cpu_sys_s: Option<f64>,
-    pub max_rss_kib: Option<i64>,
-    pub stdout: Option<String>,
-    pub stderr: Option<String>,
-    pub slurm_version: Option<String>,
-    pub tasks: Vec<TaskRow>,
-}
-
-impl StepRow {
-    pub fn name(&self) -> String {
-        runledger_record::step_name(self.step_id as u32)
-    }
-
-    /// Batch step first, then by step id, then node.
-    fn sort_key(&self) -> (bool, i64, String) {
-        (self.step_id != i64::from(runledger_record::STEP_BATCH), self.step_id, self.node.clone())
-    }
-}
-
-/// Steps (with their tasks) of each job: batch step first, then by step id and node.
 pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64, Vec<StepRow>>> {
     let mut out: HashMap<i64, Vec<StepRow>> = HashMap::new();
     let mut st = conn.prepare_cached(
@@ -422,62 +321,6 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
         v.sort_by_key(|a| a.sort_key());
     }
     Ok(out)
-}
-
-/// One node's end record.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct NodeRow {
-    pub node: String,
-    pub state: String,
-    pub exit_code: i64,
-    pub signal: i64,
-    pub core_dumped: bool,
-    pub derived_exit: Option<(i64, i64)>,
-    pub state_evidence: Option<String>,
-    pub start: Option<i64>,
-    pub end: i64,
-    pub stdout: Option<String>,
-    pub stderr: Option<String>,
-    pub received_at: i64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct StepModule {
-    pub node: String,
-    pub step_id: i64,
-    pub name: String,
-    pub version: String,
-    pub file: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EventRow {
-    pub time: i64,
-    pub node: String,
-    pub kind: String,
-    pub detail: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FactRow {
-    pub node: String,
-    pub source: String,
-    pub key: String,
-    pub value: String,
-    pub unit: Option<String>,
-}
-
-/// Everything known about one job row.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct JobDetail {
-    pub job: JobRow,
-    pub nodes: Vec<NodeRow>,
-    pub steps: Vec<StepRow>,
-    pub modules: Vec<StepModule>,
-    pub environments: BTreeMap<String, BTreeMap<String, String>>,
-    pub tags: BTreeMap<String, String>,
-    pub events: Vec<EventRow>,
-    pub facts: Vec<FactRow>,
 }
 
 pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail> {

@@ -134,8 +134,8 @@ pub fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Res
     conn.prepare_cached("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?.exists([table, column])
 }
 
-/// The states counted as failures in `failure_rate`.
-pub const FAILED_STATES: &[&str] = &["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"];
+/// The states counted as failures in `failure_rate` (the rollups count the same).
+pub use runledger_ledger::rollup::FAILED_STATES;
 
 /// Per-group accumulator. Sums are integers or exact ([`ExactSum`]), so a group summed from the
 /// rollups ([`crate::rollup`]) and one summed job by job agree to the last digit.
@@ -182,7 +182,7 @@ impl Agg {
     }
 
     /// Adds a rollup group of jobs (`user`: its user, numbered; `walls`: its elapsed times).
-    pub fn add_group(&mut self, user: u32, g: &crate::rollup::Group, walls: &[i64]) {
+    pub fn add_group(&mut self, user: u32, g: &runledger_ledger::rollup::Group, walls: &[i64]) {
         self.jobs += g.jobs;
         self.users.insert(user);
         self.core_s += g.core_s;
@@ -225,7 +225,7 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
             }
         }
     }
-    let groups = if keys.iter().all(|k| k.in_rollup()) && crate::rollup::covers(filter) {
+    let groups = if keys.iter().all(|k| k.in_rollup()) && super::rollups::covers(filter) {
         from_rollup(conn, filter, keys).map_err(db)?
     } else {
         scan(conn, filter, keys).map_err(db)?
@@ -262,8 +262,8 @@ impl Key {
 
 /// The groups summed from the rollups: a few thousand rows and the groups' elapsed times.
 fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
-    let rollups = crate::rollup::groups(conn, filter)?;
-    let mut walls = crate::rollup::walls(conn)?;
+    let rollups = super::rollups::groups(conn, filter)?;
+    let mut walls = runledger_ledger::rollup::walls(conn)?;
     let mut users = Interner::default();
     let mut out: HashMap<Vec<KeyVal>, Agg> = HashMap::new();
     let text = |v: &Option<String>| v.clone().map_or(KeyVal::Null, KeyVal::Text);

@@ -1,9 +1,9 @@
 use super::filter::{Filter, JobSel};
 use super::output::{self, Extras};
 use super::*;
-use crate::db;
-use crate::merge::apply_group;
-use crate::sample::Sample;
+use runledger_ledger::db;
+use runledger_ledger::merge::apply_group;
+use runledger_synth::Sample;
 use runledger_record::{ExitStatus, JobState, Module};
 
 const T0: i64 = 1_700_000_000;
@@ -295,4 +295,19 @@ fn a_streamed_listing_renders_what_the_rows_render() {
             assert!(table.lines().nth(2).unwrap().starts_with("102 "), "oldest of the newest two first: {table}");
         }
     }
+}
+
+/// Events are derived, not stored (the merge tests' sample job: eight from its first node's
+/// batch), and a batch applied twice gives them once.
+#[test]
+fn a_batch_applied_twice_gives_its_events_once() {
+    let conn = db::open_memory();
+    let mut s = Sample::new("tc", 42, T0);
+    s.nnodes = 2;
+    s.env_vars = 8;
+    let b = s.batch(0);
+    for _ in 0..2 {
+        apply_group(&conn, &[&b], T0 + 1000).unwrap()[0].as_ref().unwrap();
+    }
+    assert_eq!(events_of(&conn, &[1]).unwrap()[&1].len(), 8);
 }

@@ -72,14 +72,14 @@ pub fn modules(
         let n = user_ids.len() as u32;
         *user_ids.entry(u.to_string()).or_insert(n)
     };
-    if crate::rollup::covers(filter) {
+    if super::rollups::covers(filter) {
         // From the rollups: jobs per group and module (or name), a group's user its one user.
-        let groups = crate::rollup::groups(conn, filter).map_err(db)?;
+        let groups = super::rollups::groups(conn, filter).map_err(db)?;
         total = groups.iter().map(|g| g.jobs).sum::<i64>();
         let user_of: HashMap<i64, u32> =
             groups.iter().map(|g| (g.id, number(g.key.user.as_deref().unwrap_or("")))).collect();
         let rows: HashMap<String, usize> = labels.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
-        for (grp, module, n) in crate::rollup::module_jobs(conn, names).map_err(db)? {
+        for (grp, module, n) in runledger_ledger::rollup::module_jobs(conn, names).map_err(db)? {
             let Some(&u) = user_of.get(&grp) else { continue };
             let row = match module {
                 rusqlite::types::Value::Integer(id) => mods.get(&id).copied(),

@@ -7,7 +7,7 @@
 //! Ids are looked up in SQLite each time (hot pages, a cached statement), never cached in memory:
 //! a batch rolled back to its savepoint takes its new ids with it.
 
-use crate::query::TaskRow;
+use crate::rows::TaskRow;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Refused requests, counted by reason, kept in the ledger for admins.
 //!
-//! `collector serve` counts every refusal ([`crate::auth::Reject`]) in memory as it happens
+//! `collector serve` counts every refusal (the daemon's `auth::Reject`) in memory as it happens
 //! ([`Tally::add`], a mutex and a map: no database write on the path of a bad request, so a
 //! flood of them cannot slow the ingest) and the writer thread adds what accumulated to the
 //! `rejections` table ([`Tally::flush`]) at most every [`FLUSH_EVERY`], in a transaction of its
@@ -22,7 +22,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// One reason's row in the `rejections` table (or a delta waiting to be added to it).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Rejection {
-    /// [`crate::auth::Reject::reason`]: "credential expired", "unauthorized uid", …
+    /// The daemon's `auth::Reject::reason`: "credential expired", "unauthorized uid", …
     pub reason: String,
     pub count: u64,
     /// Unix seconds of the first and the last refusal for this reason.
