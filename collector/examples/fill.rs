@@ -7,7 +7,8 @@
 //! Jobs belong to 200 users (`user000`…`user199`, so one user has N/200 jobs), 20 accounts and
 //! 4 partitions, start over the past year, run on 1–2 of 512 nodes, and end in a mix of states.
 
-use runledger_collector::{db, merge, sample::Sample};
+use runledger_ledger::{db, merge};
+use runledger_synth::Sample;
 use runledger_record::{ExitStatus, JobState};
 
 fn main() {

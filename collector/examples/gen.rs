@@ -1,4 +1,4 @@
-//! Fills a ledger with N realistic made-up jobs ([`runledger_collector::synth`]) through the real
+//! Fills a ledger with N realistic made-up jobs ([`runledger_synth::synth`]) through the real
 //! merge code, for the analytics queries and their bench.
 //!
 //! ```text
@@ -13,7 +13,8 @@
 //! `collector serve`. At the end it prints the database size per job and the bytes per table
 //! (SQLite's dbstat).
 
-use runledger_collector::{db, merge, synth::Synth};
+use runledger_ledger::{db, merge};
+use runledger_synth::Synth;
 
 /// Jobs per transaction: large enough that commits cost nothing, small enough to keep the WAL
 /// (and the memory of the pending batches) modest.

@@ -12,7 +12,7 @@
 //! epilog pays it too.
 
 use clap::Parser;
-use runledger_collector::sample::Sample;
+use runledger_synth::Sample;
 use runledger_record::wire::{self, Reply};
 use std::io::Write as _;
 use std::net::TcpStream;

@@ -5,7 +5,7 @@
 //! cargo run --release -p runledger-collector --example migrate -- /var/tmp/ledger.db
 //! ```
 
-use runledger_collector::db;
+use runledger_ledger::db;
 
 fn size(path: &std::path::Path) -> u64 {
     let wal = path.with_extension(format!("{}-wal", path.extension().and_then(|e| e.to_str()).unwrap_or("")));

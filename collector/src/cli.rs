@@ -1,14 +1,15 @@
-//! The `collector` command line: `serve` for the daemon, `query` for admins, `flush` for a node's
-//! outbox.
+//! The `collector` command line: `serve` for the daemon, `query`, `export`, `parse` and `audit`
+//! for admins and users. Every clap definition of the program is here.
 //!
 //! Usage errors (unknown option, bad date, unknown state or field) are clap's: a message naming
 //! the bad value and what is accepted, exit code 2. Runtime errors (the database cannot be read,
 //! the port is taken) print `collector: error: …` and exit 1.
 
-use crate::query::filter::{self, Filter, JobSel};
-use crate::query::jobfilter::JobFilterArgs;
-use crate::query::output::{self, Extras, Field, Needs};
-use crate::{auth, query, serve};
+use crate::questions::query::filter::{self, Filter, JobSel};
+use crate::questions::query::jobfilter::JobFilterArgs;
+use crate::questions::query::output::{self, Extras, Field, Needs};
+use crate::daemon::{auth, serve};
+use crate::questions::query;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use runledger_record::config::Config;
 use std::io::Write;
@@ -29,8 +30,8 @@ sacct-like filters, `query job ID` shows everything recorded about one job. The 
 to the collector's user (mode 0600): other users' queries go through the daemon's local socket, which \
 shows them only their own jobs (admins: root and collector.admin_group).
 
-`collector flush`, run as root on a compute node, sends the batches waiting in that node's epilog \
-outbox.
+A compute node's queued records are sent by `runledger-epilog --flush` (the node side), not by \
+the collector.
 
 The configuration is /etc/runledger/runledger.toml, or the file named by RUNLEDGER_CONF or --config.";
 
@@ -43,8 +44,7 @@ Examples:
   collector query errors -S now-30days --plot failures.png
   collector query efficiency --program lammps --plot scaling.png
   collector parse run/log.lammps
-  collector audit --since now-30days
-  collector flush                     # on a compute node, as root";
+  collector audit --since now-30days";
 
 #[derive(Parser, Debug)]
 #[command(name = "collector", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -107,16 +107,13 @@ pub enum Command {
             collector export --format csv -S 2026-01-01 -A physics > physics.csv\n  \
             collector export --format jsonl --module openmpi -o openmpi.jsonl"
     )]
-    Export(Box<crate::analytics::ExportArgs>),
+    Export(Box<crate::questions::analytics::ExportArgs>),
 
-    #[command(about = crate::parse::ABOUT, long_about = crate::parse::LONG_ABOUT, after_help = crate::parse::AFTER_HELP)]
-    Parse(crate::parse::ParseArgs),
+    #[command(about = crate::questions::parse::ABOUT, long_about = crate::questions::parse::LONG_ABOUT, after_help = crate::questions::parse::AFTER_HELP)]
+    Parse(crate::questions::parse::ParseArgs),
 
-    #[command(about = crate::audit::ABOUT, long_about = crate::audit::LONG_ABOUT, after_help = crate::audit::AFTER_HELP)]
-    Audit(Box<crate::audit::AuditArgs>),
-
-    #[command(about = crate::flush::ABOUT, long_about = crate::flush::LONG_ABOUT, after_help = crate::flush::AFTER_HELP)]
-    Flush(crate::flush::FlushArgs),
+    #[command(about = crate::questions::audit::ABOUT, long_about = crate::questions::audit::LONG_ABOUT, after_help = crate::questions::audit::AFTER_HELP)]
+    Audit(Box<crate::questions::audit::AuditArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -178,18 +175,18 @@ pub enum QueryCommand {
     Job(JobArgs),
 
     #[command(
-        about = crate::query::errors::ABOUT,
-        long_about = crate::query::errors::LONG_ABOUT,
-        after_help = crate::query::errors::AFTER_HELP
+        about = crate::questions::query::errors::ABOUT,
+        long_about = crate::questions::query::errors::LONG_ABOUT,
+        after_help = crate::questions::query::errors::AFTER_HELP
     )]
-    Errors(Box<crate::query::errors::ErrorsArgs>),
+    Errors(Box<crate::questions::query::errors::ErrorsArgs>),
 
     #[command(
-        about = crate::query::efficiency::ABOUT,
-        long_about = crate::query::efficiency::LONG_ABOUT,
-        after_help = crate::query::efficiency::AFTER_HELP
+        about = crate::questions::query::efficiency::ABOUT,
+        long_about = crate::questions::query::efficiency::LONG_ABOUT,
+        after_help = crate::questions::query::efficiency::AFTER_HELP
     )]
-    Efficiency(Box<crate::query::efficiency::EfficiencyArgs>),
+    Efficiency(Box<crate::questions::query::efficiency::EfficiencyArgs>),
 
     /// Jobs grouped by user, account, module, month, … : core-hours, efficiency, failure rate, wall times.
     #[command(
@@ -203,38 +200,38 @@ pub enum QueryCommand {
             collector query summary --by module_version --module openmpi --csv\n  \
             collector query summary --by weekday,hour -S 2026-01-01 --json"
     )]
-    Summary(Box<crate::analytics::SummaryArgs>),
+    Summary(Box<crate::questions::analytics::SummaryArgs>),
 
     /// Modules and versions by jobs and distinct users.
     #[command(after_help = "Examples:\n  collector query modules --top 20\n  \
         collector query modules --names --by-users -S now-90days")]
-    Modules(Box<crate::analytics::ModulesArgs>),
+    Modules(Box<crate::questions::analytics::ModulesArgs>),
 
     /// Who used a module: jobs, users, accounts, failure rate; before and after a date.
     #[command(after_help = "Examples:\n  collector query who-used openmpi --split 2026-06-01\n  \
         collector query who-used gromacs/2023.3 --after 2026-05-01 --before 2026-07-01 -A chem")]
-    WhoUsed(Box<crate::analytics::WhoUsedArgs>),
+    WhoUsed(Box<crate::questions::analytics::WhoUsedArgs>),
 
     /// Modules loaded together: phi correlation over jobs, top pairs.
     #[command(after_help = "Examples:\n  collector query co-usage --top 20\n  \
         collector query co-usage --versions --min-jobs 100 -p gpu")]
-    CoUsage(Box<crate::analytics::CoUsageArgs>),
+    CoUsage(Box<crate::questions::analytics::CoUsageArgs>),
 
     /// The event log: step starts, task exits, step and job ends, as state transitions.
     #[command(after_help = "Examples:\n  collector query events -j 1234\n  \
         collector query events -u alice --kind job_ended --to-state FAILED --after now-1day\n  \
         collector query events --tag exp=alpha --json")]
-    Events(Box<crate::analytics::EventsArgs>),
+    Events(Box<crate::questions::analytics::EventsArgs>),
 
     /// Jobs finished per interval, and cumulative.
     #[command(after_help = "Examples:\n  collector query throughput --interval 1d -S 2026-01-01\n  \
         collector query throughput --interval 1h -A physics --csv")]
-    Throughput(Box<crate::analytics::SeriesArgs>),
+    Throughput(Box<crate::questions::analytics::SeriesArgs>),
 
     /// Jobs, nodes and cores busy per interval (time-averaged).
     #[command(after_help = "Examples:\n  collector query utilization --interval 10m -S now-2days\n  \
         collector query utilization --interval 1d -p gpu --node-weighted")]
-    Utilization(Box<crate::analytics::SeriesArgs>),
+    Utilization(Box<crate::questions::analytics::SeriesArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -333,9 +330,9 @@ impl From<String> for Failure {
 
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> i32 {
-    // `collector serve` answers each user query in a child process of its own (crate::local).
-    if std::env::args_os().nth(1).is_some_and(|a| a == crate::local::WORKER_ARG) {
-        return crate::local::worker_main();
+    // `collector serve` answers each user query in a child process of its own (crate::daemon::local).
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::daemon::local::WORKER_ARG) {
+        return crate::daemon::local::worker_main();
     }
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -383,14 +380,14 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let cfg = load_config(&cli.config)?.collector;
             let database = args.database.unwrap_or(cfg.database);
             let socket = args.socket.unwrap_or(cfg.socket);
-            let local = (!socket.as_os_str().is_empty()).then(|| crate::local::Options {
+            let local = (!socket.as_os_str().is_empty()).then(|| crate::daemon::local::Options {
                 socket,
                 database: database.clone(),
                 admin_group: cfg.admin_group.clone(),
                 user_clusters: cfg.user_clusters.clone(),
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
-                limits: crate::local::Limits {
+                limits: crate::daemon::local::Limits {
                     timeout: Duration::from_millis(cfg.query_timeout_ms.max(1)),
                     max_memory_bytes: cfg.query_max_memory_mb.max(1).saturating_mul(1 << 20),
                     per_user: cfg.query_max_per_user.max(1),
@@ -398,10 +395,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 },
                 program: PathBuf::from("/proc/self/exe"),
             });
-            let binding = crate::binding::Binding::from_config(
+            let binding = crate::daemon::binding::Binding::from_config(
                 &cfg.node_binding,
                 &cfg.node_addresses,
-                Box::new(crate::binding::getaddrinfo),
+                Box::new(crate::daemon::binding::getaddrinfo),
             )
             .map_err(Failure::new)?;
             let opts = serve::Options {
@@ -424,35 +421,30 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 true => PathBuf::new(),
                 false => load_config(&cli.config)?.logs.rules,
             };
-            let (text, unreadable) = match crate::parse::parse_files(&args, &site) {
+            let (text, unreadable) = match crate::questions::parse::parse_files(&args, &site) {
                 Ok(r) => r,
                 Err(e) => return analysis_result(Err(e)).map(drop),
             };
             write_out(out, &text)?;
             if !unreadable.is_empty() {
-                analysis_result(Err(crate::parse::CmdError::Usage(unreadable.join("\n"))))?;
+                analysis_result(Err(crate::questions::parse::CmdError::Usage(unreadable.join("\n"))))?;
             }
             Ok(())
         }
         Command::Audit(a) => {
-            let db = match crate::local::route(&cli.config, a.database.clone())? {
-                crate::local::Route::Direct(db) => db,
-                crate::local::Route::Socket(_) => {
+            let db = match crate::daemon::local::route(&cli.config, a.database.clone())? {
+                crate::daemon::local::Route::Direct(db) => db,
+                crate::daemon::local::Route::Socket(_) => {
                     return Err(Failure::new(
                         "the audit reads the ledger file itself: run it as root or as the collector's user",
                     ))
                 }
             };
-            match crate::audit::run(&db, &a, out)? {
+            match crate::questions::audit::run(&db, &a, out)? {
                 // Something was found: exit 1, like diff, for cron and monitoring.
                 true => Err(Failure { msg: String::new(), kind: FailureKind::Relayed(1) }),
                 false => Ok(()),
             }
-        }
-        Command::Flush(args) => {
-            let report = crate::flush::run(load_config(&cli.config)?, &args);
-            write_out(out, crate::flush::render(&report))?;
-            crate::flush::verdict(&report).map_err(Failure::new)
         }
         Command::Export(_) | Command::Query(_) => {
             let flag = match &cli.command {
@@ -460,9 +452,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Command::Query(q) => q.database.clone(),
                 _ => None,
             };
-            match crate::local::route(&cli.config, flag)? {
-                crate::local::Route::Direct(db) => run_ledger(cli.command, &db, &Scope::All, out),
-                crate::local::Route::Socket(socket) => crate::local::ask(&socket, cli.command, out),
+            match crate::daemon::local::route(&cli.config, flag)? {
+                crate::daemon::local::Route::Direct(db) => run_ledger(cli.command, &db, &Scope::All, out),
+                crate::daemon::local::Route::Socket(socket) => crate::daemon::local::ask(&socket, cli.command, out),
             }
         }
     }
@@ -494,40 +486,40 @@ impl Owner {
 }
 
 /// Runs `collector query …` or `collector export …` against `db`, seeing what `scope` allows.
-/// A non-admin's filters are already narrowed to their own jobs ([`crate::local`]); `query job`
+/// A non-admin's filters are already narrowed to their own jobs ([`crate::daemon::local`]); `query job`
 /// hides other users' jobs here, as if they were not recorded.
 pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
     match command {
-        Command::Export(a) => crate::analytics::run_export(db, &a, out),
+        Command::Export(a) => crate::questions::analytics::run_export(db, &a, out),
         Command::Query(q) => match q.what {
             QueryCommand::Jobs(args) => {
                 if args.helpformat {
                     write_out(out, output::helpformat())?;
                     return Ok(());
                 }
-                crate::analytics::check_range(&args.filter)?;
+                crate::questions::analytics::check_range(&args.filter)?;
                 query_jobs(db, &args, out)
             }
             QueryCommand::Job(args) => query_job(db, &args, scope, out),
             QueryCommand::Errors(a) => {
-                let conn = crate::db::open_ro(db)?;
-                let text = analysis_result(crate::query::errors::run(&conn, &a))?;
+                let conn = runledger_ledger::db::open_ro(db)?;
+                let text = analysis_result(crate::questions::query::errors::run(&conn, &a))?;
                 write_out(out, &text)
             }
             QueryCommand::Efficiency(a) => {
-                let conn = crate::db::open_ro(db)?;
-                let text = analysis_result(crate::query::efficiency::run(&conn, &a))?;
+                let conn = runledger_ledger::db::open_ro(db)?;
+                let text = analysis_result(crate::questions::query::efficiency::run(&conn, &a))?;
                 write_out(out, &text)
             }
-            QueryCommand::Summary(a) => crate::analytics::run_summary(db, &a, out),
-            QueryCommand::Modules(a) => crate::analytics::run_modules(db, &a, out),
-            QueryCommand::WhoUsed(a) => crate::analytics::run_who_used(db, &a, out),
-            QueryCommand::CoUsage(a) => crate::analytics::run_co_usage(db, &a, out),
-            QueryCommand::Events(a) => crate::analytics::run_events(db, &a, out),
-            QueryCommand::Throughput(a) => crate::analytics::run_throughput(db, &a, out),
-            QueryCommand::Utilization(a) => crate::analytics::run_utilization(db, &a, out),
+            QueryCommand::Summary(a) => crate::questions::analytics::run_summary(db, &a, out),
+            QueryCommand::Modules(a) => crate::questions::analytics::run_modules(db, &a, out),
+            QueryCommand::WhoUsed(a) => crate::questions::analytics::run_who_used(db, &a, out),
+            QueryCommand::CoUsage(a) => crate::questions::analytics::run_co_usage(db, &a, out),
+            QueryCommand::Events(a) => crate::questions::analytics::run_events(db, &a, out),
+            QueryCommand::Throughput(a) => crate::questions::analytics::run_throughput(db, &a, out),
+            QueryCommand::Utilization(a) => crate::questions::analytics::run_utilization(db, &a, out),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) | Command::Flush(_) => {
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => {
             Err(Failure::new("not a ledger query"))
         }
     }
@@ -535,11 +527,11 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
 
 /// The result of `collector parse` and the log-analysis queries: a usage error is reported like
 /// clap's (exit code 2), anything else as a [`Failure`].
-fn analysis_result(r: Result<String, crate::parse::CmdError>) -> Result<String, Failure> {
+fn analysis_result(r: Result<String, crate::questions::parse::CmdError>) -> Result<String, Failure> {
     match r {
         Ok(text) => Ok(text),
-        Err(crate::parse::CmdError::Usage(msg)) => Err(Failure::usage(msg)),
-        Err(crate::parse::CmdError::Failure(msg)) => Err(Failure::new(msg)),
+        Err(crate::questions::parse::CmdError::Usage(msg)) => Err(Failure::usage(msg)),
+        Err(crate::questions::parse::CmdError::Failure(msg)) => Err(Failure::new(msg)),
     }
 }
 
@@ -562,7 +554,7 @@ pub fn filter_of(args: &JobsArgs) -> Filter {
 }
 
 pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let conn = crate::db::open_ro(db)?;
+    let conn = runledger_ledger::db::open_ro(db)?;
     let fields: Vec<&Field> = if args.format.is_empty() { output::default_fields() } else { args.format.clone() };
     let filter = filter_of(args);
     let need = |n: Needs| args.json || fields.iter().any(|f| f.needs == n);
@@ -596,7 +588,7 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(),
 }
 
 pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
-    let conn = crate::db::open_ro(db)?;
+    let conn = runledger_ledger::db::open_ro(db)?;
     let clusters: Vec<String> = args.cluster.iter().cloned().collect();
     let mut rows = query::find_job(&conn, &args.id, &clusters).map_err(db_err)?;
     if let Scope::Own(me) = scope {
@@ -653,8 +645,6 @@ mod tests {
             (&["query", "jobs", "--tag", "=v"], "'=v'"),
             (&["query", "jobs", "--limit", "lots"], "'lots'"),
             (&["query", "job", "abc"], "'abc'"),
-            (&["flush", "--budget", "0"], "'0'"),
-            (&["flush", "--budget", "soon"], "'soon'"),
         ];
         for (args, needle) in cases {
             let argv = std::iter::once("collector").chain(args.iter().copied());

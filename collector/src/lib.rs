@@ -1,35 +1,22 @@
-//! The runledger collector: the one program that writes the ledger.
+//! The runledger collector: the program that writes the ledger and answers questions from it.
 //!
-//! Epilogs send MUNGE-signed batches of node records ([`runledger_record::Batch`]) to
-//! `collector serve` ([`serve`]), which authenticates them ([`auth`]), merges them into SQLite
-//! ([`merge`], schema in [`db`]) and acknowledges each only after its transaction committed.
-//! `collector query` ([`query`]) answers admins, sacct-style, from the same file; [`cli`] is the
-//! command line and [`timefmt`] the time formats it reads and prints. Refused requests are counted
-//! by reason in the ledger ([`rejections`]). Users who may not read the ledger file ask the daemon
-//! through its local socket and see only their own jobs ([`local`]); `collector audit` ([`audit`])
-//! looks for lost records; `collector flush` ([`flush`]) drains a compute node's epilog outbox.
+//! Three layers, each importing only those below it:
+//! - the ledger ([`runledger_ledger`], its own crate): schema and migrations, storage, the merge
+//!   of node records, rollups, the row types;
+//! - the daemon ([`daemon`]): `collector serve`, which receives MUNGE-signed batches
+//!   ([`runledger_record::Batch`]) over TCP, authenticates them, merges them into the ledger and
+//!   acknowledges each only after its transaction committed, and the local socket users ask
+//!   through;
+//! - the questions ([`questions`]): `collector query`, `export`, `parse`, `audit`, charts.
+//!
+//! [`cli`] holds every command-line definition and runs the command; [`sys`] is the one module
+//! allowed `unsafe` (the libc calls the daemon needs). Flushing a compute node's outbox is the
+//! node side's job (`runledger-epilog --flush`); the collector does not depend on the epilog.
 
-pub mod analytics;
-pub mod audit;
-pub mod auth;
-pub mod binding;
+#![deny(unsafe_code)]
+
 pub mod cli;
-pub mod db;
-pub mod export;
-pub mod flush;
-pub mod local;
-pub mod merge;
-pub mod parse;
-pub mod plot;
-pub mod plot_usage;
-pub mod query;
-pub mod rejections;
-pub mod rollup;
-#[doc(hidden)]
-pub mod sample;
-pub mod serve;
-pub mod store;
-#[doc(hidden)]
-pub mod synth;
+pub mod daemon;
+pub mod questions;
+#[allow(unsafe_code)]
 pub mod sys;
-pub mod timefmt;

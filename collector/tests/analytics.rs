@@ -3,12 +3,13 @@
 
 use clap::Parser;
 use runledger_collector::cli::Cli;
-use runledger_collector::query::events::{self, EventQuery};
-use runledger_collector::query::filter::Filter;
-use runledger_collector::query::report::{Cell, Report};
-use runledger_collector::query::summary::{self, Key};
-use runledger_collector::query::usage::{self, Period};
-use runledger_collector::{db, merge, sample::Sample};
+use runledger_collector::questions::query::events::{self, EventQuery};
+use runledger_collector::questions::query::filter::Filter;
+use runledger_collector::questions::query::report::{Cell, Report};
+use runledger_collector::questions::query::summary::{self, Key};
+use runledger_collector::questions::query::usage::{self, Period};
+use runledger_ledger::{db, merge};
+use runledger_synth::Sample;
 use runledger_record::{ExitStatus, JobState, Module};
 use rusqlite::Connection;
 
@@ -269,7 +270,7 @@ fn events_filter_by_job_kind_and_transition() {
     assert_eq!(all.rows.len(), 5 * 8 + 5);
     let q = EventQuery { kinds: vec!["job_ended".into()], ..Default::default() };
     let f =
-        Filter { jobs: vec![runledger_collector::query::filter::JobSel { id: 101, task: None }], ..Default::default() };
+        Filter { jobs: vec![runledger_collector::questions::query::filter::JobSel { id: 101, task: None }], ..Default::default() };
     let r = events::events(&conn, &f, &q).unwrap();
     assert_eq!(r.rows.len(), 2);
     assert!(r.rows.iter().all(|row| text(&row[r.col("to_state").unwrap()]) == "FAILED"));
@@ -328,8 +329,8 @@ fn program_key_needs_the_column_or_says_why() {
 
 #[test]
 fn plots_are_written_as_png_and_svg() {
-    use runledger_collector::plot::{ensure_font, parse_plot_target};
-    use runledger_collector::plot_usage::{self, Bar, TimeSeries};
+    use runledger_collector::questions::plot::{ensure_font, parse_plot_target};
+    use runledger_collector::questions::plot_usage::{self, Bar, TimeSeries};
     if let Err(e) = ensure_font() {
         eprintln!("skipped: {e}");
         return;

@@ -13,9 +13,9 @@
 mod common;
 
 use common::{expect_rejected, need_munged, sign, Limits, Server};
-use runledger_collector::rejections;
-use runledger_collector::sample::Sample;
-use runledger_collector::synth::Rng;
+use runledger_ledger::rejections;
+use runledger_synth::Sample;
+use runledger_synth::synth::Rng;
 use runledger_epilog::deliver::{Outcome, Sender};
 use runledger_record::wire;
 use rusqlite::types::ValueRef;
@@ -52,9 +52,9 @@ fn record(i: usize, t0: i64) -> Sample {
 
 /// Rows per job in each child table for one record, found by merging one into a scratch ledger.
 fn rows_per_job(sample: &Sample) -> Vec<(&'static str, i64)> {
-    let conn = runledger_collector::db::open_memory();
+    let conn = runledger_ledger::db::open_memory();
     let b = sample.batch(0);
-    runledger_collector::merge::apply_group(&conn, &[&b], runledger_record::now()).unwrap();
+    runledger_ledger::merge::apply_group(&conn, &[&b], runledger_record::now()).unwrap();
     CHILD_TABLES
         .iter()
         .map(|t| (*t, conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap()))
@@ -109,7 +109,7 @@ fn kill_test_body(strict: bool, records: usize, kills: usize, senders: usize) {
                 (bodies.clone(), counters.clone(), stop.clone(), acked.clone(), addr.clone(), database.clone());
             let mut rng = Rng(seed ^ (k as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f));
             thread::spawn(move || {
-                let ledger = runledger_collector::db::open_ro(&database).unwrap();
+                let ledger = runledger_ledger::db::open_ro(&database).unwrap();
                 for i in (k..bodies.len()).step_by(senders) {
                     let mut failures = 0u32;
                     loop {
@@ -214,7 +214,7 @@ fn kill_test_body(strict: bool, records: usize, kills: usize, senders: usize) {
     let wall = started.elapsed();
 
     // What the ledger holds now.
-    let conn = runledger_collector::db::open_ro(&server.database).unwrap();
+    let conn = runledger_ledger::db::open_ro(&server.database).unwrap();
     let jobs = count(&conn, "SELECT count(*) FROM jobs");
     let distinct = count(
         &conn,
@@ -364,7 +364,7 @@ fn replay_body(strict: bool) {
             assert_eq!(r.applied, sample.node_items(n as u32).len(), "round {round}, node {n}");
             first_credential.get_or_insert((cred, body.clone()));
         }
-        let conn = runledger_collector::db::open_ro(&server.database).unwrap();
+        let conn = runledger_ledger::db::open_ro(&server.database).unwrap();
         let snap = snapshot(&conn);
         match &after_first {
             None => after_first = Some(snap),
@@ -383,18 +383,18 @@ fn replay_body(strict: bool) {
     assert_eq!(n("steps"), 3);
     assert_eq!(n("tags"), 1);
     assert!(n("facts") > 0);
-    let conn = runledger_collector::db::open_ro(&server.database).unwrap();
+    let conn = runledger_ledger::db::open_ro(&server.database).unwrap();
     let job: i64 = conn.query_row("SELECT id FROM jobs", [], |r| r.get(0)).unwrap();
-    let steps = runledger_collector::query::steps_of(&conn, &[job]).unwrap();
+    let steps = runledger_collector::questions::query::steps_of(&conn, &[job]).unwrap();
     assert_eq!(steps[&job].iter().map(|s| s.tasks.len()).sum::<usize>(), 5, "tasks, as `query job` shows them");
-    assert_eq!(runledger_collector::query::modules_of(&conn, &[job]).unwrap()[&job].len(), 2);
+    assert_eq!(runledger_collector::questions::query::modules_of(&conn, &[job]).unwrap()[&job].len(), 2);
     let out = server.query(&["jobs", "-j", "777", "-o", "JobID,NNodes,NodeList,State", "-n"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "777 2 n0001,n0002 COMPLETED");
 
     // The first credential itself, sent again: refused as a replay, and counted.
     let (cred, body) = first_credential.unwrap();
     expect_rejected(&server.send(&cred, &body), "replayed");
-    let conn = runledger_collector::db::open_ro(&server.database).unwrap();
+    let conn = runledger_ledger::db::open_ro(&server.database).unwrap();
     let mut rows = Vec::new();
     for _ in 0..200 {
         rows = rejections::read(&conn).unwrap();

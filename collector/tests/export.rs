@@ -7,9 +7,10 @@
 //! ```
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use runledger_collector::export::{self, ExportFormat};
-use runledger_collector::query::filter::Filter;
-use runledger_collector::{db, merge, sample::Sample};
+use runledger_collector::questions::export::{self, ExportFormat};
+use runledger_collector::questions::query::filter::Filter;
+use runledger_ledger::{db, merge};
+use runledger_synth::Sample;
 use runledger_record::{Fact, JobState, Module};
 use std::path::Path;
 use std::process::Command;

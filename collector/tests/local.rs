@@ -10,8 +10,8 @@ mod common;
 
 use common::{need_munged, sign, Limits, Server, BIN};
 use runledger_collector::cli::{Cli, FailureKind};
-use runledger_collector::local::ask_with;
-use runledger_collector::sample::Sample;
+use runledger_collector::daemon::local::ask_with;
+use runledger_synth::Sample;
 use runledger_record::wire;
 use runledger_record::Module;
 use std::io::Write;
@@ -41,10 +41,10 @@ fn ask(socket: &Path, argv: &[String]) -> Result<String, String> {
 
 /// Merges `samples` (one node each) into the server's ledger, as the writer would.
 fn store(server: &Server, samples: &[Sample]) {
-    let conn = runledger_collector::db::open_rw(&server.database).unwrap();
+    let conn = runledger_ledger::db::open_rw(&server.database).unwrap();
     let batches: Vec<_> = samples.iter().map(|s| s.batch(0)).collect();
     let refs: Vec<_> = batches.iter().collect();
-    for r in runledger_collector::merge::apply_group(&conn, &refs, T0 + 90_000).unwrap() {
+    for r in runledger_ledger::merge::apply_group(&conn, &refs, T0 + 90_000).unwrap() {
         r.unwrap();
     }
 }

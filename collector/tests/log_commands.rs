@@ -1,8 +1,8 @@
 //! The solver-log commands as an admin runs them: the real `collector` binary, its output and
 //! exit codes (`collector parse`, `query errors`, `query efficiency`, `query jobs --category`).
 
-use runledger_collector::merge::apply_group;
-use runledger_collector::sample::Sample;
+use runledger_ledger::merge::apply_group;
+use runledger_synth::Sample;
 use runledger_record::JobState;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -56,7 +56,7 @@ fn parse_reads_corpus_logs_and_reports_bad_input_with_exit_2() {
 
 fn ledger(dir: &Path) -> PathBuf {
     let path = dir.join("ledger.db");
-    let conn = runledger_collector::db::open_rw(&path).unwrap();
+    let conn = runledger_ledger::db::open_rw(&path).unwrap();
     let mut jobs = Vec::new();
     let mut a = Sample::new("tc", 1, 1_700_000_000);
     a.set_log("LAMMPS", "success", None, None, &[("mpi_ranks", "4"), ("steps", "1000"), ("atoms", "4000")]);

@@ -12,7 +12,8 @@
 
 use clap::Parser;
 use runledger_collector::cli::{self, Cli};
-use runledger_collector::{db, merge, synth};
+use runledger_ledger::{db, merge};
+use runledger_synth::synth;
 use std::path::Path;
 
 fn recorded() -> Vec<(String, String)> {

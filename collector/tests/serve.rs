@@ -8,8 +8,8 @@
 mod common;
 
 use common::{expect_rejected, need_munged, read_reply, sign, Limits, Server, BIN};
-use runledger_collector::rejections::{self, Rejection};
-use runledger_collector::sample::Sample;
+use runledger_ledger::rejections::{self, Rejection};
+use runledger_synth::Sample;
 use runledger_record::wire::{self, MAGIC};
 use std::io::Write;
 use std::net::TcpStream;
@@ -28,7 +28,7 @@ fn sign_with_ttl(payload: &str, ttl: u32) -> Option<String> {
 /// The `rejections` table once it holds every reason of `want` (the writer stores the counts
 /// about once a second), or after 20 s.
 fn stored_rejections(server: &Server, want: &[&str]) -> Vec<Rejection> {
-    let conn = runledger_collector::db::open_ro(&server.database).unwrap();
+    let conn = runledger_ledger::db::open_ro(&server.database).unwrap();
     let mut rows = Vec::new();
     for _ in 0..200 {
         rows = rejections::read(&conn).unwrap();
@@ -278,7 +278,7 @@ fn query_errors_are_clear() {
 
     // An unreadable database, for a user who is not allowed to read it.
     let db = dir.path().join("ledger.db");
-    drop(runledger_collector::db::open_rw(&db).unwrap());
+    drop(runledger_ledger::db::open_rw(&db).unwrap());
     let mut perms = std::fs::metadata(&db).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
     std::fs::set_permissions(&db, perms).unwrap();
@@ -304,9 +304,9 @@ fn query_reads_while_serve_writes() {
     // Through the library: a reader sees committed rows while the writer keeps its connection.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
-    let conn = runledger_collector::db::open_rw(&db).unwrap();
+    let conn = runledger_ledger::db::open_rw(&db).unwrap();
     let b = Sample::new("c", 7, 1_700_000_000).batch(0);
-    runledger_collector::merge::apply_group(&conn, &[&b], 1_700_000_100).unwrap();
+    runledger_ledger::merge::apply_group(&conn, &[&b], 1_700_000_100).unwrap();
     let out = Command::new(BIN).args(["query", "jobs", "--json", "--database"]).arg(&db).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

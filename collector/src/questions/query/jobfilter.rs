@@ -2,7 +2,7 @@
 //! defined once, as one clap group each command flattens, so a filter added here works everywhere.
 
 use super::filter::{self, Filter, JobSel};
-use crate::timefmt;
+use crate::questions::timefmt;
 use runledger_record::{JobState, Module};
 
 /// Where `--help` lists the filters (each argument names it: a group-wide heading would carry

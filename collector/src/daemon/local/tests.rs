@@ -2,8 +2,8 @@
 //! alice's jobs and nothing of bob's; admins see both.
 
 use super::*;
-use crate::merge::apply_group;
-use crate::sample::Sample;
+use runledger_ledger::merge::apply_group;
+use runledger_synth::Sample;
 use runledger_record::{ExitStatus, JobState};
 
 const T0: i64 = 1_700_000_000;
@@ -18,7 +18,7 @@ fn ledger() -> (tempfile::TempDir, PathBuf) {
 fn ledger_of(list: &[(u32, &str, u32, &str)]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let conn = crate::db::open_rw(&path).unwrap();
+    let conn = runledger_ledger::db::open_rw(&path).unwrap();
     let mut jobs = Vec::new();
     for &(id, user, uid, cluster) in list {
         let mut s = Sample::new(cluster, id, T0 + i64::from(id) * 3600);
@@ -295,7 +295,7 @@ fn recorded_text_is_escaped_for_terminals_and_protected_in_csv() {
     use runledger_record::Item;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
-    let conn = crate::db::open_rw(&db).unwrap();
+    let conn = runledger_ledger::db::open_rw(&db).unwrap();
     let mut s = Sample::new("tc", 7, T0);
     s.account = "=HYPERLINK(\"http://evil\")".into();
     s.state = JobState::Failed;

@@ -106,7 +106,7 @@ fn job_row(r: &Row) -> rusqlite::Result<JobRow> {
         max_rss_kib: r.get(24)?,
         nodes: r.get::<_, Option<String>>(25)?.map(|n| {
             if n.contains('[') {
-                crate::store::expand_nodes(&n)
+                runledger_ledger::store::expand_nodes(&n)
             } else {
                 n
             }
@@ -195,7 +195,7 @@ pub fn find_job(conn: &Connection, sel: &filter::JobSel, clusters: &[String]) ->
 
 /// The job-level facts (`source = ''`) of each job, key → value: of several nodes, the first by
 /// name that has the key; `program`, `outcome`, `failure_category` and `error` as in the job row
-/// (the worst node's, see [`crate::merge::verdict`]).
+/// (the worst node's, see [`runledger_ledger::merge::verdict`]).
 pub fn job_facts_of(conn: &Connection, rows: &[JobRow]) -> rusqlite::Result<HashMap<i64, BTreeMap<String, FactValue>>> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut out: HashMap<i64, BTreeMap<String, FactValue>> = HashMap::new();
@@ -209,7 +209,7 @@ pub fn job_facts_of(conn: &Connection, rows: &[JobRow]) -> rusqlite::Result<Hash
             found.push((r.get(0)?, r.get(1)?, r.get(2)?, FactValue { value: r.get(3)?, unit: r.get(4)? }));
         }
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| crate::merge::natural_cmp(&a.1, &b.1)));
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| runledger_ledger::merge::natural_cmp(&a.1, &b.1)));
     for (job, _, key, v) in found {
         out.entry(job).or_default().entry(key).or_insert(v);
     }
@@ -257,7 +257,7 @@ pub fn modules_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i6
     let mut rows = st.query([id_list(ids)])?;
     while let Some(r) = rows.next()? {
         let mut mods: Vec<&(String, String)> =
-            crate::store::parse_module_set(r.get_ref(1)?.as_str()?).iter().filter_map(|m| names.get(m)).collect();
+            runledger_ledger::store::parse_module_set(r.get_ref(1)?.as_str()?).iter().filter_map(|m| names.get(m)).collect();
         mods.sort();
         out.insert(r.get(0)?, mods.into_iter().map(|(n, v)| full_name(n, v)).collect());
     }
@@ -312,7 +312,7 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
             tasks: r
                 .get_ref(18)?
                 .as_blob_or_null()?
-                .map(|b| crate::store::decode_tasks(b, r.get::<_, Option<i64>>(4).ok().flatten().unwrap_or(0)))
+                .map(|b| runledger_ledger::store::decode_tasks(b, r.get::<_, Option<i64>>(4).ok().flatten().unwrap_or(0)))
                 .unwrap_or_default(),
         };
         out.entry(job).or_default().push(step);
@@ -351,7 +351,7 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut nodes = nodes;
-    nodes.sort_by(|a, b| crate::merge::natural_cmp(&a.node, &b.node));
+    nodes.sort_by(|a, b| runledger_ledger::merge::natural_cmp(&a.node, &b.node));
     let steps = steps_of(conn, &[id])?.remove(&id).unwrap_or_default();
     // Each step's modules in load order; steps by id, then node name (as a text), as they were listed.
     let mut modules = Vec::new();
@@ -364,7 +364,7 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
         let mut rows = st.query([id])?;
         while let Some(r) = rows.next()? {
             let (node, step_id): (String, i64) = (r.get(0)?, r.get(1)?);
-            for (m, file) in crate::store::parse_module_list(r.get_ref(2)?.as_str()?) {
+            for (m, file) in runledger_ledger::store::parse_module_list(r.get_ref(2)?.as_str()?) {
                 let Some((name, version)) = names.get(&m) else { continue };
                 let file = match file {
                     Some(id) => {
@@ -443,7 +443,7 @@ pub fn events_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64
                 v.push(event(t, "step_started", format!("step={step}")));
             }
             let end = r.get::<_, Option<i64>>(6)?.unwrap_or(0);
-            for t in r.get_ref(7)?.as_blob_or_null()?.map(|b| crate::store::decode_tasks(b, end)).unwrap_or_default() {
+            for t in r.get_ref(7)?.as_blob_or_null()?.map(|b| runledger_ledger::store::decode_tasks(b, end)).unwrap_or_default() {
                 let detail =
                     format!("step={step} rank={} task={} exit={}:{}", t.global_rank, t.task_id, t.exit_code, t.signal);
                 v.push(event(t.time, "task_exited", detail));

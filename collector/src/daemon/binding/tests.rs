@@ -1,7 +1,7 @@
 //! Node binding: which batches a credential from a given address may carry.
 
 use super::*;
-use crate::sample::Sample;
+use runledger_synth::Sample;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -148,11 +148,11 @@ fn a_refusal_is_counted_in_the_ledger_under_its_reason() {
     let (b, _) = binding(&[]);
     let e = b.check(&batch("c", 1, 0), Some(B)).unwrap_err();
     let dir = tempfile::tempdir().unwrap();
-    let conn = crate::db::open_rw(&dir.path().join("l.db")).unwrap();
-    let tally = crate::rejections::Tally::default();
+    let conn = runledger_ledger::db::open_rw(&dir.path().join("l.db")).unwrap();
+    let tally = runledger_ledger::rejections::Tally::default();
     tally.add(e.reason(), "10.0.0.2:40000".parse().unwrap(), 1_700_000_000);
     tally.flush(&conn).unwrap();
-    let rows = crate::rejections::read(&conn).unwrap();
+    let rows = runledger_ledger::rejections::read(&conn).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
         (rows[0].reason.as_str(), rows[0].count, rows[0].last_peer.as_str()),

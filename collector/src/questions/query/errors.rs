@@ -7,8 +7,8 @@
 
 use super::filter::Filter;
 use super::jobfilter::JobFilterArgs;
-use crate::parse::CmdError;
-use crate::plot::{self, PlotTarget};
+use crate::questions::parse::CmdError;
+use crate::questions::plot::{self, PlotTarget};
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

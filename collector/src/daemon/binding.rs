@@ -13,7 +13,7 @@
 //! cluster every node shares one address, and a site whose munged origin addresses are not its
 //! nodes' (NAT, a management network) must map them first.
 
-use crate::auth::Reject;
+use crate::daemon::auth::Reject;
 use runledger_record::Batch;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};

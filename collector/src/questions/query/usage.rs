@@ -93,7 +93,7 @@ pub fn modules(
         }
     } else {
         // Job by job: the matching jobs' module sets, expanded (sets are few).
-        let sets = crate::store::module_sets(conn).map_err(db)?;
+        let sets = runledger_ledger::store::module_sets(conn).map_err(db)?;
         let (where_sql, params) = filter.to_sql();
         let sql = format!("SELECT COALESCE(user, CAST(uid AS TEXT), ''), module_set FROM jobs WHERE {where_sql}");
         let mut st = conn.prepare(&sql).map_err(db)?;
@@ -374,7 +374,7 @@ pub fn co_usage(
     // Jobs per module set, then each set's pairs counted once with its jobs.
     let mut total = 0i64;
     {
-        let sets = crate::store::module_sets(conn).map_err(db)?;
+        let sets = runledger_ledger::store::module_sets(conn).map_err(db)?;
         let (where_sql, params) = filter.to_sql();
         let sql = format!("SELECT module_set, COUNT(*) FROM jobs WHERE {where_sql} GROUP BY module_set");
         let mut st = conn.prepare(&sql).map_err(db)?;
@@ -425,7 +425,8 @@ pub fn co_usage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{db, merge, synth};
+    use runledger_ledger::{db, merge};
+    use runledger_synth::synth;
 
     /// Reading a module's jobs through the index or in one pass gives the same report, for
     /// common and rare modules, with and without filters and periods.

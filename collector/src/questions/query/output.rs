@@ -6,7 +6,7 @@
 
 use super::report::{csv_cell, csv_text_cell};
 use super::{FactValue, JobDetail, JobRow, StepRow};
-use crate::timefmt;
+use crate::questions::timefmt;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -607,7 +607,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
 /// The job-level facts of a detail, as [`super::job_facts_of`] gives them for a list.
 fn detail_job_facts(d: &JobDetail) -> BTreeMap<String, FactValue> {
     let mut rows: Vec<&super::FactRow> = d.facts.iter().filter(|f| f.source.is_empty()).collect();
-    rows.sort_by(|a, b| crate::merge::natural_cmp(&a.node, &b.node));
+    rows.sort_by(|a, b| runledger_ledger::merge::natural_cmp(&a.node, &b.node));
     let mut out = BTreeMap::new();
     for f in rows {
         out.entry(f.key.clone()).or_insert_with(|| FactValue { value: f.value.clone(), unit: f.unit.clone() });
@@ -824,7 +824,7 @@ pub fn detail_text(d: &JobDetail) -> String {
         groups.sort_by(|a, b| {
             (!a.1.is_empty())
                 .cmp(&!b.1.is_empty())
-                .then_with(|| crate::merge::natural_cmp(a.0, b.0))
+                .then_with(|| runledger_ledger::merge::natural_cmp(a.0, b.0))
                 .then_with(|| a.1.cmp(b.1))
         });
         groups.dedup();

@@ -2,9 +2,9 @@
 //! `query summary --plot`), step lines over time (`query throughput` / `utilization --plot`) and
 //! heatmaps (two-key `query summary --plot`, e.g. `--by weekday,hour` or `--by user,hour`).
 //!
-//! Same canvas, font and palette as [`crate::plot`] (1200×800 PNG or SVG by the file name).
+//! Same canvas, font and palette as [`crate::questions::plot`] (1200×800 PNG or SVG by the file name).
 
-use crate::plot::{colour, draw_err, fmt_num, render, Drawn, PlotTarget, WIDTH};
+use crate::questions::plot::{colour, draw_err, fmt_num, render, Drawn, PlotTarget, WIDTH};
 use chrono::{Local, TimeZone};
 use plotters::coord::Shift;
 use plotters::prelude::*;

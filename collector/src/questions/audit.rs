@@ -19,7 +19,7 @@
 //! Activity newer than `--grace` is not judged: those jobs may still be running or on their way.
 
 use crate::cli::Failure;
-use crate::timefmt;
+use crate::questions::timefmt;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -74,11 +74,11 @@ pub struct AuditArgs {
     pub since: i64,
 
     /// Do not judge activity newer than this (jobs still running or on their way).
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::query::events::parse_interval)]
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::questions::query::events::parse_interval)]
     pub grace: i64,
 
     /// A node that reported in the window but not for this long is reported silent.
-    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = crate::query::events::parse_interval)]
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = crate::questions::query::events::parse_interval)]
     pub silent_after: i64,
 
     /// The canary log written by packaging/canary (time, cluster, job id per line)
@@ -163,7 +163,7 @@ pub struct Findings {
     /// Nodes whose last drop falls in the window.
     pub dropped: Vec<NodeDrop>,
     /// Refusal reasons whose last refusal falls in the window (counts are lifetime totals).
-    pub rejected: Vec<crate::rejections::Rejection>,
+    pub rejected: Vec<runledger_ledger::rejections::Rejection>,
 }
 
 impl Findings {
@@ -285,7 +285,7 @@ pub fn audit(conn: &Connection, p: &Params) -> rusqlite::Result<Findings> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    f.rejected = crate::rejections::read(conn)?.into_iter().filter(|r| r.last_time >= p.since).collect();
+    f.rejected = runledger_ledger::rejections::read(conn)?.into_iter().filter(|r| r.last_time >= p.since).collect();
 
     if let Some(text) = p.canaries {
         let mut recorded = conn.prepare("SELECT 1 FROM jobs WHERE cluster = ?1 AND job_id = ?2 LIMIT 1")?;
@@ -503,7 +503,7 @@ fn canary_log(path: &Option<PathBuf>) -> Result<Option<String>, Failure> {
 /// Runs `collector audit`; `Ok(true)` when something was found.
 pub fn run(db: &Path, a: &AuditArgs, out: &mut dyn std::io::Write) -> Result<bool, Failure> {
     let canaries = canary_log(&a.canaries)?;
-    let conn = crate::db::open_ro(db)?;
+    let conn = runledger_ledger::db::open_ro(db)?;
     let now = chrono::Utc::now().timestamp();
     if a.since > now {
         return Err(Failure::usage(format!("--since ({}) is in the future", timefmt::display(Some(a.since)))));

@@ -8,10 +8,10 @@
 //! once) and their facts merged in from a scan of `facts` in the same order (no per-job query),
 //! so the memory used is one row group whatever the number of jobs.
 
-use crate::query::filter::Filter;
-use crate::query::report::{csv_cell, spreadsheet_safe};
-use crate::query::summary::has_column;
-use crate::timefmt;
+use crate::questions::query::filter::Filter;
+use crate::questions::query::report::{csv_cell, spreadsheet_safe};
+use crate::questions::query::summary::has_column;
+use crate::questions::timefmt;
 use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
@@ -164,13 +164,13 @@ pub fn for_each_row(
     );
     let mut jobs = conn.prepare(&sql).map_err(db)?;
     // Each module set's `name/version` list, made once.
-    let names = crate::query::module_names(conn).map_err(db)?;
-    let set_names: std::collections::HashMap<i64, Vec<String>> = crate::store::module_sets(conn)
+    let names = crate::questions::query::module_names(conn).map_err(db)?;
+    let set_names: std::collections::HashMap<i64, Vec<String>> = runledger_ledger::store::module_sets(conn)
         .map_err(db)?
         .into_iter()
         .map(|(id, ms)| {
             let mut v: Vec<String> =
-                ms.iter().filter_map(|m| names.get(m)).map(|(n, v)| crate::query::full_name(n, v)).collect();
+                ms.iter().filter_map(|m| names.get(m)).map(|(n, v)| crate::questions::query::full_name(n, v)).collect();
             v.sort();
             (id, v)
         })
@@ -212,7 +212,7 @@ pub fn for_each_row(
             max_rss_kib: r.get(21).map_err(db)?,
             nodes: r.get::<_, Option<String>>(22).map_err(db)?.map(|n| {
                 if n.contains('[') {
-                    crate::store::expand_nodes(&n)
+                    runledger_ledger::store::expand_nodes(&n)
                 } else {
                     n
                 }

@@ -1,7 +1,7 @@
 //! `collector serve`: receive signed batches over TCP and merge them with group commit.
 //!
 //! One thread per connection reads one request ([`runledger_record::wire`]): the credential
-//! frame first, which is verified ([`crate::auth`]) before the body is read, so an
+//! frame first, which is verified ([`crate::daemon::auth`]) before the body is read, so an
 //! unauthenticated peer can make the collector read at most a few KiB; then the body, bounded by
 //! `max_message_bytes` (refused from its header alone). The whole request must arrive within
 //! `read_timeout_ms` — one deadline for all reads, so a peer dribbling a byte a second is cut off
@@ -25,11 +25,11 @@
 //!
 //! Every refused request is logged with the peer's address and the reason, and counted by reason
 //! in memory; the writer adds the counts to the ledger's `rejections` table about once a second
-//! ([`crate::rejections`]), so refusals never cost a database write of their own.
+//! ([`runledger_ledger::rejections`]), so refusals never cost a database write of their own.
 
-use crate::auth::{self, Policy, Reject};
-use crate::rejections::{self, Tally};
-use crate::{db, merge};
+use crate::daemon::auth::{self, Policy, Reject};
+use runledger_ledger::rejections::{self, Tally};
+use runledger_ledger::{db, merge};
 use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::Batch;
 use std::collections::{BTreeMap, VecDeque};
@@ -63,10 +63,10 @@ pub struct Options {
     pub auth_timeout: Duration,
     /// Connections waiting for their credential, at most ([`Pending`]).
     pub max_unauthenticated: usize,
-    /// The local socket for users' queries ([`crate::local`]); `None` disables it.
-    pub local: Option<crate::local::Options>,
+    /// The local socket for users' queries ([`crate::daemon::local`]); `None` disables it.
+    pub local: Option<crate::daemon::local::Options>,
     /// `[collector] node_binding`: whose records a node's credential may carry.
-    pub binding: std::sync::Arc<crate::binding::Binding>,
+    pub binding: std::sync::Arc<crate::daemon::binding::Binding>,
 }
 
 /// What the collector has done since it started; rejections by reason.
@@ -127,7 +127,7 @@ struct Shared {
 
 /// Runs the collector until the process is stopped.
 pub fn run(opts: Options) -> Result<(), String> {
-    crate::local::protect_database(&opts.database);
+    crate::daemon::local::protect_database(&opts.database);
     let conn = db::open_rw(&opts.database)?;
     match rejections::read(&conn) {
         Ok(rows) => log::info!("requests refused so far (this ledger): {}", rejections::describe(&rows)),
@@ -152,7 +152,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     log::info!("{}", opts.binding.describe());
     if let Some(local) = opts.local.clone() {
         // Ingest matters more than users' queries: without the socket, root still reads the file.
-        if let Err(e) = crate::local::spawn(local) {
+        if let Err(e) = crate::daemon::local::spawn(local) {
             log::error!("{e}: users cannot query their jobs until this is fixed");
         }
     }
@@ -570,7 +570,7 @@ fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
 #[cfg(test)]
 mod tests {
     use super::{storage_error, Pending, Slots};
-    use crate::auth::Reject;
+    use crate::daemon::auth::Reject;
     use runledger_record::wire::ReplyKind;
     use std::net::{TcpListener, TcpStream};
 

@@ -2,8 +2,8 @@
 //! one, and nothing in the complete ledger.
 
 use super::*;
-use crate::merge::apply_group;
-use crate::sample::Sample;
+use runledger_ledger::merge::apply_group;
+use runledger_synth::Sample;
 use runledger_record::{Batch, Item};
 
 const DAY: i64 = 86_400;
@@ -22,7 +22,7 @@ fn keep(mut b: Batch, f: impl Fn(&Item) -> bool) -> Batch {
 }
 
 fn ledger(batches: &[Batch]) -> Connection {
-    let conn = crate::db::open_memory();
+    let conn = runledger_ledger::db::open_memory();
     let refs: Vec<&Batch> = batches.iter().collect();
     for r in apply_group(&conn, &refs, NOW).unwrap() {
         r.unwrap();
@@ -129,21 +129,21 @@ fn canary_lines_parse_strictly() {
 #[test]
 fn refused_requests_in_the_window_are_reported() {
     let conn = ledger(&complete(&[]));
-    let old = crate::rejections::Rejection {
+    let old = runledger_ledger::rejections::Rejection {
         reason: "unauthorized uid".into(),
         count: 3,
         first_time: T0 - 9 * DAY,
         last_time: T0 - 8 * DAY,
         last_peer: "10.0.0.9".into(),
     };
-    let recent = crate::rejections::Rejection {
+    let recent = runledger_ledger::rejections::Rejection {
         reason: "credential replayed".into(),
         count: 2,
         first_time: T0 + DAY,
         last_time: T0 + 2 * DAY,
         last_peer: "10.0.0.7".into(),
     };
-    crate::rejections::add(&conn, &[old, recent.clone()]).unwrap();
+    runledger_ledger::rejections::add(&conn, &[old, recent.clone()]).unwrap();
     let f = audit(&conn, &params(None)).unwrap();
     assert_eq!(f.rejected, vec![recent], "only reasons seen since --since");
     assert_eq!(f.count(), 1);

@@ -52,9 +52,9 @@ pub fn groups(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<Group>
 #[cfg(test)]
 mod tests {
     use super::covers;
-    use crate::query::filter::Filter;
-    use crate::query::summary::{self, Key};
-    use crate::query::usage;
+    use crate::questions::query::filter::Filter;
+    use crate::questions::query::summary::{self, Key};
+    use crate::questions::query::usage;
     use runledger_ledger::{db, merge};
     use runledger_synth::synth;
     use runledger_record::JobState;

@@ -13,8 +13,8 @@
 use super::filter::Filter;
 use super::jobfilter::JobFilterArgs;
 use super::{job_facts_of, FactValue, JobRow};
-use crate::parse::CmdError;
-use crate::plot::{self, fmt_num, PlotTarget};
+use crate::questions::parse::CmdError;
+use crate::questions::plot::{self, fmt_num, PlotTarget};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

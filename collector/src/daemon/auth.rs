@@ -78,7 +78,7 @@ pub enum Reject {
     DigestMismatch,
     /// The body is not a valid batch.
     Malformed(String),
-    /// Node binding ([`crate::binding`]): the credential came from another address than the node
+    /// Node binding ([`crate::daemon::binding`]): the credential came from another address than the node
     /// the records name. Permanent: resending from the same host cannot help.
     NodeAddress {
         node: String,

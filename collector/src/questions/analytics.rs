@@ -1,24 +1,24 @@
 //! The command line of the manager-facing queries (`query summary`, `modules`, `who-used`,
 //! `co-usage`, `events`, `throughput`, `utilization`): their options and how each runs. The
-//! queries themselves live in [`crate::query::summary`], [`crate::query::usage`] and
-//! [`crate::query::events`]; [`crate::cli`] only dispatches here.
+//! queries themselves live in [`crate::questions::query::summary`], [`crate::questions::query::usage`] and
+//! [`crate::questions::query::events`]; [`crate::cli`] only dispatches here.
 
 use crate::cli::Failure;
-use crate::plot::PlotTarget;
-use crate::plot_usage::{self, Bar, TimeSeries};
-use crate::query::events::{self, EventQuery};
-use crate::query::filter;
-use crate::query::report::Cell;
-use crate::query::report::{Format, Report};
-use crate::query::summary::{self, Key};
-use crate::query::usage;
-use crate::timefmt;
+use crate::questions::plot::PlotTarget;
+use crate::questions::plot_usage::{self, Bar, TimeSeries};
+use crate::questions::query::events::{self, EventQuery};
+use crate::questions::query::filter;
+use crate::questions::query::report::Cell;
+use crate::questions::query::report::{Format, Report};
+use crate::questions::query::summary::{self, Key};
+use crate::questions::query::usage;
+use crate::questions::timefmt;
 use runledger_record::Module;
 use std::io::Write;
 use std::path::Path;
 
 /// The sacct-like job filters, the same for every query (defined once in `query::jobfilter`).
-pub use crate::query::jobfilter::JobFilterArgs as FilterArgs;
+pub use crate::questions::query::jobfilter::JobFilterArgs as FilterArgs;
 
 /// Output options shared by every analytics query.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -51,7 +51,7 @@ impl OutArgs {
 #[derive(clap::Args, Debug)]
 pub struct SummaryArgs {
     /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
-    #[arg(long, value_name = "FILE", value_parser = crate::plot::parse_plot_target)]
+    #[arg(long, value_name = "FILE", value_parser = crate::questions::plot::parse_plot_target)]
     pub plot: Option<PlotTarget>,
 
     /// Group by these keys: user, account, partition, cluster, program, module, module_version,
@@ -78,7 +78,7 @@ pub struct SummaryArgs {
 #[derive(clap::Args, Debug)]
 pub struct ModulesArgs {
     /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
-    #[arg(long, value_name = "FILE", value_parser = crate::plot::parse_plot_target)]
+    #[arg(long, value_name = "FILE", value_parser = crate::questions::plot::parse_plot_target)]
     pub plot: Option<PlotTarget>,
 
     /// Only the top N rows.
@@ -183,7 +183,7 @@ pub struct EventsArgs {
 #[derive(clap::Args, Debug)]
 pub struct SeriesArgs {
     /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
-    #[arg(long, value_name = "FILE", value_parser = crate::plot::parse_plot_target)]
+    #[arg(long, value_name = "FILE", value_parser = crate::questions::plot::parse_plot_target)]
     pub plot: Option<PlotTarget>,
 
     /// Interval length: a number and s, m, h, d or w (30s, 10m, 1h, 1d, 1w).
@@ -212,7 +212,7 @@ fn interval_text(secs: i64) -> String {
 }
 
 fn open(db: &Path) -> Result<rusqlite::Connection, Failure> {
-    Ok(crate::db::open_ro(db)?)
+    Ok(runledger_ledger::db::open_ro(db)?)
 }
 
 fn write(out: &mut dyn Write, report: &Report, o: &OutArgs) -> Result<(), Failure> {
@@ -508,7 +508,7 @@ pub fn run_utilization(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result
 pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "parquet")]
-    pub format: crate::export::ExportFormat,
+    pub format: crate::questions::export::ExportFormat,
 
     /// Output file ('-' for standard output; required for Parquet).
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -546,7 +546,7 @@ fn export_progress(conn: &rusqlite::Connection, filter: &filter::Filter, show: b
 }
 
 pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    use crate::export::{self, ExportFormat};
+    use crate::questions::export::{self, ExportFormat};
     check_range(&a.filter)?;
     let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
     if a.format == ExportFormat::Parquet && to_stdout {

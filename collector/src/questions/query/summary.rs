@@ -17,14 +17,14 @@
 //! (jobs without modules are left out). Time keys use the job's start in local time.
 //!
 //! Keys and filters the rollups hold (user, account, partition, cluster, state) are answered from
-//! them ([`crate::rollup`]), others by a scan of the jobs; both sum CPU seconds exactly
+//! them ([`runledger_ledger::rollup`]), others by a scan of the jobs; both sum CPU seconds exactly
 //! ([`ExactSum`]: the correctly rounded total, where a sum of floats in row order drifts in the
 //! 12th digit at a million jobs), so they agree to the last digit.
 
 use super::filter::Filter;
 use super::report::{quantile_select, Cell, Report};
 use super::Interner;
-use crate::store::ExactSum;
+use runledger_ledger::store::ExactSum;
 use rusqlite::{params_from_iter, Connection};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -138,7 +138,7 @@ pub fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Res
 pub use runledger_ledger::rollup::FAILED_STATES;
 
 /// Per-group accumulator. Sums are integers or exact ([`ExactSum`]), so a group summed from the
-/// rollups ([`crate::rollup`]) and one summed job by job agree to the last digit.
+/// rollups ([`runledger_ledger::rollup`]) and one summed job by job agree to the last digit.
 #[derive(Default)]
 pub struct Agg {
     pub jobs: i64,
@@ -211,7 +211,7 @@ pub const METRICS: &[&str] =
     &["jobs", "users", "core_hours", "cpu_hours", "cpu_efficiency", "failure_rate", "wall_p50_s", "wall_p95_s"];
 
 /// Groups the jobs matching `filter` by `keys`: from the rollups when they hold the keys and
-/// the filters ([`crate::rollup`]), else job by job.
+/// the filters ([`runledger_ledger::rollup`]), else job by job.
 pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Report, String> {
     let db = |e: rusqlite::Error| format!("reading the database: {e}");
     for k in keys {
@@ -321,7 +321,7 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
                 .collect();
             labels.insert(id, per_key);
         }
-        for (set, modules) in crate::store::module_sets(conn)? {
+        for (set, modules) in runledger_ledger::store::module_sets(conn)? {
             let mut values: Vec<Vec<i64>> = modules.iter().filter_map(|m| labels.get(m).cloned()).collect();
             values.sort_unstable();
             values.dedup();

@@ -29,7 +29,7 @@
 //! slots nor the machine.
 
 use crate::cli::{self, Cli, Command, Failure, FailureKind, Owner, QueryCommand, Scope};
-use crate::query::jobfilter::JobFilterArgs;
+use crate::questions::query::jobfilter::JobFilterArgs;
 use crate::sys;
 use clap::Parser;
 use runledger_record::wire;
@@ -102,7 +102,7 @@ pub fn route(config: &Option<PathBuf>, flag: Option<PathBuf>) -> Result<Route, F
     }
 }
 
-fn plot(p: &mut Option<crate::plot::PlotTarget>) -> Option<&mut PathBuf> {
+fn plot(p: &mut Option<crate::questions::plot::PlotTarget>) -> Option<&mut PathBuf> {
     p.as_mut().map(|t| &mut t.path)
 }
 
@@ -119,7 +119,7 @@ fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
             QueryCommand::WhoUsed(_) | QueryCommand::CoUsage(_) | QueryCommand::Events(_) => None,
             QueryCommand::Throughput(a) | QueryCommand::Utilization(a) => plot(&mut a.plot),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) | Command::Flush(_) => None,
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => None,
     };
     one.into_iter().collect()
 }
@@ -140,7 +140,7 @@ fn filters(command: &mut Command) -> Option<&mut JobFilterArgs> {
             QueryCommand::Events(a) => Some(&mut a.filter),
             QueryCommand::Throughput(a) | QueryCommand::Utilization(a) => Some(&mut a.filter),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) | Command::Flush(_) => None,
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => None,
     }
 }
 
@@ -614,7 +614,7 @@ pub fn spawn(opts: Options) -> Result<(), String> {
 }
 
 fn accept_loop(listener: UnixListener, opts: Arc<Options>) {
-    let slots = crate::serve::Slots::new(opts.max_connections);
+    let slots = crate::daemon::serve::Slots::new(opts.max_connections);
     let users = Arc::new(Users { open: Mutex::new(HashMap::new()), max: opts.limits.per_user.max(1) });
     for conn in listener.incoming() {
         let stream = match conn {

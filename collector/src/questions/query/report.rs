@@ -5,7 +5,7 @@
 //! CSV and JSON carry the raw numbers (seconds, fractions 0–1) under column names that say the
 //! unit (`wall_p50_s`, `failure_rate`).
 
-use crate::timefmt;
+use crate::questions::timefmt;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
