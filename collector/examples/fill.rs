@@ -8,8 +8,8 @@
 //! 4 partitions, start over the past year, run on 1–2 of 512 nodes, and end in a mix of states.
 
 use runledger_ledger::{db, merge};
-use runledger_synth::Sample;
 use runledger_record::{ExitStatus, JobState};
+use runledger_synth::Sample;
 
 fn main() {
     let mut args = std::env::args().skip(1);

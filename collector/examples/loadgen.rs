@@ -12,8 +12,8 @@
 //! epilog pays it too.
 
 use clap::Parser;
-use runledger_synth::Sample;
 use runledger_record::wire::{self, Reply};
+use runledger_synth::Sample;
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,11 +5,11 @@
 //! the bad value and what is accepted, exit code 2. Runtime errors (the database cannot be read,
 //! the port is taken) print `collector: error: …` and exit 1.
 
+use crate::daemon::{auth, serve};
+use crate::questions::query;
 use crate::questions::query::filter::{self, Filter, JobSel};
 use crate::questions::query::jobfilter::JobFilterArgs;
 use crate::questions::query::output::{self, Extras, Field, Needs};
-use crate::daemon::{auth, serve};
-use crate::questions::query;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use runledger_record::config::Config;
 use std::io::Write;
@@ -519,9 +519,7 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
             QueryCommand::Throughput(a) => crate::questions::analytics::run_throughput(db, &a, out),
             QueryCommand::Utilization(a) => crate::questions::analytics::run_utilization(db, &a, out),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => {
-            Err(Failure::new("not a ledger query"))
-        }
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => Err(Failure::new("not a ledger query")),
     }
 }
 

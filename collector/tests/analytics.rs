@@ -9,8 +9,8 @@ use runledger_collector::questions::query::report::{Cell, Report};
 use runledger_collector::questions::query::summary::{self, Key};
 use runledger_collector::questions::query::usage::{self, Period};
 use runledger_ledger::{db, merge};
-use runledger_synth::Sample;
 use runledger_record::{ExitStatus, JobState, Module};
+use runledger_synth::Sample;
 use rusqlite::Connection;
 
 /// Midnight UTC, so day buckets (offset 0) are easy to count.
@@ -269,8 +269,10 @@ fn events_filter_by_job_kind_and_transition() {
     // (1 + 1), job_ended x 1 -> 8 on a first node, 5 on another; job 101 has two nodes.
     assert_eq!(all.rows.len(), 5 * 8 + 5);
     let q = EventQuery { kinds: vec!["job_ended".into()], ..Default::default() };
-    let f =
-        Filter { jobs: vec![runledger_collector::questions::query::filter::JobSel { id: 101, task: None }], ..Default::default() };
+    let f = Filter {
+        jobs: vec![runledger_collector::questions::query::filter::JobSel { id: 101, task: None }],
+        ..Default::default()
+    };
     let r = events::events(&conn, &f, &q).unwrap();
     assert_eq!(r.rows.len(), 2);
     assert!(r.rows.iter().all(|row| text(&row[r.col("to_state").unwrap()]) == "FAILED"));

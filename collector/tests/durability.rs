@@ -13,11 +13,11 @@
 mod common;
 
 use common::{expect_rejected, need_munged, sign, Limits, Server};
-use runledger_ledger::rejections;
-use runledger_synth::Sample;
-use runledger_synth::synth::Rng;
 use runledger_epilog::deliver::{Outcome, Sender};
+use runledger_ledger::rejections;
 use runledger_record::wire;
+use runledger_synth::synth::Rng;
+use runledger_synth::Sample;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use std::collections::BTreeMap;

@@ -10,8 +10,8 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use runledger_collector::questions::export::{self, ExportFormat};
 use runledger_collector::questions::query::filter::Filter;
 use runledger_ledger::{db, merge};
-use runledger_synth::Sample;
 use runledger_record::{Fact, JobState, Module};
+use runledger_synth::Sample;
 use std::path::Path;
 use std::process::Command;
 

@@ -2,8 +2,8 @@
 //! exit codes (`collector parse`, `query errors`, `query efficiency`, `query jobs --category`).
 
 use runledger_ledger::merge::apply_group;
-use runledger_synth::Sample;
 use runledger_record::JobState;
+use runledger_synth::Sample;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

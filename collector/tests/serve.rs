@@ -9,8 +9,8 @@ mod common;
 
 use common::{expect_rejected, need_munged, read_reply, sign, Limits, Server, BIN};
 use runledger_ledger::rejections::{self, Rejection};
-use runledger_synth::Sample;
 use runledger_record::wire::{self, MAGIC};
+use runledger_synth::Sample;
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 pub use crate::migrations::{Migration, MIGRATIONS, SCHEMA_VERSION};
 
-
 /// How long a statement waits on a lock held by another connection before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -66,9 +66,7 @@
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
 
-
 use rusqlite::Connection;
-
 
 /// One schema step: SQL, then (in the same transaction) what SQL cannot express.
 pub struct Migration {

@@ -59,6 +59,7 @@ impl JobRow {
     }
 }
 
+/// One fact as stored.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FactValue {
     pub value: String,

@@ -1,7 +1,7 @@
 use super::*;
 use crate::db;
-use runledger_synth::Sample;
 use runledger_record::{ExitStatus, Fact, JobState, STEP_BATCH};
+use runledger_synth::Sample;
 use rusqlite::types::ValueRef;
 use std::collections::{BTreeMap, HashMap};
 

@@ -3,8 +3,8 @@
 
 use super::*;
 use runledger_ledger::merge::apply_group;
-use runledger_synth::Sample;
 use runledger_record::{Batch, Item};
+use runledger_synth::Sample;
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_700_000_000;

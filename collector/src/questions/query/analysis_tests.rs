@@ -7,11 +7,11 @@ use super::filter::Filter;
 use super::jobfilter::JobFilterArgs;
 use super::output::{self, Extras};
 use super::*;
+use crate::questions::plot::parse_plot_target;
 use runledger_ledger::db;
 use runledger_ledger::merge::apply_group;
-use crate::questions::plot::parse_plot_target;
-use runledger_synth::Sample;
 use runledger_record::{ExitStatus, Fact, Item, JobState};
+use runledger_synth::Sample;
 
 const T0: i64 = 1_700_000_000;
 
@@ -303,7 +303,9 @@ fn errors_render_as_table_csv_json_and_charts() {
     let mut bad = errors_args(ErrorsBy::Category);
     bad.filter.starttime = Some(T0 + 10);
     bad.filter.endtime = Some(T0);
-    assert!(matches!(errors::run(&c, &bad), Err(crate::questions::parse::CmdError::Usage(m)) if m.contains("after --endtime")));
+    assert!(
+        matches!(errors::run(&c, &bad), Err(crate::questions::parse::CmdError::Usage(m)) if m.contains("after --endtime"))
+    );
     let mut bad = errors_args(ErrorsBy::Category);
     bad.plot = Some(parse_plot_target("/nonexistent/dir/pie.png").unwrap());
     assert!(

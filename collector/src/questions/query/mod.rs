@@ -191,8 +191,6 @@ pub fn find_job(conn: &Connection, sel: &filter::JobSel, clusters: &[String]) ->
     Ok(rows)
 }
 
-/// One fact as stored.
-
 /// The job-level facts (`source = ''`) of each job, key → value: of several nodes, the first by
 /// name that has the key; `program`, `outcome`, `failure_category` and `error` as in the job row
 /// (the worst node's, see [`runledger_ledger::merge::verdict`]).
@@ -256,8 +254,10 @@ pub fn modules_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i6
     )?;
     let mut rows = st.query([id_list(ids)])?;
     while let Some(r) = rows.next()? {
-        let mut mods: Vec<&(String, String)> =
-            runledger_ledger::store::parse_module_set(r.get_ref(1)?.as_str()?).iter().filter_map(|m| names.get(m)).collect();
+        let mut mods: Vec<&(String, String)> = runledger_ledger::store::parse_module_set(r.get_ref(1)?.as_str()?)
+            .iter()
+            .filter_map(|m| names.get(m))
+            .collect();
         mods.sort();
         out.insert(r.get(0)?, mods.into_iter().map(|(n, v)| full_name(n, v)).collect());
     }
@@ -312,7 +312,9 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
             tasks: r
                 .get_ref(18)?
                 .as_blob_or_null()?
-                .map(|b| runledger_ledger::store::decode_tasks(b, r.get::<_, Option<i64>>(4).ok().flatten().unwrap_or(0)))
+                .map(|b| {
+                    runledger_ledger::store::decode_tasks(b, r.get::<_, Option<i64>>(4).ok().flatten().unwrap_or(0))
+                })
                 .unwrap_or_default(),
         };
         out.entry(job).or_default().push(step);
@@ -443,7 +445,12 @@ pub fn events_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64
                 v.push(event(t, "step_started", format!("step={step}")));
             }
             let end = r.get::<_, Option<i64>>(6)?.unwrap_or(0);
-            for t in r.get_ref(7)?.as_blob_or_null()?.map(|b| runledger_ledger::store::decode_tasks(b, end)).unwrap_or_default() {
+            for t in r
+                .get_ref(7)?
+                .as_blob_or_null()?
+                .map(|b| runledger_ledger::store::decode_tasks(b, end))
+                .unwrap_or_default()
+            {
                 let detail =
                     format!("step={step} rank={} task={} exit={}:{}", t.global_rank, t.task_id, t.exit_code, t.signal);
                 v.push(event(t.time, "task_exited", detail));

@@ -56,8 +56,8 @@ mod tests {
     use crate::questions::query::summary::{self, Key};
     use crate::questions::query::usage;
     use runledger_ledger::{db, merge};
-    use runledger_synth::synth;
     use runledger_record::JobState;
+    use runledger_synth::synth;
 
     /// The migration test's ledger (made-up jobs and odd ones), merged node by node.
     fn ledger() -> rusqlite::Connection {

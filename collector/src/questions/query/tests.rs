@@ -3,8 +3,8 @@ use super::output::{self, Extras};
 use super::*;
 use runledger_ledger::db;
 use runledger_ledger::merge::apply_group;
-use runledger_synth::Sample;
 use runledger_record::{ExitStatus, JobState, Module};
+use runledger_synth::Sample;
 
 const T0: i64 = 1_700_000_000;
 
