@@ -16,6 +16,9 @@ fn outbox_len() -> usize {
     std::fs::read_dir("/var/spool/runledger/outbox").map(|d| d.flatten().count()).unwrap_or(0)
 }
 
+/// The node side's flush: the installed epilog, run by hand as root.
+const EPILOG: &str = "/usr/sbin/runledger-epilog";
+
 #[test]
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn collector_outage_loses_and_duplicates_nothing() {
@@ -125,7 +128,7 @@ fn hundred_jobs_during_an_outage_all_arrive_once() {
 /// plugin spooled for it are sent by a later run once they are an hour old and no slurmstepd of
 /// the job is left. Here the plugin spools into a second spool that the job's own epilog does
 /// not read (so the ledger first has the job's end only), the files are aged two hours, and
-/// `collector flush --spool` on that spool sends them.
+/// `runledger-epilog --flush --spool` on that spool sends them.
 #[test]
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn records_of_a_job_whose_epilog_never_ran_are_sent_later() {
@@ -148,9 +151,9 @@ fn records_of_a_job_whose_epilog_never_ran_are_sent_later() {
 
     let aged = Command::new("sh").args(["-c", &format!("touch -d '2 hours ago' {dir}/* {dir}")]).status().unwrap();
     assert!(aged.success());
-    let out = Command::new(COLLECTOR).args(["flush", "--spool", spool]).output().unwrap();
+    let out = Command::new(EPILOG).args(["--flush", "--stderr", "--spool", spool]).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "collector flush failed: {log}");
+    assert!(out.status.success(), "runledger-epilog --flush failed: {log}");
     assert!(log.contains(&format!("job {job}: no epilog ran for it on this node")), "{log}");
 
     let detail = wait_until("the job's steps in the ledger", Duration::from_secs(30), || {
@@ -160,7 +163,7 @@ fn records_of_a_job_whose_epilog_never_ran_are_sent_later() {
     assert_eq!(detail[0]["state"], before["state"], "the job's end, from its epilog, is kept");
     assert!(std::path::Path::new(&format!("{dir}/orphan-sent")).exists(), "not marked sent");
     // Sent once: a second flush sends nothing more.
-    let out = Command::new(COLLECTOR).args(["flush", "--spool", spool]).output().unwrap();
+    let out = Command::new(EPILOG).args(["--flush", "--stderr", "--spool", spool]).output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("no epilog ran"), "sent twice");
     let _ = std::fs::remove_dir_all(spool);
 }

@@ -12,7 +12,7 @@
 //! - [`facts`]: where solver-log parsers plug in; [`logs`] is the one plugged in ([`rules`] loads
 //!   its rules);
 //! - [`deliver`]: outbox and collector ([`retry`]: backoff with jitter; [`bounds`]: the outbox's
-//!   size and age bounds); [`flush`] drains a node's outbox (`collector flush`, `--flush`);
+//!   size and age bounds); [`flush`] drains a node's outbox (`runledger-epilog --flush`);
 //! - [`orphans`]: the spooled records of jobs whose epilog never ran here;
 //! - [`logger`]: syslog or stderr.
 

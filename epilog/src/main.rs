@@ -64,8 +64,8 @@ EXAMPLES:
     SLURM_JOB_ID=42 SLURM_JOB_UID=1000 runledger-epilog --dry-run
   Retry the batches waiting in the outbox (within [epilog] flush_budget_ms), logging to the terminal:
     runledger-epilog --flush --stderr
-  The same, with a summary and an exit status that says whether anything was left behind:
-    collector flush";
+  The same for another spool (e.g. a node's spool copied elsewhere):
+    runledger-epilog --flush --stderr --spool /var/spool/runledger/n2";
 
 #[derive(Parser, Debug)]
 #[command(name = "runledger-epilog", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = AFTER_HELP)]
@@ -83,6 +83,9 @@ struct Cli {
     /// Only retry the batches waiting in the outbox (no job is recorded), within [epilog] flush_budget_ms.
     #[arg(long)]
     flush: bool,
+    /// Use DIR as the spool instead of [epilog] spool (`%n` stands for the node's name).
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
 }
 
 fn main() {
@@ -102,10 +105,13 @@ fn main() {
     std::panic::set_hook(Box::new(|info| log::error!("internal error: {info}")));
 
     let path = cli.config.clone().unwrap_or_else(Config::default_path);
-    let (cfg, cfg_error) = match Config::load(&path) {
+    let (mut cfg, cfg_error) = match Config::load(&path) {
         Ok(c) => (c, None),
         Err(e) => (Config::default(), Some(e)),
     };
+    if let Some(dir) = &cli.spool {
+        cfg.epilog.spool = dir.clone();
+    }
     match cfg.epilog.log.as_str() {
         "stderr" => logger::use_stderr(true),
         "syslog" => {}

@@ -2,7 +2,7 @@
 //! twice; the second application must change nothing (idempotence), and nothing may panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use runledger_collector::{db, merge};
+use runledger_ledger::{db, merge};
 use runledger_record::Batch;
 use rusqlite::Connection;
 

@@ -5,7 +5,9 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use runledger_collector::cli::{Owner, Scope};
-use runledger_collector::{db, local, merge, sample::Sample};
+use runledger_collector::daemon::local;
+use runledger_ledger::{db, merge};
+use runledger_synth::Sample;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

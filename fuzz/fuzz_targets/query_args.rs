@@ -1,8 +1,8 @@
 //! `collector query` arguments: dates (-S/-E), job ids, tags, modules, states, names.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use runledger_collector::query::filter;
-use runledger_collector::timefmt;
+use runledger_collector::questions::query::filter;
+use runledger_collector::questions::timefmt;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };

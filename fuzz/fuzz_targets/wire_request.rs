@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((_cred, body)) = wire::read_request(&mut r, 1 << 20) {
         let _ = wire::digest(&body);
         if let Ok(batch) = Batch::from_json(&body) {
-            let _ = runledger_collector::merge::validate(&batch);
+            let _ = runledger_ledger::merge::validate(&batch);
         }
     }
     let _ = serde_json::from_slice::<wire::Reply>(data);

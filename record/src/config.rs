@@ -132,7 +132,7 @@ pub struct EpilogConfig {
     /// ("full jitter", so nodes whose jobs ended together do not retry in step).
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
-    /// Wall-clock budget of a flush (`collector flush`, `runledger-epilog --flush`), which no job waits for.
+    /// Wall-clock budget of a flush (`runledger-epilog --flush`), which no job waits for.
     pub flush_budget_ms: u64,
     /// Bound on the outbox's size (0: none). Over it, the oldest batches are dropped, loudly and counted.
     pub spool_max_bytes: u64,
