@@ -56,7 +56,7 @@ def compile_rules(doc):
                 dict(pat=Pat(f["pattern"]), category=f["category"], priority=f.get("priority"),
                      tail_lines=f.get("tail_lines"),
                      despite_success=f.get("despite_success", False),
-                     when=[(re.compile(w["match"], re.M), w["category"]) for w in f.get("when", [])])
+                     when=[(re.compile(w["match"], re.M), w["category"], w.get("priority")) for w in f.get("when", [])])
                 for f in d.get("failure", [])
             ],
             "fields": [dict(pat=Pat(f["pattern"]), pick=f.get("pick", "first"), count=f.get("count"),
@@ -206,19 +206,20 @@ def analyze(text, generic, programs):
                 if found and sum(1 for l in lines[found[0][0] + 1:] if l.strip()) > f["tail_lines"]:
                     found = []
             for i, m in found:
-                cat = f["category"]
+                cat, prio = f["category"], f["priority"]
                 # `when` looks at the whole lines the match covers.
                 seen = "\n".join(lines[i:line_of(m.end()) + 1]) if f["pat"].multiline else lines[i]
-                for wre, wcat in f["when"]:
+                for wre, wcat, wprio in f["when"]:
                     if wre.search(seen):
                         cat = wcat
+                        prio = wprio if wprio is not None else prio
                         break
                 gd = m.groupdict()
                 if gd.get("evidence") is not None:
                     ev_line, ev = line_of(m.start("evidence")) if f["pat"].multiline else i, gd["evidence"]
                 else:
                     ev_line, ev = i, lines[i]
-                prio = f["priority"] if f["priority"] is not None else PRIORITY[cat]
+                prio = prio if prio is not None else PRIORITY[cat]
                 cands.append((prio, is_generic, ev_line, order, cat, RANK_TAG.sub("", ev).strip()))
                 break
 

@@ -453,15 +453,17 @@ impl<'r, 'b> Ctx<'r, 'b> {
         // `when` looks at the whole lines the match covers.
         let matched = &buf[line_start(buf, found.start)..line_end(buf, found.end.max(found.start))];
         let mut category = f.category;
+        let mut priority = f.priority;
         for w in &f.when {
             self.stats.searches += 1;
             self.stats.searched_bytes += matched.len();
             if w.re.is_match(matched) {
                 category = w.category;
+                priority = w.priority.or(priority);
                 break;
             }
         }
-        let priority = f.priority.unwrap_or_else(|| category.default_priority());
+        let priority = priority.unwrap_or_else(|| category.default_priority());
         let facts = Self::render(&f.outputs, &self.group_texts(&found));
         Some(Candidate {
             priority,

@@ -66,6 +66,7 @@
 //! pattern = '^\s*Error: (?P<evidence>.*)'   # `evidence` (optional) is the line to report
 //! category = "unknown"                 # see Category for the vocabulary
 //! when = [ { match = 'not found', category = "file_not_found" } ]  # refine: on the match's lines
+//!                                      # (a `priority` there overrides the failure's)
 //! # priority = 0..3                    # optional, else the category's default
 //! # tail_lines = 5                     # optional: counts only if at most 5 non-blank lines
 //!                                      # follow its last match (errors a script survives)

@@ -124,6 +124,8 @@ struct WhenDoc {
     #[serde(rename = "match")]
     pattern: Spanned<String>,
     category: Spanned<String>,
+    #[serde(default)]
+    priority: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +173,9 @@ pub(crate) struct Pat {
 pub(crate) struct When {
     pub re: Regex,
     pub category: Category,
+    /// Explicit priority when this refinement applies (a line that is a consequence, not a
+    /// cause); otherwise the failure's.
+    pub priority: Option<u8>,
 }
 
 #[derive(Clone, Debug)]
@@ -756,21 +761,29 @@ impl<'a> Compiler<'a> {
         Ok(outputs)
     }
 
+    fn priority(&self, p: Option<&Spanned<i64>>) -> Result<Option<u8>, RuleError> {
+        match p {
+            Some(p) if (0..=3).contains(p.get_ref()) => Ok(Some(*p.get_ref() as u8)),
+            Some(p) => Err(self.err(p.span().start, "priority: 0 (first) to 3 (last)".to_string())),
+            None => Ok(None),
+        }
+    }
+
     fn failures(&self, docs: Vec<FailureDoc>) -> Result<Vec<Failure>, RuleError> {
         let mut out = Vec::new();
         for f in docs {
             let pat = self.pat(&f.pattern, "pattern")?;
             let category = self.category(&f.category)?;
-            let priority = match &f.priority {
-                Some(p) if (0..=3).contains(p.get_ref()) => Some(*p.get_ref() as u8),
-                Some(p) => return Err(self.err(p.span().start, "priority: 0 (first) to 3 (last)".to_string())),
-                None => None,
-            };
+            let priority = self.priority(f.priority.as_ref())?;
             let mut when = Vec::new();
             for w in &f.when {
                 let re = compile_regex(w.pattern.get_ref())
                     .map_err(|e| self.err(w.pattern.span().start, format!("when.match: {e}")))?;
-                when.push(When { re, category: self.category(&w.category)? });
+                when.push(When {
+                    re,
+                    category: self.category(&w.category)?,
+                    priority: self.priority(w.priority.as_ref())?,
+                });
             }
             let tail_lines = match &f.tail_lines {
                 Some(n) if (0..=1000).contains(n.get_ref()) => Some(*n.get_ref() as usize),

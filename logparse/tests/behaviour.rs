@@ -729,3 +729,53 @@ fn mdrun_stopped_by_a_signal_fails_although_it_ends_the_normal_way() {
     assert_eq!(a.category, Some(Category::Signal));
     assert_eq!(a.evidence.as_deref(), Some("Received the INT signal, stopping within 50 steps"));
 }
+
+#[test]
+fn a_script_copying_results_after_the_run_failed_does_not_hide_the_cause() {
+    // The job script's `cp` of files the run never wrote comes after the real failure.
+    let a = run("MPI_ABORT was invoked on rank 0 in communicator MPI COMMUNICATOR 3 DUP FROM 0\n\
+                 with errorcode 9999.\n\
+                 cp: cannot stat '/scratch/job/out*': No such file or directory\n");
+    assert_eq!(a.category, Some(Category::MpiAbort));
+    assert_eq!(a.value("mpi_abort_errorcode"), Some("9999"));
+    // Alone, the same line still says what happened.
+    let a = run("cp: cannot stat '/scratch/job/in.dat': No such file or directory\n");
+    assert_eq!(a.category, Some(Category::FileNotFound));
+    assert_eq!(a.value("missing_file"), Some("/scratch/job/in.dat"));
+}
+
+#[test]
+fn a_gfortran_error_on_a_file_statement_is_an_io_error_unless_the_input_is_bad() {
+    let a = run("At line 186 of file io_base.f90 (unit = 4, file = './pwscf.save/wfc1.dat')\n\
+                 Fortran runtime error: Bad address\n");
+    assert_eq!(a.category, Some(Category::IoError));
+    assert_eq!(a.evidence.as_deref(), Some("Fortran runtime error: Bad address"));
+    let a = run("At line 3070 of file cligen.f (unit = 9, file = 'obs.prn')\n\
+                 Fortran runtime error: End of file\n");
+    assert_eq!(a.category, Some(Category::InputError));
+}
+
+#[test]
+fn a_when_clause_can_lower_a_markers_priority() {
+    let site = r#"
+[[program]]
+name = "Toy"
+detect = '^TOY START'
+success = '^TOY END'
+
+[[program.failure]]
+pattern = '^toy: (?P<evidence>.*)'
+category = "unknown"
+when = [ { match = 'cleanup', category = "file_not_found", priority = 3 } ]
+
+[[program.failure]]
+pattern = '^fatal: (?P<evidence>.*)'
+category = "io_error"
+"#;
+    let rules = Rules::from_toml(site, "site.toml").expect("rules");
+    let text = "TOY START\ntoy: cleanup found nothing\nfatal: disk full\n";
+    let a = analyze(&rules, &Window::whole(text.as_bytes()));
+    assert_eq!(a.category, Some(Category::IoError), "the later cause outranks the earlier consequence");
+    let bad = Rules::from_toml(&site.replace("priority = 3", "priority = 7"), "site.toml");
+    assert!(bad.unwrap_err().to_string().contains("priority: 0 (first) to 3 (last)"));
+}

@@ -75,6 +75,11 @@ const EXTRA_OK: &[(&str, &str, &str)] = &[
         "launcher",
         "`mpiexec noticed that process rank 7 ... exited on signal 9` names Open MPI's mpiexec",
     ),
+    (
+        "slurm/wien2k-oom-kill.std_out_err",
+        "launcher",
+        "`mpirun noticed that process rank 7 ... exited on signal 9` names Open MPI's mpirun",
+    ),
 ];
 
 /// Every parser key the mapping above can check (for the strictness the other way).
@@ -600,6 +605,7 @@ fn corpus_files_survive_windowing() {
     // check that the verdict (which lives in the head's banner and the tail's last lines)
     // holds. Counts are left out when there is a gap.
     let rules = Rules::builtin();
+    let mut gap_files = Vec::new();
     for row in manifest() {
         let bytes = std::fs::read(corpus().join(&row.path)).expect("corpus file");
         let whole = analyze(&rules, &Window::whole(&bytes));
@@ -610,9 +616,18 @@ fn corpus_files_survive_windowing() {
         }
         let w = Window { head: &bytes[..n * 2 / 5], tail: &bytes[n * 3 / 5..], truncated_between: true };
         let cut = analyze(&rules, &w);
-        assert_eq!(cut.outcome, whole.outcome, "{}", row.path);
-        assert_eq!(cut.category, whole.category, "{}", row.path);
-        assert_eq!(cut.program, whole.program, "{}", row.path);
+        // A failure whose only line falls in the cut-out middle cannot be seen by any window of
+        // this shape (a job script that goes on printing long after its error): the verdict is
+        // then not comparable, the counts still are.
+        let shows = |part: &[u8], ev: &str| part.windows(ev.len()).any(|x| x == ev.as_bytes());
+        let in_gap = whole.evidence.as_deref().is_some_and(|ev| !shows(w.head, ev) && !shows(w.tail, ev));
+        if in_gap {
+            gap_files.push(row.path.clone());
+        } else {
+            assert_eq!(cut.outcome, whole.outcome, "{}", row.path);
+            assert_eq!(cut.category, whole.category, "{}", row.path);
+            assert_eq!(cut.program, whole.program, "{}", row.path);
+        }
         for k in ["warnings", "time_steps", "tcp_connection_warnings", "main_step_seconds_sum"] {
             assert!(cut.value(k).is_none(), "{}: {k} counted across a gap", row.path);
         }
@@ -622,4 +637,6 @@ fn corpus_files_survive_windowing() {
         assert_eq!(joined.facts, whole.facts, "{}", row.path);
         assert_eq!(joined.evidence, whole.evidence, "{}", row.path);
     }
+    // Only a few files may be exempt, or the test would say nothing.
+    assert!(gap_files.len() <= 3, "verdicts only in the cut-out middle: {gap_files:?}");
 }
