@@ -193,6 +193,64 @@ impl SeriesBuilder {
     }
 }
 
+/// A stretch of time a node's allocation sat mostly idle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdleSpan {
+    pub start: f64,
+    pub end: f64,
+    /// Allocated cores not used over the span: Σ (allocation − use) × seconds.
+    pub idle_core_seconds: f64,
+}
+
+/// The stretches during which the steps of one node (their series, which may overlap in time)
+/// used less than `below` × `alloc_cores` for at least `min_secs` seconds in a row. Time not
+/// covered by any point (before the first sample, between steps) counts as no use; a point's use
+/// is its mean over its span.
+pub fn idle_spans(node: &[&Series], alloc_cores: f64, below: f64, min_secs: f64) -> Vec<IdleSpan> {
+    // Every point as [start, end) with its use; the node's use in each elementary segment between
+    // two boundaries is the sum over the points covering it.
+    let pts: Vec<(f64, f64, f64)> = node
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.secs > 0.0)
+        .map(|p| (p.t as f64 - p.secs, p.t as f64, p.cpu_cores))
+        .collect();
+    let mut edges: Vec<f64> = pts.iter().flat_map(|&(a, b, _)| [a, b]).collect();
+    edges.sort_by(f64::total_cmp);
+    edges.dedup();
+    let mut out: Vec<IdleSpan> = Vec::new();
+    let mut run: Option<IdleSpan> = None;
+    let limit = below * alloc_cores;
+    let close = |run: &mut Option<IdleSpan>, out: &mut Vec<IdleSpan>| {
+        if let Some(r) = run.take() {
+            if r.end - r.start >= min_secs {
+                out.push(r);
+            }
+        }
+    };
+    for w in edges.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let used: f64 = pts.iter().filter(|&&(s, e, _)| s < b && e > a).map(|&(_, _, c)| c).sum();
+        if used < limit {
+            let idle = (alloc_cores - used).max(0.0) * (b - a);
+            match &mut run {
+                Some(r) if r.end == a => {
+                    r.end = b;
+                    r.idle_core_seconds += idle;
+                }
+                _ => {
+                    close(&mut run, &mut out);
+                    run = Some(IdleSpan { start: a, end: b, idle_core_seconds: idle });
+                }
+            }
+        } else {
+            close(&mut run, &mut out);
+        }
+    }
+    close(&mut run, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +306,46 @@ mod tests {
         assert_eq!(spike.min.unwrap().cpu_cores, 2.0);
         assert_eq!(s.rss_peak_kib, 9 << 20);
         assert!(s.per_point >= (n as u32) / MAX_POINTS as u32);
+    }
+
+    fn busy_then_idle() -> Series {
+        // 2 cores for 40 s, then sleeping for 60 s, sampled every 5 s from t=1000.
+        let mut b = SeriesBuilder::new(5);
+        for i in 1..=20 {
+            b.push(Point {
+                t: 1000 + 5 * i,
+                secs: 5.0,
+                cpu_cores: if i <= 8 { 2.0 } else { 0.01 },
+                ..Point::default()
+            });
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn idle_spans_find_the_sleep_after_the_work() {
+        let s = busy_then_idle();
+        let spans = idle_spans(&[&s], 2.0, 0.1, 30.0);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        assert_eq!((spans[0].start, spans[0].end), (1040.0, 1100.0));
+        assert!((spans[0].idle_core_seconds - 60.0 * 1.99).abs() < 1e-9, "{spans:?}");
+        // Shorter than --for: nothing; a higher threshold counts the busy phase too.
+        assert!(idle_spans(&[&s], 2.0, 0.1, 61.0).is_empty());
+        assert_eq!(idle_spans(&[&s], 2.0, 1.5, 30.0).len(), 1);
+        assert_eq!(idle_spans(&[&s], 2.0, 1.5, 30.0)[0].start, 1000.0);
+    }
+
+    #[test]
+    fn idle_spans_add_the_steps_of_a_node() {
+        // The batch step idles in `wait` while step 0 works on the same node: not idle.
+        let batch = busy_then_idle();
+        let mut b = SeriesBuilder::new(5);
+        for i in 9..=20 {
+            b.push(Point { t: 1000 + 5 * i, secs: 5.0, cpu_cores: 1.0, ..Point::default() });
+        }
+        let step0 = b.finish();
+        assert!(idle_spans(&[&batch, &step0], 2.0, 0.1, 30.0).is_empty());
+        assert_eq!(idle_spans(&[&batch], 2.0, 0.1, 30.0).len(), 1);
     }
 
     #[test]
