@@ -12,6 +12,7 @@ pub mod config;
 pub mod env;
 pub mod hostlist;
 pub mod modules;
+pub mod series;
 pub mod spool;
 pub mod wire;
 
@@ -268,6 +269,10 @@ pub struct StepEnd {
     pub stdout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
+    /// The step's use over time on this node, when the plugin sampled it (`sample_interval=`).
+    /// Absent from older spools and ignored by older collectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<series::Series>,
 }
 
 /// A fact read from a job's solver logs (an extension point the epilog fills).
@@ -564,6 +569,40 @@ mod tests {
         let alone = b.split(10);
         assert_eq!(alone.len(), 41);
         assert!(alone.iter().all(|p| p.items.len() == 1));
+    }
+
+    #[test]
+    fn step_series_is_optional_both_ways() {
+        // An old spool's end (no series) parses; an end without a series writes none.
+        let old = r#"{"kind":"step_end","cluster":"c","job_id":5,"step_id":0,"node":"n","start":1,"end":2,
+                      "tasks":[],"cpu_user_s":1.0,"cpu_sys_s":0.0,"max_rss_kib":3}"#;
+        let Item::StepEnd(end) = serde_json::from_str::<Item>(old).unwrap() else { panic!() };
+        assert_eq!(end.series, None);
+        assert!(!serde_json::to_string(&Item::StepEnd(end.clone())).unwrap().contains("series"));
+        // An older collector's StepEnd (the fields it knew, unknown ones ignored as serde does)
+        // still reads an end that carries a series.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct OldStepEnd {
+            cluster: String,
+            job_id: u32,
+            step_id: u32,
+            node: String,
+            start: Timestamp,
+            end: Timestamp,
+            tasks: Vec<TaskExit>,
+            cpu_user_s: f64,
+            cpu_sys_s: f64,
+            max_rss_kib: u64,
+        }
+        let mut b = series::SeriesBuilder::new(30);
+        b.push(series::Point { t: 2, secs: 1.0, cpu_cores: 1.0, ..Default::default() });
+        let with = StepEnd { series: Some(b.finish()), ..end };
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains(r#""series":{"interval_s":30,"per_point":1,"points":[{"t":2,"#), "{text}");
+        let old: OldStepEnd = serde_json::from_str(&text).unwrap();
+        assert_eq!((old.job_id, old.max_rss_kib), (5, 3));
+        assert_eq!(serde_json::from_str::<StepEnd>(&text).unwrap(), with);
     }
 
     #[test]

@@ -1,28 +1,39 @@
 //! The plugin's arguments from plugstack.conf:
 //!
 //! ```text
-//! required /usr/local/lib/runledger/runledger.so spool=/var/spool/runledger env_allow=PAT,PAT env_deny=PAT,PAT
+//! required /usr/local/lib/runledger/runledger.so spool=/var/spool/runledger env_allow=PAT,PAT env_deny=PAT,PAT sample_interval=30
 //! ```
 //!
 //! `spool=` is where records go (default [`runledger_record::spool::DEFAULT_ROOT`]);
 //! `env_allow=` / `env_deny=` are comma-separated name patterns for
 //! [`runledger_record::env::EnvFilter`] (`*` matches any run of characters; the defaults keep
-//! everything except a few noisy variables, and secrets are always redacted). A bad argument is
-//! reported and skipped: it never stops a job.
+//! everything except a few noisy variables, and secrets are always redacted);
+//! `sample_interval=` is how often, in seconds, every step's processes are sampled for its usage
+//! over time ([`DEFAULT_SAMPLE_INTERVAL`]; 0 turns it off). A bad argument is reported and
+//! skipped: it never stops a job.
 
 use runledger_record::env::EnvFilter;
 use runledger_record::spool::DEFAULT_ROOT;
 use std::path::PathBuf;
 
+/// Seconds between two usage samples of a step unless `sample_interval=` says otherwise.
+pub const DEFAULT_SAMPLE_INTERVAL: u32 = 30;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub spool: PathBuf,
     pub env_filter: EnvFilter,
+    /// Seconds; 0: no sampling.
+    pub sample_interval: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { spool: PathBuf::from(DEFAULT_ROOT), env_filter: EnvFilter::default() }
+        Config {
+            spool: PathBuf::from(DEFAULT_ROOT),
+            env_filter: EnvFilter::default(),
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+        }
     }
 }
 
@@ -32,6 +43,7 @@ impl Config {
         let mut errors = Vec::new();
         let mut spool = None;
         let (mut allow, mut deny) = (None, None);
+        let mut sample_interval = DEFAULT_SAMPLE_INTERVAL;
         for arg in args {
             let arg = arg.as_ref();
             match arg.split_once('=') {
@@ -41,14 +53,24 @@ impl Config {
                 )),
                 Some(("env_allow", l)) => allow = Some(l.to_string()),
                 Some(("env_deny", l)) => deny = Some(l.to_string()),
+                // A day at most: a longer interval would sample nothing a step end does not say.
+                Some(("sample_interval", n)) => match n.parse::<u32>() {
+                    Ok(n) if n <= 86_400 => sample_interval = n,
+                    _ => errors.push(format!(
+                        "plugin argument 'sample_interval={n}': expected whole seconds from 0 (off) to 86400; \
+                         using {DEFAULT_SAMPLE_INTERVAL}"
+                    )),
+                },
                 _ => errors.push(format!(
-                    "unknown plugin argument '{arg}' ignored (known: spool=/path env_allow=PAT,PAT env_deny=PAT,PAT)"
+                    "unknown plugin argument '{arg}' ignored \
+                     (known: spool=/path env_allow=PAT,PAT env_deny=PAT,PAT sample_interval=SECONDS)"
                 )),
             }
         }
         let config = Config {
             spool: spool.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
             env_filter: EnvFilter::from_lists(allow.as_deref(), deny.as_deref()),
+            sample_interval,
         };
         (config, errors)
     }
@@ -69,6 +91,11 @@ mod tests {
         assert_eq!(c.spool, PathBuf::from("/tmp/rl"));
         assert!(c.env_filter.keeps("SLURM_JOB_ID") && c.env_filter.keeps("PATH"));
         assert!(!c.env_filter.keeps("SLURM_JOB_NAME") && !c.env_filter.keeps("HOME"));
+        assert_eq!(c.sample_interval, 30);
+        for (arg, want) in [("sample_interval=5", 5), ("sample_interval=0", 0)] {
+            let (c, errs) = Config::from_args(&[arg]);
+            assert_eq!((c.sample_interval, errs.len()), (want, 0), "{arg}");
+        }
     }
 
     #[test]
@@ -77,6 +104,11 @@ mod tests {
         assert_eq!(c.spool, PathBuf::from(DEFAULT_ROOT));
         assert!(!c.env_filter.keeps("HOME"));
         assert_eq!(errs.len(), 3, "{errs:?}");
+        for bad in ["sample_interval=-1", "sample_interval=5s", "sample_interval=86401", "sample_interval="] {
+            let (c, errs) = Config::from_args(&[bad]);
+            assert_eq!(c.sample_interval, DEFAULT_SAMPLE_INTERVAL, "{bad}");
+            assert!(errs.len() == 1 && errs[0].contains("expected whole seconds"), "{errs:?}");
+        }
         assert!(errs[0].contains("absolute path"));
         assert!(errs[1].contains("unknown plugin argument 'verbose'"));
         assert!(errs[2].contains("'spol=/x'"));

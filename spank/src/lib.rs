@@ -53,8 +53,9 @@ struct Plugin {
     /// The step's start record, kept for its end record.
     start: Option<StepStart>,
     outcome: StepOutcome,
-    /// Watches the batch script's processes for modules loaded inside the script.
-    modules: Option<sampler::Sampler>,
+    /// Samples the step's processes over time and, in the batch step, looks for modules loaded
+    /// inside the script.
+    sampler: Option<sampler::Sampler>,
 }
 
 // Callbacks run one at a time on slurmstepd's main thread; the lock guards against the
@@ -158,7 +159,7 @@ impl Plugin {
             log::error(&format!("step {label}: {p}"));
         }
         let start = step::build_start(&facts, &self.config.env_filter, &self.tags, now());
-        self.write(&Item::StepStart(start.clone()));
+        let _logged = self.write(&Item::StepStart(start.clone()));
         self.start = Some(start);
         0
     }
@@ -186,9 +187,18 @@ impl Plugin {
             }
             self.outcome.stdout = step::open_file_path(pid, 1);
             self.outcome.stderr = step::open_file_path(pid, 2);
-            match sampler::Sampler::start(pid) {
-                Ok(s) => self.modules = Some(s),
-                Err(e) => log::error(&format!("step {}: cannot start the module sampler: {e}", label(start))),
+        }
+        // One sampler per step and node, started once the tasks exist (all of them: slurmstepd
+        // forks every local task before their post_fork callbacks), so it never runs beside a fork.
+        let watch = sampler::Watch {
+            modules_root: batch_output.then_some(pid),
+            usage: (first_local && self.config.sample_interval > 0)
+                .then(|| (std::process::id() as i32, self.config.sample_interval)),
+        };
+        if self.sampler.is_none() && (watch.modules_root.is_some() || watch.usage.is_some()) {
+            match sampler::Sampler::start(watch) {
+                Ok(s) => self.sampler = Some(s),
+                Err(e) => log::error(&format!("step {}: cannot start the sampler: {e}", label(start))),
             }
         }
         if first_local {
@@ -196,7 +206,7 @@ impl Plugin {
             if cwd.is_some() && cwd != start.cwd {
                 let mut corrected = start.clone();
                 corrected.cwd = cwd;
-                self.write(&Item::StepStart(corrected.clone()));
+                let _logged = self.write(&Item::StepStart(corrected.clone()));
                 self.start = Some(corrected);
             }
         }
@@ -231,33 +241,51 @@ impl Plugin {
                 step::build_start(&facts, &self.config.env_filter, &self.tags, now())
             }
         };
-        if let Some(sampler) = self.modules.take() {
+        let mut series = None;
+        if let Some(sampler) = self.sampler.take() {
             let seen = sampler.finish(sampler::FINISH_WAIT);
-            let mut all = sampler::union(&start.modules, seen);
+            for p in &seen.problems {
+                log::error(&format!("step {}: sampler: {p}; fewer points", label(&start)));
+            }
+            series = seen.series;
+            let mut all = sampler::union(&start.modules, seen.modules);
             let dropped = runledger_record::modules::bound(&mut all);
             if all.len() > start.modules.len() || dropped > 0 {
                 start.modules = all;
                 runledger_record::modules::count_dropped(&mut start.env, dropped);
-                self.write(&Item::StepStart(start.clone()));
+                let _logged = self.write(&Item::StepStart(start.clone()));
             }
         }
         self.outcome.rusage = host.children_rusage();
         if self.outcome.rusage.is_none() {
             log::error(&format!("step {}: getrusage(RUSAGE_CHILDREN) failed; CPU time not recorded", label(&start)));
         }
-        let end = step::build_end(&start, &self.outcome, now());
-        self.write(&Item::StepEnd(end));
+        let mut end = step::build_end(&start, &self.outcome, now());
+        end.series = series;
+        let full = |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        if self.write(&Item::StepEnd(end.clone())).is_err_and(|e| full(&e)) && end.series.take().is_some() {
+            // A full spool may still take the end without its series: the step's totals matter more.
+            log::error(&format!("step {}: writing the step's end again without its usage series", label(&start)));
+            let _logged = self.write(&Item::StepEnd(end));
+        }
         self.outcome = StepOutcome::default();
         0
     }
 
-    fn write(&self, item: &Item) {
+    /// Writes one item to the spool; the error (logged already) when it could not.
+    fn write(&self, item: &Item) -> std::io::Result<()> {
         // `spool=/…/%n`: one spool per node when several slurmd share a host.
         let spool = Spool::new(expand_node(&self.config.spool, item.node()));
         let what = format!("{} of step {}", item.kind(), item_label(item));
         match spool.ensure().and_then(|()| spool.put_item(item)) {
-            Ok(path) => log::verbose(&format!("wrote {what} to {}", path.display())),
-            Err(e) => log::error(&format!("cannot write the {what} to {}: {e}", spool.root().display())),
+            Ok(path) => {
+                log::verbose(&format!("wrote {what} to {}", path.display()));
+                Ok(())
+            }
+            Err(e) => {
+                log::error(&format!("cannot write the {what} to {}: {e}", spool.root().display()));
+                Err(e)
+            }
         }
     }
 }
@@ -439,8 +467,25 @@ mod tests {
         assert_eq!(end.tasks.len(), 2);
         assert_eq!(end.tasks[1].status, ExitStatus { code: 0, signal: 11, core_dumped: true });
         assert_eq!((end.cpu_user_s, end.max_rss_kib), (2.0, 1234));
+        // Sampled at the default interval: a step shorter than it has the final sample only.
+        let series = end.series.as_ref().expect("a usage series");
+        assert_eq!((series.interval_s, series.points.len()), (30, 1), "{series:?}");
         assert_eq!(end.stdout, None, "stdout only for the batch step");
         assert!(p.start.is_none() && p.outcome.tasks.is_empty());
+    }
+
+    #[test]
+    fn sample_interval_zero_writes_no_series() {
+        let d = tempfile::tempdir().unwrap();
+        let host = FakeHost::new(Context::Remote, 0);
+        let mut p = Plugin::default();
+        let mut a = args(d.path());
+        a.push("sample_interval=0".into());
+        run_step(&mut p, &host, &a);
+        let (items, _) = Spool::new(d.path()).job_items(77);
+        let Item::StepEnd(end) = &items[0] else { panic!("{items:?}") };
+        assert_eq!(end.series, None);
+        assert!(p.sampler.is_none());
     }
 
     #[test]

@@ -343,6 +343,7 @@ pub fn build_end(start: &StepStart, outcome: &StepOutcome, now: Timestamp) -> St
         max_rss_kib: ru.max_rss_kib,
         stdout: outcome.stdout.clone(),
         stderr: outcome.stderr.clone(),
+        series: None,
     }
 }
 

@@ -186,6 +186,7 @@ impl Sample {
                 max_rss_kib: 20_000,
                 stdout: Some(format!("/home/{}/run/slurm-{}.out", self.user, self.job_id)),
                 stderr: None,
+                series: None,
             }));
         }
         let s0 = start + 2;
@@ -209,6 +210,7 @@ impl Sample {
             max_rss_kib: 1_000_000 + u64::from(node) * 1000,
             stdout: None,
             stderr: None,
+            series: None,
         }));
         items.push(Item::JobEnd(JobEnd {
             cluster: self.cluster.clone(),

@@ -335,6 +335,7 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
                 max_rss_kib: 8_000,
                 stdout: None,
                 stderr: None,
+                series: None,
             }));
         }
         let s0 = j.start + 1;
@@ -360,6 +361,7 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
             max_rss_kib: 1_000_000 + u64::from(node) * 1000,
             stdout: None,
             stderr: None,
+            series: None,
         }));
         items.push(Item::JobEnd(JobEnd {
             cluster: "bench".into(),
