@@ -7,7 +7,7 @@ use crate::safe_read::{read_windows_as, ReadError};
 use crate::state::{classify, JobIds, Verdict};
 use runledger_record::config::LogsConfig;
 use runledger_record::spool::Spool;
-use runledger_record::{step_name, Batch, ExitStatus, Item, JobEnd, StepEnd, StepStart, STEP_BATCH};
+use runledger_record::{step_name, Batch, ExitStatus, Item, JobEnd, StepEnd, StepStart, TimeLimit, STEP_BATCH};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,9 @@ pub struct Streamed {
     pub spooled: usize,
     /// Steps whose end never appeared in the spool.
     pub missing_ends: Vec<String>,
+    /// No step gave the time limit and this node is the one to ask slurmctld for it (see
+    /// [`crate::limits`]).
+    pub ask_time_limit: bool,
 }
 
 /// Hands the job's spooled items to `sink` one at a time, in the order they are sent, and then
@@ -82,7 +85,8 @@ pub fn stream(
         log::warn!("job {job_id}: no end recorded for step(s) {} on this node", missing_ends.join(", "));
     }
     let (job_end, verdict) = job_end_of(env, &summary, logs, deadline);
-    Streamed { job_end, verdict, spooled: summary.count, missing_ends }
+    let ask_time_limit = job_end.time_limit.is_none() && summary.asks_time_limit();
+    Streamed { job_end, verdict, spooled: summary.count, missing_ends, ask_time_limit }
 }
 
 /// The node the job's batch comes from, as [`job_end`] names it (the environment, else the batch
@@ -137,6 +141,8 @@ pub struct Summary {
     started: Vec<u32>,
     ended: Vec<u32>,
     count: usize,
+    /// The first time limit a step's environment gave (23.02+).
+    time_limit: Option<TimeLimit>,
 }
 
 impl Summary {
@@ -156,6 +162,9 @@ impl Summary {
                 }
                 if s.start > 0 {
                     self.earliest = Some(self.earliest.map_or(s.start, |e| e.min(s.start)));
+                }
+                if self.time_limit.is_none() {
+                    self.time_limit = s.time_limit.clone();
                 }
                 let slim = || StepStart {
                     env: Default::default(),
@@ -183,6 +192,12 @@ impl Summary {
     /// Steps with a start and no end, by name.
     fn missing_ends(&self) -> Vec<String> {
         self.started.iter().filter(|s| !self.ended.contains(s)).map(|&s| step_name(s)).collect()
+    }
+
+    /// One node per job asks slurmctld: the one that ran the batch step, or the first node of
+    /// a job without one (an salloc's steps).
+    fn asks_time_limit(&self) -> bool {
+        self.batch_start.is_some() || self.first_start.as_ref().is_some_and(|s| s.node_id == 0)
     }
 
     fn first(&self) -> Option<&StepStart> {
@@ -318,6 +333,9 @@ pub fn job_end_of(env: &JobEnv, sum: &Summary, logs: &LogsConfig, deadline: Inst
         stdout: stdout.map(|p| p.to_string_lossy().into_owned()),
         stderr: stderr.map(|p| p.to_string_lossy().into_owned()),
         facts,
+        alloc_mem_mb: first.and_then(|s| s.alloc_mem_mb),
+        time_limit: sum.time_limit.clone(),
+        time_limit_missing: None,
     };
     (end, verdict)
 }
@@ -378,6 +396,32 @@ mod tests {
 
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn memory_and_time_limit_travel_to_the_job_end() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path().join("spool"));
+        let Item::StepStart(mut batch) = start(STEP_BATCH, 110, "/") else { unreachable!() };
+        batch.alloc_mem_mb = Some(512);
+        spool.put_item(&Item::StepStart(batch.clone())).unwrap();
+        let e = env(&[("SLURM_JOB_ID", "77")]);
+        // 22.05: no step gave a limit, and this node ran the batch step: it is the one to ask.
+        let s = stream(&spool, &e, &LogsConfig::default(), soon(), |_| ());
+        assert_eq!((s.job_end.alloc_mem_mb, &s.job_end.time_limit), (Some(512), &None));
+        assert!(s.ask_time_limit);
+        // 23.02+: the step's environment gave it; nobody asks.
+        let limit = TimeLimit { seconds: Some(600), source: runledger_record::LimitSource::Environment };
+        batch.time_limit = Some(limit.clone());
+        spool.put_item(&Item::StepStart(batch)).unwrap();
+        let s = stream(&spool, &e, &LogsConfig::default(), soon(), |_| ());
+        assert_eq!((s.job_end.time_limit, s.ask_time_limit), (Some(limit), false));
+        // Another node of the job (only step 0's second node spooled here) does not ask.
+        let other = Spool::new(d.path().join("other"));
+        let Item::StepStart(mut s0) = start(0, 110, "/") else { unreachable!() };
+        s0.node_id = 1;
+        other.put_item(&Item::StepStart(s0)).unwrap();
+        assert!(!stream(&other, &e, &LogsConfig::default(), soon(), |_| ()).ask_time_limit);
     }
 
     #[test]

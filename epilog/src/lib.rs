@@ -7,7 +7,8 @@
 //! budget: a failing epilog would drain the node.
 //!
 //! - [`env`]: the Epilog environment;
-//! - [`job`]: the batch of one job ([`state`] for the job state, [`pattern`] for output names);
+//! - [`job`]: the batch of one job ([`state`] for the job state, [`pattern`] for output names,
+//!   [`limits`] for the time limit slurmctld is asked for on 22.05);
 //! - [`safe_read`]: reading users' files as the user;
 //! - [`facts`]: where solver-log parsers plug in; [`logs`] is the one plugged in ([`rules`] loads
 //!   its rules);
@@ -21,6 +22,7 @@ pub mod deliver;
 pub mod env;
 pub mod facts;
 pub mod job;
+pub mod limits;
 pub mod logger;
 pub mod logs;
 pub mod orphans;
@@ -86,7 +88,11 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
     // printed) as its items are read: the epilog's memory is about one part, whatever the job.
     let out = if mode == Mode::DryRun { parts::Out::Print } else { parts::Out::Outbox(&spool) };
     let mut writer = parts::Parts::new(out, envelope.clone(), sender(cfg).batch_max());
-    let a = job::stream(&spool, &env, &cfg.logs, deadline, |item| writer.push(item));
+    let mut a = job::stream(&spool, &env, &cfg.logs, deadline, |item| writer.push(item));
+    if a.ask_time_limit {
+        (a.job_end.time_limit, a.job_end.time_limit_missing) =
+            limits::ask_time_limit(id, &cfg.epilog.scontrol, deadline);
+    }
     let items = writer.items() + 1;
     if mode == Mode::DryRun {
         let n = writer.parts().max(1);

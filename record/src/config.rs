@@ -146,6 +146,9 @@ pub struct EpilogConfig {
     /// batches as it takes, so no job can exceed the collector's `max_message_bytes` (16 MiB by
     /// default). Capped at that default; a collector configured lower needs this lower too.
     pub batch_max_bytes: u64,
+    /// The scontrol the batch node's epilog asks for a job's time limit when no step's
+    /// environment gave it (Slurm 22.05): empty looks in the usual places, `none` never asks.
+    pub scontrol: String,
 }
 
 /// Default `[epilog] batch_max_bytes`: 4 MiB, a quarter of the collector's default message limit.
@@ -170,6 +173,7 @@ impl Default for EpilogConfig {
             spool_max_age_days: 30,
             orphan_grace_s: 3600,
             batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
+            scontrol: String::new(),
         }
     }
 }

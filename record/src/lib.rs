@@ -11,6 +11,7 @@
 pub mod config;
 pub mod env;
 pub mod hostlist;
+pub mod limits;
 pub mod modules;
 pub mod series;
 pub mod spool;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use limits::{LimitSource, TimeLimit};
 pub use modules::Module;
 
 /// Version of the item format; bumped when a change is not backward compatible.
@@ -229,6 +231,13 @@ pub struct StepStart {
     pub start: Timestamp,
     #[serde(default)]
     pub slurm_version: String,
+    /// `S_JOB_ALLOC_MEM`: the job's memory on this node, MiB; absent when not known (or 0, no
+    /// limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alloc_mem_mb: Option<u64>,
+    /// The job's time limit, when the step's environment carries it (23.02+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<TimeLimit>,
 }
 
 /// One task's end, recorded in slurm_spank_task_exit.
@@ -321,6 +330,16 @@ pub struct JobEnd {
     pub stderr: Option<String>,
     #[serde(default)]
     pub facts: Vec<Fact>,
+    /// The job's memory on this node, MiB (`S_JOB_ALLOC_MEM`, from the batch step, else any step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alloc_mem_mb: Option<u64>,
+    /// The job's time limit; absent on nodes other than the batch node when no step's
+    /// environment carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<TimeLimit>,
+    /// Why the batch node has no time limit to report (scontrol missing, timed out, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_missing: Option<String>,
 }
 
 /// One unit of merge. The collector applies each independently and idempotently.

@@ -242,6 +242,13 @@ impl Host for Spank<'_> {
         Ok(v)
     }
 
+    fn job_alloc_mem(&self) -> SpankResult<u64> {
+        // uint64_t * in 22.05 and 24.11 alike.
+        let mut v: u64 = 0;
+        check(unsafe { sys::spank_get_item(self.sp, sys::S_JOB_ALLOC_MEM, &mut v as *mut u64) })?;
+        Ok(v)
+    }
+
     fn argv(&self) -> SpankResult<Vec<Vec<u8>>> {
         let mut argc: c_int = 0;
         let mut argv: *const *const c_char = ptr::null();

@@ -99,6 +99,8 @@ pub trait Host {
     fn total_task_count(&self) -> SpankResult<u32>;
     /// S_JOB_NCPUS is a `uint16_t`.
     fn ncpus(&self) -> SpankResult<u16>;
+    /// S_JOB_ALLOC_MEM: the job's memory on this node in MiB, a `uint64_t` (0: no limit).
+    fn job_alloc_mem(&self) -> SpankResult<u64>;
     fn argv(&self) -> SpankResult<Vec<Vec<u8>>>;
     /// The step's environment, `NAME=value` entries.
     fn env(&self) -> SpankResult<Vec<Vec<u8>>>;

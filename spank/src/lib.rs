@@ -381,6 +381,9 @@ mod tests {
         fn ncpus(&self) -> SpankResult<u16> {
             self.ok(2)
         }
+        fn job_alloc_mem(&self) -> SpankResult<u64> {
+            self.ok(2048)
+        }
         fn argv(&self) -> SpankResult<Vec<Vec<u8>>> {
             self.ok(vec![b"sleep".to_vec(), b"1".to_vec()])
         }
@@ -560,6 +563,12 @@ mod tests {
             let f = StepFacts::gather(&host, &mut Vec::new());
             assert_eq!((f.array_job_id, f.array_task_id), want);
         }
+    }
+
+    #[test]
+    fn job_memory_is_read_from_the_spank_item() {
+        let f = StepFacts::gather(&FakeHost::new(Context::Remote, 0), &mut Vec::new());
+        assert_eq!(f.alloc_mem_mb, Some(2048));
     }
 
     #[test]

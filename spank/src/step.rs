@@ -9,6 +9,7 @@
 
 use crate::host::{Host, Rusage, SpankResult};
 use runledger_record::env::EnvFilter;
+use runledger_record::limits::limit_from_env;
 use runledger_record::{modules, step_name, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH};
 use std::collections::BTreeMap;
 use std::fs;
@@ -110,6 +111,8 @@ pub struct StepFacts {
     pub user_name: Option<String>,
     pub hostname: Option<String>,
     pub slurm_version: String,
+    /// S_JOB_ALLOC_MEM (MiB on this node); None when 0 (no limit) or unreadable.
+    pub alloc_mem_mb: Option<u64>,
 }
 
 impl StepFacts {
@@ -148,6 +151,13 @@ impl StepFacts {
             problems.push(format!("cannot read the Slurm version: {e}"));
             String::new()
         });
+        // 0 is "no memory limit" (memory not a consumable resource); NO_VAL64 and its
+        // neighbours are Slurm's "not set".
+        let alloc_mem_mb = host
+            .job_alloc_mem()
+            .map_err(|e| problems.push(format!("cannot read the job's memory: {e}")))
+            .ok()
+            .filter(|&m| m != 0 && m < 0xffff_ffff_ffff_fff0);
         StepFacts {
             job_id,
             step_id,
@@ -165,6 +175,7 @@ impl StepFacts {
             user_name: uid.and_then(|u| host.user_name(u)),
             hostname: host.hostname(),
             slurm_version,
+            alloc_mem_mb,
         }
     }
 }
@@ -313,6 +324,11 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
         tags: tags.clone(),
         start: now,
         slurm_version: f.slurm_version.clone(),
+        alloc_mem_mb: f.alloc_mem_mb,
+        time_limit: limit_from_env(
+            env_str(env, "SLURM_JOB_START_TIME").as_deref(),
+            env_str(env, "SLURM_JOB_END_TIME").as_deref(),
+        ),
     }
 }
 
@@ -400,6 +416,7 @@ pub fn proc_cwd(pid: i32) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
     use runledger_record::env::REDACTED;
+    use runledger_record::{LimitSource, TimeLimit};
     use std::os::fd::AsRawFd;
 
     pub fn env(entries: &[&str]) -> Vec<Vec<u8>> {
@@ -524,6 +541,21 @@ pub(crate) mod tests {
         assert_eq!(s.tags, tags);
         assert_eq!((s.start, s.slurm_version.as_str()), (1_700_000_000, "22.05.8"));
         assert_eq!((s.array_job_id, s.array_task_id), (None, None));
+    }
+
+    #[test]
+    fn memory_and_time_limit_asked_for_are_recorded() {
+        // 23.02+: the step's environment has the start and the projected end.
+        let f = StepFacts {
+            alloc_mem_mb: Some(4096),
+            ..facts(&["SLURM_JOB_START_TIME=1700000000", "SLURM_JOB_END_TIME=1700000600"])
+        };
+        let s = build_start(&f, &EnvFilter::default(), &BTreeMap::new(), 1_700_000_001);
+        assert_eq!(s.alloc_mem_mb, Some(4096));
+        assert_eq!(s.time_limit, Some(TimeLimit { seconds: Some(600), source: LimitSource::Environment }));
+        // 22.05: neither variable; the epilog asks slurmctld instead.
+        let s = build_start(&facts(&[]), &EnvFilter::default(), &BTreeMap::new(), 1);
+        assert_eq!((s.alloc_mem_mb, s.time_limit), (None, None));
     }
 
     #[test]

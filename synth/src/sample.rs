@@ -153,6 +153,8 @@ impl Sample {
             tags: self.tags.clone(),
             start,
             slurm_version: "23.02.6".into(),
+            // Limits asked for (#15) are left out of the made-up jobs.
+            ..Default::default()
         }
     }
 
@@ -230,6 +232,8 @@ impl Sample {
             stdout: (node == 0).then(|| format!("/home/{}/run/slurm-{}.out", self.user, self.job_id)),
             stderr: None,
             facts: self.facts.clone(),
+            // Limits asked for (#15) are left out of the made-up jobs.
+            ..Default::default()
         }));
         items
     }

@@ -313,6 +313,8 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
             tags: tags.clone(),
             start,
             slurm_version: "23.02.6".into(),
+            // Limits asked for (#15) are left out of the made-up jobs.
+            ..Default::default()
         }
     };
     let cpu_node = j.duration as f64 * f64::from(j.cpus_per_node) * j.efficiency;
@@ -381,6 +383,8 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
             stdout: None,
             stderr: None,
             facts: if node == 0 { verdict(j) } else { Vec::new() },
+            // Limits asked for (#15) are left out of the made-up jobs.
+            ..Default::default()
         }));
         let mut b = Batch::new(name, items);
         b.created = end;
