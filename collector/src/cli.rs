@@ -109,6 +109,20 @@ pub enum Command {
     )]
     Export(Box<crate::analytics::ExportArgs>),
 
+    /// Write a report to look at: one self-contained HTML page of the period's answers.
+    #[command(
+        long_about = "Write DIR/index.html: one self-contained page (inline SVG charts, no scripts, no \
+            external files) of the jobs matching the filters: headline numbers; failures by category and \
+            the top failing programs, modules and users; modules by jobs and users; module versions after \
+            which the module's failure rate rose; throughput, utilization and job starts by weekday and \
+            hour; CPU efficiency by program and ranks; a table per account.\n\n\
+            Root and the collector's user report on every job; through the socket, account managers \
+            ([access.managers]) on their accounts, other users on their own jobs.",
+        after_help = "Examples:\n  collector report --html /srv/reports/2026-11 -S 2026-11-01 -E 2026-12-01\n  \
+            collector report --html ~/chem-report -A chem -S now-30days"
+    )]
+    Report(crate::html_report::ReportArgs),
+
     #[command(about = crate::parse::ABOUT, long_about = crate::parse::LONG_ABOUT, after_help = crate::parse::AFTER_HELP)]
     Parse(crate::parse::ParseArgs),
 
@@ -457,10 +471,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             write_out(out, crate::flush::render(&report))?;
             crate::flush::verdict(&report).map_err(Failure::new)
         }
-        Command::Export(_) | Command::Query(_) => {
+        Command::Export(_) | Command::Query(_) | Command::Report(_) => {
+            if let Command::Report(a) = &cli.command {
+                // Created by the caller, as the caller: the daemon only renders the page.
+                std::fs::create_dir_all(&a.html)
+                    .map_err(|e| Failure::new(format!("cannot create {}: {e}", a.html.display())))?;
+            }
             let flag = match &cli.command {
                 Command::Export(a) => a.database.clone(),
                 Command::Query(q) => q.database.clone(),
+                Command::Report(a) => a.database.clone(),
                 _ => None,
             };
             match crate::local::route(&cli.config, flag)? {
@@ -521,6 +541,17 @@ impl Owner {
     }
 }
 
+/// Whose jobs a report covers, in words for its header.
+fn report_scope(scope: &Scope) -> String {
+    match scope {
+        Scope::All => "every recorded job".into(),
+        Scope::Own(me) if !me.manages.is_empty() => {
+            format!("accounts {} (managed by {}) and {}'s own jobs", me.manages.join(", "), me.name, me.name)
+        }
+        Scope::Own(me) => format!("{}'s jobs", me.name),
+    }
+}
+
 /// What stands for another user's environment values and argv in a manager's answers.
 pub const HIDDEN: &str = "<hidden>";
 
@@ -530,6 +561,7 @@ pub const HIDDEN: &str = "<hidden>";
 pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
     match command {
         Command::Export(a) => crate::analytics::run_export(db, &a, out),
+        Command::Report(mut a) => crate::html_report::run(db, &mut a, &report_scope(scope), out),
         Command::Query(q) => match q.what {
             QueryCommand::Jobs(args) => {
                 if args.helpformat {

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod db;
 pub mod export;
 pub mod flush;
+pub mod html_report;
 pub mod local;
 pub mod merge;
 pub mod parse;

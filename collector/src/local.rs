@@ -110,6 +110,7 @@ fn plot(p: &mut Option<crate::plot::PlotTarget>) -> Option<&mut PathBuf> {
 fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
     let one = match command {
         Command::Export(a) => a.output.as_mut().filter(|p| p.as_path() != Path::new("-")),
+        Command::Report(a) => Some(a.page()),
         Command::Query(q) => match &mut q.what {
             QueryCommand::Jobs(_) | QueryCommand::Job(_) => None,
             QueryCommand::Errors(a) => plot(&mut a.plot),
@@ -128,6 +129,7 @@ fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
 fn filters(command: &mut Command) -> Option<&mut JobFilterArgs> {
     match command {
         Command::Export(a) => Some(&mut a.filter),
+        Command::Report(a) => Some(&mut a.filter),
         Command::Query(q) => match &mut q.what {
             QueryCommand::Jobs(a) => Some(&mut a.filter),
             QueryCommand::Job(_) => None,
@@ -245,7 +247,12 @@ pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
     let database_flag = match &parsed.command {
         Command::Query(q) => q.database.is_some(),
         Command::Export(a) => a.database.is_some(),
-        _ => return Answer::failed(&Failure::usage("only `collector query` and `collector export` are answered here")),
+        Command::Report(a) => a.database.is_some(),
+        _ => {
+            return Answer::failed(&Failure::usage(
+                "only `collector query`, `collector export` and `collector report` are answered here",
+            ))
+        }
     };
     if database_flag {
         return Answer::failed(&Failure::usage(

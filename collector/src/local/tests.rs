@@ -209,7 +209,7 @@ fn the_socket_takes_no_database_and_no_other_command() {
     for cmd in ["serve --listen 0.0.0.0:1", "parse /etc/shadow"] {
         let a = answer(&args(cmd), &db, &Scope::All);
         assert_eq!(a.code, 2, "{cmd}");
-        assert!(a.stderr.contains("only `collector query` and `collector export`"), "{cmd}: {}", a.stderr);
+        assert!(a.stderr.contains("only `collector query`, `collector export`"), "{cmd}: {}", a.stderr);
     }
     let a = answer(&args("query jobs -S tomorrowish"), &db, &Scope::All);
     assert_eq!(a.code, 2);
