@@ -170,3 +170,22 @@ fn managers_come_from_names_and_groups() {
         assert!(matches!(plain, Scope::Own(o) if o.manages.is_empty()));
     }
 }
+
+#[test]
+fn the_report_through_the_socket_is_the_callers_view() {
+    let (_dir, db) = ledger();
+    let a = answer(&args("report --html /nonexistent-dir/r"), &db, &manager());
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    assert_eq!(a.files.len(), 1);
+    let page = String::from_utf8(a.files[0].clone()).unwrap();
+    assert!(page.contains("Account chem: jobs per user") && page.contains("Account chem-extra"), "no chem tables");
+    assert!(!page.contains("bob") && !page.contains("phys"), "phys leaked into the manager's report");
+    assert!(page.contains("alice") && page.contains("carol"));
+    let alice = Scope::Own(Owner { uid: 2001, name: "alice".into(), clusters: Vec::new(), manages: Vec::new() });
+    let a = answer(&args("report --html /nonexistent-dir/r"), &db, &alice);
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    let page = String::from_utf8(a.files[0].clone()).unwrap();
+    assert!(page.contains("alice&#39;s jobs") && !page.contains("carol") && !page.contains("bob"));
+    let a = answer(&args("report --html /x -A phys"), &db, &manager());
+    assert_eq!(a.code, 2, "{}", a.stderr);
+}
