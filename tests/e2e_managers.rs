@@ -94,7 +94,10 @@ fn a_manager_sees_their_accounts_as_an_admin_does_without_others_env_and_argv() 
     let dj = json(&ok_as(MANAGER, &format!("query job {c3} --json")));
     assert_eq!(dj[0]["job_id"].as_u64(), Some(u64::from(c3)));
     let envs = dj[0]["environments"].as_object().unwrap();
-    assert!(!envs.is_empty() && envs.values().all(|e| e.as_object().unwrap().values().all(|v| v == "<hidden>")), "{dj:#}");
+    assert!(
+        !envs.is_empty() && envs.values().all(|e| e.as_object().unwrap().values().all(|v| v == "<hidden>")),
+        "{dj:#}"
+    );
     let (code, _, err) = collector_as(MANAGER, &format!("query job {p1}"));
     assert_ne!(code, 0);
     assert!(err.contains(&format!("no job {p1}")) && err.contains("recorded"), "{err}");

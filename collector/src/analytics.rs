@@ -349,11 +349,14 @@ fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Res
     Ok(())
 }
 
+/// Row labels, columns (cell and label), jobs per cell.
+type HeatmapCells = (Vec<String>, Vec<(Cell, String)>, Vec<Vec<f64>>);
+
 /// A two-key summary as heatmap cells: row labels, columns (cell and label) and jobs per cell.
 /// Rows are the first key's values (the most jobs first unless the key is ordered), columns the
 /// second's; a key with a fixed set of values ([`summary::frame`]: hours, weekdays) shows all
 /// of them, empty ones included.
-fn heatmap_cells(r: &Report, keys: &[Key]) -> (Vec<String>, Vec<(Cell, String)>, Vec<Vec<f64>>) {
+fn heatmap_cells(r: &Report, keys: &[Key]) -> HeatmapCells {
     let jobs = r.col("jobs").expect("summary has jobs");
     let num = |c: &Cell| c.num().unwrap_or(0.0);
     let mut row_tot: Vec<(String, f64, usize)> = Vec::new();
@@ -651,7 +654,10 @@ mod tests {
         r.rows.push(vec![Cell::Text("5 Fri".into()), Cell::Int(14), Cell::Int(2), Cell::Int(1)]);
         let (rows, cols, values) = heatmap_cells(&r, &[Key::Weekday, Key::Hour]);
         assert_eq!(rows, ["1 Mon", "2 Tue", "3 Wed", "4 Thu", "5 Fri", "6 Sat", "7 Sun"]);
-        assert_eq!(cols.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), (0..24).map(|h| h.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            cols.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+            (0..24).map(|h| h.to_string()).collect::<Vec<_>>()
+        );
         assert_eq!(values.len(), 7);
         assert!(values.iter().all(|row| row.len() == 24));
         assert_eq!((values[4][9], values[4][14]), (3.0, 2.0));
@@ -662,7 +668,10 @@ mod tests {
         let (rows, cols, values) = heatmap_cells(&t, &[Key::Hour, Key::Weekday]);
         assert_eq!(rows.len(), 24);
         assert_eq!(rows[0], "0");
-        assert_eq!(cols.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), ["1 Mon", "2 Tue", "3 Wed", "4 Thu", "5 Fri", "6 Sat", "7 Sun"]);
+        assert_eq!(
+            cols.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+            ["1 Mon", "2 Tue", "3 Wed", "4 Thu", "5 Fri", "6 Sat", "7 Sun"]
+        );
         assert_eq!(values[9][4], 3.0);
         // A key without a fixed set keeps only what the data has.
         let mut u = Report::new(&["user", "hour", "jobs", "users"]);

@@ -121,7 +121,7 @@ pub enum Command {
         after_help = "Examples:\n  collector report --html /srv/reports/2026-11 -S 2026-11-01 -E 2026-12-01\n  \
             collector report --html ~/chem-report -A chem -S now-30days"
     )]
-    Report(crate::html_report::ReportArgs),
+    Report(Box<crate::html_report::ReportArgs>),
 
     #[command(about = crate::parse::ABOUT, long_about = crate::parse::LONG_ABOUT, after_help = crate::parse::AFTER_HELP)]
     Parse(crate::parse::ParseArgs),

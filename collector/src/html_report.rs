@@ -148,11 +148,7 @@ impl Page<'_> {
     }
 
     /// Draws a chart with `draw` (into a scratch SVG) and inlines it.
-    fn chart(
-        &mut self,
-        name: &str,
-        draw: impl FnOnce(PlotTarget) -> Result<(), Failure>,
-    ) -> Result<(), Failure> {
+    fn chart(&mut self, name: &str, draw: impl FnOnce(PlotTarget) -> Result<(), Failure>) -> Result<(), Failure> {
         self.charts += 1;
         let path = self.scratch.join(format!("chart{}.svg", self.charts));
         draw(PlotTarget { path: path.clone(), svg: true })?;
@@ -287,7 +283,12 @@ impl Page<'_> {
         let rows: Vec<Cells> = per
             .iter()
             .map(|(m, failed, jobs)| {
-                vec![(m.clone(), false), (failed.to_string(), true), (jobs.to_string(), true), (ratio(*failed as f64, *jobs as f64), true)]
+                vec![
+                    (m.clone(), false),
+                    (failed.to_string(), true),
+                    (jobs.to_string(), true),
+                    (ratio(*failed as f64, *jobs as f64), true),
+                ]
             })
             .collect();
         self.table(
@@ -329,7 +330,12 @@ impl Page<'_> {
                     ]
                 })
                 .collect();
-            self.table(id, &format!("Module versions by {what}"), &["module", "jobs", "users", "share of jobs"], &cells);
+            self.table(
+                id,
+                &format!("Module versions by {what}"),
+                &["module", "jobs", "users", "share of jobs"],
+                &cells,
+            );
         }
         self.packages(conn)?;
         self.regressions(conn)
@@ -343,7 +349,10 @@ impl Page<'_> {
             .and_then(|mut s| s.exists([]))
             .map_err(db_err)?;
         if !has {
-            let _ = writeln!(self.body, "<p class=\"none\" id=\"packages\">Python packages: not recorded in this ledger.</p>");
+            let _ = writeln!(
+                self.body,
+                "<p class=\"none\" id=\"packages\">Python packages: not recorded in this ledger.</p>"
+            );
         }
         // TODO(packages): when the python engineer's `packages` table lands, add a "Packages by
         // jobs and users" chart and table here from its query, as `modules` does above.
@@ -436,7 +445,14 @@ impl Page<'_> {
         self.table(
             "module-regressions",
             "Module versions after which the module's failure rate rose",
-            &["version", "first seen", "failure rate before (all versions)", "from then (all versions)", "this version", "jobs from then"],
+            &[
+                "version",
+                "first seen",
+                "failure rate before (all versions)",
+                "from then (all versions)",
+                "this version",
+                "jobs from then",
+            ],
             &rows,
         );
         Ok(())
@@ -502,7 +518,10 @@ impl Page<'_> {
             f.states = vec![runledger_record::JobState::Completed];
         }
         use crate::query::efficiency::{self as eff, EfficiencyBy};
-        for (by, id, key) in [(EfficiencyBy::Program, "efficiency-by-program", "program"), (EfficiencyBy::Ranks, "efficiency-by-ranks", "ranks")] {
+        for (by, id, key) in [
+            (EfficiencyBy::Program, "efficiency-by-program", "program"),
+            (EfficiencyBy::Ranks, "efficiency-by-ranks", "ranks"),
+        ] {
             let jobs = eff::efficiency_jobs(&conn, &f, by).map_err(db_err)?;
             let groups = eff::summarise(&jobs);
             let bars: Vec<crate::plot_usage::Bar> = groups
@@ -511,7 +530,11 @@ impl Page<'_> {
                     g.cpu_median.map(|m| crate::plot_usage::Bar {
                         label: g.group.clone(),
                         value: (m * 1000.0).round() / 10.0,
-                        note: format!("{} jobs, mean {}", g.cpu_jobs, g.cpu_mean.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_default()),
+                        note: format!(
+                            "{} jobs, mean {}",
+                            g.cpu_jobs,
+                            g.cpu_mean.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_default()
+                        ),
                     })
                 })
                 .take(30)
@@ -519,13 +542,20 @@ impl Page<'_> {
             if !bars.is_empty() {
                 let title = format!("CPU efficiency by {key} (median)");
                 let note = filter_text(self.filter);
-                self.chart(id, |t| Ok(crate::plot_usage::bars(&t, &title, &note, "median CPU efficiency (%)", &bars)?))?;
+                self.chart(id, |t| {
+                    Ok(crate::plot_usage::bars(&t, &title, &note, "median CPU efficiency (%)", &bars)?)
+                })?;
             }
             let rows: Vec<Cells> = groups
                 .iter()
                 .map(|g| {
                     let p = |v: Option<f64>| v.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "-".into());
-                    vec![(g.group.clone(), false), (g.jobs.to_string(), true), (p(g.cpu_mean), true), (p(g.cpu_median), true)]
+                    vec![
+                        (g.group.clone(), false),
+                        (g.jobs.to_string(), true),
+                        (p(g.cpu_mean), true),
+                        (p(g.cpu_median), true),
+                    ]
                 })
                 .collect();
             self.table(id, &format!("CPU efficiency by {key}"), &[key, "jobs", "mean", "median"], &rows);
@@ -558,7 +588,8 @@ impl Page<'_> {
 
 const METRIC_HEADER_ACCOUNT: [&str; 7] =
     ["account", "jobs", "users", "core-hours", "CPU efficiency", "failure rate", "median wall"];
-const METRIC_HEADER_USER: [&str; 7] = ["user", "jobs", "users", "core-hours", "CPU efficiency", "failure rate", "median wall"];
+const METRIC_HEADER_USER: [&str; 7] =
+    ["user", "jobs", "users", "core-hours", "CPU efficiency", "failure rate", "median wall"];
 
 fn metric_cells(r: &Value, key: &str) -> Cells {
     vec![

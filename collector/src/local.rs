@@ -156,11 +156,8 @@ fn restrict(command: &mut Command, me: &Owner) -> Result<(), Failure> {
     if let Some(f) = filters(command) {
         let uid = me.uid.to_string();
         if let Some(managed) = me.managed() {
-            let foreign: Vec<&String> = f
-                .account
-                .iter()
-                .filter(|a| !runledger_record::access::account_matches(&managed.accounts, a))
-                .collect();
+            let foreign: Vec<&String> =
+                f.account.iter().filter(|a| !runledger_record::access::account_matches(&managed.accounts, a)).collect();
             if !foreign.is_empty() {
                 return Err(Failure::usage(format!(
                     "you manage the accounts {}, not -A {}; ask an admin of the ledger",

@@ -13,9 +13,9 @@ use std::process::Command;
 const COLLECTOR: &str = env!("CARGO_BIN_EXE_collector");
 
 fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser"].iter().find_map(|n| {
-        std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(n)).find(|p| p.is_file())
-    })
+    ["chromium", "chromium-browser"]
+        .iter()
+        .find_map(|n| std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(n)).find(|p| p.is_file()))
 }
 
 /// A month of made-up jobs (several accounts, users, modules, failures), through the real merge.
@@ -54,7 +54,10 @@ fn check(browser: &Path) {
     collector(&["report", "--html", html.to_str().unwrap(), "--database", dbs]);
     let page = html.join("index.html");
     let text = std::fs::read_to_string(&page).unwrap();
-    assert!(!text.contains("<script") && !text.contains("src=\"http") && !text.contains("href=\"http"), "not self-contained");
+    assert!(
+        !text.contains("<script") && !text.contains("src=\"http") && !text.contains("href=\"http"),
+        "not self-contained"
+    );
     let url = format!("file://{}", page.display());
     let profile = dir.path().join("profile");
     let base = |extra: &[&str]| {
@@ -86,7 +89,13 @@ fn check(browser: &Path) {
     }
     for f in &charts {
         let body = f.split("</figure>").next().unwrap();
-        assert!(body.contains("<svg") && body.matches("<rect").count() + body.matches("<path").count() + body.matches("<polyline").count() > 3, "an empty chart: {}", &body[..body.len().min(300)]);
+        assert!(
+            body.contains("<svg")
+                && body.matches("<rect").count() + body.matches("<path").count() + body.matches("<polyline").count()
+                    > 3,
+            "an empty chart: {}",
+            &body[..body.len().min(300)]
+        );
     }
     let mut tables = std::collections::BTreeMap::new();
     for t in dom.split("<table").skip(1) {
@@ -158,7 +167,9 @@ fn check(browser: &Path) {
 fn the_report_renders_in_headless_chromium() {
     match chromium() {
         Some(b) => check(&b),
-        None => eprintln!("SKIPPED the_report_renders_in_headless_chromium: no chromium on PATH (apt install chromium)"),
+        None => {
+            eprintln!("SKIPPED the_report_renders_in_headless_chromium: no chromium on PATH (apt install chromium)")
+        }
     }
 }
 

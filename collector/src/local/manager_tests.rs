@@ -3,9 +3,9 @@
 //! nothing of `phys`.
 
 use super::*;
+use crate::cli::HIDDEN;
 use crate::merge::apply_group;
 use crate::sample::Sample;
-use crate::cli::HIDDEN;
 use runledger_record::access::AccessConfig;
 use runledger_record::{ExitStatus, JobState};
 

@@ -269,7 +269,11 @@ fn scope_of_root_and_of_the_daemons_own_user_is_everything() {
         let me = Owner { uid: nobody.uid, name: "nobody".into(), clusters: vec!["tc".into()], manages: Vec::new() };
         assert_eq!(scope_of(nobody.uid, None, &me.clusters, &none), Ok(Scope::Own(me.clone())));
         assert_eq!(scope_of(nobody.uid, Some("no-such-group"), &me.clusters, &none), Ok(Scope::Own(me)));
-        assert_eq!(scope_of(nobody.uid, Some("nogroup"), &[], &none), Ok(Scope::All), "nobody's primary group is nogroup");
+        assert_eq!(
+            scope_of(nobody.uid, Some("nogroup"), &[], &none),
+            Ok(Scope::All),
+            "nobody's primary group is nogroup"
+        );
     }
     assert_eq!(scope_of(0, None, &[], &none), Ok(Scope::All));
     assert!(scope_of(4_000_000_000, None, &[], &none).unwrap_err().contains("no passwd entry"));
