@@ -14,6 +14,7 @@ RL_PACKAGES=(
     libpmix-dev   # Slurm's mpi/pmix dlopens libpmix.so from it: `srun --mpi=pmix`
     procps   # pgrep; not in minimal images
     fonts-dejavu-core   # the font of `collector query errors|efficiency --plot` PNG charts
+    chromium   # headless: collector/tests/report_browser.rs opens `collector report --html`'s page
 )
 
 # Repository root: packaging/ lives directly below it.

@@ -109,6 +109,20 @@ pub enum Command {
     )]
     Export(Box<crate::questions::analytics::ExportArgs>),
 
+    /// Write a report to look at: one self-contained HTML page of the period's answers.
+    #[command(
+        long_about = "Write DIR/index.html: one self-contained page (inline SVG charts, no scripts, no \
+            external files) of the jobs matching the filters: headline numbers; failures by category and \
+            the top failing programs, modules and users; modules by jobs and users; module versions after \
+            which the module's failure rate rose; throughput, utilization and job starts by weekday and \
+            hour; CPU efficiency by program and ranks; a table per account.\n\n\
+            Root and the collector's user report on every job; through the socket, account managers \
+            ([access.managers]) on their accounts, other users on their own jobs.",
+        after_help = "Examples:\n  collector report --html /srv/reports/2026-11 -S 2026-11-01 -E 2026-12-01\n  \
+            collector report --html ~/chem-report -A chem -S now-30days"
+    )]
+    Report(Box<crate::questions::html_report::ReportArgs>),
+
     #[command(about = crate::questions::parse::ABOUT, long_about = crate::questions::parse::LONG_ABOUT, after_help = crate::questions::parse::AFTER_HELP)]
     Parse(crate::questions::parse::ParseArgs),
 
@@ -377,7 +391,9 @@ pub fn load_config(path: &Option<PathBuf>) -> Result<Config, Failure> {
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
         Command::Serve(args) => {
-            let cfg = load_config(&cli.config)?.collector;
+            let full = load_config(&cli.config)?;
+            let access = full.access;
+            let cfg = full.collector;
             let database = args.database.unwrap_or(cfg.database);
             let socket = args.socket.unwrap_or(cfg.socket);
             let local = (!socket.as_os_str().is_empty()).then(|| crate::daemon::local::Options {
@@ -385,6 +401,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 database: database.clone(),
                 admin_group: cfg.admin_group.clone(),
                 user_clusters: cfg.user_clusters.clone(),
+                access,
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
                 limits: crate::daemon::local::Limits {
@@ -446,10 +463,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 false => Ok(()),
             }
         }
-        Command::Export(_) | Command::Query(_) => {
+        Command::Export(_) | Command::Query(_) | Command::Report(_) => {
+            if let Command::Report(a) = &cli.command {
+                // Created by the caller, as the caller: the daemon only renders the page.
+                std::fs::create_dir_all(&a.html)
+                    .map_err(|e| Failure::new(format!("cannot create {}: {e}", a.html.display())))?;
+            }
             let flag = match &cli.command {
                 Command::Export(a) => a.database.clone(),
                 Command::Query(q) => q.database.clone(),
+                Command::Report(a) => a.database.clone(),
                 _ => None,
             };
             match crate::daemon::local::route(&cli.config, flag)? {
@@ -476,14 +499,53 @@ pub struct Owner {
     pub uid: u32,
     pub name: String,
     pub clusters: Vec<String>,
+    /// The account patterns this caller manages (`[access.managers]`); empty for a plain user.
+    /// A manager also sees every job of those accounts, but never the environment values or
+    /// argv of other users' jobs.
+    #[serde(default)]
+    pub manages: Vec<String>,
 }
 
 impl Owner {
     /// Whether a recorded job (its uid and cluster) is this caller's.
     pub fn owns(&self, uid: Option<i64>, cluster: &str) -> bool {
-        uid == Some(i64::from(self.uid)) && (self.clusters.is_empty() || self.clusters.iter().any(|c| c == cluster))
+        uid == Some(i64::from(self.uid)) && self.on_my_clusters(cluster)
+    }
+
+    fn on_my_clusters(&self, cluster: &str) -> bool {
+        self.clusters.is_empty() || self.clusters.iter().any(|c| c == cluster)
+    }
+
+    /// The manager's view of the ledger, or `None` for a plain user.
+    pub fn managed(&self) -> Option<crate::questions::query::filter::Managed> {
+        (!self.manages.is_empty())
+            .then(|| crate::questions::query::filter::Managed { uid: self.uid, accounts: self.manages.clone() })
+    }
+
+    /// Whether a recorded job is visible to this caller at all: their own, or (for a manager)
+    /// of an account they manage. The one rule `query job` applies; the filters of every other
+    /// command say the same in SQL ([`crate::questions::query::filter::Filter::managed`]).
+    pub fn sees(&self, uid: Option<i64>, account: Option<&str>, cluster: &str) -> bool {
+        match self.managed() {
+            Some(m) => m.sees(uid, account) && self.on_my_clusters(cluster),
+            None => self.owns(uid, cluster),
+        }
     }
 }
+
+/// Whose jobs a report covers, in words for its header.
+fn report_scope(scope: &Scope) -> String {
+    match scope {
+        Scope::All => "every recorded job".into(),
+        Scope::Own(me) if !me.manages.is_empty() => {
+            format!("accounts {} (managed by {}) and {}'s own jobs", me.manages.join(", "), me.name, me.name)
+        }
+        Scope::Own(me) => format!("{}'s jobs", me.name),
+    }
+}
+
+/// What stands for another user's environment values and argv in a manager's answers.
+pub const HIDDEN: &str = "<hidden>";
 
 /// Runs `collector query …` or `collector export …` against `db`, seeing what `scope` allows.
 /// A non-admin's filters are already narrowed to their own jobs ([`crate::daemon::local`]); `query job`
@@ -491,6 +553,7 @@ impl Owner {
 pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
     match command {
         Command::Export(a) => crate::questions::analytics::run_export(db, &a, out),
+        Command::Report(mut a) => crate::questions::html_report::run(db, &mut a, &report_scope(scope), out),
         Command::Query(q) => match q.what {
             QueryCommand::Jobs(args) => {
                 if args.helpformat {
@@ -498,7 +561,7 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
                     return Ok(());
                 }
                 crate::questions::analytics::check_range(&args.filter)?;
-                query_jobs(db, &args, out)
+                query_jobs(db, &args, scope, out)
             }
             QueryCommand::Job(args) => query_job(db, &args, scope, out),
             QueryCommand::Errors(a) => {
@@ -551,7 +614,39 @@ pub fn filter_of(args: &JobsArgs) -> Filter {
     args.filter.to_filter()
 }
 
-pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(), Failure> {
+/// Whether `scope` may see what the user of a job they can see recorded themselves: their
+/// environment values and argv. Only admins and the job's own user may; a manager may not.
+fn sees_private(scope: &Scope, uid: Option<i64>) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Own(me) => uid == Some(i64::from(me.uid)),
+    }
+}
+
+/// Another user's argv, as a manager sees it.
+fn hide_argv(argv: &mut Vec<String>) {
+    if !argv.is_empty() {
+        *argv = vec![HIDDEN.to_string()];
+    }
+}
+
+/// One job as `scope` may see it: for a manager, another user's environment values and argv
+/// are [`HIDDEN`] (the variables' names stay: which are set is the team's business).
+fn private_hidden(d: &mut query::JobDetail, scope: &Scope) {
+    if sees_private(scope, d.job.uid) {
+        return;
+    }
+    for s in &mut d.steps {
+        hide_argv(&mut s.argv);
+    }
+    for env in d.environments.values_mut() {
+        for v in env.values_mut() {
+            *v = HIDDEN.to_string();
+        }
+    }
+}
+
+pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
     let conn = runledger_ledger::db::open_ro(db)?;
     let fields: Vec<&Field> = if args.format.is_empty() { output::default_fields() } else { args.format.clone() };
     let filter = filter_of(args);
@@ -572,6 +667,11 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, out: &mut dyn Write) -> Result<(),
         let mut extras = extras_of(&ids)?;
         if !ids.is_empty() {
             extras.steps = query::steps_of(&conn, &ids).map_err(db_err)?;
+            for r in rows.iter().filter(|r| !sees_private(scope, r.uid)) {
+                for s in extras.steps.get_mut(&r.id).into_iter().flatten() {
+                    hide_argv(&mut s.argv);
+                }
+            }
             extras.facts = query::job_facts_of(&conn, &rows).map_err(db_err)?;
         }
         return write_out(out, output::jobs_json(&rows, &extras));
@@ -591,7 +691,7 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
     let mut rows = query::find_job(&conn, &args.id, &clusters).map_err(db_err)?;
     if let Scope::Own(me) = scope {
         // Another user's job reads exactly like one never recorded: its existence is private too.
-        rows.retain(|r| me.owns(r.uid, &r.cluster));
+        rows.retain(|r| me.sees(r.uid, r.account.as_deref(), &r.cluster));
     }
     let label = match args.id.task {
         Some(t) => format!("{}_{t}", args.id.id),
@@ -601,8 +701,11 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         let on = args.cluster.as_deref().map(|c| format!(" on cluster {c}")).unwrap_or_default();
         return Err(Failure::new(format!("no job {label}{on} is recorded")));
     }
-    let details =
+    let mut details =
         rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+    for d in &mut details {
+        private_hidden(d, scope);
+    }
     if args.json {
         return write_out(out, output::detail_json(&details));
     }

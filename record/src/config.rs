@@ -26,6 +26,9 @@
 //! enabled = true
 //! globs = ["log.lammps", "md.log", "*.log", "*.out"]
 //! max_files = 16
+//!
+//! [access.managers]                     # account pattern → users and @groups (see access.rs)
+//! chem = ["alice", "@chem-leads"]
 //! ```
 
 use serde::Deserialize;
@@ -40,6 +43,8 @@ pub struct Config {
     pub collector: CollectorConfig,
     pub epilog: EpilogConfig,
     pub logs: LogsConfig,
+    /// `[access]`: account managers (see [`crate::access`]).
+    pub access: crate::access::AccessConfig,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -244,7 +249,9 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.access.validate()?;
+        Ok(c)
     }
 
     /// Reads a config file; the error names the file and what is wrong in it.

@@ -8,6 +8,7 @@
 //!
 //! This crate is pure Rust with no native dependencies: the plugin links it into slurmstepd.
 
+pub mod access;
 pub mod config;
 pub mod env;
 pub mod hostlist;

@@ -110,6 +110,7 @@ fn plot(p: &mut Option<crate::questions::plot::PlotTarget>) -> Option<&mut PathB
 fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
     let one = match command {
         Command::Export(a) => a.output.as_mut().filter(|p| p.as_path() != Path::new("-")),
+        Command::Report(a) => Some(a.page()),
         Command::Query(q) => match &mut q.what {
             QueryCommand::Jobs(_) | QueryCommand::Job(_) => None,
             QueryCommand::Errors(a) => plot(&mut a.plot),
@@ -128,6 +129,7 @@ fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
 fn filters(command: &mut Command) -> Option<&mut JobFilterArgs> {
     match command {
         Command::Export(a) => Some(&mut a.filter),
+        Command::Report(a) => Some(&mut a.filter),
         Command::Query(q) => match &mut q.what {
             QueryCommand::Jobs(a) => Some(&mut a.filter),
             QueryCommand::Job(_) => None,
@@ -147,18 +149,34 @@ fn filters(command: &mut Command) -> Option<&mut JobFilterArgs> {
 /// Narrows a command to the caller's own jobs: their uid, on the clusters whose uids are this
 /// host's. `-u` may name only the caller (by name or uid) and is then dropped, not matched: the
 /// filter reads an all-digit name as a uid, so a user called "1002" would see uid 1002's jobs.
+///
+/// A manager keeps `-u` (any user: the answer is narrowed to their accounts anyway) and may name
+/// only accounts they manage with `-A`; their view is their own jobs and those accounts' jobs.
 fn restrict(command: &mut Command, me: &Owner) -> Result<(), Failure> {
     if let Some(f) = filters(command) {
         let uid = me.uid.to_string();
-        if !f.user.is_empty() && !f.user.iter().any(|u| *u == me.name || *u == uid) {
+        if let Some(managed) = me.managed() {
+            let foreign: Vec<&String> =
+                f.account.iter().filter(|a| !runledger_record::access::account_matches(&managed.accounts, a)).collect();
+            if !foreign.is_empty() {
+                return Err(Failure::usage(format!(
+                    "you manage the accounts {}, not -A {}; ask an admin of the ledger",
+                    managed.accounts.join(","),
+                    foreign.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
+                )));
+            }
+            f.managed = Some(managed);
+        } else if !f.user.is_empty() && !f.user.iter().any(|u| *u == me.name || *u == uid) {
             return Err(Failure::usage(format!(
                 "you may see only your own jobs ({}), not those of -u {}; ask an admin of the ledger",
                 me.name,
                 f.user.join(",")
             )));
         }
-        f.user.clear();
-        f.owner_uid = Some(me.uid);
+        if f.managed.is_none() {
+            f.user.clear();
+            f.owner_uid = Some(me.uid);
+        }
         if !me.clusters.is_empty() {
             if f.cluster.is_empty() {
                 f.cluster = me.clusters.clone();
@@ -177,18 +195,26 @@ fn restrict(command: &mut Command, me: &Owner) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Who a caller is to the ledger. `clusters`: `[collector] user_clusters`.
-pub fn scope_of(uid: u32, admin_group: Option<&str>, clusters: &[String]) -> Result<Scope, String> {
+/// Who a caller is to the ledger. `clusters`: `[collector] user_clusters`; `access`: the
+/// account managers, whose groups are looked up now (a membership change counts at once).
+pub fn scope_of(
+    uid: u32,
+    admin_group: Option<&str>,
+    clusters: &[String],
+    access: &runledger_record::access::AccessConfig,
+) -> Result<Scope, String> {
     if uid == 0 || uid == sys::euid() {
         return Ok(Scope::All);
     }
     let user = sys::user_by_uid(uid).ok_or_else(|| format!("uid {uid} has no passwd entry"))?;
+    let groups = sys::groups_of(&user);
     if let Some(gid) = admin_group.filter(|g| !g.is_empty()).and_then(sys::group_id) {
-        if sys::groups_of(&user).contains(&gid) {
+        if groups.contains(&gid) {
             return Ok(Scope::All);
         }
     }
-    Ok(Scope::Own(Owner { uid, name: user.name, clusters: clusters.to_vec() }))
+    let manages = access.managed_by(&user.name, |g| sys::group_id(g).is_some_and(|gid| groups.contains(&gid)));
+    Ok(Scope::Own(Owner { uid, name: user.name, clusters: clusters.to_vec(), manages }))
 }
 
 /// What the daemon answers to one command line: exit code, stdout, stderr, output files.
@@ -218,7 +244,12 @@ pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
     let database_flag = match &parsed.command {
         Command::Query(q) => q.database.is_some(),
         Command::Export(a) => a.database.is_some(),
-        _ => return Answer::failed(&Failure::usage("only `collector query` and `collector export` are answered here")),
+        Command::Report(a) => a.database.is_some(),
+        _ => {
+            return Answer::failed(&Failure::usage(
+                "only `collector query`, `collector export` and `collector report` are answered here",
+            ))
+        }
     };
     if database_flag {
         return Answer::failed(&Failure::usage(
@@ -345,6 +376,8 @@ pub struct Options {
     pub admin_group: Option<String>,
     /// Clusters whose uids are this host's (`[collector] user_clusters`; empty: all).
     pub user_clusters: Vec<String>,
+    /// `[access]`: who manages which accounts.
+    pub access: runledger_record::access::AccessConfig,
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub limits: Limits,
@@ -670,7 +703,7 @@ fn serve_one(mut stream: UnixStream, cred: sys::PeerCred, opts: &Options) {
         Ok(b) => serde_json::from_slice::<Request>(&b).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters)) {
+    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters, &opts.access)) {
         (Err(e), _) => {
             log::warn!("local socket: uid {} pid {}: bad request: {e}", cred.uid, cred.pid);
             Answer::failed(&Failure::new(format!("bad request: {e}")))
@@ -723,5 +756,7 @@ fn write_answer(out: &mut dyn Write, a: &Answer) -> io::Result<()> {
     w.flush()
 }
 
+#[cfg(test)]
+mod manager_tests;
 #[cfg(test)]
 mod tests;

@@ -294,7 +294,7 @@ fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Res
             rows.sort_by(|a, b| num(&b[jobs]).total_cmp(&num(&a[jobs])));
         }
         rows.truncate(MAX_ROWS);
-        let bars: Vec<Bar> = rows
+        let mut bars: Vec<Bar> = rows
             .iter()
             .map(|row| Bar {
                 label: cell_label(&row[0]),
@@ -302,49 +302,26 @@ fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Res
                 note: count_note(num(&row[jobs]), num(&row[users])),
             })
             .collect();
+        if let Some(all) = summary::frame(keys[0]) {
+            // Every hour or weekday, the empty ones too, in the key's order.
+            bars = all
+                .iter()
+                .map(|c| {
+                    let label = cell_label(c);
+                    bars.iter().find(|b| b.label == label).cloned().unwrap_or(Bar {
+                        label,
+                        value: 0.0,
+                        note: count_note(0.0, 0.0),
+                    })
+                })
+                .collect();
+        }
         let title = format!("Jobs by {}", keys[0].name());
         plot_usage::bars(t, &title, &filter_note(f), "jobs (count)", &bars)?;
         return Ok(());
     }
-    // Two keys: rows of the first key (the most jobs first unless ordered), columns of the second.
-    let mut row_tot: Vec<(String, f64, usize)> = Vec::new();
-    let mut col_vals: Vec<(Cell, String)> = Vec::new();
-    for (i, row) in r.rows.iter().enumerate() {
-        let rl = cell_label(&row[0]);
-        match row_tot.iter_mut().find(|x| x.0 == rl) {
-            Some(x) => x.1 += num(&row[jobs]),
-            None => row_tot.push((rl, num(&row[jobs]), i)),
-        }
-        if !col_vals.iter().any(|c| c.0 == row[1]) {
-            col_vals.push((row[1].clone(), cell_label(&row[1])));
-        }
-    }
-    if keys[1] == Key::Hour {
-        for h in 0..24 {
-            if !col_vals.iter().any(|c| c.0 == Cell::Int(h)) {
-                col_vals.push((Cell::Int(h), h.to_string()));
-            }
-        }
-    }
-    col_vals.sort_by(|a, b| match (a.0.num(), b.0.num()) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        _ => a.1.cmp(&b.1),
-    });
-    if keys[0].ordered() {
-        row_tot.sort_by_key(|a| a.2);
-    } else {
-        row_tot.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    }
-    row_tot.truncate(MAX_ROWS);
-    let row_labels: Vec<String> = row_tot.iter().map(|x| x.0.clone()).collect();
+    let (row_labels, col_vals, values) = heatmap_cells(r, keys);
     let col_labels: Vec<String> = col_vals.iter().map(|c| c.1.clone()).collect();
-    let mut values = vec![vec![0.0; col_labels.len()]; row_labels.len()];
-    for row in &r.rows {
-        let rl = cell_label(&row[0]);
-        let Some(ri) = row_labels.iter().position(|x| *x == rl) else { continue };
-        let Some(ci) = col_vals.iter().position(|c| c.0 == row[1]) else { continue };
-        values[ri][ci] += num(&row[jobs]);
-    }
     let desc = |k: Key| match k {
         Key::Hour => "hour of day (start, local time)".to_string(),
         Key::Weekday => "weekday (start, local time)".to_string(),
@@ -370,6 +347,65 @@ fn plot_summary(t: &PlotTarget, r: &Report, keys: &[Key], f: &FilterArgs) -> Res
         &values,
     )?;
     Ok(())
+}
+
+/// Row labels, columns (cell and label), jobs per cell.
+type HeatmapCells = (Vec<String>, Vec<(Cell, String)>, Vec<Vec<f64>>);
+
+/// A two-key summary as heatmap cells: row labels, columns (cell and label) and jobs per cell.
+/// Rows are the first key's values (the most jobs first unless the key is ordered), columns the
+/// second's; a key with a fixed set of values ([`summary::frame`]: hours, weekdays) shows all
+/// of them, empty ones included.
+fn heatmap_cells(r: &Report, keys: &[Key]) -> HeatmapCells {
+    let jobs = r.col("jobs").expect("summary has jobs");
+    let num = |c: &Cell| c.num().unwrap_or(0.0);
+    let mut row_tot: Vec<(String, f64, usize)> = Vec::new();
+    let mut col_vals: Vec<(Cell, String)> = Vec::new();
+    for (i, row) in r.rows.iter().enumerate() {
+        let rl = cell_label(&row[0]);
+        match row_tot.iter_mut().find(|x| x.0 == rl) {
+            Some(x) => x.1 += num(&row[jobs]),
+            None => row_tot.push((rl, num(&row[jobs]), i)),
+        }
+        if !col_vals.iter().any(|c| c.0 == row[1]) {
+            col_vals.push((row[1].clone(), cell_label(&row[1])));
+        }
+    }
+    for c in summary::frame(keys[1]).unwrap_or_default() {
+        if !col_vals.iter().any(|x| x.0 == c) {
+            col_vals.push((c.clone(), cell_label(&c)));
+        }
+    }
+    if let Some(all) = summary::frame(keys[0]) {
+        // The frame's order is the key's (hours 0–23, Monday to Sunday).
+        let mut framed: Vec<(String, f64, usize)> =
+            all.iter().enumerate().map(|(i, c)| (cell_label(c), 0.0, i)).collect();
+        for (label, n, _) in row_tot.drain(..) {
+            if let Some(x) = framed.iter_mut().find(|x| x.0 == label) {
+                x.1 += n;
+            }
+        }
+        row_tot = framed;
+    }
+    col_vals.sort_by(|a, b| match (a.0.num(), b.0.num()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => a.1.cmp(&b.1),
+    });
+    if keys[0].ordered() {
+        row_tot.sort_by_key(|a| a.2);
+    } else {
+        row_tot.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    }
+    row_tot.truncate(MAX_ROWS);
+    let row_labels: Vec<String> = row_tot.iter().map(|x| x.0.clone()).collect();
+    let mut values = vec![vec![0.0; col_vals.len()]; row_labels.len()];
+    for row in &r.rows {
+        let rl = cell_label(&row[0]);
+        let Some(ri) = row_labels.iter().position(|x| *x == rl) else { continue };
+        let Some(ci) = col_vals.iter().position(|c| c.0 == row[1]) else { continue };
+        values[ri][ci] += num(&row[jobs]);
+    }
+    (row_labels, col_vals, values)
 }
 
 pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<(), Failure> {
@@ -604,4 +640,43 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
 fn count_note(jobs: f64, users: f64) -> String {
     let plural = |n: f64, what: &str| format!("{n} {what}{}", if n == 1.0 { "" } else { "s" });
     format!("{}, {}", plural(jobs, "job"), plural(users, "user"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ledger of one Friday's jobs still draws every weekday and every hour (issue #15).
+    #[test]
+    fn the_weekday_hour_heatmap_keeps_its_frame() {
+        let mut r = Report::new(&["weekday", "hour", "jobs", "users"]);
+        r.rows.push(vec![Cell::Text("5 Fri".into()), Cell::Int(9), Cell::Int(3), Cell::Int(1)]);
+        r.rows.push(vec![Cell::Text("5 Fri".into()), Cell::Int(14), Cell::Int(2), Cell::Int(1)]);
+        let (rows, cols, values) = heatmap_cells(&r, &[Key::Weekday, Key::Hour]);
+        assert_eq!(rows, ["1 Mon", "2 Tue", "3 Wed", "4 Thu", "5 Fri", "6 Sat", "7 Sun"]);
+        assert_eq!(
+            cols.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+            (0..24).map(|h| h.to_string()).collect::<Vec<_>>()
+        );
+        assert_eq!(values.len(), 7);
+        assert!(values.iter().all(|row| row.len() == 24));
+        assert_eq!((values[4][9], values[4][14]), (3.0, 2.0));
+        assert_eq!(values.iter().flatten().sum::<f64>(), 5.0, "nothing else is filled");
+        // Transposed, the same frame.
+        let mut t = Report::new(&["hour", "weekday", "jobs", "users"]);
+        t.rows.push(vec![Cell::Int(9), Cell::Text("5 Fri".into()), Cell::Int(3), Cell::Int(1)]);
+        let (rows, cols, values) = heatmap_cells(&t, &[Key::Hour, Key::Weekday]);
+        assert_eq!(rows.len(), 24);
+        assert_eq!(rows[0], "0");
+        assert_eq!(
+            cols.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+            ["1 Mon", "2 Tue", "3 Wed", "4 Thu", "5 Fri", "6 Sat", "7 Sun"]
+        );
+        assert_eq!(values[9][4], 3.0);
+        // A key without a fixed set keeps only what the data has.
+        let mut u = Report::new(&["user", "hour", "jobs", "users"]);
+        u.rows.push(vec![Cell::Text("alice".into()), Cell::Int(9), Cell::Int(3), Cell::Int(1)]);
+        let (rows, cols, _) = heatmap_cells(&u, &[Key::User, Key::Hour]);
+        assert_eq!((rows, cols.len()), (vec!["alice".to_string()], 24));
+    }
 }

@@ -9,6 +9,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod export;
+pub mod html_report;
 pub mod parse;
 pub mod plot;
 pub mod plot_usage;

@@ -59,7 +59,7 @@ fn args(s: &str) -> Vec<String> {
 }
 
 fn own(name: &str, uid: u32) -> Scope {
-    Scope::Own(Owner { uid, name: name.into(), clusters: Vec::new() })
+    Scope::Own(Owner { uid, name: name.into(), clusters: Vec::new(), manages: Vec::new() })
 }
 
 fn alice() -> Scope {
@@ -173,7 +173,7 @@ fn an_all_digit_name_is_never_read_as_a_uid() {
 #[test]
 fn user_clusters_keep_a_uid_to_its_own_cluster() {
     let (_dir, db) = ledger_of(&[(1, "alice", 2001, "tc"), (2, "zed", 2001, "far"), (3, "bob", 2002, "tc")]);
-    let here = Scope::Own(Owner { uid: 2001, name: "alice".into(), clusters: vec!["tc".into()] });
+    let here = Scope::Own(Owner { uid: 2001, name: "alice".into(), clusters: vec!["tc".into()], manages: Vec::new() });
     assert_eq!(job_ids(&answer(&args("query jobs --json"), &db, &here)), vec![1]);
     assert_eq!(job_ids(&answer(&args("query jobs --json -M tc,far"), &db, &here)), vec![1]);
     let a = answer(&args("query jobs -M far"), &db, &here);
@@ -209,7 +209,7 @@ fn the_socket_takes_no_database_and_no_other_command() {
     for cmd in ["serve --listen 0.0.0.0:1", "parse /etc/shadow"] {
         let a = answer(&args(cmd), &db, &Scope::All);
         assert_eq!(a.code, 2, "{cmd}");
-        assert!(a.stderr.contains("only `collector query` and `collector export`"), "{cmd}: {}", a.stderr);
+        assert!(a.stderr.contains("only `collector query`, `collector export`"), "{cmd}: {}", a.stderr);
     }
     let a = answer(&args("query jobs -S tomorrowish"), &db, &Scope::All);
     assert_eq!(a.code, 2);
@@ -263,15 +263,20 @@ fn the_scratch_directory_is_unpredictable_and_private() {
 
 #[test]
 fn scope_of_root_and_of_the_daemons_own_user_is_everything() {
-    assert_eq!(scope_of(sys::euid(), Some("no-such-group"), &[]), Ok(Scope::All));
+    let none = runledger_record::access::AccessConfig::default();
+    assert_eq!(scope_of(sys::euid(), Some("no-such-group"), &[], &none), Ok(Scope::All));
     if let Some(nobody) = sys::user_by_name("nobody").filter(|u| u.uid != sys::euid()) {
-        let me = Owner { uid: nobody.uid, name: "nobody".into(), clusters: vec!["tc".into()] };
-        assert_eq!(scope_of(nobody.uid, None, &me.clusters), Ok(Scope::Own(me.clone())));
-        assert_eq!(scope_of(nobody.uid, Some("no-such-group"), &me.clusters), Ok(Scope::Own(me)));
-        assert_eq!(scope_of(nobody.uid, Some("nogroup"), &[]), Ok(Scope::All), "nobody's primary group is nogroup");
+        let me = Owner { uid: nobody.uid, name: "nobody".into(), clusters: vec!["tc".into()], manages: Vec::new() };
+        assert_eq!(scope_of(nobody.uid, None, &me.clusters, &none), Ok(Scope::Own(me.clone())));
+        assert_eq!(scope_of(nobody.uid, Some("no-such-group"), &me.clusters, &none), Ok(Scope::Own(me)));
+        assert_eq!(
+            scope_of(nobody.uid, Some("nogroup"), &[], &none),
+            Ok(Scope::All),
+            "nobody's primary group is nogroup"
+        );
     }
-    assert_eq!(scope_of(0, None, &[]), Ok(Scope::All));
-    assert!(scope_of(4_000_000_000, None, &[]).unwrap_err().contains("no passwd entry"));
+    assert_eq!(scope_of(0, None, &[], &none), Ok(Scope::All));
+    assert!(scope_of(4_000_000_000, None, &[], &none).unwrap_err().contains("no passwd entry"));
 }
 
 #[test]

@@ -90,6 +90,9 @@ pub struct Filter {
     /// Only this uid, exactly: the caller a query through the socket is narrowed to, as the kernel
     /// named them (`SO_PEERCRED`). Never taken from a name, so a user called "1002" is not uid 1002.
     pub uid: Option<u32>,
+    /// Only what an account manager may see (through the socket): their own jobs and those of
+    /// the accounts they manage ([`Managed`]).
+    pub managed: Option<Managed>,
     pub accounts: Vec<String>,
     pub partitions: Vec<String>,
     pub clusters: Vec<String>,
@@ -108,6 +111,22 @@ pub struct Filter {
     /// Jobs that were running at some time between `start` and `end` (sacct's -S/-E).
     pub start: Option<i64>,
     pub end: Option<i64>,
+}
+
+/// An account manager's view (`[access.managers]`): the jobs of their uid and of every account
+/// matching one of `accounts` (globs where only `*` is special, as runledger.toml writes them).
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Managed {
+    pub uid: u32,
+    pub accounts: Vec<String>,
+}
+
+impl Managed {
+    /// Whether a recorded job (its uid and account) is in this view.
+    pub fn sees(&self, uid: Option<i64>, account: Option<&str>) -> bool {
+        uid == Some(i64::from(self.uid))
+            || account.is_some_and(|a| runledger_record::access::account_matches(&self.accounts, a))
+    }
 }
 
 fn placeholders(n: usize) -> String {
@@ -159,6 +178,15 @@ impl Filter {
         if let Some(uid) = self.uid {
             conds.push("uid = ?".into());
             params.push(Value::Integer(uid.into()));
+        }
+        if let Some(m) = &self.managed {
+            let mut alts = vec!["uid = ?".to_string()];
+            params.push(Value::Integer(m.uid.into()));
+            for a in &m.accounts {
+                alts.push("account GLOB ?".into());
+                params.push(Value::Text(runledger_record::access::sql_glob(a)));
+            }
+            conds.push(format!("({})", alts.join(" OR ")));
         }
         text_in("account", &self.accounts, &mut conds, &mut params);
         text_in("partition", &self.partitions, &mut conds, &mut params);
@@ -255,6 +283,7 @@ mod tests {
             jobs: vec![JobSel { id: 1, task: None }, JobSel { id: 2, task: Some(3) }],
             users: vec!["alice".into(), "1001".into()],
             uid: Some(1002),
+            managed: Some(Managed { uid: 7, accounts: vec!["chem".into(), "phys-*".into()] }),
             accounts: vec!["a".into()],
             partitions: vec!["p".into(), "q".into()],
             clusters: vec!["c".into()],

@@ -66,6 +66,10 @@ pub struct JobFilterArgs {
     /// Set by the daemon, never from the command line: the uid a socket caller is narrowed to.
     #[arg(skip)]
     pub owner_uid: Option<u32>,
+
+    /// An account manager's view, set by the daemon for a manager asking through the socket.
+    #[arg(skip)]
+    pub managed: Option<filter::Managed>,
 }
 
 impl JobFilterArgs {
@@ -74,6 +78,7 @@ impl JobFilterArgs {
             jobs: self.jobs.clone(),
             users: self.user.clone(),
             uid: self.owner_uid,
+            managed: self.managed.clone(),
             accounts: self.account.clone(),
             partitions: self.partition.clone(),
             clusters: self.cluster.clone(),

@@ -12,6 +12,7 @@ pub fn covers(filter: &Filter) -> bool {
         jobs,
         users,
         uid,
+        managed,
         accounts: _,
         partitions: _,
         clusters: _,
@@ -34,6 +35,8 @@ pub fn covers(filter: &Filter) -> bool {
         && end.is_none()
         // The rollups are keyed by user name: a uid is answered by the scan.
         && uid.is_none()
+        // A manager's accounts are globs, and their own jobs go by uid: the scan answers.
+        && managed.is_none()
         && users.iter().all(|u| u.is_empty() || !u.bytes().all(|b| b.is_ascii_digit()))
 }
 

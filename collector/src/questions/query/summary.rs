@@ -129,6 +129,16 @@ impl Key {
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
+/// Every value a key can take when that set is fixed and small (the hours of a day, the days of
+/// a week), as the summary's cells write them: a chart keeps its frame whatever the data.
+pub fn frame(key: Key) -> Option<Vec<Cell>> {
+    match key {
+        Key::Hour => Some((0..24).map(Cell::Int).collect()),
+        Key::Weekday => Some((1..=7).map(|d| Cell::Text(format!("{d} {}", WEEKDAYS[d - 1]))).collect()),
+        _ => None,
+    }
+}
+
 /// Whether `jobs` has this column (the verdict columns came with schema version 2).
 pub fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?.exists([table, column])
