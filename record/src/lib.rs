@@ -6,13 +6,17 @@
 //! over the [`wire`]. The collector merges each item idempotently, so items may arrive twice, in
 //! any order, or from several nodes of the same job.
 //!
-//! This crate is pure Rust with no native dependencies: the plugin links it into slurmstepd.
+//! This crate is pure Rust with no native dependencies (libc only): the plugin links it into
+//! slurmstepd. It has no `unsafe` code: the passwd/group look-ups of [`users`] go through `nix`.
+
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod env;
 pub mod hostlist;
 pub mod modules;
 pub mod spool;
+pub mod users;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};
