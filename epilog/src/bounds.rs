@@ -179,7 +179,7 @@ pub fn enforce(spool: &Spool, bounds: &Bounds, reserve: u64, now: Timestamp) -> 
 /// admin had that long to look at them, and they can never be delivered. Each is logged.
 fn prune_rejected(spool: &Spool, bounds: &Bounds, now: Timestamp) {
     let Some(max_age) = bounds.max_age_secs() else { return };
-    let dir = spool.root().join("rejected");
+    let dir = spool.rejected_dir();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let written = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| {
             t.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| Timestamp::try_from(d.as_secs()).ok())
