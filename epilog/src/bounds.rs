@@ -11,10 +11,10 @@
 //! emptied by each job's own epilog (and [`crate::orphans`] deals with the jobs whose epilog never
 //! came); `rejected/` waits `spool_max_age_days` for an admin.
 
+use nix::fcntl::{Flock, FlockArg};
 use runledger_record::config::EpilogConfig;
 use runledger_record::spool::{outbox_name_parts, Spool};
 use runledger_record::{DropCount, Timestamp};
-use nix::fcntl::{Flock, FlockArg};
 use std::path::PathBuf;
 
 /// Job ids named in one log line; the rest are counted.

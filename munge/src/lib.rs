@@ -71,7 +71,6 @@ use std::os::raw::c_int;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-
 /// Largest payload [`Context::encode`] accepts, in bytes.
 ///
 /// Chosen so that the resulting credential text stays under munged's 1 MiB

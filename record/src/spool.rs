@@ -406,9 +406,18 @@ mod tests {
         assert_eq!(s.put_item(&end).unwrap(), d.path().join("jobs/7/0.end.json"));
         assert_eq!(s.rejected_dir(), d.path().join("rejected"));
         assert_eq!(s.drops_path(), d.path().join("dropped.json"));
-        let b = Batch { format: crate::FORMAT_VERSION, sender: "n".into(), created: 5, items: vec![start(7, 0)], dropped: None };
+        let b = Batch {
+            format: crate::FORMAT_VERSION,
+            sender: "n".into(),
+            created: 5,
+            items: vec![start(7, 0)],
+            dropped: None,
+        };
         assert_eq!(s.outbox_put(&b).unwrap(), d.path().join("outbox/000000000005-c-7.json"));
-        assert_eq!(s.outbox_put_part("000000000005-c-7", 1, &b).unwrap(), d.path().join("outbox/000000000005-c-7.p0001.json"));
+        assert_eq!(
+            s.outbox_put_part("000000000005-c-7", 1, &b).unwrap(),
+            d.path().join("outbox/000000000005-c-7.p0001.json")
+        );
     }
 
     #[test]
