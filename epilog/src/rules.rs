@@ -26,7 +26,6 @@
 
 use logparse::{Part, Rules, Triggers, BUILTIN_TOML};
 use regex::bytes::{RegexBuilder, RegexSetBuilder};
-use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Largest site rules file read (logparse's own limit is 4 MiB).

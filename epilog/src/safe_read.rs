@@ -169,13 +169,11 @@ fn list_one(
     // The stream reads its own duplicate of the descriptor; entries are stat'ed against `fd`.
     let mut entries = Dir::from_fd(fd.try_clone().map_err(ReadError::Io)?).map_err(|e| ReadError::Io(e.into()))?;
     let mut out = Vec::new();
-    let mut seen = 0;
-    for ent in entries.iter() {
-        if seen >= max_entries || Instant::now() >= deadline {
+    for ent in entries.iter().take(max_entries) {
+        if Instant::now() >= deadline {
             break;
         }
         let Ok(ent) = ent else { break };
-        seen += 1;
         let name = ent.file_name();
         let Ok(text) = name.to_str() else { continue };
         if text == "." || text == ".." || !keep(text) {
