@@ -9,6 +9,10 @@
 //! Rust [`Error`] — and nothing more. No policy (TTLs, realms, UID
 //! restrictions) lives here.
 //!
+//! All `unsafe` is in `src/ffi.rs` (the declarations and the context type that
+//! owns a `munge_ctx_t` and the buffers libmunge hands back); the rest of the
+//! crate is under `deny(unsafe_code)`.
+//!
 //! ```no_run
 //! let cred = munge::encode(b"job 42 finished")?;
 //! let decoded = munge::decode(&cred)?;
