@@ -11,10 +11,10 @@
 //! emptied by each job's own epilog (and [`crate::orphans`] deals with the jobs whose epilog never
 //! came); `rejected/` waits `spool_max_age_days` for an admin.
 
+use nix::fcntl::{Flock, FlockArg};
 use runledger_record::config::EpilogConfig;
 use runledger_record::spool::{outbox_name_parts, Spool};
 use runledger_record::{DropCount, Timestamp};
-use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 
 /// Job ids named in one log line; the rest are counted.
@@ -75,11 +75,14 @@ pub fn enforce(spool: &Spool, bounds: &Bounds, reserve: u64, now: Timestamp) -> 
     };
     // One pruner at a time, so that two epilogs ending together neither count one drop twice
     // nor lose an update of the counter. The other one simply skips: this run does the job.
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        log::debug!("outbox {}: another run is checking its bounds", dir.display());
-        return dropped;
-    }
+    // Held until this function returns (the lock is released when `_held` drops).
+    let _held = match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+        Ok(held) => held,
+        Err(_) => {
+            log::debug!("outbox {}: another run is checking its bounds", dir.display());
+            return dropped;
+        }
+    };
 
     prune_rejected(spool, bounds, now);
 
@@ -176,7 +179,7 @@ pub fn enforce(spool: &Spool, bounds: &Bounds, reserve: u64, now: Timestamp) -> 
 /// admin had that long to look at them, and they can never be delivered. Each is logged.
 fn prune_rejected(spool: &Spool, bounds: &Bounds, now: Timestamp) {
     let Some(max_age) = bounds.max_age_secs() else { return };
-    let dir = spool.root().join("rejected");
+    let dir = spool.rejected_dir();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let written = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| {
             t.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| Timestamp::try_from(d.as_secs()).ok())
@@ -385,9 +388,7 @@ mod tests {
     #[test]
     fn a_concurrent_pruner_is_left_alone() {
         let (_d, s, _) = spool_with(&[batch(1, 0, 10)]);
-        let held = std::fs::File::open(s.outbox_dir()).unwrap();
-        // SAFETY: flock on a descriptor this test owns.
-        assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        let held = Flock::lock(std::fs::File::open(s.outbox_dir()).unwrap(), FlockArg::LockExclusiveNonblock).unwrap();
         assert_eq!(enforce(&s, &Bounds { max_bytes: 1, max_age_days: 1 }, 0, NOW), Dropped::default());
         drop(held);
         assert_eq!(enforce(&s, &Bounds { max_bytes: 1, max_age_days: 1 }, 0, NOW).count.batches, 1);

@@ -539,7 +539,7 @@ fn send_current(spool: &Spool, sender: &mut Sender, cur: &Current, deadline: Ins
 
 /// Moves an outbox file that can never be delivered to `<spool>/rejected/`, loudly.
 pub(crate) fn reject(spool: &Spool, path: &Path, why: &str) {
-    let dir = spool.root().join("rejected");
+    let dir = spool.rejected_dir();
     let moved = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

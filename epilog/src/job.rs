@@ -6,7 +6,7 @@ use crate::pattern::{self, PatternVars};
 use crate::safe_read::{read_windows_as, ReadError};
 use crate::state::{classify, JobIds, Verdict};
 use runledger_record::config::LogsConfig;
-use runledger_record::spool::Spool;
+use runledger_record::spool::{layout, Spool};
 use runledger_record::{step_name, Batch, ExitStatus, Item, JobEnd, StepEnd, StepStart, TimeLimit, STEP_BATCH};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -96,8 +96,8 @@ pub fn node_of(spool: &Spool, env: &JobEnv) -> String {
         return n;
     }
     let (paths, _) = spool.job_item_paths(env.job_id);
-    let batch = spool.job_dir(env.job_id).join(format!("{}.start.json", step_name(STEP_BATCH)));
-    let starts = paths.iter().filter(|p| p.to_string_lossy().ends_with(".start.json"));
+    let batch = spool.step_start_path(env.job_id, STEP_BATCH);
+    let starts = paths.iter().filter(|p| p.to_string_lossy().ends_with(layout::START));
     let first = paths.iter().find(|p| **p == batch).into_iter().chain(starts).find_map(|p| {
         match spool.job_item(env.job_id, p) {
             Ok(Item::StepStart(s)) => Some(s.node),
@@ -116,7 +116,8 @@ fn wait_for_step_ends(spool: &Spool, job_id: u32, until: Instant) {
         paths
             .iter()
             .filter_map(|p| {
-                p.file_name()?.to_str()?.strip_suffix(".start.json").map(|step| dir.join(format!("{step}.end.json")))
+                let step = p.file_name()?.to_str()?.strip_suffix(layout::START)?;
+                Some(dir.join(format!("{step}{}", layout::END)))
             })
             .filter(|end| !paths.contains(end))
             .collect()

@@ -16,8 +16,15 @@
 //!   size and age bounds); [`flush`] drains a node's outbox (`runledger-epilog --flush`);
 //! - [`orphans`]: the spooled records of jobs whose epilog never ran here;
 //! - [`logger`]: syslog or stderr.
+//!
+//! `unsafe` lives in one module, [`creds`]: the reader thread's own groups and capabilities,
+//! raw syscalls that `nix` does not wrap. Everything else reaches the kernel through `nix` and
+//! `runledger_record::users`; every other module is under `deny(unsafe_code)`.
+
+#![deny(unsafe_code)]
 
 pub mod bounds;
+pub mod creds;
 pub mod deliver;
 pub mod env;
 pub mod facts;

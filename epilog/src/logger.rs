@@ -2,7 +2,7 @@
 //! default, stderr when asked (`--stderr`, `--dry-run`, or `log = "stderr"` in the config).
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use std::ffi::CString;
+use nix::syslog;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,8 +15,8 @@ static LOGGER: EpilogLogger = EpilogLogger { stderr: AtomicBool::new(false) };
 /// Installs the logger (once per process). Messages up to `info` are kept.
 pub fn init(to_stderr: bool) {
     LOGGER.stderr.store(to_stderr, Ordering::Relaxed);
-    // SAFETY: the ident is a 'static C string, as openlog requires (it keeps the pointer).
-    unsafe { libc::openlog(c"runledger-epilog".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+    // The ident is 'static, as openlog requires (it keeps the pointer).
+    let _ = syslog::openlog(Some(c"runledger-epilog"), syslog::LogFlags::LOG_PID, syslog::Facility::LOG_DAEMON);
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(LevelFilter::Info);
     }
@@ -43,15 +43,14 @@ impl Log for EpilogLogger {
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
             return;
         }
-        let prio = match r.level() {
-            Level::Error => libc::LOG_ERR,
-            Level::Warn => libc::LOG_WARNING,
-            Level::Info => libc::LOG_INFO,
-            Level::Debug | Level::Trace => libc::LOG_DEBUG,
+        let severity = match r.level() {
+            Level::Error => syslog::Severity::LOG_ERR,
+            Level::Warn => syslog::Severity::LOG_WARNING,
+            Level::Info => syslog::Severity::LOG_INFO,
+            Level::Debug | Level::Trace => syslog::Severity::LOG_DEBUG,
         };
-        let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
-        // SAFETY: a constant "%s" format with one NUL-terminated string argument.
-        unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
+        // nix passes the message as the argument of a constant "%s"; a NUL would cut it short.
+        let _ = syslog::syslog(severity, msg.replace('\0', "\\0").as_str());
     }
 
     fn flush(&self) {}

@@ -1,5 +1,7 @@
 //! `runledger-epilog`: see the crate docs and `--help`.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use runledger_epilog::{logger, run, Mode};
 use runledger_record::config::Config;
@@ -90,10 +92,8 @@ struct Cli {
 
 fn main() {
     let started = Instant::now();
-    // Rust already ignores SIGPIPE; said explicitly because a dropped collector connection
-    // must be an error to handle, never a death.
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // No signal set-up: Rust's runtime ignores SIGPIPE before main, so a dropped collector
+    // connection is an EPIPE error to handle, never a death.
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

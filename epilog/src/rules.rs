@@ -20,11 +20,12 @@
 //! The site file ([`logparse::SITE_RULES_PATH`], `[logs] rules`) is compiled whole whenever
 //! rules are needed, so its errors name the file's own lines; a bad site file is reported and
 //! the built-in rules are used. A pattern the check cannot compile makes the check give up:
-//! then the full rules are compiled.
+//! then the full rules are compiled. Which patterns trigger which part of a rules file, and
+//! compiling only some parts, are logparse's to say ([`Triggers`], [`Rules::from_toml_part`]):
+//! this module never reads the rules' TOML itself.
 
-use logparse::{Rules, BUILTIN_TOML};
+use logparse::{Part, Rules, Triggers, BUILTIN_TOML};
 use regex::bytes::{RegexBuilder, RegexSetBuilder};
-use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Largest site rules file read (logparse's own limit is 4 MiB).
@@ -38,57 +39,6 @@ pub struct Loaded {
     pub errors: Vec<String>,
     /// Programs compiled (`*` = all of them), for the log.
     pub compiled: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum Owner {
-    Generic,
-    Program(String),
-}
-
-fn strings(v: Option<&toml::Value>) -> Option<Vec<String>> {
-    match v? {
-        toml::Value::String(s) => Some(vec![s.clone()]),
-        toml::Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string)).collect(),
-        _ => None,
-    }
-}
-
-/// Every pattern of a rules document that can make logparse say something, with its owner.
-/// Programs whose detect patterns cannot be listed are returned in `always`.
-fn patterns(doc: &toml::Table, pats: &mut Vec<(String, Owner)>, always: &mut BTreeSet<String>) {
-    if let Some(g) = doc.get("generic").and_then(|g| g.as_table()) {
-        for (section, key) in [("failure", "pattern"), ("field", "pattern"), ("table", "header")] {
-            for r in g.get(section).and_then(|v| v.as_array()).into_iter().flatten() {
-                if let Some(p) = r.get(key).and_then(|p| p.as_str()) {
-                    pats.push((p.to_string(), Owner::Generic));
-                }
-            }
-        }
-    }
-    for p in doc.get("program").and_then(|v| v.as_array()).into_iter().flatten() {
-        let Some(name) = p.get("name").and_then(|n| n.as_str()) else { continue };
-        match strings(p.get("detect")) {
-            Some(ds) if !ds.is_empty() => {
-                pats.extend(ds.into_iter().map(|d| (d, Owner::Program(name.to_string()))));
-            }
-            _ => {
-                always.insert(name.to_string());
-            }
-        }
-    }
-}
-
-fn builtin_subset(doc: &toml::Table, generic: bool, programs: &BTreeSet<String>) -> Result<Rules, String> {
-    let mut doc = doc.clone();
-    if !generic {
-        doc.remove("generic");
-    }
-    if let Some(toml::Value::Array(ps)) = doc.get_mut("program") {
-        ps.retain(|p| p.get("name").and_then(|n| n.as_str()).is_some_and(|n| programs.contains(n)));
-    }
-    let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
-    Rules::from_toml(&text, "builtin.toml").map_err(|e| e.to_string())
 }
 
 /// The site file's text: `Ok(None)` when it does not exist.
@@ -227,7 +177,7 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
 /// The rules needed to analyse `windows` (the bytes read from a job's files; see the module
 /// docs), with the site file at `site` added.
 pub fn rules_for(site: &Path, windows: &[&[u8]]) -> Loaded {
-    let Ok(builtin) = toml::from_str::<toml::Table>(BUILTIN_TOML) else { return full(site) };
+    let Ok(builtin) = Triggers::from_toml(BUILTIN_TOML, "builtin.toml") else { return full(site) };
     let mut errors = Vec::new();
     let site_text = match read_site(site) {
         Ok(t) => t,
@@ -236,17 +186,17 @@ pub fn rules_for(site: &Path, windows: &[&[u8]]) -> Loaded {
             None
         }
     };
-    let site_doc = match site_text.as_deref().map(toml::from_str::<toml::Table>) {
+    let site_triggers = match site_text.as_deref().map(|t| Triggers::from_toml(t, &site.display().to_string())) {
         None => None,
-        Some(Ok(d)) => Some(d),
+        Some(Ok(t)) => Some(t),
         // Let logparse say what is wrong, with its line.
         Some(Err(_)) => return full(site),
     };
-    let mut pats = Vec::new();
-    let mut always = BTreeSet::new();
-    patterns(&builtin, &mut pats, &mut always);
-    if let Some(d) = &site_doc {
-        patterns(d, &mut pats, &mut always);
+    let mut pats = builtin.patterns;
+    let mut always = builtin.always;
+    if let Some(t) = &site_triggers {
+        pats.extend(t.patterns.iter().cloned());
+        always.extend(t.always.iter().cloned());
     }
     // Patterns held to one line that need a byte no row of numbers has are checked against the
     // windows without those rows (thermo output is most of a log); the others against all of it.
@@ -276,8 +226,8 @@ pub fn rules_for(site: &Path, windows: &[&[u8]]) -> Loaded {
     });
     for i in found.into_iter().flatten() {
         match &pats[i].1 {
-            Owner::Generic => generic = true,
-            Owner::Program(n) => {
+            Part::Generic => generic = true,
+            Part::Program(n) => {
                 programs.insert(n.clone());
             }
         }
@@ -293,14 +243,14 @@ pub fn rules_for(site: &Path, windows: &[&[u8]]) -> Loaded {
         v.extend(programs.iter().map(String::as_str));
         v.join(",")
     };
-    let base = match builtin_subset(&builtin, generic, &programs) {
+    let base = match Rules::from_toml_part(BUILTIN_TOML, "builtin.toml", generic, Some(&programs)) {
         Ok(r) => r,
         Err(e) => {
             log::warn!("built-in rules subset: {e}; compiling them all");
             Rules::builtin()
         }
     };
-    let rules = match (site_text, site_doc) {
+    let rules = match (site_text, site_triggers) {
         (Some(text), Some(_)) => match Rules::from_toml(&text, &site.display().to_string()) {
             Ok(s) => base.with_site(s),
             Err(e) => {

@@ -29,9 +29,16 @@
 //! finish or die with the process. If the process is not root it can only read as itself: any
 //! other uid is refused.
 //!
-//! This module and the syslog calls are the only `unsafe` code of the epilog.
+//! The kernel calls go through `nix` and `runledger_record::users`; the two that nix lacks (a
+//! thread-only `setgroups`, capabilities) are in [`creds`](crate::creds), the epilog's one
+//! `unsafe` module.
 
-use std::ffi::{CStr, CString};
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{Mode, SFlag};
+use nix::unistd::{Gid, Uid};
+use runledger_record::users;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -153,57 +160,32 @@ fn list_one(
     max_entries: usize,
     deadline: Instant,
 ) -> Result<Vec<DirFile>, ReadError> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| ReadError::Refused("NUL in the path".into()))?;
-    // SAFETY: valid NUL-terminated path; the fd is owned by the DIR stream below.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::ELOOP) => ReadError::Refused("is a symbolic link".into()),
-            Some(libc::ENOTDIR) => ReadError::Refused("not a directory".into()),
-            _ => ReadError::Io(e),
-        });
-    }
-    // SAFETY: fd is an open directory; on success the stream owns it (closedir closes it).
-    let d = unsafe { libc::fdopendir(fd) };
-    if d.is_null() {
-        let e = io::Error::last_os_error();
-        // SAFETY: fd is ours and still open.
-        unsafe { libc::close(fd) };
-        return Err(ReadError::Io(e));
-    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(dir, flags, Mode::empty()).map_err(|e| match e {
+        Errno::ELOOP => ReadError::Refused("is a symbolic link".into()),
+        Errno::ENOTDIR => ReadError::Refused("not a directory".into()),
+        e => ReadError::Io(e.into()),
+    })?;
+    // The stream reads its own duplicate of the descriptor; entries are stat'ed against `fd`.
+    let mut entries = Dir::from_fd(fd.try_clone().map_err(ReadError::Io)?).map_err(|e| ReadError::Io(e.into()))?;
     let mut out = Vec::new();
-    let mut seen = 0;
-    while seen < max_entries && Instant::now() < deadline {
-        // SAFETY: d is a valid stream, used by this thread only.
-        let ent = unsafe { libc::readdir(d) };
-        if ent.is_null() {
+    for ent in entries.iter().take(max_entries) {
+        if Instant::now() >= deadline {
             break;
         }
-        seen += 1;
-        // SAFETY: d_name is NUL-terminated and valid until the next readdir.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        let Ok(ent) = ent else { break };
+        let name = ent.file_name();
         let Ok(text) = name.to_str() else { continue };
         if text == "." || text == ".." || !keep(text) {
             continue;
         }
-        // SAFETY: an all-zero stat is a valid out-parameter.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: dirfd(d) is open, name is NUL-terminated, st is valid; the link is never followed.
-        let rc = unsafe { libc::fstatat(libc::dirfd(d), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
-        if rc != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        // The link is never followed: only regular files themselves are listed.
+        let Ok(st) = nix::sys::stat::fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
             continue;
         }
         out.push(DirFile { path: dir.join(text), size: st.st_size as u64, mtime: st.st_mtime });
     }
-    // SAFETY: d is valid and closed once.
-    unsafe { libc::closedir(d) };
     Ok(out)
 }
 
@@ -307,43 +289,34 @@ fn read_at(f: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
 /// Gives the calling thread the file-access identity of `uid`. Only ever called on the
 /// dedicated reader thread.
 fn become_user(uid: u32, gid: Option<u32>) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = users::euid();
     if euid != 0 {
         return if euid == uid {
-            drop_capabilities()
+            crate::creds::drop_thread_capabilities()
         } else {
             Err(format!("not root (euid {euid}): cannot read as uid {uid}"))
         };
     }
-    let (name, pw_gid) = match passwd_entry(uid) {
-        Some((n, g)) => (Some(n), Some(g)),
-        None => (None, None),
-    };
-    let gid = effective_gid(uid, gid, pw_gid)?;
+    let user = users::user_by_uid(uid);
+    let gid = effective_gid(uid, gid, user.as_ref().map(|u| u.gid))?;
     // Without a name the user's supplementary groups are unknown: only the primary group, which
     // can only grant less than the user really has.
-    let groups = match &name {
-        Some(n) => group_list(n, gid),
+    let groups = match &user {
+        Some(u) => users::groups_of(&u.name, gid),
         None => vec![gid],
     };
-    // SAFETY: raw syscalls with a valid pointer/length pair; they change only this thread's
-    // credentials (the kernel's creds are per task; no glibc setxid broadcast is involved).
-    unsafe {
-        if libc::syscall(libc::SYS_setgroups, groups.len() as libc::size_t, groups.as_ptr()) != 0 {
-            return Err(format!("setgroups: {}", io::Error::last_os_error()));
-        }
-        libc::syscall(libc::SYS_setfsgid, gid as libc::c_long);
-        libc::syscall(libc::SYS_setfsuid, uid as libc::c_long);
-        // setfsuid/setfsgid report no errors; an invalid id (-1) changes nothing and returns the
-        // current value, which is how they are checked.
-        let fsgid = libc::syscall(libc::SYS_setfsgid, -1 as libc::c_long) as u32;
-        let fsuid = libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) as u32;
-        if fsuid != uid || fsgid != gid {
-            return Err(format!("fsuid/fsgid are {fsuid}/{fsgid}, wanted {uid}/{gid}"));
-        }
+    crate::creds::set_thread_groups(&groups).map_err(|e| format!("setgroups: {e}"))?;
+    // setfsuid/setfsgid are per-thread syscalls in glibc too (no setxid broadcast). They report
+    // no errors; an invalid id (-1) changes nothing and returns the current value, which is how
+    // they are checked.
+    nix::unistd::setfsgid(Gid::from_raw(gid));
+    nix::unistd::setfsuid(Uid::from_raw(uid));
+    let fsgid = nix::unistd::setfsgid(Gid::from_raw(u32::MAX)).as_raw();
+    let fsuid = nix::unistd::setfsuid(Uid::from_raw(u32::MAX)).as_raw();
+    if fsuid != uid || fsgid != gid {
+        return Err(format!("fsuid/fsgid are {fsuid}/{fsgid}, wanted {uid}/{gid}"));
     }
-    drop_capabilities()
+    crate::creds::drop_thread_capabilities()
 }
 
 /// The gid to read as: `given`, else the passwd entry's. Fails closed: no gid at all, or gid 0
@@ -357,99 +330,16 @@ fn effective_gid(uid: u32, given: Option<u32>, passwd_gid: Option<u32>) -> Resul
     Ok(gid)
 }
 
-/// `struct __user_cap_header_struct` and `__user_cap_data_struct` (linux/capability.h).
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-/// Empties the calling thread's capability sets (effective, permitted, inheritable, ambient) and
-/// checks that they are empty. Raw syscalls on pid 0: only this thread changes.
-fn drop_capabilities() -> Result<(), String> {
-    // SAFETY: prctl with integer arguments; EINVAL on a kernel without ambient sets is harmless
-    // (then there is no ambient set to clear).
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let none = [CapData::default(); 2];
-    // SAFETY: a valid header and two data structs, as version 3 requires.
-    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, none.as_ptr()) } != 0 {
-        return Err(format!("capset: {}", io::Error::last_os_error()));
-    }
-    let mut got = [CapData { effective: 1, permitted: 1, inheritable: 1 }; 2];
-    // SAFETY: as above; capget writes the two structs.
-    if unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, got.as_mut_ptr()) } != 0 {
-        return Err(format!("capget: {}", io::Error::last_os_error()));
-    }
-    if got != none {
-        return Err("capabilities are still held after dropping them".into());
-    }
-    Ok(())
-}
-
-/// The user's name and primary group (getpwuid_r).
-fn passwd_entry(uid: u32) -> Option<(CString, u32)> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: an all-zero passwd is a valid out-parameter (pointers NULL, ints 0).
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut res: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: buf/pw/res are valid for the call; getpwuid_r writes strings into buf only.
-        let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 || res.is_null() || pw.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: pw_name points into buf, NUL-terminated, valid while buf lives.
-        let name = unsafe { CStr::from_ptr(pw.pw_name) }.to_owned();
-        return Some((name, pw.pw_gid));
-    }
-}
-
-/// The user's groups (getgrouplist), always including `gid`.
-fn group_list(name: &CStr, gid: u32) -> Vec<u32> {
-    let mut n: libc::c_int = 64;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        let mut count = n;
-        // SAFETY: name is NUL-terminated; groups has room for `count` entries.
-        let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
-        if rc >= 0 {
-            groups.truncate(count.max(0) as usize);
-            return groups;
-        }
-        if count <= n || count > 65536 {
-            return vec![gid]; // cannot size it: fewer groups, never more
-        }
-        n = count;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     const NOBODY: u32 = 65534;
 
     fn is_root() -> bool {
-        // SAFETY: no preconditions.
-        unsafe { libc::geteuid() == 0 }
+        users::euid() == 0
     }
 
     fn soon() -> Instant {
@@ -469,7 +359,7 @@ mod tests {
     #[test]
     fn windows_do_not_overlap() {
         let (_d, p) = setup(0o644);
-        let me = unsafe { libc::geteuid() };
+        let me = users::euid();
         let r = read_windows_as(me, None, &[p.clone(), p.clone(), p.clone()], 0, 4, soon());
         let w = r[0].as_ref().unwrap();
         assert_eq!((w.size, w.head.as_slice(), w.tail.as_slice()), (10, &b""[..], &b"6789"[..]));
@@ -501,7 +391,7 @@ mod tests {
         // The same file as root (uid 0) is readable: the refusal came from the identity.
         assert!(read_windows_as(0, Some(0), &[secret], 0, 64, soon())[0].is_ok());
         // The calling thread kept root's identity.
-        assert_eq!(unsafe { libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) }, 0);
+        assert_eq!(nix::unistd::setfsuid(Uid::from_raw(u32::MAX)).as_raw(), 0);
     }
 
     #[test]
@@ -527,8 +417,8 @@ mod tests {
 
     #[test]
     fn the_reader_thread_holds_no_capability_at_all() {
-        let me = unsafe { libc::geteuid() };
-        let (uid, gid) = if is_root() { (NOBODY, NOBODY) } else { (me, unsafe { libc::getegid() }) };
+        let me = users::euid();
+        let (uid, gid) = if is_root() { (NOBODY, NOBODY) } else { (me, users::egid()) };
         let caps = reader_caps(uid, gid);
         assert_eq!(caps.len(), 4, "{caps:?}");
         for line in &caps {
@@ -566,10 +456,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let fifo = d.path().join("fifo");
-        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-        let uid = if is_root() { NOBODY } else { unsafe { libc::geteuid() } };
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o666)).unwrap();
+        let uid = if is_root() { NOBODY } else { users::euid() };
         // Opening a FIFO for reading blocks until a writer comes: returning at all is the test.
         let r = read_windows_as(uid, Some(uid), &[fifo, PathBuf::from("/dev/zero")], 0, 64, soon());
         assert!(matches!(&r[0], Err(ReadError::Refused(w)) if w.contains("FIFO")), "{:?}", r[0]);
@@ -583,7 +471,7 @@ mod tests {
         let link = d.path().join("slurm-1.out");
         std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
         for uid in [NOBODY, 0] {
-            if uid != unsafe { libc::geteuid() } && !is_root() {
+            if uid != users::euid() && !is_root() {
                 continue;
             }
             let r = read_windows_as(uid, Some(uid), std::slice::from_ref(&link), 0, 64, soon());
@@ -599,7 +487,7 @@ mod tests {
     #[test]
     fn past_deadline_reads_nothing_and_missing_files_are_errors() {
         let (_d, p) = setup(0o644);
-        let me = unsafe { libc::geteuid() };
+        let me = users::euid();
         let r = read_windows_as(me, None, &[p], 0, 64, Instant::now());
         assert!(matches!(r[0], Err(ReadError::TimedOut)), "{:?}", r[0]);
         let r = read_windows_as(me, None, &[PathBuf::from("/nonexistent/x")], 0, 64, soon());

@@ -4,8 +4,6 @@
 //! the checks that need another identity are skipped).
 
 use runledger_record::{Batch, Fact, Item, JobEnd};
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,8 +23,7 @@ const LAMMPS_LOST: &str = "LAMMPS (29 Sep 2021 - Update 2)\nCreated 4000 atoms\n
 ERROR: Lost atoms: original 4000 current 0 (src/thermo.cpp:439)\nLast command: run 1000\n";
 
 fn euid() -> u32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() }
+    runledger_record::users::euid()
 }
 
 fn is_root() -> bool {
@@ -256,9 +253,7 @@ fn symlinks_fifos_devices_and_unreadable_files_are_not_read() {
     let job = Job::new("");
     std::os::unix::fs::symlink("/etc/shadow", job.work.join("log.lammps")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", job.work.join("passwd.log")).unwrap();
-    let fifo = CString::new(job.work.join("md.log").as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o666) }, 0);
+    nix::unistd::mkfifo(&job.work.join("md.log"), nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
     std::fs::create_dir(job.work.join("dir.log")).unwrap();
     if is_root() {
         let secret = job.write("secret.log", LAMMPS_LOST);

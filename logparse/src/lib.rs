@@ -101,6 +101,8 @@
 //! (`wrf.version`). Counts and sums are left out when the window has a gap
 //! (`truncated_between`), because they would be wrong.
 
+#![deny(unsafe_code)]
+
 mod convert;
 mod engine;
 mod model;
@@ -111,5 +113,5 @@ mod text;
 pub use convert::MAX_VALUE;
 pub use engine::{analyze, MAX_FACTS};
 pub use model::{combine, Analysis, Category, FactValue, Outcome, ScanStats, Verdict};
-pub use rules::{RuleError, Rules, BUILTIN_TOML, SITE_RULES_PATH};
+pub use rules::{Part, RuleError, Rules, Triggers, BUILTIN_TOML, SITE_RULES_PATH};
 pub use text::{Window, MAX_LINE};

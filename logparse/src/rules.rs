@@ -1,6 +1,6 @@
 //! The rules file: its TOML form, its checks, and the compiled [`Rules`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -290,6 +290,67 @@ pub(crate) struct Scanner {
     pub n_slots: usize,
 }
 
+fn parse_doc(text: &str, origin: &str) -> Result<FileDoc, RuleError> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start);
+        err_at(text, origin, offset, e.message().trim().to_string())
+    })
+}
+
+/// The part of a rules file a trigger pattern belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The `[generic]` rules.
+    Generic,
+    /// The `[[program]]` of this name.
+    Program(String),
+}
+
+/// The patterns of a rules file without which a part of it can say nothing about a log: every
+/// `[generic]` failure and field pattern and table header, and every program's `detect` (its
+/// other rules count only after its banner). Lets a caller find cheaply, before compiling
+/// anything, which parts a log needs ([`Rules::from_toml_part`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Triggers {
+    /// Each pattern's source text (logparse's syntax: multi-line, ASCII classes, bytes) and
+    /// the part it triggers.
+    pub patterns: Vec<(String, Part)>,
+    /// Programs without a `detect` pattern: always needed.
+    pub always: BTreeSet<String>,
+}
+
+impl Triggers {
+    /// The triggers of the text of a rules file. Only the file's form is checked (a pattern
+    /// that does not compile is still listed); `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Triggers, RuleError> {
+        let doc = parse_doc(text, origin)?;
+        let mut t = Triggers::default();
+        if let Some(g) = doc.generic {
+            let failures = g.failure.into_iter().map(|f| f.pattern.into_inner());
+            let fields = g.field.into_iter().map(|f| f.pattern.into_inner());
+            let tables = g.table.into_iter().map(|f| f.header.into_inner());
+            t.patterns.extend(failures.chain(fields).chain(tables).map(|p| (p, Part::Generic)));
+        }
+        for p in doc.program {
+            let name = p.name.into_inner();
+            let detect: Option<Vec<String>> = match p.detect.map(Spanned::into_inner) {
+                Some(toml::Value::String(s)) => Some(vec![s]),
+                Some(toml::Value::Array(a)) => a.iter().map(|x| x.as_str().map(str::to_string)).collect(),
+                _ => None,
+            };
+            match detect {
+                Some(ds) if !ds.is_empty() => {
+                    t.patterns.extend(ds.into_iter().map(|d| (d, Part::Program(name.clone()))));
+                }
+                _ => {
+                    t.always.insert(name);
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
 /// Compiled rules: the built-ins, possibly with a site's additions. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Rules {
@@ -327,10 +388,26 @@ impl Rules {
 
     /// Rules from the text of a rules file; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Rules, RuleError> {
-        let doc: FileDoc = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map(|s| s.start);
-            err_at(text, origin, offset, e.message().trim().to_string())
-        })?;
+        Rules::from_toml_part(text, origin, true, None)
+    }
+
+    /// Only part of a rules file: its `[generic]` rules if `generic`, and the programs named in
+    /// `programs` (all of them when `None`). Errors and line numbers are those of the whole
+    /// text. For a caller that knows which parts can match (see [`Triggers`]) and wants to pay
+    /// for compiling only those.
+    pub fn from_toml_part(
+        text: &str,
+        origin: &str,
+        generic: bool,
+        programs: Option<&BTreeSet<String>>,
+    ) -> Result<Rules, RuleError> {
+        let mut doc = parse_doc(text, origin)?;
+        if !generic {
+            doc.generic = None;
+        }
+        if let Some(keep) = programs {
+            doc.program.retain(|p| keep.contains(p.name.get_ref()));
+        }
         let mut c = Compiler { text, origin, disabled: Vec::new() };
         let generic = match doc.generic {
             Some(g) => c.generic(g)?,

@@ -1,14 +1,20 @@
-//! Hand-written declarations for the handful of libmunge symbols we use.
+//! The crate's only `unsafe`: the libmunge declarations and [`RawCtx`], the safe owner of one
+//! `munge_ctx_t` that `lib.rs` builds on.
 //!
-//! Transcribed from `/usr/include/munge.h` (MUNGE 0.5.x). The API has been
-//! stable for two decades, so a few lines here beat a bindgen dependency.
-//! Only what `lib.rs` calls is declared.
+//! The declarations are hand-written for the handful of libmunge symbols we use, transcribed
+//! from `/usr/include/munge.h` (MUNGE 0.5.x). The API has been stable for two decades, so a few
+//! lines here beat a bindgen dependency.
 
 #![allow(non_camel_case_types)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
+use std::ffi::{CStr, CString};
 use std::marker::{PhantomData, PhantomPinned};
+use std::ptr::{self, NonNull};
 
 use libc::{c_char, c_int, c_void, gid_t, uid_t};
+
+use crate::{Decoded, Error, ErrorKind, MAX_PAYLOAD_LEN};
 
 /// `struct munge_ctx`: opaque, only ever handled through a pointer.
 #[repr(C)]
@@ -82,3 +88,145 @@ extern "C" {
     /// Variadic: the argument type depends on `opt` (see `munge_opt_t`).
     pub fn munge_ctx_set(ctx: munge_ctx_t, opt: c_int, ...) -> munge_err_t;
 }
+
+/// Build from a failed call on `ctx`: prefer the context's detailed
+/// message (e.g. which socket path failed), else the generic one.
+pub(crate) fn ctx_error(code: c_int, ctx: &RawCtx) -> Error {
+    // SAFETY: `ctx` is a live context; the returned string (if any) is
+    // owned by it and copied out before the context is used again.
+    let detail = unsafe { munge_ctx_strerror(ctx.as_ptr()) };
+    let message = if detail.is_null() {
+        strerror(code)
+    } else {
+        // SAFETY: non-NULL, NUL-terminated, valid until `ctx` changes.
+        unsafe { CStr::from_ptr(detail) }.to_string_lossy().into_owned()
+    };
+    Error::new(ErrorKind::from_raw(code), message)
+}
+
+pub(crate) fn strerror(code: c_int) -> String {
+    // SAFETY: munge_strerror accepts any value and returns a static string.
+    let s = unsafe { munge_strerror(code) };
+    if s.is_null() {
+        format!("munge error {code}")
+    } else {
+        // SAFETY: static NUL-terminated string.
+        unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+    }
+}
+
+/// Owns one `munge_ctx_t`; destroys it on drop.
+pub(crate) struct RawCtx(NonNull<munge_ctx>);
+
+impl RawCtx {
+    pub(crate) fn new(socket: Option<&CStr>) -> Result<Self, Error> {
+        // SAFETY: no preconditions; NULL means out of memory.
+        let ptr = unsafe { munge_ctx_create() };
+        let ctx = NonNull::new(ptr)
+            .map(RawCtx)
+            .ok_or_else(|| Error::new(ErrorKind::NoMemory, "munge_ctx_create: out of memory"))?;
+        if let Some(path) = socket {
+            // SAFETY: live context; MUNGE_OPT_SOCKET takes a `const char *`,
+            // which libmunge copies.
+            let rc = unsafe { munge_ctx_set(ctx.as_ptr(), MUNGE_OPT_SOCKET, path.as_ptr()) };
+            if rc != EMUNGE_SUCCESS {
+                return Err(ctx_error(rc, &ctx));
+            }
+        }
+        Ok(ctx)
+    }
+
+    fn as_ptr(&self) -> munge_ctx_t {
+        self.0.as_ptr()
+    }
+
+    pub(crate) fn encode(&self, payload: &[u8]) -> Result<String, Error> {
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(Error::new(
+                ErrorKind::BadLength,
+                format!(
+                    "payload of {} bytes exceeds the {MAX_PAYLOAD_LEN}-byte limit \
+                     (munged cannot decode larger credentials)",
+                    payload.len()
+                ),
+            ));
+        }
+        let (buf, len) = if payload.is_empty() {
+            (ptr::null(), 0)
+        } else {
+            // Fits: MAX_PAYLOAD_LEN < c_int::MAX.
+            (payload.as_ptr().cast::<c_void>(), payload.len() as c_int)
+        };
+        let mut cred: *mut c_char = ptr::null_mut();
+        // SAFETY: live context; `buf` points to `len` readable bytes (or is
+        // NULL with len 0); `cred` is a valid out-pointer.
+        let rc = unsafe { munge_encode(&mut cred, self.as_ptr(), buf, len) };
+        let owned = CBuf(cred.cast());
+        if rc != EMUNGE_SUCCESS {
+            return Err(ctx_error(rc, self));
+        }
+        if owned.0.is_null() {
+            return Err(Error::new(ErrorKind::Snafu, "munge_encode succeeded but returned no credential"));
+        }
+        // SAFETY: libmunge returns a NUL-terminated string on success.
+        let text = unsafe { CStr::from_ptr(owned.0.cast::<c_char>()) };
+        text.to_str()
+            .map(str::to_owned)
+            .map_err(|_| Error::new(ErrorKind::Snafu, "munge_encode returned non-UTF-8 text"))
+    }
+
+    pub(crate) fn decode(&self, cred: &str) -> Result<Decoded, Error> {
+        let cred = CString::new(cred).map_err(|e| {
+            Error::new(ErrorKind::BadCred, format!("credential contains a NUL byte at offset {}", e.nul_position()))
+        })?;
+        let mut buf: *mut c_void = ptr::null_mut();
+        let mut len: c_int = 0;
+        let mut uid: libc::uid_t = 0;
+        let mut gid: libc::gid_t = 0;
+        // SAFETY: `cred` is NUL-terminated; live context; all out-pointers
+        // are valid for writes.
+        let rc = unsafe { munge_decode(cred.as_ptr(), self.as_ptr(), &mut buf, &mut len, &mut uid, &mut gid) };
+        // libmunge may allocate the payload even on error (expired, rewound,
+        // replayed): take ownership first so it is freed on every path.
+        let owned = CBuf(buf);
+        if rc != EMUNGE_SUCCESS {
+            return Err(ctx_error(rc, self));
+        }
+        let payload = match usize::try_from(len) {
+            Ok(n) if n > 0 && !owned.0.is_null() => {
+                // SAFETY: libmunge allocated `len` bytes (plus a NUL) at `buf`.
+                unsafe { std::slice::from_raw_parts(owned.0.cast::<u8>(), n) }.to_vec()
+            }
+            _ => Vec::new(),
+        };
+        let mut addr = libc::in_addr { s_addr: 0 };
+        // SAFETY: live context that just decoded a credential; MUNGE_OPT_ADDR4 writes one
+        // `struct in_addr` through the pointer.
+        let rc = unsafe { munge_ctx_get(self.as_ptr(), MUNGE_OPT_ADDR4, &mut addr as *mut libc::in_addr) };
+        let addr = std::net::Ipv4Addr::from(u32::from_be(addr.s_addr));
+        let addr = (rc == EMUNGE_SUCCESS && !addr.is_unspecified()).then_some(addr);
+        Ok(Decoded { payload, uid, gid, addr })
+    }
+}
+
+impl Drop for RawCtx {
+    fn drop(&mut self) {
+        // SAFETY: created by munge_ctx_create, destroyed exactly once.
+        unsafe { munge_ctx_destroy(self.as_ptr()) }
+    }
+}
+
+/// A malloc'd buffer handed to us by libmunge; `free`d on drop (NULL is fine).
+struct CBuf(*mut c_void);
+
+impl Drop for CBuf {
+    fn drop(&mut self) {
+        // SAFETY: NULL or a pointer libmunge allocated with malloc for us.
+        unsafe { libc::free(self.0) }
+    }
+}
+
+// SAFETY: a munge context is plain heap data with no thread affinity; it only
+// must not be used from two threads at once, which `!Sync` (inherited from
+// the raw pointer) plus `&self` methods already guarantees.
+unsafe impl Send for RawCtx {}

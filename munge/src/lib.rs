@@ -9,6 +9,10 @@
 //! Rust [`Error`] — and nothing more. No policy (TTLs, realms, UID
 //! restrictions) lives here.
 //!
+//! All `unsafe` is in `src/ffi.rs` (the declarations and the context type that
+//! owns a `munge_ctx_t` and the buffers libmunge hands back); the rest of the
+//! crate is under `deny(unsafe_code)`.
+//!
 //! ```no_run
 //! let cred = munge::encode(b"job 42 finished")?;
 //! let decoded = munge::decode(&cred)?;
@@ -57,17 +61,19 @@
 //! "A few MiB" does **not** fit in one credential: seal a digest of the data
 //! (or split it) instead.
 
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[allow(unsafe_code)]
 mod ffi;
+
+use ffi::RawCtx;
 
 use std::ffi::{CStr, CString};
 use std::fmt;
-use std::os::raw::{c_char, c_int, c_void};
+use std::os::raw::c_int;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::ptr::{self, NonNull};
 
 /// Largest payload [`Context::encode`] accepts, in bytes.
 ///
@@ -191,32 +197,6 @@ impl Error {
     fn new(code: ErrorKind, message: impl Into<String>) -> Self {
         Error { code, message: message.into() }
     }
-
-    /// Build from a failed call on `ctx`: prefer the context's detailed
-    /// message (e.g. which socket path failed), else the generic one.
-    fn from_ctx(code: c_int, ctx: &RawCtx) -> Self {
-        // SAFETY: `ctx` is a live context; the returned string (if any) is
-        // owned by it and copied out before the context is used again.
-        let detail = unsafe { ffi::munge_ctx_strerror(ctx.as_ptr()) };
-        let message = if detail.is_null() {
-            strerror(code)
-        } else {
-            // SAFETY: non-NULL, NUL-terminated, valid until `ctx` changes.
-            unsafe { CStr::from_ptr(detail) }.to_string_lossy().into_owned()
-        };
-        Error::new(ErrorKind::from_raw(code), message)
-    }
-}
-
-fn strerror(code: c_int) -> String {
-    // SAFETY: munge_strerror accepts any value and returns a static string.
-    let s = unsafe { ffi::munge_strerror(code) };
-    if s.is_null() {
-        format!("munge error {code}")
-    } else {
-        // SAFETY: static NUL-terminated string.
-        unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
-    }
 }
 
 impl fmt::Display for Error {
@@ -241,117 +221,6 @@ pub struct Decoded {
     pub addr: Option<std::net::Ipv4Addr>,
 }
 
-/// Owns one `munge_ctx_t`; destroys it on drop.
-struct RawCtx(NonNull<ffi::munge_ctx>);
-
-impl RawCtx {
-    fn new(socket: Option<&CStr>) -> Result<Self, Error> {
-        // SAFETY: no preconditions; NULL means out of memory.
-        let ptr = unsafe { ffi::munge_ctx_create() };
-        let ctx = NonNull::new(ptr)
-            .map(RawCtx)
-            .ok_or_else(|| Error::new(ErrorKind::NoMemory, "munge_ctx_create: out of memory"))?;
-        if let Some(path) = socket {
-            // SAFETY: live context; MUNGE_OPT_SOCKET takes a `const char *`,
-            // which libmunge copies.
-            let rc = unsafe { ffi::munge_ctx_set(ctx.as_ptr(), ffi::MUNGE_OPT_SOCKET, path.as_ptr()) };
-            if rc != ffi::EMUNGE_SUCCESS {
-                return Err(Error::from_ctx(rc, &ctx));
-            }
-        }
-        Ok(ctx)
-    }
-
-    fn as_ptr(&self) -> ffi::munge_ctx_t {
-        self.0.as_ptr()
-    }
-
-    fn encode(&self, payload: &[u8]) -> Result<String, Error> {
-        if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(Error::new(
-                ErrorKind::BadLength,
-                format!(
-                    "payload of {} bytes exceeds the {MAX_PAYLOAD_LEN}-byte limit \
-                     (munged cannot decode larger credentials)",
-                    payload.len()
-                ),
-            ));
-        }
-        let (buf, len) = if payload.is_empty() {
-            (ptr::null(), 0)
-        } else {
-            // Fits: MAX_PAYLOAD_LEN < c_int::MAX.
-            (payload.as_ptr().cast::<c_void>(), payload.len() as c_int)
-        };
-        let mut cred: *mut c_char = ptr::null_mut();
-        // SAFETY: live context; `buf` points to `len` readable bytes (or is
-        // NULL with len 0); `cred` is a valid out-pointer.
-        let rc = unsafe { ffi::munge_encode(&mut cred, self.as_ptr(), buf, len) };
-        let owned = CBuf(cred.cast());
-        if rc != ffi::EMUNGE_SUCCESS {
-            return Err(Error::from_ctx(rc, self));
-        }
-        if owned.0.is_null() {
-            return Err(Error::new(ErrorKind::Snafu, "munge_encode succeeded but returned no credential"));
-        }
-        // SAFETY: libmunge returns a NUL-terminated string on success.
-        let text = unsafe { CStr::from_ptr(owned.0.cast::<c_char>()) };
-        text.to_str()
-            .map(str::to_owned)
-            .map_err(|_| Error::new(ErrorKind::Snafu, "munge_encode returned non-UTF-8 text"))
-    }
-
-    fn decode(&self, cred: &str) -> Result<Decoded, Error> {
-        let cred = CString::new(cred).map_err(|e| {
-            Error::new(ErrorKind::BadCred, format!("credential contains a NUL byte at offset {}", e.nul_position()))
-        })?;
-        let mut buf: *mut c_void = ptr::null_mut();
-        let mut len: c_int = 0;
-        let mut uid: libc::uid_t = 0;
-        let mut gid: libc::gid_t = 0;
-        // SAFETY: `cred` is NUL-terminated; live context; all out-pointers
-        // are valid for writes.
-        let rc = unsafe { ffi::munge_decode(cred.as_ptr(), self.as_ptr(), &mut buf, &mut len, &mut uid, &mut gid) };
-        // libmunge may allocate the payload even on error (expired, rewound,
-        // replayed): take ownership first so it is freed on every path.
-        let owned = CBuf(buf);
-        if rc != ffi::EMUNGE_SUCCESS {
-            return Err(Error::from_ctx(rc, self));
-        }
-        let payload = match usize::try_from(len) {
-            Ok(n) if n > 0 && !owned.0.is_null() => {
-                // SAFETY: libmunge allocated `len` bytes (plus a NUL) at `buf`.
-                unsafe { std::slice::from_raw_parts(owned.0.cast::<u8>(), n) }.to_vec()
-            }
-            _ => Vec::new(),
-        };
-        let mut addr = libc::in_addr { s_addr: 0 };
-        // SAFETY: live context that just decoded a credential; MUNGE_OPT_ADDR4 writes one
-        // `struct in_addr` through the pointer.
-        let rc = unsafe { ffi::munge_ctx_get(self.as_ptr(), ffi::MUNGE_OPT_ADDR4, &mut addr as *mut libc::in_addr) };
-        let addr = std::net::Ipv4Addr::from(u32::from_be(addr.s_addr));
-        let addr = (rc == ffi::EMUNGE_SUCCESS && !addr.is_unspecified()).then_some(addr);
-        Ok(Decoded { payload, uid, gid, addr })
-    }
-}
-
-impl Drop for RawCtx {
-    fn drop(&mut self) {
-        // SAFETY: created by munge_ctx_create, destroyed exactly once.
-        unsafe { ffi::munge_ctx_destroy(self.as_ptr()) }
-    }
-}
-
-/// A malloc'd buffer handed to us by libmunge; `free`d on drop (NULL is fine).
-struct CBuf(*mut c_void);
-
-impl Drop for CBuf {
-    fn drop(&mut self) {
-        // SAFETY: NULL or a pointer libmunge allocated with malloc for us.
-        unsafe { libc::free(self.0) }
-    }
-}
-
 /// A connection setup for talking to munged: which socket to use.
 ///
 /// Holds two libmunge contexts, one for encoding and one for decoding, as
@@ -363,11 +232,6 @@ pub struct Context {
     dec: RawCtx,
     socket: Option<PathBuf>,
 }
-
-// SAFETY: a munge context is plain heap data with no thread affinity; it only
-// must not be used from two threads at once, which `!Sync` (inherited from
-// the raw pointers) plus `&self` methods already guarantees.
-unsafe impl Send for Context {}
 
 impl Context {
     /// A context using munged's default socket (`/run/munge/munge.socket.2`

@@ -4,6 +4,7 @@
 //! `cargo test -p runledger-munge -- --include-ignored`.
 
 use super::*;
+use crate::ffi::strerror;
 
 use std::path::Path;
 
@@ -19,8 +20,7 @@ fn or_skip<T>(test: &str, result: Result<T, Error>) -> Option<T> {
 }
 
 fn me() -> (u32, u32) {
-    // SAFETY: geteuid/getegid cannot fail.
-    unsafe { (libc::geteuid(), libc::getegid()) }
+    (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
 }
 
 #[test]

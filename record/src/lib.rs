@@ -6,7 +6,10 @@
 //! over the [`wire`]. The collector merges each item idempotently, so items may arrive twice, in
 //! any order, or from several nodes of the same job.
 //!
-//! This crate is pure Rust with no native dependencies: the plugin links it into slurmstepd.
+//! This crate is pure Rust with no native dependencies (libc only): the plugin links it into
+//! slurmstepd. It has no `unsafe` code: the passwd/group look-ups of [`users`] go through `nix`.
+
+#![deny(unsafe_code)]
 
 pub mod access;
 pub mod config;
@@ -16,6 +19,7 @@ pub mod limits;
 pub mod modules;
 pub mod series;
 pub mod spool;
+pub mod users;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};

@@ -41,6 +41,29 @@ pub fn expand_node(path: &Path, node: &str) -> PathBuf {
     PathBuf::from(text.replace(NODE_PLACEHOLDER, if safe { node } else { "unknown-node" }))
 }
 
+/// The names of the spool's parts (the layout in the module docs), spelled only here: the
+/// plugin, the epilog and any tool that reads a spool name them through these.
+pub mod layout {
+    /// `jobs/<job_id>/`: the plugin's items.
+    pub const JOBS: &str = "jobs";
+    /// `outbox/`: the epilog's batches until the collector committed them.
+    pub const OUTBOX: &str = "outbox";
+    /// `rejected/`: batches the collector called malformed.
+    pub const REJECTED: &str = "rejected";
+    /// The running total of batches dropped unsent.
+    pub const DROPS: &str = "dropped.json";
+    /// A step's start item in its job's directory: `<step>.start.json`.
+    pub const START: &str = ".start.json";
+    /// A step's end item: `<step>.end.json`.
+    pub const END: &str = ".end.json";
+    /// A job's end item: `<step>.jobend.json`.
+    pub const JOBEND: &str = ".jobend.json";
+    /// What every spool record file ends with (outbox batches and parts included).
+    pub const RECORD: &str = ".json";
+    /// Before [`RECORD`] in an outbox part's name: `<created>-<cluster>-<job>.p0001.json`.
+    pub const PART: &str = ".p";
+}
+
 /// A spool file larger than this is not a record of ours; it is reported, not read.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -66,32 +89,42 @@ impl Spool {
     }
 
     pub fn job_dir(&self, job_id: u32) -> PathBuf {
-        self.root.join("jobs").join(job_id.to_string())
+        self.root.join(layout::JOBS).join(job_id.to_string())
+    }
+
+    /// The file of a step's start item in its job's directory.
+    pub fn step_start_path(&self, job_id: u32, step_id: u32) -> PathBuf {
+        self.job_dir(job_id).join(format!("{}{}", step_name(step_id), layout::START))
     }
 
     pub fn outbox_dir(&self) -> PathBuf {
-        self.root.join("outbox")
+        self.root.join(layout::OUTBOX)
+    }
+
+    /// Where batches the collector can never accept are moved, for an admin to inspect.
+    pub fn rejected_dir(&self) -> PathBuf {
+        self.root.join(layout::REJECTED)
     }
 
     /// Creates the spool directories (0700) where missing.
     pub fn ensure(&self) -> io::Result<()> {
         let mut b = DirBuilder::new();
         b.recursive(true).mode(0o700);
-        b.create(self.root.join("jobs"))?;
+        b.create(self.root.join(layout::JOBS))?;
         b.create(self.outbox_dir())
     }
 
     /// Writes one plugin item (step start or end) for its job. Overwrites an older copy of the
     /// same item, so a retried write is harmless.
     pub fn put_item(&self, item: &Item) -> io::Result<PathBuf> {
-        let (step, what) = match item {
-            Item::StepStart(s) => (s.step_id, "start"),
-            Item::StepEnd(s) => (s.step_id, "end"),
-            Item::JobEnd(_) => (0, "jobend"),
+        let (step, suffix) = match item {
+            Item::StepStart(s) => (s.step_id, layout::START),
+            Item::StepEnd(s) => (s.step_id, layout::END),
+            Item::JobEnd(_) => (0, layout::JOBEND),
         };
         let dir = self.job_dir(item.job_id());
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        let path = dir.join(format!("{}.{what}.json", step_name(step)));
+        let path = dir.join(format!("{}{suffix}", step_name(step)));
         let bytes = serde_json::to_vec(item).map_err(io::Error::other)?;
         write_atomic(&path, &bytes, false)?;
         Ok(path)
@@ -118,7 +151,7 @@ impl Spool {
         let paths = sorted_files(&self.job_dir(job_id), &mut bad)
             .into_iter()
             // Not a temporary file of a write in progress or interrupted.
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| p.to_string_lossy().ends_with(layout::RECORD))
             .collect();
         (paths, bad)
     }
@@ -148,7 +181,7 @@ impl Spool {
 
     /// Job ids with plugin files still in the spool (e.g. a job whose epilog never ran).
     pub fn spooled_jobs(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = fs::read_dir(self.root.join("jobs"))
+        let mut ids: Vec<u32> = fs::read_dir(self.root.join(layout::JOBS))
             .into_iter()
             .flatten()
             .flatten()
@@ -162,7 +195,7 @@ impl Spool {
     pub fn outbox_put(&self, batch: &Batch) -> io::Result<PathBuf> {
         let dir = self.outbox_dir();
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        let path = dir.join(format!("{}.json", outbox_stem(batch)));
+        let path = dir.join(format!("{}{}", outbox_stem(batch), layout::RECORD));
         write_atomic(&path, &batch.to_json(), true)?;
         Ok(path)
     }
@@ -194,7 +227,7 @@ impl Spool {
     pub fn outbox_put_part(&self, stem: &str, number: usize, part: &Batch) -> io::Result<PathBuf> {
         let dir = self.outbox_dir();
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        let path = dir.join(format!("{stem}.p{number:04}.json"));
+        let path = dir.join(format!("{stem}{}{number:04}{}", layout::PART, layout::RECORD));
         write_atomic(&path, &part.to_json(), true)?;
         Ok(path)
     }
@@ -226,7 +259,7 @@ impl Spool {
         let mut bad = Vec::new();
         sorted_files(&self.outbox_dir(), &mut bad)
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| p.to_string_lossy().ends_with(layout::RECORD))
             .collect()
     }
 
@@ -244,7 +277,7 @@ impl Spool {
 
     /// Where the running total of dropped batches is kept.
     pub fn drops_path(&self) -> PathBuf {
-        self.root.join("dropped.json")
+        self.root.join(layout::DROPS)
     }
 
     /// The running total of batches dropped unsent; zero when none ever was.
@@ -274,7 +307,7 @@ pub fn outbox_name_parts(path: &Path) -> Option<(Timestamp, u32)> {
     let stem = path.file_stem()?.to_str()?;
     // Parts' suffixes, `.pNNNN` (a part cut again gets another), follow the job id.
     let mut stem = stem;
-    while let Some((s, n)) = stem.rsplit_once(".p") {
+    while let Some((s, n)) = stem.rsplit_once(layout::PART) {
         if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
             break;
         }
@@ -358,6 +391,33 @@ mod tests {
 
     fn start(job: u32, step: u32) -> Item {
         Item::StepStart(StepStart { cluster: "c".into(), job_id: job, step_id: step, start: 10, ..Default::default() })
+    }
+
+    #[test]
+    fn the_layout_is_the_documented_one() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::new(d.path());
+        s.ensure().unwrap();
+        assert!(d.path().join("jobs").is_dir() && d.path().join("outbox").is_dir());
+        let started = s.put_item(&start(7, 0)).unwrap();
+        assert_eq!(started, d.path().join("jobs/7/0.start.json"));
+        assert_eq!(s.step_start_path(7, 0), started);
+        let end = Item::StepEnd(StepEnd { cluster: "c".into(), job_id: 7, step_id: 0, ..Default::default() });
+        assert_eq!(s.put_item(&end).unwrap(), d.path().join("jobs/7/0.end.json"));
+        assert_eq!(s.rejected_dir(), d.path().join("rejected"));
+        assert_eq!(s.drops_path(), d.path().join("dropped.json"));
+        let b = Batch {
+            format: crate::FORMAT_VERSION,
+            sender: "n".into(),
+            created: 5,
+            items: vec![start(7, 0)],
+            dropped: None,
+        };
+        assert_eq!(s.outbox_put(&b).unwrap(), d.path().join("outbox/000000000005-c-7.json"));
+        assert_eq!(
+            s.outbox_put_part("000000000005-c-7", 1, &b).unwrap(),
+            d.path().join("outbox/000000000005-c-7.p0001.json")
+        );
     }
 
     #[test]

@@ -335,43 +335,23 @@ impl Host for Spank<'_> {
         check(unsafe { sys::spank_option_register(self.sp, opt) })
     }
 
+    // The three below are plain libc calls: safe through record's users module and nix.
     fn user_name(&self, uid: u32) -> Option<String> {
-        let mut len = 1024usize;
-        loop {
-            let mut buf = vec![0u8; len];
-            let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-            let mut result: *mut libc::passwd = ptr::null_mut();
-            let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), len, &mut result) };
-            if rc == libc::ERANGE && len < 1 << 20 {
-                len *= 4;
-                continue;
-            }
-            if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-                return None;
-            }
-            return Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned());
-        }
+        runledger_record::users::user_by_uid(uid).map(|u| u.name)
     }
 
     fn hostname(&self) -> Option<String> {
-        let mut buf = [0u8; 256];
-        if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-            return None;
-        }
-        let n = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        nix::unistd::gethostname().ok().map(|h| h.to_string_lossy().into_owned())
     }
 
     fn children_rusage(&self) -> Option<Rusage> {
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
-            return None;
-        }
-        let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        use nix::sys::{resource, time::TimeValLike};
+        let ru = resource::getrusage(resource::UsageWho::RUSAGE_CHILDREN).ok()?;
+        let secs = |tv: nix::sys::time::TimeVal| tv.num_microseconds() as f64 / 1e6;
         Some(Rusage {
-            user_s: secs(ru.ru_utime),
-            sys_s: secs(ru.ru_stime),
-            max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+            user_s: secs(ru.user_time()),
+            sys_s: secs(ru.system_time()),
+            max_rss_kib: u64::try_from(ru.max_rss()).unwrap_or(0),
         })
     }
 }
