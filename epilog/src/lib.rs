@@ -20,6 +20,7 @@ pub mod bounds;
 pub mod deliver;
 pub mod env;
 pub mod facts;
+pub mod inputs;
 pub mod job;
 pub mod logger;
 pub mod logs;

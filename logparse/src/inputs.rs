@@ -24,7 +24,7 @@
 //!   ([`files_in_argv`]). A shell redirection (`lmp < in.melt`) is not part of argv and so is
 //!   never seen; such a file is found only by its name. A name that says nothing (`run.txt`)
 //!   is read as the format its program implies (`lmp -in run.txt` is LAMMPS) or its content
-//!   shows. Binary inputs (`.tpr`) are never read.
+//!   shows; one nothing recognises (a binary `.tpr`) gives no facts.
 //! * **Bounded and total.** The caller gives a bounded window; every reader is one linear pass,
 //!   never panics on any bytes, keeps at most [`MAX_PARAMS`] facts a file and values of at
 //!   most [`MAX_PARAM_VALUE`] bytes.
@@ -92,8 +92,21 @@ pub const BUILTIN_FORMATS: &[FormatSpec] = &[
         format: InputFormat::GromacsMdp,
         globs: &["*.mdp"],
         keys: &[
-            "integrator", "dt", "nsteps", "cutoff-scheme", "coulombtype", "rcoulomb", "vdwtype", "vdw-modifier",
-            "rvdw", "tcoupl", "ref-t", "pcoupl", "constraints", "nstlist", "free-energy",
+            "integrator",
+            "dt",
+            "nsteps",
+            "cutoff-scheme",
+            "coulombtype",
+            "rcoulomb",
+            "vdwtype",
+            "vdw-modifier",
+            "rvdw",
+            "tcoupl",
+            "ref-t",
+            "pcoupl",
+            "constraints",
+            "nstlist",
+            "free-energy",
         ],
     },
     FormatSpec {
@@ -101,31 +114,64 @@ pub const BUILTIN_FORMATS: &[FormatSpec] = &[
         globs: &["in.*", "*.in", "*.lmp", "*.lammps"],
         // `fix` is the styles of every fix, in order, comma-separated; `run` the sum of the runs.
         keys: &[
-            "units", "atom_style", "boundary", "pair_style", "bond_style", "kspace_style", "timestep", "run",
-            "minimize", "fix", "neighbor",
+            "units",
+            "atom_style",
+            "boundary",
+            "pair_style",
+            "bond_style",
+            "kspace_style",
+            "timestep",
+            "run",
+            "minimize",
+            "fix",
+            "neighbor",
         ],
     },
     FormatSpec {
         format: InputFormat::VaspIncar,
         globs: &["INCAR"],
         keys: &[
-            "ENCUT", "PREC", "ISMEAR", "SIGMA", "IBRION", "ISIF", "NSW", "ALGO", "EDIFF", "ISPIN", "GGA",
-            "METAGGA", "LHFCALC", "IVDW", "LREAL", "NCORE", "NPAR", "KPAR", "NELM",
+            "ENCUT", "PREC", "ISMEAR", "SIGMA", "IBRION", "ISIF", "NSW", "ALGO", "EDIFF", "ISPIN", "GGA", "METAGGA",
+            "LHFCALC", "IVDW", "LREAL", "NCORE", "NPAR", "KPAR", "NELM",
         ],
     },
     FormatSpec {
         format: InputFormat::QeNamelist,
         globs: &["*.in", "*.pwi", "*.inp"],
         keys: &[
-            "calculation", "ecutwfc", "ecutrho", "conv_thr", "mixing_beta", "mixing_mode", "occupations",
-            "smearing", "degauss", "input_dft", "nspin", "ibrav", "nat", "ntyp", "diagonalization", "ion_dynamics",
-            "cell_dynamics", "nstep",
+            "calculation",
+            "ecutwfc",
+            "ecutrho",
+            "conv_thr",
+            "mixing_beta",
+            "mixing_mode",
+            "occupations",
+            "smearing",
+            "degauss",
+            "input_dft",
+            "nspin",
+            "ibrav",
+            "nat",
+            "ntyp",
+            "diagonalization",
+            "ion_dynamics",
+            "cell_dynamics",
+            "nstep",
         ],
     },
     FormatSpec {
         format: InputFormat::OpenFoamControlDict,
         globs: &["controlDict"],
-        keys: &["application", "startTime", "endTime", "deltaT", "writeControl", "writeInterval", "adjustTimeStep", "maxCo"],
+        keys: &[
+            "application",
+            "startTime",
+            "endTime",
+            "deltaT",
+            "writeControl",
+            "writeInterval",
+            "adjustTimeStep",
+            "maxCo",
+        ],
     },
     FormatSpec {
         // `solver.FIELD` per entry of `solvers { }`, and `algorithm` (SIMPLE, PISO, PIMPLE).
@@ -137,8 +183,21 @@ pub const BUILTIN_FORMATS: &[FormatSpec] = &[
         format: InputFormat::WrfNamelist,
         globs: &["namelist.input"],
         keys: &[
-            "time_step", "max_dom", "e_we", "e_sn", "e_vert", "dx", "dy", "mp_physics", "ra_lw_physics",
-            "ra_sw_physics", "sf_sfclay_physics", "sf_surface_physics", "bl_pbl_physics", "cu_physics", "run_days",
+            "time_step",
+            "max_dom",
+            "e_we",
+            "e_sn",
+            "e_vert",
+            "dx",
+            "dy",
+            "mp_physics",
+            "ra_lw_physics",
+            "ra_sw_physics",
+            "sf_sfclay_physics",
+            "sf_surface_physics",
+            "bl_pbl_physics",
+            "cu_physics",
+            "run_days",
             "run_hours",
         ],
     },
@@ -276,7 +335,9 @@ impl InputRules {
             message,
         };
         let doc: SiteDoc = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
             err(line, None, e.message().trim().to_string())
         })?;
         let mut site = Vec::new();
@@ -298,7 +359,8 @@ impl InputRules {
                     return Err(err(
                         None,
                         rule,
-                        "pattern: needs named groups: (?P<key>…) with (?P<value>…), or (?P<NAME>…) per parameter".into(),
+                        "pattern: needs named groups: (?P<key>…) with (?P<value>…), or (?P<NAME>…) per parameter"
+                            .into(),
                     ));
                 }
                 if !kv && !i.keys.is_empty() {
@@ -403,7 +465,15 @@ fn sniff(text: &[u8]) -> Option<InputFormat> {
         let word = l.split_whitespace().next().unwrap_or("");
         if matches!(
             word,
-            "units" | "atom_style" | "pair_style" | "pair_coeff" | "read_data" | "create_box" | "run" | "timestep" | "fix"
+            "units"
+                | "atom_style"
+                | "pair_style"
+                | "pair_coeff"
+                | "read_data"
+                | "create_box"
+                | "run"
+                | "timestep"
+                | "fix"
         ) {
             lammps += 1;
         }
@@ -547,7 +617,11 @@ fn next_assignment(s: &str) -> Option<usize> {
                     .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'(' | b')' | b'%' | b','))
                     .count();
                 let after = tail[name_len..].trim_start();
-                if name_len > 0 && tail.as_bytes()[0].is_ascii_alphabetic() && after.starts_with('=') && !after.starts_with("==") {
+                if name_len > 0
+                    && tail.as_bytes()[0].is_ascii_alphabetic()
+                    && after.starts_with('=')
+                    && !after.starts_with("==")
+                {
                     return Some(i);
                 }
             }
@@ -775,7 +849,8 @@ mod tests {
         assert_eq!(files_in_argv(&a), vec![("in.melt".to_string(), Some(InputFormat::LammpsIn))]);
         let a: Vec<String> = ["/opt/qe/bin/pw.x", "-nk", "2", "-i", "scf.in"].iter().map(|s| s.to_string()).collect();
         assert_eq!(files_in_argv(&a), vec![("scf.in".to_string(), Some(InputFormat::QeNamelist))]);
-        let a: Vec<String> = ["gmx", "mdrun", "-s", "topol.tpr", "--input=x.inp"].iter().map(|s| s.to_string()).collect();
+        let a: Vec<String> =
+            ["gmx", "mdrun", "-s", "topol.tpr", "--input=x.inp"].iter().map(|s| s.to_string()).collect();
         assert_eq!(files_in_argv(&a), vec![("topol.tpr".to_string(), None), ("x.inp".to_string(), None)]);
         assert!(files_in_argv(&["lmp".to_string(), "-in".to_string()]).is_empty(), "a flag without a value");
     }
@@ -783,7 +858,8 @@ mod tests {
     #[test]
     fn lammps_details() {
         let r = InputRules::builtin();
-        let t = b"units metal\npair_style hybrid/overlay eam/alloy lj/cut 10.0 # comment\nfix 1 all nvt temp 300 300 0.1\n\
+        let t =
+            b"units metal\npair_style hybrid/overlay eam/alloy lj/cut 10.0 # comment\nfix 1 all nvt temp 300 300 0.1\n\
                   fix 2 all langevin &\n  300 300 0.1 48279\nfix 3 all nvt temp 1 1 1\nrun 100\nrun 50\n";
         let f = r.extract("in.alloy", t, None);
         assert_eq!(get(&f, "pair_style").as_deref(), Some("hybrid/overlay eam/alloy lj/cut"));
@@ -800,7 +876,10 @@ mod tests {
         assert!(!r.wants("README"), "not an input name");
         // A file named on the command line under a name that says nothing: its content decides.
         assert_eq!(r.format_of("README", b"units lj\nrun 5\n", None), Some(InputFormat::LammpsIn));
-        assert_eq!(r.format_of("run.txt", b"units lj\nrun 5\n", Some(InputFormat::LammpsIn)), Some(InputFormat::LammpsIn));
+        assert_eq!(
+            r.format_of("run.txt", b"units lj\nrun 5\n", Some(InputFormat::LammpsIn)),
+            Some(InputFormat::LammpsIn)
+        );
         for junk in [&b"\xff\xfe&\x00=\n/{}}}{;;"[..], b"&control\n a = 'unterminated\n", b"fix\nfix 1\nrun\n"] {
             for name in ["x.in", "INCAR", "a.mdp", "controlDict", "fvSolution", "namelist.input"] {
                 let _ = r.extract(name, junk, None); // never panics

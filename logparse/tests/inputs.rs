@@ -18,7 +18,8 @@ fn real_inputs_give_exactly_their_manifest_params() {
         let (local, expected) = (cols[0], cols[6]);
         let text = std::fs::read(dir.join(local)).unwrap_or_else(|e| panic!("{local}: {e}"));
         let name = local.rsplit('/').next().unwrap();
-        let got: Vec<String> = rules.extract(name, &text, None).iter().map(|f| format!("{}={}", f.key, f.value)).collect();
+        let got: Vec<String> =
+            rules.extract(name, &text, None).iter().map(|f| format!("{}={}", f.key, f.value)).collect();
         let want: Vec<String> = expected.split("; ").map(str::to_string).collect();
         if std::env::var_os("PARAMS_DUMP").is_some() {
             println!("{local}\t{}", got.join("; "));
