@@ -111,7 +111,7 @@ pub const BUILTIN_FORMATS: &[FormatSpec] = &[
     },
     FormatSpec {
         format: InputFormat::LammpsIn,
-        globs: &["in.*", "*.in", "*.lmp", "*.lammps"],
+        globs: &["in.*", "*.in", "*.lmp"], // not *.lammps: log.lammps is the log
         // `fix` is the styles of every fix, in order, comma-separated; `run` the sum of the runs.
         keys: &[
             "units",
