@@ -1,8 +1,8 @@
 //! Facts from a job's solver logs: the extension point where log parsers plug in.
 //!
 //! After the job's state is known, the epilog calls [`collect_facts`] with a [`JobContext`] and
-//! puts whatever it returns into `JobEnd.facts`. One source is registered: the solver logs
-//! ([`crate::logs`], configured by `[logs]`). A source is a [`FactSource`] added to [`sources`];
+//! puts whatever it returns into `JobEnd.facts`. Two sources are registered: the solver logs
+//! ([`crate::logs`], configured by `[logs]`) and the job's input files ([`crate::inputs`]). A source is a [`FactSource`] added to [`sources`];
 //! it must:
 //!
 //! - read files only through [`crate::safe_read::read_windows_as`] with the job's `uid`/`gid`
@@ -34,6 +34,9 @@ pub struct JobContext<'a> {
     pub start: Option<Timestamp>,
     /// The job's state as the epilog decided it (exit status, slurmstepd's lines).
     pub state: JobState,
+    /// Files the steps' command lines name as their input (`lmp -in in.melt`), absolute, with
+    /// the format the program implies (see [`logparse::files_in_argv`]).
+    pub argv_inputs: Vec<(PathBuf, Option<logparse::InputFormat>)>,
     /// The `[logs]` configuration.
     pub logs: &'a LogsConfig,
     /// Stop by then.
@@ -50,7 +53,7 @@ pub trait FactSource: Send + Sync {
 
 /// The registered fact sources.
 pub fn sources() -> Vec<Box<dyn FactSource>> {
-    vec![Box::new(crate::logs::SolverLogs)]
+    vec![Box::new(crate::logs::SolverLogs), Box::new(crate::inputs::InputFiles)]
 }
 
 /// Runs every registered source until the deadline; a source that panics is logged and skipped.
@@ -88,6 +91,7 @@ mod tests {
             array_task_id: None,
             start: None,
             state: JobState::Completed,
+            argv_inputs: Vec::new(),
             logs: &logs,
             deadline: Instant::now() + std::time::Duration::from_secs(1),
         };

@@ -11,6 +11,10 @@ use runledger_record::{step_name, Batch, ExitStatus, Item, JobEnd, StepEnd, Step
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Input files taken from the steps' command lines, at most (a job of 10,000 steps names them
+/// no more often).
+pub const MAX_ARGV_INPUTS: usize = 16;
+
 /// How much of the end of each output file is searched for slurmstepd's lines.
 pub const OUTPUT_TAIL_BYTES: u64 = 64 * 1024;
 /// How long to wait, at most, for the plugin's missing step ends (it writes them in
@@ -139,6 +143,8 @@ pub struct Summary {
     first_cwd: Option<String>,
     earliest: Option<i64>,
     batch_end: Option<StepEnd>,
+    /// Input files the steps' argv names, resolved against the step's cwd (bounded).
+    argv_inputs: Vec<(PathBuf, Option<logparse::InputFormat>)>,
     started: Vec<u32>,
     ended: Vec<u32>,
     count: usize,
@@ -160,6 +166,21 @@ impl Summary {
                 self.started.push(s.step_id);
                 if self.first_cwd.is_none() {
                     self.first_cwd = s.cwd.clone();
+                }
+                // Kept here because the start is slimmed below (argv can be long).
+                for (f, hint) in logparse::files_in_argv(&s.argv) {
+                    let p = PathBuf::from(&f);
+                    let p = if p.is_absolute() {
+                        p
+                    } else {
+                        match s.cwd.as_deref().map(Path::new).filter(|c| c.is_absolute()) {
+                            Some(c) => c.join(p),
+                            None => continue,
+                        }
+                    };
+                    if self.argv_inputs.len() < MAX_ARGV_INPUTS && !self.argv_inputs.iter().any(|(q, _)| *q == p) {
+                        self.argv_inputs.push((p, hint));
+                    }
                 }
                 if s.start > 0 {
                     self.earliest = Some(self.earliest.map_or(s.start, |e| e.min(s.start)));
@@ -308,6 +329,7 @@ pub fn job_end_of(env: &JobEnv, sum: &Summary, logs: &LogsConfig, deadline: Inst
         array_task_id,
         start,
         state: verdict.state,
+        argv_inputs: sum.argv_inputs.clone(),
         logs,
         deadline,
     });
@@ -423,6 +445,31 @@ mod tests {
         s0.node_id = 1;
         other.put_item(&Item::StepStart(s0)).unwrap();
         assert!(!stream(&other, &e, &LogsConfig::default(), soon(), |_| ()).ask_time_limit);
+    }
+
+    #[test]
+    fn argv_inputs_resolved_against_the_step_cwd_once_each() {
+        let with_argv = |argv: &[&str], cwd: &str| match start(0, 1, cwd) {
+            Item::StepStart(s) => {
+                Item::StepStart(StepStart { argv: argv.iter().map(|a| a.to_string()).collect(), ..s })
+            }
+            _ => unreachable!(),
+        };
+        let items = [
+            with_argv(&["lmp", "-in", "in.melt"], "/w"),
+            with_argv(&["lmp", "-in", "/w/in.melt"], "/x"),
+            with_argv(&["pw.x", "-i", "scf.in"], "relative"),
+            with_argv(&["gmx", "mdrun", "-s", "topol.tpr"], "/w"),
+        ];
+        let sum = Summary::of(&items);
+        assert_eq!(
+            sum.argv_inputs,
+            vec![
+                (PathBuf::from("/w/in.melt"), Some(logparse::InputFormat::LammpsIn)),
+                (PathBuf::from("/w/topol.tpr"), None)
+            ],
+            "a relative cwd resolves nothing; a path is kept once"
+        );
     }
 
     #[test]

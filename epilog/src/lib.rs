@@ -28,6 +28,7 @@ pub mod creds;
 pub mod deliver;
 pub mod env;
 pub mod facts;
+pub mod inputs;
 pub mod job;
 pub mod limits;
 pub mod logger;

@@ -105,6 +105,7 @@
 
 mod convert;
 mod engine;
+mod inputs;
 mod model;
 mod pattern;
 mod rules;
@@ -112,6 +113,7 @@ mod text;
 
 pub use convert::MAX_VALUE;
 pub use engine::{analyze, MAX_FACTS};
+pub use inputs::{files_in_argv, InputFormat, InputRules, BUILTIN_FORMATS, MAX_PARAMS, MAX_PARAM_VALUE, PARAM_PREFIX};
 pub use model::{combine, Analysis, Category, FactValue, Outcome, ScanStats, Verdict};
 pub use rules::{Part, RuleError, Rules, Triggers, BUILTIN_TOML, SITE_RULES_PATH};
 pub use text::{Window, MAX_LINE};

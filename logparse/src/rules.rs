@@ -101,6 +101,10 @@ struct ProgramDoc {
     field: Vec<FieldDoc>,
     #[serde(default)]
     table: Vec<TableDoc>,
+    /// `[[program.input]]`: read by [`crate::InputRules`], checked there.
+    #[serde(default)]
+    #[allow(dead_code)]
+    input: Vec<crate::inputs::SiteInputDoc>,
 }
 
 #[derive(Deserialize)]

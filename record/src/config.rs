@@ -190,6 +190,11 @@ impl Default for EpilogConfig {
 /// characters) and that were modified since the job started. At most `max_files` files, newest
 /// first; of each only the first `head_bytes` and the last `tail_bytes`; at most `job_bytes` in
 /// all, and no more than `time_budget_ms` of the epilog's own budget.
+///
+/// With `inputs`, the job's input files too (`param.*` facts): those the steps' command lines
+/// name after `-in`/`-i`/`-f`/`-s`…, then those in the work directory (and its `system/`) whose
+/// names the built-in formats or the site's `[[program.input]]` rules know; at most
+/// `max_inputs` files, `input_bytes` of each, within the same `time_budget_ms` again.
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogsConfig {
@@ -209,6 +214,13 @@ pub struct LogsConfig {
     pub time_budget_ms: u64,
     /// The site's parser rules, added to the built-in ones (a missing file: built-ins only).
     pub rules: PathBuf,
+    /// `false`: the job's input files are not read (no `param.*` facts).
+    pub inputs: bool,
+    /// Input files read per job (those the steps' argv names first, then the work directory's,
+    /// newest first).
+    pub max_inputs: usize,
+    /// Bytes read from the start of each input file (inputs are small; the rest is not read).
+    pub input_bytes: u64,
 }
 
 /// The default `[logs] globs`: what the solver codes runledger knows write in their work directory.
@@ -238,6 +250,9 @@ impl Default for LogsConfig {
             job_bytes: 16 * 1024 * 1024,
             time_budget_ms: 1500,
             rules: PathBuf::from("/etc/runledger/parsers.toml"),
+            inputs: true,
+            max_inputs: 8,
+            input_bytes: 256 * 1024,
         }
     }
 }
