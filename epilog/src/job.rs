@@ -48,6 +48,8 @@ pub struct Streamed {
     pub spooled: usize,
     /// Steps whose end never appeared in the spool.
     pub missing_ends: Vec<String>,
+    /// The Python hook's per-job directory, read into `job_end.python`; removed after the job.
+    pub python_dir: Option<PathBuf>,
 }
 
 /// Hands the job's spooled items to `sink` one at a time, in the order they are sent, and then
@@ -82,7 +84,7 @@ pub fn stream(
         log::warn!("job {job_id}: no end recorded for step(s) {} on this node", missing_ends.join(", "));
     }
     let (job_end, verdict) = job_end_of(env, &summary, logs, deadline);
-    Streamed { job_end, verdict, spooled: summary.count, missing_ends }
+    Streamed { job_end, verdict, spooled: summary.count, missing_ends, python_dir: summary.python_dir() }
 }
 
 /// The node the job's batch comes from, as [`job_end`] names it (the environment, else the batch
@@ -137,6 +139,7 @@ pub struct Summary {
     started: Vec<u32>,
     ended: Vec<u32>,
     count: usize,
+    python_dir: Option<String>,
 }
 
 impl Summary {
@@ -146,11 +149,19 @@ impl Summary {
         s
     }
 
+    /// Where the plugin put the job's Python directory (an absolute path, from root's spool).
+    pub fn python_dir(&self) -> Option<PathBuf> {
+        self.python_dir.as_deref().map(PathBuf::from).filter(|p| p.is_absolute())
+    }
+
     pub fn observe(&mut self, item: &Item) {
         self.count += 1;
         match item {
             Item::StepStart(s) => {
                 self.started.push(s.step_id);
+                if self.python_dir.is_none() {
+                    self.python_dir = s.python_dir.clone();
+                }
                 if self.first_cwd.is_none() {
                     self.first_cwd = s.cwd.clone();
                 }
@@ -295,6 +306,11 @@ pub fn job_end_of(env: &JobEnv, sum: &Summary, logs: &LogsConfig, deadline: Inst
         logs,
         deadline,
     });
+    // The Python processes' own word, read as the user (never as root), after the logs.
+    let python = match (sum.python_dir(), uid) {
+        (Some(dir), Some(uid)) => crate::python::collect(&dir, uid, gid, deadline),
+        _ => None,
+    };
     let cluster = env.cluster.clone().or(first.map(|s| s.cluster.clone())).unwrap_or_default();
     if cluster.trim().is_empty() {
         log::warn!("job {}: cluster name unknown (no SLURM_CLUSTER_NAME, no spooled step)", env.job_id);
@@ -318,6 +334,7 @@ pub fn job_end_of(env: &JobEnv, sum: &Summary, logs: &LogsConfig, deadline: Inst
         stdout: stdout.map(|p| p.to_string_lossy().into_owned()),
         stderr: stderr.map(|p| p.to_string_lossy().into_owned()),
         facts,
+        python,
     };
     (end, verdict)
 }

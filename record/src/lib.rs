@@ -12,6 +12,7 @@ pub mod config;
 pub mod env;
 pub mod hostlist;
 pub mod modules;
+pub mod python;
 pub mod spool;
 pub mod wire;
 
@@ -228,6 +229,10 @@ pub struct StepStart {
     pub start: Timestamp,
     #[serde(default)]
     pub slurm_version: String,
+    /// The per-job directory the plugin made for the Python hook (owned by the job's user), when
+    /// Python recording is on; the epilog reads and removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_dir: Option<String>,
 }
 
 /// One task's end, recorded in slurm_spank_task_exit.
@@ -316,6 +321,9 @@ pub struct JobEnd {
     pub stderr: Option<String>,
     #[serde(default)]
     pub facts: Vec<Fact>,
+    /// What the job's Python processes on this node reported: the user's word, validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<python::PythonReport>,
 }
 
 /// One unit of merge. The collector applies each independently and idempotently.

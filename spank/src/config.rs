@@ -4,6 +4,10 @@
 //! required /usr/local/lib/runledger/runledger.so spool=/var/spool/runledger env_allow=PAT,PAT env_deny=PAT,PAT
 //! ```
 //!
+//! `python=no` turns off recording what Python processes import, for the whole site;
+//! `python_dir=` is where the per-job directories of the Python hook go (default
+//! [`crate::python::DEFAULT_DIR`], `%n` the node's name).
+//!
 //! `spool=` is where records go (default [`runledger_record::spool::DEFAULT_ROOT`]);
 //! `env_allow=` / `env_deny=` are comma-separated name patterns for
 //! [`runledger_record::env::EnvFilter`] (`*` matches any run of characters; the defaults keep
@@ -18,11 +22,19 @@ use std::path::PathBuf;
 pub struct Config {
     pub spool: PathBuf,
     pub env_filter: EnvFilter,
+    /// Whether the site records Python processes (`python=no` says no).
+    pub python: bool,
+    pub python_dir: PathBuf,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { spool: PathBuf::from(DEFAULT_ROOT), env_filter: EnvFilter::default() }
+        Config {
+            spool: PathBuf::from(DEFAULT_ROOT),
+            env_filter: EnvFilter::default(),
+            python: true,
+            python_dir: PathBuf::from(crate::python::DEFAULT_DIR),
+        }
     }
 }
 
@@ -32,6 +44,8 @@ impl Config {
         let mut errors = Vec::new();
         let mut spool = None;
         let (mut allow, mut deny) = (None, None);
+        let mut python = true;
+        let mut python_dir = None;
         for arg in args {
             let arg = arg.as_ref();
             match arg.split_once('=') {
@@ -41,14 +55,26 @@ impl Config {
                 )),
                 Some(("env_allow", l)) => allow = Some(l.to_string()),
                 Some(("env_deny", l)) => deny = Some(l.to_string()),
+                Some(("python", v)) => match crate::python::parse_switch(v) {
+                    Some(on) => python = on,
+                    None => errors.push(format!("plugin argument 'python={v}': expected yes or no; recording Python")),
+                },
+                Some(("python_dir", p)) if p.starts_with('/') => python_dir = Some(PathBuf::from(p)),
+                Some(("python_dir", p)) => errors.push(format!(
+                    "plugin argument 'python_dir={p}': must be an absolute path; using {}",
+                    crate::python::DEFAULT_DIR
+                )),
                 _ => errors.push(format!(
-                    "unknown plugin argument '{arg}' ignored (known: spool=/path env_allow=PAT,PAT env_deny=PAT,PAT)"
+                    "unknown plugin argument '{arg}' ignored (known: spool=/path env_allow=PAT,PAT env_deny=PAT,PAT \
+                     python=yes|no python_dir=/path)"
                 )),
             }
         }
         let config = Config {
             spool: spool.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
             env_filter: EnvFilter::from_lists(allow.as_deref(), deny.as_deref()),
+            python,
+            python_dir: python_dir.unwrap_or_else(|| PathBuf::from(crate::python::DEFAULT_DIR)),
         };
         (config, errors)
     }
@@ -69,6 +95,15 @@ mod tests {
         assert_eq!(c.spool, PathBuf::from("/tmp/rl"));
         assert!(c.env_filter.keeps("SLURM_JOB_ID") && c.env_filter.keeps("PATH"));
         assert!(!c.env_filter.keeps("SLURM_JOB_NAME") && !c.env_filter.keeps("HOME"));
+        assert!(c.python);
+
+        let (c, errs) = Config::from_args(&["python=no", "python_dir=/run/py/%n"]);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert!(!c.python);
+        assert_eq!(c.python_dir, PathBuf::from("/run/py/%n"));
+        let (c, errs) = Config::from_args(&["python=perhaps", "python_dir=py"]);
+        assert!(c.python && c.python_dir == PathBuf::from(crate::python::DEFAULT_DIR));
+        assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     #[test]

@@ -313,6 +313,8 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
         tags: tags.clone(),
         start: now,
         slurm_version: f.slurm_version.clone(),
+        // Set by the plugin once it has made the directory (python.rs).
+        python_dir: None,
     }
 }
 
