@@ -14,6 +14,7 @@ RL_PACKAGES=(
     libpmix-dev   # Slurm's mpi/pmix dlopens libpmix.so from it: `srun --mpi=pmix`
     procps   # pgrep; not in minimal images
     fonts-dejavu-core   # the font of `collector query errors|efficiency --plot` PNG charts
+    python3 python3-venv python3-numpy python3-scipy   # the Python hook's tests and bench/python-hook
 )
 
 # Repository root: packaging/ lives directly below it.
