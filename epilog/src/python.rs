@@ -85,7 +85,11 @@ pub fn collect(dir: &Path, uid: u32, gid: Option<u32>, deadline: Instant) -> Opt
         }
     }
     if report.skipped > 0 {
-        log::warn!("{} Python record(s) in {} not read (over {MAX_FILES} files or out of time)", report.skipped, dir.display());
+        log::warn!(
+            "{} Python record(s) in {} not read (over {MAX_FILES} files or out of time)",
+            report.skipped,
+            dir.display()
+        );
     }
     report.processes.sort_by_key(|p| (p.start, p.pid));
     (!report.processes.is_empty() || !report.rejected.is_empty() || report.skipped > 0).then_some(report)

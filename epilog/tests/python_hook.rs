@@ -149,7 +149,8 @@ fn other_ranks_opted_out_and_outside_jobs_stay_silent() {
 #[test]
 fn a_forked_child_does_not_rewrite_the_parents_record() {
     let Some(s) = setup() else { return };
-    let code = "import os, rlpkg\npid = os.fork()\nif pid == 0:\n import plain\n raise SystemExit(0)\nos.waitpid(pid, 0)";
+    let code =
+        "import os, rlpkg\npid = os.fork()\nif pid == 0:\n import plain\n raise SystemExit(0)\nos.waitpid(pid, 0)";
     assert!(s.run(&[], &["-c", code]).status.success());
     let recs = s.records();
     let [p] = &recs[..] else { panic!("{recs:?}") };

@@ -189,7 +189,8 @@ mod tests {
     #[test]
     fn validation_names_the_bad_field() {
         assert_eq!(good().validate(), Ok(()));
-        let cases: [(fn(&mut PythonProcess), &str); 7] = [
+        type Spoil = fn(&mut PythonProcess);
+        let cases: [(Spoil, &str); 7] = [
             (|p| p.rank = 1, "rank 1"),
             (|p| p.interpreter = "python".into(), "interpreter: not an absolute"),
             (|p| p.main = "a\x1b[2Jb".into(), "main:"),

@@ -102,7 +102,7 @@ mod tests {
         assert!(!c.python);
         assert_eq!(c.python_dir, PathBuf::from("/run/py/%n"));
         let (c, errs) = Config::from_args(&["python=perhaps", "python_dir=py"]);
-        assert!(c.python && c.python_dir == PathBuf::from(crate::python::DEFAULT_DIR));
+        assert!(c.python && c.python_dir == std::path::Path::new(crate::python::DEFAULT_DIR));
         assert_eq!(errs.len(), 2, "{errs:?}");
     }
 

@@ -203,7 +203,10 @@ impl Plugin {
             Ok(d) => d,
             Err(e) => {
                 let at = base.display();
-                log::error(&format!("step {}: no Python records: cannot make the job's directory in {at}: {e}", label(start)));
+                log::error(&format!(
+                    "step {}: no Python records: cannot make the job's directory in {at}: {e}",
+                    label(start)
+                ));
                 return None;
             }
         };
@@ -526,7 +529,10 @@ mod tests {
         let dir = want.to_string_lossy().into_owned();
         assert_eq!(uid_is_me(&host), [("RUNLEDGER_PYTHON_DIR".to_string(), dir.clone())]);
         let m = std::fs::symlink_metadata(&want).unwrap();
-        assert_eq!((std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::mode(&m) & 0o777), (1000, 0o700));
+        assert_eq!(
+            (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::mode(&m) & 0o777),
+            (1000, 0o700)
+        );
         let (items, _) = Spool::new(&spool).job_items(77);
         let Some(Item::StepStart(start)) = items.iter().find(|i| matches!(i, Item::StepStart(_))) else { panic!() };
         assert_eq!(start.python_dir.as_deref(), Some(dir.as_str()), "the epilog learns it from the spool");
