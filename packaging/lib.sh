@@ -15,6 +15,7 @@ RL_PACKAGES=(
     procps   # pgrep; not in minimal images
     fonts-dejavu-core   # the font of `collector query errors|efficiency --plot` PNG charts
     chromium   # headless: collector/tests/report_browser.rs opens `collector report --html`'s page
+    python3 python3-venv python3-numpy python3-scipy   # the Python hook's tests and bench/python-hook
 )
 
 # Repository root: packaging/ lives directly below it.

@@ -44,6 +44,7 @@ fn main() {
         .allowlist_type("spank_context")
         .allowlist_function("spank_get_item")
         .allowlist_function("spank_getenv")
+        .allowlist_function("spank_setenv")
         .allowlist_function("spank_context")
         .allowlist_function("spank_option_register")
         .allowlist_function("slurm_(error|info|verbose|debug)")

@@ -55,6 +55,8 @@ pub struct Streamed {
     /// No step gave the time limit and this node is the one to ask slurmctld for it (see
     /// [`crate::limits`]).
     pub ask_time_limit: bool,
+    /// The Python hook's per-job directory, read into `job_end.python`; removed after the job.
+    pub python_dir: Option<PathBuf>,
 }
 
 /// Hands the job's spooled items to `sink` one at a time, in the order they are sent, and then
@@ -90,7 +92,14 @@ pub fn stream(
     }
     let (job_end, verdict) = job_end_of(env, &summary, logs, deadline);
     let ask_time_limit = job_end.time_limit.is_none() && summary.asks_time_limit();
-    Streamed { job_end, verdict, spooled: summary.count, missing_ends, ask_time_limit }
+    Streamed {
+        job_end,
+        verdict,
+        spooled: summary.count,
+        missing_ends,
+        ask_time_limit,
+        python_dir: summary.python_dir(),
+    }
 }
 
 /// The node the job's batch comes from, as [`job_end`] names it (the environment, else the batch
@@ -150,6 +159,7 @@ pub struct Summary {
     count: usize,
     /// The first time limit a step's environment gave (23.02+).
     time_limit: Option<TimeLimit>,
+    python_dir: Option<String>,
 }
 
 impl Summary {
@@ -159,11 +169,19 @@ impl Summary {
         s
     }
 
+    /// Where the plugin put the job's Python directory (an absolute path, from root's spool).
+    pub fn python_dir(&self) -> Option<PathBuf> {
+        self.python_dir.as_deref().map(PathBuf::from).filter(|p| p.is_absolute())
+    }
+
     pub fn observe(&mut self, item: &Item) {
         self.count += 1;
         match item {
             Item::StepStart(s) => {
                 self.started.push(s.step_id);
+                if self.python_dir.is_none() {
+                    self.python_dir = s.python_dir.clone();
+                }
                 if self.first_cwd.is_none() {
                     self.first_cwd = s.cwd.clone();
                 }
@@ -333,6 +351,11 @@ pub fn job_end_of(env: &JobEnv, sum: &Summary, logs: &LogsConfig, deadline: Inst
         logs,
         deadline,
     });
+    // The Python processes' own word, read as the user (never as root), after the logs.
+    let python = match (sum.python_dir(), uid) {
+        (Some(dir), Some(uid)) => crate::python::collect(&dir, uid, gid, deadline),
+        _ => None,
+    };
     let cluster = env.cluster.clone().or(first.map(|s| s.cluster.clone())).unwrap_or_default();
     if cluster.trim().is_empty() {
         log::warn!("job {}: cluster name unknown (no SLURM_CLUSTER_NAME, no spooled step)", env.job_id);
@@ -359,6 +382,7 @@ pub fn job_end_of(env: &JobEnv, sum: &Summary, logs: &LogsConfig, deadline: Inst
         alloc_mem_mb: first.and_then(|s| s.alloc_mem_mb),
         time_limit: sum.time_limit.clone(),
         time_limit_missing: None,
+        python,
     };
     (end, verdict)
 }

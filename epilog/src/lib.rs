@@ -14,6 +14,7 @@
 //!   its rules);
 //! - [`deliver`]: outbox and collector ([`retry`]: backoff with jitter; [`bounds`]: the outbox's
 //!   size and age bounds); [`flush`] drains a node's outbox (`runledger-epilog --flush`);
+//! - [`python`]: the records of the job's Python processes, read as the user;
 //! - [`orphans`]: the spooled records of jobs whose epilog never ran here;
 //! - [`logger`]: syslog or stderr.
 //!
@@ -36,6 +37,7 @@ pub mod logs;
 pub mod orphans;
 pub mod parts;
 pub mod pattern;
+pub mod python;
 pub mod retry;
 pub mod rules;
 pub mod safe_read;
@@ -113,6 +115,7 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
         return;
     }
     let job_end = a.job_end.clone();
+    let python_dir = a.python_dir.clone();
     let (paths, cur): (Vec<Option<PathBuf>>, Vec<Current>) = match writer.finish(a.job_end) {
         Ok(paths) => {
             if let Err(e) = spool.remove_job(id) {
@@ -145,6 +148,10 @@ pub fn run(cfg: &Config, mode: Mode, env: impl Fn(&str) -> Option<String>, start
             (vec![None; n], cur)
         }
     };
+    // Read into the batch (kept or sent from memory): the user's directory has served its job.
+    if let Some(dir) = &python_dir {
+        python::remove(dir);
+    }
     let durable = paths.first().is_some_and(Option::is_some);
     let node = env.node.clone().unwrap_or_else(job::hostname);
     let max_age = Bounds::of(&cfg.epilog).max_age();

@@ -17,6 +17,7 @@ pub mod env;
 pub mod hostlist;
 pub mod limits;
 pub mod modules;
+pub mod python;
 pub mod series;
 pub mod spool;
 pub mod users;
@@ -243,6 +244,10 @@ pub struct StepStart {
     /// The job's time limit, when the step's environment carries it (23.02+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit: Option<TimeLimit>,
+    /// The per-job directory the plugin made for the Python hook (owned by the job's user), when
+    /// Python recording is on; the epilog reads and removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_dir: Option<String>,
 }
 
 /// One task's end, recorded in slurm_spank_task_exit.
@@ -345,6 +350,9 @@ pub struct JobEnd {
     /// Why the batch node has no time limit to report (scontrol missing, timed out, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit_missing: Option<String>,
+    /// What the job's Python processes on this node reported: the user's word, validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<python::PythonReport>,
 }
 
 /// One unit of merge. The collector applies each independently and idempotently.

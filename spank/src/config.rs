@@ -4,6 +4,10 @@
 //! required /usr/local/lib/runledger/runledger.so spool=/var/spool/runledger env_allow=PAT,PAT env_deny=PAT,PAT sample_interval=30
 //! ```
 //!
+//! `python=no` turns off recording what Python processes import, for the whole site;
+//! `python_dir=` is where the per-job directories of the Python hook go (default
+//! [`crate::python::DEFAULT_DIR`], `%n` the node's name).
+//!
 //! `spool=` is where records go (default [`runledger_record::spool::DEFAULT_ROOT`]);
 //! `env_allow=` / `env_deny=` are comma-separated name patterns for
 //! [`runledger_record::env::EnvFilter`] (`*` matches any run of characters; the defaults keep
@@ -25,6 +29,9 @@ pub struct Config {
     pub env_filter: EnvFilter,
     /// Seconds; 0: no sampling.
     pub sample_interval: u32,
+    /// Whether the site records Python processes (`python=no` says no).
+    pub python: bool,
+    pub python_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -33,6 +40,8 @@ impl Default for Config {
             spool: PathBuf::from(DEFAULT_ROOT),
             env_filter: EnvFilter::default(),
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            python: true,
+            python_dir: PathBuf::from(crate::python::DEFAULT_DIR),
         }
     }
 }
@@ -44,6 +53,8 @@ impl Config {
         let mut spool = None;
         let (mut allow, mut deny) = (None, None);
         let mut sample_interval = DEFAULT_SAMPLE_INTERVAL;
+        let mut python = true;
+        let mut python_dir = None;
         for arg in args {
             let arg = arg.as_ref();
             match arg.split_once('=') {
@@ -61,9 +72,18 @@ impl Config {
                          using {DEFAULT_SAMPLE_INTERVAL}"
                     )),
                 },
+                Some(("python", v)) => match crate::python::parse_switch(v) {
+                    Some(on) => python = on,
+                    None => errors.push(format!("plugin argument 'python={v}': expected yes or no; recording Python")),
+                },
+                Some(("python_dir", p)) if p.starts_with('/') => python_dir = Some(PathBuf::from(p)),
+                Some(("python_dir", p)) => errors.push(format!(
+                    "plugin argument 'python_dir={p}': must be an absolute path; using {}",
+                    crate::python::DEFAULT_DIR
+                )),
                 _ => errors.push(format!(
-                    "unknown plugin argument '{arg}' ignored \
-                     (known: spool=/path env_allow=PAT,PAT env_deny=PAT,PAT sample_interval=SECONDS)"
+                    "unknown plugin argument '{arg}' ignored (known: spool=/path env_allow=PAT,PAT env_deny=PAT,PAT \
+                     sample_interval=SECONDS python=yes|no python_dir=/path)"
                 )),
             }
         }
@@ -71,6 +91,8 @@ impl Config {
             spool: spool.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
             env_filter: EnvFilter::from_lists(allow.as_deref(), deny.as_deref()),
             sample_interval,
+            python,
+            python_dir: python_dir.unwrap_or_else(|| PathBuf::from(crate::python::DEFAULT_DIR)),
         };
         (config, errors)
     }
@@ -96,6 +118,15 @@ mod tests {
             let (c, errs) = Config::from_args(&[arg]);
             assert_eq!((c.sample_interval, errs.len()), (want, 0), "{arg}");
         }
+        assert!(c.python);
+
+        let (c, errs) = Config::from_args(&["python=no", "python_dir=/run/py/%n"]);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert!(!c.python);
+        assert_eq!(c.python_dir, PathBuf::from("/run/py/%n"));
+        let (c, errs) = Config::from_args(&["python=perhaps", "python_dir=py"]);
+        assert!(c.python && c.python_dir == std::path::Path::new(crate::python::DEFAULT_DIR));
+        assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     #[test]

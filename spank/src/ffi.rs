@@ -142,6 +142,18 @@ unsafe extern "C" fn tag_option_cb(_val: c_int, optarg: *const c_char, remote: c
     })
 }
 
+/// The `--runledger-python` callback (`spank_opt_cb_f`).
+unsafe extern "C" fn python_option_cb(_val: c_int, optarg: *const c_char, remote: c_int) -> c_int {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let arg = if optarg.is_null() { None } else { Some(unsafe { CStr::from_ptr(optarg) }.to_bytes()) };
+        crate::on_python_option(arg, remote != 0)
+    }));
+    result.unwrap_or_else(|_| {
+        let _ = catch_unwind(|| log(Level::Error, "runledger: --runledger-python: internal error; option ignored"));
+        0
+    })
+}
+
 // --- the handle -------------------------------------------------------------------------------
 
 /// A SPANK handle, valid for the duration of one callback.
@@ -333,6 +345,26 @@ impl Host for Spank<'_> {
             cb: Some(tag_option_cb),
         }));
         check(unsafe { sys::spank_option_register(self.sp, opt) })
+    }
+
+    fn register_python_option(&self) -> SpankResult<()> {
+        // Leaked like the tag option's: Slurm keeps the pointers for the life of the process.
+        let leak = |s: &str| CString::new(s).expect("no NUL in option strings").into_raw();
+        let opt = Box::into_raw(Box::new(sys::spank_option {
+            name: leak(crate::python::OPTION),
+            arginfo: leak(crate::python::OPTION_ARGINFO),
+            usage: leak(crate::python::OPTION_USAGE),
+            has_arg: 1,
+            val: 0,
+            cb: Some(python_option_cb),
+        }));
+        check(unsafe { sys::spank_option_register(self.sp, opt) })
+    }
+
+    fn setenv(&self, name: &str, value: &str) -> SpankResult<()> {
+        let name = CString::new(name).map_err(|_| SpankError::INVALID)?;
+        let value = CString::new(value).map_err(|_| SpankError::INVALID)?;
+        check(unsafe { sys::spank_setenv(self.sp, name.as_ptr(), value.as_ptr(), 1) })
     }
 
     // The three below are plain libc calls: safe through record's users module and nix.

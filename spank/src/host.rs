@@ -120,6 +120,10 @@ pub trait Host {
 
     /// Registers `--runledger-tag` (slurm_spank_init only).
     fn register_tag_option(&self) -> SpankResult<()>;
+    /// Registers `--runledger-python` (srun, sbatch, salloc and slurmstepd).
+    fn register_python_option(&self) -> SpankResult<()>;
+    /// Sets a variable in the environment the step's tasks start with (remote context).
+    fn setenv(&self, name: &str, value: &str) -> SpankResult<()>;
 
     // OS facts.
     /// The passwd name of `uid` (getpwuid_r).

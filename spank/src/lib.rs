@@ -11,6 +11,9 @@
 //!   (slurm_spank_exit), with every task's exit status, the step's CPU time and, for the batch
 //!   step, where task 0 wrote stdout/stderr.
 //!
+//! For the node package's Python hook it makes each job a directory of the job's user and names
+//! it to the tasks (`python`; off with `python=no`, `--runledger-python=no`, `RUNLEDGER_PYTHON=0`).
+//!
 //! It never harms a job: every callback returns 0 and only logs what went wrong, except the
 //! option callback, which refuses a bad `--runledger-tag` in srun/sbatch/salloc (not in
 //! slurmstepd). Nothing runs in the forked task before exec (no task_init/user_init callbacks).
@@ -25,6 +28,7 @@ mod config;
 mod ffi;
 pub mod host;
 mod log;
+mod python;
 mod sampler;
 mod step;
 mod tags;
@@ -56,6 +60,8 @@ struct Plugin {
     /// Samples the step's processes over time and, in the batch step, looks for modules loaded
     /// inside the script.
     sampler: Option<sampler::Sampler>,
+    /// `--runledger-python=yes|no`, when given.
+    python_option: Option<bool>,
 }
 
 // Callbacks run one at a time on slurmstepd's main thread; the lock guards against the
@@ -83,6 +89,9 @@ pub fn on_init(host: &dyn Host, args: &[String]) -> i32 {
         if let Err(e) = host.register_tag_option() {
             log::error(&format!("cannot register --{TAG_OPTION}: {e}"));
         }
+        if let Err(e) = host.register_python_option() {
+            log::error(&format!("cannot register --{}: {e}", python::OPTION));
+        }
     }
     with_plugin("slurm_spank_init", |p| p.init(ctx, args))
 }
@@ -104,6 +113,22 @@ pub fn on_tag_option(arg: Option<&[u8]>, remote: bool) -> i32 {
         }
         Err(e) => {
             log::error(&format!("--{TAG_OPTION}: {e}"));
+            -1
+        }
+    }
+}
+
+pub fn on_python_option(arg: Option<&[u8]>, remote: bool) -> i32 {
+    let value = arg.map(String::from_utf8_lossy).unwrap_or_default();
+    match python::parse_switch(&value) {
+        Some(on) => with_plugin("--runledger-python", |p| {
+            p.python_option = Some(on);
+            0
+        }),
+        // srun/sbatch checked it already; in slurmstepd the step runs whatever it says.
+        None if remote => 0,
+        None => {
+            log::error(&format!("--{}: expected yes or no, not '{value}'", python::OPTION));
             -1
         }
     }
@@ -158,10 +183,42 @@ impl Plugin {
         for p in problems {
             log::error(&format!("step {label}: {p}"));
         }
-        let start = step::build_start(&facts, &self.config.env_filter, &self.tags, now());
+        let mut start = step::build_start(&facts, &self.config.env_filter, &self.tags, now());
+        start.python_dir = self.python_dir(host, &start);
         let _logged = self.write(&Item::StepStart(start.clone()));
         self.start = Some(start);
         0
+    }
+
+    /// Makes the job's Python directory and names it to the tasks, unless the site, the option
+    /// or the job's environment says no; `None` when Python is not recorded. Cheap: a few
+    /// syscalls in slurmstepd before the tasks exist, nothing in the forked task.
+    fn python_dir(&self, host: &dyn Host, start: &StepStart) -> Option<String> {
+        use runledger_record::python::{DIR_ENV, OPT_OUT_ENV};
+        let env_value = host.getenv(OPT_OUT_ENV).ok().flatten();
+        if !python::wanted(self.config.python, self.python_option, env_value.as_deref()) {
+            return None;
+        }
+        let base = expand_node(&self.config.python_dir, &start.node);
+        let dir = match python::prepare(&base, start.job_id, start.uid, start.gid) {
+            Ok(d) => d,
+            Err(e) => {
+                let at = base.display();
+                log::error(&format!(
+                    "step {}: no Python records: cannot make the job's directory in {at}: {e}",
+                    label(start)
+                ));
+                return None;
+            }
+        };
+        let dir = dir.to_string_lossy().into_owned();
+        match host.setenv(DIR_ENV, &dir) {
+            Ok(()) => Some(dir),
+            Err(e) => {
+                log::error(&format!("step {}: no Python records: cannot set {DIR_ENV}: {e}", label(start)));
+                None
+            }
+        }
     }
 
     fn task_forked(&mut self, host: &dyn Host) -> i32 {
@@ -318,6 +375,7 @@ mod tests {
         env: Vec<Vec<u8>>,
         task: Cell<(i32, u32, i32, i32)>, // local id, global id, raw status, pid
         registered: RefCell<u32>,
+        set: RefCell<Vec<(String, String)>>,
         fail_items: bool,
         array: (u32, u32),
     }
@@ -337,6 +395,7 @@ mod tests {
                 ]),
                 task: Cell::new((0, 0, 0, 0)),
                 registered: RefCell::new(0),
+                set: RefCell::new(Vec::new()),
                 fail_items: false,
                 array: (70, 7),
             }
@@ -418,6 +477,14 @@ mod tests {
             *self.registered.borrow_mut() += 1;
             Ok(())
         }
+        fn register_python_option(&self) -> SpankResult<()> {
+            *self.registered.borrow_mut() += 1;
+            Ok(())
+        }
+        fn setenv(&self, name: &str, value: &str) -> SpankResult<()> {
+            self.set.borrow_mut().push((name.to_string(), value.to_string()));
+            Ok(())
+        }
         fn user_name(&self, _uid: u32) -> Option<String> {
             Some("rltest".into())
         }
@@ -430,7 +497,8 @@ mod tests {
     }
 
     fn args(spool: &std::path::Path) -> Vec<String> {
-        vec![format!("spool={}", spool.display()), "env_deny=PATH".into()]
+        let py = spool.parent().unwrap_or(spool).join("python/%n");
+        vec![format!("spool={}", spool.display()), "env_deny=PATH".into(), format!("python_dir={}", py.display())]
     }
 
     // One process per step in real life; the tests drive a Plugin value directly (the static
@@ -492,6 +560,47 @@ mod tests {
     }
 
     #[test]
+    fn python_directory_for_the_job_unless_turned_off() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join("spool");
+        let me = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap();
+        let mut host = FakeHost::new(Context::Remote, 0);
+        let uid_is_me = |h: &FakeHost| h.set.borrow().clone();
+        // The fake job belongs to uid 1000; only root may give a directory away.
+        if me != 0 {
+            eprintln!("SKIPPED python_directory_for_the_job_unless_turned_off: needs root (chown)");
+            return;
+        }
+        let mut p = Plugin::default();
+        run_step(&mut p, &host, &args(&spool));
+        let want = d.path().join("python/n01/77");
+        let dir = want.to_string_lossy().into_owned();
+        assert_eq!(uid_is_me(&host), [("RUNLEDGER_PYTHON_DIR".to_string(), dir.clone())]);
+        let m = std::fs::symlink_metadata(&want).unwrap();
+        assert_eq!(
+            (std::os::unix::fs::MetadataExt::uid(&m), std::os::unix::fs::MetadataExt::mode(&m) & 0o777),
+            (1000, 0o700)
+        );
+        let (items, _) = Spool::new(&spool).job_items(77);
+        let Some(Item::StepStart(start)) = items.iter().find(|i| matches!(i, Item::StepStart(_))) else { panic!() };
+        assert_eq!(start.python_dir.as_deref(), Some(dir.as_str()), "the epilog learns it from the spool");
+
+        // RUNLEDGER_PYTHON=0 in the job, --runledger-python=no, python=no: no directory, no variable.
+        std::fs::remove_dir_all(d.path().join("python")).unwrap();
+        host.env.push(b"RUNLEDGER_PYTHON=0".to_vec());
+        host.set.borrow_mut().clear();
+        run_step(&mut Plugin::default(), &host, &args(&spool));
+        host.env.pop();
+        let mut p = Plugin { python_option: Some(false), ..Plugin::default() };
+        run_step(&mut p, &host, &args(&spool));
+        let mut site_off = args(&spool);
+        site_off.push("python=no".into());
+        run_step(&mut Plugin::default(), &host, &site_off);
+        assert!(host.set.borrow().is_empty());
+        assert!(!d.path().join("python").exists());
+    }
+
+    #[test]
     fn spool_per_node_from_the_percent_n_argument() {
         let d = tempfile::tempdir().unwrap();
         let host = FakeHost::new(Context::Remote, 0);
@@ -528,7 +637,7 @@ mod tests {
         std::fs::write(&blocker, b"not a directory").unwrap();
         let host = FakeHost::new(Context::Remote, 3);
         let mut p = Plugin::default();
-        run_step(&mut p, &host, &[format!("spool={}/spool", blocker.display()), "bogus".into()]);
+        run_step(&mut p, &host, &[format!("spool={}/spool", blocker.display()), "bogus".into(), "python=no".into()]);
         let errors: Vec<String> = log::take().into_iter().filter(|(l, _)| *l == Level::Error).map(|(_, m)| m).collect();
         // The bad argument, then the start record, its cwd correction (PWD=/tmp is not where the
         // fake task runs) and the end record: each failed write is logged, none is fatal.
@@ -591,7 +700,7 @@ mod tests {
         for ctx in [Context::Local, Context::Allocator, Context::Slurmd, Context::JobScript, Context::Unknown] {
             let host = FakeHost::new(ctx, 0);
             assert_eq!(on_init(&host, &["bogus".into()]), 0);
-            assert_eq!(*host.registered.borrow(), u32::from(ctx.takes_options()), "{ctx:?}");
+            assert_eq!(*host.registered.borrow(), 2 * u32::from(ctx.takes_options()), "{ctx:?}");
             for cb in [on_init_post_opt, on_task_post_fork, on_task_exit, on_exit] {
                 assert_eq!(cb(&host, &[]), 0);
             }
@@ -599,7 +708,7 @@ mod tests {
         assert!(log::take().is_empty(), "plugin arguments are only checked in slurmstepd");
         let remote = FakeHost::new(Context::Remote, 0);
         on_init(&remote, &[]);
-        assert_eq!(*remote.registered.borrow(), 1);
+        assert_eq!(*remote.registered.borrow(), 2, "--runledger-tag and --runledger-python");
     }
 
     #[test]

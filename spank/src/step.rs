@@ -329,6 +329,8 @@ pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, St
             env_str(env, "SLURM_JOB_START_TIME").as_deref(),
             env_str(env, "SLURM_JOB_END_TIME").as_deref(),
         ),
+        // Set by the plugin once it has made the directory (python.rs).
+        python_dir: None,
     }
 }
 
