@@ -142,14 +142,6 @@ impl Key {
     }
 
     fn sql(self) -> String {
-        if let Key::Fact(n) = self {
-            // The name is checked ([`check_fact_name`]): no quote can end the literal. One value
-            // per job (nodes may each report it): the smallest.
-            return format!(
-                "(SELECT MIN(f.value) FROM facts f WHERE f.job = jobs.id AND f.source = '' AND f.key = '{}')",
-                &n[5..]
-            );
-        }
         let s = match self {
             Key::User => "COALESCE(jobs.user, CAST(jobs.uid AS TEXT))",
             Key::Account => "jobs.account",
@@ -170,7 +162,14 @@ impl Key {
             Key::Hour => "CAST(strftime('%H', jobs.start, 'unixepoch', 'localtime') AS INTEGER)",
             // Monday = 1 … Sunday = 7.
             Key::Weekday => "((CAST(strftime('%w', jobs.start, 'unixepoch', 'localtime') AS INTEGER) + 6) % 7 + 1)",
-            Key::Fact(_) => unreachable!("handled above"),
+            // The name is checked ([`check_fact_name`]): no quote can end the literal. One value
+            // per job (nodes may each report it): the smallest.
+            Key::Fact(n) => {
+                return format!(
+                    "(SELECT MIN(f.value) FROM facts f WHERE f.job = jobs.id AND f.source = '' AND f.key = '{}')",
+                    &n[5..]
+                )
+            }
         };
         s.to_string()
     }
