@@ -68,6 +68,8 @@ fn lammps_pair_style_and_ranks_become_job_facts() {
         assert_eq!(job_fact(&row, "param.run").as_deref(), Some("200"));
         assert_eq!(job_fact(&row, "mpi_ranks"), Some(ranks.to_string()), "{:#}", row["job_facts"]);
     }
+    queries_group_and_filter_by_the_parameter(&ids);
+
     let row = finished(srun_id);
     assert_eq!(job_fact(&row, "param.pair_style").as_deref(), Some("soft"), "argv-named input: {:#}", row["job_facts"]);
     let d = job_detail(srun_id);
@@ -77,4 +79,50 @@ fn lammps_pair_style_and_ranks_become_job_facts() {
             .any(|f| f["key"] == "param.pair_style" && f["source"].as_str().is_some_and(|s| s.ends_with("/melt.txt"))),
         "the per-file fact names melt.txt: {rows:#?}"
     );
+}
+
+/// `query summary` and `query efficiency` group by the parameter (`--by fact:NAME`) and `query
+/// jobs --fact NAME=VALUE` filters on it, over the four mpirun jobs (`-j`: the ledger holds other
+/// tests' LAMMPS runs). Ranks come from the `mpi_ranks` fact: mpirun inside the batch script is no
+/// Slurm step, so the `ranks` key (the steps' task counts) does not see them.
+fn queries_group_and_filter_by_the_parameter(ids: &[(u32, &str, u32, &str)]) {
+    let jobs = ids.iter().map(|(id, ..)| id.to_string()).collect::<Vec<_>>().join(",");
+    let summary = query(&["summary", "-j", &jobs, "--by", "fact:param.pair_style,fact:mpi_ranks"]);
+    let mut groups: Vec<(String, String, i64)> = summary
+        .as_array()
+        .unwrap_or_else(|| panic!("summary: {summary:#}"))
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().map(str::to_string).unwrap_or_else(|| r[k].to_string());
+            (s("fact:param.pair_style"), s("fact:mpi_ranks"), r["jobs"].as_i64().unwrap_or(-1))
+        })
+        .collect();
+    groups.sort();
+    let want: Vec<(String, String, i64)> = [("lj/cut", "1"), ("lj/cut", "2"), ("soft", "1"), ("soft", "2")]
+        .iter()
+        .map(|(p, r)| (p.to_string(), r.to_string(), 1))
+        .collect();
+    assert_eq!(groups, want, "{summary:#}");
+
+    let eff = query(&["efficiency", "-j", &jobs, "--by", "fact:param.pair_style"]);
+    let mut groups: Vec<(String, i64)> = eff["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("efficiency: {eff:#}"))
+        .iter()
+        .map(|g| (g["fact:param.pair_style"].as_str().unwrap_or("?").to_string(), g["jobs"].as_i64().unwrap_or(-1)))
+        .collect();
+    groups.sort();
+    assert_eq!(groups, vec![("lj/cut".to_string(), 2), ("soft".to_string(), 2)], "{eff:#}");
+
+    let lj = query(&["jobs", "-j", &jobs, "--fact", "param.pair_style=lj/cut"]);
+    let mut got: Vec<u64> = lj.as_array().unwrap().iter().filter_map(|j| j["job_id"].as_u64()).collect();
+    got.sort();
+    let mut want: Vec<u64> = ids.iter().filter(|i| i.3 == "lj/cut").map(|i| u64::from(i.0)).collect();
+    want.sort();
+    assert_eq!(got, want, "{lj:#}");
+    // Repeated --fact: all must hold.
+    let lj2 = query(&["jobs", "-j", &jobs, "--fact", "param.pair_style=lj/cut", "--fact", "mpi_ranks=2"]);
+    let got: Vec<u64> = lj2.as_array().unwrap().iter().filter_map(|j| j["job_id"].as_u64()).collect();
+    let want: Vec<u64> = ids.iter().filter(|i| i.3 == "lj/cut" && i.2 == 2).map(|i| u64::from(i.0)).collect();
+    assert_eq!(got, want, "{lj2:#}");
 }

@@ -208,11 +208,13 @@ pub enum QueryCommand {
             core-hours (elapsed x ncpus), used CPU-hours, CPU efficiency, failure rate (FAILED, TIMEOUT, \
             OUT_OF_MEMORY, NODE_FAIL over jobs with a final state) and the median and 95th percentile wall \
             time. Takes the job filters of `query jobs`. With module or module_version a job counts once \
-            in each module it loaded. Time keys use the start, local time.",
+            in each module it loaded. Time keys use the start, local time. fact:NAME groups by a job-level \
+            fact, input parameters included (fact:param.pair_style); jobs without it group under an empty key.",
         after_help = "Examples:\n  collector query summary --by account\n  \
             collector query summary --by user,month -A physics --sort core_hours --limit 20\n  \
             collector query summary --by module_version --module openmpi --csv\n  \
-            collector query summary --by weekday,hour -S 2026-01-01 --json"
+            collector query summary --by weekday,hour -S 2026-01-01 --json\n  \
+            collector query summary --by fact:param.pair_style,ranks --program lammps"
     )]
     Summary(Box<crate::questions::analytics::SummaryArgs>),
 

@@ -55,7 +55,8 @@ pub struct SummaryArgs {
     pub plot: Option<PlotTarget>,
 
     /// Group by these keys: user, account, partition, cluster, program, module, module_version,
-    /// state, category, nodes, ranks, year, month, week, day, hour, weekday.
+    /// state, category, nodes, ranks, year, month, week, day, hour, weekday, or fact:NAME (a
+    /// job-level fact, input parameters included: fact:param.pair_style).
     #[arg(long, required = true, value_name = "KEY[,KEY]", value_delimiter = ',', value_parser = summary::parse_key)]
     pub by: Vec<Key>,
 

@@ -392,3 +392,122 @@ fn efficiency_command_defaults_to_completed_and_plots() {
         "{csv}"
     );
 }
+
+/// Five LAMMPS-like jobs with input parameters (job-level `param.*` facts): lj/cut on 1 and 2
+/// nodes, soft on 1 node twice, and one job without the parameter.
+fn param_ledger() -> Connection {
+    let mut jobs = Vec::new();
+    for (id, style, nnodes) in
+        [(1, Some("lj/cut"), 1), (2, Some("lj/cut"), 2), (3, Some("soft"), 1), (4, Some("soft"), 1), (5, None, 1)]
+    {
+        let mut j = job(id, "alice", JobState::Completed);
+        j.nnodes = nnodes;
+        let mut extra = vec![("mpi_ranks", "4"), ("steps", "1000"), ("atoms", "4000")];
+        if let Some(s) = style {
+            extra.push(("param.pair_style", s));
+        }
+        j.set_log("LAMMPS", "success", None, None, &extra);
+        jobs.push(j);
+    }
+    let conn = db::open_memory();
+    let batches: Vec<runledger_record::Batch> =
+        jobs.iter().flat_map(|s| (0..s.nnodes).map(move |n| s.batch(n))).collect();
+    let refs: Vec<&runledger_record::Batch> = batches.iter().collect();
+    for r in apply_group(&conn, &refs, T0 + 90_000).unwrap() {
+        r.unwrap();
+    }
+    conn
+}
+
+fn cell_str(c: &report::Cell) -> String {
+    match c {
+        report::Cell::Null => "-".into(),
+        report::Cell::Text(t) => t.clone(),
+        report::Cell::Int(i) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn summary_groups_by_a_fact_alone_and_with_other_keys() {
+    use super::summary::{self, parse_key, Key};
+    let c = param_ledger();
+    let key = parse_key("fact:param.pair_style").unwrap();
+    assert_eq!(key, Key::Fact("fact:param.pair_style"));
+    assert_eq!(parse_key("FACT:param.pair_style").unwrap(), key, "interned once, any case of the prefix");
+    let groups = |keys: &[Key], f: &Filter| -> Vec<Vec<String>> {
+        let r = summary::summary(&c, f, keys).unwrap();
+        let jobs = r.col("jobs").unwrap();
+        assert_eq!(r.columns[0], keys[0].name());
+        r.rows.iter().map(|row| row[..keys.len()].iter().chain([&row[jobs]]).map(cell_str).collect()).collect()
+    };
+    let s =
+        |v: &[&[&str]]| -> Vec<Vec<String>> { v.iter().map(|r| r.iter().map(|x| x.to_string()).collect()).collect() };
+    // A job without the fact groups under the missing key (Null, "-"), as other keys' gaps do.
+    assert_eq!(groups(&[key], &Filter::default()), s(&[&["-", "1"], &["lj/cut", "2"], &["soft", "2"]]));
+    assert_eq!(
+        groups(&[key, Key::Nodes], &Filter::default()),
+        s(&[&["-", "1", "1"], &["lj/cut", "1", "1"], &["lj/cut", "2", "1"], &["soft", "1", "2"]])
+    );
+    assert_eq!(groups(&[Key::User, key], &Filter::default()).len(), 3);
+    // With a filter on the fact.
+    let lj = Filter { facts: vec![("param.pair_style".into(), "lj/cut".into())], ..Default::default() };
+    assert_eq!(groups(&[key], &lj), s(&[&["lj/cut", "2"]]));
+    // A fact nobody has: one group of every job.
+    assert_eq!(groups(&[parse_key("fact:param.kspace_style").unwrap()], &Filter::default()), s(&[&["-", "5"]]));
+}
+
+#[test]
+fn fact_keys_and_filters_are_validated() {
+    use super::summary::parse_key;
+    for bad in ["fact:", "fact: ", "fact:a b", "fact:x'y", "fact:a;b"] {
+        let e = parse_key(bad).unwrap_err();
+        assert!(e.contains("fact name"), "{bad}: {e}");
+    }
+    assert!(parse_key("facts").unwrap_err().contains("fact:NAME"));
+    assert!(efficiency::parse_by("fact:").unwrap_err().contains("empty fact name"));
+    assert!(efficiency::parse_by("size").unwrap_err().contains("fact:NAME"));
+    assert_eq!(efficiency::parse_by("Nodes").unwrap(), EfficiencyBy::Nodes);
+    let cmd = || <crate::cli::Cli as clap::CommandFactory>::command();
+    let e = cmd().try_get_matches_from(["collector", "query", "jobs", "--fact", "param.pair_style"]).unwrap_err();
+    assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    assert!(e.to_string().contains("NAME=VALUE"), "{e}");
+    let e = cmd().try_get_matches_from(["collector", "query", "summary", "--by", "fact:"]).unwrap_err();
+    assert!(e.to_string().contains("empty fact name"), "{e}");
+}
+
+#[test]
+fn jobs_filter_on_facts_and_efficiency_groups_by_one() {
+    let c = param_ledger();
+    let fact = |pairs: &[(&str, &str)]| Filter {
+        facts: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    };
+    assert_eq!(ids(&c, fact(&[("param.pair_style", "lj/cut")])), vec!["1", "2"]);
+    assert_eq!(ids(&c, fact(&[("param.pair_style", "soft")])), vec!["3", "4"]);
+    // Repeated: all must hold.
+    assert_eq!(ids(&c, fact(&[("param.pair_style", "soft"), ("mpi_ranks", "4")])), vec!["3", "4"]);
+    assert!(ids(&c, fact(&[("param.pair_style", "soft"), ("mpi_ranks", "8")])).is_empty());
+    // Only job-level facts (source ''): the same key in a log's per-file facts does not count.
+    assert!(ids(&c, fact(&[("error_source", "x")])).is_empty());
+    assert_eq!(ids(&c, fact(&[("error_source", "/home/alice/run/log.3")])), vec!["3"]);
+
+    let by = efficiency::parse_by("fact:param.pair_style").unwrap();
+    let jobs = efficiency::efficiency_jobs(&c, &Filter::default(), by).unwrap();
+    let groups = efficiency::summarise(&jobs);
+    let got: Vec<(&str, usize)> = groups.iter().map(|g| (g.group.as_str(), g.jobs)).collect();
+    assert_eq!(got, vec![("-", 1), ("lj/cut", 2), ("soft", 2)]);
+    let a = EfficiencyArgs {
+        by,
+        filter: JobFilterArgs { fact: vec![("param.pair_style".into(), "soft".into())], ..Default::default() },
+        plot: None,
+        json: true,
+        csv: false,
+        noheader: false,
+    };
+    let v: serde_json::Value = serde_json::from_str(&efficiency::run(&c, &a).unwrap()).unwrap();
+    assert_eq!(v["by"], "fact:param.pair_style");
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["groups"][0]["fact:param.pair_style"], "soft");
+    assert_eq!(v["groups"][0]["jobs"], 2);
+}

@@ -42,7 +42,8 @@ For each job:
       no steps have no value. Sizes differ between codes (atoms for LAMMPS, cells for OpenFOAM):
       compare one program at a time with --program.
 
-Jobs are grouped by --by (ranks by default) and each group shows its jobs, the mean and median \
+Jobs are grouped by --by (ranks by default; fact:NAME groups by a job-level fact such as an input \
+parameter, fact:param.pair_style, with \"-\" for jobs without it) and each group shows its jobs, the mean and median \
 CPU efficiency, and the number of jobs with a size and steps with their mean and median \
 efficiency. Only jobs that ended COMPLETED count, unless -s/--state chooses other states.
 
@@ -56,32 +57,51 @@ Examples:
   collector query efficiency --program lammps --plot lammps-scaling.png
   collector query efficiency --by partition -S now-30days
   collector query efficiency --by program --json
+  collector query efficiency --program lammps --by fact:param.pair_style
   collector query efficiency --program gromacs --by nodes -s CD,TO --csv";
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum EfficiencyBy {
     #[default]
     Ranks,
     Partition,
     Nodes,
     Program,
+    /// A job-level fact, parameters included: `fact:param.pair_style` (the whole spelling, as
+    /// [`super::summary::fact_key`] interns it).
+    Fact(&'static str),
 }
 
 impl EfficiencyBy {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             EfficiencyBy::Ranks => "ranks",
             EfficiencyBy::Partition => "partition",
             EfficiencyBy::Nodes => "nodes",
             EfficiencyBy::Program => "program",
+            EfficiencyBy::Fact(n) => n,
         }
+    }
+}
+
+/// A clap value parser for `--by`: ranks, partition, nodes, program or fact:NAME.
+pub fn parse_by(s: &str) -> Result<EfficiencyBy, String> {
+    if let Some(super::summary::Key::Fact(n)) = super::summary::fact_key(s)? {
+        return Ok(EfficiencyBy::Fact(n));
+    }
+    match s.trim().to_ascii_lowercase().as_str() {
+        "ranks" => Ok(EfficiencyBy::Ranks),
+        "partition" => Ok(EfficiencyBy::Partition),
+        "nodes" => Ok(EfficiencyBy::Nodes),
+        "program" => Ok(EfficiencyBy::Program),
+        _ => Err(format!("unknown --by key '{s}' (expected ranks, partition, nodes, program or fact:NAME)")),
     }
 }
 
 #[derive(clap::Args, Debug)]
 pub struct EfficiencyArgs {
-    /// Group by: ranks (default), partition, nodes or program.
-    #[arg(long, value_enum, default_value_t = EfficiencyBy::Ranks)]
+    /// Group by: ranks (default), partition, nodes, program, or fact:NAME (a job-level fact, e.g. fact:param.pair_style).
+    #[arg(long, value_name = "KEY", value_parser = parse_by, default_value = "ranks")]
     pub by: EfficiencyBy,
 
     #[command(flatten)]
@@ -150,6 +170,9 @@ pub fn measure(row: &JobRow, facts: Option<&BTreeMap<String, FactValue>>, by: Ef
         EfficiencyBy::Partition => row.partition.clone().unwrap_or_else(|| "(unknown)".into()),
         EfficiencyBy::Nodes => row.nnodes.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
         EfficiencyBy::Program => row.program.clone().unwrap_or_else(|| "(no log)".into()),
+        EfficiencyBy::Fact(n) => {
+            facts.and_then(|f| f.get(&n[5..])).map(|v| v.value.clone()).unwrap_or_else(|| "-".into())
+        }
     };
     JobEfficiency {
         job: row.display_id(),

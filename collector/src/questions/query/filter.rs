@@ -36,6 +36,16 @@ pub fn parse_tag(s: &str) -> Result<(String, Option<String>), String> {
     Ok((k.to_string(), v))
 }
 
+/// A `--fact` value: `NAME=VALUE`, a job-level fact (parameters included) and its exact value.
+pub fn parse_fact(s: &str) -> Result<(String, String), String> {
+    let Some((k, v)) = s.split_once('=') else {
+        return Err(format!("invalid fact filter '{s}' (expected NAME=VALUE, e.g. param.pair_style=lj/cut)"));
+    };
+    let k = k.trim();
+    super::summary::check_fact_name(k).map_err(|e| format!("invalid fact filter '{s}': {e}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
 /// A `--module` value: `NAME` (any version) or `NAME/VERSION`.
 pub fn parse_module(s: &str) -> Result<Module, String> {
     runledger_record::modules::parse_spec(s)
@@ -101,6 +111,8 @@ pub struct Filter {
     pub modules: Vec<Module>,
     /// All must be set (to the value, when given).
     pub tags: Vec<(String, Option<String>)>,
+    /// Job-level facts (`source = ''`, parameters included) that must have these values.
+    pub facts: Vec<(String, String)>,
     /// Programs named by the job's logs (any case; a name also matches the labels it begins, e.g.
     /// `openfoam` matches "OpenFOAM pimpleFoam").
     pub programs: Vec<String>,
@@ -230,6 +242,14 @@ impl Filter {
             c.push(')');
             conds.push(c);
         }
+        for (k, v) in &self.facts {
+            conds.push(
+                "EXISTS (SELECT 1 FROM facts f WHERE f.job = jobs.id AND f.source = '' AND f.key = ? AND f.value = ?)"
+                    .into(),
+            );
+            params.push(Value::Text(k.clone()));
+            params.push(Value::Text(v.clone()));
+        }
         if let Some(s) = self.start {
             // Spelled so that the index on `end` serves it (a job without an end ran at its start).
             conds.push("(end >= ? OR (end IS NULL AND start >= ?))".into());
@@ -264,6 +284,12 @@ mod tests {
         assert_eq!(parse_tag("a").unwrap(), ("a".into(), None));
         assert_eq!(parse_tag("a=").unwrap(), ("a".into(), Some(String::new())));
         assert!(parse_tag("=b").unwrap_err().contains("'=b'"));
+        assert_eq!(parse_fact("param.pair_style=lj/cut").unwrap(), ("param.pair_style".into(), "lj/cut".into()));
+        assert_eq!(parse_fact("a=").unwrap(), ("a".into(), String::new()));
+        for bad in ["param.pair_style", "=lj/cut", "a b=1", "x'y=1"] {
+            let e = parse_fact(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
         assert_eq!(parse_module("gcc/12").unwrap().version.as_deref(), Some("12"));
         assert!(parse_module("").unwrap_err().contains("NAME/VERSION"));
         assert!(parse_state("RUNNING").unwrap_err().contains("'RUNNING'"));
@@ -290,6 +316,7 @@ mod tests {
             states: vec![JobState::Failed, JobState::Timeout],
             modules: vec![parse_module("gcc").unwrap(), parse_module("mpi/4").unwrap()],
             tags: vec![("k".into(), Some("v".into())), ("x".into(), None)],
+            facts: vec![("param.pair_style".into(), "lj/cut".into())],
             programs: vec!["lammps".into()],
             outcomes: vec!["failed".into()],
             categories: vec!["input_error".into(), "time_limit".into()],

@@ -51,6 +51,10 @@ pub struct JobFilterArgs {
     #[arg(help_heading = HEADING, long, value_name = "KEY=VALUE", value_parser = filter::parse_tag)]
     pub tag: Vec<(String, Option<String>)>,
 
+    /// Only jobs with this job-level fact (parameters included: param.pair_style=lj/cut) at exactly this value; repeat to require several.
+    #[arg(help_heading = HEADING, long, value_name = "NAME=VALUE", value_parser = filter::parse_fact)]
+    pub fact: Vec<(String, String)>,
+
     /// Only jobs whose logs name this program (any case; `openfoam` also matches "OpenFOAM pimpleFoam").
     #[arg(help_heading = HEADING, long, value_name = "NAME[,NAME]", value_delimiter = ',', value_parser = filter::parse_name)]
     pub program: Vec<String>,
@@ -85,6 +89,7 @@ impl JobFilterArgs {
             states: self.state.clone(),
             modules: self.module.clone(),
             tags: self.tag.clone(),
+            facts: self.fact.clone(),
             programs: self.program.clone(),
             outcomes: self.outcome.clone(),
             categories: self.category.clone(),

@@ -19,6 +19,7 @@ pub fn covers(filter: &Filter) -> bool {
         states: _,
         modules,
         tags,
+        facts,
         programs,
         outcomes,
         categories,
@@ -28,6 +29,7 @@ pub fn covers(filter: &Filter) -> bool {
     jobs.is_empty()
         && modules.is_empty()
         && tags.is_empty()
+        && facts.is_empty()
         && programs.is_empty()
         && outcomes.is_empty()
         && categories.is_empty()

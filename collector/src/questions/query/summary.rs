@@ -48,6 +48,9 @@ pub enum Key {
     Day,
     Hour,
     Weekday,
+    /// A job-level fact (`fact:NAME`; parameters included: `fact:param.pair_style`). Holds the
+    /// whole `fact:NAME` spelling, interned ([`fact_key`]) so that keys stay `Copy`.
+    Fact(&'static str),
 }
 
 pub const KEYS: &[(&str, Key)] = &[
@@ -70,19 +73,63 @@ pub const KEYS: &[(&str, Key)] = &[
     ("weekday", Key::Weekday),
 ];
 
-/// A clap value parser for one `--by` key.
+/// A clap value parser for one `--by` key: one of [`KEYS`], or `fact:NAME`.
 pub fn parse_key(s: &str) -> Result<Key, String> {
+    if let Some(k) = fact_key(s)? {
+        return Ok(k);
+    }
     let t = s.trim().to_ascii_lowercase().replace('-', "_");
     KEYS.iter().find(|(n, _)| *n == t).map(|(_, k)| *k).ok_or_else(|| {
         format!(
-            "unknown --by key '{s}' (expected one or more of: {})",
+            "unknown --by key '{s}' (expected one or more of: {}, or fact:NAME)",
             KEYS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
         )
     })
 }
 
+/// A job-level fact's name as `--by fact:NAME` and `--fact NAME=VALUE` take it: 1 to 128 ASCII
+/// letters, digits, `_`, `.`, `-` (the names the log and input parsers give, e.g.
+/// `param.pair_style`, `mpi_ranks`).
+pub fn check_fact_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty fact name (expected e.g. param.pair_style or mpi_ranks)".into());
+    }
+    if name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        return Err(format!(
+            "invalid fact name '{name}' (expected letters, digits, '_', '.' or '-', e.g. param.pair_style)"
+        ));
+    }
+    Ok(())
+}
+
+/// `fact:NAME` as a key (`None` when `s` does not start with `fact:`). Each distinct spelling is
+/// leaked once, so a key is `Copy` and names its column for the program's life (a handful per
+/// process).
+pub fn fact_key(s: &str) -> Result<Option<Key>, String> {
+    let t = s.trim();
+    let Some(name) = t.get(..5).filter(|p| p.eq_ignore_ascii_case("fact:")).map(|_| &t[5..]) else {
+        return Ok(None);
+    };
+    check_fact_name(name).map_err(|e| format!("--by fact:NAME: {e}"))?;
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let full = format!("fact:{name}");
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let interned = match names.iter().find(|n| **n == full) {
+        Some(n) => *n,
+        None => {
+            let n: &'static str = Box::leak(full.into_boxed_str());
+            names.push(n);
+            n
+        }
+    };
+    Ok(Some(Key::Fact(interned)))
+}
+
 impl Key {
     pub fn name(self) -> &'static str {
+        if let Key::Fact(n) = self {
+            return n;
+        }
         KEYS.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
     }
 
@@ -94,8 +141,8 @@ impl Key {
         )
     }
 
-    fn sql(self) -> &'static str {
-        match self {
+    fn sql(self) -> String {
+        let s = match self {
             Key::User => "COALESCE(jobs.user, CAST(jobs.uid AS TEXT))",
             Key::Account => "jobs.account",
             Key::Partition => "jobs.partition",
@@ -115,7 +162,16 @@ impl Key {
             Key::Hour => "CAST(strftime('%H', jobs.start, 'unixepoch', 'localtime') AS INTEGER)",
             // Monday = 1 … Sunday = 7.
             Key::Weekday => "((CAST(strftime('%w', jobs.start, 'unixepoch', 'localtime') AS INTEGER) + 6) % 7 + 1)",
-        }
+            // The name is checked ([`check_fact_name`]): no quote can end the literal. One value
+            // per job (nodes may each report it): the smallest.
+            Key::Fact(n) => {
+                return format!(
+                    "(SELECT MIN(f.value) FROM facts f WHERE f.job = jobs.id AND f.source = '' AND f.key = '{}')",
+                    &n[5..]
+                )
+            }
+        };
+        s.to_string()
     }
 
     fn column(self) -> Option<&'static str> {
@@ -303,7 +359,7 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
     // Module keys come from the job's module set, expanded here (sets are few).
     let key_sql: Vec<String> = keys
         .iter()
-        .map(|k| if matches!(k, Key::Module | Key::ModuleVersion) { "NULL".to_string() } else { k.sql().to_string() })
+        .map(|k| if matches!(k, Key::Module | Key::ModuleVersion) { "NULL".to_string() } else { k.sql() })
         .collect();
     let sql = format!(
         "SELECT COALESCE(jobs.user, CAST(jobs.uid AS TEXT), ''), jobs.end - jobs.start, jobs.ncpus, jobs.cpu_seconds, \
