@@ -9,14 +9,14 @@
 //!   through;
 //! - the questions ([`questions`]): `collector query`, `export`, `parse`, `audit`, charts.
 //!
-//! [`cli`] holds every command-line definition and runs the command; [`sys`] is the one module
-//! allowed `unsafe` (the libc calls the daemon needs). Flushing a compute node's outbox is the
-//! node side's job (`runledger-epilog --flush`); the collector does not depend on the epilog.
+//! [`cli`] holds every command-line definition and runs the command; [`sys`] holds the few
+//! system calls the daemon needs, through `nix` (the crate has no `unsafe` of its own). Flushing
+//! a compute node's outbox is the node side's job (`runledger-epilog --flush`); the collector
+//! does not depend on the epilog.
 
 #![deny(unsafe_code)]
 
 pub mod cli;
 pub mod daemon;
 pub mod questions;
-#[allow(unsafe_code)]
 pub mod sys;

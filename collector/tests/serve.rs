@@ -282,7 +282,7 @@ fn query_errors_are_clear() {
     let mut perms = std::fs::metadata(&db).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
     std::fs::set_permissions(&db, perms).unwrap();
-    let is_root = unsafe { libc::geteuid() } == 0;
+    let is_root = runledger_record::users::euid() == 0;
     if is_root {
         let mut dperms = std::fs::metadata(dir.path()).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut dperms, 0o755);

@@ -44,7 +44,7 @@ impl Policy {
 
 /// The uid of a user name, from the passwd database.
 pub fn lookup_uid(name: &str) -> Option<u32> {
-    crate::sys::user_by_name(name).map(|u| u.uid)
+    runledger_record::users::user_by_name(name).map(|u| u.uid)
 }
 
 /// Why a request was refused.

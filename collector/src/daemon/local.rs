@@ -32,7 +32,7 @@ use crate::cli::{self, Cli, Command, Failure, FailureKind, Owner, QueryCommand, 
 use crate::questions::query::jobfilter::JobFilterArgs;
 use crate::sys;
 use clap::Parser;
-use runledger_record::wire;
+use runledger_record::{users, wire};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
@@ -84,7 +84,7 @@ pub fn route(config: &Option<PathBuf>, flag: Option<PathBuf>) -> Result<Route, F
         return Ok(Route::Direct(db));
     }
     let cfg = cli::load_config(config)?.collector;
-    if sys::euid() == 0 {
+    if users::euid() == 0 {
         return Ok(Route::Direct(cfg.database));
     }
     match std::fs::File::open(&cfg.database) {
@@ -203,17 +203,17 @@ pub fn scope_of(
     clusters: &[String],
     access: &runledger_record::access::AccessConfig,
 ) -> Result<Scope, String> {
-    if uid == 0 || uid == sys::euid() {
+    if uid == 0 || uid == users::euid() {
         return Ok(Scope::All);
     }
-    let user = sys::user_by_uid(uid).ok_or_else(|| format!("uid {uid} has no passwd entry"))?;
-    let groups = sys::groups_of(&user);
-    if let Some(gid) = admin_group.filter(|g| !g.is_empty()).and_then(sys::group_id) {
+    let user = users::user_by_uid(uid).ok_or_else(|| format!("uid {uid} has no passwd entry"))?;
+    let groups = users::groups_of(&user.name, user.gid);
+    if let Some(gid) = admin_group.filter(|g| !g.is_empty()).and_then(users::group_id) {
         if groups.contains(&gid) {
             return Ok(Scope::All);
         }
     }
-    let manages = access.managed_by(&user.name, |g| sys::group_id(g).is_some_and(|gid| groups.contains(&gid)));
+    let manages = access.managed_by(&user.name, |g| users::group_id(g).is_some_and(|gid| groups.contains(&gid)));
     Ok(Scope::Own(Owner { uid, name: user.name, clusters: clusters.to_vec(), manages }))
 }
 
@@ -635,7 +635,7 @@ pub fn spawn(opts: Options) -> Result<(), String> {
     log::info!(
         "answering queries on {}: every job for root, {} and the group {}; their own jobs for other users",
         opts.socket.display(),
-        sys::user_by_uid(sys::euid()).map(|u| u.name).unwrap_or_else(|| format!("uid {}", sys::euid())),
+        users::user_by_uid(users::euid()).map(|u| u.name).unwrap_or_else(|| format!("uid {}", users::euid())),
         opts.admin_group.as_deref().unwrap_or("(none)")
     );
     let opts = Arc::new(opts);

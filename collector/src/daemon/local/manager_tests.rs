@@ -162,7 +162,7 @@ fn managers_come_from_names_and_groups() {
             .into_iter()
             .collect(),
     };
-    if let Some(nobody) = sys::user_by_name("nobody").filter(|u| u.uid != sys::euid()) {
+    if let Some(nobody) = users::user_by_name("nobody").filter(|u| u.uid != users::euid()) {
         // nobody's primary group is nogroup: a manager of both, by name and by group.
         let Ok(Scope::Own(me)) = scope_of(nobody.uid, None, &[], &access) else { panic!("nobody is a user") };
         assert_eq!(me.manages, vec!["chem", "phys-*"]);

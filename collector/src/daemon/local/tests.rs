@@ -264,8 +264,8 @@ fn the_scratch_directory_is_unpredictable_and_private() {
 #[test]
 fn scope_of_root_and_of_the_daemons_own_user_is_everything() {
     let none = runledger_record::access::AccessConfig::default();
-    assert_eq!(scope_of(sys::euid(), Some("no-such-group"), &[], &none), Ok(Scope::All));
-    if let Some(nobody) = sys::user_by_name("nobody").filter(|u| u.uid != sys::euid()) {
+    assert_eq!(scope_of(users::euid(), Some("no-such-group"), &[], &none), Ok(Scope::All));
+    if let Some(nobody) = users::user_by_name("nobody").filter(|u| u.uid != users::euid()) {
         let me = Owner { uid: nobody.uid, name: "nobody".into(), clusters: vec!["tc".into()], manages: Vec::new() };
         assert_eq!(scope_of(nobody.uid, None, &me.clusters, &none), Ok(Scope::Own(me.clone())));
         assert_eq!(scope_of(nobody.uid, Some("no-such-group"), &me.clusters, &none), Ok(Scope::Own(me)));
