@@ -28,8 +28,11 @@
 //! at most `query_max_per_user` connections at once, so a user can hold neither the socket's
 //! slots nor the machine.
 
-use crate::cli::{self, Cli, Command, Failure, FailureKind, Owner, QueryCommand, Scope};
-use crate::questions::query::jobfilter::JobFilterArgs;
+use crate::cli::args::{load_config, Cli, Command, QueryCommand};
+use crate::cli::dispatch::run_ledger;
+use crate::cli::questions::JobFilterFlags;
+use crate::failure::{write_out, Failure, FailureKind};
+use crate::questions::scope::{Owner, Scope};
 use crate::sys;
 use clap::Parser;
 use runledger_record::{users, wire};
@@ -83,7 +86,7 @@ pub fn route(config: &Option<PathBuf>, flag: Option<PathBuf>) -> Result<Route, F
     if let Some(db) = flag {
         return Ok(Route::Direct(db));
     }
-    let cfg = cli::load_config(config)?.collector;
+    let cfg = load_config(config)?.collector;
     if users::euid() == 0 {
         return Ok(Route::Direct(cfg.database));
     }
@@ -113,12 +116,12 @@ fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
         Command::Report(a) => Some(a.page()),
         Command::Query(q) => match &mut q.what {
             QueryCommand::Jobs(_) | QueryCommand::Job(_) => None,
-            QueryCommand::Errors(a) => plot(&mut a.plot),
-            QueryCommand::Efficiency(a) => plot(&mut a.plot),
-            QueryCommand::Summary(a) => plot(&mut a.plot),
-            QueryCommand::Modules(a) => plot(&mut a.plot),
+            QueryCommand::Errors(a) => plot(&mut a.chart.plot),
+            QueryCommand::Efficiency(a) => plot(&mut a.chart.plot),
+            QueryCommand::Summary(a) => plot(&mut a.chart.plot),
+            QueryCommand::Modules(a) => plot(&mut a.chart.plot),
             QueryCommand::WhoUsed(_) | QueryCommand::CoUsage(_) | QueryCommand::Events(_) => None,
-            QueryCommand::Throughput(a) | QueryCommand::Utilization(a) => plot(&mut a.plot),
+            QueryCommand::Throughput(a) | QueryCommand::Utilization(a) => plot(&mut a.chart.plot),
         },
         Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => None,
     };
@@ -126,7 +129,7 @@ fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
 }
 
 /// The job filters of a command (every ledger command has them except `query job`).
-fn filters(command: &mut Command) -> Option<&mut JobFilterArgs> {
+fn filters(command: &mut Command) -> Option<&mut JobFilterFlags> {
     match command {
         Command::Export(a) => Some(&mut a.filter),
         Command::Report(a) => Some(&mut a.filter),
@@ -284,7 +287,7 @@ pub fn answer(args: &[String], db: &Path, scope: &Scope) -> Answer {
         targets.push(p.clone());
     }
     let mut stdout = Vec::new();
-    let result = cli::run_ledger(parsed.command, db, scope, &mut stdout);
+    let result = run_ledger(parsed.command, db, scope, &mut stdout);
     let files = targets.iter().map(|p| std::fs::read(p).unwrap_or_default()).collect();
     drop(scratch);
     match result {
@@ -334,7 +337,7 @@ pub fn ask_with(socket: &Path, args: &[String], mut command: Command, out: &mut 
     for _ in 0..header.files {
         files.push(frame(&mut stream)?);
     }
-    cli::write_out(out, &stdout)?;
+    write_out(out, &stdout)?;
     // The daemon wrote into its own scratch files; they land where the caller asked, as the caller.
     for (path, bytes) in output_files(&mut command).into_iter().zip(files) {
         if !bytes.is_empty() {

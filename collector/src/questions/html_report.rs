@@ -12,7 +12,7 @@
 //! Each table carries `data-rows` (its body's row count) and each chart a `data-chart` name, so a
 //! test (or a reader's script) can check the page without parsing prose.
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 use crate::questions::analytics::{self, FilterArgs, OutArgs, SeriesArgs, SummaryArgs};
 use crate::questions::plot::PlotTarget;
 use crate::questions::query::errors::{self, ErrorsBy};
@@ -34,21 +34,17 @@ const MAX_ACCOUNTS: usize = 50;
 /// The states `query summary` counts as failures (its `failure_rate`).
 const FAILURE_STATES: [&str; 4] = ["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"];
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct ReportArgs {
     /// Write the report to DIR/index.html (DIR is created if missing).
-    #[arg(long, value_name = "DIR", required = true)]
     pub html: PathBuf,
 
     /// The page itself, DIR/index.html (set from --html; the socket renders it elsewhere).
-    #[arg(skip)]
     pub page: PathBuf,
 
     /// Database file, instead of collector.database.
-    #[arg(long, value_name = "FILE")]
     pub database: Option<PathBuf>,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 }
 
@@ -71,7 +67,7 @@ pub fn run(db: &Path, args: &mut ReportArgs, who: &str, out: &mut dyn Write) -> 
     }
     let html = render(db, &args.filter, who)?;
     std::fs::write(&page, html).map_err(|e| Failure::new(format!("cannot write {}: {e}", page.display())))?;
-    crate::cli::write_out(out, format!("Report written to {}\n", args.html.join("index.html").display()))
+    crate::failure::write_out(out, format!("Report written to {}\n", args.html.join("index.html").display()))
 }
 
 /// The whole page.
