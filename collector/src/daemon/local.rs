@@ -650,7 +650,7 @@ pub fn spawn(opts: Options) -> Result<(), String> {
 }
 
 fn accept_loop(listener: UnixListener, opts: Arc<Options>) {
-    let slots = crate::daemon::serve::Slots::new(opts.max_connections);
+    let slots = crate::daemon::slots::Slots::new(opts.max_connections);
     let users = Arc::new(Users { open: Mutex::new(HashMap::new()), max: opts.limits.per_user.max(1) });
     for conn in listener.incoming() {
         let stream = match conn {

@@ -12,3 +12,4 @@ pub mod auth;
 pub mod binding;
 pub mod local;
 pub mod serve;
+pub mod slots;

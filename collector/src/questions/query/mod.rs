@@ -15,6 +15,7 @@ pub mod output;
 pub mod report;
 pub mod rollups;
 pub mod summary;
+pub mod text;
 pub mod usage;
 
 use rusqlite::types::Value;
