@@ -29,8 +29,8 @@ use std::time::Duration;
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> i32 {
     // `collector serve` answers each user query in a child process of its own (crate::daemon::local).
-    if std::env::args_os().nth(1).is_some_and(|a| a == crate::daemon::local::WORKER_ARG) {
-        return crate::daemon::local::worker_main();
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::daemon::query_socket::WORKER_ARG) {
+        return crate::daemon::query_socket::worker_main();
     }
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -65,7 +65,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let cfg = full.collector;
             let database = args.database.unwrap_or(cfg.database);
             let socket = args.socket.unwrap_or(cfg.socket);
-            let local = (!socket.as_os_str().is_empty()).then(|| crate::daemon::local::Options {
+            let local = (!socket.as_os_str().is_empty()).then(|| crate::daemon::query_socket::Options {
                 socket,
                 database: database.clone(),
                 admin_group: cfg.admin_group.clone(),
@@ -73,7 +73,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 access,
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
-                limits: crate::daemon::local::Limits {
+                limits: crate::daemon::query_socket::Limits {
                     timeout: Duration::from_millis(cfg.query_timeout_ms.max(1)),
                     max_memory_bytes: cfg.query_max_memory_mb.max(1).saturating_mul(1 << 20),
                     per_user: cfg.query_max_per_user.max(1),

@@ -64,8 +64,8 @@ pub struct Options {
     pub auth_timeout: Duration,
     /// Connections waiting for their credential, at most ([`Pending`]).
     pub max_unauthenticated: usize,
-    /// The local socket for users' queries ([`crate::daemon::local`]); `None` disables it.
-    pub local: Option<crate::daemon::local::Options>,
+    /// The local socket for users' queries ([`crate::daemon::query_socket`]); `None` disables it.
+    pub local: Option<crate::daemon::query_socket::Options>,
     /// `[collector] node_binding`: whose records a node's credential may carry.
     pub binding: std::sync::Arc<crate::daemon::binding::Binding>,
 }
@@ -128,7 +128,7 @@ struct Shared {
 
 /// Runs the collector until the process is stopped.
 pub fn run(opts: Options) -> Result<(), String> {
-    crate::daemon::local::protect_database(&opts.database);
+    crate::daemon::query_socket::protect_database(&opts.database);
     let conn = db::open_rw(&opts.database)?;
     match rejections::read(&conn) {
         Ok(rows) => log::info!("requests refused so far (this ledger): {}", rejections::describe(&rows)),
@@ -153,7 +153,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     log::info!("{}", opts.binding.describe());
     if let Some(local) = opts.local.clone() {
         // Ingest matters more than users' queries: without the socket, root still reads the file.
-        if let Err(e) = crate::daemon::local::spawn(local) {
+        if let Err(e) = crate::daemon::query_socket::spawn(local) {
             log::error!("{e}: users cannot query their jobs until this is fixed");
         }
     }

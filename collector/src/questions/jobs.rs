@@ -4,6 +4,7 @@
 use crate::failure::{write_out, Failure};
 use crate::questions::analytics::OutArgs;
 use crate::questions::query;
+use crate::questions::query::detail;
 use crate::questions::query::filter::{Filter, JobSel};
 use crate::questions::query::jobfilter::JobFilterArgs;
 use crate::questions::query::output::{self, Extras, Field, Needs};
@@ -71,7 +72,7 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
             }
             extras.facts = query::job_facts_of(&conn, &rows).map_err(db_err)?;
         }
-        return write_out(out, output::jobs_json(&rows, &extras));
+        return write_out(out, detail::jobs_json(&rows, &extras));
     }
     // Table and CSV are rendered as the rows are read (a listing can be a million jobs long).
     let lean = fields.iter().all(|f| f.lean());
@@ -104,7 +105,7 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         private_hidden(d, scope);
     }
     if args.json {
-        return write_out(out, output::detail_json(&details));
+        return write_out(out, detail::detail_json(&details));
     }
     let mut text = String::new();
     if details.len() > 1 {
@@ -118,7 +119,7 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         if i > 0 {
             text.push_str("\n────────────────────────────────────────\n\n");
         }
-        text.push_str(&output::detail_text(d));
+        text.push_str(&detail::detail_text(d));
     }
     write_out(out, &text)
 }

@@ -10,6 +10,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod export;
+pub mod html_page;
 pub mod html_report;
 pub mod jobs;
 pub mod parse;
