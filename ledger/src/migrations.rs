@@ -61,6 +61,11 @@
 //!   `category` pay 26 of them back by leaving out the jobs without a verdict (most jobs run no
 //!   solver the log parsers know, and most do not fail), which no filter on them can match
 //!   anyway: 953 to 992 bytes per job.
+//! - Retention (`collector prune`, [`crate::retention`]): `prunes` keeps one row per prune run
+//!   (when, the date before which jobs went, what was removed, as JSON), so the ledger says which
+//!   period only its rollups still hold. `retiring` (key `kind`, `id`) is empty except while a
+//!   prune sweeps the rows no job references any more: the ids it is about to delete, which the
+//!   merge takes off again when it reuses one ([`crate::store`]).
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
@@ -81,6 +86,7 @@ pub const MIGRATIONS: &[Migration] = &[
     V3,
     Migration { sql: V4_DELIVERY, then: None },
     Migration { sql: V5_LISTING, then: None },
+    Migration { sql: V_RETENTION, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -785,4 +791,22 @@ DROP INDEX jobs_outcome;
 CREATE INDEX jobs_outcome ON jobs(outcome) WHERE outcome IS NOT NULL;
 DROP INDEX jobs_category;
 CREATE INDEX jobs_category ON jobs(category) WHERE category IS NOT NULL;
+"#;
+
+/// Retention (see the module documentation and [`crate::retention`]).
+pub(crate) const V_RETENTION: &str = r#"
+CREATE TABLE prunes (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    before INTEGER NOT NULL,
+    drop_rollups INTEGER NOT NULL,
+    jobs INTEGER NOT NULL,
+    report TEXT NOT NULL
+);
+
+CREATE TABLE retiring (
+    kind TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
 "#;
