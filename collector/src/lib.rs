@@ -20,3 +20,4 @@ pub mod cli;
 pub mod daemon;
 pub mod questions;
 pub mod sys;
+pub mod upkeep;
