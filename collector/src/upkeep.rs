@@ -160,7 +160,8 @@ pub fn backup(database: &Path, dest: &Path, out: &mut dyn Write) -> Result<(), F
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| cleanup(format!("syncing {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, dest).map_err(|e| cleanup(format!("renaming {} to {}: {e}", tmp.display(), dest.display())))?;
+    std::fs::rename(&tmp, dest)
+        .map_err(|e| cleanup(format!("renaming {} to {}: {e}", tmp.display(), dest.display())))?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }

@@ -71,7 +71,7 @@ pub struct Report {
     /// Jobs that ended before the date without a final state (no node's end record): kept.
     pub kept_unfinished: u64,
     pub transactions: u64,
-    /// The longest write transaction, in milliseconds.
+    /// The longest write transaction (from taking the lock to the commit), in milliseconds.
     pub longest_transaction_ms: u64,
     pub seconds: f64,
 }
@@ -213,8 +213,9 @@ fn write<T>(
     report: &mut Report,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    let t0 = Instant::now();
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Held from here: the wait for the lock (the daemon's writer committing) is not ours.
+    let t0 = Instant::now();
     let out = match f(conn) {
         Ok(v) => v,
         Err(e) => {
