@@ -542,6 +542,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let db = direct_only(&cli.config, a.database.clone(), "backup")?;
             crate::upkeep::backup(&db, &a.file, out)
         }
+        Command::Export(a) if a.partition_by.is_some() => {
+            // A partitioned export keeps a directory of its own up to date: root and the
+            // collector's user, from the ledger file.
+            let db = direct_only(&cli.config, a.database.clone(), "export --partition-by")?;
+            run_ledger(Command::Export(a), &db, &Scope::All, out)
+        }
         Command::Export(_) | Command::Query(_) | Command::Report(_) => {
             if let Command::Report(a) = &cli.command {
                 // Created by the caller, as the caller: the daemon only renders the page.

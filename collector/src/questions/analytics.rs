@@ -559,6 +559,13 @@ pub struct ExportArgs {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// Write Hive-style Parquet partitions by cluster and/or month under the directory -o names
+    /// (DIR/cluster=c1/month=2026-11/part-0.parquet; month: the UTC month of the start), only
+    /// those that changed since the last export to DIR (DIR/_runledger_export.json). (-p,
+    /// --partition is the Slurm partition filter, as everywhere.)
+    #[arg(long, value_name = "KEY[,KEY]", value_parser = crate::questions::export_parts::parse_partition)]
+    pub partition_by: Option<crate::questions::export_parts::PartKeys>,
+
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -586,6 +593,14 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
     use crate::questions::export::{self, ExportFormat};
     check_range(&a.filter)?;
     let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    if let Some(keys) = &a.partition_by {
+        if a.format != ExportFormat::Parquet || to_stdout {
+            return Err(Failure::usage("--partition-by writes Parquet files under a directory: -o DIR"));
+        }
+        let conn = open(db)?;
+        let dir = a.output.as_deref().unwrap_or(Path::new("."));
+        return crate::questions::export_parts::run(&conn, &a.filter.to_filter(), &keys.0, dir, out);
+    }
     if a.format == ExportFormat::Parquet && to_stdout {
         return Err(Failure::usage("--format parquet needs -o FILE"));
     }

@@ -9,6 +9,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod export;
+pub mod export_parts;
 pub mod html_report;
 pub mod parse;
 pub mod plot;
