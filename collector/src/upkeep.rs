@@ -39,13 +39,13 @@ use std::os::unix::fs::OpenOptionsExt;
 /// sending its records.
 pub const MIN_AGE_S: i64 = 86_400;
 
-/// `collector prune`.
-pub fn prune(database: &Path, args: &crate::cli::PruneArgs, out: &mut dyn Write) -> Result<(), Failure> {
+/// `collector prune` with `opts` (the command line's `--before`, `--drop-rollups`, `--dry-run`, `--batch`).
+pub fn prune(database: &Path, opts: &retention::Options, out: &mut dyn Write) -> Result<(), Failure> {
     let now = runledger_record::now();
-    if args.before > now - MIN_AGE_S {
+    if opts.before > now - MIN_AGE_S {
         return Err(Failure::usage(format!(
             "--before {}: at least a day ago (the nodes of a job that ended since may still be sending its records)",
-            crate::questions::timefmt::rfc3339(args.before)
+            crate::questions::timefmt::rfc3339(opts.before)
         )));
     }
     if !database.exists() {
@@ -53,12 +53,7 @@ pub fn prune(database: &Path, args: &crate::cli::PruneArgs, out: &mut dyn Write)
     }
     let _held = lock(database)?;
     let conn = db::open_rw(database)?;
-    let opts = retention::Options {
-        before: args.before,
-        drop_rollups: args.drop_rollups,
-        batch: args.batch.max(1),
-        dry_run: args.dry_run,
-    };
+    let opts = retention::Options { batch: opts.batch.max(1), ..opts.clone() };
     let mut last = std::time::Instant::now();
     let report = retention::prune(&conn, &opts, |r| {
         if last.elapsed() >= Duration::from_secs(10) {
