@@ -27,3 +27,4 @@ pub mod daemon;
 pub mod failure;
 pub mod questions;
 pub mod sys;
+pub mod upkeep;

@@ -122,6 +122,74 @@ pub enum Command {
 
     #[command(about = crate::questions::audit::ABOUT, long_about = crate::questions::audit::LONG_ABOUT, after_help = crate::questions::audit::AFTER_HELP)]
     Audit(Box<AuditFlags>),
+
+    /// Remove jobs that ended before a date (keeping their rollups), while `serve` runs.
+    #[command(
+        long_about = "Remove the jobs that ended before a date, with their node records, steps, tasks, tags \
+            and facts, then every environment, argv, executable, working directory, attribute set, module list \
+            and module set no remaining job uses. Runs while `collector serve` writes: jobs go in transactions \
+            of --batch jobs, and the prune pauses as long as each took, so the daemon's writer is never held \
+            up for long. Jobs without a final state (no node's end record yet) stay. Prints what it removed; \
+            each run is kept in the ledger (table prunes).\n\n\
+            The rollups keep the pruned jobs unless --drop-rollups. These still count them: `query summary` \
+            by user, account, partition, cluster and state (any of them) with no filter but -u, -A, -p, -M and \
+            -s; `query modules` with those filters; `query throughput` with no filter. Everything that reads \
+            the jobs themselves sees only the jobs left: `query jobs`, `job`, `events`, `errors`, `efficiency`, \
+            `who-used`, `co-usage`, `utilization`, any -S/-E, `summary` by month, module, fact and the other \
+            keys, `export`, `report`.\n\n\
+            [retention] keep_days in the configuration has `collector serve` run this once a day. Only root \
+            and the collector's user can prune (it writes the ledger file).",
+        after_help = "Examples:\n  collector prune --before 2024-01-01\n  \
+            collector prune --before now-730days --dry-run\n  \
+            collector prune --before 2020-01-01 --drop-rollups"
+    )]
+    Prune(PruneArgs),
+
+    /// Copy the ledger to a file, consistently, while `serve` writes.
+    #[command(
+        long_about = "Copy the ledger to FILE as it was at one moment, while `collector serve` goes on \
+            writing (SQLite's VACUUM INTO from one read snapshot: the copy is also compacted). The copy is \
+            written under a temporary name next to FILE (mode 0600), checked with PRAGMA integrity_check, \
+            synced and then renamed to FILE, so FILE is either a whole, checked ledger or absent. FILE must \
+            not exist. The copy is an ordinary ledger: `collector query --database FILE` reads it.",
+        after_help = "Examples:\n  collector backup /backup/runledger-$(date +%F).db"
+    )]
+    Backup(BackupArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Remove jobs that ended before this time (local: YYYY-MM-DD[THH:MM[:SS]], now-<N>days, …;
+    /// at least a day ago).
+    #[arg(long, value_name = "TIME", value_parser = crate::questions::timefmt::parse_time_arg, allow_hyphen_values = true)]
+    pub before: i64,
+
+    /// Take the pruned jobs out of the rollups too: summaries forget them.
+    #[arg(long)]
+    pub drop_rollups: bool,
+
+    /// Only count what would go.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Jobs per transaction.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub batch: usize,
+
+    /// Database file, instead of collector.database.
+    #[arg(long, value_name = "FILE")]
+    pub database: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Where the copy goes (must not exist).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Database file, instead of collector.database.
+    #[arg(long, value_name = "FILE")]
+    pub database: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -51,7 +51,9 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
             QueryCommand::Throughput(a) => analytics::run_throughput(db, &(*a).into(), out),
             QueryCommand::Utilization(a) => analytics::run_utilization(db, &(*a).into(), out),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => Err(Failure::new("not a ledger query")),
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) | Command::Prune(_) | Command::Backup(_) => {
+            Err(Failure::new("not a ledger query"))
+        }
     }
 }
 

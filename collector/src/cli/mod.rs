@@ -98,6 +98,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
                 auth_timeout: Duration::from_millis(cfg.auth_timeout_ms.max(1)),
                 max_unauthenticated: cfg.max_unauthenticated.max(1),
+                retention: full.retention,
             };
             serve::run(opts)?;
             Ok(())
@@ -132,6 +133,26 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 false => Ok(()),
             }
         }
+        Command::Prune(a) => {
+            let db = direct_only(&cli.config, a.database.clone(), "prune")?;
+            let opts = runledger_ledger::retention::Options {
+                before: a.before,
+                drop_rollups: a.drop_rollups,
+                dry_run: a.dry_run,
+                batch: a.batch,
+            };
+            crate::upkeep::prune(&db, &opts, out)
+        }
+        Command::Backup(a) => {
+            let db = direct_only(&cli.config, a.database.clone(), "backup")?;
+            crate::upkeep::backup(&db, &a.file, out)
+        }
+        Command::Export(a) if a.partition_by.is_some() => {
+            // A partitioned export keeps a directory of its own up to date: root and the
+            // collector's user, from the ledger file.
+            let db = direct_only(&cli.config, a.database.clone(), "export --partition-by")?;
+            run_ledger(Command::Export(a), &db, &Scope::All, out)
+        }
         Command::Export(_) | Command::Query(_) | Command::Report(_) => {
             if let Command::Report(a) = &cli.command {
                 // Created by the caller, as the caller: the daemon only renders the page.
@@ -153,6 +174,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 /// The job filter `query jobs` was given.
+/// The ledger file for a command that reads (or writes) it itself: root and the collector's user.
+fn direct_only(config: &Option<PathBuf>, flag: Option<PathBuf>, what: &str) -> Result<PathBuf, Failure> {
+    match crate::daemon::local::route(config, flag)? {
+        crate::daemon::local::Route::Direct(db) => Ok(db),
+        crate::daemon::local::Route::Socket(_) => Err(Failure::new(format!(
+            "{what} works on the ledger file itself: run it as root or as the collector's user"
+        ))),
+    }
+}
+
 pub fn filter_of(args: &JobsFlags) -> Filter {
     JobFilterArgs::from(args.filter.clone()).to_filter()
 }

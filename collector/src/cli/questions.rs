@@ -337,6 +337,13 @@ pub struct ExportFlags {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// Write Hive-style Parquet partitions by cluster and/or month under the directory -o names
+    /// (DIR/cluster=c1/month=2026-11/part-0.parquet; month: the UTC month of the start), only
+    /// those that changed since the last export to DIR (DIR/_runledger_export.json). (-p,
+    /// --partition is the Slurm partition filter, as everywhere.)
+    #[arg(long, value_name = "KEY[,KEY]", value_parser = crate::questions::export_parts::parse_partition)]
+    pub partition_by: Option<crate::questions::export_parts::PartKeys>,
+
     #[command(flatten)]
     pub filter: JobFilterFlags,
 }
@@ -649,6 +656,7 @@ impl From<ExportFlags> for ExportArgs {
             output: a.output,
             database: a.database,
             no_progress: a.no_progress,
+            partition_by: a.partition_by,
             filter: a.filter.into(),
         }
     }

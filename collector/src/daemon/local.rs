@@ -118,7 +118,7 @@ fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
             QueryCommand::WhoUsed(_) | QueryCommand::CoUsage(_) | QueryCommand::Events(_) => None,
             QueryCommand::Throughput(a) | QueryCommand::Utilization(a) => plot(&mut a.chart.plot),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => None,
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) | Command::Prune(_) | Command::Backup(_) => None,
     };
     one.into_iter().collect()
 }
@@ -140,7 +140,7 @@ fn filters(command: &mut Command) -> Option<&mut JobFilterFlags> {
             QueryCommand::Events(a) => Some(&mut a.filter),
             QueryCommand::Throughput(a) | QueryCommand::Utilization(a) => Some(&mut a.filter),
         },
-        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) => None,
+        Command::Serve(_) | Command::Parse(_) | Command::Audit(_) | Command::Prune(_) | Command::Backup(_) => None,
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Options {
     pub local: Option<crate::daemon::query_socket::Options>,
     /// `[collector] node_binding`: whose records a node's credential may carry.
     pub binding: std::sync::Arc<crate::daemon::binding::Binding>,
+    /// `[retention]`: the daily prune ([`crate::upkeep::spawn_daily`]).
+    pub retention: runledger_record::config::RetentionConfig,
 }
 
 /// What the collector has done since it started; rejections by reason.
@@ -151,6 +153,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.auth_timeout.as_millis()
     );
     log::info!("{}", opts.binding.describe());
+    // After the writer's connection brought the schema up to date.
+    crate::upkeep::spawn_daily(opts.database.clone(), opts.retention.clone())?;
     if let Some(local) = opts.local.clone() {
         // Ingest matters more than users' queries: without the socket, root still reads the file.
         if let Err(e) = crate::daemon::query_socket::spawn(local) {

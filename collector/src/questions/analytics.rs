@@ -515,6 +515,9 @@ pub struct ExportArgs {
     /// No progress bar (one is drawn on standard error when writing to a file from a terminal).
     pub no_progress: bool,
 
+    /// Hive-style partitions under the directory `output` (see [`crate::questions::export_parts`]).
+    pub partition_by: Option<crate::questions::export_parts::PartKeys>,
+
     pub filter: FilterArgs,
 }
 
@@ -541,6 +544,14 @@ pub fn run_export(db: &Path, a: &ExportArgs, out: &mut dyn Write) -> Result<(), 
     use crate::questions::export::{self, ExportFormat};
     check_range(&a.filter)?;
     let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    if let Some(keys) = &a.partition_by {
+        if a.format != ExportFormat::Parquet || to_stdout {
+            return Err(Failure::usage("--partition-by writes Parquet files under a directory: -o DIR"));
+        }
+        let conn = open(db)?;
+        let dir = a.output.as_deref().unwrap_or(Path::new("."));
+        return crate::questions::export_parts::run(&conn, &a.filter.to_filter(), &keys.0, dir, out);
+    }
     if a.format == ExportFormat::Parquet && to_stdout {
         return Err(Failure::usage("--format parquet needs -o FILE"));
     }

@@ -10,6 +10,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod export;
+pub mod export_parts;
 pub mod html_page;
 pub mod html_report;
 pub mod jobs;
