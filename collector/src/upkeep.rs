@@ -2,7 +2,7 @@
 //! serve` once a day) and `collector backup`. Both work on the ledger file while `collector
 //! serve` writes it; only root and the collector's user can run them (they read the file).
 
-use crate::cli::{write_out, Failure};
+use crate::failure::{write_out, Failure};
 use nix::fcntl::{Flock, FlockArg};
 use runledger_ledger::{db, retention};
 use std::io::Write;

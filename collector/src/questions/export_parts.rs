@@ -22,7 +22,7 @@
 //! - A directory remembers the filters it was exported with: other filters are refused (use
 //!   another directory).
 
-use crate::cli::{write_out, Failure};
+use crate::failure::{write_out, Failure};
 use crate::questions::export::{self, Group, Row};
 use crate::questions::query::filter::Filter;
 use rusqlite::types::Value;
