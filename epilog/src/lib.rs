@@ -41,6 +41,7 @@ pub mod python;
 pub mod retry;
 pub mod rules;
 pub mod safe_read;
+pub mod sources;
 pub mod state;
 
 use bounds::Bounds;
