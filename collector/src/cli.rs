@@ -208,11 +208,13 @@ pub enum QueryCommand {
             core-hours (elapsed x ncpus), used CPU-hours, CPU efficiency, failure rate (FAILED, TIMEOUT, \
             OUT_OF_MEMORY, NODE_FAIL over jobs with a final state) and the median and 95th percentile wall \
             time. Takes the job filters of `query jobs`. With module or module_version a job counts once \
-            in each module it loaded. Time keys use the start, local time. fact:NAME groups by a job-level \
+            in each module it loaded; with package or package_version once in each Python package its processes \
+            imported. Time keys use the start, local time. fact:NAME groups by a job-level \
             fact, input parameters included (fact:param.pair_style); jobs without it group under an empty key.",
         after_help = "Examples:\n  collector query summary --by account\n  \
             collector query summary --by user,month -A physics --sort core_hours --limit 20\n  \
             collector query summary --by module_version --module openmpi --csv\n  \
+            collector query summary --by package_version -S now-30days\n  \
             collector query summary --by weekday,hour -S 2026-01-01 --json\n  \
             collector query summary --by fact:param.pair_style,ranks --program lammps"
     )]
@@ -223,14 +225,32 @@ pub enum QueryCommand {
         collector query modules --names --by-users -S now-90days")]
     Modules(Box<crate::questions::analytics::ModulesArgs>),
 
-    /// Who used a module: jobs, users, accounts, failure rate; before and after a date.
+    /// Python packages the jobs imported, by jobs and distinct users.
+    #[command(
+        long_about = "Python packages the jobs' Python processes imported, per version (or per name with \
+            --names): jobs, distinct users, the share of all matching jobs and of those that ran Python.\n\n\
+            The node package's hook records, for every Python 3 process of rank 0 in a job, the top-level \
+            packages it imported with their versions (`__version__`, else the package metadata; none \
+            for a process killed before its exit). This is the job's user's word: it describes only that \
+            job. A job counts once per package however many of its processes imported it. Users see \
+            their own jobs, account managers their accounts, admins every job.",
+        after_help = "Examples:\n  collector query packages --top 20\n  \
+            collector query packages --names --by-users -S now-90days\n  \
+            collector query packages --interpreter 3.11 -A chem --plot packages.png"
+    )]
+    Packages(Box<crate::questions::analytics::PackagesArgs>),
+
+    /// Who used a module or a Python package: jobs, users, accounts, failure rate; before and after a date.
     #[command(after_help = "Examples:\n  collector query who-used openmpi --split 2026-06-01\n  \
-        collector query who-used gromacs/2023.3 --after 2026-05-01 --before 2026-07-01 -A chem")]
+        collector query who-used gromacs/2023.3 --after 2026-05-01 --before 2026-07-01 -A chem\n  \
+        collector query who-used --python numpy --split 2026-06-01\n  \
+        collector query who-used --python numpy/1.26.4")]
     WhoUsed(Box<crate::questions::analytics::WhoUsedArgs>),
 
-    /// Modules loaded together: phi correlation over jobs, top pairs.
+    /// Modules (and with --python, Python packages) used together: phi correlation over jobs, top pairs.
     #[command(after_help = "Examples:\n  collector query co-usage --top 20\n  \
-        collector query co-usage --versions --min-jobs 100 -p gpu")]
+        collector query co-usage --versions --min-jobs 100 -p gpu\n  \
+        collector query co-usage --python --min-jobs 5")]
     CoUsage(Box<crate::questions::analytics::CoUsageArgs>),
 
     /// The event log: step starts, task exits, step and job ends, as state transitions.
@@ -578,6 +598,7 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
             }
             QueryCommand::Summary(a) => crate::questions::analytics::run_summary(db, &a, out),
             QueryCommand::Modules(a) => crate::questions::analytics::run_modules(db, &a, out),
+            QueryCommand::Packages(a) => crate::questions::analytics::run_packages(db, &a, out),
             QueryCommand::WhoUsed(a) => crate::questions::analytics::run_who_used(db, &a, out),
             QueryCommand::CoUsage(a) => crate::questions::analytics::run_co_usage(db, &a, out),
             QueryCommand::Events(a) => crate::questions::analytics::run_events(db, &a, out),
@@ -646,6 +667,12 @@ fn private_hidden(d: &mut query::JobDetail, scope: &Scope) {
             *v = HIDDEN.to_string();
         }
     }
+    // A Python process's main script and -c are its command line, as private as argv.
+    for p in &mut d.python {
+        if p.main.is_some() {
+            p.main = Some(HIDDEN.to_string());
+        }
+    }
 }
 
 pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
@@ -657,6 +684,9 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
         let mut extras = Extras::default();
         if !ids.is_empty() && need(Needs::Modules) {
             extras.modules = query::modules_of(&conn, ids).map_err(db_err)?;
+        }
+        if !ids.is_empty() && need(Needs::Packages) {
+            extras.packages = query::packages::packages_of(&conn, ids).map_err(db_err)?;
         }
         if !ids.is_empty() && need(Needs::Tags) {
             extras.tags = query::tags_of(&conn, ids).map_err(db_err)?;

@@ -46,6 +46,7 @@ def main():
         "max_rss_kib": pa.int64(),
         "modules": pa.list_(pa.string()),
         "facts": pa.list_(pa.string()),
+        "packages": pa.list_(pa.string()),
     }
     for name, typ in want.items():
         got = table.schema.field(name).type

@@ -400,7 +400,8 @@ impl Page<'_> {
                 .map_err(db_err)?;
             for (version, first) in firsts.iter().skip(1) {
                 let w = analytics::WhoUsedArgs {
-                    target: runledger_record::Module { name: name.clone(), version: None, file: None },
+                    target: Some(runledger_record::Module { name: name.clone(), version: None, file: None }),
+                    python: None,
                     split: Some(*first),
                     after: None,
                     before: None,
