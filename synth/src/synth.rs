@@ -13,8 +13,9 @@
 //!   in start order;
 //! - a dozen distinct step environments;
 //! - Python (issue #14) in the jobs that load the python module and in a third of the others:
-//!   one interpreter process of rank 0 (a second one in one job in five) importing 3–40 of 40
-//!   top-level packages with Zipf popularity and mid-year updates (numpy 1.24.4 → 1.26.4 on day
+//!   one interpreter process of rank 0 (a second one in one job in five) importing one of its
+//!   user's three environments (3–40 of 40 top-level packages, Zipf popularity) with mid-year
+//!   updates (numpy 1.24.4 → 1.26.4 on day
 //!   200, …), torch on most GPU jobs, mpi4py on some MPI jobs; a failed job's process ends with
 //!   an exception, a killed one's is unfinished (no versions). Drawn from a random stream of
 //!   their own per job, so the jobs' other fields are those of a generator without Python
@@ -193,19 +194,27 @@ fn python_of(j: &Job, seed: u64, t0: Timestamp, cum: &[f64]) -> Option<runledger
     let mut procs = Vec::new();
     let n = if rng.chance(0.2) { 2 } else { 1 };
     for i in 0..n {
+        // Users rerun their own few environments (a project's venv or conda env): the package
+        // set is the user's environment's, as in real ledgers, not a fresh draw per job.
+        let env = rng.below(3) as u64;
+        let mut env_rng = Rng(seed ^ (j.user as u64 + 1).wrapping_mul(0x9e37_79b9) ^ (env << 40) ^ 0x656e_76);
         let mut picked: Vec<usize> = vec![0];
-        let k = 3 + (37.0 * rng.f().powf(1.5)) as usize;
+        let k = 3 + (37.0 * env_rng.f().powf(1.5)) as usize;
         while picked.len() < k {
-            let p = pick(cum, &mut rng);
+            let p = pick(cum, &mut env_rng);
             if !picked.contains(&p) {
                 picked.push(p);
             }
         }
-        if j.partition == 1 && rng.chance(0.7) && !picked.contains(&13) {
+        if j.partition == 1 && env_rng.chance(0.7) && !picked.contains(&13) {
             picked.push(13);
         }
-        if j.nnodes > 1 && rng.chance(0.3) && !picked.contains(&11) {
+        if j.nnodes > 1 && env_rng.chance(0.3) && !picked.contains(&11) {
             picked.push(11);
+        }
+        // A second process (a post-processing script) imports part of the first's.
+        if i > 0 {
+            picked.truncate(1 + picked.len() / 3);
         }
         picked.sort_unstable();
         let last = i + 1 == n;
