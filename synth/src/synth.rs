@@ -197,7 +197,7 @@ fn python_of(j: &Job, seed: u64, t0: Timestamp, cum: &[f64]) -> Option<runledger
         // Users rerun their own few environments (a project's venv or conda env): the package
         // set is the user's environment's, as in real ledgers, not a fresh draw per job.
         let env = rng.below(3) as u64;
-        let mut env_rng = Rng(seed ^ (j.user as u64 + 1).wrapping_mul(0x9e37_79b9) ^ (env << 40) ^ 0x656e_76);
+        let mut env_rng = Rng(seed ^ (j.user as u64 + 1).wrapping_mul(0x9e37_79b9) ^ (env << 40) ^ 0x0065_6e76);
         let mut picked: Vec<usize> = vec![0];
         let k = 3 + (37.0 * env_rng.f().powf(1.5)) as usize;
         while picked.len() < k {

@@ -289,7 +289,7 @@ mod ledger_tests {
     use super::super::summary::{self, Key};
     use super::super::usage::{self, Period, Software};
     use super::*;
-    use crate::cli::Scope;
+    use crate::questions::scope::{Owner, Scope};
     use runledger_ledger::{db, merge};
     use runledger_record::python::{PythonPackage, PythonProcess, PythonReport};
     use runledger_synth::Sample;
@@ -460,7 +460,7 @@ mod ledger_tests {
         assert!(text.contains("Python (as the job's processes reported, rank 0):"), "{text}");
         assert!(text.contains("exception:ValueError") && text.contains("packages: numpy/1.26.4"), "{text}");
         // A user sees their own; another's job reads as not recorded, and their packages are not counted.
-        let bob = Scope::Own(crate::cli::Owner { uid: 2003, name: "bob".into(), clusters: vec![], manages: vec![] });
+        let bob = Scope::Own(Owner { uid: 2003, name: "bob".into(), clusters: vec![], manages: vec![] });
         let mine = ask("query packages --names --csv", &bob);
         assert_eq!(mine, "package,versions,jobs,users,job_share,python_share\nnumpy,1,1,1,1,1\ntorch,1,1,1,1,1\n");
         let args: Vec<String> = "query job 1 --json".split_whitespace().map(String::from).collect();
