@@ -112,11 +112,17 @@ pub fn packages(
     let sets = package_sets(conn).map_err(db)?;
     let by_interpreter = interpreter.map(|v| sets_by_interpreter(conn, v)).transpose().map_err(db)?;
     let (where_sql, params) = filter.to_sql();
-    let sql = format!(
-        "SELECT id, COALESCE(user, CAST(uid AS TEXT), ''), py_set,
-                EXISTS (SELECT 1 FROM py_procs p WHERE p.job = jobs.id)
-         FROM jobs WHERE {where_sql}"
-    );
+    // The jobs that recorded any Python process: one pass over py_procs' key, not a lookup per
+    // job (a process may have imported nothing, so py_set alone does not say).
+    let with_python: rustc_hash::FxHashSet<i64> = match &by_interpreter {
+        Some(m) => m.keys().copied().collect(),
+        None => {
+            let mut st = conn.prepare("SELECT DISTINCT job FROM py_procs").map_err(db)?;
+            let ids = st.query_map([], |r| r.get(0)).map_err(db)?;
+            ids.collect::<Result<_, _>>().map_err(db)?
+        }
+    };
+    let sql = format!("SELECT id, COALESCE(user, CAST(uid AS TEXT), ''), py_set FROM jobs WHERE {where_sql}");
     let mut st = conn.prepare(&sql).map_err(db)?;
     let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
     let (mut total, mut python_jobs) = (0i64, 0i64);
@@ -133,7 +139,7 @@ pub fn packages(
                 None => continue,
             },
             None => {
-                if !r.get::<_, bool>(3).map_err(db)? {
+                if !with_python.contains(&id) {
                     continue;
                 }
                 r.get::<_, Option<i64>>(2).map_err(db)?.into_iter().collect()
