@@ -6,6 +6,8 @@
 //! ```
 //!
 //! END (Unix seconds, default now) fixes the year the jobs fall in, for reproducible ledgers.
+//! The jobs carry their Python records (issue #14); `RUNLEDGER_GEN_PYTHON=0` leaves them out, to
+//! measure what they cost.
 //!
 //! Speed: one batch per job (all its nodes' items: one job lookup and one recomputation, where
 //! per-node batches cost one each), 5,000 jobs per transaction, and the made-up items built on a
@@ -37,6 +39,9 @@ fn main() {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<runledger_record::Batch>>(4);
     let producer = std::thread::spawn(move || {
         let mut synth = Synth::new(n, seed, now);
+        if std::env::var("RUNLEDGER_GEN_PYTHON").is_ok_and(|v| v == "0") {
+            synth = synth.without_python();
+        }
         let mut chunk = Vec::with_capacity(JOBS_PER_COMMIT);
         while let Some(b) = synth.next_job_batch() {
             chunk.push(b);

@@ -17,7 +17,8 @@ use std::process::Command;
 
 const T0: i64 = 1_699_920_000;
 
-/// `n` sample jobs in a file database; every third has no modules, every fifth a fact.
+/// `n` sample jobs in a file database; every third has no modules, every fifth a fact, every
+/// second imported Python packages (numpy, and pandas without a version every fourth).
 fn ledger(path: &Path, n: u32) {
     let conn = db::open_rw(path).unwrap();
     let mut batches = Vec::new();
@@ -35,6 +36,28 @@ fn ledger(path: &Path, n: u32) {
         if i % 5 == 0 {
             s.facts = vec![Fact { source: String::new(), key: "program".into(), value: "LAMMPS".into(), unit: None }];
             s.modules.push(Module { name: "lammps".into(), version: None, file: None });
+        }
+        if i % 2 == 0 {
+            let pkg = |name: &str, version: Option<&str>| runledger_record::python::PythonPackage {
+                name: name.into(),
+                version: version.map(str::to_string),
+            };
+            let mut packages = vec![pkg("numpy", Some("1.26.4"))];
+            if i % 4 == 0 {
+                packages.push(pkg("pandas", None));
+            }
+            s.python = Some(runledger_record::python::PythonReport {
+                processes: vec![runledger_record::python::PythonProcess {
+                    pid: 9,
+                    interpreter: "/usr/bin/python3".into(),
+                    version: "3.11.2".into(),
+                    start: s.start,
+                    packages,
+                    ended: "normal".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
         }
         batches.push(s.batch(0));
     }
@@ -65,6 +88,9 @@ fn rows_carry_modules_and_facts_in_every_format() {
     assert_eq!(rows[1].state, "FAILED");
     assert_eq!(rows[3].modules, Vec::<String>::new());
     assert_eq!(rows[4].elapsed(), Some(64));
+    assert_eq!(rows[0].packages, vec!["numpy/1.26.4", "pandas"]);
+    assert_eq!(rows[2].packages, vec!["numpy/1.26.4"]);
+    assert!(rows[1].packages.is_empty());
 
     let mut csv = Vec::new();
     export::text(&conn, &Filter::default(), ExportFormat::Csv, &mut csv, &|_| ()).unwrap();
@@ -90,9 +116,11 @@ fn rows_carry_modules_and_facts_in_every_format() {
     let schema = reader.metadata().file_metadata().schema_descr();
     let names: Vec<String> = schema.columns().iter().map(|c| c.path().string()).collect();
     assert!(names.contains(&"modules.list.element".to_string()), "{names:?}");
+    assert!(names.contains(&"packages.list.element".to_string()), "{names:?}");
     let first = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
     let text = first.to_string();
     assert!(text.contains("job_id: 100") && text.contains("\"lammps\"") && text.contains("program=LAMMPS"), "{text}");
+    assert!(text.contains("\"numpy/1.26.4\"") && text.contains("\"pandas\""), "{text}");
 }
 
 fn pyenv() -> Option<std::path::PathBuf> {

@@ -46,6 +46,7 @@ def main():
         "max_rss_kib": pa.int64(),
         "modules": pa.list_(pa.string()),
         "facts": pa.list_(pa.string()),
+        "packages": pa.list_(pa.string()),
     }
     for name, typ in want.items():
         got = table.schema.field(name).type
@@ -76,11 +77,34 @@ def main():
         )
         if list(r["modules"]) != mods:
             fail(f"row {i}: modules {list(r['modules'])} vs {mods}")
+        pkgs = sorted(
+            (name if version == "" else f"{name}/{version}")
+            for name, version in con.execute(
+                # Schema 6+: a job's Python packages are its package set's members.
+                "SELECT p.name, p.version FROM jobs j JOIN py_package_set_members s ON s.package_set = j.py_set "
+                "JOIN py_packages p ON p.id = s.package WHERE j.id = ?",
+                (rid,),
+            )
+        )
+        if list(r["packages"]) != pkgs:
+            fail(f"row {i}: packages {list(r['packages'])} vs {pkgs}")
 
     by_sqlite = dict(con.execute("SELECT account, count(*) FROM jobs GROUP BY account").fetchall())
     by_duck = dict(duckdb.sql(f"SELECT account, count(*) FROM read_parquet('{parquet}') GROUP BY account").fetchall())
     if by_sqlite != by_duck:
         fail(f"jobs per account: sqlite {by_sqlite} duckdb {by_duck}")
+
+    # Jobs that imported numpy, any version: the list column as DuckDB reads it.
+    numpy_sqlite = con.execute(
+        "SELECT count(*) FROM jobs WHERE py_set IN (SELECT s.package_set FROM py_package_set_members s "
+        "JOIN py_packages p ON p.id = s.package WHERE p.name = 'numpy')"
+    ).fetchone()[0]
+    numpy_duck = duckdb.sql(
+        f"SELECT count(DISTINCT (cluster, job_id)) FROM (SELECT cluster, job_id, unnest(packages) AS p "
+        f"FROM read_parquet('{parquet}')) WHERE p = 'numpy' OR p LIKE 'numpy/%'"
+    ).fetchall()[0][0]
+    if numpy_sqlite != numpy_duck:
+        fail(f"jobs with numpy: sqlite {numpy_sqlite} duckdb {numpy_duck}")
 
     c = pd.read_csv(csv)
     if len(c) != n or list(c.columns) != list(table.schema.names):
@@ -88,7 +112,7 @@ def main():
     lines = [json.loads(l) for l in open(jsonl)]
     if len(lines) != n or lines[0]["job_id"] != rows[0][1] or not isinstance(lines[0]["modules"], list):
         fail(f"jsonl: {len(lines)} rows, first {lines[0] if lines else None}")
-    print(f"export_check: ok: {n} jobs; parquet types, values, DuckDB group-by, CSV and JSON Lines agree")
+    print(f"export_check: ok: {n} jobs ({numpy_duck} with numpy); parquet types, values, DuckDB group-by and packages, CSV and JSON Lines agree")
 
 
 if __name__ == "__main__":

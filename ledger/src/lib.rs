@@ -16,6 +16,7 @@
 pub mod db;
 pub mod merge;
 pub mod migrations;
+pub mod python;
 pub mod rejections;
 pub mod retention;
 pub mod rollup;

@@ -74,6 +74,17 @@
 //!   moves to another month counts the old one too. Deletions (a prune) do not count: an export
 //!   keeps what the ledger no longer holds.
 //!
+//! - Python: what the jobs' Python processes reported (issue #14; [`crate::python`]).
+//!   `py_packages` (unique `name`, `version`; `version` is `''` when unknown) interns every
+//!   package version once; `py_package_sets` (unique `packages`: ascending ids `3,7,12`) each
+//!   distinct set once, and `py_package_set_members` the sets holding a package (`who-used
+//!   --python`). `py_procs` (key `job`, `node`, `pid`, `started`): one recorded interpreter
+//!   process (rank, interpreter, version, prefix, base prefix and main as `strings` ids, its
+//!   package set, how it ended). `py_nodes` (key `job`, `node`): that a node's epilog read the
+//!   job's Python directory, and what it could not take (`rejected`, JSON; `skipped`).
+//!   `jobs.py_set`: the union of the job's processes' packages, indexed where present. Every
+//!   row is the job's user's word, marked so by being in these tables only.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -95,6 +106,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V5_LISTING, then: None },
     Migration { sql: V_RETENTION, then: None },
     Migration { sql: V_EXPORT_MARKS, then: None },
+    Migration { sql: V_PYTHON, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -844,4 +856,52 @@ WHEN COALESCE(strftime('%Y-%m', OLD.start, 'unixepoch'), 'unknown')
         VALUES (OLD.cluster, COALESCE(strftime('%Y-%m', OLD.start, 'unixepoch'), 'unknown'), 1)
         ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
 END;
+"#;
+
+/// The jobs' Python processes and packages (see the module documentation).
+pub(crate) const V_PYTHON: &str = r#"
+CREATE TABLE py_packages (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    UNIQUE (name, version)
+);
+
+CREATE TABLE py_package_sets (
+    id INTEGER PRIMARY KEY,
+    packages TEXT NOT NULL UNIQUE
+);
+
+CREATE TABLE py_package_set_members (
+    package INTEGER NOT NULL REFERENCES py_packages(id),
+    package_set INTEGER NOT NULL REFERENCES py_package_sets(id),
+    PRIMARY KEY (package, package_set)
+) WITHOUT ROWID;
+
+CREATE TABLE py_nodes (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node INTEGER NOT NULL REFERENCES hosts(id),
+    skipped INTEGER NOT NULL DEFAULT 0,
+    rejected TEXT,
+    PRIMARY KEY (job, node)
+) WITHOUT ROWID;
+
+CREATE TABLE py_procs (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node INTEGER NOT NULL REFERENCES hosts(id),
+    pid INTEGER NOT NULL,
+    started INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    interpreter INTEGER NOT NULL REFERENCES strings(id),
+    py_version TEXT NOT NULL,
+    prefix INTEGER REFERENCES strings(id),
+    base_prefix INTEGER REFERENCES strings(id),
+    main INTEGER REFERENCES strings(id),
+    packages INTEGER REFERENCES py_package_sets(id),
+    ended TEXT NOT NULL,
+    PRIMARY KEY (job, node, pid, started)
+) WITHOUT ROWID;
+
+ALTER TABLE jobs ADD COLUMN py_set INTEGER REFERENCES py_package_sets(id);
+CREATE INDEX jobs_py_set ON jobs(py_set) WHERE py_set IS NOT NULL;
 "#;

@@ -281,6 +281,14 @@ fn prune_batch(
             note(0, r.get(0)?);
             note(4, r.get(1)?);
         }
+        let mut st = conn
+            .prepare(&format!("SELECT interpreter, prefix, base_prefix, main FROM py_procs WHERE job IN ({list})"))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            for i in 0..4 {
+                note(1, r.get(i)?);
+            }
+        }
     }
     if opts.drop_rollups {
         let mut gone = Vec::with_capacity(ids.len());
@@ -297,6 +305,8 @@ fn prune_batch(
     counts.steps += conn.execute(&format!("DELETE FROM steps WHERE job IN ({list})"), [])? as u64;
     counts.tags += conn.execute(&format!("DELETE FROM tags WHERE job IN ({list})"), [])? as u64;
     counts.facts += conn.execute(&format!("DELETE FROM facts WHERE job IN ({list})"), [])? as u64;
+    conn.execute(&format!("DELETE FROM py_procs WHERE job IN ({list})"), [])?;
+    conn.execute(&format!("DELETE FROM py_nodes WHERE job IN ({list})"), [])?;
     counts.jobs += conn.execute(&format!("DELETE FROM jobs WHERE id IN ({list})"), [])? as u64;
     Ok((ids.len() < batch, counts))
 }
@@ -402,6 +412,15 @@ fn scan_references(conn: &Connection, candidates: &Ids, used: &mut Ids) -> rusql
         mark(0, r.get(0)?);
         mark(4, r.get(1)?);
     }
+    // Python processes name their interpreter, prefixes and main script as strings, which a
+    // pruned step's argv, exe or cwd may share.
+    let mut st = conn.prepare("SELECT interpreter, prefix, base_prefix, main FROM py_procs")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        for i in 0..4 {
+            mark(1, r.get(i)?);
+        }
+    }
     // Modulefiles are strings that module lists name: those of the lists that stay (the steps
     // above decided which candidates stay).
     let going: HashSet<i64> = candidates[3].difference(&used[3]).copied().collect();
@@ -504,7 +523,10 @@ mod tests {
         let strings: Vec<i64> = conn
             .prepare(
                 "SELECT id FROM strings WHERE id NOT IN (SELECT argv FROM steps WHERE argv IS NOT NULL
-                   UNION SELECT exe FROM steps WHERE exe IS NOT NULL UNION SELECT cwd FROM steps WHERE cwd IS NOT NULL)",
+                   UNION SELECT exe FROM steps WHERE exe IS NOT NULL UNION SELECT cwd FROM steps WHERE cwd IS NOT NULL
+                   UNION SELECT interpreter FROM py_procs UNION SELECT prefix FROM py_procs WHERE prefix IS NOT NULL
+                   UNION SELECT base_prefix FROM py_procs WHERE base_prefix IS NOT NULL
+                   UNION SELECT main FROM py_procs WHERE main IS NOT NULL)",
             )
             .unwrap()
             .query_map([], |r| r.get(0))

@@ -153,6 +153,34 @@ pub struct FactRow {
     pub unit: Option<String>,
 }
 
+/// One recorded Python interpreter process: the job user's word.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PythonProcRow {
+    pub node: String,
+    pub pid: i64,
+    pub start: i64,
+    pub rank: i64,
+    pub interpreter: String,
+    /// `major.minor.micro`.
+    pub version: String,
+    pub prefix: Option<String>,
+    /// Only when it differs from `prefix` (a venv or conda environment).
+    pub base_prefix: Option<String>,
+    pub main: Option<String>,
+    /// `(name, version)`, by name; version `''` when unknown.
+    pub packages: Vec<(String, String)>,
+    /// `normal`, `exception:<Type>` or `unfinished`.
+    pub ended: String,
+}
+
+/// That a node's epilog read a job's Python directory, and what it left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PythonNodeRow {
+    pub node: String,
+    pub skipped: i64,
+    pub rejected: Vec<String>,
+}
+
 /// Everything known about one job row.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobDetail {
@@ -164,4 +192,7 @@ pub struct JobDetail {
     pub tags: BTreeMap<String, String>,
     pub events: Vec<EventRow>,
     pub facts: Vec<FactRow>,
+    /// The job's recorded Python processes, by node, start and pid.
+    pub python: Vec<PythonProcRow>,
+    pub python_nodes: Vec<PythonNodeRow>,
 }

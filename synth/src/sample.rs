@@ -32,6 +32,8 @@ pub struct Sample {
     /// State and exit of the last node, when it ended differently.
     pub last_node: Option<(JobState, ExitStatus)>,
     pub facts: Vec<Fact>,
+    /// What the job's Python processes reported, on the first node's `JobEnd` (rank 0 runs there).
+    pub python: Option<runledger_record::python::PythonReport>,
 }
 
 impl Sample {
@@ -65,6 +67,7 @@ impl Sample {
             exit: ExitStatus::default(),
             last_node: None,
             facts: Vec::new(),
+            python: None,
         }
     }
 
@@ -232,6 +235,7 @@ impl Sample {
             stdout: (node == 0).then(|| format!("/home/{}/run/slurm-{}.out", self.user, self.job_id)),
             stderr: None,
             facts: self.facts.clone(),
+            python: if node == 0 { self.python.clone() } else { None },
             // Limits asked for (#15) are left out of the made-up jobs.
             ..Default::default()
         }));

@@ -11,7 +11,15 @@
 //! - 1–64 nodes (most jobs on one), 1–32 ranks per node, CPU efficiency 0.2–1.0;
 //! - starts over the year before `end` (less three days) with daily and weekly cycles, job ids
 //!   in start order;
-//! - a dozen distinct step environments.
+//! - a dozen distinct step environments;
+//! - Python (issue #14) in the jobs that load the python module and in a third of the others:
+//!   one interpreter process of rank 0 (a second one in one job in five) importing one of its
+//!   user's three environments (3–40 of 40 top-level packages, Zipf popularity) with mid-year
+//!   updates (numpy 1.24.4 → 1.26.4 on day
+//!   200, …), torch on most GPU jobs, mpi4py on some MPI jobs; a failed job's process ends with
+//!   an exception, a killed one's is unfinished (no versions). Drawn from a random stream of
+//!   their own per job, so the jobs' other fields are those of a generator without Python
+//!   ([`Synth::without_python`]).
 //!
 //! Each node of a job has its own items (batch step on the first node, step 0 on all, a
 //! `JobEnd` each), as the epilogs would send them.
@@ -119,6 +127,125 @@ struct Job {
     exit: ExitStatus,
     env: usize,
     tag: Option<(String, String)>,
+}
+
+/// Python packages in popularity order: (import name, version before the update, after, update
+/// day).
+const PY_PACKAGES: &[(&str, &str, &str, i64)] = &[
+    ("numpy", "1.24.4", "1.26.4", 200),
+    ("scipy", "1.10.1", "1.11.4", 200),
+    ("pandas", "2.0.3", "2.1.4", 150),
+    ("matplotlib", "3.7.2", "3.8.2", 220),
+    ("yaml", "6.0", "6.0.1", 90),
+    ("packaging", "23.1", "23.2", 60),
+    ("dateutil", "2.8.2", "2.8.2", 0),
+    ("pytz", "2023.3", "2023.3", 0),
+    ("six", "1.16.0", "1.16.0", 0),
+    ("tqdm", "4.65.0", "4.66.1", 120),
+    ("h5py", "3.9.0", "3.10.0", 240),
+    ("mpi4py", "3.1.4", "3.1.5", 180),
+    ("sklearn", "1.3.0", "1.3.2", 210),
+    ("torch", "2.0.1", "2.1.2", 160),
+    ("requests", "2.31.0", "2.31.0", 0),
+    ("PIL", "10.0.0", "10.1.0", 190),
+    ("netCDF4", "1.6.4", "1.6.5", 100),
+    ("xarray", "2023.7.0", "2023.12.0", 230),
+    ("numba", "0.57.1", "0.58.1", 200),
+    ("llvmlite", "0.40.1", "0.41.1", 200),
+    ("dask", "2023.7.1", "2023.12.1", 230),
+    ("jinja2", "3.1.2", "3.1.2", 0),
+    ("click", "8.1.6", "8.1.7", 70),
+    ("cloudpickle", "2.2.1", "3.0.0", 250),
+    ("toolz", "0.12.0", "0.12.0", 0),
+    ("fsspec", "2023.6.0", "2023.12.2", 230),
+    ("psutil", "5.9.5", "5.9.7", 110),
+    ("tensorflow", "2.13.0", "2.15.0", 250),
+    ("transformers", "4.31.0", "4.36.2", 240),
+    ("kiwisolver", "1.4.4", "1.4.5", 0),
+    ("cycler", "0.11.0", "0.12.1", 130),
+    ("pyparsing", "3.0.9", "3.1.1", 0),
+    ("certifi", "2023.7.22", "2023.11.17", 170),
+    ("urllib3", "2.0.4", "2.1.0", 0),
+    ("idna", "3.4", "3.6", 0),
+    ("charset_normalizer", "3.2.0", "3.3.2", 0),
+    ("sympy", "1.12", "1.12", 0),
+    ("networkx", "3.1", "3.2.1", 140),
+    ("ase", "3.22.1", "3.22.1", 0),
+    ("pymatgen", "2023.7.20", "2023.12.18", 260),
+];
+
+/// What a job's Python processes report, or `None` for a job that ran no Python: from a random
+/// stream of the job's own (`seed`, job id), so the other fields never depend on it.
+fn python_of(j: &Job, seed: u64, t0: Timestamp, cum: &[f64]) -> Option<runledger_record::python::PythonReport> {
+    use runledger_record::python::{PythonPackage, PythonProcess, PythonReport};
+    let mut rng = Rng(seed ^ u64::from(j.job_id).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5079_7468_6f6e);
+    if j.program != "python3" && !rng.chance(0.33) {
+        return None;
+    }
+    let day = (j.start - t0) / DAY;
+    let killed = matches!(j.state, JobState::Timeout | JobState::OutOfMemory | JobState::Cancelled);
+    let ended = if killed {
+        "unfinished".to_string()
+    } else if j.state == JobState::Failed {
+        format!("exception:{}", ["RuntimeError", "ValueError", "KeyError", "MemoryError"][rng.below(4)])
+    } else {
+        "normal".to_string()
+    };
+    let mut procs = Vec::new();
+    let n = if rng.chance(0.2) { 2 } else { 1 };
+    for i in 0..n {
+        // Users rerun their own few environments (a project's venv or conda env): the package
+        // set is the user's environment's, as in real ledgers, not a fresh draw per job.
+        let env = rng.below(3) as u64;
+        let mut env_rng = Rng(seed ^ (j.user as u64 + 1).wrapping_mul(0x9e37_79b9) ^ (env << 40) ^ 0x0065_6e76);
+        let mut picked: Vec<usize> = vec![0];
+        let k = 3 + (37.0 * env_rng.f().powf(1.5)) as usize;
+        while picked.len() < k {
+            let p = pick(cum, &mut env_rng);
+            if !picked.contains(&p) {
+                picked.push(p);
+            }
+        }
+        if j.partition == 1 && env_rng.chance(0.7) && !picked.contains(&13) {
+            picked.push(13);
+        }
+        if j.nnodes > 1 && env_rng.chance(0.3) && !picked.contains(&11) {
+            picked.push(11);
+        }
+        // A second process (a post-processing script) imports part of the first's.
+        if i > 0 {
+            picked.truncate(1 + picked.len() / 3);
+        }
+        picked.sort_unstable();
+        let last = i + 1 == n;
+        let packages = picked
+            .iter()
+            .map(|&p| {
+                let (name, v0, v1, when) = PY_PACKAGES[p];
+                let version = (!(killed && last)).then(|| if day < when { v0 } else { v1 }.to_string());
+                PythonPackage { name: name.to_string(), version }
+            })
+            .collect();
+        let main = if j.program == "python3" { "train.py" } else { ["analyse.py", "post.py", "-c"][rng.below(3)] };
+        procs.push(PythonProcess {
+            pid: 4000 + 17 * i as u32 + (j.job_id % 1000),
+            rank: 0,
+            interpreter: if j.program == "python3" {
+                "/opt/site/python/3.11.4/bin/python3"
+            } else {
+                "/usr/bin/python3"
+            }
+            .into(),
+            version: if j.program == "python3" { "3.11.4" } else { "3.11.2" }.into(),
+            prefix: "/usr".into(),
+            base_prefix: "/usr".into(),
+            main: if main == "-c" { main.to_string() } else { format!("/home/user{:03}/run/{main}", j.user) },
+            start: j.start + 5 + 60 * i as i64,
+            packages,
+            ended: if last { ended.clone() } else { "normal".to_string() },
+        });
+    }
+    Some(PythonReport { source: "user".into(), processes: procs, ..Default::default() })
 }
 
 fn module(name: &str, version: &str) -> Module {
@@ -271,12 +398,17 @@ fn make_job(rng: &mut Rng, c: &Cum, job_id: u32, start: Timestamp, t0: Timestamp
 }
 
 struct Cum {
+    py: Vec<f64>,
     users: Vec<f64>,
     libs: Vec<f64>,
     nodes: Vec<f64>,
 }
 
-fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
+fn batches(
+    j: &Job,
+    envs: &[BTreeMap<String, String>],
+    python: Option<runledger_record::python::PythonReport>,
+) -> Vec<Batch> {
     let user = format!("user{:03}", j.user);
     let account = format!("acct{:02}", j.account);
     let partition = PARTITIONS[j.partition].0.to_string();
@@ -383,6 +515,7 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
             stdout: None,
             stderr: None,
             facts: if node == 0 { verdict(j) } else { Vec::new() },
+            python: if node == 0 { python.clone() } else { None },
             // Limits asked for (#15) are left out of the made-up jobs.
             ..Default::default()
         }));
@@ -444,6 +577,8 @@ pub struct Synth {
     t0: Timestamp,
     starts: Vec<Timestamp>,
     next: usize,
+    seed: u64,
+    python: bool,
 }
 
 impl Synth {
@@ -451,7 +586,12 @@ impl Synth {
     pub fn new(n: u32, seed: u64, end: Timestamp) -> Synth {
         let mut rng = Rng(seed);
         let t0 = (end - 368 * DAY) / DAY * DAY;
-        let cum = Cum { users: zipf(200, 1.1), libs: zipf(LIBS.len(), 0.9), nodes: zipf(6, 1.3) };
+        let cum = Cum {
+            py: zipf(PY_PACKAGES.len(), 0.8),
+            users: zipf(200, 1.1),
+            libs: zipf(LIBS.len(), 0.9),
+            nodes: zipf(6, 1.3),
+        };
         // Start times: accept/reject against the daily and weekly cycle, then sorted so job ids
         // grow with time as Slurm's do.
         let mut starts: Vec<i64> = Vec::with_capacity(n as usize);
@@ -462,7 +602,14 @@ impl Synth {
             }
         }
         starts.sort_unstable();
-        Synth { rng, cum, envs: environments(), t0, starts, next: 0 }
+        Synth { rng, cum, envs: environments(), t0, starts, next: 0, seed, python: true }
+    }
+
+    /// The same jobs without their Python records (the schema-migration fixture, recorded before
+    /// them).
+    pub fn without_python(mut self) -> Synth {
+        self.python = false;
+        self
     }
 
     /// The next job's items, one batch per node (as its epilogs send them).
@@ -470,7 +617,8 @@ impl Synth {
         let start = *self.starts.get(self.next)?;
         let job = make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, start, self.t0);
         self.next += 1;
-        Some(batches(&job, &self.envs))
+        let python = if self.python { python_of(&job, self.seed, self.t0, &self.cum.py) } else { None };
+        Some(batches(&job, &self.envs, python))
     }
 
     /// The next job's items from all its nodes in one batch: the same rows once merged, with
@@ -500,7 +648,7 @@ pub const FIXTURE_END: Timestamp = 1_767_225_600;
 pub fn fixture_batches() -> Vec<Batch> {
     use crate::sample::Sample;
     let mut out = Vec::new();
-    let mut synth = Synth::new(30, 7, FIXTURE_END);
+    let mut synth = Synth::new(30, 7, FIXTURE_END).without_python();
     while let Some(b) = synth.next_job() {
         out.extend(b);
     }
@@ -674,4 +822,47 @@ pub fn fixture_batches() -> Vec<Batch> {
     s.partition = "debug".into();
     items_of(&s, &|_, _| {});
     out
+}
+
+#[cfg(test)]
+mod python_tests {
+    use super::*;
+
+    /// Python in about a third of the jobs, ~20 packages in a typical one, every record valid,
+    /// and the jobs' other fields those of the generator without Python.
+    #[test]
+    fn python_records_are_plausible_valid_and_leave_the_rest_alone() {
+        let end = FIXTURE_END;
+        let (mut with, mut without) = (Synth::new(3000, 42, end), Synth::new(3000, 42, end).without_python());
+        let (mut jobs, mut python, mut packages) = (0, 0, Vec::new());
+        let mut versions = std::collections::BTreeSet::new();
+        while let (Some(a), Some(b)) = (with.next_job_batch(), without.next_job_batch()) {
+            jobs += 1;
+            let mut stripped = a.clone();
+            for it in &mut stripped.items {
+                if let Item::JobEnd(j) = it {
+                    if let Some(r) = j.python.take() {
+                        python += 1;
+                        for p in &r.processes {
+                            p.validate().unwrap();
+                            packages.push(p.packages.len());
+                            for pkg in p.packages.iter().filter(|p| p.name == "numpy") {
+                                versions.insert(pkg.version.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(stripped, b);
+        }
+        assert_eq!(jobs, 3000);
+        let share = f64::from(python) / f64::from(jobs);
+        assert!((0.3..0.5).contains(&share), "{python} of {jobs} jobs ran Python");
+        packages.sort_unstable();
+        let median = packages[packages.len() / 2];
+        assert!((8..=30).contains(&median), "median {median} packages");
+        let want: std::collections::BTreeSet<Option<String>> =
+            [None, Some("1.24.4".to_string()), Some("1.26.4".to_string())].into_iter().collect();
+        assert_eq!(versions, want, "numpy before and after its update, and unknown for killed jobs");
+    }
 }

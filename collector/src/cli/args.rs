@@ -3,7 +3,7 @@
 
 use super::questions::{
     AuditFlags, CoUsageFlags, EfficiencyFlags, ErrorsFlags, EventsFlags, ExportFlags, JobFlags, JobsFlags,
-    ModulesFlags, ParseFlags, ReportFlags, SeriesFlags, SummaryFlags, WhoUsedFlags,
+    ModulesFlags, PackagesFlags, ParseFlags, ReportFlags, SeriesFlags, SummaryFlags, WhoUsedFlags,
 };
 use crate::failure::{Failure, FailureKind};
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
@@ -270,11 +270,13 @@ pub enum QueryCommand {
             core-hours (elapsed x ncpus), used CPU-hours, CPU efficiency, failure rate (FAILED, TIMEOUT, \
             OUT_OF_MEMORY, NODE_FAIL over jobs with a final state) and the median and 95th percentile wall \
             time. Takes the job filters of `query jobs`. With module or module_version a job counts once \
-            in each module it loaded. Time keys use the start, local time. fact:NAME groups by a job-level \
+            in each module it loaded; with package or package_version once in each Python package its processes \
+            imported. Time keys use the start, local time. fact:NAME groups by a job-level \
             fact, input parameters included (fact:param.pair_style); jobs without it group under an empty key.",
         after_help = "Examples:\n  collector query summary --by account\n  \
             collector query summary --by user,month -A physics --sort core_hours --limit 20\n  \
             collector query summary --by module_version --module openmpi --csv\n  \
+            collector query summary --by package_version -S now-30days\n  \
             collector query summary --by weekday,hour -S 2026-01-01 --json\n  \
             collector query summary --by fact:param.pair_style,ranks --program lammps"
     )]
@@ -285,14 +287,33 @@ pub enum QueryCommand {
         collector query modules --names --by-users -S now-90days")]
     Modules(Box<ModulesFlags>),
 
-    /// Who used a module: jobs, users, accounts, failure rate; before and after a date.
+    /// Python packages the jobs imported, by jobs and distinct users.
+    #[command(
+        long_about = "Python packages the jobs' Python processes imported, per version (or per name with \
+            --names): jobs, distinct users, the share of all matching jobs and of those that ran Python.\n\n\
+            The node's hook (package python3-runledger-hook) records, for every Python 3 process of rank 0 \
+            in a job, the top-level packages it imported with their versions (`__version__`, else the \
+            package metadata; none for a process killed before its exit). This is the job's user's word: \
+            it describes only that job. A job counts once per package however many of its processes \
+            imported it; a version column counts the versions seen in the matching jobs. Users see their \
+            own jobs, account managers their accounts, admins every job.",
+        after_help = "Examples:\n  collector query packages --top 20\n  \
+            collector query packages --names --by-users -S now-90days\n  \
+            collector query packages --interpreter 3.11 -A chem --plot packages.png"
+    )]
+    Packages(Box<PackagesFlags>),
+
+    /// Who used a module or a Python package: jobs, users, accounts, failure rate; before and after a date.
     #[command(after_help = "Examples:\n  collector query who-used openmpi --split 2026-06-01\n  \
-        collector query who-used gromacs/2023.3 --after 2026-05-01 --before 2026-07-01 -A chem")]
+        collector query who-used gromacs/2023.3 --after 2026-05-01 --before 2026-07-01 -A chem\n  \
+        collector query who-used --python numpy --split 2026-06-01\n  \
+        collector query who-used --python numpy/1.26.4")]
     WhoUsed(Box<WhoUsedFlags>),
 
-    /// Modules loaded together: phi correlation over jobs, top pairs.
+    /// Modules (and with --python, Python packages) used together: phi correlation over jobs, top pairs.
     #[command(after_help = "Examples:\n  collector query co-usage --top 20\n  \
-        collector query co-usage --versions --min-jobs 100 -p gpu")]
+        collector query co-usage --versions --min-jobs 100 -p gpu\n  \
+        collector query co-usage --python --min-jobs 5")]
     CoUsage(Box<CoUsageFlags>),
 
     /// The event log: step starts, task exits, step and job ends, as state transitions.

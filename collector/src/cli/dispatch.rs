@@ -45,6 +45,7 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
             }
             QueryCommand::Summary(a) => analytics::run_summary(db, &(*a).into(), out),
             QueryCommand::Modules(a) => analytics::run_modules(db, &(*a).into(), out),
+            QueryCommand::Packages(a) => analytics::run_packages(db, &(*a).into(), out),
             QueryCommand::WhoUsed(a) => analytics::run_who_used(db, &(*a).into(), out),
             QueryCommand::CoUsage(a) => analytics::run_co_usage(db, &(*a).into(), out),
             QueryCommand::Events(a) => analytics::run_events(db, &(*a).into(), out),

@@ -5,7 +5,7 @@
 //! ([`crate::questions`] knows nothing of clap).
 
 use crate::questions::analytics::{
-    CoUsageArgs, EventsArgs, ExportArgs, ModulesArgs, OutArgs, SeriesArgs, SummaryArgs, WhoUsedArgs,
+    CoUsageArgs, EventsArgs, ExportArgs, ModulesArgs, OutArgs, PackagesArgs, SeriesArgs, SummaryArgs, WhoUsedArgs,
 };
 use crate::questions::audit::AuditArgs;
 use crate::questions::export::ExportFormat;
@@ -130,7 +130,7 @@ pub struct SummaryFlags {
     pub chart: PlotFlags,
 
     /// Group by these keys: user, account, partition, cluster, program, module, module_version,
-    /// state, category, nodes, ranks, year, month, week, day, hour, weekday, or fact:NAME (a
+    /// package, package_version (Python packages the jobs imported), state, category, nodes, ranks, year, month, week, day, hour, weekday, or fact:NAME (a
     /// job-level fact, input parameters included: fact:param.pair_style).
     #[arg(long, required = true, value_name = "KEY[,KEY]", value_delimiter = ',', value_parser = summary::parse_key)]
     pub by: Vec<Key>,
@@ -176,10 +176,44 @@ pub struct ModulesFlags {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct PackagesFlags {
+    #[command(flatten)]
+    pub chart: PlotFlags,
+
+    /// Only the top N rows.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Rank by distinct users instead of jobs.
+    #[arg(long)]
+    pub by_users: bool,
+
+    /// One row per package name (all versions together) instead of per version.
+    #[arg(long)]
+    pub names: bool,
+
+    /// Only processes run by this Python version (3, 3.11 or 3.11.2).
+    #[arg(long, value_name = "VERSION", value_parser = crate::questions::query::packages::parse_interpreter)]
+    pub interpreter: Option<String>,
+
+    #[command(flatten)]
+    pub filter: JobFilterFlags,
+
+    #[command(flatten)]
+    pub out: OutputFlags,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct WhoUsedFlags {
     /// The module: NAME (every version, one row each) or NAME/VERSION.
-    #[arg(id = "target", value_name = "MODULE[/VERSION]", value_parser = filter::parse_module)]
-    pub target: Module,
+    #[arg(id = "target", value_name = "MODULE[/VERSION]", value_parser = filter::parse_module,
+          required_unless_present = "python", conflicts_with = "python")]
+    pub target: Option<Module>,
+
+    /// A Python package the jobs' processes imported instead of a module: NAME (every version),
+    /// NAME/VERSION or NAME==VERSION.
+    #[arg(long, value_name = "PACKAGE[/VERSION]", value_parser = crate::questions::query::packages::parse_package)]
+    pub python: Option<Module>,
 
     /// Compare jobs started before this time with jobs started from it (an update's impact).
     #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true,
@@ -214,6 +248,11 @@ pub struct CoUsageFlags {
     /// Only pairs loaded together by at least N jobs.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub min_jobs: i64,
+
+    /// Count the Python packages the jobs' processes imported too, as python:NAME (with
+    /// --versions python:NAME/VERSION), paired with modules and with each other.
+    #[arg(long)]
+    pub python: bool,
 
     #[command(flatten)]
     pub filter: JobFilterFlags,
@@ -571,10 +610,25 @@ impl From<ModulesFlags> for ModulesArgs {
     }
 }
 
+impl From<PackagesFlags> for PackagesArgs {
+    fn from(a: PackagesFlags) -> Self {
+        PackagesArgs {
+            plot: a.chart.plot,
+            top: a.top,
+            by_users: a.by_users,
+            names: a.names,
+            interpreter: a.interpreter,
+            filter: a.filter.into(),
+            out: a.out.into(),
+        }
+    }
+}
+
 impl From<WhoUsedFlags> for WhoUsedArgs {
     fn from(a: WhoUsedFlags) -> Self {
         WhoUsedArgs {
             target: a.target,
+            python: a.python,
             split: a.split,
             after: a.after,
             before: a.before,
@@ -590,6 +644,7 @@ impl From<CoUsageFlags> for CoUsageArgs {
             top: a.top,
             versions: a.versions,
             min_jobs: a.min_jobs,
+            python: a.python,
             filter: a.filter.into(),
             out: a.out.into(),
         }

@@ -51,7 +51,7 @@ pub struct SummaryArgs {
     pub plot: Option<PlotTarget>,
 
     /// Group by these keys: user, account, partition, cluster, program, module, module_version,
-    /// state, category, nodes, ranks, year, month, week, day, hour, weekday, or fact:NAME (a
+    /// package, package_version (Python packages the jobs imported), state, category, nodes, ranks, year, month, week, day, hour, weekday, or fact:NAME (a
     /// job-level fact, input parameters included: fact:param.pair_style).
     pub by: Vec<Key>,
 
@@ -87,9 +87,34 @@ pub struct ModulesArgs {
 }
 
 #[derive(Debug)]
+pub struct PackagesArgs {
+    /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
+    pub plot: Option<PlotTarget>,
+
+    /// Only the top N rows.
+    pub top: Option<usize>,
+
+    /// Rank by distinct users instead of jobs.
+    pub by_users: bool,
+
+    /// One row per package name (all versions together) instead of per version.
+    pub names: bool,
+
+    /// Only processes run by this Python version (3, 3.11 or 3.11.2).
+    pub interpreter: Option<String>,
+
+    pub filter: FilterArgs,
+
+    pub out: OutArgs,
+}
+
+#[derive(Debug)]
 pub struct WhoUsedArgs {
-    /// The module: NAME (every version, one row each) or NAME/VERSION.
-    pub target: Module,
+    /// The module: NAME (every version, one row each) or NAME/VERSION; `None` with `python`.
+    pub target: Option<Module>,
+
+    /// A Python package the jobs' processes imported instead of a module.
+    pub python: Option<Module>,
 
     /// Compare jobs started before this time with jobs started from it (an update's impact).
     pub split: Option<i64>,
@@ -115,6 +140,9 @@ pub struct CoUsageArgs {
 
     /// Only pairs loaded together by at least N jobs.
     pub min_jobs: i64,
+
+    /// Count the Python packages the jobs' processes imported too, as python:NAME.
+    pub python: bool,
 
     pub filter: FilterArgs,
 
@@ -400,6 +428,49 @@ pub fn run_modules(db: &Path, a: &ModulesArgs, out: &mut dyn Write) -> Result<()
     write(out, &r, &a.out)
 }
 
+pub fn run_packages(db: &Path, a: &PackagesArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check_range(&a.filter)?;
+    let conn = open(db)?;
+    let r = crate::questions::query::packages::packages(
+        &conn,
+        &a.filter.to_filter(),
+        a.names,
+        a.by_users,
+        a.top,
+        a.interpreter.as_deref(),
+    )?;
+    if let Some(t) = &a.plot {
+        let (jobs, users, share) =
+            (r.col("jobs").expect("jobs"), r.col("users").expect("users"), r.col("python_share").expect("share"));
+        let num = |c: &Cell| c.num().unwrap_or(0.0);
+        let bars: Vec<Bar> = r
+            .rows
+            .iter()
+            .take(MAX_ROWS)
+            .map(|row| {
+                let label = match (&row[1], a.names) {
+                    (Cell::Text(v), false) if !v.is_empty() => format!("{}/{v}", cell_label(&row[0])),
+                    _ => cell_label(&row[0]),
+                };
+                let (j, u) = (num(&row[jobs]), num(&row[users]));
+                Bar {
+                    label,
+                    value: if a.by_users { u } else { j },
+                    note: format!("{} ({:.1}% of Python jobs)", count_note(j, u), num(&row[share]) * 100.0),
+                }
+            })
+            .collect();
+        let what = if a.by_users { "distinct users" } else { "jobs" };
+        let title = format!("Top Python {} by {what}", if a.names { "packages" } else { "package versions" });
+        let mut note = filter_note(&a.filter);
+        if let Some(v) = &a.interpreter {
+            note.push_str(&format!("; Python {v} processes"));
+        }
+        plot_usage::bars(t, &title, &note, &format!("{what} (count)"), &bars)?;
+    }
+    write(out, &r, &a.out)
+}
+
 pub fn run_who_used(db: &Path, a: &WhoUsedArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter)?;
     let periods = match (a.split, a.after, a.before) {
@@ -423,14 +494,18 @@ pub fn run_who_used(db: &Path, a: &WhoUsedArgs, out: &mut dyn Write) -> Result<(
         }
     };
     let conn = open(db)?;
-    let r = usage::who_used(&conn, &a.filter.to_filter(), &a.target, &periods)?;
+    let r = match (&a.python, &a.target) {
+        (Some(p), _) => usage::who_used_python(&conn, &a.filter.to_filter(), p, &periods)?,
+        (None, Some(m)) => usage::who_used(&conn, &a.filter.to_filter(), m, &periods)?,
+        (None, None) => return Err(Failure::usage("who-used needs a MODULE[/VERSION] or --python PACKAGE")),
+    };
     write(out, &r, &a.out)
 }
 
 pub fn run_co_usage(db: &Path, a: &CoUsageArgs, out: &mut dyn Write) -> Result<(), Failure> {
     check_range(&a.filter)?;
     let conn = open(db)?;
-    let r = usage::co_usage(&conn, &a.filter.to_filter(), a.versions, a.min_jobs, Some(a.top))?;
+    let r = usage::co_usage_with(&conn, &a.filter.to_filter(), a.versions, a.min_jobs, Some(a.top), a.python)?;
     write(out, &r, &a.out)
 }
 

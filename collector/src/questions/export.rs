@@ -1,7 +1,7 @@
 //! `collector export`: one flat row per job, for pandas, pyarrow, DuckDB or a spreadsheet.
 //!
 //! Formats: Parquet (typed columns, Snappy, row groups of 65,536 jobs; times as
-//! `TIMESTAMP(MILLIS, UTC)`; `modules` and `facts` as `list<string>`), CSV (lists joined with
+//! `TIMESTAMP(MILLIS, UTC)`; `modules`, `facts` and `packages` as `list<string>`), CSV (lists joined with
 //! `;`, times as RFC 3339 local) and JSON Lines (lists as arrays, times as Unix seconds).
 //!
 //! The jobs are read in row-id order, their modules from their module set (each set's list made
@@ -62,6 +62,8 @@ pub struct Row {
     pub modules: Vec<String>,
     /// `key=value` (`source:key=value` for facts read from a named log file).
     pub facts: Vec<String>,
+    /// Python packages the job's processes imported: `name/version` (or `name`), in name order.
+    pub packages: Vec<String>,
 }
 
 impl Row {
@@ -100,6 +102,7 @@ pub const COLUMNS: &[&str] = &[
     "category",
     "modules",
     "facts",
+    "packages",
 ];
 
 const SCHEMA: &str = "
@@ -140,6 +143,11 @@ message job {
             REQUIRED BYTE_ARRAY element (UTF8);
         }
     }
+    REQUIRED GROUP packages (LIST) {
+        REPEATED GROUP list {
+            REQUIRED BYTE_ARRAY element (UTF8);
+        }
+    }
 }
 ";
 
@@ -174,7 +182,7 @@ pub fn for_each_row_where(
     let sql = format!(
         "SELECT id, cluster, job_id, array_job_id, array_task_id, user, uid, account, partition, qos, job_name,
                 start, end, state, exit_code, signal, nnodes, ncpus, cpu_user_s, cpu_sys_s, cpu_seconds,
-                max_rss_kib, nodes, {extra}, module_set
+                max_rss_kib, nodes, {extra}, module_set, py_set
          FROM jobs WHERE {where_sql} ORDER BY id"
     );
     let mut jobs = conn.prepare(&sql).map_err(db)?;
@@ -186,6 +194,20 @@ pub fn for_each_row_where(
         .map(|(id, ms)| {
             let mut v: Vec<String> =
                 ms.iter().filter_map(|m| names.get(m)).map(|(n, v)| crate::questions::query::full_name(n, v)).collect();
+            v.sort();
+            (id, v)
+        })
+        .collect();
+    let pnames = runledger_ledger::python::package_names(conn).map_err(db)?;
+    let package_names: std::collections::HashMap<i64, Vec<String>> = runledger_ledger::python::package_sets(conn)
+        .map_err(db)?
+        .into_iter()
+        .map(|(id, ps)| {
+            let mut v: Vec<String> = ps
+                .iter()
+                .filter_map(|p| pnames.get(p))
+                .map(|(n, v)| crate::questions::query::full_name(n, v))
+                .collect();
             v.sort();
             (id, v)
         })
@@ -237,7 +259,11 @@ pub fn for_each_row_where(
             category: r.get(25).map_err(db)?,
             modules: Vec::new(),
             facts: Vec::new(),
+            packages: Vec::new(),
         };
+        if let Some(set) = r.get::<_, Option<i64>>(27).map_err(db)? {
+            row.packages = package_names.get(&set).cloned().unwrap_or_default();
+        }
         if let Some(set) = r.get::<_, Option<i64>>(26).map_err(db)? {
             row.modules = set_names.get(&set).cloned().unwrap_or_default();
         }
@@ -314,6 +340,7 @@ pub fn csv_line(r: &Row) -> String {
         safe(opt_s(&r.category)),
         safe(r.modules.join(";")),
         safe(r.facts.join(";")),
+        safe(r.packages.join(";")),
     ];
     let mut s = cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(",");
     s.push('\n');
@@ -329,7 +356,7 @@ pub fn json_line(r: &Row) -> String {
         "nnodes": r.nnodes, "ncpus": r.ncpus, "cpu_user_s": r.cpu_user_s, "cpu_sys_s": r.cpu_sys_s,
         "cpu_seconds": r.cpu_seconds, "max_rss_kib": r.max_rss_kib, "nodes": r.nodes,
         "program": r.program, "outcome": r.outcome, "category": r.category,
-        "modules": r.modules, "facts": r.facts,
+        "modules": r.modules, "facts": r.facts, "packages": r.packages,
     });
     let mut s = serde_json::to_string::<Value>(&v).expect("JSON values serialize");
     s.push('\n');
@@ -401,12 +428,16 @@ impl Group {
                         .collect();
                     col.typed::<DoubleType>().write_batch(&vals, None, None).map_err(pq_err)?;
                 }
-                "modules" | "facts" => {
+                "modules" | "facts" | "packages" => {
                     let mut vals = Vec::new();
                     let mut defs = Vec::new();
                     let mut reps = Vec::new();
                     for r in &rows {
-                        let list = if name == "modules" { &r.modules } else { &r.facts };
+                        let list = match name {
+                            "modules" => &r.modules,
+                            "facts" => &r.facts,
+                            _ => &r.packages,
+                        };
                         if list.is_empty() {
                             defs.push(0);
                             reps.push(0);

@@ -85,6 +85,14 @@ pub(crate) fn json_rows(buf: &[u8]) -> Result<Vec<Value>, Failure> {
     }
 }
 
+pub(crate) fn package_label(r: &Value) -> String {
+    let name = r["package"].as_str().unwrap_or("");
+    match r["version"].as_str() {
+        Some(v) if !v.is_empty() => format!("{name}/{v}"),
+        _ => name.to_string(),
+    }
+}
+
 pub(crate) fn module_label(r: &Value) -> String {
     let name = r["module"].as_str().unwrap_or("");
     match r["version"].as_str() {

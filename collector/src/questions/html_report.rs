@@ -15,7 +15,9 @@
 use crate::failure::Failure;
 use crate::questions::analytics::{self, FilterArgs, OutArgs, SeriesArgs, SummaryArgs};
 pub use crate::questions::html_page::esc;
-use crate::questions::html_page::{float, int, json_rows, module_label, pct, ratio, secs, Cells, Page, CSS};
+use crate::questions::html_page::{
+    float, int, json_rows, module_label, package_label, pct, ratio, secs, Cells, Page, CSS,
+};
 use crate::questions::plot::PlotTarget;
 use crate::questions::query::errors::{self, ErrorsBy};
 use crate::questions::query::summary::Key;
@@ -277,21 +279,56 @@ impl Page<'_> {
         self.regressions(conn)
     }
 
-    /// Python packages by jobs and users: the hook for the packages table (issue #15's "packages
-    /// when they exist"). Until a ledger has one, the section says so.
-    fn packages(&mut self, conn: &rusqlite::Connection) -> Result<(), Failure> {
-        let has = conn
-            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'packages'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err)?;
-        if !has {
-            let _ = writeln!(
-                self.body,
-                "<p class=\"none\" id=\"packages\">Python packages: not recorded in this ledger.</p>"
+    /// Python packages by jobs and users (issue #14), as `query packages` gives them; a sentence
+    /// when the matching jobs recorded none.
+    fn packages(&mut self, _conn: &rusqlite::Connection) -> Result<(), Failure> {
+        let mut first = true;
+        for (by_users, id, what) in [(false, "packages-by-jobs", "jobs"), (true, "packages-by-users", "users")] {
+            let a = analytics::PackagesArgs {
+                plot: None,
+                top: Some(TOP),
+                by_users,
+                names: false,
+                interpreter: None,
+                filter: self.filter.clone(),
+                out: OutArgs { json: true, ..Default::default() },
+            };
+            let mut buf = Vec::new();
+            analytics::run_packages(self.db, &a, &mut buf)?;
+            if first && json_rows(&buf)?.is_empty() {
+                let _ = writeln!(
+                    self.body,
+                    "<p class=\"none\" id=\"packages\">Python packages: none recorded for these jobs.</p>"
+                );
+                return Ok(());
+            }
+            first = false;
+            let mut rows = Vec::new();
+            self.chart(id, |t| {
+                let a = analytics::PackagesArgs { plot: Some(t), ..a };
+                let mut buf = Vec::new();
+                analytics::run_packages(self.db, &a, &mut buf)?;
+                rows = json_rows(&buf)?;
+                Ok(())
+            })?;
+            let cells: Vec<Cells> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        (package_label(r), false),
+                        (int(&r["jobs"]), true),
+                        (int(&r["users"]), true),
+                        (pct(&r["python_share"]), true),
+                    ]
+                })
+                .collect();
+            self.table(
+                id,
+                &format!("Python package versions by {what}"),
+                &["package", "jobs", "users", "share of Python jobs"],
+                &cells,
             );
         }
-        // TODO(packages): when the python engineer's `packages` table lands, add a "Packages by
-        // jobs and users" chart and table here from its query, as `modules` does above.
         Ok(())
     }
 
@@ -336,7 +373,8 @@ impl Page<'_> {
                 .map_err(db_err)?;
             for (version, first) in firsts.iter().skip(1) {
                 let w = analytics::WhoUsedArgs {
-                    target: runledger_record::Module { name: name.clone(), version: None, file: None },
+                    target: Some(runledger_record::Module { name: name.clone(), version: None, file: None }),
+                    python: None,
                     split: Some(*first),
                     after: None,
                     before: None,

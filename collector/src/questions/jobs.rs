@@ -54,6 +54,9 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
         if !ids.is_empty() && need(Needs::Modules) {
             extras.modules = query::modules_of(&conn, ids).map_err(db_err)?;
         }
+        if !ids.is_empty() && need(Needs::Packages) {
+            extras.packages = query::packages::packages_of(&conn, ids).map_err(db_err)?;
+        }
         if !ids.is_empty() && need(Needs::Tags) {
             extras.tags = query::tags_of(&conn, ids).map_err(db_err)?;
         }

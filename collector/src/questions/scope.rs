@@ -98,4 +98,10 @@ pub fn private_hidden(d: &mut query::JobDetail, scope: &Scope) {
             *v = HIDDEN.to_string();
         }
     }
+    // A Python process's main script and -c are its command line, as private as argv.
+    for p in &mut d.python {
+        if p.main.is_some() {
+            p.main = Some(HIDDEN.to_string());
+        }
+    }
 }

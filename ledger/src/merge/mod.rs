@@ -470,6 +470,7 @@ fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp
         )?
         .execute(params![job, j.node, f.source, f.key, f.value, f.unit])?;
     }
+    crate::python::apply(conn, job, node, j.python.as_ref())?;
     Ok(())
 }
 

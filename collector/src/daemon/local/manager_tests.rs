@@ -31,6 +31,23 @@ fn ledger() -> (tempfile::TempDir, PathBuf) {
         s.user = user.into();
         s.uid = uid;
         s.account = account.into();
+        s.python = Some(runledger_record::python::PythonReport {
+            processes: vec![runledger_record::python::PythonProcess {
+                pid: 100 + id,
+                interpreter: "/usr/bin/python3".into(),
+                version: "3.11.2".into(),
+                prefix: "/usr".into(),
+                main: format!("/home/{user}/private-{id}.py"),
+                start: T0 + i64::from(id) * 3600,
+                packages: vec![runledger_record::python::PythonPackage {
+                    name: if account == "phys" { "physpkg".into() } else { "numpy".into() },
+                    version: Some("1.26.4".into()),
+                }],
+                ended: "normal".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
         if id % 2 == 0 {
             s.state = JobState::Failed;
             s.exit = ExitStatus { code: 1, signal: 0, core_dumped: false };
@@ -75,6 +92,11 @@ const COMMANDS: &[&str] = &[
     "query modules --by-users",
     "query who-used openmpi --json",
     "query co-usage --min-jobs 1 --json",
+    "query co-usage --python --min-jobs 1 --json",
+    "query packages --json",
+    "query packages --names --by-users",
+    "query who-used --python numpy --json",
+    "query summary --by package_version --json",
     "query events --json",
     "query throughput --interval 1d --json",
     "query utilization --interval 1h --json",
@@ -141,6 +163,10 @@ fn others_env_values_and_argv_are_hidden_the_managers_own_are_not() {
     assert!(!envs.is_empty());
     assert!(envs.values().flat_map(|e| e.as_object().unwrap().values()).all(|v| v == HIDDEN), "{j:#}");
     assert!(j[0]["steps"].as_array().unwrap().iter().all(|s| s["argv"] == serde_json::json!([HIDDEN])), "{j:#}");
+    // A Python process's main script is its command line: hidden too; its packages are not.
+    assert_eq!(j[0]["python"][0]["main"], HIDDEN, "{j:#}");
+    assert_eq!(j[0]["python"][0]["packages"], serde_json::json!(["numpy/1.26.4"]), "{j:#}");
+    assert!(!out.contains("private-3.py"), "carol's main script:\n{out}");
     // The listing's steps too.
     let l: serde_json::Value =
         serde_json::from_slice(&answer(&args("query jobs --json -j 1,3"), &db, &manager()).stdout).unwrap();
@@ -149,6 +175,7 @@ fn others_env_values_and_argv_are_hidden_the_managers_own_are_not() {
     // The manager's own job shows whole.
     let own = text(&answer(&args("query job 6"), &db, &manager()));
     assert!(own.contains("/home/mgr/run/job.sh") && own.contains("value-10-"), "{own}");
+    assert!(own.contains("/home/mgr/private-6.py"), "{own}");
     // A plain user sees their own job whole, an admin everyone's.
     let alice = Scope::Own(Owner { uid: 2001, name: "alice".into(), clusters: Vec::new(), manages: Vec::new() });
     assert!(text(&answer(&args("query job 1"), &db, &alice)).contains("/home/alice/run/job.sh"));

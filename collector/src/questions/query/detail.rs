@@ -88,6 +88,7 @@ pub fn job_json(j: &JobRow, extras: &Extras) -> Map<String, Value> {
         "job_facts": extras.facts.get(&j.id).map(|f| f.iter().map(|(k, v)| (k.clone(), json!(v.value))).collect::<Map<_, _>>()).unwrap_or_default(),
         "job_fact_units": extras.facts.get(&j.id).map(|f| f.iter().filter_map(|(k, v)| Some((k.clone(), json!(v.unit.as_ref()?)))).collect::<Map<_, _>>()).unwrap_or_default(),
         "modules": extras.modules.get(&j.id).cloned().unwrap_or_default(),
+        "packages": extras.packages.get(&j.id).cloned().unwrap_or_default(),
         "tags": extras.tags.get(&j.id).cloned().unwrap_or_default(),
         "steps": extras.steps.get(&j.id).map(|s| s.iter().map(step_json).collect::<Vec<_>>()).unwrap_or_default(),
     });
@@ -111,6 +112,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
         .map(|d| {
             let extras = Extras {
                 modules: HashMap::from([(d.job.id, module_names(d))]),
+                packages: HashMap::from([(d.job.id, detail_packages(d))]),
                 tags: HashMap::from([(d.job.id, d.tags.clone())]),
                 steps: HashMap::from([(d.job.id, d.steps.clone())]),
                 facts: HashMap::from([(d.job.id, detail_job_facts(d))]),
@@ -134,6 +136,19 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                 ),
             );
             m.insert("environments".into(), json!(d.environments));
+            m.insert("python".into(), Value::Array(d.python.iter().map(python_json).collect()));
+            if d.python_nodes.iter().any(|n| n.skipped > 0 || !n.rejected.is_empty()) {
+                m.insert(
+                    "python_not_recorded".into(),
+                    Value::Array(
+                        d.python_nodes
+                            .iter()
+                            .filter(|n| n.skipped > 0 || !n.rejected.is_empty())
+                            .map(|n| json!({"node": n.node, "skipped_files": n.skipped, "rejected": n.rejected}))
+                            .collect(),
+                    ),
+                );
+            }
             m.insert(
                 "node_records".into(),
                 Value::Array(
@@ -202,6 +217,32 @@ fn detail_job_facts(d: &JobDetail) -> BTreeMap<String, FactValue> {
         }
     }
     out
+}
+
+/// One recorded Python process, as `query job --json` gives it.
+fn python_json(p: &super::PythonProcRow) -> Value {
+    json!({
+        "node": p.node,
+        "pid": p.pid,
+        "rank": p.rank,
+        "start": time_json(Some(p.start)),
+        "interpreter": p.interpreter,
+        "version": p.version,
+        "prefix": p.prefix,
+        "base_prefix": p.base_prefix,
+        "main": p.main,
+        "packages": p.packages.iter().map(|(n, v)| super::full_name(n, v)).collect::<Vec<_>>(),
+        "ended": p.ended,
+    })
+}
+
+/// The job's packages (every process, deduplicated), as `query jobs --json` lists them.
+fn detail_packages(d: &JobDetail) -> Vec<String> {
+    let mut v: Vec<String> =
+        d.python.iter().flat_map(|p| p.packages.iter().map(|(n, v)| super::full_name(n, v))).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn module_names(d: &JobDetail) -> Vec<String> {
@@ -368,6 +409,53 @@ pub fn detail_text(d: &JobDetail) -> String {
             let full = if m.version.is_empty() { m.name.clone() } else { format!("{}/{}", m.name, m.version) };
             if seen.insert((full.clone(), m.file.clone())) {
                 let _ = writeln!(o, "  {:<30} {}", shown(&full), shown(m.file.as_deref().unwrap_or("")));
+            }
+        }
+    }
+
+    if !d.python.is_empty() || !d.python_nodes.is_empty() {
+        let _ = writeln!(o, "\nPython (as the job's processes reported, rank 0):");
+        if d.python.is_empty() {
+            let _ = writeln!(o, "  no Python process recorded");
+        }
+        for p in &d.python {
+            let _ = writeln!(
+                o,
+                "  {} pid {} at {}: {} (Python {}), {}",
+                shown(&p.node),
+                p.pid,
+                timefmt::display(Some(p.start)),
+                shown(&p.interpreter),
+                p.version,
+                p.ended
+            );
+            if let Some(m) = &p.main {
+                let _ = writeln!(o, "      main:     {}", shown(m));
+            }
+            match (&p.prefix, &p.base_prefix) {
+                (Some(pre), Some(base)) => {
+                    let _ = writeln!(o, "      prefix:   {} (environment on {})", shown(pre), shown(base));
+                }
+                (Some(pre), None) => {
+                    let _ = writeln!(o, "      prefix:   {}", shown(pre));
+                }
+                _ => {}
+            }
+            let pkgs: Vec<String> = p.packages.iter().map(|(n, v)| super::full_name(n, v)).collect();
+            let pkgs = if pkgs.is_empty() { "none".to_string() } else { shown(&pkgs.join(" ")).into_owned() };
+            let _ = writeln!(o, "      packages: {pkgs}");
+        }
+        for n in &d.python_nodes {
+            if n.skipped > 0 {
+                let _ = writeln!(
+                    o,
+                    "  {}: {} file(s) not read (over the bound or the time budget)",
+                    shown(&n.node),
+                    n.skipped
+                );
+            }
+            for r in &n.rejected {
+                let _ = writeln!(o, "  {}: not recorded: {}", shown(&n.node), shown(r));
             }
         }
     }

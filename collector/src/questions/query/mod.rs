@@ -13,6 +13,7 @@ pub mod events;
 pub mod filter;
 pub mod jobfilter;
 pub mod output;
+pub mod packages;
 pub mod report;
 pub mod rollups;
 pub mod summary;
@@ -226,7 +227,7 @@ pub fn job_facts_of(conn: &Connection, rows: &[JobRow]) -> rusqlite::Result<Hash
 }
 
 /// The job row ids as one JSON array parameter, for `job IN (SELECT value FROM json_each(?))`.
-fn id_list(ids: &[i64]) -> Value {
+pub(crate) fn id_list(ids: &[i64]) -> Value {
     Value::Text(serde_json::to_string(ids).expect("integers serialize"))
 }
 
@@ -409,7 +410,8 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
             Ok(FactRow { node: r.get(0)?, source: r.get(1)?, key: r.get(2)?, value: r.get(3)?, unit: r.get(4)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(JobDetail { job, nodes, steps, modules, environments, tags, events, facts })
+    let (python, python_nodes) = packages::python_of(conn, id)?;
+    Ok(JobDetail { job, nodes, steps, modules, environments, tags, events, facts, python, python_nodes })
 }
 
 /// The order of event kinds at one time: a step starts, its tasks exit, it ends, the job ends.

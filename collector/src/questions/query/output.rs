@@ -16,12 +16,15 @@ pub enum Needs {
     Row,
     Modules,
     Tags,
+    Packages,
 }
 
 /// Per-job data fetched for the whole result set.
 #[derive(Default)]
 pub struct Extras {
     pub modules: HashMap<i64, Vec<String>>,
+    /// Python packages (`name/version`) the job's processes imported.
+    pub packages: HashMap<i64, Vec<String>>,
     pub tags: HashMap<i64, BTreeMap<String, String>>,
     pub steps: HashMap<i64, Vec<StepRow>>,
     /// Job-level facts (see [`super::job_facts_of`]); only fetched for JSON.
@@ -114,6 +117,13 @@ pub static FIELDS: &[Field] = &[
         .get(&j.id)
         .map(|m| m.join(" "))
         .unwrap_or_default()),
+    field!(
+        "Packages",
+        "Python packages the job's processes imported (name/version, space separated)",
+        false,
+        Needs::Packages,
+        |j, x| x.packages.get(&j.id).map(|v| v.join(" ")).unwrap_or_default()
+    ),
     field!("Tags", "--runledger-tag pairs (key=value, space separated)", false, Needs::Tags, |j, x| x
         .tags
         .get(&j.id)

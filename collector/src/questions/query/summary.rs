@@ -14,7 +14,8 @@
 //! | `wall_p50_s`, `wall_p95_s` | median and 95th percentile of elapsed (linear interpolation) |
 //!
 //! With `module` or `module_version` among the keys a job counts once in every module it loaded
-//! (jobs without modules are left out). Time keys use the job's start in local time.
+//! (jobs without modules are left out); with `package` or `package_version` once in every Python
+//! package its processes imported (jobs without any are left out). Time keys use the job's start in local time.
 //!
 //! Keys and filters the rollups hold (user, account, partition, cluster, state) are answered from
 //! them ([`runledger_ledger::rollup`]), others by a scan of the jobs; both sum CPU seconds exactly
@@ -38,6 +39,9 @@ pub enum Key {
     Program,
     Module,
     ModuleVersion,
+    /// A Python package the job's processes imported (issue #14), by name or name/version.
+    Package,
+    PackageVersion,
     State,
     Category,
     Nodes,
@@ -61,6 +65,8 @@ pub const KEYS: &[(&str, Key)] = &[
     ("program", Key::Program),
     ("module", Key::Module),
     ("module_version", Key::ModuleVersion),
+    ("package", Key::Package),
+    ("package_version", Key::PackageVersion),
     ("state", Key::State),
     ("category", Key::Category),
     ("nodes", Key::Nodes),
@@ -136,6 +142,8 @@ impl Key {
             Key::Category => "jobs.category",
             Key::Module => "m.name",
             Key::ModuleVersion => "m.name || CASE WHEN m.version = '' THEN '' ELSE '/' || m.version END",
+            // Expanded from the job's package set by the scan, never read as SQL.
+            Key::Package | Key::PackageVersion => "NULL",
             Key::State => "jobs.state",
             Key::Nodes => "jobs.nnodes",
             Key::Ranks => "(SELECT MAX(s.ntasks) FROM steps s WHERE s.job = jobs.id AND s.step_id <> 4294967291)",
@@ -337,54 +345,86 @@ fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Re
     Ok(out)
 }
 
+/// Which keys a job takes several values of, from one of its sets.
+fn is_module_key(k: &Key) -> bool {
+    matches!(k, Key::Module | Key::ModuleVersion)
+}
+
+fn is_package_key(k: &Key) -> bool {
+    matches!(k, Key::Package | Key::PackageVersion)
+}
+
+/// Set id -> the values its jobs take for the keys `pick` selects (in key order), each once: a
+/// job counts once per group (two versions of one module, by name). Worked out per set, not per
+/// job (sets are few).
+fn set_labels(
+    keys: &[Key],
+    texts: &mut Interner,
+    names: HashMap<i64, (String, String)>,
+    sets: HashMap<i64, Vec<i64>>,
+    pick: fn(&Key) -> bool,
+) -> FxHashMap<i64, Vec<Vec<i64>>> {
+    let mut labels: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (id, (name, version)) in names {
+        let full = super::full_name(&name, &version);
+        let per_key = keys
+            .iter()
+            .filter(|k| pick(k))
+            .map(|k| match k {
+                Key::Module | Key::Package => i64::from(texts.id(name.as_bytes())),
+                _ => i64::from(texts.id(full.as_bytes())),
+            })
+            .collect();
+        labels.insert(id, per_key);
+    }
+    let mut out = FxHashMap::default();
+    for (set, members) in sets {
+        let mut values: Vec<Vec<i64>> = members.iter().filter_map(|m| labels.get(m).cloned()).collect();
+        values.sort_unstable();
+        values.dedup();
+        out.insert(set, values);
+    }
+    out
+}
+
 /// The groups summed job by job.
 fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
-    let with_modules = keys.iter().any(|k| matches!(k, Key::Module | Key::ModuleVersion));
+    let with_modules = keys.iter().any(is_module_key);
+    let with_packages = keys.iter().any(is_package_key);
     let (where_sql, params) = filter.to_sql();
-    // Module keys come from the job's module set, expanded here (sets are few).
-    let key_sql: Vec<String> = keys
-        .iter()
-        .map(|k| if matches!(k, Key::Module | Key::ModuleVersion) { "NULL".to_string() } else { k.sql() })
-        .collect();
+    // Module and package keys come from the job's sets, expanded here (sets are few).
+    let key_sql: Vec<String> =
+        keys.iter().map(|k| if is_module_key(k) || is_package_key(k) { "NULL".to_string() } else { k.sql() }).collect();
     let sql = format!(
         "SELECT COALESCE(jobs.user, CAST(jobs.uid AS TEXT), ''), jobs.end - jobs.start, jobs.ncpus, jobs.cpu_seconds, \
-         jobs.state{}, jobs.module_set FROM jobs WHERE {where_sql}",
+         jobs.state{}, jobs.module_set, jobs.py_set FROM jobs WHERE {where_sql}",
         key_sql.iter().map(|k| format!(", {k}")).collect::<String>(),
     );
     // Group keys as small integers: text values interned, integers as themselves, tagged so the
     // two never collide.
     let mut texts = Interner::default();
-    // Module set -> the values its jobs take for the module keys (in key order), each once: a
-    // job counts once per group (two versions of one module, by name). Worked out per set, not
-    // per job (sets are few).
-    let mut set_labels: FxHashMap<i64, Vec<Vec<i64>>> = FxHashMap::default();
-    if with_modules {
-        let mut labels: HashMap<i64, Vec<i64>> = HashMap::new();
-        for (id, (name, version)) in super::module_names(conn)? {
-            let full = super::full_name(&name, &version);
-            let per_key = keys
-                .iter()
-                .filter_map(|k| match k {
-                    Key::Module => Some(i64::from(texts.id(name.as_bytes()))),
-                    Key::ModuleVersion => Some(i64::from(texts.id(full.as_bytes()))),
-                    _ => None,
-                })
-                .collect();
-            labels.insert(id, per_key);
-        }
-        for (set, modules) in runledger_ledger::store::module_sets(conn)? {
-            let mut values: Vec<Vec<i64>> = modules.iter().filter_map(|m| labels.get(m).cloned()).collect();
-            values.sort_unstable();
-            values.dedup();
-            set_labels.insert(set, values);
-        }
-    }
-    let module_keys: Vec<usize> = keys
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| matches!(k, Key::Module | Key::ModuleVersion))
-        .map(|(i, _)| i)
-        .collect();
+    let module_labels = if with_modules {
+        set_labels(
+            keys,
+            &mut texts,
+            super::module_names(conn)?,
+            runledger_ledger::store::module_sets(conn)?,
+            is_module_key,
+        )
+    } else {
+        FxHashMap::default()
+    };
+    let package_labels = if with_packages {
+        let names = runledger_ledger::python::package_names(conn)?;
+        set_labels(keys, &mut texts, names, runledger_ledger::python::package_sets(conn)?, is_package_key)
+    } else {
+        FxHashMap::default()
+    };
+    let positions = |pick: fn(&Key) -> bool| -> Vec<usize> {
+        keys.iter().enumerate().filter(|(_, k)| pick(k)).map(|(i, _)| i).collect()
+    };
+    let (module_keys, package_keys) = (positions(is_module_key), positions(is_package_key));
+    let none: Vec<Vec<i64>> = vec![Vec::new()];
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(params_from_iter(params.iter()))?;
     let mut users = Interner::default();
@@ -409,16 +449,26 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
             Some(a) => a.add(user, elapsed, ncpus, cpu, state),
             None => groups.entry(k.clone()).or_default().add(user, elapsed, ncpus, cpu, state),
         };
-        if !with_modules {
+        if !with_modules && !with_packages {
             add(&key);
             continue;
         }
-        let set: Option<i64> = r.get(5 + keys.len())?;
-        for values in set.and_then(|s| set_labels.get(&s)).into_iter().flatten() {
-            for (&i, &v) in module_keys.iter().zip(values) {
+        // Every combination of the job's module values and package values.
+        let mset: Option<i64> = if with_modules { r.get(5 + keys.len())? } else { None };
+        let pset: Option<i64> = if with_packages { r.get(6 + keys.len())? } else { None };
+        let mvalues = if with_modules { mset.and_then(|s| module_labels.get(&s)) } else { Some(&none) };
+        let pvalues = if with_packages { pset.and_then(|s| package_labels.get(&s)) } else { Some(&none) };
+        let (Some(mvalues), Some(pvalues)) = (mvalues, pvalues) else { continue };
+        for mv in mvalues {
+            for (&i, &v) in module_keys.iter().zip(mv) {
                 key[i] = (2, v);
             }
-            add(&key);
+            for pv in pvalues {
+                for (&i, &v) in package_keys.iter().zip(pv) {
+                    key[i] = (2, v);
+                }
+                add(&key);
+            }
         }
     }
     Ok(groups

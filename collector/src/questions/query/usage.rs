@@ -162,7 +162,59 @@ pub struct Period {
 /// the jobs, read through that index, is half the table read one page at a time). Users,
 /// accounts and versions are counted as small integers.
 pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[Period]) -> Result<Report, String> {
-    who_used_by(conn, filter, module, periods, None)
+    who_used_by(conn, filter, Software::Module, module, periods, None)
+}
+
+/// `query who-used --python PKG[/VERSION]`: [`who_used`] for a Python package the jobs'
+/// processes imported (`jobs.py_set`, `py_package_set_members`).
+pub fn who_used_python(
+    conn: &Connection,
+    filter: &Filter,
+    package: &Module,
+    periods: &[Period],
+) -> Result<Report, String> {
+    who_used_by(conn, filter, Software::Python, package, periods, None)
+}
+
+/// What `who-used` and `co-usage` count: environment modules, or Python packages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Software {
+    Module,
+    Python,
+}
+
+impl Software {
+    /// The table of distinct (name, version).
+    fn items(self) -> &'static str {
+        match self {
+            Software::Module => "modules",
+            Software::Python => "py_packages",
+        }
+    }
+
+    /// The sets holding one item.
+    fn sets_holding(self) -> &'static str {
+        match self {
+            Software::Module => "SELECT module_set FROM module_set_members WHERE module = ?1",
+            Software::Python => "SELECT package_set FROM py_package_set_members WHERE package = ?1",
+        }
+    }
+
+    /// The job's set column.
+    fn job_set(self) -> &'static str {
+        match self {
+            Software::Module => "module_set",
+            Software::Python => "py_set",
+        }
+    }
+
+    /// The first column's name in `who-used`.
+    fn column(self) -> &'static str {
+        match self {
+            Software::Module => "module",
+            Software::Python => "package",
+        }
+    }
 }
 
 /// [`who_used`], reading the jobs through the index on `module_set` (`Some(true)`), in one pass
@@ -170,13 +222,15 @@ pub fn who_used(conn: &Connection, filter: &Filter, module: &Module, periods: &[
 fn who_used_by(
     conn: &Connection,
     filter: &Filter,
+    what: Software,
     module: &Module,
     periods: &[Period],
     through_index: Option<bool>,
 ) -> Result<Report, String> {
     let mut versions: HashMap<i64, String> = HashMap::new();
     {
-        let mut st = conn.prepare("SELECT id, version FROM modules WHERE name = ?1").map_err(db)?;
+        let sql = format!("SELECT id, version FROM {} WHERE name = ?1", what.items());
+        let mut st = conn.prepare(&sql).map_err(db)?;
         let mut rows = st.query([&module.name]).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
             let v: String = r.get(1).map_err(db)?;
@@ -194,7 +248,7 @@ fn who_used_by(
     // Module set -> the labels it counts in, each once.
     let mut loaded: HashMap<i64, Vec<usize>> = HashMap::new();
     {
-        let mut st = conn.prepare("SELECT module_set FROM module_set_members WHERE module = ?1").map_err(db)?;
+        let mut st = conn.prepare(what.sets_holding()).map_err(db)?;
         for (id, v) in &versions {
             let label = labels[..all].binary_search(v).expect("every version has a label");
             let mut rows = st.query([id]).map_err(db)?;
@@ -228,15 +282,22 @@ fn who_used_by(
         let mut sets_sql = "";
         let through_index = match through_index {
             Some(b) => b,
-            None => rare(conn, &versions).map_err(db)?,
+            None => match what {
+                Software::Module => rare(conn, &versions).map_err(db)?,
+                Software::Python => rare_python(conn, &loaded).map_err(db)?,
+            },
         };
+        let set_col = what.job_set();
         if through_index {
             let sets: Vec<i64> = loaded.keys().copied().collect();
             params.push(rusqlite::types::Value::Text(serde_json::to_string(&sets).expect("integers serialize")));
-            sets_sql = " AND module_set IN (SELECT value FROM json_each(?))";
+            sets_sql = match what {
+                Software::Module => " AND module_set IN (SELECT value FROM json_each(?))",
+                Software::Python => " AND py_set IN (SELECT value FROM json_each(?))",
+            };
         }
         let sql = format!(
-            "SELECT module_set, COALESCE(user, CAST(uid AS TEXT), ''), COALESCE(account, ''), start, end - start, ncpus,
+            "SELECT {set_col}, COALESCE(user, CAST(uid AS TEXT), ''), COALESCE(account, ''), start, end - start, ncpus,
                     state
              FROM jobs WHERE ({where_sql}){sets_sql}"
         );
@@ -279,7 +340,7 @@ fn who_used_by(
     }
     let mut report = Report::new(&[
         "period",
-        "module",
+        what.column(),
         "jobs",
         "users",
         "accounts",
@@ -331,6 +392,18 @@ fn rare(conn: &Connection, versions: &HashMap<i64, String>) -> rusqlite::Result<
     Ok(with * 20 <= total)
 }
 
+/// Whether the Python package sets `loaded` are held by at most one job in twenty (counted
+/// through the index on `jobs.py_set`, which holds only the jobs that recorded Python).
+fn rare_python(conn: &Connection, loaded: &HashMap<i64, Vec<usize>>) -> rusqlite::Result<bool> {
+    let ids = serde_json::to_string(&loaded.keys().collect::<Vec<_>>()).expect("integers serialize");
+    let with: i64 =
+        conn.query_row("SELECT COUNT(*) FROM jobs WHERE py_set IN (SELECT value FROM json_each(?1))", [ids], |r| {
+            r.get(0)
+        })?;
+    let total: i64 = conn.query_row("SELECT COALESCE(SUM(jobs), 0) FROM rollup", [], |r| r.get(0))?;
+    Ok(with * 20 <= total)
+}
+
 /// Phi (Pearson over 0/1) correlation of two modules over `n` jobs.
 pub fn phi(n: f64, a: f64, b: f64, ab: f64) -> Option<f64> {
     let den = (a * (n - a) * b * (n - b)).sqrt();
@@ -349,6 +422,19 @@ pub fn co_usage(
     versions: bool,
     min_jobs: i64,
     top: Option<usize>,
+) -> Result<Report, String> {
+    co_usage_with(conn, filter, versions, min_jobs, top, false)
+}
+
+/// [`co_usage`]; with `python`, over modules and Python packages together (a package is
+/// `python:NAME`, or `python:NAME/VERSION` with `versions`).
+pub fn co_usage_with(
+    conn: &Connection,
+    filter: &Filter,
+    versions: bool,
+    min_jobs: i64,
+    top: Option<usize>,
+    python: bool,
 ) -> Result<Report, String> {
     // Module id -> row of `names` (by name, or name/version).
     let mut ids: HashMap<String, usize> = HashMap::new();
@@ -369,23 +455,46 @@ pub fn co_usage(
             module_row.insert(id, row);
         }
     }
+    // Package id -> row of `names`, after the modules'.
+    let mut package_row: HashMap<i64, usize> = HashMap::new();
+    if python {
+        for (id, (name, version)) in runledger_ledger::python::package_names(conn).map_err(db)? {
+            let label = if versions { format!("python:{}", full(&name, &version)) } else { format!("python:{name}") };
+            let n = names.len();
+            let row = *ids.entry(label.clone()).or_insert(n);
+            if row == n {
+                names.push(label);
+            }
+            package_row.insert(id, row);
+        }
+    }
     let mut single: Vec<i64> = vec![0; names.len()];
     let mut pairs: HashMap<(usize, usize), i64> = HashMap::new();
     // Jobs per module set, then each set's pairs counted once with its jobs.
     let mut total = 0i64;
     {
         let sets = runledger_ledger::store::module_sets(conn).map_err(db)?;
+        let py_sets = if python { runledger_ledger::python::package_sets(conn).map_err(db)? } else { HashMap::new() };
         let (where_sql, params) = filter.to_sql();
-        let sql = format!("SELECT module_set, COUNT(*) FROM jobs WHERE {where_sql} GROUP BY module_set");
+        let sql = if python {
+            format!("SELECT module_set, COUNT(*), py_set FROM jobs WHERE {where_sql} GROUP BY module_set, py_set")
+        } else {
+            format!("SELECT module_set, COUNT(*), NULL FROM jobs WHERE {where_sql} GROUP BY module_set")
+        };
         let mut st = conn.prepare(&sql).map_err(db)?;
         let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
         let mut cur: Vec<usize> = Vec::new();
         while let Some(r) = rows.next().map_err(db)? {
             let n: i64 = r.get(1).map_err(db)?;
             total += n;
-            let Some(set) = r.get::<_, Option<i64>>(0).map_err(db)?.and_then(|s| sets.get(&s)) else { continue };
+            let set = r.get::<_, Option<i64>>(0).map_err(db)?.and_then(|s| sets.get(&s));
+            let py_set = r.get::<_, Option<i64>>(2).map_err(db)?.and_then(|s| py_sets.get(&s));
+            if set.is_none() && py_set.is_none() {
+                continue;
+            }
             cur.clear();
-            cur.extend(set.iter().filter_map(|m| module_row.get(m).copied()));
+            cur.extend(set.into_iter().flatten().filter_map(|m| module_row.get(m).copied()));
+            cur.extend(py_set.into_iter().flatten().filter_map(|p| package_row.get(p).copied()));
             cur.sort_unstable();
             cur.dedup();
             for (i, &a) in cur.iter().enumerate() {
@@ -456,8 +565,8 @@ mod tests {
             for version in [None, Some(version.clone())] {
                 let m = Module { name: name.clone(), version, file: None };
                 for f in [&Filter::default(), &users] {
-                    let a = who_used_by(&conn, f, &m, &periods, Some(true)).unwrap();
-                    let b = who_used_by(&conn, f, &m, &periods, Some(false)).unwrap();
+                    let a = who_used_by(&conn, f, Software::Module, &m, &periods, Some(true)).unwrap();
+                    let b = who_used_by(&conn, f, Software::Module, &m, &periods, Some(false)).unwrap();
                     assert_eq!(a.csv(true), b.csv(true), "{m:?} {f:?}");
                     rows += a.rows.len();
                 }
