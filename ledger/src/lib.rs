@@ -20,3 +20,4 @@ pub mod rejections;
 pub mod rollup;
 pub mod rows;
 pub mod store;
+pub mod timeline;

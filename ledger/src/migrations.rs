@@ -61,6 +61,12 @@
 //!   `category` pay 26 of them back by leaving out the jobs without a verdict (most jobs run no
 //!   solver the log parsers know, and most do not fail), which no filter on them can match
 //!   anyway: 953 to 992 bytes per job.
+//! - Version 6 (issue #16): what each job did over time. `step_series` (key `job`, `node`,
+//!   `step_id`): one step's usage series on one node as the plugin sampled it, one versioned
+//!   varint blob ([`crate::timeline`]); `jobs.idle_core_s`: the allocated core-seconds the job
+//!   left idle (below 10 % of the allocation for an hour or more), NULL when none, with the
+//!   partial index `jobs_idle` over the idle jobs only. Ledgers of version 5 have no series, so
+//!   nothing is converted.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
@@ -81,6 +87,7 @@ pub const MIGRATIONS: &[Migration] = &[
     V3,
     Migration { sql: V4_DELIVERY, then: None },
     Migration { sql: V5_LISTING, then: None },
+    Migration { sql: V6_SERIES, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -785,4 +792,17 @@ DROP INDEX jobs_outcome;
 CREATE INDEX jobs_outcome ON jobs(outcome) WHERE outcome IS NOT NULL;
 DROP INDEX jobs_category;
 CREATE INDEX jobs_category ON jobs(category) WHERE category IS NOT NULL;
+"#;
+
+/// Version 6 (see the module documentation and [`crate::timeline`]).
+pub(crate) const V6_SERIES: &str = r#"
+CREATE TABLE step_series (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node INTEGER NOT NULL REFERENCES hosts(id),
+    step_id INTEGER NOT NULL,
+    series BLOB NOT NULL,
+    PRIMARY KEY (job, node, step_id)
+) WITHOUT ROWID;
+ALTER TABLE jobs ADD COLUMN idle_core_s REAL;
+CREATE INDEX jobs_idle ON jobs(grp, idle_core_s) WHERE idle_core_s IS NOT NULL;
 "#;

@@ -16,6 +16,7 @@
 //! Each node of a job has its own items (batch step on the first node, step 0 on all, a
 //! `JobEnd` each), as the epilogs would send them.
 
+use crate::timeline::{self, Shape};
 use runledger_record::{
     Batch, ExitStatus, Fact, Item, JobEnd, JobState, Module, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH,
 };
@@ -276,7 +277,29 @@ struct Cum {
     nodes: Vec<f64>,
 }
 
-fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
+/// The step's use over time, when the year has timelines: busy at the job's efficiency on
+/// every core of the node, except that one job in twelve (chosen by its id) stalls after a
+/// while and sits idle to its end, the pattern `query idle` looks for.
+fn shape(j: &Job, timelines: bool) -> Option<Shape> {
+    if !timelines {
+        return None;
+    }
+    let mut rng = Rng(u64::from(j.job_id).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let stalls = rng.below(12) == 0;
+    let idle_from = stalls.then(|| j.start + (j.duration as f64 * (0.1 + 0.5 * rng.below(100) as f64 / 100.0)) as i64);
+    Some(Shape {
+        interval_s: 30,
+        busy_cores: f64::from(j.cpus_per_node) * j.efficiency,
+        idle_from,
+        rss_kib: 200_000 * u64::from(j.ranks_per_node),
+        rss_growth_kib: rng.below(3) as u64 * 64,
+        processes: j.ranks_per_node + 1,
+    })
+}
+
+fn batches(j: &Job, envs: &[BTreeMap<String, String>], timelines: bool) -> Vec<Batch> {
+    let shape = shape(j, timelines);
+    let seed = |node: u32, step: u32| (u64::from(j.job_id) << 32) ^ (u64::from(node) << 16) ^ u64::from(step);
     let user = format!("user{:03}", j.user);
     let account = format!("acct{:02}", j.account);
     let partition = PARTITIONS[j.partition].0.to_string();
@@ -337,7 +360,17 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
                 max_rss_kib: 8_000,
                 stdout: None,
                 stderr: None,
-                series: None,
+                series: shape.and_then(|sh| {
+                    let batch = Shape {
+                        busy_cores: 0.0,
+                        idle_from: None,
+                        rss_growth_kib: 0,
+                        processes: 2,
+                        rss_kib: 8_000,
+                        ..sh
+                    };
+                    timeline::series(seed(node, STEP_BATCH), j.start, end, &batch)
+                }),
             }));
         }
         let s0 = j.start + 1;
@@ -363,7 +396,7 @@ fn batches(j: &Job, envs: &[BTreeMap<String, String>]) -> Vec<Batch> {
             max_rss_kib: 1_000_000 + u64::from(node) * 1000,
             stdout: None,
             stderr: None,
-            series: None,
+            series: shape.and_then(|sh| timeline::series(seed(node, 0), s0, e0, &sh)),
         }));
         items.push(Item::JobEnd(JobEnd {
             cluster: "bench".into(),
@@ -444,6 +477,10 @@ pub struct Synth {
     t0: Timestamp,
     starts: Vec<Timestamp>,
     next: usize,
+    /// Whether steps carry usage series (the plugin's sampler at its default 30 s), off by
+    /// default so the made-up year stays what it was; the jobs are the same either way (the
+    /// series' shapes come from the job id, not the year's random stream).
+    pub timelines: bool,
 }
 
 impl Synth {
@@ -462,7 +499,7 @@ impl Synth {
             }
         }
         starts.sort_unstable();
-        Synth { rng, cum, envs: environments(), t0, starts, next: 0 }
+        Synth { rng, cum, envs: environments(), t0, starts, next: 0, timelines: false }
     }
 
     /// The next job's items, one batch per node (as its epilogs send them).
@@ -470,7 +507,7 @@ impl Synth {
         let start = *self.starts.get(self.next)?;
         let job = make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, start, self.t0);
         self.next += 1;
-        Some(batches(&job, &self.envs))
+        Some(batches(&job, &self.envs, self.timelines))
     }
 
     /// The next job's items from all its nodes in one batch: the same rows once merged, with
