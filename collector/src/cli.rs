@@ -184,9 +184,16 @@ pub enum QueryCommand {
             When Slurm reused the job id (a controller state reset), every job recorded under it is shown, \
             newest first.",
         after_help = "Examples:\n  collector query job 1234\n  collector query job 1234 -M cluster2 --json\n  \
-            collector query job 1300_7"
+            collector query job 1300_7\n  collector query job 1234 --timeline --plot job1234.png"
     )]
     Job(JobArgs),
+
+    #[command(
+        about = crate::questions::query::timeline::IDLE_ABOUT,
+        long_about = crate::questions::query::timeline::IDLE_LONG_ABOUT,
+        after_help = crate::questions::query::timeline::IDLE_AFTER_HELP
+    )]
+    Idle(Box<crate::questions::query::timeline::IdleArgs>),
 
     #[command(
         about = crate::questions::query::errors::ABOUT,
@@ -293,6 +300,15 @@ pub struct JobArgs {
     /// Print JSON: an array with one object per job recorded under this id, newest first.
     #[arg(long)]
     pub json: bool,
+
+    /// Show the job's use over time instead: CPU cores and memory per node, and its idle spans.
+    #[arg(long, conflicts_with = "json")]
+    pub timeline: bool,
+
+    /// Also draw the timeline: FILE.png (1200x800) or FILE.svg (CPU cores per node, the
+    /// allocation as a line, memory on the right axis).
+    #[arg(long, value_name = "FILE", value_parser = crate::questions::plot::parse_plot_target)]
+    pub plot: Option<crate::questions::plot::PlotTarget>,
 }
 
 /// Why a command failed: a runtime failure is printed as `collector: error: …` (exit code 1); a
@@ -566,6 +582,12 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
                 query_jobs(db, &args, scope, out)
             }
             QueryCommand::Job(args) => query_job(db, &args, scope, out),
+            QueryCommand::Idle(a) => {
+                crate::questions::analytics::check_range(&a.filter)?;
+                let conn = runledger_ledger::db::open_ro(db)?;
+                let r = crate::questions::query::timeline::run_idle(&conn, &a).map_err(Failure::new)?;
+                write_out(out, r.render(a.out.format(), !a.out.noheader))
+            }
             QueryCommand::Errors(a) => {
                 let conn = runledger_ledger::db::open_ro(db)?;
                 let text = analysis_result(crate::questions::query::errors::run(&conn, &a))?;
@@ -707,6 +729,21 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
     for d in &mut details {
         private_hidden(d, scope);
+    }
+    if let Some(t) = &args.plot {
+        t.check().map_err(Failure::usage)?;
+        // The newest job recorded under the id.
+        crate::questions::query::timeline::plot(t, &details[0].job, &details[0].timeline).map_err(Failure::new)?;
+    }
+    if args.timeline {
+        let mut text = String::new();
+        for d in &details {
+            text.push_str(&crate::questions::query::timeline::timeline_text(&d.job, &d.timeline, d.unreadable_series));
+        }
+        if let Some(t) = &args.plot {
+            text.push_str(&format!("\nChart written to {}\n", t.path.display()));
+        }
+        return write_out(out, &text);
     }
     if args.json {
         return write_out(out, output::detail_json(&details));

@@ -164,4 +164,8 @@ pub struct JobDetail {
     pub tags: BTreeMap<String, String>,
     pub events: Vec<EventRow>,
     pub facts: Vec<FactRow>,
+    /// Each step's usage series per node (#16), by node then step.
+    pub timeline: Vec<crate::timeline::StepSeries>,
+    /// Stored series that could not be read (damaged, or of a newer format).
+    pub unreadable_series: usize,
 }

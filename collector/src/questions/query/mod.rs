@@ -15,6 +15,7 @@ pub mod output;
 pub mod report;
 pub mod rollups;
 pub mod summary;
+pub mod timeline;
 pub mod usage;
 
 use rusqlite::types::Value;
@@ -170,6 +171,14 @@ pub fn each_job(
         each(j);
     }
     Ok(())
+}
+
+/// The `jobs` row with this row id (its environment left as an id: the idle listing shows none).
+pub fn find_job_by_row(conn: &Connection, id: i64) -> rusqlite::Result<Option<JobRow>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(&format!("SELECT {} FROM jobs WHERE id = ?1", job_columns(false)))?
+        .query_row([id], job_row)
+        .optional()
 }
 
 /// The statement [`find_jobs_with`] runs, and its parameters.
@@ -407,7 +416,8 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
             Ok(FactRow { node: r.get(0)?, source: r.get(1)?, key: r.get(2)?, value: r.get(3)?, unit: r.get(4)? })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(JobDetail { job, nodes, steps, modules, environments, tags, events, facts })
+    let (timeline, unreadable_series) = runledger_ledger::timeline::read(conn, id)?;
+    Ok(JobDetail { job, nodes, steps, modules, environments, tags, events, facts, timeline, unreadable_series })
 }
 
 /// The order of event kinds at one time: a step starts, its tasks exit, it ends, the job ends.
@@ -508,3 +518,6 @@ mod tests;
 
 #[cfg(test)]
 mod analysis_tests;
+
+#[cfg(test)]
+mod timeline_tests;
