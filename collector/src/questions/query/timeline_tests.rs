@@ -175,3 +175,14 @@ fn summary_counts_idle_core_hours_alike_from_rollups_and_scans() {
     let (_, out, _, _) = run(&path, &Scope::All, &["query", "summary", "--by", "user", "-u", "alice", "--json"]);
     assert_eq!(col(&out, 0), alice_h);
 }
+
+#[test]
+fn the_report_lists_the_idlest_jobs() {
+    let (_d, path) = ledger();
+    let html = crate::questions::html_report::render(&path, &Default::default(), "every recorded job").unwrap();
+    let at = html.find(r#"<table id="idle" data-rows="2">"#).unwrap_or_else(|| panic!("no idle table: {html}"));
+    let table = &html[at..at + html[at..].find("</table>").unwrap()];
+    let first = table.find("<td>1</td>").expect("job 1");
+    let second = table.find("<td>3</td>").expect("job 3");
+    assert!(first < second, "idlest first: {table}");
+}
