@@ -164,7 +164,9 @@ fn custom_output_pattern_in_a_subdirectory_is_read() {
     assert_eq!(job["state"], "COMPLETED", "{job:#}");
     let det = detail(id);
     let src = file.to_string_lossy().into_owned();
-    assert_eq!(sources(&det), vec![String::new(), src.clone()], "{:#}", det["facts"]);
+    // The job's facts, the input file's parameters (in.x, named by -in) and the custom log.
+    let input = dir.join("in.x").to_string_lossy().into_owned();
+    assert_eq!(sources(&det), vec![String::new(), input, src.clone()], "{:#}", det["facts"]);
     assert!(facts(&det).iter().any(|f| f["source"] == src.as_str() && f["key"] == "program" && f["value"] == "LAMMPS"));
     assert_eq!(job_value(&det, "atoms"), "4000");
 }

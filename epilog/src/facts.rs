@@ -1,9 +1,10 @@
 //! Facts from a job's solver logs: the extension point where log parsers plug in.
 //!
-//! After the job's state is known, the epilog calls [`collect_facts`] with a [`JobContext`] and
-//! puts whatever it returns into `JobEnd.facts`. Two sources are registered: the solver logs
-//! ([`crate::logs`], configured by `[logs]`) and the job's input files ([`crate::inputs`]). A source is a [`FactSource`] added to [`sources`];
-//! it must:
+//! After the job's state is known, the epilog calls [`crate::sources::collect_facts`] with a
+//! [`JobContext`] and puts whatever it returns into `JobEnd.facts`. Two sources are registered:
+//! the solver logs ([`crate::logs`], configured by `[logs]`) and the job's input files
+//! ([`crate::inputs`]). A source is a [`FactSource`] added to [`crate::sources::sources`]; it
+//! must:
 //!
 //! - read files only through [`crate::safe_read::read_windows_as`] with the job's `uid`/`gid`
 //!   (the epilog is root; the user chooses the file names), with bounded windows;
@@ -16,6 +17,10 @@ use runledger_record::config::LogsConfig;
 use runledger_record::{Fact, JobState, Timestamp};
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// Upper bound of `[logs] job_bytes` and `input_bytes`: what one job's fact sources may keep in
+/// memory, whatever the configuration says.
+pub const MAX_JOB_BYTES: u64 = 256 << 20;
 
 /// What a fact source may know about the job.
 #[derive(Clone, Debug)]
@@ -49,52 +54,4 @@ pub trait FactSource: Send + Sync {
     fn name(&self) -> &'static str;
     /// The facts this source finds for the job; empty if the job is not one of its kind.
     fn collect(&self, ctx: &JobContext) -> Vec<Fact>;
-}
-
-/// The registered fact sources.
-pub fn sources() -> Vec<Box<dyn FactSource>> {
-    vec![Box::new(crate::logs::SolverLogs), Box::new(crate::inputs::InputFiles)]
-}
-
-/// Runs every registered source until the deadline; a source that panics is logged and skipped.
-pub fn collect_facts(ctx: &JobContext) -> Vec<Fact> {
-    let mut facts = Vec::new();
-    for src in sources() {
-        if Instant::now() >= ctx.deadline {
-            log::warn!("job {}: no time left for {} facts", ctx.job_id, src.name());
-            break;
-        }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| src.collect(ctx))) {
-            Ok(f) => facts.extend(f),
-            Err(_) => log::error!("job {}: the {} fact source panicked; its facts are skipped", ctx.job_id, src.name()),
-        }
-    }
-    facts
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nothing_to_read_means_no_facts() {
-        let logs = LogsConfig::default();
-        let ctx = JobContext {
-            job_id: 1,
-            uid: Some(1000),
-            gid: None,
-            user: Some("u"),
-            work_dir: None,
-            stdout: None,
-            stderr: None,
-            array_job_id: None,
-            array_task_id: None,
-            start: None,
-            state: JobState::Completed,
-            argv_inputs: Vec::new(),
-            logs: &logs,
-            deadline: Instant::now() + std::time::Duration::from_secs(1),
-        };
-        assert!(collect_facts(&ctx).is_empty());
-    }
 }

@@ -132,7 +132,7 @@ pub fn collect(ctx: &JobContext) -> Vec<Fact> {
     if planned.is_empty() {
         return Vec::new();
     }
-    let bytes = cfg.input_bytes.min(crate::logs::MAX_JOB_BYTES);
+    let bytes = cfg.input_bytes.min(crate::facts::MAX_JOB_BYTES);
     let wanted: Vec<(PathBuf, u64, u64)> = planned.iter().map(|(p, _)| (p.clone(), bytes, 0)).collect();
     let results = read_each_as(uid, ctx.gid, &wanted, deadline);
     let mut facts = Vec::new();

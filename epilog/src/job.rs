@@ -1,9 +1,10 @@
 //! Putting one job's batch together: the plugin's spooled items plus this node's [`JobEnd`].
 
 use crate::env::JobEnv;
-use crate::facts::{collect_facts, JobContext};
+use crate::facts::JobContext;
 use crate::pattern::{self, PatternVars};
 use crate::safe_read::{read_windows_as, ReadError};
+use crate::sources::collect_facts;
 use crate::state::{classify, JobIds, Verdict};
 use runledger_record::config::LogsConfig;
 use runledger_record::spool::{layout, Spool};

@@ -41,9 +41,8 @@ pub mod python;
 pub mod retry;
 pub mod rules;
 pub mod safe_read;
+pub mod sources;
 pub mod state;
-#[doc(hidden)]
-pub mod testing;
 
 use bounds::Bounds;
 use deliver::{Current, Sender};

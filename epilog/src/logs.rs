@@ -28,7 +28,7 @@
 //! the main program's size and speed facts ([`JOB_LEVEL_KEYS`]) copied from the file that has
 //! most of them. The job's state itself stays what [`crate::state`] decided.
 
-use crate::facts::{FactSource, JobContext};
+use crate::facts::{FactSource, JobContext, MAX_JOB_BYTES};
 use crate::rules::{par_map, rules_for};
 use crate::safe_read::{list_dir_as, read_each_as, ReadError};
 use logparse::{analyze, combine, Analysis, Outcome, Window};
@@ -44,8 +44,6 @@ pub const MTIME_SLACK: i64 = 60;
 pub const MAX_DIR_ENTRIES: usize = 20_000;
 /// A file's window is not shrunk below this to fit the job's byte budget: it is skipped instead.
 pub const MIN_WINDOW: u64 = 4096;
-/// Upper bound of `[logs] job_bytes`.
-pub const MAX_JOB_BYTES: u64 = 256 << 20;
 /// Facts of the main program's file that are copied to the job level.
 pub const JOB_LEVEL_KEYS: &[&str] =
     &["version", "mpi_ranks", "threads", "steps", "atoms", "cells", "k_points", "wall_seconds", "performance"];

@@ -17,6 +17,7 @@ pub mod db;
 pub mod merge;
 pub mod migrations;
 pub mod rejections;
+pub mod retention;
 pub mod rollup;
 pub mod rows;
 pub mod store;

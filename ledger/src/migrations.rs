@@ -61,7 +61,19 @@
 //!   `category` pay 26 of them back by leaving out the jobs without a verdict (most jobs run no
 //!   solver the log parsers know, and most do not fail), which no filter on them can match
 //!   anyway: 953 to 992 bytes per job.
-//! - Version 6 (issue #16): what each job did over time. `step_series` (key `job`, `node`,
+//! - Retention (`collector prune`, [`crate::retention`]): `prunes` keeps one row per prune run
+//!   (when, the date before which jobs went, what was removed, as JSON), so the ledger says which
+//!   period only its rollups still hold. `retiring` (key `kind`, `id`) is empty except while a
+//!   prune sweeps the rows no job references any more: the ids it is about to delete, which the
+//!   merge takes off again when it reuses one ([`crate::store`]).
+//! - Export marks (`collector export --partition-by`): `export_marks` (key `cluster`, `month`: the
+//!   UTC month of the job's start, `unknown` without one) counts the changes to the jobs of each
+//!   partition; a partitioned export rewrites only the partitions whose count moved since the
+//!   last one. Triggers keep it: the merge's verdict update (`UPDATE jobs SET program …`, run for
+//!   every job a batch touches, new ones included) counts the job's partition, and a start that
+//!   moves to another month counts the old one too. Deletions (a prune) do not count: an export
+//!   keeps what the ledger no longer holds.
+//! - Usage series (issue #16): what each job did over time. `step_series` (key `job`, `node`,
 //!   `step_id`): one step's usage series on one node as the plugin sampled it, one versioned
 //!   varint blob ([`crate::timeline`]); `jobs.idle_core_s`: the allocated core-seconds the job
 //!   left idle (below 10 % of the allocation for an hour or more), NULL when none, with the
@@ -87,7 +99,9 @@ pub const MIGRATIONS: &[Migration] = &[
     V3,
     Migration { sql: V4_DELIVERY, then: None },
     Migration { sql: V5_LISTING, then: None },
-    Migration { sql: V6_SERIES, then: None },
+    Migration { sql: V_RETENTION, then: None },
+    Migration { sql: V_EXPORT_MARKS, then: None },
+    Migration { sql: V_SERIES, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -794,8 +808,53 @@ DROP INDEX jobs_category;
 CREATE INDEX jobs_category ON jobs(category) WHERE category IS NOT NULL;
 "#;
 
-/// Version 6 (see the module documentation and [`crate::timeline`]).
-pub(crate) const V6_SERIES: &str = r#"
+/// Retention (see the module documentation and [`crate::retention`]).
+pub(crate) const V_RETENTION: &str = r#"
+CREATE TABLE prunes (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    before INTEGER NOT NULL,
+    drop_rollups INTEGER NOT NULL,
+    jobs INTEGER NOT NULL,
+    report TEXT NOT NULL
+);
+
+CREATE TABLE retiring (
+    kind TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+"#;
+
+/// Export marks (see the module documentation); filled for the jobs already recorded.
+pub(crate) const V_EXPORT_MARKS: &str = r#"
+CREATE TABLE export_marks (
+    cluster TEXT NOT NULL,
+    month TEXT NOT NULL,
+    changes INTEGER NOT NULL,
+    PRIMARY KEY (cluster, month)
+) WITHOUT ROWID;
+
+INSERT INTO export_marks (cluster, month, changes)
+    SELECT cluster, COALESCE(strftime('%Y-%m', start, 'unixepoch'), 'unknown'), 1 FROM jobs GROUP BY 1, 2;
+
+CREATE TRIGGER export_mark_job AFTER UPDATE OF program ON jobs BEGIN
+    INSERT INTO export_marks (cluster, month, changes)
+        VALUES (NEW.cluster, COALESCE(strftime('%Y-%m', NEW.start, 'unixepoch'), 'unknown'), 1)
+        ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
+END;
+
+CREATE TRIGGER export_mark_moved AFTER UPDATE OF start ON jobs
+WHEN COALESCE(strftime('%Y-%m', OLD.start, 'unixepoch'), 'unknown')
+     IS NOT COALESCE(strftime('%Y-%m', NEW.start, 'unixepoch'), 'unknown') BEGIN
+    INSERT INTO export_marks (cluster, month, changes)
+        VALUES (OLD.cluster, COALESCE(strftime('%Y-%m', OLD.start, 'unixepoch'), 'unknown'), 1)
+        ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
+END;
+"#;
+
+/// Usage series (see the module documentation and [`crate::timeline`]).
+pub(crate) const V_SERIES: &str = r#"
 CREATE TABLE step_series (
     job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     node INTEGER NOT NULL REFERENCES hosts(id),

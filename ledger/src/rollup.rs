@@ -310,6 +310,73 @@ fn remove_wall(conn: &Connection, grp: i64, wall: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Takes jobs out of the rollups, as if they had never been merged (`collector prune
+/// --drop-rollups`): each job's group and contribution as [`read_job`] gives them. The elapsed
+/// times are removed group by group, in one pass over each group's chunks.
+pub fn remove(conn: &Connection, jobs: &[(i64, Contribution)]) -> rusqlite::Result<()> {
+    let mut walls: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut emptied = std::collections::HashSet::new();
+    for (grp, c) in jobs {
+        if sums(conn, *grp, &[(c, -1)])? {
+            // The group went, its elapsed times with it.
+            emptied.insert(*grp);
+        } else if let Some(e) = c.elapsed {
+            walls.entry(*grp).or_default().push(e);
+        }
+        move_modules(conn, *grp, c, -1)?;
+        move_ends(conn, c, -1)?;
+    }
+    for (grp, gone) in walls {
+        if !emptied.contains(&grp) {
+            remove_walls(conn, grp, gone)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes one elapsed time per value of `gone` from group `grp`.
+fn remove_walls(conn: &Connection, grp: i64, gone: Vec<i64>) -> rusqlite::Result<()> {
+    let mut want: HashMap<i64, usize> = HashMap::new();
+    for w in gone {
+        *want.entry(w).or_default() += 1;
+    }
+    let mut left = want.values().sum::<usize>();
+    let chunks: Vec<(i64, Vec<u8>)> = {
+        let mut st = conn.prepare_cached("SELECT chunk, walls FROM rollup_walls WHERE grp = ?1 ORDER BY chunk")?;
+        let rows = st.query_map([grp], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (chunk, blob) in chunks {
+        if left == 0 {
+            break;
+        }
+        let mut walls = Vec::new();
+        store::decode_walls(&blob, &mut walls);
+        let before = walls.len();
+        walls.retain(|w| match want.get_mut(w) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        });
+        if walls.len() == before {
+            continue;
+        }
+        left -= before - walls.len();
+        if walls.is_empty() {
+            conn.prepare_cached("DELETE FROM rollup_walls WHERE grp = ?1 AND chunk = ?2")?.execute([grp, chunk])?;
+        } else {
+            conn.prepare_cached("UPDATE rollup_walls SET walls = ?3 WHERE grp = ?1 AND chunk = ?2")?
+                .execute(params![grp, chunk, store::encode_walls(&walls)])?;
+        }
+    }
+    if left > 0 {
+        log::warn!("rollup group {grp} lacked {left} elapsed times to remove");
+    }
+    Ok(())
+}
+
 /// Recomputes every rollup from the jobs (the migration to schema version 3, and tests).
 pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(

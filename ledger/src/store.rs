@@ -9,24 +9,50 @@
 
 use crate::rows::TaskRow;
 use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The id of a node name in `hosts`, added if new.
 pub fn host_id(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    intern(conn, "SELECT id FROM hosts WHERE name = ?1", "INSERT INTO hosts (name) VALUES (?1)", name)
+    intern(conn, None, "SELECT id FROM hosts WHERE name = ?1", "INSERT INTO hosts (name) VALUES (?1)", name)
 }
 
 /// The id of a text in `strings` (argv as JSON, executable and working directory), added if new.
 pub fn string_id(conn: &Connection, value: &str) -> rusqlite::Result<i64> {
-    intern(conn, "SELECT id FROM strings WHERE value = ?1", "INSERT INTO strings (value) VALUES (?1)", value)
+    intern(
+        conn,
+        Some("strings"),
+        "SELECT id FROM strings WHERE value = ?1",
+        "INSERT INTO strings (value) VALUES (?1)",
+        value,
+    )
 }
 
-fn intern(conn: &Connection, select: &str, insert: &str, value: &str) -> rusqlite::Result<i64> {
+/// The id of `value` (found by `select`, else added by `insert`). A found id of a table the
+/// prune may sweep (`kind`) is taken off its list of ids about to go ([`reuse`]).
+fn intern(conn: &Connection, kind: Option<&str>, select: &str, insert: &str, value: &str) -> rusqlite::Result<i64> {
     if let Some(id) = conn.prepare_cached(select)?.query_row([value], |r| r.get(0)).optional()? {
+        if let Some(kind) = kind {
+            reuse(conn, kind, id)?;
+        }
         return Ok(id);
     }
     conn.prepare_cached(insert)?.execute([value])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// An existing row of `kind` (a table the prune sweeps: `strings`, `attrs`, `environments`,
+/// `module_lists`, `module_sets`) is referenced again: it leaves the prune's list of rows about
+/// to be deleted (`retiring`, see [`crate::retention`]), so the sweep never deletes a row a
+/// commit after its scan started to use. One probe of a table that is empty except during a
+/// sweep. Before the schema version that adds `retiring` (the migration from version 2 stores
+/// through these functions) there is nothing to take off.
+fn reuse(conn: &Connection, kind: &str, id: i64) -> rusqlite::Result<()> {
+    match conn.prepare_cached("DELETE FROM retiring WHERE kind = ?1 AND id = ?2") {
+        Ok(mut st) => st.execute(params![kind, id]).map(drop),
+        Err(e) if e.to_string().contains("no such table: retiring") => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The job attributes a step or a node's end record carries; the same set is stored once in
@@ -55,6 +81,7 @@ pub fn attrs_id(conn: &Connection, a: &Attrs) -> rusqlite::Result<i64> {
         .query_row(p, |r| r.get(0))
         .optional()?;
     if let Some(id) = found {
+        reuse(conn, "attrs", id)?;
         return Ok(id);
     }
     conn.prepare_cached(
@@ -70,12 +97,13 @@ pub fn env_id(conn: &Connection, env: &BTreeMap<String, String>) -> rusqlite::Re
     if env.is_empty() {
         return Ok(None);
     }
-    let (hash, content) = crate::merge::env_hash(env);
+    let (hash, content) = env_hash(env);
     if let Some(id) = conn
         .prepare_cached("SELECT id FROM environments WHERE hash = ?1")?
-        .query_row([&hash], |r| r.get(0))
+        .query_row([&hash], |r| r.get::<_, i64>(0))
         .optional()?
     {
+        reuse(conn, "environments", id)?;
         return Ok(Some(id));
     }
     conn.prepare_cached("INSERT INTO environments (hash, content) VALUES (?1, ?2)")?.execute([hash, content])?;
@@ -103,8 +131,14 @@ pub fn module_list_id(conn: &Connection, list: &ModuleList) -> rusqlite::Result<
             items.push_str(&string_id(conn, f)?.to_string());
         }
     }
-    intern(conn, "SELECT id FROM module_lists WHERE items = ?1", "INSERT INTO module_lists (items) VALUES (?1)", &items)
-        .map(Some)
+    intern(
+        conn,
+        Some("module_lists"),
+        "SELECT id FROM module_lists WHERE items = ?1",
+        "INSERT INTO module_lists (items) VALUES (?1)",
+        &items,
+    )
+    .map(Some)
 }
 
 /// A stored module list: (module id, modulefile's `strings` id).
@@ -189,9 +223,10 @@ pub fn module_set_id(conn: &Connection, modules: &[i64]) -> rusqlite::Result<Opt
     let text = modules.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     if let Some(id) = conn
         .prepare_cached("SELECT id FROM module_sets WHERE modules = ?1")?
-        .query_row([&text], |r| r.get(0))
+        .query_row([&text], |r| r.get::<_, i64>(0))
         .optional()?
     {
+        reuse(conn, "module_sets", id)?;
         return Ok(Some(id));
     }
     conn.prepare_cached("INSERT INTO module_sets (modules) VALUES (?1)")?.execute([&text])?;
@@ -396,6 +431,19 @@ pub fn decode_walls(b: &[u8], out: &mut Vec<i64>) {
             None => break,
         }
     }
+}
+
+/// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).
+pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
+    let content = serde_json::to_string(env).expect("a string map always serializes");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = Sha256::digest(content.as_bytes());
+    let mut hash = String::with_capacity(64);
+    for b in d {
+        hash.push(HEX[usize::from(b >> 4)] as char);
+        hash.push(HEX[usize::from(b & 15)] as char);
+    }
+    (hash, content)
 }
 
 #[cfg(test)]

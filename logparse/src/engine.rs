@@ -7,24 +7,12 @@ use regex_automata::Input;
 use crate::convert::{self, clean, format_number, parse_number, strip_rank_prefix};
 use crate::model::{Analysis, Category, FactValue, Outcome, ScanStats};
 use crate::rules::{Failure, Field, Output, Pat, Pick, Program, Rules, Source, Table};
-use crate::text::{line_end, line_start, next_line, Text, Window};
+use crate::text::{line_end, line_start, next_line, Text, Window, NUMERIC};
 
 /// Most facts one analysis reports.
 pub const MAX_FACTS: usize = 256;
 /// Most detection matches looked at for labels (coupled runs, one log per utility).
 const MAX_LABEL_MATCHES: usize = 64;
-/// Bytes of a line of numbers: such lines are skipped by the literal pass when no literal
-/// consists of these bytes only.
-pub(crate) const NUMERIC: [bool; 256] = {
-    let mut t = [false; 256];
-    let bytes = b"0123456789 \t.+-eE";
-    let mut i = 0;
-    while i < bytes.len() {
-        t[bytes[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
 
 /// First stretch searched (from the end) for a multi-line pattern's last match.
 const LAST_WINDOW: usize = 64 << 10;

@@ -36,7 +36,7 @@ use runledger_record::env::Pattern;
 use serde::Deserialize;
 
 use crate::model::FactValue;
-use crate::rules::RuleError;
+use crate::rule_error::RuleError;
 
 /// Facts kept from one input file, at most.
 pub const MAX_PARAMS: usize = 48;

@@ -108,6 +108,7 @@ mod engine;
 mod inputs;
 mod model;
 mod pattern;
+mod rule_error;
 mod rules;
 mod text;
 
@@ -115,5 +116,6 @@ pub use convert::MAX_VALUE;
 pub use engine::{analyze, MAX_FACTS};
 pub use inputs::{files_in_argv, InputFormat, InputRules, BUILTIN_FORMATS, MAX_PARAMS, MAX_PARAM_VALUE, PARAM_PREFIX};
 pub use model::{combine, Analysis, Category, FactValue, Outcome, ScanStats, Verdict};
-pub use rules::{Part, RuleError, Rules, Triggers, BUILTIN_TOML, SITE_RULES_PATH};
+pub use rule_error::RuleError;
+pub use rules::{Part, Rules, Triggers, BUILTIN_TOML, SITE_RULES_PATH};
 pub use text::{Window, MAX_LINE};

@@ -1,7 +1,6 @@
 //! The rules file: its TOML form, its checks, and the compiled [`Rules`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -15,6 +14,7 @@ use toml::Spanned;
 use crate::convert::{Convert, Template};
 use crate::model::Category;
 use crate::pattern;
+use crate::rule_error::RuleError;
 
 /// The built-in rules, compiled into the binary.
 pub const BUILTIN_TOML: &str = include_str!("../rules/builtin.toml");
@@ -29,34 +29,6 @@ const PATTERN_SIZE_LIMIT: usize = 2 << 20;
 
 /// Fact keys the analysis itself produces; rules cannot produce them.
 const RESERVED_KEYS: [&str; 6] = ["program", "programs", "outcome", "failure_category", "error", "evidence"];
-
-/// A rules file that cannot be used. `Display` names the file, the line and the rule:
-/// `/etc/runledger/parsers.toml:12: program "AVBP" failure #1: pattern: regex parse error: …`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleError {
-    /// The file (or whatever name the caller gave the text).
-    pub origin: String,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// The rule, e.g. `program "LAMMPS" field #3`, when the error is inside one.
-    pub rule: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.origin)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        if let Some(r) = &self.rule {
-            write!(f, ": {r}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for RuleError {}
 
 // ---------------------------------------------------------------------------------------------
 // The TOML form.
@@ -537,7 +509,7 @@ impl Rules {
         // only cannot key a pattern.
         let keyable = |src: &str| {
             pattern::required(src)
-                .filter(|set| set.iter().all(|l| l.iter().any(|&b| !crate::engine::NUMERIC[b as usize])))
+                .filter(|set| set.iter().all(|l| l.iter().any(|&b| !crate::text::NUMERIC[b as usize])))
         };
         for (slot, src) in &singles {
             match (keyable(src), compile_regex(src)) {

@@ -10,6 +10,19 @@ use std::borrow::Cow;
 
 use memchr::{memchr, memchr2, memchr_iter, memrchr};
 
+/// Bytes of a line of numbers: such lines are skipped by the literal pass when no literal
+/// consists of these bytes only.
+pub(crate) const NUMERIC: [bool; 256] = {
+    let mut t = [false; 256];
+    let bytes = b"0123456789 \t.+-eE";
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Longest line kept, in bytes; the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 4096;
 

@@ -27,6 +27,10 @@
 //! globs = ["log.lammps", "md.log", "*.log", "*.out"]
 //! max_files = 16
 //!
+//! [retention]                           # like slurmdbd's PurgeJobAfter (see RetentionConfig)
+//! keep_days = 730                       # `collector serve` prunes older jobs daily; 0: never
+//! drop_rollups = false                  # true: summaries forget pruned jobs too
+//!
 //! [access.managers]                     # account pattern → users and @groups (see access.rs)
 //! chem = ["alice", "@chem-leads"]
 //! ```
@@ -45,6 +49,20 @@ pub struct Config {
     pub logs: LogsConfig,
     /// `[access]`: account managers (see [`crate::access`]).
     pub access: crate::access::AccessConfig,
+    /// `[retention]`: how long `collector serve` keeps jobs (see [`RetentionConfig`]).
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`, like slurmdbd.conf's `PurgeJobAfter`: with `keep_days` set, `collector serve`
+/// runs `collector prune --before now-<keep_days>days` once a day (the first time at start-up),
+/// keeping the rollups unless `drop_rollups`.
+#[derive(Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Jobs that ended more than this many days ago are pruned daily; 0 (default): never.
+    pub keep_days: u64,
+    /// Take the pruned jobs out of the rollups too (summaries then forget them).
+    pub drop_rollups: bool,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -325,6 +343,17 @@ mod tests {
         assert_eq!(c.logs.rules, PathBuf::from("/x.toml"));
         let e = Config::parse("[logs]\nglob = [\"*\"]\n").unwrap_err();
         assert!(e.contains("unknown field `glob`"), "{e}");
+    }
+
+    #[test]
+    fn retention_section() {
+        assert_eq!(Config::parse("").unwrap().retention, RetentionConfig { keep_days: 0, drop_rollups: false });
+        let c = Config::parse("[retention]\nkeep_days = 730\ndrop_rollups = true\n").unwrap();
+        assert_eq!(c.retention, RetentionConfig { keep_days: 730, drop_rollups: true });
+        let e = Config::parse("[retention]\nkeep = 3\n").unwrap_err();
+        assert!(e.contains("unknown field `keep`"), "{e}");
+        let e = Config::parse("[retention]\nkeep_days = -1\n").unwrap_err();
+        assert!(e.contains("keep_days") || e.contains("invalid value"), "{e}");
     }
 
     #[test]

@@ -16,8 +16,7 @@
 
 #![allow(unsafe_code)]
 
-use crate::host::{Context, Host, Rusage, SpankError, SpankResult};
-use crate::log::Level;
+use crate::host::{Context, Host, Level, Rusage, SpankError, SpankResult};
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -6,6 +6,16 @@
 
 use std::fmt;
 
+/// How loud a message is in Slurm's log (slurm_error, slurm_info, slurm_verbose, slurm_debug).
+/// Here, below both the logger (crate::log) and the SPANK binding that prints (crate::ffi).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Info,
+    Verbose,
+    Debug,
+}
+
 /// Where the plugin was loaded (`spank_context()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {

@@ -2,13 +2,7 @@
 //!
 //! Every message is prefixed `runledger: `. The unit tests capture messages per thread instead.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Error,
-    Info,
-    Verbose,
-    Debug,
-}
+pub use crate::host::Level;
 
 pub fn error(msg: &str) {
     emit(Level::Error, msg);

@@ -11,4 +11,6 @@
 pub mod auth;
 pub mod binding;
 pub mod local;
+pub mod query_socket;
 pub mod serve;
+pub mod slots;

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
     Parquet,
     Csv,
@@ -151,11 +151,26 @@ fn db(e: rusqlite::Error) -> String {
 pub fn for_each_row(
     conn: &Connection,
     filter: &Filter,
+    f: impl FnMut(Row) -> Result<(), String>,
+) -> Result<u64, String> {
+    for_each_row_where(conn, filter, None, f)
+}
+
+/// [`for_each_row`] for the jobs that also satisfy `and`: an SQL condition on `jobs` and its
+/// parameters.
+pub fn for_each_row_where(
+    conn: &Connection,
+    filter: &Filter,
+    and: Option<(String, Vec<rusqlite::types::Value>)>,
     mut f: impl FnMut(Row) -> Result<(), String>,
 ) -> Result<u64, String> {
     let verdict = has_column(conn, "jobs", "program").map_err(db)?;
     let extra = if verdict { "program, outcome, category" } else { "NULL, NULL, NULL" };
-    let (where_sql, params) = filter.to_sql();
+    let (mut where_sql, mut params) = filter.to_sql();
+    if let Some((cond, more)) = and {
+        where_sql = format!("({where_sql}) AND ({cond})");
+        params.extend(more);
+    }
     let sql = format!(
         "SELECT id, cluster, job_id, array_job_id, array_task_id, user, uid, account, partition, qos, job_name,
                 start, end, state, exit_code, signal, nnodes, ncpus, cpu_user_s, cpu_sys_s, cpu_seconds,
@@ -326,24 +341,28 @@ pub const ROW_GROUP: usize = 65_536;
 
 /// Buffers one row group, column by column.
 #[derive(Default)]
-struct Group {
-    rows: Vec<Row>,
+pub(crate) struct Group {
+    pub(crate) rows: Vec<Row>,
+    /// The `cluster` column is left out (a Hive partition's path holds it).
+    pub(crate) without_cluster: bool,
 }
 
-fn pq_err(e: parquet::errors::ParquetError) -> String {
+pub(crate) fn pq_err(e: parquet::errors::ParquetError) -> String {
     format!("writing Parquet: {e}")
 }
 
 impl Group {
-    fn write<W: Write + Send>(&mut self, w: &mut SerializedFileWriter<W>) -> Result<(), String> {
+    pub(crate) fn write<W: Write + Send>(&mut self, w: &mut SerializedFileWriter<W>) -> Result<(), String> {
         if self.rows.is_empty() {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.rows);
         let mut rg = w.next_row_group().map_err(pq_err)?;
+        let columns: Vec<&str> =
+            COLUMNS.iter().copied().filter(|c| !(self.without_cluster && *c == "cluster")).collect();
         let mut i = 0;
         while let Some(mut col) = rg.next_column().map_err(pq_err)? {
-            let name = COLUMNS[i];
+            let name = columns[i];
             i += 1;
             let ms = |x: Option<i64>| x.map(|v| v * 1000);
             match name {
@@ -433,20 +452,33 @@ impl Group {
 
 /// Writes the matching jobs as Parquet to `out`; returns the number of jobs. `progress` is told
 /// of every row written.
-pub fn parquet<W: Write + Send>(
-    conn: &Connection,
-    filter: &Filter,
+/// A Parquet writer of the export's schema (without the `cluster` column when `without_cluster`).
+pub(crate) fn parquet_writer<W: Write + Send>(
     out: W,
-    progress: &dyn Fn(u64),
-) -> Result<u64, String> {
-    let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq_err)?);
+    without_cluster: bool,
+) -> Result<SerializedFileWriter<W>, String> {
+    let text = if without_cluster {
+        SCHEMA.replace("    REQUIRED BYTE_ARRAY cluster (UTF8);\n", "")
+    } else {
+        SCHEMA.to_string()
+    };
+    let schema = Arc::new(parse_message_type(&text).map_err(pq_err)?);
     let props = Arc::new(
         WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_created_by("runledger collector export".into())
             .build(),
     );
-    let mut w = SerializedFileWriter::new(out, schema, props).map_err(pq_err)?;
+    SerializedFileWriter::new(out, schema, props).map_err(pq_err)
+}
+
+pub fn parquet<W: Write + Send>(
+    conn: &Connection,
+    filter: &Filter,
+    out: W,
+    progress: &dyn Fn(u64),
+) -> Result<u64, String> {
+    let mut w = parquet_writer(out, false)?;
     let mut g = Group::default();
     let n = for_each_row(conn, filter, |r| {
         g.rows.push(r);

@@ -280,28 +280,21 @@ Examples:
   collector query idle --below 0.25 --for 30m -A physics --limit 20
   collector query idle -u alice --json";
 
-#[derive(clap::Args, Debug)]
+/// `query idle`'s options (its flags: the CLI's `IdleFlags`).
+#[derive(Debug, Clone)]
 pub struct IdleArgs {
     /// Idle below this fraction of the allocation (0 to 1).
-    #[arg(long, value_name = "FRACTION", default_value_t = IDLE_BELOW, value_parser = parse_fraction)]
     pub below: f64,
-
-    /// For at least this long in a row: N followed by s, m, h, d (30s, 10m, 1h).
-    #[arg(long = "for", value_name = "DURATION", default_value = "1h", value_parser = super::events::parse_interval)]
+    /// For at least this many seconds in a row.
     pub for_s: i64,
-
     /// Only the N idlest jobs.
-    #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
-
-    #[command(flatten)]
     pub filter: JobFilterArgs,
-
-    #[command(flatten)]
     pub out: crate::questions::analytics::OutArgs,
 }
 
-fn parse_fraction(s: &str) -> Result<f64, String> {
+/// A clap value parser for `--below`: a fraction from 0 to 1.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
         _ => Err(format!("'{s}': expected a fraction from 0 to 1 (e.g. 0.1 for 10 %)")),
