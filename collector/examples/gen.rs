@@ -8,6 +8,9 @@
 //! END (Unix seconds, default now) fixes the year the jobs fall in, for reproducible ledgers.
 //! The jobs carry their Python records (issue #14); `RUNLEDGER_GEN_PYTHON=0` leaves them out, to
 //! measure what they cost.
+//! `RUNLEDGER_GEN_TIMELINES=1` gives every step a usage series as the plugin's sampler sends at
+//! its default 30 s (`Synth::timelines`; one job in twelve stalls and sits idle), so the size per
+//! job includes what timelines cost; the jobs are the same either way.
 //!
 //! Speed: one batch per job (all its nodes' items: one job lookup and one recomputation, where
 //! per-node batches cost one each), 5,000 jobs per transaction, and the made-up items built on a
@@ -42,6 +45,7 @@ fn main() {
         if std::env::var("RUNLEDGER_GEN_PYTHON").is_ok_and(|v| v == "0") {
             synth = synth.without_python();
         }
+        synth.timelines = std::env::var("RUNLEDGER_GEN_TIMELINES").is_ok_and(|v| v == "1");
         let mut chunk = Vec::with_capacity(JOBS_PER_COMMIT);
         while let Some(b) = synth.next_job_batch() {
             chunk.push(b);

@@ -22,3 +22,4 @@ pub mod retention;
 pub mod rollup;
 pub mod rows;
 pub mod store;
+pub mod timeline;

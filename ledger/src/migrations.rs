@@ -73,6 +73,12 @@
 //!   every job a batch touches, new ones included) counts the job's partition, and a start that
 //!   moves to another month counts the old one too. Deletions (a prune) do not count: an export
 //!   keeps what the ledger no longer holds.
+//! - Usage series (issue #16): what each job did over time. `step_series` (key `job`, `node`,
+//!   `step_id`): one step's usage series on one node as the plugin sampled it, one versioned
+//!   varint blob ([`crate::timeline`]); `jobs.idle_core_s`: the allocated core-seconds the job
+//!   left idle (below 10 % of the allocation for an hour or more), NULL when none, with the
+//!   partial index `jobs_idle` over the idle jobs only. Ledgers of version 5 have no series, so
+//!   nothing is converted.
 //!
 //! - Python: what the jobs' Python processes reported (issue #14; [`crate::python`]).
 //!   `py_packages` (unique `name`, `version`; `version` is `''` when unknown) interns every
@@ -107,6 +113,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_RETENTION, then: None },
     Migration { sql: V_EXPORT_MARKS, then: None },
     Migration { sql: V_PYTHON, then: None },
+    Migration { sql: V_SERIES, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -904,4 +911,17 @@ CREATE TABLE py_procs (
 
 ALTER TABLE jobs ADD COLUMN py_set INTEGER REFERENCES py_package_sets(id);
 CREATE INDEX jobs_py_set ON jobs(py_set) WHERE py_set IS NOT NULL;
+"#;
+
+/// Usage series (see the module documentation and [`crate::timeline`]).
+pub(crate) const V_SERIES: &str = r#"
+CREATE TABLE step_series (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    node INTEGER NOT NULL REFERENCES hosts(id),
+    step_id INTEGER NOT NULL,
+    series BLOB NOT NULL,
+    PRIMARY KEY (job, node, step_id)
+) WITHOUT ROWID;
+ALTER TABLE jobs ADD COLUMN idle_core_s REAL;
+CREATE INDEX jobs_idle ON jobs(grp, idle_core_s) WHERE idle_core_s IS NOT NULL;
 "#;

@@ -307,6 +307,7 @@ fn prune_batch(
     counts.facts += conn.execute(&format!("DELETE FROM facts WHERE job IN ({list})"), [])? as u64;
     conn.execute(&format!("DELETE FROM py_procs WHERE job IN ({list})"), [])?;
     conn.execute(&format!("DELETE FROM py_nodes WHERE job IN ({list})"), [])?;
+    conn.execute(&format!("DELETE FROM step_series WHERE job IN ({list})"), [])?;
     counts.jobs += conn.execute(&format!("DELETE FROM jobs WHERE id IN ({list})"), [])? as u64;
     Ok((ids.len() < batch, counts))
 }

@@ -195,4 +195,8 @@ pub struct JobDetail {
     /// The job's recorded Python processes, by node, start and pid.
     pub python: Vec<PythonProcRow>,
     pub python_nodes: Vec<PythonNodeRow>,
+    /// Each step's usage series per node (#16), by node then step.
+    pub timeline: Vec<crate::timeline::StepSeries>,
+    /// Stored series that could not be read (damaged, or of a newer format).
+    pub unreadable_series: usize,
 }

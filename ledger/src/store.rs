@@ -264,7 +264,7 @@ pub fn module_sets(conn: &Connection) -> rusqlite::Result<std::collections::Hash
 //           mostly share, so it costs a byte)
 //   [zigzag code, zigzag signal, byte core_dumped]   when explicit
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -272,11 +272,11 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_zigzag(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_zigzag(out: &mut Vec<u8>, v: i64) {
     put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+pub(crate) fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*at)?;
@@ -289,7 +289,7 @@ fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-fn get_zigzag(b: &[u8], at: &mut usize) -> Option<i64> {
+pub(crate) fn get_zigzag(b: &[u8], at: &mut usize) -> Option<i64> {
     let v = get_varint(b, at)?;
     Some(((v >> 1) as i64) ^ -((v & 1) as i64))
 }

@@ -6,12 +6,16 @@
 //!   (the ledger generator `collector/examples/gen.rs`, bench/analytics, bench/layers-identical),
 //!   and [`synth::fixture_batches`], the schema-migration tests' ledger.
 //!
+//! - [`timeline`]: made-up usage series, as the plugin's sampler sends them (`Sample::timeline`,
+//!   `Synth::timelines`).
+//!
 //! It depends on the record model only, so every layer's tests can use it.
 
 #![deny(unsafe_code)]
 
 pub mod sample;
 pub mod synth;
+pub mod timeline;
 
 pub use sample::Sample;
 pub use synth::{Rng, Synth};

@@ -5,6 +5,7 @@
 //! variables and two modules. Everything is derived from the fields, so the same sample always
 //! gives the same items.
 
+use crate::timeline::{self, Shape};
 use runledger_record::{
     Batch, ExitStatus, Fact, Item, JobEnd, JobState, Module, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH,
 };
@@ -34,6 +35,9 @@ pub struct Sample {
     pub facts: Vec<Fact>,
     /// What the job's Python processes reported, on the first node's `JobEnd` (rank 0 runs there).
     pub python: Option<runledger_record::python::PythonReport>,
+    /// When set, every step carries a usage series of this shape ([`crate::timeline`]): step 0
+    /// on each node as given, the batch step idle in its `srun`. None: no series (sampling off).
+    pub timeline: Option<Shape>,
 }
 
 impl Sample {
@@ -68,6 +72,7 @@ impl Sample {
             last_node: None,
             facts: Vec::new(),
             python: None,
+            timeline: None,
         }
     }
 
@@ -191,7 +196,10 @@ impl Sample {
                 max_rss_kib: 20_000,
                 stdout: Some(format!("/home/{}/run/slurm-{}.out", self.user, self.job_id)),
                 stderr: None,
-                series: None,
+                series: self.timeline.and_then(|sh| {
+                    let batch = Shape { busy_cores: 0.0, idle_from: None, rss_growth_kib: 0, processes: 2, ..sh };
+                    timeline::series(self.seed(node, STEP_BATCH), start, end, &batch)
+                }),
             }));
         }
         let s0 = start + 2;
@@ -215,7 +223,7 @@ impl Sample {
             max_rss_kib: 1_000_000 + u64::from(node) * 1000,
             stdout: None,
             stderr: None,
-            series: None,
+            series: self.timeline.and_then(|sh| timeline::series(self.seed(node, 0), s0, end - 1, &sh)),
         }));
         items.push(Item::JobEnd(JobEnd {
             cluster: self.cluster.clone(),
@@ -240,6 +248,10 @@ impl Sample {
             ..Default::default()
         }));
         items
+    }
+
+    fn seed(&self, node: u32, step: u32) -> u64 {
+        (u64::from(self.job_id) << 32) ^ (u64::from(node) << 16) ^ u64::from(step)
     }
 
     pub fn batch(&self, node: u32) -> Batch {

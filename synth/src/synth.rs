@@ -24,6 +24,7 @@
 //! Each node of a job has its own items (batch step on the first node, step 0 on all, a
 //! `JobEnd` each), as the epilogs would send them.
 
+use crate::timeline::{self, Shape};
 use runledger_record::{
     Batch, ExitStatus, Fact, Item, JobEnd, JobState, Module, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH,
 };
@@ -404,11 +405,34 @@ struct Cum {
     nodes: Vec<f64>,
 }
 
+/// The step's use over time, when the year has timelines: busy at the job's efficiency on
+/// every core of the node, except that one job in twelve (chosen by its id) stalls after a
+/// while and sits idle to its end, the pattern `query idle` looks for.
+fn shape(j: &Job, timelines: bool) -> Option<Shape> {
+    if !timelines {
+        return None;
+    }
+    let mut rng = Rng(u64::from(j.job_id).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let stalls = rng.below(12) == 0;
+    let idle_from = stalls.then(|| j.start + (j.duration as f64 * (0.1 + 0.5 * rng.below(100) as f64 / 100.0)) as i64);
+    Some(Shape {
+        interval_s: 30,
+        busy_cores: f64::from(j.cpus_per_node) * j.efficiency,
+        idle_from,
+        rss_kib: 200_000 * u64::from(j.ranks_per_node),
+        rss_growth_kib: rng.below(3) as u64 * 64,
+        processes: j.ranks_per_node + 1,
+    })
+}
+
 fn batches(
     j: &Job,
     envs: &[BTreeMap<String, String>],
     python: Option<runledger_record::python::PythonReport>,
+    timelines: bool,
 ) -> Vec<Batch> {
+    let shape = shape(j, timelines);
+    let seed = |node: u32, step: u32| (u64::from(j.job_id) << 32) ^ (u64::from(node) << 16) ^ u64::from(step);
     let user = format!("user{:03}", j.user);
     let account = format!("acct{:02}", j.account);
     let partition = PARTITIONS[j.partition].0.to_string();
@@ -469,7 +493,17 @@ fn batches(
                 max_rss_kib: 8_000,
                 stdout: None,
                 stderr: None,
-                series: None,
+                series: shape.and_then(|sh| {
+                    let batch = Shape {
+                        busy_cores: 0.0,
+                        idle_from: None,
+                        rss_growth_kib: 0,
+                        processes: 2,
+                        rss_kib: 8_000,
+                        ..sh
+                    };
+                    timeline::series(seed(node, STEP_BATCH), j.start, end, &batch)
+                }),
             }));
         }
         let s0 = j.start + 1;
@@ -495,7 +529,7 @@ fn batches(
             max_rss_kib: 1_000_000 + u64::from(node) * 1000,
             stdout: None,
             stderr: None,
-            series: None,
+            series: shape.and_then(|sh| timeline::series(seed(node, 0), s0, e0, &sh)),
         }));
         items.push(Item::JobEnd(JobEnd {
             cluster: "bench".into(),
@@ -579,6 +613,10 @@ pub struct Synth {
     next: usize,
     seed: u64,
     python: bool,
+    /// Whether steps carry usage series (the plugin's sampler at its default 30 s), off by
+    /// default so the made-up year stays what it was; the jobs are the same either way (the
+    /// series' shapes come from the job id, not the year's random stream).
+    pub timelines: bool,
 }
 
 impl Synth {
@@ -602,7 +640,7 @@ impl Synth {
             }
         }
         starts.sort_unstable();
-        Synth { rng, cum, envs: environments(), t0, starts, next: 0, seed, python: true }
+        Synth { rng, cum, envs: environments(), t0, starts, next: 0, seed, python: true, timelines: false }
     }
 
     /// The same jobs without their Python records (the schema-migration fixture, recorded before
@@ -618,7 +656,7 @@ impl Synth {
         let job = make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, start, self.t0);
         self.next += 1;
         let python = if self.python { python_of(&job, self.seed, self.t0, &self.cum.py) } else { None };
-        Some(batches(&job, &self.envs, python))
+        Some(batches(&job, &self.envs, python, self.timelines))
     }
 
     /// The next job's items from all its nodes in one batch: the same rows once merged, with

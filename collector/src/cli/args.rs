@@ -2,7 +2,7 @@
 //! subcommands. Each question's own flags are in [`super::questions`]; this file names them.
 
 use super::questions::{
-    AuditFlags, CoUsageFlags, EfficiencyFlags, ErrorsFlags, EventsFlags, ExportFlags, JobFlags, JobsFlags,
+    AuditFlags, CoUsageFlags, EfficiencyFlags, ErrorsFlags, EventsFlags, ExportFlags, IdleFlags, JobFlags, JobsFlags,
     ModulesFlags, PackagesFlags, ParseFlags, ReportFlags, SeriesFlags, SummaryFlags, WhoUsedFlags,
 };
 use crate::failure::{Failure, FailureKind};
@@ -246,9 +246,16 @@ pub enum QueryCommand {
             When Slurm reused the job id (a controller state reset), every job recorded under it is shown, \
             newest first.",
         after_help = "Examples:\n  collector query job 1234\n  collector query job 1234 -M cluster2 --json\n  \
-            collector query job 1300_7"
+            collector query job 1300_7\n  collector query job 1234 --timeline --plot job1234.png"
     )]
     Job(JobFlags),
+
+    #[command(
+        about = crate::questions::query::timeline::IDLE_ABOUT,
+        long_about = crate::questions::query::timeline::IDLE_LONG_ABOUT,
+        after_help = crate::questions::query::timeline::IDLE_AFTER_HELP
+    )]
+    Idle(Box<IdleFlags>),
 
     #[command(
         about = crate::questions::query::errors::ABOUT,

@@ -33,6 +33,13 @@ pub fn run_ledger(command: Command, db: &Path, scope: &Scope, out: &mut dyn Writ
                 jobs::query_jobs(db, &args, scope, out)
             }
             QueryCommand::Job(args) => jobs::query_job(db, &args.into(), scope, out),
+            QueryCommand::Idle(a) => {
+                let a: query::timeline::IdleArgs = (*a).into();
+                analytics::check_range(&a.filter)?;
+                let conn = runledger_ledger::db::open_ro(db)?;
+                let r = query::timeline::run_idle(&conn, &a).map_err(Failure::new)?;
+                write_out(out, r.render(a.out.format(), !a.out.noheader))
+            }
             QueryCommand::Errors(a) => {
                 let conn = runledger_ledger::db::open_ro(db)?;
                 let text = analysis_result(query::errors::run(&conn, &(*a).into()))?;

@@ -20,8 +20,10 @@ use crate::questions::query::filter::{self, JobSel};
 use crate::questions::query::jobfilter::JobFilterArgs;
 use crate::questions::query::output::{self, Field};
 use crate::questions::query::summary::{self, Key};
+use crate::questions::query::timeline::{self, IdleArgs};
 use crate::questions::timefmt;
 use clap::builder::PossibleValue;
+use runledger_ledger::timeline::IDLE_BELOW;
 use runledger_record::{JobState, Module};
 use std::path::PathBuf;
 
@@ -490,6 +492,27 @@ pub struct JobsFlags {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct IdleFlags {
+    /// Idle below this fraction of the allocation (0 to 1).
+    #[arg(long, value_name = "FRACTION", default_value_t = IDLE_BELOW, value_parser = timeline::parse_fraction)]
+    pub below: f64,
+
+    /// For at least this long in a row: N followed by s, m, h, d (30s, 10m, 1h).
+    #[arg(long = "for", value_name = "DURATION", default_value = "1h", value_parser = events::parse_interval)]
+    pub for_s: i64,
+
+    /// Only the N idlest jobs.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub filter: JobFilterFlags,
+
+    #[command(flatten)]
+    pub out: OutputFlags,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct JobFlags {
     /// The job id (or ARRAYID_TASK).
     #[arg(value_name = "ID", value_parser = filter::parse_job_sel)]
@@ -502,6 +525,15 @@ pub struct JobFlags {
     /// Print JSON: an array with one object per job recorded under this id, newest first.
     #[arg(long)]
     pub json: bool,
+
+    /// Show the job's use over time instead: CPU cores and memory per node, and its idle spans.
+    #[arg(long, conflicts_with = "json")]
+    pub timeline: bool,
+
+    /// Also draw the timeline: FILE.png (1200x800) or FILE.svg (CPU cores per node, the
+    /// allocation as a line, memory on the right axis).
+    #[command(flatten)]
+    pub chart: PlotFlags,
 }
 
 // The value enums' words on the command line (what `#[derive(clap::ValueEnum)]` would give).
@@ -580,7 +612,13 @@ impl From<JobsFlags> for JobsArgs {
 
 impl From<JobFlags> for JobArgs {
     fn from(a: JobFlags) -> Self {
-        JobArgs { id: a.id, cluster: a.cluster, json: a.json }
+        JobArgs { id: a.id, cluster: a.cluster, json: a.json, timeline: a.timeline, plot: a.chart.plot }
+    }
+}
+
+impl From<IdleFlags> for IdleArgs {
+    fn from(a: IdleFlags) -> Self {
+        IdleArgs { below: a.below, for_s: a.for_s, limit: a.limit, filter: a.filter.into(), out: a.out.into() }
     }
 }
 

@@ -110,7 +110,8 @@ fn output_files(command: &mut Command) -> Vec<&mut PathBuf> {
         Command::Export(a) => a.output.as_mut().filter(|p| p.as_path() != Path::new("-")),
         Command::Report(a) => Some(a.page()),
         Command::Query(q) => match &mut q.what {
-            QueryCommand::Jobs(_) | QueryCommand::Job(_) => None,
+            QueryCommand::Jobs(_) | QueryCommand::Idle(_) => None,
+            QueryCommand::Job(a) => plot(&mut a.chart.plot),
             QueryCommand::Errors(a) => plot(&mut a.chart.plot),
             QueryCommand::Efficiency(a) => plot(&mut a.chart.plot),
             QueryCommand::Summary(a) => plot(&mut a.chart.plot),
@@ -131,6 +132,7 @@ fn filters(command: &mut Command) -> Option<&mut JobFilterFlags> {
         Command::Report(a) => Some(&mut a.filter),
         Command::Query(q) => match &mut q.what {
             QueryCommand::Jobs(a) => Some(&mut a.filter),
+            QueryCommand::Idle(a) => Some(&mut a.filter),
             QueryCommand::Job(_) => None,
             QueryCommand::Errors(a) => Some(&mut a.filter),
             QueryCommand::Efficiency(a) => Some(&mut a.filter),

@@ -34,7 +34,7 @@ pub struct OutArgs {
 }
 
 impl OutArgs {
-    fn format(&self) -> Format {
+    pub fn format(&self) -> Format {
         if self.json {
             Format::Json
         } else if self.csv {

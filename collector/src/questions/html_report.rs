@@ -97,6 +97,7 @@ pub fn render(db: &Path, filter: &FilterArgs, who: &str) -> Result<String, Failu
     p.modules(&conn)?;
     p.series(from, to)?;
     p.efficiency()?;
+    p.idle(&conn)?;
     p.accounts()?;
 
     let mut html = String::new();
@@ -537,6 +538,52 @@ impl Page<'_> {
         Ok(())
     }
 
+    /// The idlest jobs of the period (`query idle` at its defaults, #16).
+    fn idle(&mut self, conn: &rusqlite::Connection) -> Result<(), Failure> {
+        use crate::questions::query::timeline as tl;
+        self.h2("idle", "Idlest jobs");
+        self.note(&format!(
+            "Jobs whose nodes used under {:.0}% of their allocated CPUs for {} or more, from the plugin's usage \
+             series; idle core-hours are the allocated cores not used over those spans.",
+            runledger_ledger::timeline::IDLE_BELOW * 100.0,
+            crate::questions::timefmt::elapsed(runledger_ledger::timeline::IDLE_FOR_S as i64)
+        ));
+        let below = runledger_ledger::timeline::IDLE_BELOW;
+        let jobs = tl::idle_jobs(conn, &self.filter.to_filter(), below, runledger_ledger::timeline::IDLE_FOR_S as i64)
+            .map_err(db_err)?;
+        let total: f64 = jobs.iter().map(tl::IdleJob::idle_core_seconds).sum::<f64>() / 3600.0;
+        if jobs.is_empty() {
+            self.note("None in this period (or no usage series recorded).");
+            return Ok(());
+        }
+        let rows: Vec<Cells> = jobs
+            .iter()
+            .take(MAX_IDLE_JOBS)
+            .map(|j| {
+                let idle = j.idle_core_seconds();
+                let core_s = j.job.elapsed().zip(j.job.ncpus).map(|(e, n)| (e * n) as f64).unwrap_or(0.0);
+                vec![
+                    (j.job.display_id(), false),
+                    (j.job.user.clone().unwrap_or_default(), false),
+                    (j.job.account.clone().unwrap_or_default(), false),
+                    (crate::questions::timefmt::display(j.job.start), false),
+                    (j.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(","), false),
+                    (format!("{:.1}", idle / 3600.0), true),
+                    (ratio(idle, core_s), true),
+                ]
+            })
+            .collect();
+        let caption =
+            format!("The {} idlest of {} idle jobs ({total:.1} idle core-hours in all)", rows.len(), jobs.len());
+        self.table(
+            "idle",
+            &caption,
+            &["job", "user", "account", "start", "idle nodes", "idle core-hours", "of allocation"],
+            &rows,
+        );
+        Ok(())
+    }
+
     fn accounts(&mut self) -> Result<(), Failure> {
         self.h2("accounts", "Accounts");
         let mut accounts = self.summary(&[Key::Account], self.filter, None)?;
@@ -559,6 +606,9 @@ impl Page<'_> {
         Ok(())
     }
 }
+
+/// Rows of the report's idlest-jobs table.
+const MAX_IDLE_JOBS: usize = 20;
 
 const METRIC_HEADER_ACCOUNT: [&str; 7] =
     ["account", "jobs", "users", "core-hours", "CPU efficiency", "failure rate", "median wall"];

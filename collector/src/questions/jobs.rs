@@ -34,6 +34,10 @@ pub struct JobArgs {
     pub cluster: Option<String>,
     /// Print JSON.
     pub json: bool,
+    /// Print the job's use over time instead (`--timeline`).
+    pub timeline: bool,
+    /// Draw the timeline to this file (`--plot`).
+    pub plot: Option<crate::questions::plot::PlotTarget>,
 }
 
 fn db_err(e: rusqlite::Error) -> Failure {
@@ -106,6 +110,21 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
     for d in &mut details {
         private_hidden(d, scope);
+    }
+    if let Some(t) = &args.plot {
+        t.check().map_err(Failure::usage)?;
+        // The newest job recorded under the id.
+        query::timeline::plot(t, &details[0].job, &details[0].timeline).map_err(Failure::new)?;
+    }
+    if args.timeline {
+        let mut text = String::new();
+        for d in &details {
+            text.push_str(&query::timeline::timeline_text(&d.job, &d.timeline, d.unreadable_series));
+        }
+        if let Some(t) = &args.plot {
+            text.push_str(&format!("\nChart written to {}\n", t.path.display()));
+        }
+        return write_out(out, &text);
     }
     if args.json {
         return write_out(out, detail::detail_json(&details));

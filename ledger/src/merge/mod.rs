@@ -417,6 +417,10 @@ fn apply_step_end(conn: &Connection, job: i64, s: &StepEnd) -> rusqlite::Result<
         s.stderr,
         blob
     ])?;
+    // The series, when the plugin sampled the step; an end without one leaves a stored one alone.
+    if let Some(series) = &s.series {
+        crate::timeline::store(conn, job, node, s.step_id, series)?;
+    }
     Ok(())
 }
 

@@ -46,6 +46,8 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 ///   node records by node name; env = that of the batch step (else the first step's);
 /// - module_set = every module any step loaded;
 /// - program, outcome, category, error = the job-level verdict ([`verdict`]);
+/// - idle_core_s = the allocated core-seconds left idle, from the steps' series
+///   ([`crate::timeline::recompute_idle`]);
 /// - then the job's contribution to the rollups moves from what the row said before to what it
 ///   says now ([`rollup::update`]).
 pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
@@ -200,6 +202,7 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     let v = verdict(conn, job)?;
     conn.prepare_cached("UPDATE jobs SET program = ?2, outcome = ?3, category = ?4, error = ?5 WHERE id = ?1")?
         .execute(params![job, v.program, v.outcome, v.category, v.error])?;
+    crate::timeline::recompute_idle(conn, job)?;
     let (_, new) = rollup::read_job(conn, job)?;
     rollup::update(conn, job, old_grp, &old, &new)
 }

@@ -67,6 +67,7 @@ pub(crate) fn dump(conn: &Connection) -> String {
         "rollup_modules",
         "rollup_module_names",
         "rollup_ends",
+        "step_series",
     ];
     let mut out = String::new();
     for table in tables {
@@ -471,4 +472,71 @@ fn node_names_sort_naturally() {
     let mut v = vec!["n10", "n2", "n1", "a", "n02"];
     v.sort_by(|a, b| natural_cmp(a, b));
     assert_eq!(v, vec!["a", "n1", "n2", "n02", "n10"]);
+}
+
+/// A sampled job (#16): each step's series stored once per node, whatever the order and however
+/// often the records come; the idle core-seconds follow from the series of every node.
+#[test]
+fn series_merge_idempotently_across_nodes_and_give_idle_core_seconds() {
+    let mut s = sample();
+    s.duration = 3 * 3600;
+    s.timeline = Some(runledger_synth::timeline::Shape {
+        interval_s: 30,
+        busy_cores: 4.0,
+        idle_from: Some(T0 + 1800),
+        rss_kib: 1 << 20,
+        rss_growth_kib: 64,
+        processes: 3,
+    });
+    let (a, b) = (s.batch(0), s.batch(1));
+    let reference = {
+        let conn = db::open_memory();
+        apply(&conn, &a);
+        apply(&conn, &b);
+        dump(&conn)
+    };
+    for order in [vec![&b, &a], vec![&a, &b, &a, &b]] {
+        let conn = db::open_memory();
+        for x in order {
+            apply(&conn, x);
+        }
+        assert_eq!(dump(&conn), reference);
+    }
+    // Every item alone, backwards.
+    let conn = db::open_memory();
+    for item in a.items.iter().chain(&b.items).rev() {
+        apply(&conn, &Batch::new("n", vec![item.clone()]));
+    }
+    assert_eq!(dump(&conn), reference);
+    // A StepEnd sent again without its series (the plugin's retry of a full spool) keeps it.
+    let mut bare = b.clone();
+    for item in &mut bare.items {
+        if let Item::StepEnd(e) = item {
+            e.series = None;
+        }
+    }
+    apply(&conn, &bare);
+    assert_eq!(dump(&conn), reference);
+
+    assert_eq!(count(&conn, "SELECT count(*) FROM step_series"), 3, "batch on n0001, step 0 on both");
+    let job: i64 = conn.query_row("SELECT id FROM jobs", [], |r| r.get(0)).unwrap();
+    let (series, bad) = crate::timeline::read(&conn, job).unwrap();
+    assert_eq!(bad, 0);
+    let got: Vec<(&str, u32, Option<i64>)> =
+        series.iter().map(|x| (x.node.as_str(), x.step_id, x.alloc_cpus)).collect();
+    assert_eq!(got, [("n0001", 0, Some(4)), ("n0001", STEP_BATCH, Some(4)), ("n0002", 0, Some(4))]);
+    let sent = match &a.items[1] {
+        Item::StepEnd(e) => e.series.clone().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(series[1].series, sent, "the batch step's series as sent");
+    // Idle from T0+1800 (step 0 started at T0+2) to the end, on both nodes, 4 cores each: the
+    // first half hour's work is not idle.
+    let idle: f64 = conn.query_row("SELECT idle_core_s FROM jobs", [], |r| r.get(0)).unwrap();
+    let expect = 2.0 * 4.0 * (3.0 * 3600.0 - 1800.0);
+    assert!((idle - expect).abs() < 2.0 * 4.0 * 120.0, "{idle} against {expect}");
+    // A job without series has none.
+    let conn = db::open_memory();
+    apply(&conn, &sample().batch(0));
+    assert_eq!(count(&conn, "SELECT count(*) FROM jobs WHERE idle_core_s IS NULL"), 1);
 }

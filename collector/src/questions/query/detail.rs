@@ -149,6 +149,8 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                     ),
                 );
             }
+            m.insert("timeline".into(), super::timeline::timeline_json(&d.timeline));
+            m.insert("idle".into(), super::timeline::idle_json(&d.timeline));
             m.insert(
                 "node_records".into(),
                 Value::Array(

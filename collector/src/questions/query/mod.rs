@@ -18,6 +18,7 @@ pub mod report;
 pub mod rollups;
 pub mod summary;
 pub mod text;
+pub mod timeline;
 pub mod usage;
 
 use rusqlite::types::Value;
@@ -173,6 +174,14 @@ pub fn each_job(
         each(j);
     }
     Ok(())
+}
+
+/// The `jobs` row with this row id (its environment left as an id: the idle listing shows none).
+pub fn find_job_by_row(conn: &Connection, id: i64) -> rusqlite::Result<Option<JobRow>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(&format!("SELECT {} FROM jobs WHERE id = ?1", job_columns(false)))?
+        .query_row([id], job_row)
+        .optional()
 }
 
 /// The statement [`find_jobs_with`] runs, and its parameters.
@@ -411,7 +420,21 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let (python, python_nodes) = packages::python_of(conn, id)?;
-    Ok(JobDetail { job, nodes, steps, modules, environments, tags, events, facts, python, python_nodes })
+    let (timeline, unreadable_series) = runledger_ledger::timeline::read(conn, id)?;
+    Ok(JobDetail {
+        job,
+        nodes,
+        steps,
+        modules,
+        environments,
+        tags,
+        events,
+        facts,
+        python,
+        python_nodes,
+        timeline,
+        unreadable_series,
+    })
 }
 
 /// The order of event kinds at one time: a step starts, its tasks exit, it ends, the job ends.
@@ -512,3 +535,6 @@ mod tests;
 
 #[cfg(test)]
 mod analysis_tests;
+
+#[cfg(test)]
+mod timeline_tests;

@@ -12,6 +12,7 @@
 //! | `cpu_efficiency` | cpu_hours / core_hours (jobs with a known elapsed and ncpus) |
 //! | `failure_rate`   | jobs ending FAILED, TIMEOUT, OUT_OF_MEMORY or NODE_FAIL over jobs with a final state (UNKNOWN excluded; CANCELLED counts as ended, not failed) |
 //! | `wall_p50_s`, `wall_p95_s` | median and 95th percentile of elapsed (linear interpolation) |
+//! | `idle_core_hours` | allocated core-hours left idle: below 10 % of a node's allocation for an hour or more, from the jobs' usage series (`query idle`) |
 //!
 //! With `module` or `module_version` among the keys a job counts once in every module it loaded
 //! (jobs without modules are left out); with `package` or `package_version` once in every Python
@@ -210,6 +211,8 @@ pub struct Agg {
     pub ended: i64,
     pub failed: i64,
     pub walls: Vec<i64>,
+    /// Idle core-seconds (`jobs.idle_core_s`, exact sum).
+    pub idle_s: ExactSum,
 }
 
 impl Agg {
@@ -262,12 +265,22 @@ impl Agg {
             Cell::opt_ratio(self.failed as f64, self.ended as f64),
             quantile_select(&mut self.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
             quantile_select(&mut self.walls, 0.95).map(Cell::Secs).unwrap_or(Cell::Null),
+            Cell::Float(self.idle_s.value() / 3600.0, 1),
         ]
     }
 }
 
-pub const METRICS: &[&str] =
-    &["jobs", "users", "core_hours", "cpu_hours", "cpu_efficiency", "failure_rate", "wall_p50_s", "wall_p95_s"];
+pub const METRICS: &[&str] = &[
+    "jobs",
+    "users",
+    "core_hours",
+    "cpu_hours",
+    "cpu_efficiency",
+    "failure_rate",
+    "wall_p50_s",
+    "wall_p95_s",
+    "idle_core_hours",
+];
 
 /// Groups the jobs matching `filter` by `keys`: from the rollups when they hold the keys and
 /// the filters ([`runledger_ledger::rollup`]), else job by job.
@@ -323,6 +336,17 @@ impl Key {
 fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
     let rollups = super::rollups::groups(conn, filter)?;
     let mut walls = runledger_ledger::rollup::walls(conn)?;
+    // Idle core-seconds per group: only the idle jobs, from the partial index `jobs_idle`.
+    let mut idle: HashMap<i64, ExactSum> = HashMap::new();
+    {
+        let mut st = conn.prepare(
+            "SELECT grp, idle_core_s FROM jobs INDEXED BY jobs_idle WHERE idle_core_s IS NOT NULL AND grp IS NOT NULL",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            idle.entry(r.get(0)?).or_default().add(r.get(1)?);
+        }
+    }
     let mut users = Interner::default();
     let mut out: HashMap<Vec<KeyVal>, Agg> = HashMap::new();
     let text = |v: &Option<String>| v.clone().map_or(KeyVal::Null, KeyVal::Text);
@@ -340,7 +364,11 @@ fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Re
             .collect();
         let user = users.id(k.user.as_deref().unwrap_or("").as_bytes());
         let w = walls.remove(&g.id).unwrap_or_default();
-        out.entry(key).or_default().add_group(user, g, &w);
+        let agg = out.entry(key).or_default();
+        agg.add_group(user, g, &w);
+        if let Some(i) = idle.get(&g.id) {
+            agg.idle_s.0 = agg.idle_s.0.wrapping_add(i.0);
+        }
     }
     Ok(out)
 }
@@ -397,7 +425,7 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
         keys.iter().map(|k| if is_module_key(k) || is_package_key(k) { "NULL".to_string() } else { k.sql() }).collect();
     let sql = format!(
         "SELECT COALESCE(jobs.user, CAST(jobs.uid AS TEXT), ''), jobs.end - jobs.start, jobs.ncpus, jobs.cpu_seconds, \
-         jobs.state{}, jobs.module_set, jobs.py_set FROM jobs WHERE {where_sql}",
+         jobs.state{}, jobs.module_set, jobs.py_set, jobs.idle_core_s FROM jobs WHERE {where_sql}",
         key_sql.iter().map(|k| format!(", {k}")).collect::<String>(),
     );
     // Group keys as small integers: text values interned, integers as themselves, tagged so the
@@ -445,9 +473,16 @@ fn scan(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<Ha
                 _ => (0, 0),
             });
         }
-        let mut add = |k: &Vec<(u8, i64)>| match groups.get_mut(k) {
-            Some(a) => a.add(user, elapsed, ncpus, cpu, state),
-            None => groups.entry(k.clone()).or_default().add(user, elapsed, ncpus, cpu, state),
+        let idle: Option<f64> = r.get(7 + keys.len())?;
+        let mut add = |k: &Vec<(u8, i64)>| {
+            let a = match groups.get_mut(k) {
+                Some(a) => a,
+                None => groups.entry(k.clone()).or_default(),
+            };
+            a.add(user, elapsed, ncpus, cpu, state);
+            if let Some(i) = idle {
+                a.idle_s.add(i);
+            }
         };
         if !with_modules && !with_packages {
             add(&key);
