@@ -62,6 +62,13 @@
 //!   solver the log parsers know, and most do not fail), which no filter on them can match
 //!   anyway: 953 to 992 bytes per job.
 //!
+//! - What a job asked for (#15; appended after version 5): each node's `job_nodes` row gains
+//!   `alloc_mem_mb` (`S_JOB_ALLOC_MEM`: the job's memory on that node, MiB), `time_limit_s` and
+//!   `time_limit_source` (`environment` or `scontrol`; a source without seconds is an unlimited
+//!   job) and `time_limit_missing` (why the batch node could not learn the limit). All NULL for
+//!   records from older nodes: nothing is guessed for them. Four nullable columns, 0 to 8 bytes
+//!   per node record. The collector's `query job --efficiency` reads them.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -81,6 +88,7 @@ pub const MIGRATIONS: &[Migration] = &[
     V3,
     Migration { sql: V4_DELIVERY, then: None },
     Migration { sql: V5_LISTING, then: None },
+    Migration { sql: V_ASKED, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -785,4 +793,12 @@ DROP INDEX jobs_outcome;
 CREATE INDEX jobs_outcome ON jobs(outcome) WHERE outcome IS NOT NULL;
 DROP INDEX jobs_category;
 CREATE INDEX jobs_category ON jobs(category) WHERE category IS NOT NULL;
+"#;
+
+/// What a job asked for (see the module documentation): memory and time limit, per node record.
+pub(crate) const V_ASKED: &str = r#"
+ALTER TABLE job_nodes ADD COLUMN alloc_mem_mb INTEGER;
+ALTER TABLE job_nodes ADD COLUMN time_limit_s INTEGER;
+ALTER TABLE job_nodes ADD COLUMN time_limit_source TEXT;
+ALTER TABLE job_nodes ADD COLUMN time_limit_missing TEXT;
 "#;
