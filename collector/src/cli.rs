@@ -182,9 +182,16 @@ pub enum QueryCommand {
             modulefiles, environments (as recorded, secrets already redacted on the nodes), tags, events \
             and facts.\n\n\
             When Slurm reused the job id (a controller state reset), every job recorded under it is shown, \
-            newest first.",
+            newest first.\n\n\
+            --efficiency prints seff's report instead (the same as `runledger-seff ID`): CPU Utilized and \
+            CPU Efficiency against core-walltime, Job Wall-clock time, Memory Utilized (the largest process's \
+            peak, per node) and Memory Efficiency against the job's memory on that node (S_JOB_ALLOC_MEM), \
+            then Time Limit and Time Efficiency, the Failure category with its Evidence line, and a \
+            Suggestion where the numbers call for one (asked 64.00 GB, peak 3.10 GB: --mem=4G). What was \
+            not recorded is said, with the reason when known (a 22.05 batch node whose scontrol did not \
+            answer). --efficiency --json gives the same figures as numbers.",
         after_help = "Examples:\n  collector query job 1234\n  collector query job 1234 -M cluster2 --json\n  \
-            collector query job 1300_7"
+            collector query job 1300_7\n  collector query job 1234 --efficiency"
     )]
     Job(JobArgs),
 
@@ -293,6 +300,12 @@ pub struct JobArgs {
     /// Print JSON: an array with one object per job recorded under this id, newest first.
     #[arg(long)]
     pub json: bool,
+
+    /// How well the job used what it asked for, as seff says it: CPU efficiency, memory peak
+    /// against the allocation, time used against the limit, the failure category with its
+    /// evidence, and a suggestion where the numbers call for one (also `runledger-seff ID`).
+    #[arg(long)]
+    pub efficiency: bool,
 }
 
 /// Why a command failed: a runtime failure is printed as `collector: error: …` (exit code 1); a
@@ -707,6 +720,16 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
     for d in &mut details {
         private_hidden(d, scope);
+    }
+    if args.efficiency {
+        let reports: Vec<_> = details.iter().map(query::jobeff::of).collect();
+        if args.json {
+            let all: Vec<_> = reports.iter().map(query::jobeff::json).collect();
+            let text = serde_json::to_string_pretty(&all).map_err(|e| Failure::new(e.to_string()))?;
+            return write_out(out, text + "\n");
+        }
+        let text: Vec<String> = reports.iter().map(query::jobeff::text).collect();
+        return write_out(out, text.join("\n"));
     }
     if args.json {
         return write_out(out, output::detail_json(&details));

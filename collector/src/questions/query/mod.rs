@@ -10,6 +10,7 @@ pub mod efficiency;
 pub mod errors;
 pub mod events;
 pub mod filter;
+pub mod jobeff;
 pub mod jobfilter;
 pub mod output;
 pub mod report;
@@ -330,7 +331,8 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
     let nodes = conn
         .prepare_cached(
             "SELECT h.name, st.name, n.exit_code, n.signal, n.core_dumped, n.derived_exit_code, n.derived_signal,
-                    n.state_evidence, n.start, n.end, n.stdout, n.stderr, n.received_at
+                    n.state_evidence, n.start, n.end, n.stdout, n.stderr, n.received_at, n.alloc_mem_mb,
+                    n.time_limit_s, n.time_limit_source, n.time_limit_missing
              FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state WHERE n.job = ?1",
         )?
         .query_map([id], |r| {
@@ -349,6 +351,10 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
                 stdout: r.get(10)?,
                 stderr: r.get(11)?,
                 received_at: r.get(12)?,
+                alloc_mem_mb: r.get(13)?,
+                time_limit_s: r.get(14)?,
+                time_limit_source: r.get(15)?,
+                time_limit_missing: r.get(16)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -573,6 +573,10 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                                 "stdout": n.stdout,
                                 "stderr": n.stderr,
                                 "received_at": time_json(Some(n.received_at)),
+                                "alloc_mem_mb": n.alloc_mem_mb,
+                                "time_limit_s": n.time_limit_s,
+                                "time_limit_source": n.time_limit_source,
+                                "time_limit_missing": n.time_limit_missing,
                             })
                         })
                         .collect(),
@@ -731,6 +735,21 @@ pub fn detail_text(d: &JobDetail) -> String {
             }
             if let Some(p) = &n.stderr {
                 let _ = writeln!(o, "      stderr: {}", shown(p));
+            }
+            if let Some(m) = n.alloc_mem_mb {
+                let _ = writeln!(o, "      memory asked: {}", timefmt::kib(m.saturating_mul(1024)));
+            }
+            match (n.time_limit_s, &n.time_limit_source, &n.time_limit_missing) {
+                (Some(s), Some(src), _) => {
+                    let _ = writeln!(o, "      time limit: {} (from {src})", timefmt::elapsed(s));
+                }
+                (None, Some(src), _) => {
+                    let _ = writeln!(o, "      time limit: none (from {src})");
+                }
+                (_, None, Some(why)) => {
+                    let _ = writeln!(o, "      time limit: not known ({})", shown(why));
+                }
+                _ => {}
             }
         }
     } else {
