@@ -19,4 +19,5 @@
 pub mod cli;
 pub mod daemon;
 pub mod questions;
+pub mod seff;
 pub mod sys;

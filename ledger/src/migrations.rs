@@ -64,10 +64,12 @@
 //!
 //! - What a job asked for (#15; appended after version 5): each node's `job_nodes` row gains
 //!   `alloc_mem_mb` (`S_JOB_ALLOC_MEM`: the job's memory on that node, MiB), `time_limit_s` and
-//!   `time_limit_source` (`environment` or `scontrol`; a source without seconds is an unlimited
-//!   job) and `time_limit_missing` (why the batch node could not learn the limit). All NULL for
-//!   records from older nodes: nothing is guessed for them. Four nullable columns, 0 to 8 bytes
-//!   per node record. The collector's `query job --efficiency` reads them.
+//!   `time_limit_source` (0: the step environment, 1: `scontrol`, [`crate::store::limit_source`];
+//!   a source without seconds is an unlimited job) and `time_limit_missing` (why the batch node
+//!   could not learn the limit). All NULL for records from older nodes: nothing is guessed for
+//!   them. About 8 bytes per node record when known (4 header bytes, the memory and the
+//!   seconds; SQLite stores the integers 0 and 1 in the header alone). The collector's
+//!   `query job --efficiency` reads them.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
@@ -799,6 +801,6 @@ CREATE INDEX jobs_category ON jobs(category) WHERE category IS NOT NULL;
 pub(crate) const V_ASKED: &str = r#"
 ALTER TABLE job_nodes ADD COLUMN alloc_mem_mb INTEGER;
 ALTER TABLE job_nodes ADD COLUMN time_limit_s INTEGER;
-ALTER TABLE job_nodes ADD COLUMN time_limit_source TEXT;
+ALTER TABLE job_nodes ADD COLUMN time_limit_source INTEGER;
 ALTER TABLE job_nodes ADD COLUMN time_limit_missing TEXT;
 "#;

@@ -482,7 +482,7 @@ fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp
         received_at,
         j.alloc_mem_mb.and_then(|m| i64::try_from(m).ok()),
         limit.and_then(|l| l.seconds).and_then(|s| i64::try_from(s).ok()),
-        limit.map(|l| l.source.as_str()),
+        limit.map(|l| store::limit_source(l.source)),
         j.time_limit_missing,
     ])?;
     for f in &j.facts {

@@ -493,9 +493,14 @@ fn what_a_job_asked_for_lands_in_its_node_records_once() {
     apply(&conn, &b);
     assert_eq!(dump(&conn), once, "sent again, nothing changes");
     let row: Asked = conn
-        .query_row("SELECT alloc_mem_mb, time_limit_s, time_limit_source, time_limit_missing FROM job_nodes", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
+        .query_row(
+            &format!(
+                "SELECT alloc_mem_mb, time_limit_s, {}, time_limit_missing FROM job_nodes n",
+                store::LIMIT_SOURCE_SQL
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .unwrap();
     assert_eq!(row, (Some(4096), Some(3600), Some("scontrol".into()), None));
 
@@ -516,10 +521,11 @@ fn what_a_job_asked_for_lands_in_its_node_records_once() {
     }
     apply(&conn, &u);
     let rows: Vec<Asked> = conn
-        .prepare(
-            "SELECT n.alloc_mem_mb, n.time_limit_s, n.time_limit_source, n.time_limit_missing
-             FROM job_nodes n JOIN hosts h ON h.id = n.node ORDER BY h.name",
-        )
+        .prepare(&format!(
+            "SELECT n.alloc_mem_mb, n.time_limit_s, {}, n.time_limit_missing
+                 FROM job_nodes n JOIN hosts h ON h.id = n.node ORDER BY h.name",
+            store::LIMIT_SOURCE_SQL
+        ))
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
