@@ -559,7 +559,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                     d.nodes
                         .iter()
                         .map(|n| {
-                            json!({
+                            let mut v = json!({
                                 "node": n.node,
                                 "state": n.state,
                                 "exit_code": n.exit_code,
@@ -573,11 +573,21 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                                 "stdout": n.stdout,
                                 "stderr": n.stderr,
                                 "received_at": time_json(Some(n.received_at)),
-                                "alloc_mem_mb": n.alloc_mem_mb,
-                                "time_limit_s": n.time_limit_s,
-                                "time_limit_source": n.time_limit_source,
-                                "time_limit_missing": n.time_limit_missing,
-                            })
+                            });
+                            // What the job asked for (#15), only when recorded: records from older
+                            // nodes print as they always did.
+                            let asked = [
+                                ("alloc_mem_mb", n.alloc_mem_mb.map(Value::from)),
+                                ("time_limit_s", n.time_limit_s.map(Value::from)),
+                                ("time_limit_source", n.time_limit_source.clone().map(Value::from)),
+                                ("time_limit_missing", n.time_limit_missing.clone().map(Value::from)),
+                            ];
+                            for (k, x) in asked {
+                                if let Some(x) = x {
+                                    v[k] = x;
+                                }
+                            }
+                            v
                         })
                         .collect(),
                 ),
