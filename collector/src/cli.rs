@@ -417,6 +417,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 admin_group: cfg.admin_group.clone(),
                 user_clusters: cfg.user_clusters.clone(),
                 access,
+                slurm_user: cfg.slurm_user.clone(),
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
                 limits: crate::daemon::local::Limits {

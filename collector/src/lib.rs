@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod mail;
 pub mod questions;
 pub mod seff;
 pub mod sys;

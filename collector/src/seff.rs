@@ -75,8 +75,14 @@ impl SeffCli {
     }
 }
 
-/// Runs `runledger-seff` with `args` (argv without the program name); the exit code.
+/// Runs `runledger-seff`: the report on `out`.
 pub fn run(seff: SeffCli, out: &mut dyn Write) -> Result<(), Failure> {
+    ask(&seff, out)
+}
+
+/// Asks the ledger `seff`'s question: directly when this process may read the file, else
+/// through the collector's socket.
+pub fn ask(seff: &SeffCli, out: &mut dyn Write) -> Result<(), Failure> {
     let args = seff.collector_args();
     let argv = std::iter::once("collector".to_string()).chain(args.iter().cloned());
     // The job id and cluster are checked by collector's own parsers: one definition of each.

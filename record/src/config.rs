@@ -27,6 +27,10 @@
 //! globs = ["log.lammps", "md.log", "*.log", "*.out"]
 //! max_files = 16
 //!
+//! [mail]                                # runledger-mail, slurmctld's MailProg (see MailConfig)
+//! wait_s = 30                           # for the job's end record, at most
+//! sendmail = "/usr/sbin/sendmail"
+//!
 //! [access.managers]                     # account pattern → users and @groups (see access.rs)
 //! chem = ["alice", "@chem-leads"]
 //! ```
@@ -45,6 +49,26 @@ pub struct Config {
     pub logs: LogsConfig,
     /// `[access]`: account managers (see [`crate::access`]).
     pub access: crate::access::AccessConfig,
+    /// `[mail]`: `runledger-mail`, slurmctld's `MailProg` (see [`MailConfig`]).
+    pub mail: MailConfig,
+}
+
+/// `[mail]`: `runledger-mail`, which slurmctld runs as `MailProg` for `--mail-type` mail, adds
+/// the job's efficiency report to the mail of a job that ended. slurmctld may send that mail
+/// before the nodes' records reach the collector, so it waits for the job's end record at most
+/// `wait_s` seconds (then says where to look later). Mail goes out through `sendmail`, the
+/// system MTA's (exim4, postfix) `sendmail` interface.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    pub wait_s: u64,
+    pub sendmail: PathBuf,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig { wait_s: 30, sendmail: PathBuf::from("/usr/sbin/sendmail") }
+    }
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -325,6 +349,15 @@ mod tests {
         assert_eq!(c.logs.rules, PathBuf::from("/x.toml"));
         let e = Config::parse("[logs]\nglob = [\"*\"]\n").unwrap_err();
         assert!(e.contains("unknown field `glob`"), "{e}");
+    }
+
+    #[test]
+    fn mail_section() {
+        let m = Config::parse("").unwrap().mail;
+        assert_eq!((m.wait_s, m.sendmail), (30, PathBuf::from("/usr/sbin/sendmail")));
+        let m = Config::parse("[mail]\nwait_s = 5\nsendmail = \"/usr/lib/sendmail\"\n").unwrap().mail;
+        assert_eq!((m.wait_s, m.sendmail), (5, PathBuf::from("/usr/lib/sendmail")));
+        assert!(Config::parse("[mail]\nwait = 5\n").unwrap_err().contains("unknown field `wait`"));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! daemon learns the caller's uid from the kernel (`SO_PEERCRED`; nothing the client says about
 //! itself is believed), then runs the command in-process ([`answer`]):
 //!
-//! - root, the collector's user and members of `collector.admin_group` see every job;
+//! - root, the collector's user, `collector.slurm_user` (slurmctld's user, which runs
+//!   `runledger-mail` as its MailProg and already reads every job's script and environment in
+//!   slurmctld's state) and members of `collector.admin_group` see every job;
 //! - anyone else sees only their own jobs, as with sacct's `PrivateData=jobs`: the job filters of
 //!   every query and export are narrowed to `-u <caller>` (asking for another user's jobs is a
 //!   clear error), and `query job ID` of someone else's job answers "not recorded", so neither the
@@ -378,6 +380,9 @@ pub struct Options {
     pub user_clusters: Vec<String>,
     /// `[access]`: who manages which accounts.
     pub access: runledger_record::access::AccessConfig,
+    /// `[collector] slurm_user`: slurmctld's user, which runs `runledger-mail` as its MailProg,
+    /// sees every job (it already reads every job's script and environment in slurmctld's state).
+    pub slurm_user: String,
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub limits: Limits,
@@ -703,7 +708,11 @@ fn serve_one(mut stream: UnixStream, cred: sys::PeerCred, opts: &Options) {
         Ok(b) => serde_json::from_slice::<Request>(&b).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters, &opts.access)) {
+    let scope = match users::user_by_name(&opts.slurm_user) {
+        Some(u) if u.uid == cred.uid && !opts.slurm_user.is_empty() => Ok(Scope::All),
+        _ => scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters, &opts.access),
+    };
+    let answer = match (request, scope) {
         (Err(e), _) => {
             log::warn!("local socket: uid {} pid {}: bad request: {e}", cred.uid, cred.pid);
             Answer::failed(&Failure::new(format!("bad request: {e}")))
