@@ -439,6 +439,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 listen: args.listen.unwrap_or(cfg.listen),
                 database,
                 local,
+                metrics: cfg.metrics.clone(),
                 policy: auth::Policy::new(&cfg.slurm_user),
                 max_message_bytes: cfg.max_message_bytes,
                 max_connections: cfg.max_connections.max(1),

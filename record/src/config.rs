@@ -12,6 +12,7 @@
 //! admin_group = "hpcadmin"              # members see every job
 //! auth_timeout_ms = 1000                # a connection's credential must arrive by then
 //! query_timeout_ms = 60000              # one user query through the local socket, at most
+//! metrics = "127.0.0.1:9826"            # Prometheus' GET /metrics (empty: none)
 //!
 //! [epilog]
 //! spool = "/var/spool/runledger"          # %n: the node's name (several nodes on one host)
@@ -85,6 +86,9 @@ pub struct CollectorConfig {
     pub admin_group: Option<String>,
     /// Local socket through which users query their own jobs.
     pub socket: PathBuf,
+    /// `host:port` where `collector serve` answers Prometheus' `GET /metrics`; empty (default):
+    /// no metrics endpoint.
+    pub metrics: String,
     /// The clusters whose uids are this host's: a user asking through the socket sees their own
     /// jobs (by uid) of these clusters only. Empty (default): every cluster — a ledger of one
     /// cluster, or of clusters sharing one user directory. Set it when the ledger holds clusters
@@ -124,6 +128,7 @@ impl Default for CollectorConfig {
             slurm_user: "slurm".into(),
             admin_group: None,
             socket: PathBuf::from("/run/runledger/collector.sock"),
+            metrics: String::new(),
             user_clusters: Vec::new(),
             node_binding: "off".into(),
             node_addresses: Default::default(),

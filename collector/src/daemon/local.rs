@@ -712,6 +712,9 @@ fn serve_one(mut stream: UnixStream, cred: sys::PeerCred, opts: &Options) {
         Some(u) if u.uid == cred.uid && !opts.slurm_user.is_empty() => Ok(Scope::All),
         _ => scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters, &opts.access),
     };
+    if let Ok(r) = &request {
+        crate::daemon::metrics::count_query(&r.args);
+    }
     let answer = match (request, scope) {
         (Err(e), _) => {
             log::warn!("local socket: uid {} pid {}: bad request: {e}", cred.uid, cred.pid);
