@@ -118,4 +118,13 @@ fn through_the_socket_a_user_sees_only_their_own_job() {
     let (code, out, err) = as_nobody("12");
     assert_eq!(code, 1, "{out}");
     assert_eq!(err.trim(), "runledger-seff: error: no job 12 is recorded", "another user's job is not recorded");
+    // [collector] slurm_user (slurmctld's, which runs runledger-mail) sees every job.
+    if runledger_record::users::user_by_name("slurm").is_some() {
+        let out =
+            run(Command::new("runuser").args(["-u", "slurm", "--", SEFF, "--config"]).arg(&server.config).arg("12"));
+        assert_eq!(out.0, 0, "slurm: {}", out.2);
+        assert!(out.1.contains("Job ID: 12\n") && out.1.contains("User/Group: alice/"), "{}", out.1);
+    } else {
+        eprintln!("NOTE: no user slurm here: the slurm_user view is not checked");
+    }
 }
