@@ -9,7 +9,8 @@
 //!   through;
 //! - the questions ([`questions`]): `collector query`, `export`, `parse`, `audit`, charts.
 //!
-//! [`cli`] holds every command-line definition and runs the command; [`sys`] holds the few
+//! [`cli`] holds every command-line definition and runs the command; [`failure`] is how any of
+//! them fails or prints; [`sys`] holds the few
 //! system calls the daemon needs, through `nix` (the crate has no `unsafe` of its own). Flushing
 //! a compute node's outbox is the node side's job (`runledger-epilog --flush`); the collector
 //! does not depend on the epilog.
@@ -18,6 +19,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod failure;
 pub mod mail;
 pub mod questions;
 pub mod seff;

@@ -42,8 +42,6 @@ pub mod retry;
 pub mod rules;
 pub mod safe_read;
 pub mod state;
-#[doc(hidden)]
-pub mod testing;
 
 use bounds::Bounds;
 use deliver::{Current, Sender};

@@ -1,12 +1,14 @@
 //! The real `runledger-epilog` binary against a temp spool, a temp config (RUNLEDGER_CONF) and an
-//! in-process fake collector ([`runledger_epilog::testing`]). Runs with an empty environment (no
+//! in-process fake collector (`common::FakeCollector`). Runs with an empty environment (no
 //! PATH), as slurmd runs it.
 //!
 //! Tests whose assertions need munged skip with a note when it is not running; each has an
 //! `#[ignore = "needs munged"]` twin (`*_strict`) that fails instead.
 
-use runledger_epilog::munge_test;
-use runledger_epilog::testing::{closed_port, munge_up, Behaviour, FakeCollector};
+#[macro_use]
+mod common;
+
+use common::{closed_port, munge_up, Behaviour, FakeCollector};
 use runledger_record::spool::Spool;
 use runledger_record::{Batch, ExitStatus, Item, JobState, StepEnd, StepStart, TaskExit, STEP_BATCH};
 use std::path::{Path, PathBuf};

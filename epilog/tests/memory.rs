@@ -5,7 +5,9 @@
 //! One test in this file on purpose: the two runs are compared with each other, and nothing else
 //! in this process should compete with them for the machine.
 
-use runledger_epilog::testing::closed_port;
+mod common;
+
+use common::closed_port;
 use runledger_record::spool::Spool;
 use runledger_record::{Batch, Item, StepEnd, StepStart, TaskExit, STEP_BATCH};
 use std::process::Command;

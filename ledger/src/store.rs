@@ -9,6 +9,7 @@
 
 use crate::rows::TaskRow;
 use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The id of a node name in `hosts`, added if new.
@@ -70,7 +71,7 @@ pub fn env_id(conn: &Connection, env: &BTreeMap<String, String>) -> rusqlite::Re
     if env.is_empty() {
         return Ok(None);
     }
-    let (hash, content) = crate::merge::env_hash(env);
+    let (hash, content) = env_hash(env);
     if let Some(id) = conn
         .prepare_cached("SELECT id FROM environments WHERE hash = ?1")?
         .query_row([&hash], |r| r.get(0))
@@ -409,6 +410,19 @@ pub fn limit_source(s: runledger_record::LimitSource) -> i64 {
 
 /// The SQL that reads `job_nodes.time_limit_source` back as its name (`environment`, `scontrol`).
 pub const LIMIT_SOURCE_SQL: &str = "CASE n.time_limit_source WHEN 0 THEN 'environment' WHEN 1 THEN 'scontrol' END";
+
+/// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).
+pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
+    let content = serde_json::to_string(env).expect("a string map always serializes");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = Sha256::digest(content.as_bytes());
+    let mut hash = String::with_capacity(64);
+    for b in d {
+        hash.push(HEX[usize::from(b >> 4)] as char);
+        hash.push(HEX[usize::from(b & 15)] as char);
+    }
+    (hash, content)
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,4 +12,6 @@ pub mod auth;
 pub mod binding;
 pub mod local;
 pub mod metrics;
+pub mod query_socket;
 pub mod serve;
+pub mod slots;

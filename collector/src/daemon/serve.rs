@@ -28,6 +28,7 @@
 //! ([`runledger_ledger::rejections`]), so refusals never cost a database write of their own.
 
 use crate::daemon::auth::{self, Policy, Reject};
+use crate::daemon::slots::{Slot, Slots};
 use runledger_ledger::rejections::{self, Tally};
 use runledger_ledger::{db, merge};
 use runledger_record::wire::{self, Reply, ReplyKind};
@@ -36,7 +37,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -63,8 +64,8 @@ pub struct Options {
     pub auth_timeout: Duration,
     /// Connections waiting for their credential, at most ([`Pending`]).
     pub max_unauthenticated: usize,
-    /// The local socket for users' queries ([`crate::daemon::local`]); `None` disables it.
-    pub local: Option<crate::daemon::local::Options>,
+    /// The local socket for users' queries ([`crate::daemon::query_socket`]); `None` disables it.
+    pub local: Option<crate::daemon::query_socket::Options>,
     /// `[collector] metrics`: where Prometheus scrapes [`crate::daemon::metrics`]; empty: nowhere.
     pub metrics: String,
     /// `[collector] node_binding`: whose records a node's credential may carry.
@@ -131,7 +132,7 @@ struct Shared {
 
 /// Runs the collector until the process is stopped.
 pub fn run(opts: Options) -> Result<(), String> {
-    crate::daemon::local::protect_database(&opts.database);
+    crate::daemon::query_socket::protect_database(&opts.database);
     let conn = db::open_rw(&opts.database)?;
     match rejections::read(&conn) {
         Ok(rows) => log::info!("requests refused so far (this ledger): {}", rejections::describe(&rows)),
@@ -156,7 +157,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     log::info!("{}", opts.binding.describe());
     if let Some(local) = opts.local.clone() {
         // Ingest matters more than users' queries: without the socket, root still reads the file.
-        if let Err(e) = crate::daemon::local::spawn(local) {
+        if let Err(e) = crate::daemon::query_socket::spawn(local) {
             log::error!("{e}: users cannot query their jobs until this is fixed");
         }
     }
@@ -242,37 +243,6 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a thread for the connection: {e}");
         }
-    }
-}
-
-/// Connections being served, against a limit (the TCP listener's and the query socket's).
-pub(crate) struct Slots {
-    active: AtomicUsize,
-    max: usize,
-}
-
-/// One connection's place among the [`Slots`], given back when dropped: when its thread ends,
-/// panics, or could not be started.
-pub(crate) struct Slot(Arc<Slots>);
-
-impl Slots {
-    pub(crate) fn new(max: usize) -> Arc<Slots> {
-        Arc::new(Slots { active: AtomicUsize::new(0), max })
-    }
-
-    /// A place, or `None` when `max` connections are being served.
-    pub(crate) fn take(self: &Arc<Self>) -> Option<Slot> {
-        if self.active.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Slot(self.clone()))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -583,8 +553,9 @@ fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
 
 #[cfg(test)]
 mod tests {
-    use super::{storage_error, Pending, Slots};
+    use super::{storage_error, Pending};
     use crate::daemon::auth::Reject;
+    use crate::daemon::slots::Slots;
     use runledger_record::wire::ReplyKind;
     use std::net::{TcpListener, TcpStream};
 

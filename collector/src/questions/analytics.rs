@@ -1,9 +1,9 @@
-//! The command line of the manager-facing queries (`query summary`, `modules`, `who-used`,
-//! `co-usage`, `events`, `throughput`, `utilization`): their options and how each runs. The
+//! The manager-facing queries (`query summary`, `modules`, `who-used`, `co-usage`, `events`,
+//! `throughput`, `utilization`) and `export`: their plain options and how each runs. The
 //! queries themselves live in [`crate::questions::query::summary`], [`crate::questions::query::usage`] and
-//! [`crate::questions::query::events`]; [`crate::cli`] only dispatches here.
+//! [`crate::questions::query::events`]; their flags are [`crate::cli::questions`]'s.
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 use crate::questions::plot::PlotTarget;
 use crate::questions::plot_usage::{self, Bar, TimeSeries};
 use crate::questions::query::events::{self, EventQuery};
@@ -21,18 +21,15 @@ use std::path::Path;
 pub use crate::questions::query::jobfilter::JobFilterArgs as FilterArgs;
 
 /// Output options shared by every analytics query.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OutArgs {
     /// Print a JSON array of row objects (raw numbers: seconds, fractions 0–1).
-    #[arg(long, conflicts_with = "csv")]
     pub json: bool,
 
     /// Print CSV (raw numbers: seconds, fractions 0–1).
-    #[arg(long)]
     pub csv: bool,
 
     /// No header line (table and CSV).
-    #[arg(short = 'n', long)]
     pub noheader: bool,
 }
 
@@ -48,157 +45,120 @@ impl OutArgs {
     }
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct SummaryArgs {
     /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
-    #[arg(long, value_name = "FILE", value_parser = crate::questions::plot::parse_plot_target)]
     pub plot: Option<PlotTarget>,
 
     /// Group by these keys: user, account, partition, cluster, program, module, module_version,
     /// state, category, nodes, ranks, year, month, week, day, hour, weekday, or fact:NAME (a
     /// job-level fact, input parameters included: fact:param.pair_style).
-    #[arg(long, required = true, value_name = "KEY[,KEY]", value_delimiter = ',', value_parser = summary::parse_key)]
     pub by: Vec<Key>,
 
     /// Sort by this column (metrics descending, keys ascending) [default: keys for time and
     /// size keys, else jobs].
-    #[arg(long, value_name = "COLUMN")]
     pub sort: Option<String>,
 
     /// Only the first N rows.
-    #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 
-    #[command(flatten)]
     pub out: OutArgs,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct ModulesArgs {
     /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
-    #[arg(long, value_name = "FILE", value_parser = crate::questions::plot::parse_plot_target)]
     pub plot: Option<PlotTarget>,
 
     /// Only the top N rows.
-    #[arg(long, value_name = "N")]
     pub top: Option<usize>,
 
     /// Rank by distinct users instead of jobs.
-    #[arg(long)]
     pub by_users: bool,
 
     /// One row per module name (all versions together) instead of per version.
-    #[arg(long)]
     pub names: bool,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 
-    #[command(flatten)]
     pub out: OutArgs,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct WhoUsedArgs {
     /// The module: NAME (every version, one row each) or NAME/VERSION.
-    #[arg(id = "target", value_name = "MODULE[/VERSION]", value_parser = filter::parse_module)]
     pub target: Module,
 
     /// Compare jobs started before this time with jobs started from it (an update's impact).
-    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true,
-          conflicts_with_all = ["after", "before"])]
     pub split: Option<i64>,
 
     /// Only jobs started at or after this time.
-    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
     pub after: Option<i64>,
 
     /// Only jobs started before this time.
-    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
     pub before: Option<i64>,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 
-    #[command(flatten)]
     pub out: OutArgs,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct CoUsageArgs {
     /// Only the top N pairs.
-    #[arg(long, value_name = "N", default_value_t = 20)]
     pub top: usize,
 
     /// Pairs of module versions instead of module names.
-    #[arg(long)]
     pub versions: bool,
 
     /// Only pairs loaded together by at least N jobs.
-    #[arg(long, value_name = "N", default_value_t = 10)]
     pub min_jobs: i64,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 
-    #[command(flatten)]
     pub out: OutArgs,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct EventsArgs {
     /// Only these kinds: step_started, task_exited, step_ended, job_ended.
-    #[arg(long, value_name = "KIND[,KIND]", value_delimiter = ',', value_parser = events::parse_kind)]
     pub kind: Vec<String>,
 
     /// Only transitions from this state (PENDING, RUNNING).
-    #[arg(long, value_name = "STATE[,STATE]", value_delimiter = ',')]
     pub from_state: Vec<String>,
 
     /// Only transitions to this state (RUNNING, EXITED, ENDED, or a job state: COMPLETED, FAILED, …).
-    #[arg(long, value_name = "STATE[,STATE]", value_delimiter = ',')]
     pub to_state: Vec<String>,
 
     /// Only events at or after this time.
-    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
     pub after: Option<i64>,
 
     /// Only events at or before this time.
-    #[arg(long, value_name = "TIME", value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
     pub before: Option<i64>,
 
     /// At most N events.
-    #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 
-    #[command(flatten)]
     pub out: OutArgs,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct SeriesArgs {
     /// Also draw a chart: FILE.png (1200x800) or FILE.svg.
-    #[arg(long, value_name = "FILE", value_parser = crate::questions::plot::parse_plot_target)]
     pub plot: Option<PlotTarget>,
 
     /// Interval length: a number and s, m, h, d or w (30s, 10m, 1h, 1d, 1w).
-    #[arg(long, value_name = "DURATION", value_parser = events::parse_interval)]
     pub interval: i64,
 
     /// Weight by nodes: the plot shows busy nodes instead of running jobs (utilization).
-    #[arg(long)]
     pub node_weighted: bool,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 
-    #[command(flatten)]
     pub out: OutArgs,
 }
 
@@ -217,7 +177,7 @@ fn open(db: &Path) -> Result<rusqlite::Connection, Failure> {
 }
 
 fn write(out: &mut dyn Write, report: &Report, o: &OutArgs) -> Result<(), Failure> {
-    crate::cli::write_out(out, report.render(o.format(), !o.noheader))
+    crate::failure::write_out(out, report.render(o.format(), !o.noheader))
 }
 
 /// -S after -E: a usage error (exit code 2, like clap's).
@@ -541,25 +501,20 @@ pub fn run_utilization(db: &Path, a: &SeriesArgs, out: &mut dyn Write) -> Result
     write(out, &r, &a.out)
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct ExportArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value = "parquet")]
     pub format: crate::questions::export::ExportFormat,
 
     /// Output file ('-' for standard output; required for Parquet).
-    #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
 
     /// Database file, instead of collector.database.
-    #[arg(long, value_name = "FILE")]
     pub database: Option<std::path::PathBuf>,
 
     /// No progress bar (one is drawn on standard error when writing to a file from a terminal).
-    #[arg(long)]
     pub no_progress: bool,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 }
 

@@ -18,7 +18,7 @@
 //!
 //! Activity newer than `--grace` is not judged: those jobs may still be running or on their way.
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 use crate::questions::timefmt;
 use rusqlite::{params, Connection};
 use serde::Serialize;
@@ -66,36 +66,28 @@ pub const DEFAULT_CANARIES: &str = "/var/log/runledger/canaries.tsv";
 /// Longest list printed per finding in the table output (`--json` has everything).
 const SHOW: usize = 20;
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct AuditArgs {
     /// Look at jobs and nodes active from this time.
-    #[arg(short = 'S', long, value_name = "TIME", default_value = "now-7days",
-          value_parser = timefmt::parse_time_arg, allow_hyphen_values = true)]
     pub since: i64,
 
     /// Do not judge activity newer than this (jobs still running or on their way).
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::questions::query::events::parse_interval)]
     pub grace: i64,
 
     /// A node that reported in the window but not for this long is reported silent.
-    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = crate::questions::query::events::parse_interval)]
     pub silent_after: i64,
 
     /// The canary log written by packaging/canary (time, cluster, job id per line)
     /// [default: /var/log/runledger/canaries.tsv when it exists].
-    #[arg(long, value_name = "FILE")]
     pub canaries: Option<PathBuf>,
 
     /// Only these clusters.
-    #[arg(short = 'M', long, value_name = "CLUSTER[,CLUSTER]", value_delimiter = ',')]
     pub cluster: Vec<String>,
 
     /// Print the findings as one JSON object.
-    #[arg(long)]
     pub json: bool,
 
     /// Database file, instead of collector.database.
-    #[arg(long, value_name = "FILE")]
     pub database: Option<PathBuf>,
 }
 
@@ -536,7 +528,7 @@ pub fn run(db: &Path, a: &AuditArgs, out: &mut dyn std::io::Write) -> Result<boo
     } else {
         render(&f)
     };
-    crate::cli::write_out(out, text)?;
+    crate::failure::write_out(out, text)?;
     Ok(f.count() > 0)
 }
 

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
     Parquet,
     Csv,

@@ -12,8 +12,10 @@
 //! Each table carries `data-rows` (its body's row count) and each chart a `data-chart` name, so a
 //! test (or a reader's script) can check the page without parsing prose.
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 use crate::questions::analytics::{self, FilterArgs, OutArgs, SeriesArgs, SummaryArgs};
+pub use crate::questions::html_page::esc;
+use crate::questions::html_page::{float, int, json_rows, module_label, pct, ratio, secs, Cells, Page, CSS};
 use crate::questions::plot::PlotTarget;
 use crate::questions::query::errors::{self, ErrorsBy};
 use crate::questions::query::summary::Key;
@@ -34,21 +36,17 @@ const MAX_ACCOUNTS: usize = 50;
 /// The states `query summary` counts as failures (its `failure_rate`).
 const FAILURE_STATES: [&str; 4] = ["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"];
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct ReportArgs {
     /// Write the report to DIR/index.html (DIR is created if missing).
-    #[arg(long, value_name = "DIR", required = true)]
     pub html: PathBuf,
 
     /// The page itself, DIR/index.html (set from --html; the socket renders it elsewhere).
-    #[arg(skip)]
     pub page: PathBuf,
 
     /// Database file, instead of collector.database.
-    #[arg(long, value_name = "FILE")]
     pub database: Option<PathBuf>,
 
-    #[command(flatten)]
     pub filter: FilterArgs,
 }
 
@@ -71,7 +69,7 @@ pub fn run(db: &Path, args: &mut ReportArgs, who: &str, out: &mut dyn Write) -> 
     }
     let html = render(db, &args.filter, who)?;
     std::fs::write(&page, html).map_err(|e| Failure::new(format!("cannot write {}: {e}", page.display())))?;
-    crate::cli::write_out(out, format!("Report written to {}\n", args.html.join("index.html").display()))
+    crate::failure::write_out(out, format!("Report written to {}\n", args.html.join("index.html").display()))
 }
 
 /// The whole page.
@@ -118,69 +116,7 @@ pub fn render(db: &Path, filter: &FilterArgs, who: &str) -> Result<String, Failu
     Ok(html)
 }
 
-const CSS: &str = "body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em;color:#222;max-width:1300px}\
-h1{margin-bottom:0}h2{border-bottom:2px solid #4a7ab5;padding-bottom:.2em;margin-top:2em}\
-.scope{font-size:1.2em}.generated{color:#777}\
-.headline{display:flex;flex-wrap:wrap;gap:1em}.headline div{background:#eef3fa;padding:.8em 1.2em;border-radius:6px}\
-.headline .num{font-size:1.8em;font-weight:bold;display:block}\
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .6em}\
-th{background:#eef3fa}td.n{text-align:right}caption{text-align:left;font-weight:bold;padding:.3em 0}\
-figure{margin:1em 0}svg{max-width:100%;height:auto}.none{color:#777;font-style:italic}";
-
-struct Page<'a> {
-    db: &'a Path,
-    filter: &'a FilterArgs,
-    scratch: &'a Path,
-    body: String,
-    charts: usize,
-}
-
-/// A table cell's text and whether it is a number (right-aligned).
-type Cells = Vec<(String, bool)>;
-
 impl Page<'_> {
-    fn h2(&mut self, id: &str, title: &str) {
-        let _ = writeln!(self.body, "<h2 id=\"{id}\">{}</h2>", esc(title));
-    }
-
-    fn note(&mut self, text: &str) {
-        let _ = writeln!(self.body, "<p class=\"none\">{}</p>", esc(text));
-    }
-
-    /// Draws a chart with `draw` (into a scratch SVG) and inlines it.
-    fn chart(&mut self, name: &str, draw: impl FnOnce(PlotTarget) -> Result<(), Failure>) -> Result<(), Failure> {
-        self.charts += 1;
-        let path = self.scratch.join(format!("chart{}.svg", self.charts));
-        draw(PlotTarget { path: path.clone(), svg: true })?;
-        let svg = std::fs::read_to_string(&path)
-            .map_err(|e| Failure::new(format!("reading the chart {}: {e}", path.display())))?;
-        let svg = svg.find("<svg").map(|i| &svg[i..]).unwrap_or(&svg);
-        let _ = writeln!(self.body, "<figure data-chart=\"{name}\">{svg}</figure>");
-        Ok(())
-    }
-
-    fn table(&mut self, id: &str, caption: &str, header: &[&str], rows: &[Cells]) {
-        let _ = write!(
-            self.body,
-            "<table id=\"{id}\" data-rows=\"{}\"><caption>{}</caption>\n<thead><tr>",
-            rows.len(),
-            esc(caption)
-        );
-        for h in header {
-            let _ = write!(self.body, "<th>{}</th>", esc(h));
-        }
-        self.body.push_str("</tr></thead>\n<tbody>\n");
-        for row in rows {
-            self.body.push_str("<tr>");
-            for (text, num) in row {
-                let class = if *num { " class=\"n\"" } else { "" };
-                let _ = write!(self.body, "<td{class}>{}</td>", esc(text));
-            }
-            self.body.push_str("</tr>\n");
-        }
-        self.body.push_str("</tbody></table>\n");
-    }
-
     /// `query summary --by KEYS --json` (with a chart to `plot` when given).
     fn summary(&self, by: &[Key], filter: &FilterArgs, plot: Option<PlotTarget>) -> Result<Vec<Value>, Failure> {
         let a = SummaryArgs {
@@ -618,46 +554,6 @@ fn db_err(e: rusqlite::Error) -> Failure {
     Failure::new(format!("reading the database: {e}"))
 }
 
-fn json_rows(buf: &[u8]) -> Result<Vec<Value>, Failure> {
-    match serde_json::from_slice::<Value>(buf) {
-        Ok(Value::Array(v)) => Ok(v),
-        Ok(_) => Ok(Vec::new()),
-        Err(e) => Err(Failure::new(format!("report: a query's answer is not JSON: {e}"))),
-    }
-}
-
-fn module_label(r: &Value) -> String {
-    let name = r["module"].as_str().unwrap_or("");
-    match r["version"].as_str() {
-        Some(v) if !v.is_empty() => format!("{name}/{v}"),
-        _ => name.to_string(),
-    }
-}
-
-fn int(v: &Value) -> String {
-    v.as_i64().map(|i| i.to_string()).unwrap_or_else(|| "-".into())
-}
-
-fn float(v: &Value, p: usize) -> String {
-    v.as_f64().map(|f| format!("{f:.p$}")).unwrap_or_else(|| "-".into())
-}
-
-fn pct(v: &Value) -> String {
-    v.as_f64().map(|f| format!("{:.1}%", f * 100.0)).unwrap_or_else(|| "-".into())
-}
-
-fn ratio(n: f64, d: f64) -> String {
-    if d > 0.0 {
-        format!("{:.1}%", n / d * 100.0)
-    } else {
-        "-".into()
-    }
-}
-
-fn secs(v: &Value) -> String {
-    v.as_f64().map(|s| crate::questions::timefmt::elapsed(s.round() as i64)).unwrap_or_else(|| "-".into())
-}
-
 /// The filters the report was asked with, as a phrase (empty when none).
 fn filter_text(f: &FilterArgs) -> String {
     let mut parts = Vec::new();
@@ -678,22 +574,6 @@ fn filter_text(f: &FilterArgs) -> String {
     } else {
         format!("; {}", parts.join("; "))
     }
-}
-
-/// Text for HTML: what users recorded (names, modules, programs) can never become markup.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            _ => o.push(c),
-        }
-    }
-    o
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A live `collector serve` for the integration tests, and the MUNGE helpers they share.
 //!
-//! Each test file compiles this module on its own and uses part of it.
+//! Each test file compiles this module on its own and uses part of it: the collector's tests, and
+//! those of `integration/` (the collector with the epilog's sender), which include it by path.
 #![allow(dead_code)]
 
 use runledger_record::wire::{self, Reply};
@@ -11,7 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_collector");
+/// The `collector` binary: this package's, or the same entry point built by `integration/`.
+pub const BIN: &str = match (option_env!("CARGO_BIN_EXE_collector"), option_env!("CARGO_BIN_EXE_collector-under-test"))
+{
+    (Some(bin), _) | (None, Some(bin)) => bin,
+    (None, None) => panic!("no collector binary to test"),
+};
 
 /// The `[collector]` limits a test runs the server with, and its log level.
 #[derive(Clone, Debug)]

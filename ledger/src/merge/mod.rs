@@ -28,10 +28,10 @@ mod recompute;
 pub use recompute::{category_rank, outcome_rank, recompute, verdict, JobVerdict};
 
 use crate::rows::TaskRow;
+pub use crate::store::env_hash;
 use crate::store::{self, Attrs};
 use runledger_record::{Batch, Item, JobEnd, StepEnd, StepStart, Timestamp, STEP_BATCH};
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// How far apart (seconds) a batch's span and a job row's span may be and still be one job.
@@ -273,19 +273,6 @@ fn apply_item(conn: &Connection, job: i64, item: &Item, received_at: Timestamp) 
         Item::StepEnd(s) => apply_step_end(conn, job, s),
         Item::JobEnd(j) => apply_job_end(conn, job, j, received_at),
     }
-}
-
-/// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).
-pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
-    let content = serde_json::to_string(env).expect("a string map always serializes");
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let d = Sha256::digest(content.as_bytes());
-    let mut hash = String::with_capacity(64);
-    for b in d {
-        hash.push(HEX[usize::from(b >> 4)] as char);
-        hash.push(HEX[usize::from(b & 15)] as char);
-    }
-    (hash, content)
 }
 
 /// Which step's tag value wins when steps disagree: the batch step, then the lowest step id.

@@ -3,7 +3,7 @@
 //! nothing of `phys`.
 
 use super::*;
-use crate::cli::HIDDEN;
+use crate::questions::scope::HIDDEN;
 use runledger_ledger::merge::apply_group;
 use runledger_record::access::AccessConfig;
 use runledger_record::{ExitStatus, JobState};

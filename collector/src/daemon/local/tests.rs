@@ -2,6 +2,8 @@
 //! alice's jobs and nothing of bob's; admins see both.
 
 use super::*;
+use crate::daemon::query_socket::protect_database;
+use crate::sys;
 use runledger_ledger::merge::apply_group;
 use runledger_record::{ExitStatus, JobState};
 use runledger_synth::Sample;

@@ -184,7 +184,7 @@ fn output_fields_json_and_detail_show_the_verdict() {
         "{t}"
     );
     let extras = Extras { facts: job_facts_of(&c, &rows).unwrap(), ..Default::default() };
-    let v: serde_json::Value = serde_json::from_str(&output::jobs_json(&rows, &extras)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&detail::jobs_json(&rows, &extras)).unwrap();
     assert_eq!(v[0]["program"], "LAMMPS");
     assert_eq!(v[0]["outcome"], "failed");
     assert_eq!(v[0]["category"], "input_error");
@@ -193,7 +193,7 @@ fn output_fields_json_and_detail_show_the_verdict() {
     assert_eq!(v[0]["job_facts"]["error_source"], "/home/alice/run/log.2");
 
     let d = job_detail(&c, rows[0].clone()).unwrap();
-    let text = output::detail_text(&d);
+    let text = detail::detail_text(&d);
     for needle in [
         "Program      LAMMPS",
         "Log outcome  failed (input_error)",
@@ -204,7 +204,7 @@ fn output_fields_json_and_detail_show_the_verdict() {
     ] {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
-    let j: serde_json::Value = serde_json::from_str(&output::detail_json(&[d])).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&detail::detail_json(&[d])).unwrap();
     assert_eq!(j[0]["job_facts"]["program"], "LAMMPS");
     assert_eq!(j[0]["category"], "input_error");
     assert!(j[0]["facts"].as_array().unwrap().iter().any(|f| f["source"] == "/home/alice/run/log.2"));

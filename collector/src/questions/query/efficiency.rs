@@ -98,29 +98,23 @@ pub fn parse_by(s: &str) -> Result<EfficiencyBy, String> {
     }
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct EfficiencyArgs {
     /// Group by: ranks (default), partition, nodes, program, or fact:NAME (a job-level fact, e.g. fact:param.pair_style).
-    #[arg(long, value_name = "KEY", value_parser = parse_by, default_value = "ranks")]
     pub by: EfficiencyBy,
 
-    #[command(flatten)]
     pub filter: JobFilterArgs,
 
     /// Also draw efficiency against ranks to this file (.png or .svg, 1200×800).
-    #[arg(long, value_name = "FILE", value_parser = plot::parse_plot_target, help_heading = "Output")]
     pub plot: Option<PlotTarget>,
 
     /// Print JSON.
-    #[arg(long, conflicts_with = "csv", help_heading = "Output")]
     pub json: bool,
 
     /// Print CSV.
-    #[arg(long, help_heading = "Output")]
     pub csv: bool,
 
     /// No header line (table and CSV).
-    #[arg(short = 'n', long, help_heading = "Output")]
     pub noheader: bool,
 }
 

@@ -51,7 +51,7 @@ Examples:
   collector query errors -S 2026-10-01 -E 2026-10-31 --by account --csv";
 
 /// What `--by` groups on.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ErrorsBy {
     #[default]
     Category,
@@ -87,29 +87,23 @@ impl ErrorsBy {
     }
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Debug)]
 pub struct ErrorsArgs {
     /// Group by: category (default), user, program or account.
-    #[arg(long, value_enum, default_value_t = ErrorsBy::Category)]
     pub by: ErrorsBy,
 
-    #[command(flatten)]
     pub filter: JobFilterArgs,
 
     /// Also draw a chart to this file (.png or .svg, 1200×800).
-    #[arg(long, value_name = "FILE", value_parser = plot::parse_plot_target, help_heading = "Output")]
     pub plot: Option<PlotTarget>,
 
     /// Print JSON.
-    #[arg(long, conflicts_with = "csv", help_heading = "Output")]
     pub json: bool,
 
     /// Print CSV.
-    #[arg(long, help_heading = "Output")]
     pub csv: bool,
 
     /// No header line (table and CSV).
-    #[arg(short = 'n', long, help_heading = "Output")]
     pub noheader: bool,
 }
 

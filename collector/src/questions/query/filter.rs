@@ -42,7 +42,7 @@ pub fn parse_fact(s: &str) -> Result<(String, String), String> {
         return Err(format!("invalid fact filter '{s}' (expected NAME=VALUE, e.g. param.pair_style=lj/cut)"));
     };
     let k = k.trim();
-    super::summary::check_fact_name(k).map_err(|e| format!("invalid fact filter '{s}': {e}"))?;
+    check_fact_name(k).map_err(|e| format!("invalid fact filter '{s}': {e}"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -266,6 +266,21 @@ impl Filter {
             (conds.join(" AND "), params)
         }
     }
+}
+
+/// A job-level fact's name as `--by fact:NAME` and `--fact NAME=VALUE` take it: 1 to 128 ASCII
+/// letters, digits, `_`, `.`, `-` (the names the log and input parsers give, e.g.
+/// `param.pair_style`, `mpi_ranks`).
+pub fn check_fact_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty fact name (expected e.g. param.pair_style or mpi_ranks)".into());
+    }
+    if name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        return Err(format!(
+            "invalid fact name '{name}' (expected letters, digits, '_', '.' or '-', e.g. param.pair_style)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! (`job IN json_each(?)`), never once per job, and only when the chosen output needs it.
 //! Rendering lives in [`output`].
 
+pub mod detail;
 pub mod efficiency;
 pub mod errors;
 pub mod events;
@@ -16,6 +17,7 @@ pub mod output;
 pub mod report;
 pub mod rollups;
 pub mod summary;
+pub mod text;
 pub mod usage;
 
 use rusqlite::types::Value;

@@ -5,9 +5,9 @@
 //! CSV and JSON carry the raw numbers (seconds, fractions 0–1) under column names that say the
 //! unit (`wall_p50_s`, `failure_rate`).
 
+pub use super::text::{csv_cell, csv_text_cell, spreadsheet_safe};
 use crate::questions::timefmt;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -155,7 +155,7 @@ impl Report {
                 self.rows.iter().map(|r| &r[i]).find(|c| **c != Cell::Null).map(Cell::right_aligned).unwrap_or(true)
             })
             .collect();
-        super::output::aligned(&self.columns, &cells, &right, "  ", header)
+        super::text::aligned(&self.columns, &cells, &right, "  ", header)
     }
 
     pub fn csv(&self, header: bool) -> String {
@@ -192,31 +192,6 @@ impl Report {
         let mut s = serde_json::to_string_pretty(&Value::Array(self.json_rows())).expect("JSON values serialize");
         s.push('\n');
         s
-    }
-}
-
-/// A text cell made safe for a spreadsheet (OWASP's CSV-injection advice): one that starts with
-/// `=`, `+`, `-`, `@`, a tab or a carriage return would be read as a formula, so it gets a leading
-/// single quote. Only for text (names, argv, log lines): numbers such as `-1` stay numbers.
-pub fn spreadsheet_safe(s: &str) -> Cow<'_, str> {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        Cow::Owned(format!("'{s}"))
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
-/// A text cell of a CSV file: [`spreadsheet_safe`], then quoted as CSV needs.
-pub fn csv_text_cell(s: &str) -> String {
-    csv_cell(&spreadsheet_safe(s)).into_owned()
-}
-
-/// A cell of a CSV file, quoted when it holds a comma, a quote or a line break (RFC 4180).
-pub fn csv_cell(s: &str) -> Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
-    } else {
-        Cow::Borrowed(s)
     }
 }
 

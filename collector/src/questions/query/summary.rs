@@ -87,21 +87,6 @@ pub fn parse_key(s: &str) -> Result<Key, String> {
     })
 }
 
-/// A job-level fact's name as `--by fact:NAME` and `--fact NAME=VALUE` take it: 1 to 128 ASCII
-/// letters, digits, `_`, `.`, `-` (the names the log and input parsers give, e.g.
-/// `param.pair_style`, `mpi_ranks`).
-pub fn check_fact_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty fact name (expected e.g. param.pair_style or mpi_ranks)".into());
-    }
-    if name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
-        return Err(format!(
-            "invalid fact name '{name}' (expected letters, digits, '_', '.' or '-', e.g. param.pair_style)"
-        ));
-    }
-    Ok(())
-}
-
 /// `fact:NAME` as a key (`None` when `s` does not start with `fact:`). Each distinct spelling is
 /// leaked once, so a key is `Copy` and names its column for the program's life (a handful per
 /// process).
@@ -110,7 +95,7 @@ pub fn fact_key(s: &str) -> Result<Option<Key>, String> {
     let Some(name) = t.get(..5).filter(|p| p.eq_ignore_ascii_case("fact:")).map(|_| &t[5..]) else {
         return Ok(None);
     };
-    check_fact_name(name).map_err(|e| format!("--by fact:NAME: {e}"))?;
+    super::filter::check_fact_name(name).map_err(|e| format!("--by fact:NAME: {e}"))?;
     static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let full = format!("fact:{name}");
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +147,7 @@ impl Key {
             Key::Hour => "CAST(strftime('%H', jobs.start, 'unixepoch', 'localtime') AS INTEGER)",
             // Monday = 1 … Sunday = 7.
             Key::Weekday => "((CAST(strftime('%w', jobs.start, 'unixepoch', 'localtime') AS INTEGER) + 6) % 7 + 1)",
-            // The name is checked ([`check_fact_name`]): no quote can end the literal. One value
+            // The name is checked ([`super::filter::check_fact_name`]): no quote can end the literal. One value
             // per job (nodes may each report it): the smallest.
             Key::Fact(n) => {
                 return format!(

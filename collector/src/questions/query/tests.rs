@@ -114,7 +114,7 @@ fn json_has_the_documented_shape() {
         steps: steps_of(&c, &ids).unwrap(),
         ..Default::default()
     };
-    let v: serde_json::Value = serde_json::from_str(&output::jobs_json(&rows, &extras)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&detail::jobs_json(&rows, &extras)).unwrap();
     let j = &v[0];
     for key in [
         "cluster",
@@ -203,12 +203,12 @@ fn detail_shows_everything_and_every_instance_of_a_reused_id() {
     assert_eq!(d.modules.len(), 4);
     assert_eq!(d.environments.len(), 1);
     assert_eq!(d.events.len(), 8);
-    let text = output::detail_text(&d);
+    let text = detail::detail_text(&d);
     for needle in ["Job 100 on cluster tc", "alice (uid 1000", "COMPLETED", "/opt/mf/gcc/12.2.0.lua", "APP_SETTING_10"]
     {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
-    let json: serde_json::Value = serde_json::from_str(&output::detail_json(&[d])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&detail::detail_json(&[d])).unwrap();
     assert_eq!(json[0]["node_records"][0]["node"], "n0001");
     assert_eq!(json[0]["module_files"][0]["file"], "/opt/mf/gcc/12.2.0.lua");
     assert_eq!(json[0]["events"].as_array().unwrap().len(), 8);

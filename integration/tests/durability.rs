@@ -7,9 +7,10 @@
 //!
 //! Needs munged. Without it the plain tests print a note and pass; their `_strict` twins
 //! (ignored by default) fail instead. The full kill test (10,000 records, 20 kills) is only the
-//! ignored twin: `cargo test -p runledger-collector --test durability -- --ignored --nocapture`.
+//! ignored twin: `cargo test -p runledger-integration --test durability -- --ignored --nocapture`.
 //! RUNLEDGER_SEED=N replays the kill schedule of a run (the seed is printed).
 
+#[path = "../../collector/tests/common/mod.rs"]
 mod common;
 
 use common::{expect_rejected, need_munged, sign, Limits, Server};

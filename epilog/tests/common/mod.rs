@@ -1,6 +1,9 @@
-//! A stand-in collector for tests (this crate's and the collector's `flush` tests): it checks a
-//! request the way `collector serve` does — the MUNGE credential must sign the body's digest and
-//! the body must be a batch — and answers as told, storing what it accepted in memory.
+//! A stand-in collector for the epilog's tests (dev-only: not part of the epilog's library): it
+//! checks a request the way `collector serve` does — the MUNGE credential must sign the body's
+//! digest and the body must be a batch — and answers as told, storing what it accepted in memory.
+//!
+//! Each test file compiles this module on its own and uses part of it.
+#![allow(dead_code)]
 
 use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::Batch;
@@ -10,7 +13,7 @@ use std::time::Duration;
 
 /// A test that needs munged: skipped with a note without it; its strict twin (`#[ignore = "needs
 /// munged"]`, run by packaging/run-tests) fails instead. The test file must import [`munge_up`].
-#[macro_export]
+#[allow(unused_macros)]
 macro_rules! munge_test {
     ($name:ident, $strict:ident, $body:ident) => {
         #[test]

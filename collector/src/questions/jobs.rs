@@ -1,0 +1,137 @@
+//! `collector query jobs` (the sacct-like listing) and `collector query job ID` (everything
+//! recorded about one job), as `scope` may see them.
+
+use crate::failure::{write_out, Failure};
+use crate::questions::analytics::OutArgs;
+use crate::questions::query;
+use crate::questions::query::detail;
+use crate::questions::query::filter::{Filter, JobSel};
+use crate::questions::query::jobfilter::JobFilterArgs;
+use crate::questions::query::output::{self, Extras, Field, Needs};
+use crate::questions::scope::{hide_argv, private_hidden, sees_private, Scope};
+use std::io::Write;
+use std::path::Path;
+
+/// The options of `query jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct JobsArgs {
+    pub filter: JobFilterArgs,
+    /// Fields to show (empty: the default fields).
+    pub format: Vec<&'static Field>,
+    /// List the fields -o accepts instead.
+    pub helpformat: bool,
+    pub out: OutArgs,
+    /// Only the newest N matching jobs (still listed oldest first).
+    pub limit: Option<usize>,
+}
+
+/// The options of `query job`.
+#[derive(Debug, Clone)]
+pub struct JobArgs {
+    /// The job id (or ARRAYID_TASK).
+    pub id: JobSel,
+    /// The cluster, when several share the ledger.
+    pub cluster: Option<String>,
+    /// Print JSON.
+    pub json: bool,
+    /// seff's report instead ([`query::jobeff`]).
+    pub efficiency: bool,
+}
+
+fn db_err(e: rusqlite::Error) -> Failure {
+    Failure::new(format!("reading the database: {e}"))
+}
+
+pub fn filter_of(args: &JobsArgs) -> Filter {
+    args.filter.to_filter()
+}
+
+pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
+    let conn = runledger_ledger::db::open_ro(db)?;
+    let fields: Vec<&Field> = if args.format.is_empty() { output::default_fields() } else { args.format.clone() };
+    let filter = filter_of(args);
+    let need = |n: Needs| args.out.json || fields.iter().any(|f| f.needs == n);
+    let extras_of = |ids: &[i64]| -> Result<Extras, Failure> {
+        let mut extras = Extras::default();
+        if !ids.is_empty() && need(Needs::Modules) {
+            extras.modules = query::modules_of(&conn, ids).map_err(db_err)?;
+        }
+        if !ids.is_empty() && need(Needs::Tags) {
+            extras.tags = query::tags_of(&conn, ids).map_err(db_err)?;
+        }
+        Ok(extras)
+    };
+    if args.out.json {
+        let rows = query::find_jobs_with(&conn, &filter, args.limit, false).map_err(db_err)?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut extras = extras_of(&ids)?;
+        if !ids.is_empty() {
+            extras.steps = query::steps_of(&conn, &ids).map_err(db_err)?;
+            for r in rows.iter().filter(|r| !sees_private(scope, r.uid)) {
+                for s in extras.steps.get_mut(&r.id).into_iter().flatten() {
+                    hide_argv(&mut s.argv);
+                }
+            }
+            extras.facts = query::job_facts_of(&conn, &rows).map_err(db_err)?;
+        }
+        return write_out(out, detail::jobs_json(&rows, &extras));
+    }
+    // Table and CSV are rendered as the rows are read (a listing can be a million jobs long).
+    let lean = fields.iter().all(|f| f.lean());
+    let mut listing = output::Listing::new(&fields, args.limit.is_some());
+    query::each_job(&conn, &filter, args.limit, lean, |j| listing.push(&j)).map_err(db_err)?;
+    listing.complete(&extras_of(listing.ids())?);
+    let text = if args.out.csv { listing.csv(!args.out.noheader) } else { listing.table(!args.out.noheader) };
+    write_out(out, &text)
+}
+
+pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
+    let conn = runledger_ledger::db::open_ro(db)?;
+    let clusters: Vec<String> = args.cluster.iter().cloned().collect();
+    let mut rows = query::find_job(&conn, &args.id, &clusters).map_err(db_err)?;
+    if let Scope::Own(me) = scope {
+        // Another user's job reads exactly like one never recorded: its existence is private too.
+        rows.retain(|r| me.sees(r.uid, r.account.as_deref(), &r.cluster));
+    }
+    let label = match args.id.task {
+        Some(t) => format!("{}_{t}", args.id.id),
+        None => args.id.id.to_string(),
+    };
+    if rows.is_empty() {
+        let on = args.cluster.as_deref().map(|c| format!(" on cluster {c}")).unwrap_or_default();
+        return Err(Failure::new(format!("no job {label}{on} is recorded")));
+    }
+    let mut details =
+        rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+    for d in &mut details {
+        private_hidden(d, scope);
+    }
+    if args.efficiency {
+        let reports: Vec<_> = details.iter().map(query::jobeff::of).collect();
+        if args.json {
+            let all: Vec<_> = reports.iter().map(query::jobeff::json).collect();
+            let text = serde_json::to_string_pretty(&all).map_err(|e| Failure::new(e.to_string()))?;
+            return write_out(out, text + "\n");
+        }
+        let text: Vec<String> = reports.iter().map(query::jobeff::text).collect();
+        return write_out(out, text.join("\n"));
+    }
+    if args.json {
+        return write_out(out, detail::detail_json(&details));
+    }
+    let mut text = String::new();
+    if details.len() > 1 {
+        text.push_str(&format!(
+            "{} jobs are recorded under id {label} (Slurm reused the id, or several clusters share it); \
+             newest first.\n\n",
+            details.len()
+        ));
+    }
+    for (i, d) in details.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\n────────────────────────────────────────\n\n");
+        }
+        text.push_str(&detail::detail_text(d));
+    }
+    write_out(out, &text)
+}
