@@ -16,6 +16,8 @@ RL_PACKAGES=(
     fonts-dejavu-core   # the font of `collector query errors|efficiency --plot` PNG charts
     chromium   # headless: collector/tests/report_browser.rs opens `collector report --html`'s page
     python3 python3-venv python3-numpy python3-scipy   # the Python hook's tests and bench/python-hook
+    exim4-daemon-light   # the local MTA (local delivery to /var/mail) runledger-mail sends through: tests/e2e_mail.rs
+    prometheus   # promtool: collector/tests/metrics.rs checks collector serve's /metrics with it
 )
 
 # Repository root: packaging/ lives directly below it.

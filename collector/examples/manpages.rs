@@ -1,5 +1,5 @@
 //! Writes the man pages of `collector` and of every subcommand (`collector-query.1`,
-//! `collector-query-jobs.1`, …) from the clap definitions, so the pages never drift from
+//! `collector-query-jobs.1`, …) `runledger-seff.1` and `runledger-mail.1` from the clap definitions, so the pages never drift from
 //! `--help`. `packaging/build-packages` runs it and ships the pages in the packages.
 //!
 //! ```text
@@ -26,5 +26,12 @@ fn main() {
     if let Err(e) = clap_mangen::generate_to(cmd, &out) {
         eprintln!("manpages: cannot write to {}: {e}", out.display());
         std::process::exit(1);
+    }
+    // runledger-seff(1) and runledger-mail(1): programs of their own.
+    for cmd in [runledger_collector::seff::SeffCli::command(), runledger_collector::mail::MailCli::command()] {
+        if let Err(e) = clap_mangen::generate_to(cmd, &out) {
+            eprintln!("manpages: cannot write to {}: {e}", out.display());
+            std::process::exit(1);
+        }
     }
 }

@@ -25,6 +25,8 @@
 pub mod cli;
 pub mod daemon;
 pub mod failure;
+pub mod mail;
 pub mod questions;
+pub mod seff;
 pub mod sys;
 pub mod upkeep;

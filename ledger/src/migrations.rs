@@ -91,6 +91,15 @@
 //!   `jobs.py_set`: the union of the job's processes' packages, indexed where present. Every
 //!   row is the job's user's word, marked so by being in these tables only.
 //!
+//! - What a job asked for (#15; appended after version 5): each node's `job_nodes` row gains
+//!   `alloc_mem_mb` (`S_JOB_ALLOC_MEM`: the job's memory on that node, MiB), `time_limit_s` and
+//!   `time_limit_source` (0: the step environment, 1: `scontrol`, [`crate::store::limit_source`];
+//!   a source without seconds is an unlimited job) and `time_limit_missing` (why the batch node
+//!   could not learn the limit). All NULL for records from older nodes: nothing is guessed for
+//!   them. About 8 bytes per node record when known (4 header bytes, the memory and the
+//!   seconds; SQLite stores the integers 0 and 1 in the header alone). The collector's
+//!   `query job --efficiency` reads them.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -114,6 +123,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_EXPORT_MARKS, then: None },
     Migration { sql: V_PYTHON, then: None },
     Migration { sql: V_SERIES, then: None },
+    Migration { sql: V_ASKED, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -924,4 +934,12 @@ CREATE TABLE step_series (
 ) WITHOUT ROWID;
 ALTER TABLE jobs ADD COLUMN idle_core_s REAL;
 CREATE INDEX jobs_idle ON jobs(grp, idle_core_s) WHERE idle_core_s IS NOT NULL;
+"#;
+
+/// What a job asked for (see the module documentation): memory and time limit, per node record.
+pub(crate) const V_ASKED: &str = r#"
+ALTER TABLE job_nodes ADD COLUMN alloc_mem_mb INTEGER;
+ALTER TABLE job_nodes ADD COLUMN time_limit_s INTEGER;
+ALTER TABLE job_nodes ADD COLUMN time_limit_source INTEGER;
+ALTER TABLE job_nodes ADD COLUMN time_limit_missing TEXT;
 "#;

@@ -125,6 +125,15 @@ pub struct NodeRow {
     pub stdout: Option<String>,
     pub stderr: Option<String>,
     pub received_at: i64,
+    /// The job's memory on this node, MiB (`S_JOB_ALLOC_MEM`); None from older nodes or when
+    /// Slurm gave none.
+    pub alloc_mem_mb: Option<i64>,
+    /// The job's time limit as this node learned it: `time_limit_source` says from where
+    /// (`environment`, `scontrol`); a source without seconds is an unlimited job; neither: not
+    /// known, and `time_limit_missing` may say why.
+    pub time_limit_s: Option<i64>,
+    pub time_limit_source: Option<String>,
+    pub time_limit_missing: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -433,6 +433,18 @@ pub fn decode_walls(b: &[u8], out: &mut Vec<i64>) {
     }
 }
 
+/// How `job_nodes.time_limit_source` stores a [`runledger_record::LimitSource`]: 0 the step
+/// environment, 1 `scontrol` (SQLite keeps 0 and 1 in the record header, no body bytes).
+pub fn limit_source(s: runledger_record::LimitSource) -> i64 {
+    match s {
+        runledger_record::LimitSource::Environment => 0,
+        runledger_record::LimitSource::Scontrol => 1,
+    }
+}
+
+/// The SQL that reads `job_nodes.time_limit_source` back as its name (`environment`, `scontrol`).
+pub const LIMIT_SOURCE_SQL: &str = "CASE n.time_limit_source WHEN 0 THEN 'environment' WHEN 1 THEN 'scontrol' END";
+
 /// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).
 pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
     let content = serde_json::to_string(env).expect("a string map always serializes");

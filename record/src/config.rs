@@ -12,6 +12,7 @@
 //! admin_group = "hpcadmin"              # members see every job
 //! auth_timeout_ms = 1000                # a connection's credential must arrive by then
 //! query_timeout_ms = 60000              # one user query through the local socket, at most
+//! metrics = "127.0.0.1:9826"            # Prometheus' GET /metrics (empty: none)
 //!
 //! [epilog]
 //! spool = "/var/spool/runledger"          # %n: the node's name (several nodes on one host)
@@ -30,6 +31,9 @@
 //! [retention]                           # like slurmdbd's PurgeJobAfter (see RetentionConfig)
 //! keep_days = 730                       # `collector serve` prunes older jobs daily; 0: never
 //! drop_rollups = false                  # true: summaries forget pruned jobs too
+//! [mail]                                # runledger-mail, slurmctld's MailProg (see MailConfig)
+//! wait_s = 30                           # for the job's end record, at most
+//! sendmail = "/usr/sbin/sendmail"
 //!
 //! [access.managers]                     # account pattern → users and @groups (see access.rs)
 //! chem = ["alice", "@chem-leads"]
@@ -51,6 +55,8 @@ pub struct Config {
     pub access: crate::access::AccessConfig,
     /// `[retention]`: how long `collector serve` keeps jobs (see [`RetentionConfig`]).
     pub retention: RetentionConfig,
+    /// `[mail]`: `runledger-mail`, slurmctld's `MailProg` (see [`MailConfig`]).
+    pub mail: MailConfig,
 }
 
 /// `[retention]`, like slurmdbd.conf's `PurgeJobAfter`: with `keep_days` set, `collector serve`
@@ -63,6 +69,24 @@ pub struct RetentionConfig {
     pub keep_days: u64,
     /// Take the pruned jobs out of the rollups too (summaries then forget them).
     pub drop_rollups: bool,
+}
+
+/// `[mail]`: `runledger-mail`, which slurmctld runs as `MailProg` for `--mail-type` mail, adds
+/// the job's efficiency report to the mail of a job that ended. slurmctld may send that mail
+/// before the nodes' records reach the collector, so it waits for the job's end record at most
+/// `wait_s` seconds (then says where to look later). Mail goes out through `sendmail`, the
+/// system MTA's (exim4, postfix) `sendmail` interface.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    pub wait_s: u64,
+    pub sendmail: PathBuf,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig { wait_s: 30, sendmail: PathBuf::from("/usr/sbin/sendmail") }
+    }
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -79,6 +103,9 @@ pub struct CollectorConfig {
     pub admin_group: Option<String>,
     /// Local socket through which users query their own jobs.
     pub socket: PathBuf,
+    /// `host:port` where `collector serve` answers Prometheus' `GET /metrics`; empty (default):
+    /// no metrics endpoint.
+    pub metrics: String,
     /// The clusters whose uids are this host's: a user asking through the socket sees their own
     /// jobs (by uid) of these clusters only. Empty (default): every cluster — a ledger of one
     /// cluster, or of clusters sharing one user directory. Set it when the ledger holds clusters
@@ -118,6 +145,7 @@ impl Default for CollectorConfig {
             slurm_user: "slurm".into(),
             admin_group: None,
             socket: PathBuf::from("/run/runledger/collector.sock"),
+            metrics: String::new(),
             user_clusters: Vec::new(),
             node_binding: "off".into(),
             node_addresses: Default::default(),
@@ -354,6 +382,15 @@ mod tests {
         assert!(e.contains("unknown field `keep`"), "{e}");
         let e = Config::parse("[retention]\nkeep_days = -1\n").unwrap_err();
         assert!(e.contains("keep_days") || e.contains("invalid value"), "{e}");
+    }
+
+    #[test]
+    fn mail_section() {
+        let m = Config::parse("").unwrap().mail;
+        assert_eq!((m.wait_s, m.sendmail), (30, PathBuf::from("/usr/sbin/sendmail")));
+        let m = Config::parse("[mail]\nwait_s = 5\nsendmail = \"/usr/lib/sendmail\"\n").unwrap().mail;
+        assert_eq!((m.wait_s, m.sendmail), (5, PathBuf::from("/usr/lib/sendmail")));
+        assert!(Config::parse("[mail]\nwait = 5\n").unwrap_err().contains("unknown field `wait`"));
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub fn group_id(name: &str) -> Option<u32> {
     Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
 }
 
+/// The name of a gid (getgrgid_r).
+pub fn group_name(gid: u32) -> Option<String> {
+    Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
+}
+
 /// Every group `name` belongs to, primary `gid` included (getgrouplist), as NSS says now. When
 /// the list cannot be had, only `gid`: whoever uses it for access gets fewer groups, never more.
 pub fn groups_of(name: &str, gid: u32) -> Vec<u32> {

@@ -244,9 +244,16 @@ pub enum QueryCommand {
             modulefiles, environments (as recorded, secrets already redacted on the nodes), tags, events \
             and facts.\n\n\
             When Slurm reused the job id (a controller state reset), every job recorded under it is shown, \
-            newest first.",
+            newest first.\n\n\
+            --efficiency prints seff's report instead (the same as `runledger-seff ID`): CPU Utilized and \
+            CPU Efficiency against core-walltime, Job Wall-clock time, Memory Utilized (the largest process's \
+            peak, per node) and Memory Efficiency against the job's memory on that node (S_JOB_ALLOC_MEM), \
+            then Time Limit and Time Efficiency, the Failure category with its Evidence line, and a \
+            Suggestion where the numbers call for one (asked 64.00 GB, peak 3.10 GB: --mem=4G). What was \
+            not recorded is said, with the reason when known (a 22.05 batch node whose scontrol did not \
+            answer). --efficiency --json gives the same figures as numbers.",
         after_help = "Examples:\n  collector query job 1234\n  collector query job 1234 -M cluster2 --json\n  \
-            collector query job 1300_7\n  collector query job 1234 --timeline --plot job1234.png"
+            collector query job 1300_7\n  collector query job 1234 --timeline --plot job1234.png\n  collector query job 1234 --efficiency"
     )]
     Job(JobFlags),
 

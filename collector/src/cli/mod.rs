@@ -71,6 +71,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 admin_group: cfg.admin_group.clone(),
                 user_clusters: cfg.user_clusters.clone(),
                 access,
+                slurm_user: cfg.slurm_user.clone(),
                 max_connections: cfg.max_connections.max(1),
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
                 limits: crate::daemon::query_socket::Limits {
@@ -92,6 +93,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 listen: args.listen.unwrap_or(cfg.listen),
                 database,
                 local,
+                metrics: cfg.metrics.clone(),
                 policy: auth::Policy::new(&cfg.slurm_user),
                 max_message_bytes: cfg.max_message_bytes,
                 max_connections: cfg.max_connections.max(1),

@@ -534,6 +534,11 @@ pub struct JobFlags {
     /// allocation as a line, memory on the right axis).
     #[command(flatten)]
     pub chart: PlotFlags,
+    /// How well the job used what it asked for, as seff says it: CPU efficiency, memory peak
+    /// against the allocation, time used against the limit, the failure category with its
+    /// evidence, and a suggestion where the numbers call for one (also `runledger-seff ID`).
+    #[arg(long)]
+    pub efficiency: bool,
 }
 
 // The value enums' words on the command line (what `#[derive(clap::ValueEnum)]` would give).
@@ -612,7 +617,14 @@ impl From<JobsFlags> for JobsArgs {
 
 impl From<JobFlags> for JobArgs {
     fn from(a: JobFlags) -> Self {
-        JobArgs { id: a.id, cluster: a.cluster, json: a.json, timeline: a.timeline, plot: a.chart.plot }
+        JobArgs {
+            id: a.id,
+            cluster: a.cluster,
+            json: a.json,
+            timeline: a.timeline,
+            plot: a.chart.plot,
+            efficiency: a.efficiency,
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 //! daemon learns the caller's uid from the kernel (`SO_PEERCRED`; nothing the client says about
 //! itself is believed), then runs the command in-process ([`answer`]):
 //!
-//! - root, the collector's user and members of `collector.admin_group` see every job;
+//! - root, the collector's user, `collector.slurm_user` (slurmctld's user, which runs
+//!   `runledger-mail` as its MailProg and already reads every job's script and environment in
+//!   slurmctld's state) and members of `collector.admin_group` see every job;
 //! - anyone else sees only their own jobs, as with sacct's `PrivateData=jobs`: the job filters of
 //!   every query and export are narrowed to `-u <caller>` (asking for another user's jobs is a
 //!   clear error), and `query job ID` of someone else's job answers "not recorded", so neither the

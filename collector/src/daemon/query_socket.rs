@@ -50,6 +50,9 @@ pub struct Options {
     pub user_clusters: Vec<String>,
     /// `[access]`: who manages which accounts.
     pub access: runledger_record::access::AccessConfig,
+    /// `[collector] slurm_user`: slurmctld's user, which runs `runledger-mail` as its MailProg,
+    /// sees every job (it already reads every job's script and environment in slurmctld's state).
+    pub slurm_user: String,
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub limits: Limits,
@@ -375,7 +378,14 @@ fn serve_one(mut stream: UnixStream, cred: sys::PeerCred, opts: &Options) {
         Ok(b) => serde_json::from_slice::<Request>(&b).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let answer = match (request, scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters, &opts.access)) {
+    let scope = match users::user_by_name(&opts.slurm_user) {
+        Some(u) if u.uid == cred.uid && !opts.slurm_user.is_empty() => Ok(Scope::All),
+        _ => scope_of(cred.uid, opts.admin_group.as_deref(), &opts.user_clusters, &opts.access),
+    };
+    if let Ok(r) = &request {
+        crate::daemon::metrics::count_query(&r.args);
+    }
+    let answer = match (request, scope) {
         (Err(e), _) => {
             log::warn!("local socket: uid {} pid {}: bad request: {e}", cred.uid, cred.pid);
             Answer::failed(&Failure::new(format!("bad request: {e}")))

@@ -66,6 +66,8 @@ pub struct Options {
     pub max_unauthenticated: usize,
     /// The local socket for users' queries ([`crate::daemon::query_socket`]); `None` disables it.
     pub local: Option<crate::daemon::query_socket::Options>,
+    /// `[collector] metrics`: where Prometheus scrapes [`crate::daemon::metrics`]; empty: nowhere.
+    pub metrics: String,
     /// `[collector] node_binding`: whose records a node's credential may carry.
     pub binding: std::sync::Arc<crate::daemon::binding::Binding>,
     /// `[retention]`: the daily prune ([`crate::upkeep::spawn_daily`]).
@@ -78,6 +80,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     pub items: AtomicU64,
     pub merge_failures: AtomicU64,
+    /// How long each group transaction took (`runledger_merge_seconds`).
+    pub merge_seconds: crate::daemon::metrics::Histogram,
     /// Counted here on the request's thread; stored in the ledger by the writer.
     rejections: Tally,
 }
@@ -178,6 +182,15 @@ pub fn run(opts: Options) -> Result<(), String> {
                 writer_loop(conn, rx, &shared.stats)
             })
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+    }
+    if !shared.opts.metrics.is_empty() {
+        let s = shared.clone();
+        let render = move |f: &Result<_, String>| crate::daemon::metrics::render(&s.stats, f);
+        match crate::daemon::metrics::spawn(&shared.opts.metrics, shared.opts.database.clone(), render) {
+            Ok(addr) => log::info!("metrics for Prometheus on http://{addr}/metrics"),
+            // Ingest matters more than monitoring.
+            Err(e) => log::error!("{e}: no metrics until this is fixed"),
+        }
     }
     {
         let shared = shared.clone();
@@ -492,6 +505,7 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
         let started = Instant::now();
         let batches: Vec<&Batch> = group.iter().map(|w| &w.batch).collect();
         let results = merge::apply_group(&conn, &batches, runledger_record::now());
+        stats.merge_seconds.observe(started.elapsed());
         match results {
             Ok(results) => {
                 let mut ok = 0;

@@ -38,6 +38,8 @@ pub struct JobArgs {
     pub timeline: bool,
     /// Draw the timeline to this file (`--plot`).
     pub plot: Option<crate::questions::plot::PlotTarget>,
+    /// seff's report instead ([`query::jobeff`]).
+    pub efficiency: bool,
 }
 
 fn db_err(e: rusqlite::Error) -> Failure {
@@ -110,6 +112,16 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         rows.into_iter().map(|r| query::job_detail(&conn, r)).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
     for d in &mut details {
         private_hidden(d, scope);
+    }
+    if args.efficiency {
+        let reports: Vec<_> = details.iter().map(query::jobeff::of).collect();
+        if args.json {
+            let all: Vec<_> = reports.iter().map(query::jobeff::json).collect();
+            let text = serde_json::to_string_pretty(&all).map_err(|e| Failure::new(e.to_string()))?;
+            return write_out(out, text + "\n");
+        }
+        let text: Vec<String> = reports.iter().map(query::jobeff::text).collect();
+        return write_out(out, text.join("\n"));
     }
     if let Some(t) = &args.plot {
         t.check().map_err(Failure::usage)?;

@@ -439,16 +439,21 @@ fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp
         },
     )?;
     // received_at is kept from the first delivery, so a retried batch changes nothing.
+    let limit = j.time_limit.as_ref();
     conn.prepare_cached(
         "INSERT INTO job_nodes (job, node, attrs, exit_code, signal, core_dumped, derived_exit_code, derived_signal,
-                                state, state_evidence, start, end, stdout, stderr, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT id FROM states WHERE name = ?9), ?10, ?11, ?12, ?13, ?14, ?15)
+                                state, state_evidence, start, end, stdout, stderr, received_at, alloc_mem_mb,
+                                time_limit_s, time_limit_source, time_limit_missing)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT id FROM states WHERE name = ?9), ?10, ?11, ?12, ?13, ?14, ?15,
+                 ?16, ?17, ?18, ?19)
          ON CONFLICT (job, node) DO UPDATE SET
             attrs = excluded.attrs, exit_code = excluded.exit_code, signal = excluded.signal,
             core_dumped = excluded.core_dumped, derived_exit_code = excluded.derived_exit_code,
             derived_signal = excluded.derived_signal, state = excluded.state,
             state_evidence = excluded.state_evidence, start = excluded.start, end = excluded.end,
-            stdout = excluded.stdout, stderr = excluded.stderr",
+            stdout = excluded.stdout, stderr = excluded.stderr, alloc_mem_mb = excluded.alloc_mem_mb,
+            time_limit_s = excluded.time_limit_s, time_limit_source = excluded.time_limit_source,
+            time_limit_missing = excluded.time_limit_missing",
     )?
     .execute(params![
         job,
@@ -465,7 +470,11 @@ fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp
         j.end,
         j.stdout,
         j.stderr,
-        received_at
+        received_at,
+        j.alloc_mem_mb.and_then(|m| i64::try_from(m).ok()),
+        limit.and_then(|l| l.seconds).and_then(|s| i64::try_from(s).ok()),
+        limit.map(|l| store::limit_source(l.source)),
+        j.time_limit_missing,
     ])?;
     for f in &j.facts {
         conn.prepare_cached(

@@ -540,3 +540,70 @@ fn series_merge_idempotently_across_nodes_and_give_idle_core_seconds() {
     apply(&conn, &sample().batch(0));
     assert_eq!(count(&conn, "SELECT count(*) FROM jobs WHERE idle_core_s IS NULL"), 1);
 }
+
+#[test]
+fn what_a_job_asked_for_lands_in_its_node_records_once() {
+    use runledger_record::{LimitSource, TimeLimit};
+    type Asked = (Option<i64>, Option<i64>, Option<String>, Option<String>);
+    let conn = db::open_memory();
+    let mut b = sample().batch(0);
+    let mut ends = 0;
+    for item in &mut b.items {
+        if let Item::JobEnd(j) = item {
+            j.alloc_mem_mb = Some(4096);
+            j.time_limit = Some(TimeLimit { seconds: Some(3600), source: LimitSource::Scontrol });
+            ends += 1;
+        }
+    }
+    assert_eq!(ends, 1, "the sample's node 0 sends one JobEnd");
+    apply(&conn, &b);
+    let once = dump(&conn);
+    apply(&conn, &b);
+    assert_eq!(dump(&conn), once, "sent again, nothing changes");
+    let row: Asked = conn
+        .query_row(
+            &format!(
+                "SELECT alloc_mem_mb, time_limit_s, {}, time_limit_missing FROM job_nodes n",
+                store::LIMIT_SOURCE_SQL
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (Some(4096), Some(3600), Some("scontrol".into()), None));
+
+    // An unlimited job: a source without seconds; a node that could not learn it says why.
+    let mut b = sample().batch(1);
+    for item in &mut b.items {
+        if let Item::JobEnd(j) = item {
+            j.time_limit = None;
+            j.time_limit_missing = Some("scontrol timed out after 2 s".into());
+        }
+    }
+    apply(&conn, &b);
+    let mut u = sample().batch(0);
+    for item in &mut u.items {
+        if let Item::JobEnd(j) = item {
+            j.time_limit = Some(TimeLimit { seconds: None, source: LimitSource::Environment });
+        }
+    }
+    apply(&conn, &u);
+    let rows: Vec<Asked> = conn
+        .prepare(&format!(
+            "SELECT n.alloc_mem_mb, n.time_limit_s, {}, n.time_limit_missing
+                 FROM job_nodes n JOIN hosts h ON h.id = n.node ORDER BY h.name",
+            store::LIMIT_SOURCE_SQL
+        ))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (None, None, Some("environment".into()), None),
+            (None, None, None, Some("scontrol timed out after 2 s".into())),
+        ]
+    );
+}

@@ -157,7 +157,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                     d.nodes
                         .iter()
                         .map(|n| {
-                            json!({
+                            let mut v = json!({
                                 "node": n.node,
                                 "state": n.state,
                                 "exit_code": n.exit_code,
@@ -171,7 +171,21 @@ pub fn detail_json(details: &[JobDetail]) -> String {
                                 "stdout": n.stdout,
                                 "stderr": n.stderr,
                                 "received_at": time_json(Some(n.received_at)),
-                            })
+                            });
+                            // What the job asked for (#15), only when recorded: records from older
+                            // nodes print as they always did.
+                            let asked = [
+                                ("alloc_mem_mb", n.alloc_mem_mb.map(Value::from)),
+                                ("time_limit_s", n.time_limit_s.map(Value::from)),
+                                ("time_limit_source", n.time_limit_source.clone().map(Value::from)),
+                                ("time_limit_missing", n.time_limit_missing.clone().map(Value::from)),
+                            ];
+                            for (k, x) in asked {
+                                if let Some(x) = x {
+                                    v[k] = x;
+                                }
+                            }
+                            v
                         })
                         .collect(),
                 ),
@@ -355,6 +369,21 @@ pub fn detail_text(d: &JobDetail) -> String {
             }
             if let Some(p) = &n.stderr {
                 let _ = writeln!(o, "      stderr: {}", shown(p));
+            }
+            if let Some(m) = n.alloc_mem_mb {
+                let _ = writeln!(o, "      memory asked: {}", timefmt::kib(m.saturating_mul(1024)));
+            }
+            match (n.time_limit_s, &n.time_limit_source, &n.time_limit_missing) {
+                (Some(s), Some(src), _) => {
+                    let _ = writeln!(o, "      time limit: {} (from {src})", timefmt::elapsed(s));
+                }
+                (None, Some(src), _) => {
+                    let _ = writeln!(o, "      time limit: none (from {src})");
+                }
+                (_, None, Some(why)) => {
+                    let _ = writeln!(o, "      time limit: not known ({})", shown(why));
+                }
+                _ => {}
             }
         }
     } else {

@@ -11,6 +11,7 @@ pub mod efficiency;
 pub mod errors;
 pub mod events;
 pub mod filter;
+pub mod jobeff;
 pub mod jobfilter;
 pub mod output;
 pub mod packages;
@@ -340,11 +341,13 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
 pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail> {
     let id = job.id;
     let nodes = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT h.name, st.name, n.exit_code, n.signal, n.core_dumped, n.derived_exit_code, n.derived_signal,
-                    n.state_evidence, n.start, n.end, n.stdout, n.stderr, n.received_at
+                    n.state_evidence, n.start, n.end, n.stdout, n.stderr, n.received_at, n.alloc_mem_mb,
+                    n.time_limit_s, {}, n.time_limit_missing
              FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state WHERE n.job = ?1",
-        )?
+            runledger_ledger::store::LIMIT_SOURCE_SQL
+        ))?
         .query_map([id], |r| {
             let dc: Option<i64> = r.get(5)?;
             let ds: Option<i64> = r.get(6)?;
@@ -361,6 +364,10 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
                 stdout: r.get(10)?,
                 stderr: r.get(11)?,
                 received_at: r.get(12)?,
+                alloc_mem_mb: r.get(13)?,
+                time_limit_s: r.get(14)?,
+                time_limit_source: r.get(15)?,
+                time_limit_missing: r.get(16)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
