@@ -69,9 +69,10 @@
 //! - Export marks (`collector export --partition-by`): `export_marks` (key `cluster`, `month`: the
 //!   UTC month of the job's start, `unknown` without one) counts the changes to the jobs of each
 //!   partition; a partitioned export rewrites only the partitions whose count moved since the
-//!   last one. Triggers keep it: the merge's verdict update (`UPDATE jobs SET program …`, run for
-//!   every job a batch touches, new ones included) counts the job's partition, and a start that
-//!   moves to another month counts the old one too. Deletions (a prune) do not count: an export
+//!   last one. Triggers keep it: a new job, an update of a job that changes an exported column
+//!   (so a delivery repeated after a lost ack changes nothing), a new or changed fact, and (with
+//!   the Python tables) a changed package set count the job's partition; a start that moves to
+//!   another month counts the old one too. Deletions (a prune) do not count: an export
 //!   keeps what the ledger no longer holds.
 //! - Usage series (issue #16): what each job did over time. `step_series` (key `job`, `node`,
 //!   `step_id`): one step's usage series on one node as the plugin sampled it, one versioned
@@ -860,9 +861,36 @@ CREATE TABLE export_marks (
 INSERT INTO export_marks (cluster, month, changes)
     SELECT cluster, COALESCE(strftime('%Y-%m', start, 'unixepoch'), 'unknown'), 1 FROM jobs GROUP BY 1, 2;
 
-CREATE TRIGGER export_mark_job AFTER UPDATE OF program ON jobs BEGIN
+CREATE TRIGGER export_mark_new AFTER INSERT ON jobs BEGIN
     INSERT INTO export_marks (cluster, month, changes)
         VALUES (NEW.cluster, COALESCE(strftime('%Y-%m', NEW.start, 'unixepoch'), 'unknown'), 1)
+        ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
+END;
+
+CREATE TRIGGER export_mark_job AFTER UPDATE ON jobs
+WHEN OLD.array_job_id IS NOT NEW.array_job_id OR OLD.array_task_id IS NOT NEW.array_task_id OR OLD.user IS NOT NEW.user
+     OR OLD.uid IS NOT NEW.uid OR OLD.account IS NOT NEW.account OR OLD.partition IS NOT NEW.partition
+     OR OLD.qos IS NOT NEW.qos OR OLD.job_name IS NOT NEW.job_name OR OLD.start IS NOT NEW.start
+     OR OLD.end IS NOT NEW.end OR OLD.state IS NOT NEW.state OR OLD.exit_code IS NOT NEW.exit_code
+     OR OLD.signal IS NOT NEW.signal OR OLD.nnodes IS NOT NEW.nnodes OR OLD.ncpus IS NOT NEW.ncpus
+     OR OLD.cpu_user_s IS NOT NEW.cpu_user_s OR OLD.cpu_sys_s IS NOT NEW.cpu_sys_s OR OLD.max_rss_kib IS NOT NEW.max_rss_kib
+     OR OLD.nodes IS NOT NEW.nodes OR OLD.program IS NOT NEW.program OR OLD.outcome IS NOT NEW.outcome
+     OR OLD.category IS NOT NEW.category OR OLD.module_set IS NOT NEW.module_set BEGIN
+    INSERT INTO export_marks (cluster, month, changes)
+        VALUES (NEW.cluster, COALESCE(strftime('%Y-%m', NEW.start, 'unixepoch'), 'unknown'), 1)
+        ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
+END;
+
+CREATE TRIGGER export_mark_fact AFTER INSERT ON facts BEGIN
+    INSERT INTO export_marks (cluster, month, changes)
+        SELECT cluster, COALESCE(strftime('%Y-%m', start, 'unixepoch'), 'unknown'), 1 FROM jobs WHERE id = NEW.job
+        ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
+END;
+
+CREATE TRIGGER export_mark_fact_value AFTER UPDATE ON facts
+WHEN OLD.value IS NOT NEW.value OR OLD.unit IS NOT NEW.unit BEGIN
+    INSERT INTO export_marks (cluster, month, changes)
+        SELECT cluster, COALESCE(strftime('%Y-%m', start, 'unixepoch'), 'unknown'), 1 FROM jobs WHERE id = NEW.job
         ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
 END;
 
@@ -921,6 +949,12 @@ CREATE TABLE py_procs (
 
 ALTER TABLE jobs ADD COLUMN py_set INTEGER REFERENCES py_package_sets(id);
 CREATE INDEX jobs_py_set ON jobs(py_set) WHERE py_set IS NOT NULL;
+
+CREATE TRIGGER export_mark_packages AFTER UPDATE OF py_set ON jobs WHEN OLD.py_set IS NOT NEW.py_set BEGIN
+    INSERT INTO export_marks (cluster, month, changes)
+        VALUES (NEW.cluster, COALESCE(strftime('%Y-%m', NEW.start, 'unixepoch'), 'unknown'), 1)
+        ON CONFLICT (cluster, month) DO UPDATE SET changes = changes + 1;
+END;
 "#;
 
 /// Usage series (see the module documentation and [`crate::timeline`]).
