@@ -15,8 +15,8 @@
 //! Speed: one batch per job (all its nodes' items: one job lookup and one recomputation, where
 //! per-node batches cost one each), 5,000 jobs per transaction, and the made-up items built on a
 //! second thread while the merge runs. The merge itself is `merge::apply_group`, as in
-//! `collector serve`. At the end it prints the database size per job and the bytes per table
-//! (SQLite's dbstat).
+//! `collector serve`. At the end it prints the database size per job, the bytes per table
+//! (SQLite's dbstat) and the usage series' blob bytes per point.
 
 use runledger_ledger::{db, merge};
 use runledger_synth::Synth;
@@ -82,6 +82,36 @@ fn main() {
         bytes as f64 / f64::from(n.max(1))
     );
     report_tables(&conn, n);
+    report_series(&conn, n);
+}
+
+/// What the usage series cost: blobs, points, and blob bytes per point, over all series and
+/// over the series of short steps (one sample per point, as a step under an hour at 30 s).
+fn report_series(conn: &rusqlite::Connection, n: u32) {
+    let mut st = conn.prepare("SELECT series FROM step_series").expect("step_series");
+    let mut rows = st.query([]).expect("step_series rows");
+    // (blobs, points, bytes) for all, and for the unmerged series (per_point 1).
+    let (mut all, mut single) = ((0u64, 0u64, 0u64), (0u64, 0u64, 0u64));
+    while let Some(r) = rows.next().expect("step_series row") {
+        let b: Vec<u8> = r.get(0).expect("blob");
+        let Some(s) = runledger_ledger::timeline::decode(&b) else { continue };
+        let add = |acc: &mut (u64, u64, u64)| {
+            acc.0 += 1;
+            acc.1 += s.points.len() as u64;
+            acc.2 += b.len() as u64;
+        };
+        add(&mut all);
+        if s.per_point == 1 {
+            add(&mut single);
+        }
+    }
+    for (what, (blobs, points, bytes)) in [("all series", all), ("unmerged", single)] {
+        eprintln!(
+            "gen: {what}: {blobs} blobs, {points} points, {bytes} blob bytes = {:.1} bytes per point, {:.0} per job",
+            bytes as f64 / points.max(1) as f64,
+            bytes as f64 / f64::from(n.max(1))
+        );
+    }
 }
 
 /// Bytes per table and index (dbstat), largest first.

@@ -74,9 +74,11 @@
 //!   the Python tables) a changed package set count the job's partition; a start that moves to
 //!   another month counts the old one too. Deletions (a prune) do not count: an export
 //!   keeps what the ledger no longer holds.
-//! - Usage series (issue #16): what each job did over time. `step_series` (key `job`, `node`,
+//! - Usage series (issue #16): what each job did over time. `step_series` (unique `job`, `node`,
 //!   `step_id`): one step's usage series on one node as the plugin sampled it, one versioned
-//!   varint blob ([`crate::timeline`]); `jobs.idle_core_s`: the allocated core-seconds the job
+//!   varint blob ([`crate::timeline`]). A rowid table, not `WITHOUT ROWID`: there a row of more
+//!   than about 1 KB (a long step's blob) spills to overflow pages of its own, which doubled the
+//!   table's size; a rowid table keeps rows up to about 4 KB on its leaf pages; `jobs.idle_core_s`: the allocated core-seconds the job
 //!   left idle (below 10 % of the allocation for an hour or more), NULL when none, with the
 //!   partial index `jobs_idle` over the idle jobs only. Ledgers of version 5 have no series, so
 //!   nothing is converted.
@@ -963,9 +965,9 @@ CREATE TABLE step_series (
     job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     node INTEGER NOT NULL REFERENCES hosts(id),
     step_id INTEGER NOT NULL,
-    series BLOB NOT NULL,
-    PRIMARY KEY (job, node, step_id)
-) WITHOUT ROWID;
+    series BLOB NOT NULL
+);
+CREATE UNIQUE INDEX step_series_key ON step_series(job, node, step_id);
 ALTER TABLE jobs ADD COLUMN idle_core_s REAL;
 CREATE INDEX jobs_idle ON jobs(grp, idle_core_s) WHERE idle_core_s IS NOT NULL;
 "#;

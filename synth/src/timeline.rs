@@ -24,6 +24,11 @@ pub struct Shape {
 /// The series of a step that ran from `start` to `end` with `shape`; `seed` varies the noise
 /// (deterministic). `None` for a step shorter than one interval, which the plugin never sampled.
 ///
+/// The noise is the sampler's: a busy step's CPU stays within ±0.3 % of `busy_cores`, resident
+/// memory is whole 4 KiB pages and changes (besides `rss_growth_kib`) in about one sample in
+/// eight by a few pages, and a merged point's extremes lie close to its mean (CPU ±0.5 %,
+/// memory where the point started and ended).
+///
 /// Made at the resolution the plugin's builder would end at (a power of two samples
 /// per point, fewer than [`MAX_POINTS`] points, min and max kept when a point merges several), in
 /// at most [`MAX_POINTS`] steps whatever the job's length, so a 10-million-job ledger is quick to
@@ -41,39 +46,49 @@ pub fn series(seed: u64, start: Timestamp, end: Timestamp, shape: &Shape) -> Opt
     }
     let span = interval * per_point;
     let mut points = Vec::with_capacity((samples / per_point + 1) as usize);
-    let mut rss = shape.rss_kib;
+    // Resident memory is counted in 4 KiB pages.
+    let mut rss = shape.rss_kib / 4 * 4;
     let mut rss_peak = 0;
     let mut t = start;
     while t + interval <= end {
         let secs = span.min((end - t) / interval * interval);
         t += secs;
         let idle = shape.idle_from.is_some_and(|i| t > i);
-        let jitter = (rng.below(21) as f64 - 10.0) / 1000.0; // ±1 %
+        // A busy step's CPU is near-constant from one sample to the next (±0.3 %).
+        let jitter = (rng.below(7) as f64 - 3.0) / 1000.0;
         let cores = if idle { 0.002 * rng.below(5) as f64 } else { shape.busy_cores * (1.0 + jitter) };
+        let low = rss;
         if !idle {
-            rss += shape.rss_growth_kib * (secs / interval) as u64;
+            rss += shape.rss_growth_kib / 4 * 4 * (secs / interval) as u64;
         }
-        let rss_now = rss + rng.below(1024) as u64;
+        // Otherwise resident memory changes rarely: in about one sample in eight, by a few pages.
+        let samples_here = (secs / interval) as u32;
+        if (0..samples_here).any(|_| rng.below(8) == 0) {
+            rss = (rss + 4 * rng.below(64) as u64).saturating_sub(4 * 32);
+        }
         let merged = secs > interval;
-        let gauges = |f: f64, extra: u64| Gauges {
+        // A merged point's extremes: CPU within ±0.5 % of its mean while busy, memory between
+        // where the point started and where it ended.
+        let gauges = |f: f64, rss_kib: u64| Gauges {
             cpu_cores: (cores * f * 1000.0).round() / 1000.0,
-            rss_kib: rss_now + extra,
+            rss_kib,
             processes: shape.processes,
             threads: shape.processes * 2,
         };
-        rss_peak = rss_peak.max(rss_now + if merged { 2048 } else { 0 });
+        let (lo, hi) = (low.min(rss), low.max(rss));
+        rss_peak = rss_peak.max(if merged { hi } else { rss });
         points.push(Point {
             t,
             secs: secs as f64,
             // The plugin's precision: cores to 0.001.
             cpu_cores: (cores * 1000.0).round() / 1000.0,
-            rss_kib: rss_now,
+            rss_kib: rss,
             read_bytes: if idle || rng.below(4) != 0 { 0 } else { 4096 * rng.below(2048) as u64 },
             write_bytes: if idle || rng.below(8) != 0 { 0 } else { 65_536 * rng.below(1024) as u64 },
             processes: shape.processes,
             threads: shape.processes * 2,
-            min: merged.then(|| gauges(0.97, 0)),
-            max: merged.then(|| gauges(1.03, 2048)),
+            min: merged.then(|| gauges(0.995, lo)),
+            max: merged.then(|| gauges(1.005, hi)),
         });
     }
     Some(Series {
@@ -111,6 +126,34 @@ mod tests {
         let idle = runledger_record::series::idle_spans(&[&long], 8.0, 0.1, 3600.0);
         assert_eq!(idle.len(), 1);
         assert!((idle[0].end - idle[0].start - 47.0 * 3600.0).abs() <= 1024.0 * 30.0, "{idle:?}");
-        assert_eq!(series(1, 1000, 1000 + 600, &shape), Some(short), "deterministic");
+        assert_eq!(series(1, 1000, 1000 + 600, &shape), Some(short.clone()), "deterministic");
+    }
+
+    #[test]
+    fn made_up_noise_is_the_samplers() {
+        let flat = Shape {
+            interval_s: 30,
+            busy_cores: 48.0,
+            idle_from: None,
+            rss_kib: 4 << 20,
+            rss_growth_kib: 0,
+            processes: 49,
+        };
+        // A busy step's CPU is near-constant, its memory in pages and mostly unchanged.
+        let short = series(7, 0, 3000, &flat).unwrap();
+        assert_eq!(short.per_point, 1);
+        assert!(short.points.iter().all(|p| (p.cpu_cores / 48.0 - 1.0).abs() <= 0.0031), "{short:?}");
+        assert!(short.points.iter().all(|p| p.rss_kib % 4 == 0));
+        let changed = short.points.windows(2).filter(|w| w[0].rss_kib != w[1].rss_kib).count();
+        assert!(changed > 0 && changed <= short.points.len() / 4, "{changed} of {}", short.points.len());
+        // A merged point's extremes bracket its values.
+        let s = series(7, 0, 4 * 3600, &flat).unwrap();
+        assert!(s.per_point > 1);
+        for p in s.points.iter().filter(|p| p.min.is_some()) {
+            let (lo, hi) = (p.min.unwrap(), p.max.unwrap());
+            assert!(lo.cpu_cores <= p.cpu_cores && p.cpu_cores <= hi.cpu_cores);
+            assert!(lo.rss_kib <= p.rss_kib && p.rss_kib <= hi.rss_kib);
+            assert!(hi.rss_kib <= s.rss_peak_kib);
+        }
     }
 }
