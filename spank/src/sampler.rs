@@ -24,7 +24,10 @@
 //! points per series: a job cannot make slurmstepd's memory grow with what its processes do. A
 //! vanished process or an unreadable file costs a sample or a process, never the step; each kind
 //! of trouble is reported once, at step end. At step end the plugin waits only briefly for the
-//! thread; a thread stuck on a process's memory is left behind rather than stalling slurmstepd.
+//! thread, and only in the batch step (for a last look for modules; the usage's last sample it
+//! takes itself); a thread stuck on a process's memory is left behind rather than stalling
+//! slurmstepd. The thread starts in slurm_spank_init_post_opt and first does the step's other
+//! slow work (`lib.rs`: the executable and the start record), so a step costs one thread start.
 
 use runledger_record::series::{Point, Series, SeriesBuilder};
 use runledger_record::{modules, now, Module};
