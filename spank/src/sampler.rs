@@ -24,7 +24,10 @@
 //! points per series: a job cannot make slurmstepd's memory grow with what its processes do. A
 //! vanished process or an unreadable file costs a sample or a process, never the step; each kind
 //! of trouble is reported once, at step end. At step end the plugin waits only briefly for the
-//! thread; a thread stuck on a process's memory is left behind rather than stalling slurmstepd.
+//! thread, and only in the batch step (for a last look for modules; the usage's last sample it
+//! takes itself); a thread stuck on a process's memory is left behind rather than stalling
+//! slurmstepd. The thread starts in slurm_spank_init_post_opt and first does the step's other
+//! slow work (`lib.rs`: the executable and the start record), so a step costs one thread start.
 
 use runledger_record::series::{Point, Series, SeriesBuilder};
 use runledger_record::{modules, now, Module};
@@ -94,6 +97,9 @@ impl Seen {
 pub struct Watch {
     /// The batch task's pid: its descendants' module variables are read.
     pub modules_root: Option<i32>,
+    /// The batch task's pid is not known yet ([`Sampler::watch_modules`] gives it): the thread
+    /// waits for it rather than ending when it has nothing else to do.
+    pub modules_later: bool,
     /// The step's usage: slurmstepd's pid (the tasks' parent) and the interval in seconds.
     pub usage: Option<(i32, u32)>,
 }
@@ -190,6 +196,8 @@ impl Problems {
 struct State {
     stop: bool,
     done: bool,
+    modules_root: Option<i32>,
+    modules_later: bool,
     seen: Seen,
     usage: Option<Usage>,
     problems: Problems,
@@ -225,10 +233,21 @@ pub struct Observed {
 
 impl Sampler {
     /// Starts watching; the usage baseline is taken before this returns.
+    #[cfg(test)]
     pub fn start(watch: Watch) -> std::io::Result<Sampler> {
+        Sampler::start_after(watch, None)
+    }
+
+    /// [`Sampler::start`], the thread running `first` before it samples anything: one thread per
+    /// step does the step's other slow lookups too (see `lib.rs`), and a thread start is a good
+    /// part of what the plugin costs a short step. When the thread cannot start, `first` is
+    /// dropped unrun.
+    pub fn start_after(watch: Watch, first: Option<Box<dyn FnOnce() + Send>>) -> std::io::Result<Sampler> {
         let shared = Arc::new(Shared::default());
         {
             let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.modules_root = watch.modules_root;
+            st.modules_later = watch.modules_later && watch.modules_root.is_none();
             if let Some((root, secs)) = watch.usage.filter(|&(_, s)| s > 0) {
                 let units = Units::of_this_system();
                 let usage = Usage::new(root, secs, units, &mut st.problems);
@@ -236,11 +255,22 @@ impl Sampler {
             }
         }
         let inner = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("runledger-sampler".into())
-            .stack_size(256 * 1024)
-            .spawn(move || run(watch.modules_root, &inner))?;
+        std::thread::Builder::new().name("runledger-sampler".into()).stack_size(256 * 1024).spawn(move || {
+            if let Some(first) = first {
+                first();
+            }
+            run(&inner)
+        })?;
         Ok(Sampler { shared })
+    }
+
+    /// Starts looking for modules under `root` (the batch task, once it exists).
+    pub fn watch_modules(&self, root: i32) {
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.modules_root.is_none() {
+            st.modules_root = Some(root);
+            self.shared.changed.notify_all();
+        }
     }
 
     /// Stops the sampler, waiting at most `wait` for its last look, takes the usage's last
@@ -251,7 +281,9 @@ impl Sampler {
         let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.stop = true;
         self.shared.changed.notify_all();
-        while !st.done {
+        // Only a last look for modules is worth waiting for: the usage's last sample is taken
+        // here, from slurmstepd's own counters, whatever the thread is doing.
+        while st.modules_root.is_some() && !st.done {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -285,16 +317,23 @@ fn modules_of(seen: &Seen) -> Vec<Module> {
     out
 }
 
-fn run(modules_root: Option<i32>, shared: &Shared) {
-    let t0 = Instant::now();
+fn run(shared: &Shared) {
+    let mut t0 = Instant::now();
     // The one environ buffer, reused across processes and ticks.
     let mut buf = Vec::new();
-    let mut next_modules = modules_root.map(|_| t0);
+    // Set when the batch task's pid is known: modules are looked for from then on.
+    let mut modules_root = None;
+    let mut next_modules = None;
     let mut problems = Problems::default();
     let units = Units::of_this_system();
     loop {
         let (usage_due, stopping) = {
             let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            if modules_root.is_none() && st.modules_root.is_some() {
+                modules_root = st.modules_root;
+                t0 = Instant::now();
+                next_modules = Some(t0);
+            }
             (st.usage.as_ref().map(|u| (u.root, u.last_at + u.every)), st.stop)
         };
         let now_i = Instant::now();
@@ -337,13 +376,20 @@ fn run(modules_root: Option<i32>, shared: &Shared) {
             }
             continue;
         }
+        if modules_root.is_none() && st.modules_root.is_some() {
+            continue; // given while this looked: start looking for modules now
+        }
         let wake = [next_modules, st.usage.as_ref().map(|u| u.last_at + u.every)].into_iter().flatten().min();
-        let Some(wake) = wake else {
-            st.done = true;
-            shared.changed.notify_all();
-            return;
-        };
-        let _unused = shared.changed.wait_timeout(st, wake.saturating_duration_since(Instant::now()));
+        match wake {
+            Some(wake) => drop(shared.changed.wait_timeout(st, wake.saturating_duration_since(Instant::now()))),
+            // Nothing to do until the batch task's pid (or the stop) comes.
+            None if st.modules_later && modules_root.is_none() => drop(shared.changed.wait(st)),
+            None => {
+                st.done = true;
+                shared.changed.notify_all();
+                return;
+            }
+        }
     }
 }
 
@@ -586,7 +632,9 @@ mod tests {
             )
             .spawn()
             .unwrap();
-        let s = Sampler::start(Watch { modules_root: Some(std::process::id() as i32), usage: None }).unwrap();
+        let s =
+            Sampler::start(Watch { modules_root: Some(std::process::id() as i32), modules_later: false, usage: None })
+                .unwrap();
         // Wait for the event itself (the grandchild runs with the variables), not a guess of how
         // long sh takes to start it; finish() then takes one more look, which sees it.
         let t0 = Instant::now();
@@ -604,7 +652,7 @@ mod tests {
 
     #[test]
     fn nothing_seen_without_descendants_and_finish_is_prompt() {
-        let s = Sampler::start(Watch { modules_root: Some(i32::MAX - 1), usage: None }).unwrap();
+        let s = Sampler::start(Watch { modules_root: Some(i32::MAX - 1), modules_later: false, usage: None }).unwrap();
         let t0 = Instant::now();
         let seen = s.finish(Duration::from_secs(2));
         assert!(seen.modules.is_empty() && seen.series.is_none() && seen.problems.is_empty(), "{seen:?}");
@@ -675,7 +723,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = root.id() as i32;
-        let s = Sampler::start(Watch { modules_root: None, usage: Some((pid, 1)) }).unwrap();
+        let s = Sampler::start(Watch { modules_root: None, modules_later: false, usage: Some((pid, 1)) }).unwrap();
         // Wait for the event: both children reaped (the root waited: its reaped CPU shows, and
         // it has no descendants left).
         let t0 = Instant::now();
@@ -715,7 +763,8 @@ mod tests {
     /// per kind of trouble, never a failure.
     #[test]
     fn a_vanished_root_gives_fewer_points_and_one_message() {
-        let s = Sampler::start(Watch { modules_root: None, usage: Some((i32::MAX - 1, 1)) }).unwrap();
+        let s =
+            Sampler::start(Watch { modules_root: None, modules_later: false, usage: Some((i32::MAX - 1, 1)) }).unwrap();
         let seen = s.finish(Duration::from_secs(2));
         let series = seen.series.unwrap();
         assert_eq!(series.points.len(), 1, "the final sample only");
@@ -726,7 +775,12 @@ mod tests {
 
     #[test]
     fn interval_zero_means_no_series() {
-        let s = Sampler::start(Watch { modules_root: None, usage: Some((std::process::id() as i32, 0)) }).unwrap();
+        let s = Sampler::start(Watch {
+            modules_root: None,
+            modules_later: false,
+            usage: Some((std::process::id() as i32, 0)),
+        })
+        .unwrap();
         assert!(s.finish(Duration::from_secs(2)).series.is_none());
     }
 

@@ -273,16 +273,55 @@ pub fn bounded_argv(argv: &[Vec<u8>]) -> Vec<String> {
     out
 }
 
-/// The step's start record.
+/// What finding a step's executable needs: who looks, for what, where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExeQuery {
+    pub who: Lookup,
+    pub argv0: String,
+    pub path: Option<String>,
+    pub cwd: Option<PathBuf>,
+}
+
+impl ExeQuery {
+    /// The search itself, unbounded: run it where a hung mount stalls nothing of the step's.
+    pub fn resolve(&self) -> Option<String> {
+        resolve_exe_for(self.who, &self.argv0, self.path.as_deref(), self.cwd.as_deref())
+    }
+}
+
+/// The executable search for the step `f` whose start record (without `exe`) is `start`; None
+/// when there is no argv.
+pub fn exe_query(f: &StepFacts, start: &StepStart) -> Option<ExeQuery> {
+    // An unknown uid (u32::MAX) is nobody's: only what everyone may run is found.
+    let who = Lookup { uid: f.uid, gid: if f.uid == u32::MAX { u32::MAX } else { f.gid } };
+    Some(ExeQuery {
+        who,
+        argv0: start.argv.first()?.clone(),
+        path: env_str(&f.env, "PATH"),
+        cwd: start.cwd.as_deref().map(PathBuf::from),
+    })
+}
+
+/// The step's start record, its executable found within [`EXE_LOOKUP_BOUND`] on a helper thread.
 pub fn build_start(f: &StepFacts, filter: &EnvFilter, tags: &BTreeMap<String, String>, now: Timestamp) -> StepStart {
+    let mut start = build_start_without_exe(f, filter, tags, now);
+    start.exe = exe_query(f, &start)
+        .and_then(|q| resolve_exe_bounded(q.who, &q.argv0, q.path.as_deref(), q.cwd.as_deref(), EXE_LOOKUP_BOUND));
+    start
+}
+
+/// The step's start record with `exe` left out, for the caller to find ([`exe_query`]) where it
+/// costs the step's start nothing.
+pub fn build_start_without_exe(
+    f: &StepFacts,
+    filter: &EnvFilter,
+    tags: &BTreeMap<String, String>,
+    now: Timestamp,
+) -> StepStart {
     let env = &f.env;
     let argv = bounded_argv(&f.argv);
     let cwd = cwd_from_env(env);
-    // An unknown uid (u32::MAX) is nobody's: only what everyone may run is found.
-    let who = Lookup { uid: f.uid, gid: if f.uid == u32::MAX { u32::MAX } else { f.gid } };
-    let exe = argv.first().and_then(|a0| {
-        resolve_exe_bounded(who, a0, env_str(env, "PATH").as_deref(), cwd.as_deref().map(Path::new), EXE_LOOKUP_BOUND)
-    });
+    let exe = None;
     let mut kept_env = filter.apply(env.iter().map(Vec::as_slice));
     let mut mods = modules::parse_loaded(
         env_str(env, "LOADEDMODULES").as_deref(),
