@@ -430,6 +430,7 @@ fn batches(
     envs: &[BTreeMap<String, String>],
     python: Option<runledger_record::python::PythonReport>,
     timelines: bool,
+    params: bool,
 ) -> Vec<Batch> {
     let shape = shape(j, timelines);
     let seed = |node: u32, step: u32| (u64::from(j.job_id) << 32) ^ (u64::from(node) << 16) ^ u64::from(step);
@@ -548,7 +549,7 @@ fn batches(
             end,
             stdout: None,
             stderr: None,
-            facts: if node == 0 { verdict(j) } else { Vec::new() },
+            facts: if node == 0 { verdict(j, params) } else { Vec::new() },
             python: if node == 0 { python.clone() } else { None },
             // Limits asked for (#15) are left out of the made-up jobs.
             ..Default::default()
@@ -562,7 +563,7 @@ fn batches(
 
 /// What the epilog's log parser would have found: program, outcome and failure category
 /// (job-level facts, `source` empty), for the jobs running a known application.
-fn verdict(j: &Job) -> Vec<Fact> {
+fn verdict(j: &Job, params: bool) -> Vec<Fact> {
     let program = match j.program {
         "lmp" => "LAMMPS",
         "gmx_mpi" => "GROMACS",
@@ -585,7 +586,9 @@ fn verdict(j: &Job) -> Vec<Fact> {
     if let Some(c) = category {
         out.push(fact("failure_category", c));
     }
-    out.extend(params(j).into_iter().map(|(k, v)| fact(&format!("param.{k}"), v)));
+    if params {
+        out.extend(input_params(j).into_iter().map(|(k, v)| fact(&format!("param.{k}"), v)));
+    }
     out
 }
 
@@ -594,7 +597,7 @@ fn verdict(j: &Job) -> Vec<Fact> {
 /// redirection, which is never seen), the keys a site compares, each value one of a few a
 /// group's users would pick. Drawn from the job id, not the year's random stream, so the jobs'
 /// other fields stay those of a generator without them.
-fn params(j: &Job) -> Vec<(&'static str, &'static str)> {
+fn input_params(j: &Job) -> Vec<(&'static str, &'static str)> {
     let h = u64::from(j.job_id).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.user as u64;
     if h % 5 == 0 {
         return Vec::new();
@@ -682,6 +685,9 @@ pub struct Synth {
     /// default so the made-up year stays what it was; the jobs are the same either way (the
     /// series' shapes come from the job id, not the year's random stream).
     pub timelines: bool,
+    /// Whether the jobs of a known code carry their input parameters (`param.*` facts); on by
+    /// default, off for the fixture (the recorded version 2 ledger predates them).
+    pub params: bool,
 }
 
 impl Synth {
@@ -705,7 +711,18 @@ impl Synth {
             }
         }
         starts.sort_unstable();
-        Synth { rng, cum, envs: environments(), t0, starts, next: 0, seed, python: true, timelines: false }
+        Synth {
+            rng,
+            cum,
+            envs: environments(),
+            t0,
+            starts,
+            next: 0,
+            seed,
+            python: true,
+            timelines: false,
+            params: true,
+        }
     }
 
     /// The same jobs without their Python records (the schema-migration fixture, recorded before
@@ -721,7 +738,7 @@ impl Synth {
         let job = make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, start, self.t0);
         self.next += 1;
         let python = if self.python { python_of(&job, self.seed, self.t0, &self.cum.py) } else { None };
-        Some(batches(&job, &self.envs, python, self.timelines))
+        Some(batches(&job, &self.envs, python, self.timelines, self.params))
     }
 
     /// The next job's items from all its nodes in one batch: the same rows once merged, with
@@ -752,6 +769,7 @@ pub fn fixture_batches() -> Vec<Batch> {
     use crate::sample::Sample;
     let mut out = Vec::new();
     let mut synth = Synth::new(30, 7, FIXTURE_END).without_python();
+    synth.params = false;
     while let Some(b) = synth.next_job() {
         out.extend(b);
     }
