@@ -17,13 +17,15 @@
 //! from scratch. A query whose keys or filters a group cannot express scans the jobs instead.
 //!
 //! Cells (`rollup_cells`, `rollup_cell_walls`) split each group once more along one dimension
-//! ([`Dim`]): the job's start month, its module set, its Python package set. A cell keeps the
-//! group's sums and elapsed times for the jobs with that value, so `summary --by user,month`,
-//! `--by module_version` and `--by package` and `query packages` read cells, not jobs. Sets,
-//! not single modules: a job has one set, so a set's cell holds every job's elapsed time once
-//! (a per-module cell would hold it once per module), and a set's modules are expanded when
-//! read (sets are few). The month is the scan's *local* month, which depends on the reader's
-//! time zone: see [`month_bucket`].
+//! ([`Dim`]): the job's start month, each module (version) it loaded, each module name, its
+//! Python package set. A cell keeps the group's sums and elapsed times for the jobs with that
+//! value, so `summary --by user,month`, `--by module_version`, `--by module` and `--by package`
+//! and `query packages` read cells, not jobs. Modules one by one (a job's elapsed time is kept
+//! once per module it loaded, ~3): module sets are nearly as many as the groups' jobs (42,000
+//! sets, 450,000 (group, set) pairs in a million made-up jobs). Package sets as a whole (a job
+//! imports ~20 packages; 65,000 (group, set) pairs for 490,000 jobs with Python), expanded when
+//! read. The month is the scan's *local* month, which depends on the reader's time zone: see
+//! [`month_bucket`].
 
 use crate::store::{self, ExactSum};
 use rusqlite::types::Value;
@@ -599,13 +601,25 @@ fn job_columns(conn: &Connection) -> rusqlite::Result<String> {
 pub enum Dim {
     /// The job's start, by [`month_bucket`].
     Month = 1,
-    /// `jobs.module_set` (jobs without modules have no cell).
-    ModuleSet = 2,
+    /// A module (name and version) the job loaded: `modules.id`.
+    Module = 2,
     /// [`Contribution::py`] (jobs without Python have no cell).
     PySet = 3,
+    /// A module name the job loaded, by [`name_key`] (two versions of one count once).
+    ModuleName = 4,
 }
 
-pub const DIMS: [Dim; 3] = [Dim::Month, Dim::ModuleSet, Dim::PySet];
+pub const DIMS: [Dim; 4] = [Dim::Month, Dim::Module, Dim::ModuleName, Dim::PySet];
+
+/// A module name as a cell value: FNV-1a, 64 bits (stable across prunes, unlike a row id).
+pub fn name_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
 
 /// [`Contribution::py`] of a job that ran Python and imported no package.
 pub const NO_PACKAGES: i64 = -1;
@@ -671,15 +685,46 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
-impl Contribution {
-    /// The job's cell value in `dim`, if it has a cell there.
-    fn val(&self, dim: Dim) -> Option<i64> {
-        match dim {
-            Dim::Month => Some(month_bucket(self.start)),
-            Dim::ModuleSet => self.module_set,
-            Dim::PySet => self.py,
+/// Module set id -> its modules' ids and name keys, read once per use.
+#[derive(Default)]
+struct SetModules(HashMap<i64, (Vec<i64>, Vec<i64>)>);
+
+impl SetModules {
+    fn get(&mut self, conn: &Connection, set: i64) -> rusqlite::Result<&(Vec<i64>, Vec<i64>)> {
+        if !self.0.contains_key(&set) {
+            let ids: Vec<i64> = conn
+                .prepare_cached("SELECT modules FROM module_sets WHERE id = ?1")?
+                .query_row([set], |r| Ok(store::parse_module_set(r.get_ref(0)?.as_str()?)))?;
+            let mut names = Vec::with_capacity(ids.len());
+            for m in &ids {
+                let name: String =
+                    conn.prepare_cached("SELECT name FROM modules WHERE id = ?1")?.query_row([m], |r| r.get(0))?;
+                names.push(name_key(&name));
+            }
+            names.sort_unstable();
+            names.dedup();
+            self.0.insert(set, (ids, names));
         }
+        Ok(&self.0[&set])
     }
+}
+
+/// The cell values of a job in `dim` (none: no cell there).
+fn vals(
+    conn: &Connection,
+    sets: &mut SetModules,
+    dim: Dim,
+    start: Option<i64>,
+    module_set: Option<i64>,
+    py: Option<i64>,
+) -> rusqlite::Result<Vec<i64>> {
+    Ok(match (dim, module_set) {
+        (Dim::Month, _) => vec![month_bucket(start)],
+        (Dim::PySet, _) => py.into_iter().collect(),
+        (Dim::Module, Some(s)) => sets.get(conn, s)?.0.clone(),
+        (Dim::ModuleName, Some(s)) => sets.get(conn, s)?.1.clone(),
+        (_, None) => Vec::new(),
+    })
 }
 
 /// [`Contribution::py`] as the job's rows say now.
@@ -696,39 +741,49 @@ fn move_cells(
     old: Option<(i64, &Contribution)>,
     new: Option<(i64, &Contribution)>,
 ) -> rusqlite::Result<()> {
+    let mut sets = SetModules::default();
+    let mut cells_of = |side: Option<(i64, &Contribution)>, dim: Dim| -> rusqlite::Result<Vec<i64>> {
+        match side {
+            Some((_, c)) => vals(conn, &mut sets, dim, c.start, c.module_set, c.py),
+            None => Ok(Vec::new()),
+        }
+    };
     for dim in DIMS {
-        let o = old.and_then(|(g, c)| Some((g, c.val(dim)?, c)));
-        let n = new.and_then(|(g, c)| Some((g, c.val(dim)?, c)));
-        match (o, n) {
-            // Same cell: the sums in one write, the elapsed time only when it changed.
-            (Some((og, ov, oc)), Some((ng, nv, nc))) if (og, ov) == (ng, nv) => {
-                let same = oc.elapsed == nc.elapsed && oc.ncpus == nc.ncpus && oc.cpu == nc.cpu;
-                if same {
-                    continue;
-                }
-                cell_sums(conn, dim, ng, nv, &[(nc, 1), (oc, -1)])?;
-                if oc.elapsed != nc.elapsed {
-                    if let Some(e) = nc.elapsed {
-                        add_wall(conn, Walls::Cell(dim, ng, nv), e)?;
+        let (ov, nv) = (cells_of(old, dim)?, cells_of(new, dim)?);
+        let same_group = matches!((old, new), (Some((og, _)), Some((ng, _))) if og == ng);
+        if let Some((g, c)) = new {
+            for &v in &nv {
+                match old {
+                    // Same cell: the sums in one write, the elapsed time only when it changed.
+                    Some((_, oc)) if same_group && ov.contains(&v) => {
+                        if oc.elapsed == c.elapsed && oc.ncpus == c.ncpus && oc.cpu == c.cpu {
+                            continue;
+                        }
+                        cell_sums(conn, dim, g, v, &[(c, 1), (oc, -1)])?;
+                        if oc.elapsed != c.elapsed {
+                            if let Some(e) = c.elapsed {
+                                add_wall(conn, Walls::Cell(dim, g, v), e)?;
+                            }
+                            if let Some(e) = oc.elapsed {
+                                remove_wall(conn, Walls::Cell(dim, g, v), e)?;
+                            }
+                        }
                     }
-                    if let Some(e) = oc.elapsed {
-                        remove_wall(conn, Walls::Cell(dim, og, ov), e)?;
+                    _ => {
+                        cell_sums(conn, dim, g, v, &[(c, 1)])?;
+                        if let Some(e) = c.elapsed {
+                            add_wall(conn, Walls::Cell(dim, g, v), e)?;
+                        }
                     }
                 }
             }
-            (o, n) => {
-                if let Some((g, v, c)) = n {
-                    cell_sums(conn, dim, g, v, &[(c, 1)])?;
+        }
+        if let Some((g, c)) = old {
+            for &v in ov.iter().filter(|v| !(same_group && nv.contains(v))) {
+                // An emptied cell went with its elapsed times.
+                if !cell_sums(conn, dim, g, v, &[(c, -1)])? {
                     if let Some(e) = c.elapsed {
-                        add_wall(conn, Walls::Cell(dim, g, v), e)?;
-                    }
-                }
-                if let Some((g, v, c)) = o {
-                    // An emptied cell went with its elapsed times.
-                    if !cell_sums(conn, dim, g, v, &[(c, -1)])? {
-                        if let Some(e) = c.elapsed {
-                            remove_wall(conn, Walls::Cell(dim, g, v), e)?;
-                        }
+                        remove_wall(conn, Walls::Cell(dim, g, v), e)?;
                     }
                 }
             }
@@ -789,6 +844,7 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
          UPDATE jobs SET rollup_py = {PY_NOW} WHERE rollup_py IS NOT ({PY_NOW});"
     ))?;
     let mut cells: BTreeMap<(i64, i64, i64), (Sums, Vec<i64>)> = BTreeMap::new();
+    let mut sets = SetModules::default();
     {
         let mut st = conn.prepare(&format!("SELECT grp, {JOB_COLUMNS} FROM jobs WHERE grp IS NOT NULL ORDER BY id"))?;
         let mut rows = st.query([])?;
@@ -796,7 +852,7 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
             let grp: i64 = r.get(0)?;
             let c = contribution(r, 1)?;
             for dim in DIMS {
-                if let Some(v) = c.val(dim) {
+                for v in vals(conn, &mut sets, dim, c.start, c.module_set, c.py)? {
                     let cell = cells.entry((dim as i64, grp, v)).or_default();
                     cell.0.apply(&c, 1);
                     cell.1.extend(c.elapsed);
@@ -879,13 +935,9 @@ pub fn cell_idle(conn: &Connection, dim: Dim) -> rusqlite::Result<HashMap<(i64, 
          WHERE idle_core_s IS NOT NULL AND grp IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
+    let mut sets = SetModules::default();
     while let Some(r) = rows.next()? {
-        let val = match dim {
-            Dim::Month => Some(month_bucket(r.get(1)?)),
-            Dim::ModuleSet => r.get(2)?,
-            Dim::PySet => r.get(3)?,
-        };
-        if let Some(v) = val {
+        for v in vals(conn, &mut sets, dim, r.get(1)?, r.get(2)?, r.get(3)?)? {
             out.entry((r.get(0)?, v)).or_default().add(r.get(4)?);
         }
     }
@@ -1021,7 +1073,10 @@ mod tests {
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         let per_dim = |d: super::Dim| -> i64 { super::cells(&conn, d).unwrap().iter().map(|c| c.jobs).sum() };
         assert_eq!(per_dim(super::Dim::Month), count("SELECT count(*) FROM jobs"));
-        assert_eq!(per_dim(super::Dim::ModuleSet), count("SELECT count(*) FROM jobs WHERE module_set IS NOT NULL"));
+        assert_eq!(
+            per_dim(super::Dim::Module),
+            count("SELECT count(*) FROM jobs j JOIN module_set_members m ON m.module_set = j.module_set")
+        );
         let python = count("SELECT count(DISTINCT job) FROM py_procs");
         assert!(python > 50, "{python} jobs with Python");
         assert_eq!(per_dim(super::Dim::PySet), python);
