@@ -691,7 +691,7 @@ struct SetModules(HashMap<i64, (Vec<i64>, Vec<i64>)>);
 
 impl SetModules {
     fn get(&mut self, conn: &Connection, set: i64) -> rusqlite::Result<&(Vec<i64>, Vec<i64>)> {
-        if !self.0.contains_key(&set) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.0.entry(set) {
             let ids: Vec<i64> = conn
                 .prepare_cached("SELECT modules FROM module_sets WHERE id = ?1")?
                 .query_row([set], |r| Ok(store::parse_module_set(r.get_ref(0)?.as_str()?)))?;
@@ -703,7 +703,7 @@ impl SetModules {
             }
             names.sort_unstable();
             names.dedup();
-            self.0.insert(set, (ids, names));
+            e.insert((ids, names));
         }
         Ok(&self.0[&set])
     }
