@@ -103,6 +103,11 @@
 //!   seconds; SQLite stores the integers 0 and 1 in the header alone). The collector's
 //!   `query job --efficiency` reads them.
 //!
+//! - Rollup cells (#17; appended): `rollup_cells` (key `dim`, `grp`, `val`) splits each rollup
+//!   group by the jobs' start month bucket, module set or Python package set, with the group's
+//!   sums; `rollup_cell_walls` their elapsed times in chunks; `jobs.rollup_py` the package set
+//!   the cells count. See [`crate::rollup`].
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -127,6 +132,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_PYTHON, then: None },
     Migration { sql: V_SERIES, then: None },
     Migration { sql: V_ASKED, then: None },
+    Migration { sql: V_CELLS, then: Some(crate::rollup::rebuild_cells) },
 ];
 
 /// The schema version this build reads and writes.
@@ -978,4 +984,31 @@ ALTER TABLE job_nodes ADD COLUMN alloc_mem_mb INTEGER;
 ALTER TABLE job_nodes ADD COLUMN time_limit_s INTEGER;
 ALTER TABLE job_nodes ADD COLUMN time_limit_source INTEGER;
 ALTER TABLE job_nodes ADD COLUMN time_limit_missing TEXT;
+"#;
+
+/// The rollups' cells (see [`crate::rollup`]): each group split by start month, module set or
+/// Python package set, built from the jobs and their groups; `jobs.rollup_py` is the package set
+/// the cells count (the merge writes `py_set` before it recomputes the job).
+pub(crate) const V_CELLS: &str = r#"
+ALTER TABLE jobs ADD COLUMN rollup_py INTEGER;
+CREATE TABLE rollup_cells (
+    dim INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    val INTEGER NOT NULL,
+    jobs INTEGER NOT NULL,
+    walls INTEGER NOT NULL,
+    core_s INTEGER NOT NULL,
+    eff_core_s INTEGER NOT NULL,
+    cpu BLOB,
+    eff_cpu BLOB,
+    PRIMARY KEY (dim, grp, val)
+) WITHOUT ROWID;
+CREATE TABLE rollup_cell_walls (
+    dim INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    val INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    walls BLOB NOT NULL,
+    PRIMARY KEY (dim, grp, val, chunk)
+);
 "#;

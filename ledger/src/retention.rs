@@ -620,6 +620,24 @@ mod tests {
         for (slot, jobs, failed) in crate::rollup::ends(conn).unwrap() {
             out.push(format!("end {slot} {jobs} {failed}"));
         }
+        for dim in crate::rollup::DIMS {
+            for c in crate::rollup::cells(conn, dim).unwrap() {
+                out.push(format!(
+                    "cell {dim:?} {} {} jobs {} core {} eff {} cpu {} effcpu {}",
+                    keys[&c.grp],
+                    c.val,
+                    c.jobs,
+                    c.core_s,
+                    c.eff_core_s,
+                    c.cpu.value(),
+                    c.eff_cpu.value()
+                ));
+            }
+            for ((grp, val), mut w) in crate::rollup::cell_walls(conn, dim).unwrap() {
+                w.sort_unstable();
+                out.push(format!("cell walls {dim:?} {} {val} {w:?}", keys[&grp]));
+            }
+        }
         out.sort();
         out.join("\n")
     }

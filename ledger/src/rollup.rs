@@ -15,6 +15,17 @@
 //! ([`update`]); `jobs.grp` names the group a job is counted in (NULL: not counted yet). Sums
 //! are integers (exact), so adding and removing in any order gives what [`rebuild`] computes
 //! from scratch. A query whose keys or filters a group cannot express scans the jobs instead.
+//!
+//! Cells (`rollup_cells`, `rollup_cell_walls`) split each group once more along one dimension
+//! ([`Dim`]): the job's start month, each module (version) it loaded, each module name, its
+//! Python package set. A cell keeps the group's sums and elapsed times for the jobs with that
+//! value, so `summary --by user,month`, `--by module_version`, `--by module` and `--by package`
+//! and `query packages` read cells, not jobs. Modules one by one (a job's elapsed time is kept
+//! once per module it loaded, ~3): module sets are nearly as many as the groups' jobs (42,000
+//! sets, 450,000 (group, set) pairs in a million made-up jobs). Package sets as a whole (a job
+//! imports ~20 packages; 65,000 (group, set) pairs for 490,000 jobs with Python), expanded when
+//! read. The month is the scan's *local* month, which depends on the reader's time zone: see
+//! [`month_bucket`].
 
 use crate::store::{self, ExactSum};
 use rusqlite::types::Value;
@@ -52,6 +63,11 @@ pub struct Contribution {
     pub cpu: f64,
     pub module_set: Option<i64>,
     pub end: Option<i64>,
+    pub start: Option<i64>,
+    /// The Python package set the cells count (`jobs.rollup_py`: the merge sets `py_set`
+    /// before it recomputes, so the old value is kept apart): the set, [`NO_PACKAGES`] for a
+    /// job that ran Python and imported none, None without Python.
+    pub py: Option<i64>,
 }
 
 impl Contribution {
@@ -71,7 +87,7 @@ impl Contribution {
 
 /// The columns [`Contribution`] comes from.
 const JOB_COLUMNS: &str = "cluster, account, partition, COALESCE(user, CAST(uid AS TEXT)), state, start, end, ncpus, \
-     cpu_seconds, module_set";
+     cpu_seconds, module_set, rollup_py";
 
 fn contribution(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Contribution> {
     let start: Option<i64> = r.get(at + 5)?;
@@ -89,6 +105,8 @@ fn contribution(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Contribution> 
         cpu: r.get(at + 8)?,
         module_set: r.get(at + 9)?,
         end,
+        start,
+        py: r.get(at + 10)?,
     })
 }
 
@@ -106,10 +124,16 @@ pub fn update(
     old: &Contribution,
     new: &Contribution,
 ) -> rusqlite::Result<()> {
+    let mut new = new.clone();
+    new.py = py_now(conn, job)?;
+    let new = &new;
     if old_grp.is_some() && old == new {
         return Ok(());
     }
-    match old_grp {
+    if old.py != new.py {
+        conn.prepare_cached("UPDATE jobs SET rollup_py = ?2 WHERE id = ?1")?.execute(params![job, new.py])?;
+    }
+    let new_grp = match old_grp {
         // The job stays in its group (another node's records, typically): only what changed
         // moves, the sums in one write.
         Some(g) if old.key == new.key => {
@@ -126,6 +150,7 @@ pub fn update(
                 move_ends(conn, new, 1)?;
                 move_ends(conn, old, -1)?;
             }
+            g
         }
         _ => {
             let grp = group_id(conn, &new.key)?;
@@ -142,9 +167,10 @@ pub fn update(
                 move_ends(conn, old, -1)?;
             }
             conn.prepare_cached("UPDATE jobs SET grp = ?2 WHERE id = ?1")?.execute([job, grp])?;
+            grp
         }
-    }
-    Ok(())
+    };
+    move_cells(conn, old_grp.map(|g| (g, old)), Some((new_grp, new)))
 }
 
 fn group_id(conn: &Connection, k: &Key) -> rusqlite::Result<i64> {
@@ -164,36 +190,55 @@ fn group_id(conn: &Connection, k: &Key) -> rusqlite::Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// A group's or a cell's sums.
+#[derive(Default)]
+struct Sums {
+    jobs: i64,
+    walls: i64,
+    core_s: i64,
+    eff_core_s: i64,
+    cpu: ExactSum,
+    eff_cpu: ExactSum,
+}
+
+impl Sums {
+    fn read(r: &rusqlite::Row) -> rusqlite::Result<Sums> {
+        let sum = |i: usize| Ok::<_, rusqlite::Error>(ExactSum::from_blob(r.get_ref(i)?.as_blob_or_null()?));
+        Ok(Sums {
+            jobs: r.get(0)?,
+            walls: r.get(1)?,
+            core_s: r.get(2)?,
+            eff_core_s: r.get(3)?,
+            cpu: sum(4)?,
+            eff_cpu: sum(5)?,
+        })
+    }
+
+    fn apply(&mut self, c: &Contribution, sign: i64) {
+        let add = |s: &mut ExactSum, x: f64| if sign > 0 { s.add(x) } else { s.sub(x) };
+        add(&mut self.cpu, c.cpu);
+        if let Some(core) = c.core() {
+            self.core_s += sign * core;
+            if core > 0 {
+                self.eff_core_s += sign * core;
+                add(&mut self.eff_cpu, c.cpu);
+            }
+        }
+        self.jobs += sign;
+        self.walls += sign * i64::from(c.elapsed.is_some());
+    }
+}
+
 /// Adds (sign 1) and removes (-1) contributions to group `grp`'s sums; true when that emptied
 /// the group, which is then deleted with its elapsed times.
 fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqlite::Result<bool> {
-    let (mut jobs, mut walls, mut core_s, mut eff_core_s, mut cpu, mut eff_cpu): (
-        i64,
-        i64,
-        i64,
-        i64,
-        ExactSum,
-        ExactSum,
-    ) = conn
+    let mut s = conn
         .prepare_cached("SELECT jobs, walls, core_s, eff_core_s, cpu, eff_cpu FROM rollup WHERE id = ?1")?
-        .query_row([grp], |r| {
-            let sum = |i: usize| Ok::<_, rusqlite::Error>(ExactSum::from_blob(r.get_ref(i)?.as_blob_or_null()?));
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, sum(4)?, sum(5)?))
-        })?;
+        .query_row([grp], Sums::read)?;
     for &(c, sign) in changes {
-        let add = |s: &mut ExactSum, x: f64| if sign > 0 { s.add(x) } else { s.sub(x) };
-        add(&mut cpu, c.cpu);
-        if let Some(core) = c.core() {
-            core_s += sign * core;
-            if core > 0 {
-                eff_core_s += sign * core;
-                add(&mut eff_cpu, c.cpu);
-            }
-        }
-        jobs += sign;
-        walls += sign * i64::from(c.elapsed.is_some());
+        s.apply(c, sign);
     }
-    if jobs == 0 {
+    if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup WHERE id = ?1")?.execute([grp])?;
         conn.prepare_cached("DELETE FROM rollup_walls WHERE grp = ?1")?.execute([grp])?;
         return Ok(true);
@@ -201,15 +246,32 @@ fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqli
     conn.prepare_cached(
         "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7 WHERE id = ?1",
     )?
-    .execute(params![grp, jobs, walls, core_s, eff_core_s, cpu.to_blob(), eff_cpu.to_blob()])?;
+    .execute(params![grp, s.jobs, s.walls, s.core_s, s.eff_core_s, s.cpu.to_blob(), s.eff_cpu.to_blob()])?;
     Ok(false)
 }
 
 fn move_walls(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
     match c.elapsed {
-        Some(e) if sign > 0 => add_wall(conn, grp, e),
-        Some(e) => remove_wall(conn, grp, e),
+        Some(e) if sign > 0 => add_wall(conn, Walls::Group(grp), e),
+        Some(e) => remove_wall(conn, Walls::Group(grp), e),
         None => Ok(()),
+    }
+}
+
+/// Where elapsed times are kept: a group's (`rollup_walls`) or a cell's (`rollup_cell_walls`).
+#[derive(Clone, Copy, Debug)]
+enum Walls {
+    Group(i64),
+    Cell(Dim, i64, i64),
+}
+
+impl Walls {
+    /// The table, its key's condition on ?1… and the key's values.
+    fn at(self) -> (&'static str, &'static str, Vec<i64>) {
+        match self {
+            Walls::Group(g) => ("rollup_walls", "grp = ?1", vec![g]),
+            Walls::Cell(d, g, v) => ("rollup_cell_walls", "dim = ?1 AND grp = ?2 AND val = ?3", vec![d as i64, g, v]),
+        }
     }
 }
 
@@ -260,52 +322,81 @@ fn bump(conn: &Connection, table: &str, col: &str, grp: i64, key: &Value, sign: 
     Ok(())
 }
 
-fn add_wall(conn: &Connection, grp: i64, wall: i64) -> rusqlite::Result<()> {
+fn add_wall(conn: &Connection, at: Walls, wall: i64) -> rusqlite::Result<()> {
+    let (table, cond, keys) = at.at();
+    let n = keys.len();
     let last: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT chunk, walls FROM rollup_walls WHERE grp = ?1 ORDER BY chunk DESC LIMIT 1")?
-        .query_row([grp], |r| Ok((r.get(0)?, r.get(1)?)))
+        .prepare_cached(&format!("SELECT chunk, walls FROM {table} WHERE {cond} ORDER BY chunk DESC LIMIT 1"))?
+        .query_row(params_from_iter(&keys), |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     match last {
         // A varint's last byte is the one below 0x80: their number is the number of values.
         Some((chunk, mut walls)) if walls.iter().filter(|&&b| b < 0x80).count() < WALLS_PER_CHUNK => {
             walls.extend(store::encode_walls(&[wall]));
-            conn.prepare_cached("UPDATE rollup_walls SET walls = ?3 WHERE grp = ?1 AND chunk = ?2")?
-                .execute(params![grp, chunk, walls])?;
+            set_chunk(conn, table, cond, &keys, chunk, &walls)?;
         }
         last => {
             let chunk = last.map_or(0, |(c, _)| c + 1);
-            conn.prepare_cached("INSERT INTO rollup_walls (grp, chunk, walls) VALUES (?1, ?2, ?3)")?
-                .execute(params![grp, chunk, store::encode_walls(&[wall])])?;
+            let cols = if n == 1 { "grp" } else { "dim, grp, val" };
+            let marks = (1..=n + 2).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let mut p: Vec<Value> = keys.into_iter().map(Value::Integer).collect();
+            p.push(Value::Integer(chunk));
+            p.push(Value::Blob(store::encode_walls(&[wall])));
+            conn.prepare_cached(&format!("INSERT INTO {table} ({cols}, chunk, walls) VALUES ({marks})"))?
+                .execute(params_from_iter(p))?;
         }
     }
     Ok(())
 }
 
-/// Removes one elapsed time equal to `wall` from the group: from the newest chunk holding one
-/// (a job changes soon after it was added, so that is usually the last).
-fn remove_wall(conn: &Connection, grp: i64, wall: i64) -> rusqlite::Result<()> {
-    let mut st = conn.prepare_cached("SELECT chunk, walls FROM rollup_walls WHERE grp = ?1 ORDER BY chunk DESC")?;
-    let mut rows = st.query([grp])?;
+/// Rewrites chunk `chunk` of the key `keys` as `walls` (encoded), or deletes it when empty.
+fn set_chunk(
+    conn: &Connection,
+    table: &str,
+    cond: &str,
+    keys: &[i64],
+    chunk: i64,
+    walls: &[u8],
+) -> rusqlite::Result<()> {
+    let n = keys.len();
+    let mut p: Vec<Value> = keys.iter().map(|k| Value::Integer(*k)).collect();
+    p.push(Value::Integer(chunk));
+    if walls.is_empty() {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE {cond} AND chunk = ?{}", n + 1))?
+            .execute(params_from_iter(p))?;
+    } else {
+        p.push(Value::Blob(walls.to_vec()));
+        conn.prepare_cached(&format!("UPDATE {table} SET walls = ?{} WHERE {cond} AND chunk = ?{}", n + 2, n + 1))?
+            .execute(params_from_iter(p))?;
+    }
+    Ok(())
+}
+
+/// Removes one elapsed time equal to `wall`: from the newest chunk holding one (a job changes
+/// soon after it was added, so that is usually the last).
+fn remove_wall(conn: &Connection, at: Walls, wall: i64) -> rusqlite::Result<()> {
+    let (table, cond, keys) = at.at();
     let mut found = None;
-    while let Some(r) = rows.next()? {
-        let mut walls = Vec::new();
-        store::decode_walls(r.get_ref(1)?.as_blob()?, &mut walls);
-        if let Some(i) = walls.iter().position(|&w| w == wall) {
-            walls.swap_remove(i);
-            found = Some((r.get::<_, i64>(0)?, walls));
-            break;
+    {
+        let mut st =
+            conn.prepare_cached(&format!("SELECT chunk, walls FROM {table} WHERE {cond} ORDER BY chunk DESC"))?;
+        let mut rows = st.query(params_from_iter(&keys))?;
+        while let Some(r) = rows.next()? {
+            let mut walls = Vec::new();
+            store::decode_walls(r.get_ref(1)?.as_blob()?, &mut walls);
+            if let Some(i) = walls.iter().position(|&w| w == wall) {
+                walls.swap_remove(i);
+                found = Some((r.get::<_, i64>(0)?, walls));
+                break;
+            }
         }
     }
-    drop(rows);
     match found {
-        Some((chunk, walls)) if walls.is_empty() => {
-            conn.prepare_cached("DELETE FROM rollup_walls WHERE grp = ?1 AND chunk = ?2")?.execute([grp, chunk])?;
-        }
         Some((chunk, walls)) => {
-            conn.prepare_cached("UPDATE rollup_walls SET walls = ?3 WHERE grp = ?1 AND chunk = ?2")?
-                .execute(params![grp, chunk, store::encode_walls(&walls)])?;
+            let blob = if walls.is_empty() { Vec::new() } else { store::encode_walls(&walls) };
+            set_chunk(conn, table, cond, &keys, chunk, &blob)?;
         }
-        None => log::warn!("rollup group {grp} holds no elapsed time of {wall} s to remove"),
+        None => log::warn!("rollup {at:?} holds no elapsed time of {wall} s to remove"),
     }
     Ok(())
 }
@@ -325,6 +416,7 @@ pub fn remove(conn: &Connection, jobs: &[(i64, Contribution)]) -> rusqlite::Resu
         }
         move_modules(conn, *grp, c, -1)?;
         move_ends(conn, c, -1)?;
+        move_cells(conn, Some((*grp, c)), None)?;
     }
     for (grp, gone) in walls {
         if !emptied.contains(&grp) {
@@ -397,7 +489,7 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
     let mut groups: BTreeMap<Key, Acc> = BTreeMap::new();
     let mut ends: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     {
-        let mut st = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))?;
+        let mut st = conn.prepare(&format!("SELECT {} FROM jobs ORDER BY id", job_columns(conn)?))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let c = contribution(r, 0)?;
@@ -487,7 +579,369 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
     for (slot, (jobs, failed)) in ends {
         ins_end.execute([slot, jobs, failed])?;
     }
+    if has_cells(conn)? {
+        rebuild_cells(conn)?;
+    }
     Ok(())
+}
+
+/// Whether the ledger has the cells yet (the migration to version 3 rebuilds the groups of a
+/// schema that predates them, and the cells' migration builds them).
+fn has_cells(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'rollup_py'")?.exists([])
+}
+
+/// [`JOB_COLUMNS`], with no Python set before the cells' migration added its column.
+fn job_columns(conn: &Connection) -> rusqlite::Result<String> {
+    Ok(if has_cells(conn)? { JOB_COLUMNS.to_string() } else { JOB_COLUMNS.replace("rollup_py", "NULL") })
+}
+
+/// A cell's dimension (`rollup_cells.dim`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// The job's start, by [`month_bucket`].
+    Month = 1,
+    /// A module (name and version) the job loaded: `modules.id`.
+    Module = 2,
+    /// [`Contribution::py`] (jobs without Python have no cell).
+    PySet = 3,
+    /// A module name the job loaded, by [`name_key`] (two versions of one count once).
+    ModuleName = 4,
+}
+
+pub const DIMS: [Dim; 4] = [Dim::Month, Dim::Module, Dim::ModuleName, Dim::PySet];
+
+/// A module name as a cell value: FNV-1a, 64 bits (stable across prunes, unlike a row id).
+pub fn name_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// [`Contribution::py`] of a job that ran Python and imported no package.
+pub const NO_PACKAGES: i64 = -1;
+
+/// The month bucket of a job without a start.
+pub const NO_START: i64 = i64::MIN;
+
+/// The widest UTC offset from a UTC month boundary to a local one (UTC-12 … UTC+14).
+const EDGE_S: i64 = 14 * 3600;
+
+/// The cell a job's start falls in for [`Dim::Month`], such that every start in one bucket has
+/// the same local month and year in any time zone whose offsets are whole quarter hours within
+/// ±14 h (all of them since 1980): a UTC month less 14 h at either end (odd: `2 × month + 1`,
+/// months counted from year 0), and near a boundary the quarter hour (even: `2 × slot`),
+/// since a local midnight is a quarter hour. So the reader's zone, not the writer's, decides
+/// ([`bucket_instant`]). About 4 % of the jobs (28 h of a month) fall in quarter-hour cells.
+pub fn month_bucket(start: Option<i64>) -> i64 {
+    let Some(t) = start else { return NO_START };
+    let (y, m, _) = civil_from_days(t.div_euclid(86_400));
+    let first = days_from_civil(y, m, 1) * 86_400;
+    let next = if m == 12 { days_from_civil(y + 1, 1, 1) } else { days_from_civil(y, m + 1, 1) } * 86_400;
+    if t >= first + EDGE_S && t < next - EDGE_S {
+        (y * 12 + m - 1).saturating_mul(2) + 1
+    } else {
+        t.div_euclid(END_SLOT_S).saturating_mul(2)
+    }
+}
+
+/// An instant of [`month_bucket`] `b` (None for [`NO_START`]): a quarter hour's start, a
+/// month's middle.
+pub fn bucket_instant(b: i64) -> Option<i64> {
+    if b == NO_START {
+        None
+    } else if b.rem_euclid(2) == 0 {
+        Some(b / 2 * END_SLOT_S)
+    } else {
+        let months = (b - 1) / 2;
+        Some(days_from_civil(months.div_euclid(12), months.rem_euclid(12) + 1, 15) * 86_400)
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+}
+
+/// Module set id -> its modules' ids and name keys, read once per use.
+#[derive(Default)]
+struct SetModules(HashMap<i64, (Vec<i64>, Vec<i64>)>);
+
+impl SetModules {
+    fn get(&mut self, conn: &Connection, set: i64) -> rusqlite::Result<&(Vec<i64>, Vec<i64>)> {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.0.entry(set) {
+            let ids: Vec<i64> = conn
+                .prepare_cached("SELECT modules FROM module_sets WHERE id = ?1")?
+                .query_row([set], |r| Ok(store::parse_module_set(r.get_ref(0)?.as_str()?)))?;
+            let mut names = Vec::with_capacity(ids.len());
+            for m in &ids {
+                let name: String =
+                    conn.prepare_cached("SELECT name FROM modules WHERE id = ?1")?.query_row([m], |r| r.get(0))?;
+                names.push(name_key(&name));
+            }
+            names.sort_unstable();
+            names.dedup();
+            e.insert((ids, names));
+        }
+        Ok(&self.0[&set])
+    }
+}
+
+/// The cell values of a job in `dim` (none: no cell there).
+fn vals(
+    conn: &Connection,
+    sets: &mut SetModules,
+    dim: Dim,
+    start: Option<i64>,
+    module_set: Option<i64>,
+    py: Option<i64>,
+) -> rusqlite::Result<Vec<i64>> {
+    Ok(match (dim, module_set) {
+        (Dim::Month, _) => vec![month_bucket(start)],
+        (Dim::PySet, _) => py.into_iter().collect(),
+        (Dim::Module, Some(s)) => sets.get(conn, s)?.0.clone(),
+        (Dim::ModuleName, Some(s)) => sets.get(conn, s)?.1.clone(),
+        (_, None) => Vec::new(),
+    })
+}
+
+/// [`Contribution::py`] as the job's rows say now.
+const PY_NOW: &str = "CASE WHEN jobs.py_set IS NOT NULL THEN jobs.py_set \
+     WHEN EXISTS (SELECT 1 FROM py_procs p WHERE p.job = jobs.id) THEN -1 END";
+
+fn py_now(conn: &Connection, job: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(&format!("SELECT {PY_NOW} FROM jobs WHERE id = ?1"))?.query_row([job], |r| r.get(0))
+}
+
+/// Moves a job's cells from `old` (its group and contribution as counted) to `new`.
+fn move_cells(
+    conn: &Connection,
+    old: Option<(i64, &Contribution)>,
+    new: Option<(i64, &Contribution)>,
+) -> rusqlite::Result<()> {
+    let mut sets = SetModules::default();
+    let mut cells_of = |side: Option<(i64, &Contribution)>, dim: Dim| -> rusqlite::Result<Vec<i64>> {
+        match side {
+            Some((_, c)) => vals(conn, &mut sets, dim, c.start, c.module_set, c.py),
+            None => Ok(Vec::new()),
+        }
+    };
+    for dim in DIMS {
+        let (ov, nv) = (cells_of(old, dim)?, cells_of(new, dim)?);
+        let same_group = matches!((old, new), (Some((og, _)), Some((ng, _))) if og == ng);
+        if let Some((g, c)) = new {
+            for &v in &nv {
+                match old {
+                    // Same cell: the sums in one write, the elapsed time only when it changed.
+                    Some((_, oc)) if same_group && ov.contains(&v) => {
+                        if oc.elapsed == c.elapsed && oc.ncpus == c.ncpus && oc.cpu == c.cpu {
+                            continue;
+                        }
+                        cell_sums(conn, dim, g, v, &[(c, 1), (oc, -1)])?;
+                        if oc.elapsed != c.elapsed {
+                            if let Some(e) = c.elapsed {
+                                add_wall(conn, Walls::Cell(dim, g, v), e)?;
+                            }
+                            if let Some(e) = oc.elapsed {
+                                remove_wall(conn, Walls::Cell(dim, g, v), e)?;
+                            }
+                        }
+                    }
+                    _ => {
+                        cell_sums(conn, dim, g, v, &[(c, 1)])?;
+                        if let Some(e) = c.elapsed {
+                            add_wall(conn, Walls::Cell(dim, g, v), e)?;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((g, c)) = old {
+            for &v in ov.iter().filter(|v| !(same_group && nv.contains(v))) {
+                // An emptied cell went with its elapsed times.
+                if !cell_sums(conn, dim, g, v, &[(c, -1)])? {
+                    if let Some(e) = c.elapsed {
+                        remove_wall(conn, Walls::Cell(dim, g, v), e)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`sums`] for a cell, which is created when missing; true when the changes emptied it.
+fn cell_sums(
+    conn: &Connection,
+    dim: Dim,
+    grp: i64,
+    val: i64,
+    changes: &[(&Contribution, i64)],
+) -> rusqlite::Result<bool> {
+    let key = [dim as i64, grp, val];
+    let mut s = conn
+        .prepare_cached(
+            "SELECT jobs, walls, core_s, eff_core_s, cpu, eff_cpu FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3",
+        )?
+        .query_row(key, Sums::read)
+        .optional()?
+        .unwrap_or_default();
+    for &(c, sign) in changes {
+        s.apply(c, sign);
+    }
+    if s.jobs == 0 {
+        conn.prepare_cached("DELETE FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3")?.execute(key)?;
+        conn.prepare_cached("DELETE FROM rollup_cell_walls WHERE dim = ?1 AND grp = ?2 AND val = ?3")?.execute(key)?;
+        return Ok(true);
+    }
+    conn.prepare_cached(
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (dim, grp, val) DO UPDATE SET jobs = excluded.jobs, walls = excluded.walls,
+             core_s = excluded.core_s, eff_core_s = excluded.eff_core_s, cpu = excluded.cpu, eff_cpu = excluded.eff_cpu",
+    )?
+    .execute(params![
+        dim as i64,
+        grp,
+        val,
+        s.jobs,
+        s.walls,
+        s.core_s,
+        s.eff_core_s,
+        s.cpu.to_blob(),
+        s.eff_cpu.to_blob()
+    ])?;
+    Ok(false)
+}
+
+/// Recomputes every cell from the jobs and their groups (`jobs.grp`; [`rebuild`], and the
+/// migration that adds the cells to a ledger whose groups are kept).
+pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "DELETE FROM rollup_cells; DELETE FROM rollup_cell_walls;
+         UPDATE jobs SET rollup_py = {PY_NOW} WHERE rollup_py IS NOT ({PY_NOW});"
+    ))?;
+    let mut cells: BTreeMap<(i64, i64, i64), (Sums, Vec<i64>)> = BTreeMap::new();
+    let mut sets = SetModules::default();
+    {
+        let mut st = conn.prepare(&format!("SELECT grp, {JOB_COLUMNS} FROM jobs WHERE grp IS NOT NULL ORDER BY id"))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let grp: i64 = r.get(0)?;
+            let c = contribution(r, 1)?;
+            for dim in DIMS {
+                for v in vals(conn, &mut sets, dim, c.start, c.module_set, c.py)? {
+                    let cell = cells.entry((dim as i64, grp, v)).or_default();
+                    cell.0.apply(&c, 1);
+                    cell.1.extend(c.elapsed);
+                }
+            }
+        }
+    }
+    let mut ins = conn.prepare(
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut ins_walls =
+        conn.prepare("INSERT INTO rollup_cell_walls (dim, grp, val, chunk, walls) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for ((dim, grp, val), (s, walls)) in cells {
+        ins.execute(params![
+            dim,
+            grp,
+            val,
+            s.jobs,
+            s.walls,
+            s.core_s,
+            s.eff_core_s,
+            s.cpu.to_blob(),
+            s.eff_cpu.to_blob()
+        ])?;
+        for (i, chunk) in walls.chunks(WALLS_PER_CHUNK).enumerate() {
+            ins_walls.execute(params![dim, grp, val, i as i64, store::encode_walls(chunk)])?;
+        }
+    }
+    Ok(())
+}
+
+/// One cell as the queries read it: its group, its value in the dimension, its sums.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub grp: i64,
+    pub val: i64,
+    pub jobs: i64,
+    pub core_s: i64,
+    pub eff_core_s: i64,
+    pub cpu: ExactSum,
+    pub eff_cpu: ExactSum,
+}
+
+/// Every cell of `dim`, in (group, value) order.
+pub fn cells(conn: &Connection, dim: Dim) -> rusqlite::Result<Vec<Cell>> {
+    let mut st = conn.prepare(
+        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
+    )?;
+    let rows = st.query_map([dim as i64], |r| {
+        Ok(Cell {
+            grp: r.get(0)?,
+            val: r.get(1)?,
+            jobs: r.get(2)?,
+            core_s: r.get(3)?,
+            eff_core_s: r.get(4)?,
+            cpu: ExactSum::from_blob(r.get_ref(5)?.as_blob_or_null()?),
+            eff_cpu: ExactSum::from_blob(r.get_ref(6)?.as_blob_or_null()?),
+        })
+    })?;
+    rows.collect()
+}
+
+/// The elapsed times of every cell of `dim`: (group, value) -> walls.
+pub fn cell_walls(conn: &Connection, dim: Dim) -> rusqlite::Result<HashMap<(i64, i64), Vec<i64>>> {
+    let mut out: HashMap<(i64, i64), Vec<i64>> = HashMap::new();
+    let mut st = conn.prepare("SELECT grp, val, walls FROM rollup_cell_walls WHERE dim = ?1")?;
+    let mut rows = st.query([dim as i64])?;
+    while let Some(r) = rows.next()? {
+        store::decode_walls(r.get_ref(2)?.as_blob()?, out.entry((r.get(0)?, r.get(1)?)).or_default());
+    }
+    Ok(out)
+}
+
+/// Idle core-seconds of the idle jobs (the partial index `jobs_idle`) per cell of `dim`.
+pub fn cell_idle(conn: &Connection, dim: Dim) -> rusqlite::Result<HashMap<(i64, i64), ExactSum>> {
+    let mut out: HashMap<(i64, i64), ExactSum> = HashMap::new();
+    let mut st = conn.prepare(
+        "SELECT grp, start, module_set, rollup_py, idle_core_s FROM jobs INDEXED BY jobs_idle
+         WHERE idle_core_s IS NOT NULL AND grp IS NOT NULL",
+    )?;
+    let mut rows = st.query([])?;
+    let mut sets = SetModules::default();
+    while let Some(r) = rows.next()? {
+        for v in vals(conn, &mut sets, dim, r.get(1)?, r.get(2)?, r.get(3)?)? {
+            out.entry((r.get(0)?, v)).or_default().add(r.get(4)?);
+        }
+    }
+    Ok(out)
 }
 
 /// One group as the queries read it.
@@ -601,5 +1055,60 @@ mod tests {
         assert!(kept.contains("rollup"), "{kept}");
         super::rebuild(&conn).unwrap();
         assert_eq!(crate::merge::tests::dump(&conn), kept);
+    }
+
+    /// Made-up jobs with Python, merged node by node (each job's nodes in turn, so a job's
+    /// package set and contribution change after it was first counted): the cells the merge
+    /// kept are those a rebuild computes, and each dimension holds every job it should.
+    #[test]
+    fn cells_kept_by_the_merge_are_those_a_rebuild_computes() {
+        let conn = crate::db::open_memory();
+        let mut synth = runledger_synth::Synth::new(400, 11, synth::FIXTURE_END);
+        while let Some(job) = synth.next_job() {
+            for b in &job {
+                crate::merge::apply_group(&conn, &[b], synth::FIXTURE_END).unwrap()[0].as_ref().unwrap();
+            }
+        }
+        let kept = crate::merge::tests::dump(&conn);
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let per_dim = |d: super::Dim| -> i64 { super::cells(&conn, d).unwrap().iter().map(|c| c.jobs).sum() };
+        assert_eq!(per_dim(super::Dim::Month), count("SELECT count(*) FROM jobs"));
+        assert_eq!(
+            per_dim(super::Dim::Module),
+            count("SELECT count(*) FROM jobs j JOIN module_set_members m ON m.module_set = j.module_set")
+        );
+        let python = count("SELECT count(DISTINCT job) FROM py_procs");
+        assert!(python > 50, "{python} jobs with Python");
+        assert_eq!(per_dim(super::Dim::PySet), python);
+        super::rebuild(&conn).unwrap();
+        assert_eq!(crate::merge::tests::dump(&conn), kept);
+    }
+
+    /// Every start in one month bucket has the same local month under any offset that is a
+    /// whole number of quarter hours within UTC-12 … UTC+14, as the bucket's instant does.
+    #[test]
+    fn a_month_bucket_is_one_local_month_in_every_zone() {
+        use super::{bucket_instant, civil_from_days, month_bucket};
+        let month = |t: i64| {
+            let (y, m, _) = civil_from_days(t.div_euclid(86_400));
+            (y, m)
+        };
+        let mut rng = runledger_synth::synth::Rng(5);
+        // Around month boundaries mostly, and anywhere.
+        for i in 0..200_000 {
+            let t = if i % 2 == 0 {
+                let (y, m) = (1990 + rng.below(60) as i64, 1 + rng.below(12) as i64);
+                super::days_from_civil(y, m, 1) * 86_400 + rng.below(2 * 86_400) as i64 - 86_400
+            } else {
+                rng.below(4_000_000_000) as i64
+            };
+            let b = month_bucket(Some(t));
+            let at = bucket_instant(b).unwrap();
+            assert_eq!(month_bucket(Some(at)), b, "{t}");
+            let offset = (rng.below(26 * 4 + 1) as i64 - 12 * 4) * 900;
+            assert_eq!(month(t + offset), month(at + offset), "{t} {offset}");
+        }
+        assert_eq!(bucket_instant(month_bucket(None)), None);
+        assert_eq!(civil_from_days(super::days_from_civil(2026, 2, 28)), (2026, 2, 28));
     }
 }

@@ -430,6 +430,7 @@ fn batches(
     envs: &[BTreeMap<String, String>],
     python: Option<runledger_record::python::PythonReport>,
     timelines: bool,
+    params: bool,
 ) -> Vec<Batch> {
     let shape = shape(j, timelines);
     let seed = |node: u32, step: u32| (u64::from(j.job_id) << 32) ^ (u64::from(node) << 16) ^ u64::from(step);
@@ -548,7 +549,7 @@ fn batches(
             end,
             stdout: None,
             stderr: None,
-            facts: if node == 0 { verdict(j) } else { Vec::new() },
+            facts: if node == 0 { verdict(j, params) } else { Vec::new() },
             python: if node == 0 { python.clone() } else { None },
             // Limits asked for (#15) are left out of the made-up jobs.
             ..Default::default()
@@ -562,7 +563,7 @@ fn batches(
 
 /// What the epilog's log parser would have found: program, outcome and failure category
 /// (job-level facts, `source` empty), for the jobs running a known application.
-fn verdict(j: &Job) -> Vec<Fact> {
+fn verdict(j: &Job, params: bool) -> Vec<Fact> {
     let program = match j.program {
         "lmp" => "LAMMPS",
         "gmx_mpi" => "GROMACS",
@@ -585,7 +586,74 @@ fn verdict(j: &Job) -> Vec<Fact> {
     if let Some(c) = category {
         out.push(fact("failure_category", c));
     }
+    if params {
+        out.extend(input_params(j).into_iter().map(|(k, v)| fact(&format!("param.{k}"), v)));
+    }
     out
+}
+
+/// The input parameters the log parser would read (`logparse::inputs`, `param.*` facts): for
+/// about four jobs of five of a code it knows (the others feed their input through a shell
+/// redirection, which is never seen), the keys a site compares, each value one of a few a
+/// group's users would pick. Drawn from the job id, not the year's random stream, so the jobs'
+/// other fields stay those of a generator without them.
+fn input_params(j: &Job) -> Vec<(&'static str, &'static str)> {
+    let h = u64::from(j.job_id).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j.user as u64;
+    if h % 5 == 0 {
+        return Vec::new();
+    }
+    let keys: &[(&str, &[&str])] = match j.program {
+        "lmp" => &[
+            ("units", &["lj", "metal", "real"]),
+            ("atom_style", &["atomic", "full", "charge"]),
+            ("pair_style", &["lj/cut", "eam/alloy", "lj/cut/coul/long", "reaxff"]),
+            ("kspace_style", &["pppm", "ewald"]),
+            ("timestep", &["0.005", "0.001", "1.0", "2.0"]),
+            ("run", &["10000", "100000", "500000"]),
+            ("fix", &["nve", "nvt", "npt", "nve,langevin"]),
+        ],
+        "gmx_mpi" => &[
+            ("integrator", &["md", "sd", "steep"]),
+            ("dt", &["0.002", "0.004", "0.001"]),
+            ("nsteps", &["500000", "5000000", "50000"]),
+            ("cutoff-scheme", &["Verlet"]),
+            ("coulombtype", &["PME", "Reaction-Field"]),
+            ("tcoupl", &["V-rescale", "Nose-Hoover"]),
+            ("pcoupl", &["Parrinello-Rahman", "C-rescale", "no"]),
+            ("constraints", &["h-bonds", "none"]),
+        ],
+        "vasp_std" => &[
+            ("ENCUT", &["400", "520", "600"]),
+            ("PREC", &["Accurate", "Normal"]),
+            ("ISMEAR", &["0", "-5", "1"]),
+            ("IBRION", &["2", "-1", "1"]),
+            ("ALGO", &["Fast", "Normal", "All"]),
+            ("GGA", &["PE", "PS"]),
+        ],
+        "pw.x" => &[
+            ("calculation", &["scf", "relax", "vc-relax"]),
+            ("ecutwfc", &["30", "45", "60"]),
+            ("occupations", &["smearing", "fixed"]),
+            ("conv_thr", &["1.0d-8", "1.0d-10"]),
+            ("mixing_beta", &["0.7", "0.3"]),
+        ],
+        "wrf.exe" => &[
+            ("time_step", &["60", "90", "180"]),
+            ("max_dom", &["1", "2", "3"]),
+            ("mp_physics", &["8", "6", "28"]),
+            ("cu_physics", &["1", "0", "3"]),
+            ("bl_pbl_physics", &["1", "5"]),
+        ],
+        _ => &[],
+    };
+    // Each key's value mostly follows the user's habit, sometimes the job's own choice.
+    keys.iter()
+        .enumerate()
+        .map(|(i, (k, vals))| {
+            let pick = if (h >> (8 + i)) & 3 == 0 { (h >> 20) as usize + i } else { j.user + i };
+            (*k, vals[pick % vals.len()])
+        })
+        .collect()
 }
 
 /// Relative submission rate by local-ish hour and weekday (0 = Monday).
@@ -617,6 +685,9 @@ pub struct Synth {
     /// default so the made-up year stays what it was; the jobs are the same either way (the
     /// series' shapes come from the job id, not the year's random stream).
     pub timelines: bool,
+    /// Whether the jobs of a known code carry their input parameters (`param.*` facts); on by
+    /// default, off for the fixture (the recorded version 2 ledger predates them).
+    pub params: bool,
 }
 
 impl Synth {
@@ -640,7 +711,18 @@ impl Synth {
             }
         }
         starts.sort_unstable();
-        Synth { rng, cum, envs: environments(), t0, starts, next: 0, seed, python: true, timelines: false }
+        Synth {
+            rng,
+            cum,
+            envs: environments(),
+            t0,
+            starts,
+            next: 0,
+            seed,
+            python: true,
+            timelines: false,
+            params: true,
+        }
     }
 
     /// The same jobs without their Python records (the schema-migration fixture, recorded before
@@ -656,7 +738,7 @@ impl Synth {
         let job = make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, start, self.t0);
         self.next += 1;
         let python = if self.python { python_of(&job, self.seed, self.t0, &self.cum.py) } else { None };
-        Some(batches(&job, &self.envs, python, self.timelines))
+        Some(batches(&job, &self.envs, python, self.timelines, self.params))
     }
 
     /// The next job's items from all its nodes in one batch: the same rows once merged, with
@@ -687,6 +769,7 @@ pub fn fixture_batches() -> Vec<Batch> {
     use crate::sample::Sample;
     let mut out = Vec::new();
     let mut synth = Synth::new(30, 7, FIXTURE_END).without_python();
+    synth.params = false;
     while let Some(b) = synth.next_job() {
         out.extend(b);
     }

@@ -67,6 +67,7 @@ pub(crate) fn dump(conn: &Connection) -> String {
         "rollup_modules",
         "rollup_module_names",
         "rollup_ends",
+        "rollup_cells",
         "step_series",
     ];
     let mut out = String::new();
@@ -122,6 +123,17 @@ pub(crate) fn dump(conn: &Connection) -> String {
     for (g, mut w) in walls {
         w.sort_unstable();
         out.push_str(&format!("{g}: {w:?}\n"));
+    }
+    let mut cells: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for dim in crate::rollup::DIMS {
+        for ((g, v), w) in crate::rollup::cell_walls(conn, dim).unwrap() {
+            cells.entry(format!("{dim:?} {} {v}", groups[&g])).or_default().extend(w);
+        }
+    }
+    out.push_str("== rollup_cell_walls\n");
+    for (c, mut w) in cells {
+        w.sort_unstable();
+        out.push_str(&format!("{c}: {w:?}\n"));
     }
     out
 }

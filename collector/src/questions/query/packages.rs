@@ -110,45 +110,15 @@ pub fn packages(
         row_of.insert(id, row);
     }
     let sets = package_sets(conn).map_err(db)?;
-    let by_interpreter = interpreter.map(|v| sets_by_interpreter(conn, v)).transpose().map_err(db)?;
-    let (where_sql, params) = filter.to_sql();
-    // The jobs that recorded any Python process: one pass over py_procs' key, not a lookup per
-    // job (a process may have imported nothing, so py_set alone does not say).
-    let with_python: rustc_hash::FxHashSet<i64> = match &by_interpreter {
-        Some(m) => m.keys().copied().collect(),
-        None => {
-            let mut st = conn.prepare("SELECT DISTINCT job FROM py_procs").map_err(db)?;
-            let ids = st.query_map([], |r| r.get(0)).map_err(db)?;
-            ids.collect::<Result<_, _>>().map_err(db)?
-        }
-    };
-    let sql = format!("SELECT id, COALESCE(user, CAST(uid AS TEXT), ''), py_set FROM jobs WHERE {where_sql}");
-    let mut st = conn.prepare(&sql).map_err(db)?;
-    let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
     let (mut total, mut python_jobs) = (0i64, 0i64);
     let mut jobs = vec![0i64; labels.len()];
     let mut users: Vec<HashSet<u32>> = vec![HashSet::new(); labels.len()];
     let mut user_ids = Interner::default();
     let mut seen: Vec<usize> = Vec::new();
-    while let Some(r) = rows.next().map_err(db)? {
-        total += 1;
-        let id: i64 = r.get(0).map_err(db)?;
-        let job_sets: Vec<i64> = match &by_interpreter {
-            Some(m) => match m.get(&id) {
-                Some(s) => s.clone(),
-                None => continue,
-            },
-            None => {
-                if !with_python.contains(&id) {
-                    continue;
-                }
-                r.get::<_, Option<i64>>(2).map_err(db)?.into_iter().collect()
-            }
-        };
-        python_jobs += 1;
-        let u = user_ids.id(r.get_ref(1).map_err(db)?.as_bytes().unwrap_or(b""));
+    // Counts `n` jobs of user `u` with package set `set`, as the scan counts each job.
+    let mut count = |set: Option<&Vec<i64>>, n: i64, u: u32, seen: &mut Vec<usize>| {
         seen.clear();
-        for p in job_sets.iter().filter_map(|s| sets.get(s)).flatten() {
+        for p in set.into_iter().flatten() {
             let Some(&row) = row_of.get(p) else { continue };
             if known.contains(p) {
                 versions[row].insert(*p);
@@ -157,8 +127,57 @@ pub fn packages(
                 continue;
             }
             seen.push(row);
-            jobs[row] += 1;
+            jobs[row] += n;
             users[row].insert(u);
+        }
+    };
+    if interpreter.is_none() && super::rollups::covers(filter) {
+        // From the rollups' package-set cells (jobs.rollup_py): every job of a cell has the same
+        // set, and a cell exists only for jobs that ran Python.
+        let groups: HashMap<i64, runledger_ledger::rollup::Group> =
+            super::rollups::groups(conn, filter).map_err(db)?.into_iter().map(|g| (g.id, g)).collect();
+        total = groups.values().map(|g| g.jobs).sum();
+        for c in runledger_ledger::rollup::cells(conn, runledger_ledger::rollup::Dim::PySet).map_err(db)? {
+            let Some(g) = groups.get(&c.grp) else { continue };
+            python_jobs += c.jobs;
+            let u = user_ids.id(g.key.user.as_deref().unwrap_or("").as_bytes());
+            count(sets.get(&c.val), c.jobs, u, &mut seen);
+        }
+    } else {
+        let by_interpreter = interpreter.map(|v| sets_by_interpreter(conn, v)).transpose().map_err(db)?;
+        let (where_sql, params) = filter.to_sql();
+        // The jobs that recorded any Python process: one pass over py_procs' key, not a lookup per
+        // job (a process may have imported nothing, so py_set alone does not say).
+        let with_python: rustc_hash::FxHashSet<i64> = match &by_interpreter {
+            Some(m) => m.keys().copied().collect(),
+            None => {
+                let mut st = conn.prepare("SELECT DISTINCT job FROM py_procs").map_err(db)?;
+                let ids = st.query_map([], |r| r.get(0)).map_err(db)?;
+                ids.collect::<Result<_, _>>().map_err(db)?
+            }
+        };
+        let sql = format!("SELECT id, COALESCE(user, CAST(uid AS TEXT), ''), py_set FROM jobs WHERE {where_sql}");
+        let mut st = conn.prepare(&sql).map_err(db)?;
+        let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            total += 1;
+            let id: i64 = r.get(0).map_err(db)?;
+            let job_sets: Vec<i64> = match &by_interpreter {
+                Some(m) => match m.get(&id) {
+                    Some(s) => s.clone(),
+                    None => continue,
+                },
+                None => {
+                    if !with_python.contains(&id) {
+                        continue;
+                    }
+                    r.get::<_, Option<i64>>(2).map_err(db)?.into_iter().collect()
+                }
+            };
+            python_jobs += 1;
+            let u = user_ids.id(r.get_ref(1).map_err(db)?.as_bytes().unwrap_or(b""));
+            let all: Vec<i64> = job_sets.iter().filter_map(|s| sets.get(s)).flatten().copied().collect();
+            count(Some(&all), 1, u, &mut seen);
         }
     }
     let mut report = if names {

@@ -19,13 +19,15 @@
 //! package its processes imported (jobs without any are left out). Time keys use the job's start in local time.
 //!
 //! Keys and filters the rollups hold (user, account, partition, cluster, state) are answered from
-//! them ([`runledger_ledger::rollup`]), others by a scan of the jobs; both sum CPU seconds exactly
+//! them ([`runledger_ledger::rollup`]), with one more key of month or year, module or module
+//! version, or package or package version from their cells; others by a scan of the jobs; both sum CPU seconds exactly
 //! ([`ExactSum`]: the correctly rounded total, where a sum of floats in row order drifts in the
 //! 12th digit at a million jobs), so they agree to the last digit.
 
 use super::filter::Filter;
 use super::report::{quantile_select, Cell, Report};
 use super::Interner;
+use runledger_ledger::rollup::{self, Dim};
 use runledger_ledger::store::ExactSum;
 use rusqlite::{params_from_iter, Connection};
 use rustc_hash::FxHashMap;
@@ -255,6 +257,18 @@ impl Agg {
         self.add_state(&g.key.state, g.jobs);
     }
 
+    /// Adds a rollup cell of jobs of one group (`user`, `state`: the group's).
+    pub fn add_cell(&mut self, user: u32, state: &str, c: &rollup::Cell, walls: &[i64]) {
+        self.jobs += c.jobs;
+        self.users.insert(user);
+        self.core_s += c.core_s;
+        self.cpu_s.0 = self.cpu_s.0.wrapping_add(c.cpu.0);
+        self.eff_core_s += c.eff_core_s;
+        self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(c.eff_cpu.0);
+        self.walls.extend_from_slice(walls);
+        self.add_state(state, c.jobs);
+    }
+
     pub fn cells(&mut self) -> Vec<Cell> {
         vec![
             Cell::Int(self.jobs),
@@ -297,8 +311,11 @@ pub fn summary(conn: &Connection, filter: &Filter, keys: &[Key]) -> Result<Repor
             }
         }
     }
-    let groups = if keys.iter().all(|k| k.in_rollup()) && super::rollups::covers(filter) {
+    let covered = super::rollups::covers(filter);
+    let groups = if keys.iter().all(|k| k.in_rollup()) && covered {
         from_rollup(conn, filter, keys).map_err(db)?
+    } else if let Some(dim) = cell_dim(keys).filter(|_| covered) {
+        from_cells(conn, filter, keys, dim).map_err(db)?
     } else {
         scan(conn, filter, keys).map_err(db)?
     };
@@ -371,6 +388,167 @@ fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Re
         }
     }
     Ok(out)
+}
+
+/// The rollups' cells that hold these keys: group keys, and keys of one cell dimension (the
+/// local month and year are constant over a month bucket: [`rollup::month_bucket`]).
+fn cell_dim(keys: &[Key]) -> Option<Dim> {
+    let mut dim = None;
+    for k in keys {
+        let d = match k {
+            k if k.in_rollup() => continue,
+            Key::Month | Key::Year => Dim::Month,
+            // By version when any key is (a module id is one name and version), else by name.
+            Key::Module | Key::ModuleVersion if keys.contains(&Key::ModuleVersion) => Dim::Module,
+            Key::Module => Dim::ModuleName,
+            Key::Package | Key::PackageVersion => Dim::PySet,
+            _ => return None,
+        };
+        if dim.is_some_and(|x| x != d) {
+            return None;
+        }
+        dim = Some(d);
+    }
+    dim
+}
+
+fn group_val(key: Key, k: &rollup::Key) -> KeyVal {
+    let text = |v: &Option<String>| v.clone().map_or(KeyVal::Null, KeyVal::Text);
+    match key {
+        Key::User => text(&k.user),
+        Key::Account => text(&k.account),
+        Key::Partition => text(&k.partition),
+        Key::Cluster => KeyVal::Text(k.cluster.clone()),
+        _ => KeyVal::Text(k.state.clone()),
+    }
+}
+
+/// The groups summed from the cells of `dim`: per cell, its group's keys and the values its
+/// jobs take for the other keys (one local month; its module; each package of its set, once).
+fn from_cells(
+    conn: &Connection,
+    filter: &Filter,
+    keys: &[Key],
+    dim: Dim,
+) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
+    let groups: HashMap<i64, rollup::Group> =
+        super::rollups::groups(conn, filter)?.into_iter().map(|g| (g.id, g)).collect();
+    let cells = rollup::cells(conn, dim)?;
+    let mut walls = rollup::cell_walls(conn, dim)?;
+    let idle = rollup::cell_idle(conn, dim)?;
+    // The values of the keys that are not the group's, in key order: `label_keys[i]` is label
+    // i's; cell value -> its labels.
+    let mut label_keys: Vec<Vec<KeyVal>> = Vec::new();
+    let mut labels: HashMap<i64, Vec<usize>> = HashMap::new();
+    match dim {
+        Dim::Month => {
+            // The scan's own expressions at the bucket's instant: the same zone, the same text.
+            let exprs: Vec<String> =
+                keys.iter().filter(|k| !k.in_rollup()).map(|k| k.sql().replace("jobs.start", "?1")).collect();
+            let mut st = conn.prepare(&format!("SELECT {}", exprs.join(", ")))?;
+            let mut months: HashMap<Vec<KeyVal>, usize> = HashMap::new();
+            for c in &cells {
+                if labels.contains_key(&c.val) {
+                    continue;
+                }
+                let row = st.query_row([rollup::bucket_instant(c.val)], |r| {
+                    (0..exprs.len())
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Integer(v) => KeyVal::Int(v),
+                                rusqlite::types::ValueRef::Real(f) => KeyVal::Int(f as i64),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    KeyVal::Text(String::from_utf8_lossy(t).into_owned())
+                                }
+                                _ => KeyVal::Null,
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })?;
+                // Many buckets make one month: one label.
+                let n = months.len();
+                let l = *months.entry(row.clone()).or_insert(n);
+                if l == n {
+                    label_keys.push(row);
+                }
+                labels.insert(c.val, vec![l]);
+            }
+        }
+        Dim::Module | Dim::ModuleName => {
+            for (id, (name, version)) in super::module_names(conn)? {
+                let full = super::full_name(&name, &version);
+                let values: Vec<KeyVal> = keys
+                    .iter()
+                    .filter(|k| !k.in_rollup())
+                    .map(|k| KeyVal::Text(if *k == Key::Module { name.clone() } else { full.clone() }))
+                    .collect();
+                let val = if dim == Dim::Module { id } else { rollup::name_key(&name) };
+                if labels.contains_key(&val) {
+                    continue;
+                }
+                label_keys.push(values);
+                labels.insert(val, vec![label_keys.len() - 1]);
+            }
+        }
+        Dim::PySet => {
+            let mut texts = Interner::default();
+            let names = runledger_ledger::python::package_names(conn)?;
+            let per_set =
+                set_labels(keys, &mut texts, names, runledger_ledger::python::package_sets(conn)?, is_package_key);
+            let mut index: HashMap<Vec<i64>, usize> = HashMap::new();
+            for (set, values) in per_set {
+                let ids = values
+                    .into_iter()
+                    .map(|v| {
+                        *index.entry(v.clone()).or_insert_with(|| {
+                            label_keys
+                                .push(v.iter().map(|t| KeyVal::Text(texts.text(*t as u32).to_string())).collect());
+                            label_keys.len() - 1
+                        })
+                    })
+                    .collect();
+                labels.insert(set, ids);
+            }
+        }
+    }
+    // Summed by (group keys, label), both as small integers.
+    let mut group_keys: HashMap<Vec<KeyVal>, usize> = HashMap::new();
+    let mut group_key_of: HashMap<i64, usize> = HashMap::new();
+    let mut users = Interner::default();
+    let mut sums: FxHashMap<(usize, usize), Agg> = FxHashMap::default();
+    for c in &cells {
+        let (Some(g), Some(ls)) = (groups.get(&c.grp), labels.get(&c.val)) else { continue };
+        let gk = *group_key_of.entry(c.grp).or_insert_with(|| {
+            let v: Vec<KeyVal> = keys.iter().filter(|k| k.in_rollup()).map(|k| group_val(*k, &g.key)).collect();
+            let n = group_keys.len();
+            *group_keys.entry(v).or_insert(n)
+        });
+        let user = users.id(g.key.user.as_deref().unwrap_or("").as_bytes());
+        let w = walls.remove(&(c.grp, c.val)).unwrap_or_default();
+        let i = idle.get(&(c.grp, c.val));
+        for &l in ls {
+            let agg = sums.entry((gk, l)).or_default();
+            agg.add_cell(user, &g.key.state, c, &w);
+            if let Some(i) = i {
+                agg.idle_s.0 = agg.idle_s.0.wrapping_add(i.0);
+            }
+        }
+    }
+    let mut by_index: Vec<Vec<KeyVal>> = vec![Vec::new(); group_keys.len()];
+    for (k, i) in group_keys {
+        by_index[i] = k;
+    }
+    Ok(sums
+        .into_iter()
+        .map(|((gk, l), agg)| {
+            let (mut gv, mut lv) = (by_index[gk].iter(), label_keys[l].iter());
+            let key = keys
+                .iter()
+                .map(|k| if k.in_rollup() { gv.next() } else { lv.next() }.cloned().unwrap_or(KeyVal::Null))
+                .collect();
+            (key, agg)
+        })
+        .collect())
 }
 
 /// Which keys a job takes several values of, from one of its sets.
