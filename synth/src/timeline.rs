@@ -24,10 +24,10 @@ pub struct Shape {
 /// The series of a step that ran from `start` to `end` with `shape`; `seed` varies the noise
 /// (deterministic). `None` for a step shorter than one interval, which the plugin never sampled.
 ///
-/// The noise is the sampler's: a busy step's CPU stays within ±0.3 % of `busy_cores`, resident
-/// memory is whole 4 KiB pages and changes (besides `rss_growth_kib`) in about one sample in
-/// eight by a few pages, and a merged point's extremes lie close to its mean (CPU ±0.5 %,
-/// memory where the point started and ended).
+/// The noise is the sampler's: a busy step's CPU stays within ±0.3 % of `busy_cores` (any value
+/// at the sampler's 0.001 core in that range), resident memory is whole 4 KiB pages and changes
+/// (besides `rss_growth_kib`) in about one sample in eight by a few pages, and a merged point's
+/// extremes lie close to its mean (CPU up to ±0.5 %, memory where the point started and ended).
 ///
 /// Made at the resolution the plugin's builder would end at (a power of two samples
 /// per point, fewer than [`MAX_POINTS`] points, min and max kept when a point merges several), in
@@ -54,8 +54,10 @@ pub fn series(seed: u64, start: Timestamp, end: Timestamp, shape: &Shape) -> Opt
         let secs = span.min((end - t) / interval * interval);
         t += secs;
         let idle = shape.idle_from.is_some_and(|i| t > i);
-        // A busy step's CPU is near-constant from one sample to the next (±0.3 %).
-        let jitter = (rng.below(7) as f64 - 3.0) / 1000.0;
+        // A busy step's CPU is near-constant from one sample to the next (±0.3 %), but not
+        // one of a few levels: the sampler divides clock ticks by a measured span, so any
+        // value in the range turns up (which a general compressor would otherwise find repeats in).
+        let jitter = (rng.below(601) as f64 - 300.0) / 100_000.0;
         let cores = if idle { 0.002 * rng.below(5) as f64 } else { shape.busy_cores * (1.0 + jitter) };
         let low = rss;
         if !idle {
@@ -67,8 +69,14 @@ pub fn series(seed: u64, start: Timestamp, end: Timestamp, shape: &Shape) -> Opt
             rss = (rss + 4 * rng.below(64) as u64).saturating_sub(4 * 32);
         }
         let merged = secs > interval;
-        // A merged point's extremes: CPU within ±0.5 % of its mean while busy, memory between
-        // where the point started and where it ended.
+        // A merged point's extremes: CPU up to 0.5 % either side of its mean while busy (its
+        // lowest and highest sample, so they differ from point to point), memory between where
+        // the point started and where it ended.
+        let (below, above) = if merged {
+            (1.0 - rng.below(500) as f64 / 100_000.0, 1.0 + rng.below(500) as f64 / 100_000.0)
+        } else {
+            (1.0, 1.0)
+        };
         let gauges = |f: f64, rss_kib: u64| Gauges {
             cpu_cores: (cores * f * 1000.0).round() / 1000.0,
             rss_kib,
@@ -87,8 +95,8 @@ pub fn series(seed: u64, start: Timestamp, end: Timestamp, shape: &Shape) -> Opt
             write_bytes: if idle || rng.below(8) != 0 { 0 } else { 65_536 * rng.below(1024) as u64 },
             processes: shape.processes,
             threads: shape.processes * 2,
-            min: merged.then(|| gauges(0.995, lo)),
-            max: merged.then(|| gauges(1.005, hi)),
+            min: merged.then(|| gauges(below, lo)),
+            max: merged.then(|| gauges(above, hi)),
         });
     }
     Some(Series {
