@@ -479,6 +479,8 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
     optimize(&conn, "PRAGMA optimize = 0x10002");
     let mut optimized = Instant::now();
     let mut flushed = Instant::now();
+    // The ids interned so far, kept across groups (merge::Cache says why that stays right).
+    let mut cache = merge::Cache::new();
     loop {
         // Wake up without work too, so refusals reach the table while no batch arrives.
         let first = match rx.recv_timeout(rejections::FLUSH_EVERY) {
@@ -504,7 +506,7 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
         }
         let started = Instant::now();
         let batches: Vec<&Batch> = group.iter().map(|w| &w.batch).collect();
-        let results = merge::apply_group(&conn, &batches, runledger_record::now());
+        let results = merge::apply_group_with(&conn, &mut cache, &batches, runledger_record::now());
         stats.merge_seconds.observe(started.elapsed());
         match results {
             Ok(results) => {
