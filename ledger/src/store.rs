@@ -58,7 +58,7 @@ pub(crate) fn reuse(conn: &Connection, kind: &str, id: i64) -> rusqlite::Result<
 
 /// The job attributes a step or a node's end record carries; the same set is stored once in
 /// `attrs` for all the steps and nodes (and jobs) that share it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Attrs<'a> {
     pub uid: Option<i64>,
     pub gid: Option<i64>,

@@ -481,6 +481,13 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
     let mut flushed = Instant::now();
     // The ids interned so far, kept across groups (merge::Cache says why that stays right).
     let mut cache = merge::Cache::new();
+    // Freeing a group's batches (hundreds of allocations per record) is left to another thread:
+    // the writer is the one thread every record waits for. Without it, the writer frees them.
+    let (free, to_free) = mpsc::channel::<Vec<Work>>();
+    let freer = thread::Builder::new().name("free".into()).spawn(move || to_free.into_iter().for_each(drop));
+    if let Err(e) = &freer {
+        log::warn!("cannot start the thread that frees merged batches ({e}); the writer frees them");
+    }
     loop {
         // Wake up without work too, so refusals reach the table while no batch arrives.
         let first = match rx.recv_timeout(rejections::FLUSH_EVERY) {
@@ -537,6 +544,9 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
                         w.reply.send(Reply::refused(ReplyKind::Retry, storage_error(&format!("database error: {e}"))));
                 }
             }
+        }
+        if freer.is_ok() {
+            let _ = free.send(group);
         }
     }
     flush_rejections(&conn, stats);

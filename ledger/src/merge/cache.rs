@@ -17,7 +17,9 @@
 
 use crate::store::{self, Attrs};
 use rusqlite::Connection;
+use rustc_hash::{FxHashMap, FxHasher};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 
 /// Entries at most (a few MB with environments of fifty variables); then it starts again.
 pub const MAX_ENTRIES: usize = 20_000;
@@ -26,8 +28,6 @@ pub const MAX_ENTRIES: usize = 20_000;
 enum Key {
     Host(String),
     String(String),
-    Attrs([Option<String>; 7], [Option<i64>; 2]),
-    Env(BTreeMap<String, String>),
     Module(String, String),
     ModuleList(String),
     ModuleSet(String),
@@ -39,8 +39,6 @@ impl Key {
         match self {
             Key::Host(_) | Key::Module(..) => None,
             Key::String(_) => Some("strings"),
-            Key::Attrs(..) => Some("attrs"),
-            Key::Env(_) => Some("environments"),
             Key::ModuleList(_) => Some("module_lists"),
             Key::ModuleSet(_) => Some("module_sets"),
         }
@@ -51,8 +49,12 @@ impl Key {
 #[derive(Debug)]
 pub struct Cache {
     ids: HashMap<Key, i64>,
-    /// Keys looked up (and maybe added) since the current batch's savepoint.
-    added: Vec<Key>,
+    /// Environments and attribute sets by a hash of their contents, then compared in full: a
+    /// hit neither copies nor serializes them (that cost as much as the lookups it saves).
+    envs: FxHashMap<u64, Vec<(BTreeMap<String, String>, i64)>>,
+    attrs: FxHashMap<u64, Vec<(OwnedAttrs, i64)>>,
+    /// What was looked up (and maybe added) since the current batch's savepoint.
+    added: Vec<Added>,
     /// `PRAGMA data_version` when the cache was last known to match the database.
     data_version: Option<i64>,
     /// Whether hits must still be taken off `retiring` (unknown counts as yes).
@@ -64,7 +66,16 @@ pub struct Cache {
 
 impl Default for Cache {
     fn default() -> Self {
-        Cache { ids: HashMap::new(), added: Vec::new(), data_version: None, retiring: true, hits: 0, misses: 0 }
+        Cache {
+            ids: HashMap::new(),
+            envs: FxHashMap::default(),
+            attrs: FxHashMap::default(),
+            added: Vec::new(),
+            data_version: None,
+            retiring: true,
+            hits: 0,
+            misses: 0,
+        }
     }
 }
 
@@ -76,6 +87,8 @@ impl Cache {
     /// Empties the cache (always safe: the next lookups go to SQLite).
     pub fn clear(&mut self) {
         self.ids.clear();
+        self.envs.clear();
+        self.attrs.clear();
         self.added.clear();
         self.data_version = None;
         self.retiring = true;
@@ -85,7 +98,7 @@ impl Cache {
     /// since, and notes whether the prune's `retiring` list has rows.
     pub fn begin(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if self.data_version != Some(version) || self.ids.len() > MAX_ENTRIES {
+        if self.data_version != Some(version) || self.len() > MAX_ENTRIES {
             self.clear();
             self.data_version = Some(version);
         }
@@ -107,9 +120,28 @@ impl Cache {
 
     /// The current batch was rolled back to its savepoint: the ids it added went with it.
     pub fn rollback_batch(&mut self) {
-        for k in self.added.drain(..) {
-            self.ids.remove(&k);
+        for a in self.added.drain(..) {
+            match a {
+                Added::Key(k) => {
+                    self.ids.remove(&k);
+                }
+                Added::Env(h, id) => forget(&mut self.envs, h, id),
+                Added::Attrs(h, id) => forget(&mut self.attrs, h, id),
+            }
         }
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len() + self.envs.len() + self.attrs.len()
+    }
+
+    /// A hit on a row the prune may sweep: take it off `retiring` if the list had rows.
+    fn reused(&mut self, conn: &Connection, kind: &str, id: i64) -> rusqlite::Result<i64> {
+        self.hits += 1;
+        if self.retiring {
+            store::reuse(conn, kind, id)?;
+        }
+        Ok(id)
     }
 
     /// The id for `key`, from memory or from `lookup` (SQLite's find-or-insert).
@@ -120,17 +152,17 @@ impl Cache {
         lookup: impl FnOnce(&Connection) -> rusqlite::Result<i64>,
     ) -> rusqlite::Result<i64> {
         if let Some(&id) = self.ids.get(&key) {
-            self.hits += 1;
-            if self.retiring {
-                if let Some(kind) = key.retiring_kind() {
-                    store::reuse(conn, kind, id)?;
+            return match key.retiring_kind() {
+                Some(kind) => self.reused(conn, kind, id),
+                None => {
+                    self.hits += 1;
+                    Ok(id)
                 }
-            }
-            return Ok(id);
+            };
         }
         self.misses += 1;
         let id = lookup(conn)?;
-        self.added.push(key.clone());
+        self.added.push(Added::Key(key.clone()));
         self.ids.insert(key, id);
         Ok(id)
     }
@@ -144,20 +176,30 @@ impl Cache {
     }
 
     pub fn attrs_id(&mut self, conn: &Connection, a: &Attrs) -> rusqlite::Result<i64> {
-        let s = |v: Option<&str>| v.map(str::to_string);
-        let key = Key::Attrs(
-            [s(a.user), s(a.account), s(a.partition), s(a.qos), s(a.job_name), s(a.work_dir), s(a.slurm_version)],
-            [a.uid, a.gid],
-        );
-        self.get(conn, key, |c| store::attrs_id(c, a))
+        let h = fx(a);
+        if let Some(&(_, id)) = self.attrs.get(&h).and_then(|b| b.iter().find(|(o, _)| o.is(a))) {
+            return self.reused(conn, "attrs", id);
+        }
+        self.misses += 1;
+        let id = store::attrs_id(conn, a)?;
+        self.attrs.entry(h).or_default().push((OwnedAttrs::of(a), id));
+        self.added.push(Added::Attrs(h, id));
+        Ok(id)
     }
 
     pub fn env_id(&mut self, conn: &Connection, env: &BTreeMap<String, String>) -> rusqlite::Result<Option<i64>> {
         if env.is_empty() {
             return Ok(None);
         }
-        self.get(conn, Key::Env(env.clone()), |c| store::env_id(c, env).map(|id| id.expect("a non-empty environment")))
-            .map(Some)
+        let h = fx(env);
+        if let Some(&(_, id)) = self.envs.get(&h).and_then(|b| b.iter().find(|(e, _)| e == env)) {
+            return self.reused(conn, "environments", id).map(Some);
+        }
+        self.misses += 1;
+        let id = store::env_id(conn, env)?.expect("a non-empty environment");
+        self.envs.entry(h).or_default().push((env.clone(), id));
+        self.added.push(Added::Env(h, id));
+        Ok(Some(id))
     }
 
     pub fn module_id(&mut self, conn: &Connection, name: &str, version: &str) -> rusqlite::Result<i64> {
@@ -190,5 +232,49 @@ impl Cache {
         let text = modules.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         self.get(conn, Key::ModuleSet(text), |c| store::module_set_id(c, modules).map(|id| id.expect("modules")))
             .map(Some)
+    }
+}
+
+/// What a batch added to the cache, to take out again if it is rolled back.
+#[derive(Debug)]
+enum Added {
+    Key(Key),
+    Env(u64, i64),
+    Attrs(u64, i64),
+}
+
+fn fx<T: Hash + ?Sized>(v: &T) -> u64 {
+    let mut h = FxHasher::default();
+    v.hash(&mut h);
+    h.finish()
+}
+
+fn forget<T>(map: &mut FxHashMap<u64, Vec<(T, i64)>>, h: u64, id: i64) {
+    if let Some(bucket) = map.get_mut(&h) {
+        bucket.retain(|(_, i)| *i != id);
+        if bucket.is_empty() {
+            map.remove(&h);
+        }
+    }
+}
+
+/// An attribute set as the cache keeps it.
+#[derive(Debug)]
+struct OwnedAttrs {
+    ids: [Option<i64>; 2],
+    texts: [Option<String>; 7],
+}
+
+impl OwnedAttrs {
+    fn texts<'a>(a: &Attrs<'a>) -> [Option<&'a str>; 7] {
+        [a.user, a.account, a.partition, a.qos, a.job_name, a.work_dir, a.slurm_version]
+    }
+
+    fn of(a: &Attrs) -> Self {
+        OwnedAttrs { ids: [a.uid, a.gid], texts: Self::texts(a).map(|t| t.map(str::to_string)) }
+    }
+
+    fn is(&self, a: &Attrs) -> bool {
+        self.ids == [a.uid, a.gid] && self.texts.iter().zip(Self::texts(a)).all(|(x, y)| x.as_deref() == y)
     }
 }

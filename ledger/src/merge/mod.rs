@@ -286,9 +286,8 @@ fn conflicts(conn: &Connection, cache: &mut Cache, job: i64, items: &[&Item]) ->
         "SELECT 1 FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3
            AND seen_start = ?5 AND start IS NOT NULL AND start <> ?4",
     )?;
-    let mut node_q = conn.prepare_cached(
-        "SELECT 1 FROM job_nodes WHERE job = ?1 AND node = ?2 AND start IS NOT NULL AND start <> ?3",
-    )?;
+    let mut node_q = conn
+        .prepare_cached("SELECT 1 FROM job_nodes WHERE job = ?1 AND node = ?2 AND start IS NOT NULL AND start <> ?3")?;
     for item in items {
         let hit = match item {
             Item::StepStart(s) => {
