@@ -45,14 +45,17 @@ impl Key {
     }
 }
 
+/// Values by a hash of their contents: each bucket the values of that hash, with their ids.
+type Buckets<T> = FxHashMap<u64, Vec<(T, i64)>>;
+
 /// Interned ids of one writer connection (see the module documentation).
 #[derive(Debug)]
 pub struct Cache {
     ids: HashMap<Key, i64>,
     /// Environments and attribute sets by a hash of their contents, then compared in full: a
     /// hit neither copies nor serializes them (that cost as much as the lookups it saves).
-    envs: FxHashMap<u64, Vec<(BTreeMap<String, String>, i64)>>,
-    attrs: FxHashMap<u64, Vec<(OwnedAttrs, i64)>>,
+    envs: Buckets<BTreeMap<String, String>>,
+    attrs: Buckets<OwnedAttrs>,
     /// What was looked up (and maybe added) since the current batch's savepoint.
     added: Vec<Added>,
     /// `PRAGMA data_version` when the cache was last known to match the database.
@@ -249,7 +252,7 @@ fn fx<T: Hash + ?Sized>(v: &T) -> u64 {
     h.finish()
 }
 
-fn forget<T>(map: &mut FxHashMap<u64, Vec<(T, i64)>>, h: u64, id: i64) {
+fn forget<T>(map: &mut Buckets<T>, h: u64, id: i64) {
     if let Some(bucket) = map.get_mut(&h) {
         bucket.retain(|(_, i)| *i != id);
         if bucket.is_empty() {
