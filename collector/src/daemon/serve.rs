@@ -534,7 +534,13 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
                     let _ = w.reply.send(reply);
                 }
                 stats.batches.fetch_add(ok, Ordering::Relaxed);
-                log::trace!("committed {ok} of {} batches in {:?}", group.len(), started.elapsed());
+                log::trace!(
+                    "committed {ok} of {} batches in {:?} (id cache: {} hits, {} misses so far)",
+                    group.len(),
+                    started.elapsed(),
+                    cache.hits,
+                    cache.misses
+                );
             }
             Err(e) => {
                 stats.merge_failures.fetch_add(group.len() as u64, Ordering::Relaxed);
