@@ -14,8 +14,8 @@
 //!
 //! Speed: one batch per job (all its nodes' items: one job lookup and one recomputation, where
 //! per-node batches cost one each), 5,000 jobs per transaction, and the made-up items built on a
-//! second thread while the merge runs. The merge itself is `merge::apply_group`, as in
-//! `collector serve`. At the end it prints the database size per job, the bytes per table
+//! second thread while the merge runs. The merge itself is `merge::apply_group_with` (with one
+//! cache of interned ids for the run), as in `collector serve`. At the end it prints the database size per job, the bytes per table
 //! (SQLite's dbstat) and the usage series' blob bytes per point.
 
 use runledger_ledger::{db, merge};
@@ -59,9 +59,10 @@ fn main() {
     });
     let mut done = 0usize;
     let mut items = 0usize;
+    let mut cache = merge::Cache::new();
     for chunk in rx {
         let refs: Vec<_> = chunk.iter().collect();
-        for r in merge::apply_group(&conn, &refs, now).expect("commit") {
+        for r in merge::apply_group_with(&conn, &mut cache, &refs, now).expect("commit") {
             r.expect("merge");
         }
         items += chunk.iter().map(|b| b.items.len()).sum::<usize>();

@@ -4,8 +4,9 @@
 //!
 //! The merge ([`crate::merge`]) and the migration from version 2 ([`crate::db`]) store through
 //! these functions, so both write the same encodings; the queries read through the decoders.
-//! Ids are looked up in SQLite each time (hot pages, a cached statement), never cached in memory:
-//! a batch rolled back to its savepoint takes its new ids with it.
+//! These functions look ids up in SQLite each time; the merge asks them only on a miss of its
+//! in-memory cache ([`crate::merge::Cache`], which says how it stays right across rollbacks and
+//! prunes).
 
 use crate::rows::TaskRow;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -47,7 +48,7 @@ fn intern(conn: &Connection, kind: Option<&str>, select: &str, insert: &str, val
 /// commit after its scan started to use. One probe of a table that is empty except during a
 /// sweep. Before the schema version that adds `retiring` (the migration from version 2 stores
 /// through these functions) there is nothing to take off.
-fn reuse(conn: &Connection, kind: &str, id: i64) -> rusqlite::Result<()> {
+pub(crate) fn reuse(conn: &Connection, kind: &str, id: i64) -> rusqlite::Result<()> {
     match conn.prepare_cached("DELETE FROM retiring WHERE kind = ?1 AND id = ?2") {
         Ok(mut st) => st.execute(params![kind, id]).map(drop),
         Err(e) if e.to_string().contains("no such table: retiring") => Ok(()),
@@ -57,7 +58,7 @@ fn reuse(conn: &Connection, kind: &str, id: i64) -> rusqlite::Result<()> {
 
 /// The job attributes a step or a node's end record carries; the same set is stored once in
 /// `attrs` for all the steps and nodes (and jobs) that share it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Attrs<'a> {
     pub uid: Option<i64>,
     pub gid: Option<i64>,
@@ -120,6 +121,15 @@ pub fn module_list_id(conn: &Connection, list: &ModuleList) -> rusqlite::Result<
     if list.is_empty() {
         return Ok(None);
     }
+    let mut with_ids = Vec::with_capacity(list.len());
+    for (module, file) in list {
+        with_ids.push((*module, file.as_deref().map(|f| string_id(conn, f)).transpose()?));
+    }
+    module_list_id_of(conn, &with_ids).map(Some)
+}
+
+/// The id of a non-empty module list whose modulefiles already have their `strings` ids.
+pub fn module_list_id_of(conn: &Connection, list: &[(i64, Option<i64>)]) -> rusqlite::Result<i64> {
     let mut items = String::new();
     for (i, (module, file)) in list.iter().enumerate() {
         if i > 0 {
@@ -128,7 +138,7 @@ pub fn module_list_id(conn: &Connection, list: &ModuleList) -> rusqlite::Result<
         items.push_str(&module.to_string());
         items.push(':');
         if let Some(f) = file {
-            items.push_str(&string_id(conn, f)?.to_string());
+            items.push_str(&f.to_string());
         }
     }
     intern(
@@ -138,7 +148,19 @@ pub fn module_list_id(conn: &Connection, list: &ModuleList) -> rusqlite::Result<
         "INSERT INTO module_lists (items) VALUES (?1)",
         &items,
     )
-    .map(Some)
+}
+
+/// The id of a module (name, version) in `modules`, added if new.
+pub fn module_id(conn: &Connection, name: &str, version: &str) -> rusqlite::Result<i64> {
+    let found = conn
+        .prepare_cached("SELECT id FROM modules WHERE name = ?1 AND version = ?2")?
+        .query_row(params![name, version], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO modules (name, version) VALUES (?1, ?2)")?.execute(params![name, version])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// A stored module list: (module id, modulefile's `strings` id).

@@ -479,6 +479,15 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
     optimize(&conn, "PRAGMA optimize = 0x10002");
     let mut optimized = Instant::now();
     let mut flushed = Instant::now();
+    // The ids interned so far, kept across groups (merge::Cache says why that stays right).
+    let mut cache = merge::Cache::new();
+    // Freeing a group's batches (hundreds of allocations per record) is left to another thread:
+    // the writer is the one thread every record waits for. Without it, the writer frees them.
+    let (free, to_free) = mpsc::channel::<Vec<Work>>();
+    let freer = thread::Builder::new().name("free".into()).spawn(move || to_free.into_iter().for_each(drop));
+    if let Err(e) = &freer {
+        log::warn!("cannot start the thread that frees merged batches ({e}); the writer frees them");
+    }
     loop {
         // Wake up without work too, so refusals reach the table while no batch arrives.
         let first = match rx.recv_timeout(rejections::FLUSH_EVERY) {
@@ -504,7 +513,7 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
         }
         let started = Instant::now();
         let batches: Vec<&Batch> = group.iter().map(|w| &w.batch).collect();
-        let results = merge::apply_group(&conn, &batches, runledger_record::now());
+        let results = merge::apply_group_with(&conn, &mut cache, &batches, runledger_record::now());
         stats.merge_seconds.observe(started.elapsed());
         match results {
             Ok(results) => {
@@ -525,7 +534,13 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
                     let _ = w.reply.send(reply);
                 }
                 stats.batches.fetch_add(ok, Ordering::Relaxed);
-                log::trace!("committed {ok} of {} batches in {:?}", group.len(), started.elapsed());
+                log::trace!(
+                    "committed {ok} of {} batches in {:?} (id cache: {} hits, {} misses so far)",
+                    group.len(),
+                    started.elapsed(),
+                    cache.hits,
+                    cache.misses
+                );
             }
             Err(e) => {
                 stats.merge_failures.fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -535,6 +550,9 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
                         w.reply.send(Reply::refused(ReplyKind::Retry, storage_error(&format!("database error: {e}"))));
                 }
             }
+        }
+        if freer.is_ok() {
+            let _ = free.send(group);
         }
     }
     flush_rejections(&conn, stats);

@@ -22,10 +22,13 @@
 //! # Group commit
 //!
 //! [`apply_group`] applies many batches in one transaction, each inside its own savepoint: a
-//! batch that fails is rolled back alone and reported, the others commit together.
+//! batch that fails is rolled back alone and reported, the others commit together. A writer
+//! that applies group after group passes its [`Cache`] of interned ids ([`apply_group_with`]).
 
+mod cache;
 mod recompute;
-pub use recompute::{category_rank, outcome_rank, recompute, verdict, JobVerdict};
+pub use cache::Cache;
+pub use recompute::{category_rank, outcome_rank, recompute, recompute_with, verdict, JobVerdict};
 
 use crate::rows::TaskRow;
 pub use crate::store::env_hash;
@@ -109,50 +112,76 @@ pub fn apply_group(
     batches: &[&Batch],
     received_at: Timestamp,
 ) -> rusqlite::Result<Vec<Result<usize, MergeError>>> {
+    apply_group_with(conn, &mut Cache::new(), batches, received_at)
+}
+
+/// [`apply_group`] with the writer's cache of interned ids, kept from one group to the next.
+pub fn apply_group_with(
+    conn: &Connection,
+    cache: &mut Cache,
+    batches: &[&Batch],
+    received_at: Timestamp,
+) -> rusqlite::Result<Vec<Result<usize, MergeError>>> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    let fail = |cache: &mut Cache, e| {
+        // Nothing of this transaction stays: neither do the ids it added.
+        cache.clear();
+        let _ = conn.execute_batch("ROLLBACK");
+        Err(e)
+    };
+    if let Err(e) = cache.begin(conn) {
+        return fail(cache, e);
+    }
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         if let Err(e) = conn.execute_batch("SAVEPOINT batch") {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
+            return fail(cache, e);
         }
-        match apply_batch(conn, batch, received_at) {
+        match apply_batch_with(conn, cache, batch, received_at) {
             Ok(n) => {
                 if let Err(e) = conn.execute_batch("RELEASE batch") {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    return Err(e);
+                    return fail(cache, e);
                 }
+                cache.release_batch();
                 out.push(Ok(n));
             }
             Err(e) => {
+                cache.rollback_batch();
                 if let Err(e2) = conn.execute_batch("ROLLBACK TO batch; RELEASE batch") {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    return Err(e2);
+                    return fail(cache, e2);
                 }
                 out.push(Err(e));
             }
         }
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(e);
+        return fail(cache, e);
     }
     Ok(out)
 }
 
 /// Applies one batch (inside the caller's transaction). Returns the number of items applied.
 pub fn apply_batch(conn: &Connection, batch: &Batch, received_at: Timestamp) -> Result<usize, MergeError> {
+    apply_batch_with(conn, &mut Cache::new(), batch, received_at)
+}
+
+fn apply_batch_with(
+    conn: &Connection,
+    cache: &mut Cache,
+    batch: &Batch,
+    received_at: Timestamp,
+) -> Result<usize, MergeError> {
     validate(batch).map_err(MergeError::Invalid)?;
     let mut groups: BTreeMap<(&str, u32), Vec<&Item>> = BTreeMap::new();
     for item in &batch.items {
         groups.entry((item.cluster(), item.job_id())).or_default().push(item);
     }
     for ((cluster, job_id), items) in groups {
-        let job = resolve_job(conn, cluster, job_id, &items)?;
+        let job = resolve_job_with(conn, cache, cluster, job_id, &items)?;
         for item in &items {
-            apply_item(conn, job, item, received_at)?;
+            apply_item(conn, cache, job, item, received_at)?;
         }
-        recompute(conn, job)?;
+        recompute_with(conn, cache, job)?;
     }
     if let Some(d) = batch.dropped.filter(|d| !d.is_zero()) {
         note_drops(conn, batch, &d, received_at)?;
@@ -200,6 +229,16 @@ fn union_span(items: &[&Item]) -> (Timestamp, Timestamp) {
 
 /// Finds the job row these items (one cluster, one job id) belong to, creating it if none fits.
 pub fn resolve_job(conn: &Connection, cluster: &str, job_id: u32, items: &[&Item]) -> rusqlite::Result<i64> {
+    resolve_job_with(conn, &mut Cache::new(), cluster, job_id, items)
+}
+
+fn resolve_job_with(
+    conn: &Connection,
+    cache: &mut Cache,
+    cluster: &str,
+    job_id: u32,
+    items: &[&Item],
+) -> rusqlite::Result<i64> {
     let (span_start, span_end) = union_span(items);
     let mut candidates = Vec::new();
     {
@@ -218,7 +257,7 @@ pub fn resolve_job(conn: &Connection, cluster: &str, job_id: u32, items: &[&Item
         if start - REUSE_SLACK_S > span_end || span_start > end + REUSE_SLACK_S {
             continue;
         }
-        if conflicts(conn, id, items)? {
+        if conflicts(conn, cache, id, items)? {
             continue;
         }
         let distance = (start - span_start).abs() + (end - span_end).abs();
@@ -242,21 +281,28 @@ pub fn resolve_job(conn: &Connection, cluster: &str, job_id: u32, items: &[&Item
 /// and a StepEnd that disagree about the start merge the same way in any order and any number
 /// of times (found by fuzzing: comparing a StepEnd with its StepStart's start made a re-sent
 /// batch look like a reused job id).
-fn conflicts(conn: &Connection, job: i64, items: &[&Item]) -> rusqlite::Result<bool> {
+fn conflicts(conn: &Connection, cache: &mut Cache, job: i64, items: &[&Item]) -> rusqlite::Result<bool> {
     let mut step_q = conn.prepare_cached(
-        "SELECT 1 FROM steps WHERE job = ?1 AND node = (SELECT id FROM hosts WHERE name = ?2) AND step_id = ?3
+        "SELECT 1 FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3
            AND seen_start = ?5 AND start IS NOT NULL AND start <> ?4",
     )?;
-    let mut node_q = conn.prepare_cached(
-        "SELECT 1 FROM job_nodes WHERE job = ?1 AND node = (SELECT id FROM hosts WHERE name = ?2)
-           AND start IS NOT NULL AND start <> ?3",
-    )?;
+    let mut node_q = conn
+        .prepare_cached("SELECT 1 FROM job_nodes WHERE job = ?1 AND node = ?2 AND start IS NOT NULL AND start <> ?3")?;
     for item in items {
         let hit = match item {
-            Item::StepStart(s) => step_q.exists(params![job, s.node, s.step_id, s.start, 1])?,
-            Item::StepEnd(s) => step_q.exists(params![job, s.node, s.step_id, s.start, 0])?,
+            Item::StepStart(s) => {
+                let node = cache.host_id(conn, &s.node)?;
+                step_q.exists(params![job, node, s.step_id, s.start, 1])?
+            }
+            Item::StepEnd(s) => {
+                let node = cache.host_id(conn, &s.node)?;
+                step_q.exists(params![job, node, s.step_id, s.start, 0])?
+            }
             Item::JobEnd(j) => match j.start {
-                Some(start) => node_q.exists(params![job, j.node, start])?,
+                Some(start) => {
+                    let node = cache.host_id(conn, &j.node)?;
+                    node_q.exists(params![job, node, start])?
+                }
                 None => false,
             },
         };
@@ -267,11 +313,17 @@ fn conflicts(conn: &Connection, job: i64, items: &[&Item]) -> rusqlite::Result<b
     Ok(false)
 }
 
-fn apply_item(conn: &Connection, job: i64, item: &Item, received_at: Timestamp) -> rusqlite::Result<()> {
+fn apply_item(
+    conn: &Connection,
+    cache: &mut Cache,
+    job: i64,
+    item: &Item,
+    received_at: Timestamp,
+) -> rusqlite::Result<()> {
     match item {
-        Item::StepStart(s) => apply_step_start(conn, job, s),
-        Item::StepEnd(s) => apply_step_end(conn, job, s),
-        Item::JobEnd(j) => apply_job_end(conn, job, j, received_at),
+        Item::StepStart(s) => apply_step_start(conn, cache, job, s),
+        Item::StepEnd(s) => apply_step_end(conn, cache, job, s),
+        Item::JobEnd(j) => apply_job_end(conn, cache, job, j, received_at),
     }
 }
 
@@ -284,21 +336,9 @@ fn step_rank(step_id: u32) -> i64 {
     }
 }
 
-fn module_id(conn: &Connection, name: &str, version: &str) -> rusqlite::Result<i64> {
-    let found = conn
-        .prepare_cached("SELECT id FROM modules WHERE name = ?1 AND version = ?2")?
-        .query_row(params![name, version], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = found {
-        return Ok(id);
-    }
-    conn.prepare_cached("INSERT INTO modules (name, version) VALUES (?1, ?2)")?.execute(params![name, version])?;
-    Ok(conn.last_insert_rowid())
-}
-
-fn apply_step_start(conn: &Connection, job: i64, s: &StepStart) -> rusqlite::Result<()> {
-    let node = store::host_id(conn, &s.node)?;
-    let attrs = store::attrs_id(
+fn apply_step_start(conn: &Connection, cache: &mut Cache, job: i64, s: &StepStart) -> rusqlite::Result<()> {
+    let node = cache.host_id(conn, &s.node)?;
+    let attrs = cache.attrs_id(
         conn,
         &Attrs {
             uid: Some(i64::from(s.uid)),
@@ -312,19 +352,19 @@ fn apply_step_start(conn: &Connection, job: i64, s: &StepStart) -> rusqlite::Res
             slurm_version: non_empty(&s.slurm_version),
         },
     )?;
-    let argv = store::string_id(conn, &serde_json::to_string(&s.argv).expect("strings serialize"))?;
-    let exe = s.exe.as_deref().map(|e| store::string_id(conn, e)).transpose()?;
-    let cwd = s.cwd.as_deref().map(|c| store::string_id(conn, c)).transpose()?;
-    let env = store::env_id(conn, &s.env)?;
+    let argv = cache.string_id(conn, &serde_json::to_string(&s.argv).expect("strings serialize"))?;
+    let exe = s.exe.as_deref().map(|e| cache.string_id(conn, e)).transpose()?;
+    let cwd = s.cwd.as_deref().map(|c| cache.string_id(conn, c)).transpose()?;
+    let env = cache.env_id(conn, &s.env)?;
     // A module listed twice keeps its last place and file.
     let mut by_module: BTreeMap<i64, (usize, Option<String>)> = BTreeMap::new();
     for (position, m) in s.modules.iter().enumerate() {
-        let module = module_id(conn, &m.name, m.version.as_deref().unwrap_or(""))?;
+        let module = cache.module_id(conn, &m.name, m.version.as_deref().unwrap_or(""))?;
         by_module.insert(module, (position, m.file.clone()));
     }
     let mut list: Vec<(usize, i64, Option<String>)> = by_module.into_iter().map(|(m, (p, f))| (p, m, f)).collect();
     list.sort();
-    let modules = store::module_list_id(conn, &list.into_iter().map(|(_, m, f)| (m, f)).collect())?;
+    let modules = cache.module_list_id(conn, &list.into_iter().map(|(_, m, f)| (m, f)).collect())?;
     conn.prepare_cached(
         "INSERT INTO steps (job, node, step_id, seen_start, start, node_id, attrs, array_job_id, array_task_id, nnodes,
                             argv, exe, cwd, ntasks, local_tasks, ncpus, env, modules)
@@ -367,8 +407,8 @@ fn apply_step_start(conn: &Connection, job: i64, s: &StepStart) -> rusqlite::Res
     Ok(())
 }
 
-fn apply_step_end(conn: &Connection, job: i64, s: &StepEnd) -> rusqlite::Result<()> {
-    let node = store::host_id(conn, &s.node)?;
+fn apply_step_end(conn: &Connection, cache: &mut Cache, job: i64, s: &StepEnd) -> rusqlite::Result<()> {
+    let node = cache.host_id(conn, &s.node)?;
     // Tasks are kept by rank: a StepEnd sent again overwrites its ranks' exits and keeps others.
     let old: Option<(Option<Vec<u8>>, Option<i64>)> = conn
         .prepare_cached("SELECT tasks, end FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3")?
@@ -424,10 +464,16 @@ fn apply_step_end(conn: &Connection, job: i64, s: &StepEnd) -> rusqlite::Result<
     Ok(())
 }
 
-fn apply_job_end(conn: &Connection, job: i64, j: &JobEnd, received_at: Timestamp) -> rusqlite::Result<()> {
+fn apply_job_end(
+    conn: &Connection,
+    cache: &mut Cache,
+    job: i64,
+    j: &JobEnd,
+    received_at: Timestamp,
+) -> rusqlite::Result<()> {
     let derived = j.derived_exit;
-    let node = store::host_id(conn, &j.node)?;
-    let attrs = store::attrs_id(
+    let node = cache.host_id(conn, &j.node)?;
+    let attrs = cache.attrs_id(
         conn,
         &Attrs {
             uid: Some(i64::from(j.uid)),

@@ -51,6 +51,11 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 /// - then the job's contribution to the rollups moves from what the row said before to what it
 ///   says now ([`rollup::update`]).
 pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
+    recompute_with(conn, &mut super::Cache::new(), job)
+}
+
+/// [`recompute`] with the writer's cache of interned ids (the job's module set).
+pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> rusqlite::Result<()> {
     let (old_grp, old) = rollup::read_job(conn, job)?;
     let (cpu_user, cpu_sys, max_rss, step_start, step_end, step_nnodes): (
         f64,
@@ -163,13 +168,15 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     }
     modules.sort_unstable();
     modules.dedup();
-    let module_set = store::module_set_id(conn, &modules)?;
+    let module_set = cache.module_set_id(conn, &modules)?;
+    let v = verdict(conn, job)?;
 
     conn.prepare_cached(
         "UPDATE jobs SET array_job_id = ?2, array_task_id = ?3, uid = ?4, user = ?5, gid = ?6, account = ?7,
             partition = ?8, qos = ?9, job_name = ?10, work_dir = ?11, start = ?12, end = ?13, state = ?14,
             exit_code = ?15, signal = ?16, state_evidence = ?17, nnodes = ?18, ncpus = ?19, cpu_user_s = ?20,
-            cpu_sys_s = ?21, max_rss_kib = ?22, nodes = ?23, env = ?24, module_set = ?25
+            cpu_sys_s = ?21, max_rss_kib = ?22, nodes = ?23, env = ?24, module_set = ?25, program = ?26,
+            outcome = ?27, category = ?28, error = ?29
          WHERE id = ?1",
     )?
     .execute(params![
@@ -198,10 +205,11 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
         store::compress_nodes(&nodes.join(",")),
         attrs.env,
         module_set,
+        v.program,
+        v.outcome,
+        v.category,
+        v.error,
     ])?;
-    let v = verdict(conn, job)?;
-    conn.prepare_cached("UPDATE jobs SET program = ?2, outcome = ?3, category = ?4, error = ?5 WHERE id = ?1")?
-        .execute(params![job, v.program, v.outcome, v.category, v.error])?;
     crate::timeline::recompute_idle(conn, job)?;
     let (_, new) = rollup::read_job(conn, job)?;
     rollup::update(conn, job, old_grp, &old, &new)

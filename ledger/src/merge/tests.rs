@@ -619,3 +619,138 @@ fn what_a_job_asked_for_lands_in_its_node_records_once() {
         ]
     );
 }
+
+/// Batches of several users, nodes and jobs, as a collector receives them: one per node.
+fn varied_batches(first_job: u32, n: u32) -> Vec<Batch> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut s = Sample::new("tc", first_job + i, T0 + i64::from(i) * 10);
+        s.user = format!("user{}", i % 3);
+        s.uid = 1000 + i % 3;
+        s.first_node = i % 5;
+        s.nnodes = 1 + i % 2;
+        s.env_vars = 8;
+        for node in 0..s.nnodes {
+            out.push(s.batch(node));
+        }
+    }
+    out
+}
+
+/// Every stored reference to an interned row points at a row that exists.
+fn dangling(conn: &Connection) -> i64 {
+    let fk: i64 = conn.prepare("PRAGMA foreign_key_check").unwrap().query_map([], |_| Ok(())).unwrap().count() as i64;
+    fk + count(
+        conn,
+        "SELECT (SELECT count(*) FROM steps WHERE env IS NOT NULL AND env NOT IN (SELECT id FROM environments))
+              + (SELECT count(*) FROM steps WHERE attrs IS NOT NULL AND attrs NOT IN (SELECT id FROM attrs))
+              + (SELECT count(*) FROM steps WHERE argv IS NOT NULL AND argv NOT IN (SELECT id FROM strings))
+              + (SELECT count(*) FROM steps WHERE modules IS NOT NULL AND modules NOT IN (SELECT id FROM module_lists))
+              + (SELECT count(*) FROM jobs WHERE module_set IS NOT NULL
+                   AND module_set NOT IN (SELECT id FROM module_sets))",
+    )
+}
+
+#[test]
+fn the_id_cache_stores_what_fresh_lookups_store_even_after_a_rolled_back_batch() {
+    let batches = varied_batches(100, 12);
+    let plain = db::open_memory();
+    for b in &batches {
+        apply(&plain, b);
+    }
+    let cached = db::open_memory();
+    let mut cache = Cache::new();
+    // A batch that fails after it interned new ids (a new node, user and environment): the
+    // savepoint takes those rows back, and the cache must forget them too.
+    let mut bad = Sample::new("tc", 999, T0 + 5);
+    bad.user = "newcomer".into();
+    bad.first_node = 77;
+    cached
+        .execute_batch(
+            "CREATE TEMP TRIGGER fail_once BEFORE INSERT ON job_nodes
+             WHEN NEW.node = (SELECT id FROM hosts WHERE name = 'n0077') BEGIN SELECT RAISE(ABORT, 'test'); END;",
+        )
+        .unwrap();
+    let bad_batch = bad.batch(0);
+    assert_eq!(bad_batch.items.first().map(|i| i.node()), Some("n0077"), "the sample's node naming changed");
+    let mut group: Vec<&Batch> = batches[..4].iter().collect();
+    group.insert(2, &bad_batch);
+    let r = apply_group_with(&cached, &mut cache, &group, RECEIVED).unwrap();
+    assert!(r[2].is_err(), "the trigger fails the batch");
+    assert!(r.iter().enumerate().all(|(i, r)| i == 2 || r.is_ok()));
+    assert_eq!(count(&cached, "SELECT count(*) FROM hosts WHERE name = 'n0077'"), 0);
+    cached.execute_batch("DROP TRIGGER fail_once").unwrap();
+    for b in &batches[4..] {
+        for r in apply_group_with(&cached, &mut cache, &[b], RECEIVED).unwrap() {
+            r.unwrap();
+        }
+    }
+    assert!(cache.hits > 0, "the cache answered nothing");
+    // The failed batch again: its node, user and environment are added afresh, not taken from
+    // the cache that saw them rolled back.
+    for r in apply_group_with(&cached, &mut cache, &[&bad_batch], RECEIVED).unwrap() {
+        r.unwrap();
+    }
+    apply(&plain, &bad_batch);
+    assert_eq!(dangling(&cached), 0);
+    assert_eq!(dump(&cached), dump(&plain));
+}
+
+#[test]
+fn another_connections_prune_empties_the_id_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let writer = db::open_rw(&path).unwrap();
+    let mut cache = Cache::new();
+    let batches = varied_batches(100, 6);
+    for b in &batches {
+        apply_group_with(&writer, &mut cache, &[b], RECEIVED).unwrap()[0].as_ref().unwrap();
+    }
+    // Another connection prunes every job and sweeps the environments, strings and attributes
+    // the cache still names.
+    let pruner = db::open_rw(&path).unwrap();
+    let report = crate::retention::prune(&pruner, &crate::retention::Options::new(T0 + 10 * 86_400), |_| {}).unwrap();
+    assert_eq!(count(&writer, "SELECT count(*) FROM jobs"), 0, "{report:?}");
+    assert_eq!(count(&writer, "SELECT count(*) FROM environments"), 0);
+    // The same records again (a late re-send): stored with fresh rows, none dangling.
+    for b in &batches {
+        apply_group_with(&writer, &mut cache, &[b], RECEIVED).unwrap()[0].as_ref().unwrap();
+    }
+    assert_eq!(dangling(&writer), 0);
+    assert!(count(&writer, "SELECT count(*) FROM environments") > 0);
+}
+
+#[test]
+fn a_cached_id_still_leaves_the_sweep_list() {
+    let conn = db::open_memory();
+    let mut cache = Cache::new();
+    let batches = varied_batches(100, 4);
+    for b in &batches[..2] {
+        apply_group_with(&conn, &mut cache, &[b], RECEIVED).unwrap()[0].as_ref().unwrap();
+    }
+    // The sweep's candidates, put on the list by this connection (so the cache is not emptied).
+    conn.execute_batch(
+        "INSERT INTO retiring (kind, id) SELECT 'environments', id FROM environments;
+         INSERT INTO retiring (kind, id) SELECT 'attrs', id FROM attrs;
+         INSERT INTO retiring (kind, id) SELECT 'strings', id FROM strings;",
+    )
+    .unwrap();
+    let hits = cache.hits;
+    for b in &batches[2..] {
+        apply_group_with(&conn, &mut cache, &[b], RECEIVED).unwrap()[0].as_ref().unwrap();
+    }
+    assert!(cache.hits > hits);
+    assert!(count(&conn, "SELECT count(*) FROM retiring") > 0, "rows only the first jobs use stay listed");
+    // Every row the later batches used is off the list.
+    assert_eq!(
+        count(
+            &conn,
+            "WITH later AS (SELECT s.* FROM steps s JOIN jobs j ON j.id = s.job WHERE j.job_id >= 102)
+             SELECT count(*) FROM retiring r WHERE (r.kind = 'environments' AND r.id IN (SELECT env FROM later))
+               OR (r.kind = 'attrs' AND r.id IN (SELECT attrs FROM later))
+               OR (r.kind = 'strings' AND r.id IN (SELECT argv FROM later UNION SELECT exe FROM later
+                                                   UNION SELECT cwd FROM later))"
+        ),
+        0
+    );
+}
