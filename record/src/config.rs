@@ -353,7 +353,7 @@ mod tests {
         );
         assert_eq!(c.epilog.flush_budget_ms, 60_000);
         let c = Config::default().collector;
-        assert_eq!((c.auth_timeout_ms, c.max_unauthenticated, c.max_connections), (1000, 256, 64));
+        assert_eq!((c.auth_timeout_ms, c.max_unauthenticated, c.max_connections, c.max_queued), (1000, 256, 64, 8192));
         assert_eq!((c.query_timeout_ms, c.query_max_memory_mb, c.query_max_per_user), (60_000, 1024, 2));
         assert_eq!(c.query_max_output_bytes, 256 << 20);
         let c = Config::parse("[collector]\nauth_timeout_ms = 250\nquery_max_per_user = 1\n").unwrap().collector;

@@ -14,8 +14,12 @@
 //! `max_unauthenticated` connections wait for theirs, and when one more arrives the oldest idle
 //! one (nothing waiting to be read) is closed — an epilog sends its whole request as soon as it
 //! connects, so it is neither idle nor the oldest for long, while idle connections are both.
-//! Only an authenticated connection (root or the slurm user) takes one of the `max_connections`
-//! slots; one more is answered "too many connections; retry later" and closed.
+//! Once its credential has arrived a connection leaves [`Pending`] for a queue of at most
+//! `max_queued` requests: [`DECODERS`] credentials are verified at a time, and only an
+//! authenticated connection (root or the slurm user) takes one of the `max_connections` slots,
+//! waiting for one if need be. A request that gets neither within [`QUEUE_WAIT`] (and one over
+//! `max_queued`) is answered "busy; retry later" and closed: the N epilogs of a job ending on N
+//! nodes at once queue rather than being turned away (`bench/epilog-storm`).
 //!
 //! Accepted batches go to the single writer thread, which owns the SQLite connection. It takes
 //! whatever is queued (up to [`MAX_GROUP`] batches), applies all of them in one transaction
@@ -712,6 +716,55 @@ mod tests {
         let idle = pending.admit(&served[1]);
         let _newcomer = pending.admit(&served[2]);
         assert!(idle.evicted() && !busy.evicted(), "the idle one made room, though the busy one is older");
+    }
+
+    #[test]
+    fn a_group_merges_as_one_and_falls_back_to_one_by_one() {
+        use super::{apply_combined, Work};
+        let dir = tempfile::tempdir().unwrap();
+        let conn = runledger_ledger::db::open_rw(&dir.path().join("l.db")).unwrap();
+        let mut s = runledger_synth::Sample::new("c", 42, runledger_record::now() - 600);
+        s.nnodes = 3;
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let work = |b: runledger_record::Batch| Work { batch: b, peer, reply: std::sync::mpsc::channel().0 };
+        let nodes = |conn: &rusqlite::Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM job_nodes", [], |r| r.get(0)).unwrap()
+        };
+        // Three node records of one job: merged together, each told its own item count.
+        let mut group: Vec<Work> = (0..3).map(|i| work(s.batch(i))).collect();
+        let r = apply_combined(&conn, &mut group, runledger_record::now()).unwrap();
+        let want: Vec<usize> = (0..3).map(|i| s.batch(i).items.len()).collect();
+        assert_eq!(r.iter().map(|r| *r.as_ref().unwrap()).collect::<Vec<_>>(), want);
+        assert_eq!(group.iter().map(|w| w.batch.items.len()).collect::<Vec<_>>(), want, "items given back");
+        assert_eq!(nodes(&conn), 3);
+        // A repeated delivery next to a new job: together they repeat a record, so each goes on
+        // its own; both are stored (the repeat changes nothing), once.
+        let mut t = s.clone();
+        t.job_id = 43;
+        t.nnodes = 1;
+        let mut group = vec![work(s.batch(0)), work(s.batch(0)), work(t.batch(0))];
+        let r = apply_combined(&conn, &mut group, runledger_record::now()).unwrap();
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        assert_eq!(nodes(&conn), 4);
+    }
+
+    #[test]
+    fn a_queue_place_is_waited_for_until_given_back_or_the_deadline() {
+        use crate::daemon::slots::Queue;
+        use std::time::{Duration, Instant};
+        let q = Queue::new(1);
+        let held = q.take_until(Instant::now()).expect("a free place needs no wait");
+        assert!(q.take_until(Instant::now()).is_none(), "full, and the deadline has passed");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q2 = q.clone();
+        let waiter = std::thread::spawn(move || {
+            tx.send(()).unwrap();
+            q2.take_until(Instant::now() + Duration::from_secs(3600)).is_some()
+        });
+        rx.recv().unwrap();
+        drop(held);
+        assert!(waiter.join().unwrap(), "the waiter got the place given back");
+        assert!(q.take_until(Instant::now()).is_some(), "and gave it back in turn");
     }
 
     #[test]
