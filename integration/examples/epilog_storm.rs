@@ -96,7 +96,7 @@ fn main() {
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    let cur = [Current { body: None, path: Some(path), label: format!("{node}") }];
+                    let cur = [Current { body: None, path: Some(path), label: node }];
                     let mut sender = runledger_epilog::sender(&cfg);
                     barrier.wait();
                     let started = Instant::now();
