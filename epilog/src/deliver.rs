@@ -9,18 +9,18 @@
 //! 3. The new batch is sent. A batch leaves the outbox only when the collector replied `ok`,
 //!    which it does only after committing it.
 //!
-//! Each attempt is one TCP connection: connect (`connect_timeout_ms`), a fresh MUNGE credential
-//! over the body's digest, the request, one reply frame.
+//! Each attempt is one TCP connection: a fresh MUNGE credential over the body's digest, connect
+//! (`connect_timeout_ms`), the request, one reply frame.
 //!
 //! Failures that cost little and often pass (connection refused, reset or dropped before the
-//! reply — the collector restarting — and the collector's "too many connections; retry later")
-//! are retried after a backoff with full jitter ([`crate::retry`]): at most `[epilog] retries` in
+//! reply — the collector restarting —, munged's socket refusing or overflowing, and the
+//! collector's "busy; retry later") are retried after a backoff with full jitter ([`crate::retry`]): at most `[epilog] retries` in
 //! a row (any answer from the collector starts the count again), and never a wait that would end
 //! past the deadline. A down collector thus costs an epilog `retries` extra connection attempts
 //! and at most 100 + 200 + 400 ms of waiting with the defaults, not its budget; the next run or
 //! the flush timer tries again. Failures that would not pass within a run, or that already took
 //! their time, are not retried: the name does not resolve, the connection timed out, no reply in
-//! time, munged is down.
+//! time. The credential is made before connecting, so a connection carries its request at once.
 //!
 //! When the collector still cannot be reached, this run sends nothing more: the rest waits in the
 //! outbox for the next epilog. A refusal carries its kind ([`ReplyKind`]), decided by the
@@ -176,6 +176,17 @@ impl Sender {
                 Ok(d)
             }
         };
+        // A fresh credential for every attempt: munged refuses replays and old credentials. Made
+        // before connecting, so that the request follows the connection at once: the collector
+        // closes the oldest connection that has sent nothing when too many wait (issue #10), and
+        // one whose sender is still waiting for munged looks exactly like that.
+        let cred = match munge::encode(wire::digest(body).as_bytes()) {
+            Ok(c) => c,
+            // munged's socket refused or overflowed: a storm of signers on one host, or munged
+            // restarting; cheap to retry, like a collector that refused the connection.
+            Err(e) if e.code == munge::ErrorKind::Socket => return Err(format!("cannot sign the batch ({e})")),
+            Err(e) => return Ok(Outcome::Down(format!("cannot sign the batch ({e}): is munged running?"))),
+        };
         let mut stream = None;
         let mut errors = Vec::new();
         let mut all_cheap = true;
@@ -208,11 +219,6 @@ impl Sender {
         if let Err(e) = s.set_read_timeout(Some(io_timeout)).and_then(|_| s.set_write_timeout(Some(io_timeout))) {
             return Ok(Outcome::Down(format!("collector {}: {e}", self.address)));
         }
-        // A fresh credential for every attempt: munged refuses replays and old credentials.
-        let cred = match munge::encode(wire::digest(body).as_bytes()) {
-            Ok(c) => c,
-            Err(e) => return Ok(Outcome::Down(format!("cannot sign the batch ({e}): is munged running?"))),
-        };
         // Both frames in one write: one segment for small batches, no Nagle/delayed-ACK stall.
         let mut request = Vec::with_capacity(cred.len() + body.len() + 16);
         wire::write_request(&mut request, &cred, body).expect("writing to a Vec");

@@ -209,7 +209,8 @@ fn part_label(id: u32, i: usize, n: usize) -> String {
 }
 
 /// The run's sender: `[collector] address`, `[epilog]` connect and reply timeouts, retries.
-fn sender(cfg: &Config) -> Sender {
+/// Public for `integration/examples/epilog_storm.rs`, which must send exactly as a run does.
+pub fn sender(cfg: &Config) -> Sender {
     let e = &cfg.epilog;
     Sender::new(&cfg.collector.address, Duration::from_millis(e.connect_timeout_ms))
         .reply_timeout(Duration::from_millis(e.reply_timeout_ms))

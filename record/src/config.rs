@@ -126,6 +126,10 @@ pub struct CollectorConfig {
     /// Connections waiting for their credential, apart from the `max_connections` that have
     /// authenticated; one more closes the oldest waiting one.
     pub max_unauthenticated: usize,
+    /// Requests whose credential has arrived, waiting for munged to verify it or for one of the
+    /// `max_connections`; one more is answered "busy" (the epilog retries). A job of N nodes
+    /// ending sends N at once: keep it above the largest job's node count.
+    pub max_queued: usize,
     /// Wall-clock limit of one user query through the local socket.
     pub query_timeout_ms: u64,
     /// Address space of the process that answers one user query, in MiB.
@@ -154,6 +158,7 @@ impl Default for CollectorConfig {
             read_timeout_ms: 10_000,
             auth_timeout_ms: 1000,
             max_unauthenticated: 256,
+            max_queued: 8192,
             query_timeout_ms: 60_000,
             query_max_memory_mb: 1024,
             query_max_per_user: 2,
@@ -348,7 +353,7 @@ mod tests {
         );
         assert_eq!(c.epilog.flush_budget_ms, 60_000);
         let c = Config::default().collector;
-        assert_eq!((c.auth_timeout_ms, c.max_unauthenticated, c.max_connections), (1000, 256, 64));
+        assert_eq!((c.auth_timeout_ms, c.max_unauthenticated, c.max_connections, c.max_queued), (1000, 256, 64, 8192));
         assert_eq!((c.query_timeout_ms, c.query_max_memory_mb, c.query_max_per_user), (60_000, 1024, 2));
         assert_eq!(c.query_max_output_bytes, 256 << 20);
         let c = Config::parse("[collector]\nauth_timeout_ms = 250\nquery_max_per_user = 1\n").unwrap().collector;

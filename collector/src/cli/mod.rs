@@ -100,6 +100,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 read_timeout: Duration::from_millis(cfg.read_timeout_ms.max(1)),
                 auth_timeout: Duration::from_millis(cfg.auth_timeout_ms.max(1)),
                 max_unauthenticated: cfg.max_unauthenticated.max(1),
+                max_queued: cfg.max_queued.max(1),
                 retention: full.retention,
             };
             serve::run(opts)?;

@@ -52,6 +52,10 @@ pub fn lookup_uid(name: &str) -> Option<u32> {
 pub enum Reject {
     /// The connection limit was reached.
     TooManyConnections(usize),
+    /// `max_queued` requests already wait for munged or a slot.
+    Queued(usize),
+    /// munged did not get to the credential within this wait (a storm).
+    VerifyBusy(std::time::Duration),
     /// No credential within `auth_timeout_ms` (the limit, in ms).
     AuthTimeout(std::time::Duration),
     /// Closed while waiting for its credential, to make room for a newer connection.
@@ -102,6 +106,8 @@ impl Reject {
     pub fn reason(&self) -> &'static str {
         match self {
             Reject::TooManyConnections(_) => "too many connections",
+            Reject::Queued(_) => "queue full",
+            Reject::VerifyBusy(_) => "verification busy",
             Reject::AuthTimeout(_) => "credential timeout",
             Reject::Evicted(_) => "unauthenticated evicted",
             Reject::BadFrame(_) => "bad frame",
@@ -132,7 +138,7 @@ impl Reject {
     /// permanent; whatever is the collector's, munged's or the network's state is not.
     pub fn kind(&self) -> ReplyKind {
         match self {
-            Reject::TooManyConnections(_) => ReplyKind::Busy,
+            Reject::TooManyConnections(_) | Reject::Queued(_) | Reject::VerifyBusy(_) => ReplyKind::Busy,
             // Resending from the same host cannot change its address: only an admin can.
             Reject::TooLarge { .. } | Reject::Malformed(_) | Reject::NodeAddress { .. } | Reject::NoOrigin => {
                 ReplyKind::Permanent
@@ -170,6 +176,16 @@ impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reject::TooManyConnections(n) => write!(f, "too many connections (limit {n}); retry later"),
+            Reject::Queued(n) => {
+                write!(f, "too many requests waiting to be verified (limit {n}, collector.max_queued); retry later")
+            }
+            Reject::VerifyBusy(d) => {
+                write!(
+                    f,
+                    "credentials arrive faster than munged verifies them (waited {} ms); retry later",
+                    d.as_millis()
+                )
+            }
             Reject::AuthTimeout(d) => {
                 write!(f, "no credential within {} ms (collector.auth_timeout_ms)", d.as_millis())
             }

@@ -14,8 +14,12 @@
 //! `max_unauthenticated` connections wait for theirs, and when one more arrives the oldest idle
 //! one (nothing waiting to be read) is closed — an epilog sends its whole request as soon as it
 //! connects, so it is neither idle nor the oldest for long, while idle connections are both.
-//! Only an authenticated connection (root or the slurm user) takes one of the `max_connections`
-//! slots; one more is answered "too many connections; retry later" and closed.
+//! Once its credential has arrived a connection leaves [`Pending`] for a queue of at most
+//! `max_queued` requests: [`DECODERS`] credentials are verified at a time, and only an
+//! authenticated connection (root or the slurm user) takes one of the `max_connections` slots,
+//! waiting for one if need be. A request that gets neither within [`QUEUE_WAIT`] (and one over
+//! `max_queued`) is answered "busy; retry later" and closed: the N epilogs of a job ending on N
+//! nodes at once queue rather than being turned away (`bench/epilog-storm`).
 //!
 //! Accepted batches go to the single writer thread, which owns the SQLite connection. It takes
 //! whatever is queued (up to [`MAX_GROUP`] batches), applies all of them in one transaction
@@ -28,7 +32,7 @@
 //! ([`runledger_ledger::rejections`]), so refusals never cost a database write of their own.
 
 use crate::daemon::auth::{self, Policy, Reject};
-use crate::daemon::slots::{Slot, Slots};
+use crate::daemon::slots::{Place, Queue, Slots};
 use runledger_ledger::rejections::{self, Tally};
 use runledger_ledger::{db, merge};
 use runledger_record::wire::{self, Reply, ReplyKind};
@@ -45,6 +49,15 @@ use std::time::{Duration, Instant};
 
 /// Most batches applied in one transaction.
 pub const MAX_GROUP: usize = 256;
+
+/// Credentials verified at once. munged runs two worker threads by default; a few requests in
+/// flight keep them busy, more only wait in its socket's backlog or overflow it.
+pub const DECODERS: usize = 4;
+
+/// How long a request whose credential has arrived may wait for munged and then for a slot
+/// before it is answered "busy": well under the epilog's `reply_timeout_ms` (2 s by default), so
+/// that a sender hears "retry later" rather than nothing.
+pub const QUEUE_WAIT: Duration = Duration::from_millis(1000);
 
 /// How long writing a reply may block on a peer that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,6 +77,8 @@ pub struct Options {
     pub auth_timeout: Duration,
     /// Connections waiting for their credential, at most ([`Pending`]).
     pub max_unauthenticated: usize,
+    /// Requests whose credential has arrived, waiting for munged or for a slot, at most.
+    pub max_queued: usize,
     /// The local socket for users' queries ([`crate::daemon::query_socket`]); `None` disables it.
     pub local: Option<crate::daemon::query_socket::Options>,
     /// `[collector] metrics`: where Prometheus scrapes [`crate::daemon::metrics`]; empty: nowhere.
@@ -127,7 +142,12 @@ struct Work {
 struct Shared {
     opts: Options,
     stats: Stats,
-    slots: Arc<Slots>,
+    /// Authenticated requests being read, merged and answered (`max_connections`).
+    slots: Arc<Queue>,
+    /// Requests whose credential has arrived, until they hold a slot (`max_queued`).
+    queued: Arc<Slots>,
+    /// Credentials being verified by munged at once ([`DECODERS`]).
+    decoders: Arc<Queue>,
     pending: Arc<Pending>,
     writer: Mutex<Sender<Work>>,
 }
@@ -167,7 +187,9 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     let (tx, rx) = mpsc::channel::<Work>();
     let shared = Arc::new(Shared {
-        slots: Slots::new(opts.max_connections),
+        slots: Queue::new(opts.max_connections),
+        queued: Slots::new(opts.max_queued),
+        decoders: Queue::new(DECODERS),
         pending: Pending::new(opts.max_unauthenticated),
         opts,
         stats: Stats::default(),
@@ -370,7 +392,7 @@ fn read_request(
     peer: SocketAddr,
     shared: &Shared,
     waiting: Admission,
-) -> Result<(Batch, auth::Sender, Slot), Option<Reject>> {
+) -> Result<(Batch, auth::Sender, Place), Option<Reject>> {
     let opts = &shared.opts;
     let started = Instant::now();
     let mut r = DeadlineReader::new(stream, opts.auth_timeout.min(opts.read_timeout));
@@ -384,10 +406,20 @@ fn read_request(
         }
         Err(e) => return Err(Some(Reject::from_frame(e))),
     };
-    let cred = String::from_utf8(cred).map_err(|_| Reject::BadFrame("credential is not text".into()))?;
-    let sender = auth::verify_credential(&opts.policy, &cred, munge::decode)?;
+    // Its credential has arrived: it no longer waits for it, and it no longer holds a place that
+    // an idle connection could be denied. From here it waits, if it must, in the bounded queue.
     drop(waiting);
-    let slot = shared.slots.take().ok_or(Reject::TooManyConnections(opts.max_connections))?;
+    let queued = shared.queued.take().ok_or(Reject::Queued(opts.max_queued))?;
+    let cred = String::from_utf8(cred).map_err(|_| Reject::BadFrame("credential is not text".into()))?;
+    let wait_until = Instant::now() + QUEUE_WAIT;
+    let sender = {
+        // munged answers a few requests at a time; thousands at once only overflow its socket's
+        // backlog, and libmunge then fails ("Resource temporarily unavailable").
+        let _decoder = shared.decoders.take_until(wait_until).ok_or(Reject::VerifyBusy(QUEUE_WAIT))?;
+        verify_patiently(&opts.policy, &cred, wait_until)?
+    };
+    let slot = shared.slots.take_until(wait_until).ok_or(Reject::TooManyConnections(opts.max_connections))?;
+    drop(queued);
     log::debug!("{peer}: authenticated uid {}; reading the body", sender.uid);
     r.until(started + opts.read_timeout);
     let body = wire::read_frame(&mut r, opts.max_message_bytes).map_err(Reject::from_frame)?;
@@ -405,6 +437,25 @@ fn read_request(
     merge::validate(&batch).map_err(|e| Reject::Malformed(format!("invalid batch: {e}")))?;
     opts.binding.check(&batch, sender.origin)?;
     Ok((batch, sender, slot))
+}
+
+/// Verifies a credential, asking munged again while its socket refuses (its backlog overflows
+/// when other clients on this host sign or verify in a burst too) until `until`: the request
+/// is then refused as before, "munged unavailable", which the sender retries later.
+fn verify_patiently(policy: &Policy, cred: &str, until: Instant) -> Result<auth::Sender, Reject> {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match auth::verify_credential(policy, cred, munge::decode) {
+            Err(Reject::MungeUnavailable(e))
+                if e.code == munge::ErrorKind::Socket && Instant::now() + pause < until =>
+            {
+                log::debug!("munged refused a connection ({}); asking again in {} ms", e.message, pause.as_millis());
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
 }
 
 fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, waiting: Admission) {
@@ -512,8 +563,7 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
             }
         }
         let started = Instant::now();
-        let batches: Vec<&Batch> = group.iter().map(|w| &w.batch).collect();
-        let results = merge::apply_group_with(&conn, &mut cache, &batches, runledger_record::now());
+        let results = apply_combined(&conn, &mut cache, &mut group, runledger_record::now());
         stats.merge_seconds.observe(started.elapsed());
         match results {
             Ok(results) => {
@@ -557,6 +607,63 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
     }
     flush_rejections(&conn, stats);
     log::info!("writer stopped");
+}
+
+/// Applies the group as [`merge::apply_group`] does, one result per batch, but first as one
+/// combined batch: a merge recomputes each job it touches once per batch, from all the job's
+/// rows so far, so the N node records of one job ending at once (an epilog storm) cost O(N²)
+/// applied one by one, and O(N²/group) combined. The result is the same: the merge is
+/// idempotent and its recomputation does not depend on the order items arrive in. Batches that
+/// carry a drop total (kept per sender) go on their own. When the combined batch fails (one of
+/// its batches is invalid, or two repeat a record), it is rolled back and the batches are
+/// applied one by one in a new transaction, each in its own savepoint, exactly as before.
+fn apply_combined(
+    conn: &rusqlite::Connection,
+    cache: &mut merge::Cache,
+    group: &mut [Work],
+    received_at: runledger_record::Timestamp,
+) -> rusqlite::Result<Vec<Result<usize, merge::MergeError>>> {
+    let members: Vec<usize> = (0..group.len()).filter(|&i| group[i].batch.dropped.is_none()).collect();
+    if members.len() < 2 {
+        let batches: Vec<&Batch> = group.iter().map(|w| &w.batch).collect();
+        return merge::apply_group_with(conn, cache, &batches, received_at);
+    }
+    let counts: Vec<usize> = members.iter().map(|&i| group[i].batch.items.len()).collect();
+    let mut combined = Batch::new(group[members[0]].batch.sender.clone(), Vec::with_capacity(counts.iter().sum()));
+    for &i in &members {
+        combined.items.append(&mut group[i].batch.items);
+    }
+    let alone: Vec<usize> = (0..group.len()).filter(|i| !members.contains(i)).collect();
+    let mut batches: Vec<&Batch> = vec![&combined];
+    batches.extend(alone.iter().map(|&i| &group[i].batch));
+    let results = merge::apply_group_with(conn, cache, &batches, received_at);
+    drop(batches);
+    // The items go back to their batches: the log names them, and a failure retries them.
+    let mut items = std::mem::take(&mut combined.items).into_iter();
+    for (&i, &n) in members.iter().zip(&counts) {
+        group[i].batch.items = items.by_ref().take(n).collect();
+    }
+    let mut results = results?.into_iter();
+    let together = results.next().expect("one result per batch");
+    let mut out: Vec<Option<Result<usize, merge::MergeError>>> = (0..group.len()).map(|_| None).collect();
+    for (&i, r) in alone.iter().zip(results) {
+        out[i] = Some(r);
+    }
+    match together {
+        Ok(_) => {
+            for (&i, &n) in members.iter().zip(&counts) {
+                out[i] = Some(Ok(n));
+            }
+        }
+        Err(e) => {
+            log::debug!("{} batches did not merge together ({e}); merging them one by one", members.len());
+            let batches: Vec<&Batch> = members.iter().map(|&i| &group[i].batch).collect();
+            for (&i, r) in members.iter().zip(merge::apply_group_with(conn, cache, &batches, received_at)?) {
+                out[i] = Some(r);
+            }
+        }
+    }
+    Ok(out.into_iter().map(|r| r.expect("every batch has its result")).collect())
 }
 
 /// The text of a refusal for a storage error: never permanent (the kind says so), and worded so
@@ -628,6 +735,56 @@ mod tests {
         let idle = pending.admit(&served[1]);
         let _newcomer = pending.admit(&served[2]);
         assert!(idle.evicted() && !busy.evicted(), "the idle one made room, though the busy one is older");
+    }
+
+    #[test]
+    fn a_group_merges_as_one_and_falls_back_to_one_by_one() {
+        use super::{apply_combined, Work};
+        let dir = tempfile::tempdir().unwrap();
+        let conn = runledger_ledger::db::open_rw(&dir.path().join("l.db")).unwrap();
+        let mut cache = runledger_ledger::merge::Cache::new();
+        let mut s = runledger_synth::Sample::new("c", 42, runledger_record::now() - 600);
+        s.nnodes = 3;
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let work = |b: runledger_record::Batch| Work { batch: b, peer, reply: std::sync::mpsc::channel().0 };
+        let nodes = |conn: &rusqlite::Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM job_nodes", [], |r| r.get(0)).unwrap()
+        };
+        // Three node records of one job: merged together, each told its own item count.
+        let mut group: Vec<Work> = (0..3).map(|i| work(s.batch(i))).collect();
+        let r = apply_combined(&conn, &mut cache, &mut group, runledger_record::now()).unwrap();
+        let want: Vec<usize> = (0..3).map(|i| s.batch(i).items.len()).collect();
+        assert_eq!(r.iter().map(|r| *r.as_ref().unwrap()).collect::<Vec<_>>(), want);
+        assert_eq!(group.iter().map(|w| w.batch.items.len()).collect::<Vec<_>>(), want, "items given back");
+        assert_eq!(nodes(&conn), 3);
+        // A repeated delivery next to a new job: together they repeat a record, so each goes on
+        // its own; both are stored (the repeat changes nothing), once.
+        let mut t = s.clone();
+        t.job_id = 43;
+        t.nnodes = 1;
+        let mut group = vec![work(s.batch(0)), work(s.batch(0)), work(t.batch(0))];
+        let r = apply_combined(&conn, &mut cache, &mut group, runledger_record::now()).unwrap();
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        assert_eq!(nodes(&conn), 4);
+    }
+
+    #[test]
+    fn a_queue_place_is_waited_for_until_given_back_or_the_deadline() {
+        use crate::daemon::slots::Queue;
+        use std::time::{Duration, Instant};
+        let q = Queue::new(1);
+        let held = q.take_until(Instant::now()).expect("a free place needs no wait");
+        assert!(q.take_until(Instant::now()).is_none(), "full, and the deadline has passed");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q2 = q.clone();
+        let waiter = std::thread::spawn(move || {
+            tx.send(()).unwrap();
+            q2.take_until(Instant::now() + Duration::from_secs(3600)).is_some()
+        });
+        rx.recv().unwrap();
+        drop(held);
+        assert!(waiter.join().unwrap(), "the waiter got the place given back");
+        assert!(q.take_until(Instant::now()).is_some(), "and gave it back in turn");
     }
 
     #[test]
