@@ -73,7 +73,13 @@ pub struct Sender {
     /// Largest batch sent in one request (`[epilog] batch_max_bytes`); a larger one left in the
     /// outbox (by an older release) is cut into parts before it is sent.
     batch_max: usize,
+    /// Makes the credential for a body's digest: munged, except in unit tests of what follows
+    /// the signing (they must not depend on a running munged).
+    sign: Signer,
 }
+
+/// Signs a batch digest; [`munge::encode`] in the product.
+pub type Signer = fn(&[u8]) -> Result<String, munge::Error>;
 
 impl Sender {
     /// A sender that does not retry; see [`Sender::retrying`].
@@ -89,7 +95,14 @@ impl Sender {
             failures: 0,
             retried: 0,
             batch_max: runledger_record::config::DEFAULT_BATCH_MAX_BYTES as usize,
+            sign: munge::encode,
         }
+    }
+
+    /// Signs with `sign` instead of munged.
+    pub fn signing_with(mut self, sign: Signer) -> Self {
+        self.sign = sign;
+        self
     }
 
     /// Sends batches of at most `n` bytes (at least 1 KiB).
@@ -180,7 +193,7 @@ impl Sender {
         // before connecting, so that the request follows the connection at once: the collector
         // closes the oldest connection that has sent nothing when too many wait (issue #10), and
         // one whose sender is still waiting for munged looks exactly like that.
-        let cred = match munge::encode(wire::digest(body).as_bytes()) {
+        let cred = match (self.sign)(wire::digest(body).as_bytes()) {
             Ok(c) => c,
             // munged's socket refused or overflowed: a storm of signers on one host, or munged
             // restarting; cheap to retry, like a collector that refused the connection.
@@ -567,6 +580,11 @@ pub(crate) fn reject(spool: &Spool, path: &Path, why: &str) {
 mod tests {
     use super::*;
 
+    /// These tests are about what follows the signing: they must pass without munged.
+    fn fake_sign(_: &[u8]) -> Result<String, munge::Error> {
+        Ok("MUNGE:test".into())
+    }
+
     #[test]
     fn an_old_collectors_wording_is_read_narrowly() {
         assert_eq!(legacy_kind("malformed batch: expected value at line 1"), ReplyKind::Permanent);
@@ -606,7 +624,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        let mut s = Sender::new(&addr.to_string(), Duration::from_millis(500));
+        let mut s = Sender::new(&addr.to_string(), Duration::from_millis(500)).signing_with(fake_sign);
         assert!(matches!(s.send(b"{}", Instant::now() + Duration::from_secs(2)), Outcome::Down(_)));
         // Stays down: with the collector back, the next batch of this run does not even connect.
         let back = std::net::TcpListener::bind(addr).unwrap();
@@ -622,8 +640,9 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         // Waits of 0 ms: a unit test does not sleep.
-        let mut s =
-            Sender::new(&addr.to_string(), Duration::from_millis(500)).retrying(Backoff::new(2, 1, 1), Box::new(|| 0));
+        let mut s = Sender::new(&addr.to_string(), Duration::from_millis(500))
+            .signing_with(fake_sign)
+            .retrying(Backoff::new(2, 1, 1), Box::new(|| 0));
         let r = s.send(b"{}", Instant::now() + Duration::from_secs(5));
         assert!(matches!(&r, Outcome::Down(w) if w.contains("gave up after 2 retries")), "{r:?}");
         assert_eq!(s.retried(), 2);
@@ -639,6 +658,7 @@ mod tests {
         drop(l);
         // The wait drawn is a full hour: far past the deadline, so it is not started.
         let mut s = Sender::new(&addr.to_string(), Duration::from_millis(500))
+            .signing_with(fake_sign)
             .retrying(Backoff::new(3, 3_600_000, 3_600_000), Box::new(|| 3_600_000));
         let r = s.send(b"{}", Instant::now() + Duration::from_secs(5));
         assert!(matches!(&r, Outcome::Down(w) if w.contains("no time left to retry")), "{r:?}");
