@@ -6,9 +6,11 @@ use runledger_e2e::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Burns CPU for about `secs` seconds (bash arithmetic only: no helper binaries needed).
-fn burn(secs: u32) -> String {
-    format!("bash -c 'end=$((SECONDS+{secs})); while [ $SECONDS -lt $end ]; do :; done'")
+/// Burns a fixed amount of CPU: about 0.8 s of user time here, however loaded the machine (a
+/// loop bounded by wall time got less than 0.5 s of CPU at load 10). Bash arithmetic only: no
+/// helper binaries needed.
+fn burn(iterations: u32) -> String {
+    format!("bash -c 'i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); done'")
 }
 
 fn modules_of(job: &Value) -> Vec<String> {
@@ -19,7 +21,7 @@ fn modules_of(job: &Value) -> Vec<String> {
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn completed_job_with_modules_account_and_two_tasks() {
     require_cluster();
-    let script = format!("#!/bin/bash -l\nmodule load gcc/12.2.0 openmpi/4.1.4\nsrun -n 2 {}\n", burn(2));
+    let script = format!("#!/bin/bash -l\nmodule load gcc/12.2.0 openmpi/4.1.4\nsrun -n 2 {}\n", burn(300_000));
     let id = sbatch(USER, "modules", &["-A", "physics", "-n", "2"], &script);
     let job = finished(id);
     assert_eq!(job["user"], USER);
