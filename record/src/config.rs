@@ -408,3 +408,31 @@ mod tests {
         assert!(e.starts_with("/nonexistent/runledger.toml: "), "{e}");
     }
 }
+/// Every key the config reads is in runledger.toml(5): the parser's own list of the keys it
+/// expects (the error for an unknown key names them all) is checked against the man page, so a
+/// new key without its entry fails here.
+#[cfg(test)]
+mod man_page {
+    const PAGE: &str = include_str!("../../packaging/man/runledger.toml.5");
+
+    fn keys_of(section: &str) -> Vec<String> {
+        let err = super::Config::parse(&format!("[{section}]\nzz_not_a_key = 1\n")).unwrap_err();
+        let line = err.lines().find(|l| l.starts_with("unknown field")).unwrap_or_else(|| panic!("{err}"));
+        let expected = line.split("expected").nth(1).unwrap().to_string();
+        expected.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn every_key_has_its_entry() {
+        let entries: Vec<&str> = PAGE.lines().filter(|l| l.starts_with(".BR ") || l.starts_with(".B ")).collect();
+        for section in ["collector", "epilog", "logs", "retention", "mail"] {
+            let keys = keys_of(section);
+            assert!(keys.len() >= 2, "[{section}]: {keys:?}");
+            assert!(PAGE.contains(&format!(".SH \"[{section}]\"")), "no [{section}] section");
+            for k in keys {
+                let word = |l: &&str| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| w == k);
+                assert!(entries.iter().any(word), "[{section}] {k} has no entry in runledger.toml(5)");
+            }
+        }
+    }
+}
