@@ -78,6 +78,10 @@ pub struct Sender {
     sign: Signer,
 }
 
+/// A munge socket error faster than this is munged's backlog overflowing, worth a retry; a
+/// slower one is libmunge giving up after its own retries.
+const SIGN_RETRY_BELOW: Duration = Duration::from_millis(250);
+
 /// Signs a batch digest; [`munge::encode`] in the product.
 pub type Signer = fn(&[u8]) -> Result<String, munge::Error>;
 
@@ -193,11 +197,16 @@ impl Sender {
         // before connecting, so that the request follows the connection at once: the collector
         // closes the oldest connection that has sent nothing when too many wait (issue #10), and
         // one whose sender is still waiting for munged looks exactly like that.
+        let signing = Instant::now();
         let cred = match (self.sign)(wire::digest(body).as_bytes()) {
             Ok(c) => c,
-            // munged's socket refused or overflowed: a storm of signers on one host, or munged
-            // restarting; cheap to retry, like a collector that refused the connection.
-            Err(e) if e.code == munge::ErrorKind::Socket => return Err(format!("cannot sign the batch ({e})")),
+            // munged's socket overflowed at once: a storm of signers on one host; cheap to retry,
+            // like a collector that refused the connection. A socket error that took long comes
+            // after libmunge's own retries (some 2 s): munged is not there, and retrying would
+            // spend the rest of the budget on it.
+            Err(e) if e.code == munge::ErrorKind::Socket && signing.elapsed() < SIGN_RETRY_BELOW => {
+                return Err(format!("cannot sign the batch ({e})"))
+            }
             Err(e) => return Ok(Outcome::Down(format!("cannot sign the batch ({e}): is munged running?"))),
         };
         let mut stream = None;

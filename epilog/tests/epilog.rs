@@ -226,7 +226,7 @@ fn unresolvable_collector_host() {
 
 #[test]
 fn missing_spool_dir_is_created_and_the_batch_kept() {
-    let site = Site::new(&closed_port(), 3000);
+    let site = Site::new(&closed_port(), 10_000);
     assert!(!site.spool.exists());
     let o = site.run(Some("501"), &[]);
     assert_ok(&o);
@@ -252,7 +252,7 @@ fn unwritable_spool_and_collector_down_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file"), b"").unwrap();
     let spool = dir.path().join("file").join("spool");
-    let site = Site::with_spool(dir, spool, &closed_port(), 3000);
+    let site = Site::with_spool(dir, spool, &closed_port(), 10_000);
     let o = site.run(Some("503"), &[]);
     assert_ok(&o);
     assert!(stderr(&o).contains("LOST"), "{}", stderr(&o));
@@ -270,7 +270,7 @@ fn plant_garbage(site: &Site, job: u32) {
 
 #[test]
 fn garbage_files_do_not_stop_the_run() {
-    let site = Site::new(&closed_port(), 3000);
+    let site = Site::new(&closed_port(), 10_000);
     plant_garbage(&site, 601);
     let o = site.run(Some("601"), &[]);
     assert_ok(&o);
@@ -302,7 +302,7 @@ fn malformed_reply() {
 munge_test!(batch_the_collector_calls_malformed_is_moved_aside, malformed_strict, malformed_reply);
 
 fn flush_only() {
-    let site = Site::new(&closed_port(), 3000);
+    let site = Site::new(&closed_port(), 10_000);
     site.spool_job(801);
     site.run(Some("801"), &[]);
     assert_eq!(site.outbox_len(), 1);
@@ -333,7 +333,7 @@ fn dry_run_prints_the_batch_and_changes_nothing() {
 
 #[test]
 fn job_id_missing_or_garbage_exits_zero_and_only_flushes() {
-    let site = Site::new(&closed_port(), 2000);
+    let site = Site::new(&closed_port(), 10_000);
     for job in [None, Some("garbage"), Some("")] {
         let o = site.run(job, &[]);
         assert_ok(&o);
@@ -402,7 +402,7 @@ munge_test!(spool_over_size_drops_oldest_and_batches_carry_the_count, over_size_
 
 #[test]
 fn spool_over_age_drops_old_batches_loudly_and_counts_them() {
-    let site = Site::new(&closed_port(), 3000);
+    let site = Site::new(&closed_port(), 10_000);
     site.configure("spool_max_age_days = 30\n");
     let now = runledger_record::now();
     site.queue_old(21, now - 40 * 86_400, 100);
@@ -529,7 +529,7 @@ munge_test!(full_disk_sends_directly_and_says_what_it_could_not_keep, full_disk_
 
 #[test]
 fn full_disk_and_collector_down_exits_zero_and_says_what_is_lost() {
-    let site = Site::new(&closed_port(), 3000);
+    let site = Site::new(&closed_port(), 10_000);
     site.spool_job(53);
     let fill = "dd if=/dev/zero of=\"$S/fill\" bs=4096 2>/dev/null || true";
     let Some(o) = run_in_tmpfs(&site, "53", fill) else { return };

@@ -119,7 +119,10 @@ impl FakeCollector {
     }
 }
 
-/// An address nobody listens on (a port just released).
+/// An address nobody listens on (a port just released). The epilog signs before it connects:
+/// without munged (CI's unit-test step), libmunge's own retries cost some 2 s before the run
+/// learns it cannot send, so runs against this address get a budget well above that (the run
+/// ends as soon as it knows; the budget is not waited for).
 pub fn closed_port() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
