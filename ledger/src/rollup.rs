@@ -116,14 +116,13 @@ pub fn read_job(conn: &Connection, job: i64) -> rusqlite::Result<(Option<i64>, C
         .query_row([job], |r| Ok((r.get(0)?, contribution(r, 1)?)))
 }
 
+/// A job row as the merge's recompute reads it: group, contribution, Python set now, `columns`.
+pub(crate) type RowBefore = (Option<i64>, Contribution, Option<i64>, Vec<Value>);
+
 /// What the merge's recompute reads of a job row before it writes it, in one statement: the
 /// group and contribution as counted ([`read_job`]), the Python package set the rows say now
 /// ([`Contribution::py`]'s new value) and the current values of `columns`.
-pub(crate) fn read_for_recompute(
-    conn: &Connection,
-    job: i64,
-    columns: &str,
-) -> rusqlite::Result<(Option<i64>, Contribution, Option<i64>, Vec<Value>)> {
+pub(crate) fn read_for_recompute(conn: &Connection, job: i64, columns: &str) -> rusqlite::Result<RowBefore> {
     conn.prepare_cached(&format!("SELECT grp, {JOB_COLUMNS}, {PY_NOW}, {columns} FROM jobs WHERE id = ?1"))?.query_row(
         [job],
         |r| {
