@@ -116,22 +116,33 @@ pub fn read_job(conn: &Connection, job: i64) -> rusqlite::Result<(Option<i64>, C
         .query_row([job], |r| Ok((r.get(0)?, contribution(r, 1)?)))
 }
 
-/// Moves job `job` from its old contribution (counted in group `old_grp`, if any) to `new`.
+/// A job row as the merge's recompute reads it: group, contribution, Python set now, `columns`.
+pub(crate) type RowBefore = (Option<i64>, Contribution, Option<i64>, Vec<Value>);
+
+/// What the merge's recompute reads of a job row before it writes it, in one statement: the
+/// group and contribution as counted ([`read_job`]), the Python package set the rows say now
+/// ([`Contribution::py`]'s new value) and the current values of `columns`.
+pub(crate) fn read_for_recompute(conn: &Connection, job: i64, columns: &str) -> rusqlite::Result<RowBefore> {
+    conn.prepare_cached(&format!("SELECT grp, {JOB_COLUMNS}, {PY_NOW}, {columns} FROM jobs WHERE id = ?1"))?.query_row(
+        [job],
+        |r| {
+            let n = r.as_ref().column_count();
+            Ok((r.get(0)?, contribution(r, 1)?, r.get(12)?, (13..n).map(|i| r.get(i)).collect::<Result<_, _>>()?))
+        },
+    )
+}
+
+/// Moves a job from its old contribution (counted in group `old_grp`, if any) to `new` (with
+/// [`Contribution::py`] as the rows say now). Returns the group the job is counted in now: the
+/// caller writes it to `jobs.grp`, and `new.py` to `jobs.rollup_py`, with the rest of the row.
 pub fn update(
     conn: &Connection,
-    job: i64,
     old_grp: Option<i64>,
     old: &Contribution,
     new: &Contribution,
-) -> rusqlite::Result<()> {
-    let mut new = new.clone();
-    new.py = py_now(conn, job)?;
-    let new = &new;
-    if old_grp.is_some() && old == new {
-        return Ok(());
-    }
-    if old.py != new.py {
-        conn.prepare_cached("UPDATE jobs SET rollup_py = ?2 WHERE id = ?1")?.execute(params![job, new.py])?;
+) -> rusqlite::Result<i64> {
+    if let Some(g) = old_grp.filter(|_| old == new) {
+        return Ok(g);
     }
     let new_grp = match old_grp {
         // The job stays in its group (another node's records, typically): only what changed
@@ -166,11 +177,11 @@ pub fn update(
                 move_modules(conn, g, old, -1)?;
                 move_ends(conn, old, -1)?;
             }
-            conn.prepare_cached("UPDATE jobs SET grp = ?2 WHERE id = ?1")?.execute([job, grp])?;
             grp
         }
     };
-    move_cells(conn, old_grp.map(|g| (g, old)), Some((new_grp, new)))
+    move_cells(conn, old_grp.map(|g| (g, old)), Some((new_grp, new)))?;
+    Ok(new_grp)
 }
 
 fn group_id(conn: &Connection, k: &Key) -> rusqlite::Result<i64> {
@@ -730,10 +741,6 @@ fn vals(
 /// [`Contribution::py`] as the job's rows say now.
 const PY_NOW: &str = "CASE WHEN jobs.py_set IS NOT NULL THEN jobs.py_set \
      WHEN EXISTS (SELECT 1 FROM py_procs p WHERE p.job = jobs.id) THEN -1 END";
-
-fn py_now(conn: &Connection, job: i64) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(&format!("SELECT {PY_NOW} FROM jobs WHERE id = ?1"))?.query_row([job], |r| r.get(0))
-}
 
 /// Moves a job's cells from `old` (its group and contribution as counted) to `new`.
 fn move_cells(

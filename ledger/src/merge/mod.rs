@@ -103,7 +103,7 @@ pub fn validate(batch: &Batch) -> Result<(), String> {
     Ok(())
 }
 
-/// Applies `batches` in one transaction, each in its own savepoint.
+/// Applies `batches` in one transaction, each in its own savepoint (a lone batch: the transaction).
 ///
 /// Returns one result per batch (items applied, or why that batch was rolled back); `Err` when
 /// the transaction as a whole could not be begun or committed, in which case nothing is stored.
@@ -131,6 +131,27 @@ pub fn apply_group_with(
     };
     if let Err(e) = cache.begin(conn) {
         return fail(cache, e);
+    }
+    if let [batch] = batches {
+        // One batch needs no savepoint of its own: the transaction is its savepoint. An open
+        // savepoint copies every page the batch first touches to the statement journal (about
+        // a tenth of the collector's CPU when each group is merged as one batch).
+        return match apply_batch_with(conn, cache, batch, received_at) {
+            Ok(n) => match conn.execute_batch("COMMIT") {
+                Ok(()) => {
+                    cache.release_batch();
+                    Ok(vec![Ok(n)])
+                }
+                Err(e) => fail(cache, e),
+            },
+            Err(e) => {
+                cache.rollback_batch();
+                if let Err(e2) = conn.execute_batch("ROLLBACK") {
+                    return fail(cache, e2);
+                }
+                Ok(vec![Err(e)])
+            }
+        };
     }
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {

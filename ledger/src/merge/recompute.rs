@@ -6,7 +6,8 @@ use super::natural_cmp;
 use crate::rollup;
 use crate::store;
 use runledger_record::{ExitStatus, JobState, STEP_BATCH};
-use rusqlite::{params, Connection};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection};
 use std::collections::BTreeMap;
 
 /// The job-level attributes steps carry, first non-null in precedence order.
@@ -56,7 +57,7 @@ pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
 
 /// [`recompute`] with the writer's cache of interned ids (the job's module set).
 pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> rusqlite::Result<()> {
-    let (old_grp, old) = rollup::read_job(conn, job)?;
+    let (old_grp, old, py, stored) = rollup::read_for_recompute(conn, job, &COLUMNS.join(", "))?;
     let (cpu_user, cpu_sys, max_rss, step_start, step_end, step_nnodes): (
         f64,
         f64,
@@ -171,48 +172,113 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
     let module_set = cache.module_set_id(conn, &modules)?;
     let v = verdict(conn, job)?;
 
-    conn.prepare_cached(
-        "UPDATE jobs SET array_job_id = ?2, array_task_id = ?3, uid = ?4, user = ?5, gid = ?6, account = ?7,
-            partition = ?8, qos = ?9, job_name = ?10, work_dir = ?11, start = ?12, end = ?13, state = ?14,
-            exit_code = ?15, signal = ?16, state_evidence = ?17, nnodes = ?18, ncpus = ?19, cpu_user_s = ?20,
-            cpu_sys_s = ?21, max_rss_kib = ?22, nodes = ?23, env = ?24, module_set = ?25, program = ?26,
-            outcome = ?27, category = ?28, error = ?29
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        job,
-        attrs.array_job_id,
-        attrs.array_task_id,
-        attrs.uid,
-        attrs.user,
-        attrs.gid,
-        attrs.account,
-        attrs.partition,
-        attrs.qos,
-        attrs.job_name,
-        work_dir,
-        start,
-        end,
-        state.as_str(),
-        exit.map(|e| e.code),
-        exit.map(|e| e.signal),
-        state_evidence,
-        nnodes,
+    let user = attrs.user.clone().or_else(|| attrs.uid.map(|u| u.to_string()));
+    let new = rollup::Contribution {
+        key: rollup::Key {
+            cluster: old.key.cluster.clone(),
+            account: attrs.account.clone(),
+            partition: attrs.partition.clone(),
+            user,
+            state: state.as_str().to_string(),
+        },
+        elapsed: start.zip(end).map(|(s, e)| (e - s).max(0)),
         ncpus,
-        cpu_user,
-        cpu_sys,
-        max_rss,
-        store::compress_nodes(&nodes.join(",")),
-        attrs.env,
+        cpu: cpu_user + cpu_sys,
         module_set,
-        v.program,
-        v.outcome,
-        v.category,
-        v.error,
-    ])?;
-    crate::timeline::recompute_idle(conn, job)?;
-    let (_, new) = rollup::read_job(conn, job)?;
-    rollup::update(conn, job, old_grp, &old, &new)
+        end,
+        start,
+        py,
+    };
+    let grp = rollup::update(conn, old_grp, &old, &new)?;
+    let values: [Value; COLUMNS.len()] = [
+        attrs.array_job_id.into(),
+        attrs.array_task_id.into(),
+        attrs.uid.into(),
+        attrs.user.into(),
+        attrs.gid.into(),
+        attrs.account.into(),
+        attrs.partition.into(),
+        attrs.qos.into(),
+        attrs.job_name.into(),
+        work_dir.into(),
+        start.into(),
+        end.into(),
+        state.as_str().to_string().into(),
+        exit.map(|e| e.code).into(),
+        exit.map(|e| e.signal).into(),
+        state_evidence.into(),
+        nnodes.into(),
+        ncpus.into(),
+        cpu_user.into(),
+        cpu_sys.into(),
+        max_rss.into(),
+        store::compress_nodes(&nodes.join(",")).into(),
+        attrs.env.into(),
+        module_set.into(),
+        v.program.into(),
+        v.outcome.into(),
+        v.category.into(),
+        v.error.into(),
+        grp.into(),
+        py.into(),
+    ];
+    // Only the columns that changed are written: SQLite rewrites every index on a column named
+    // in SET, changed or not (13 on jobs), and a row with nothing new is not written at all.
+    let changed: Vec<usize> = (0..COLUMNS.len()).filter(|&i| !same(&stored[i], &values[i])).collect();
+    if !changed.is_empty() {
+        let set: Vec<String> =
+            changed.iter().enumerate().map(|(n, &i)| format!("{} = ?{}", COLUMNS[i], n + 2)).collect();
+        let mut p: Vec<&Value> = Vec::with_capacity(changed.len() + 1);
+        let id = Value::Integer(job);
+        p.push(&id);
+        p.extend(changed.iter().map(|&i| &values[i]));
+        conn.prepare_cached(&format!("UPDATE jobs SET {} WHERE id = ?1", set.join(", ")))?
+            .execute(params_from_iter(p))?;
+    }
+    crate::timeline::recompute_idle(conn, job)
+}
+
+/// The columns [`recompute_with`] writes (`grp` and `rollup_py`: the rollups' bookkeeping).
+const COLUMNS: [&str; 30] = [
+    "array_job_id",
+    "array_task_id",
+    "uid",
+    "user",
+    "gid",
+    "account",
+    "partition",
+    "qos",
+    "job_name",
+    "work_dir",
+    "start",
+    "end",
+    "state",
+    "exit_code",
+    "signal",
+    "state_evidence",
+    "nnodes",
+    "ncpus",
+    "cpu_user_s",
+    "cpu_sys_s",
+    "max_rss_kib",
+    "nodes",
+    "env",
+    "module_set",
+    "program",
+    "outcome",
+    "category",
+    "error",
+    "grp",
+    "rollup_py",
+];
+
+/// Whether a stored value is the one about to be written: same type, same value (reals bit for
+/// bit), so a doubt always writes.
+fn same(stored: &Value, new: &Value) -> bool {
+    match (stored, new) {
+        (Value::Real(a), Value::Real(b)) => a.to_bits() == b.to_bits(),
+        (a, b) => a == b,
+    }
 }
 
 /// A job's verdict from its solver logs, as stored in the `jobs` row.

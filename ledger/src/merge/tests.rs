@@ -679,6 +679,12 @@ fn the_id_cache_stores_what_fresh_lookups_store_even_after_a_rolled_back_batch()
     assert!(r[2].is_err(), "the trigger fails the batch");
     assert!(r.iter().enumerate().all(|(i, r)| i == 2 || r.is_ok()));
     assert_eq!(count(&cached, "SELECT count(*) FROM hosts WHERE name = 'n0077'"), 0);
+    // Alone in its group it has no savepoint: the whole transaction goes, and the cache's ids.
+    let before = dump(&cached);
+    let r = apply_group_with(&cached, &mut cache, &[&bad_batch], RECEIVED).unwrap();
+    assert!(r[0].is_err(), "the trigger fails the lone batch");
+    assert_eq!(count(&cached, "SELECT count(*) FROM hosts WHERE name = 'n0077'"), 0);
+    assert_eq!(dump(&cached), before, "a failed lone batch leaves nothing");
     cached.execute_batch("DROP TRIGGER fail_once").unwrap();
     for b in &batches[4..] {
         for r in apply_group_with(&cached, &mut cache, &[b], RECEIVED).unwrap() {
