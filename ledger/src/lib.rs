@@ -6,7 +6,8 @@
 //! idempotently and in any order ([`merge`]: the items applied, then each touched job's row
 //! recomputed and its verdict taken, [`merge::recompute`]); the per-group sums the manager
 //! questions read ([`rollup`]); the refusal counters of the daemon ([`rejections`]); and the
-//! shapes rows are read back in ([`rows`]).
+//! shapes rows are read back in ([`rows`]). Two leaves sit below the rest: the varints of the
+//! blobs (`varint`) and how node names sort ([`names`]).
 //!
 //! It imports nothing from the daemon, the questions or the command line: those are the
 //! `runledger-collector` crate, on top of this one.
@@ -16,6 +17,7 @@
 pub mod db;
 pub mod merge;
 pub mod migrations;
+pub mod names;
 pub mod python;
 pub mod rejections;
 pub mod retention;
@@ -23,3 +25,4 @@ pub mod rollup;
 pub mod rows;
 pub mod store;
 pub mod timeline;
+mod varint;

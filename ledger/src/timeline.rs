@@ -28,7 +28,8 @@
 //! was no idle span (or no series), so the partial index `jobs_idle` holds only idle jobs and
 //! `query idle` at the defaults and `summary`'s idle column read only those.
 
-use crate::store::{get_varint, get_zigzag, put_varint, put_zigzag};
+use crate::names::natural_cmp;
+use crate::varint::{get_varint, get_zigzag, put_varint, put_zigzag};
 use runledger_record::series::{idle_spans, Gauges, IdleSpan, Point, Series};
 use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
@@ -435,7 +436,7 @@ pub fn read(conn: &Connection, job: i64) -> rusqlite::Result<(Vec<StepSeries>, u
             None => bad += 1,
         }
     }
-    out.sort_by(|a, b| crate::merge::natural_cmp(&a.node, &b.node).then(a.step_id.cmp(&b.step_id)));
+    out.sort_by(|a, b| natural_cmp(&a.node, &b.node).then(a.step_id.cmp(&b.step_id)));
     Ok((out, bad))
 }
 
@@ -472,7 +473,7 @@ pub fn idle(series: &[StepSeries], below: f64, min_secs: f64) -> Vec<NodeIdle> {
         })
         .filter(|n| !n.spans.is_empty())
         .collect();
-    out.sort_by(|a, b| crate::merge::natural_cmp(&a.node, &b.node));
+    out.sort_by(|a, b| natural_cmp(&a.node, &b.node));
     out
 }
 

@@ -24,14 +24,14 @@
 //! cut off after `IO_TIMEOUT`. It tells nothing about jobs beyond counts (no users, no accounts):
 //! bind it where your Prometheus reaches it and nobody else needs to.
 
-use super::serve::Stats;
+use super::stats::Stats;
 use crate::questions::query::errors::{failure_category, FAILED_SQL};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,41 +39,6 @@ use std::time::{Duration, Instant};
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The ledger's figures are read again after this long (a scrape every 15 s costs nothing).
 const LEDGER_EVERY: Duration = Duration::from_secs(30);
-
-/// Upper bounds of the merge histogram's buckets, seconds.
-pub const MERGE_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-/// A fixed-bucket histogram that threads add to without a lock.
-#[derive(Default)]
-pub struct Histogram {
-    /// Observations at most each bound (not cumulative; summed when rendered), then +Inf.
-    buckets: [AtomicU64; MERGE_BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = MERGE_BUCKETS.iter().position(|&b| s <= b).unwrap_or(MERGE_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, o: &mut String, name: &str, help: &str) {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cum = 0;
-        for (i, b) in MERGE_BUCKETS.iter().enumerate() {
-            cum += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(o, "{name}_bucket{{le=\"{b}\"}} {cum}");
-        }
-        cum += self.buckets[MERGE_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(o, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(o, "{name}_count {cum}");
-    }
-}
 
 /// Users' questions through the local socket, by kind, since start.
 static QUERIES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
@@ -353,20 +318,6 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
         assert_eq!(q, want);
-    }
-
-    #[test]
-    fn a_histogram_renders_cumulative_buckets() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(500));
-        h.observe(Duration::from_millis(3));
-        h.observe(Duration::from_secs(60));
-        let mut o = String::new();
-        h.render(&mut o, "x_seconds", "help");
-        assert!(o.contains("x_seconds_bucket{le=\"0.001\"} 1\n"), "{o}");
-        assert!(o.contains("x_seconds_bucket{le=\"0.005\"} 2\n"), "{o}");
-        assert!(o.contains("x_seconds_bucket{le=\"10\"} 2\n"), "{o}");
-        assert!(o.contains("x_seconds_bucket{le=\"+Inf\"} 3\nx_seconds_sum 60.0035\nx_seconds_count 3\n"), "{o}");
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod query_socket;
 pub mod serve;
 pub mod slots;
+pub mod stats;

@@ -33,11 +33,12 @@
 
 use crate::daemon::auth::{self, Policy, Reject};
 use crate::daemon::slots::{Place, Queue, Slots};
-use runledger_ledger::rejections::{self, Tally};
+use crate::daemon::stats::Stats;
+use runledger_ledger::rejections;
 use runledger_ledger::{db, merge};
 use runledger_record::wire::{self, Reply, ReplyKind};
 use runledger_record::Batch;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -87,49 +88,6 @@ pub struct Options {
     pub binding: std::sync::Arc<crate::daemon::binding::Binding>,
     /// `[retention]`: the daily prune ([`crate::upkeep::spawn_daily`]).
     pub retention: runledger_record::config::RetentionConfig,
-}
-
-/// What the collector has done since it started; rejections by reason.
-#[derive(Default)]
-pub struct Stats {
-    pub batches: AtomicU64,
-    pub items: AtomicU64,
-    pub merge_failures: AtomicU64,
-    /// How long each group transaction took (`runledger_merge_seconds`).
-    pub merge_seconds: crate::daemon::metrics::Histogram,
-    /// Counted here on the request's thread; stored in the ledger by the writer.
-    rejections: Tally,
-}
-
-impl Stats {
-    /// Counts and logs a refused request.
-    pub fn reject(&self, peer: SocketAddr, r: &Reject) {
-        let n = self.rejections.add(r.reason(), peer, runledger_record::now());
-        match r {
-            Reject::MungeUnavailable(_) => log::error!("{peer}: rejected: {r} [{}: {n}]", r.reason()),
-            _ => log::warn!("{peer}: rejected: {r} [{}: {n}]", r.reason()),
-        }
-    }
-
-    /// Rejections by reason since this collector started; [`rejections::read`] has the totals.
-    pub fn rejections(&self) -> BTreeMap<&'static str, u64> {
-        self.rejections.since_start()
-    }
-
-    pub fn summary(&self) -> String {
-        let rej = self.rejections();
-        let rej = if rej.is_empty() {
-            "none".to_string()
-        } else {
-            rej.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
-        };
-        format!(
-            "{} batches ({} items) committed, {} failed to merge; rejected: {rej}",
-            self.batches.load(Ordering::Relaxed),
-            self.items.load(Ordering::Relaxed),
-            self.merge_failures.load(Ordering::Relaxed)
-        )
-    }
 }
 
 /// A batch waiting for the writer, and where to send the verdict.
@@ -547,7 +505,7 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
             Err(RecvTimeoutError::Disconnected) => break,
         };
         if flushed.elapsed() >= rejections::FLUSH_EVERY {
-            flush_rejections(&conn, stats);
+            stats.flush_rejections(&conn);
             flushed = Instant::now();
         }
         let Some(first) = first else { continue };
@@ -605,7 +563,7 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
             let _ = free.send(group);
         }
     }
-    flush_rejections(&conn, stats);
+    stats.flush_rejections(&conn);
     log::info!("writer stopped");
 }
 
@@ -672,12 +630,6 @@ fn apply_combined(
 /// collector's own log keeps SQLite's words.
 fn storage_error(e: &str) -> String {
     format!("not stored: {}", e.replace("malformed", "damaged"))
-}
-
-fn flush_rejections(conn: &rusqlite::Connection, stats: &Stats) {
-    if let Err(e) = stats.rejections.flush(conn) {
-        log::warn!("cannot store the rejection counts (kept in memory, retried): {e}");
-    }
 }
 
 #[cfg(test)]

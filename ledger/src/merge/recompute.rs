@@ -2,7 +2,7 @@
 //! items landed ([`recompute`]), and the job-level verdict from the solver-log facts
 //! ([`verdict`]). Deterministic tie-breaks, so the row cannot depend on arrival order.
 
-use super::natural_cmp;
+use crate::names::natural_cmp;
 use crate::rollup;
 use crate::store;
 use runledger_record::{ExitStatus, JobState, STEP_BATCH};

@@ -1,5 +1,6 @@
 use super::*;
 use crate::db;
+use crate::names::natural_cmp;
 use runledger_record::{ExitStatus, Fact, JobState, STEP_BATCH};
 use runledger_synth::Sample;
 use rusqlite::types::ValueRef;

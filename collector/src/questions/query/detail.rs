@@ -219,7 +219,7 @@ pub fn detail_json(details: &[JobDetail]) -> String {
 /// The job-level facts of a detail, as [`super::job_facts_of`] gives them for a list.
 fn detail_job_facts(d: &JobDetail) -> BTreeMap<String, FactValue> {
     let mut rows: Vec<&super::FactRow> = d.facts.iter().filter(|f| f.source.is_empty()).collect();
-    rows.sort_by(|a, b| runledger_ledger::merge::natural_cmp(&a.node, &b.node));
+    rows.sort_by(|a, b| runledger_ledger::names::natural_cmp(&a.node, &b.node));
     let mut out = BTreeMap::new();
     for f in rows {
         out.entry(f.key.clone()).or_insert_with(|| FactValue { value: f.value.clone(), unit: f.unit.clone() });
@@ -524,7 +524,7 @@ pub fn detail_text(d: &JobDetail) -> String {
         groups.sort_by(|a, b| {
             (!a.1.is_empty())
                 .cmp(&!b.1.is_empty())
-                .then_with(|| runledger_ledger::merge::natural_cmp(a.0, b.0))
+                .then_with(|| runledger_ledger::names::natural_cmp(a.0, b.0))
                 .then_with(|| a.1.cmp(b.1))
         });
         groups.dedup();

@@ -124,7 +124,7 @@ pub fn of(d: &JobDetail) -> JobEfficiency {
         }
     }
     let mut names: Vec<&str> = d.nodes.iter().map(|n| n.node.as_str()).chain(peak.keys().copied()).collect();
-    names.sort_by(|a, b| runledger_ledger::merge::natural_cmp(a, b));
+    names.sort_by(|a, b| runledger_ledger::names::natural_cmp(a, b));
     names.dedup();
     let node = |name: &str| d.nodes.iter().find(|n| n.node == name);
     let memory: Vec<NodeMemory> = names

@@ -220,7 +220,7 @@ pub fn job_facts_of(conn: &Connection, rows: &[JobRow]) -> rusqlite::Result<Hash
             found.push((r.get(0)?, r.get(1)?, r.get(2)?, FactValue { value: r.get(3)?, unit: r.get(4)? }));
         }
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| runledger_ledger::merge::natural_cmp(&a.1, &b.1)));
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| runledger_ledger::names::natural_cmp(&a.1, &b.1)));
     for (job, _, key, v) in found {
         out.entry(job).or_default().entry(key).or_insert(v);
     }
@@ -372,7 +372,7 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut nodes = nodes;
-    nodes.sort_by(|a, b| runledger_ledger::merge::natural_cmp(&a.node, &b.node));
+    nodes.sort_by(|a, b| runledger_ledger::names::natural_cmp(&a.node, &b.node));
     let steps = steps_of(conn, &[id])?.remove(&id).unwrap_or_default();
     // Each step's modules in load order; steps by id, then node name (as a text), as they were listed.
     let mut modules = Vec::new();

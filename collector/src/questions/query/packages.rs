@@ -267,7 +267,7 @@ pub fn python_of(conn: &Connection, job: i64) -> rusqlite::Result<(Vec<PythonPro
         });
     }
     procs.sort_by(|a, b| {
-        runledger_ledger::merge::natural_cmp(&a.node, &b.node).then_with(|| (a.start, a.pid).cmp(&(b.start, b.pid)))
+        runledger_ledger::names::natural_cmp(&a.node, &b.node).then_with(|| (a.start, a.pid).cmp(&(b.start, b.pid)))
     });
     let mut nodes: Vec<PythonNodeRow> = conn
         .prepare_cached(
@@ -282,7 +282,7 @@ pub fn python_of(conn: &Connection, job: i64) -> rusqlite::Result<(Vec<PythonPro
             })
         })?
         .collect::<Result<_, _>>()?;
-    nodes.sort_by(|a, b| runledger_ledger::merge::natural_cmp(&a.node, &b.node));
+    nodes.sort_by(|a, b| runledger_ledger::names::natural_cmp(&a.node, &b.node));
     Ok((procs, nodes))
 }
 
