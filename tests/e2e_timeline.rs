@@ -89,14 +89,33 @@ fn a_busy_then_idle_job_shows_both_phases_and_is_listed_idle() {
         .map(|p| (t(&p["t"]) - start, p["cpu_cores"].as_f64().unwrap(), p["rss_kib"].as_u64().unwrap()))
         .collect();
     assert!(points.len() >= 15, "{} points over ~100 s at 5 s: {points:?}", points.len());
-    // Busy: from the first full sample to 35 s, about two cores (more than one, on a shared
-    // machine); idle: after 50 s, nearly nothing.
+    // Busy: from the first full sample to 35 s, clearly busy (the two loops get up to two cores,
+    // but only what the machine spares: about one while other work ran, as seen once in CI);
+    // idle: after 50 s, nearly nothing.
     let busy: Vec<f64> = points.iter().filter(|p| p.0 >= 8 && p.0 <= 35).map(|p| p.1).collect();
     let idle: Vec<f64> = points.iter().filter(|p| p.0 >= 50).map(|p| p.1).collect();
     assert!(busy.len() >= 4 && idle.len() >= 8, "{points:?}");
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    assert!(mean(&busy) >= 1.2, "busy phase {busy:?} in {points:?}");
+    assert!(mean(&busy) >= 0.5, "busy phase {busy:?} in {points:?}");
     assert!(idle.iter().all(|&c| c < 0.1), "idle phase {idle:?} in {points:?}");
+    // Whatever the load, the points account for the CPU the step was charged: the sum of cores
+    // × span is the batch step's CPU time from its rusage (within a sample's worth).
+    let sampled: f64 = batch["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["cpu_cores"].as_f64().unwrap() * p["secs"].as_f64().unwrap())
+        .sum();
+    let charged = d["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "batch"))
+        .and_then(|s| s["cpu_seconds"].as_f64())
+        .unwrap_or_else(|| panic!("no batch step CPU: {d}"));
+    assert!(charged >= 20.0, "two loops for 40 s used {charged} CPU seconds: {d}");
+    assert!(
+        (sampled - charged).abs() <= 0.1 * charged + 2.0 * 5.0,
+        "sampled {sampled} CPU s, charged {charged}: {points:?}"
+    );
     // Memory grew step by step while Python held more, then fell when it exited.
     let early: Vec<u64> = points.iter().filter(|p| p.0 <= 32).map(|p| p.2).collect();
     let peak = early.iter().copied().max().unwrap_or(0);
