@@ -162,7 +162,8 @@ impl Page<'_> {
         let stats = errors::error_stats(&conn, &f, ErrorsBy::Category).map_err(db_err)?;
         let _ = writeln!(
             self.body,
-            "<p>{} of {} jobs failed (their logs say so, or Slurm's state is not COMPLETED).</p>",
+            "<p>{} of {} jobs failed (their logs say so, or Slurm's state is not COMPLETED; cancelled jobs \
+             included here, while the headline failure rate, as <code>query summary</code>'s, leaves them out).</p>",
             stats.failed, stats.matched
         );
         if stats.failed > 0 {
