@@ -81,7 +81,7 @@ fn a_job_with_mail_type_end_gets_its_efficiency_report_by_mail() {
 
 /// A FAILED job (`exit 3`, `--mail-type=END,FAIL`) gets the mail too, with its state and verdict.
 /// (In its first run, 2026-12-05, no mail came within 150 s and the test was set aside; on a
-/// fresh cluster on 2026-12-06 the mail arrived in the second the job ended, in three runs in a
+/// fresh cluster on 2026-12-06 the mail arrived in the second the job ended, in five runs in a
 /// row, and the earlier miss was not seen again.)
 #[test]
 #[ignore = "needs the local cluster: packaging/local-cluster up"]

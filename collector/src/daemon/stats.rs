@@ -33,7 +33,8 @@ impl Stats {
         }
     }
 
-    /// Rejections by reason since this collector started; [`rejections::read`] has the totals.
+    /// Rejections by reason since this collector started; [`runledger_ledger::rejections::read`] has
+    /// the totals.
     pub fn rejections(&self) -> BTreeMap<&'static str, u64> {
         self.rejections.since_start()
     }
