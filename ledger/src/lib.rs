@@ -26,3 +26,4 @@ pub mod rows;
 pub mod store;
 pub mod timeline;
 mod varint;
+pub mod walls;

@@ -19,7 +19,7 @@
 //! | `module_set_members` | (`module`, `module_set`)           | the sets holding a module (`--module`, `who-used`) |
 //! | `tags`               | (`job`, `key`)                     | `--runledger-tag` pairs; `step_rank` says which step's value won |
 //! | `facts`              | (`job`, `node`, `source`, `key`)   | facts read from solver logs by the epilog |
-//! | `rollup`, `rollup_walls`, `rollup_modules`, `rollup_module_names`, `rollup_ends` | | per group of alike jobs, what `query summary`, `modules` and `throughput` need ([`crate::rollup`]) |
+//! | `rollup`, `rollup_cells`, `rollup_modules`, `rollup_module_names`, `rollup_ends` | | per group of alike jobs, what `query summary`, `modules` and `throughput` need ([`crate::rollup`]) |
 //!
 //! Events (`step_started`, `task_exited`, `step_ended`, `job_ended`) are not stored: each is a
 //! step's start or end, a task's exit or a node's end record, and `query job` and `query events`
@@ -108,6 +108,13 @@
 //!   sums; `rollup_cell_walls` their elapsed times in chunks; `jobs.rollup_py` the package set
 //!   the cells count. See [`crate::rollup`].
 //!
+//! - Wall-time histograms (#17; appended): `rollup.hist` and `rollup_cells.hist` keep the jobs'
+//!   elapsed times as a bounded histogram ([`crate::walls`]) in place of every time in chunks
+//!   (`rollup_walls` and `rollup_cell_walls`, dropped). At ten million jobs those lists were 350
+//!   MB, read and selected at every summary; a histogram is at most ~1,100 buckets whatever the
+//!   jobs. Medians and percentiles are exact when their bucket's times are equal (every time
+//!   below 128 s) and within 1.6 % otherwise. The migration fills the histograms from the jobs.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -133,6 +140,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_SERIES, then: None },
     Migration { sql: V_ASKED, then: None },
     Migration { sql: V_CELLS, then: Some(crate::rollup::rebuild_cells) },
+    Migration { sql: V_WALL_HISTS, then: Some(crate::rollup::rebuild_hists) },
 ];
 
 /// The schema version this build reads and writes.
@@ -1011,4 +1019,11 @@ CREATE TABLE rollup_cell_walls (
     walls BLOB NOT NULL,
     PRIMARY KEY (dim, grp, val, chunk)
 );
+"#;
+
+pub(crate) const V_WALL_HISTS: &str = r#"
+ALTER TABLE rollup ADD COLUMN hist BLOB;
+ALTER TABLE rollup_cells ADD COLUMN hist BLOB;
+DROP TABLE rollup_walls;
+DROP TABLE rollup_cell_walls;
 "#;

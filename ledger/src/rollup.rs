@@ -5,8 +5,8 @@
 //! A group (`rollup`) is one (cluster, account, partition, user, state): the keys and filters
 //! those queries most often use. Per group: jobs, allocated core-seconds, CPU seconds (exact,
 //! see [`ExactSum`]), the same two over the jobs whose core-seconds are positive (the CPU
-//! efficiency's terms), and every job's elapsed seconds (`rollup_walls`, in chunks), so medians
-//! and percentiles stay exact. Per group and module (`rollup_modules`) and module name
+//! efficiency's terms), and the jobs' elapsed seconds as a bounded histogram (`hist`,
+//! [`crate::walls`]), so medians and percentiles read a few hundred numbers per group. Per group and module (`rollup_modules`) and module name
 //! (`rollup_module_names`): the jobs that loaded it. Per quarter hour of the end time
 //! (`rollup_ends`): jobs that ended, and how many failed.
 //!
@@ -16,10 +16,10 @@
 //! are integers (exact), so adding and removing in any order gives what [`rebuild`] computes
 //! from scratch. A query whose keys or filters a group cannot express scans the jobs instead.
 //!
-//! Cells (`rollup_cells`, `rollup_cell_walls`) split each group once more along one dimension
+//! Cells (`rollup_cells`) split each group once more along one dimension
 //! ([`Dim`]): the job's start month, each module (version) it loaded, each module name, its
 //! Python package set. A cell keeps the group's sums and elapsed times for the jobs with that
-//! value, so `summary --by user,month`, `--by module_version`, `--by module` and `--by package`
+//! value (its histogram too), so `summary --by user,month`, `--by module_version`, `--by module` and `--by package`
 //! and `query packages` read cells, not jobs. Modules one by one (a job's elapsed time is kept
 //! once per module it loaded, ~3): module sets are nearly as many as the groups' jobs (42,000
 //! sets, 450,000 (group, set) pairs in a million made-up jobs). Package sets as a whole (a job
@@ -28,16 +28,13 @@
 //! [`month_bucket`].
 
 use crate::store::{self, ExactSum};
+use crate::walls::Hist;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 
-/// Elapsed times per `rollup_walls` row: a blob of about 1.5 KiB, rewritten when a job of the
-/// group is added or changes.
 /// The states counted as failures (`rollup_ends.failed`, `query summary`'s failure rate).
 pub const FAILED_STATES: &[&str] = &["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"];
-
-const WALLS_PER_CHUNK: usize = 512;
 
 /// `rollup_ends` slots are this many seconds: every UTC offset in use is a multiple of it, so
 /// any interval that is a multiple of it, aligned to local time, is a union of whole slots.
@@ -146,13 +143,9 @@ pub fn update(
     }
     let new_grp = match old_grp {
         // The job stays in its group (another node's records, typically): only what changed
-        // moves, the sums in one write.
+        // moves, the sums and the elapsed time in one write.
         Some(g) if old.key == new.key => {
             sums(conn, g, &[(new, 1), (old, -1)])?;
-            if old.elapsed != new.elapsed {
-                move_walls(conn, g, new, 1)?;
-                move_walls(conn, g, old, -1)?;
-            }
             if old.module_set != new.module_set {
                 move_modules(conn, g, new, 1)?;
                 move_modules(conn, g, old, -1)?;
@@ -166,14 +159,10 @@ pub fn update(
         _ => {
             let grp = group_id(conn, &new.key)?;
             sums(conn, grp, &[(new, 1)])?;
-            move_walls(conn, grp, new, 1)?;
             move_modules(conn, grp, new, 1)?;
             move_ends(conn, new, 1)?;
             if let Some(g) = old_grp {
-                // An emptied group goes, its elapsed times with it.
-                if !sums(conn, g, &[(old, -1)])? {
-                    move_walls(conn, g, old, -1)?;
-                }
+                sums(conn, g, &[(old, -1)])?;
                 move_modules(conn, g, old, -1)?;
                 move_ends(conn, old, -1)?;
             }
@@ -201,7 +190,7 @@ fn group_id(conn: &Connection, k: &Key) -> rusqlite::Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-/// A group's or a cell's sums.
+/// A group's or a cell's sums, and the elapsed times to move in its histogram.
 #[derive(Default)]
 struct Sums {
     jobs: i64,
@@ -210,7 +199,14 @@ struct Sums {
     eff_core_s: i64,
     cpu: ExactSum,
     eff_cpu: ExactSum,
+    /// The histogram as stored (None: none yet).
+    hist: Option<Vec<u8>>,
+    /// (elapsed, sign) to apply to it.
+    moves: Vec<(i64, i64)>,
 }
+
+/// The columns [`Sums::read`] reads, in its order.
+const SUMS: &str = "jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist";
 
 impl Sums {
     fn read(r: &rusqlite::Row) -> rusqlite::Result<Sums> {
@@ -222,7 +218,31 @@ impl Sums {
             eff_core_s: r.get(3)?,
             cpu: sum(4)?,
             eff_cpu: sum(5)?,
+            hist: r.get(6)?,
+            moves: Vec::new(),
         })
+    }
+
+    /// The histogram to write, when the moves changed it (a job whose elapsed time stayed the
+    /// same moves nothing, and its histogram is not rewritten).
+    fn new_hist(&mut self) -> Option<Option<Vec<u8>>> {
+        let mut net: BTreeMap<i64, i64> = BTreeMap::new();
+        for &(w, sign) in &self.moves {
+            *net.entry(w).or_default() += sign;
+        }
+        net.retain(|_, n| *n != 0);
+        if net.is_empty() {
+            return None;
+        }
+        let mut h = self.hist.as_deref().map(Hist::decode).unwrap_or_default();
+        for (w, n) in net {
+            for _ in 0..n.abs() {
+                if !h.add(w, n.signum()) {
+                    log::warn!("rollup histogram holds no elapsed time of {w} s to remove");
+                }
+            }
+        }
+        Some(hist_blob(&h))
     }
 
     fn apply(&mut self, c: &Contribution, sign: i64) {
@@ -237,53 +257,49 @@ impl Sums {
         }
         self.jobs += sign;
         self.walls += sign * i64::from(c.elapsed.is_some());
+        if let Some(e) = c.elapsed {
+            self.moves.push((e, sign));
+        }
     }
 }
 
-/// Adds (sign 1) and removes (-1) contributions to group `grp`'s sums; true when that emptied
-/// the group, which is then deleted with its elapsed times.
+/// A histogram as stored: NULL when empty, so the merge and [`rebuild`] write the same.
+fn hist_blob(h: &Hist) -> Option<Vec<u8>> {
+    (!h.is_empty()).then(|| h.encode())
+}
+
+/// Adds (sign 1) and removes (-1) contributions to group `grp`'s sums and histogram; true when
+/// that emptied the group, which is then deleted.
 fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqlite::Result<bool> {
-    let mut s = conn
-        .prepare_cached("SELECT jobs, walls, core_s, eff_core_s, cpu, eff_cpu FROM rollup WHERE id = ?1")?
-        .query_row([grp], Sums::read)?;
+    let mut s =
+        conn.prepare_cached(&format!("SELECT {SUMS} FROM rollup WHERE id = ?1"))?.query_row([grp], Sums::read)?;
     for &(c, sign) in changes {
         s.apply(c, sign);
     }
     if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup WHERE id = ?1")?.execute([grp])?;
-        conn.prepare_cached("DELETE FROM rollup_walls WHERE grp = ?1")?.execute([grp])?;
         return Ok(true);
     }
+    let (hist, changed) = match s.new_hist() {
+        Some(h) => (h, true),
+        None => (None, false),
+    };
     conn.prepare_cached(
-        "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7 WHERE id = ?1",
+        "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7,
+             hist = CASE WHEN ?9 THEN ?8 ELSE hist END WHERE id = ?1",
     )?
-    .execute(params![grp, s.jobs, s.walls, s.core_s, s.eff_core_s, s.cpu.to_blob(), s.eff_cpu.to_blob()])?;
+    .execute(params![
+        grp,
+        s.jobs,
+        s.walls,
+        s.core_s,
+        s.eff_core_s,
+        s.cpu.to_blob(),
+        s.eff_cpu.to_blob(),
+        hist,
+        changed
+    ])?;
     Ok(false)
-}
-
-fn move_walls(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
-    match c.elapsed {
-        Some(e) if sign > 0 => add_wall(conn, Walls::Group(grp), e),
-        Some(e) => remove_wall(conn, Walls::Group(grp), e),
-        None => Ok(()),
-    }
-}
-
-/// Where elapsed times are kept: a group's (`rollup_walls`) or a cell's (`rollup_cell_walls`).
-#[derive(Clone, Copy, Debug)]
-enum Walls {
-    Group(i64),
-    Cell(Dim, i64, i64),
-}
-
-impl Walls {
-    /// The table, its key's condition on ?1… and the key's values.
-    fn at(self) -> (&'static str, &'static str, Vec<i64>) {
-        match self {
-            Walls::Group(g) => ("rollup_walls", "grp = ?1", vec![g]),
-            Walls::Cell(d, g, v) => ("rollup_cell_walls", "dim = ?1 AND grp = ?2 AND val = ?3", vec![d as i64, g, v]),
-        }
-    }
 }
 
 fn move_modules(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
@@ -333,149 +349,14 @@ fn bump(conn: &Connection, table: &str, col: &str, grp: i64, key: &Value, sign: 
     Ok(())
 }
 
-fn add_wall(conn: &Connection, at: Walls, wall: i64) -> rusqlite::Result<()> {
-    let (table, cond, keys) = at.at();
-    let n = keys.len();
-    let last: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(&format!("SELECT chunk, walls FROM {table} WHERE {cond} ORDER BY chunk DESC LIMIT 1"))?
-        .query_row(params_from_iter(&keys), |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    match last {
-        // A varint's last byte is the one below 0x80: their number is the number of values.
-        Some((chunk, mut walls)) if walls.iter().filter(|&&b| b < 0x80).count() < WALLS_PER_CHUNK => {
-            walls.extend(store::encode_walls(&[wall]));
-            set_chunk(conn, table, cond, &keys, chunk, &walls)?;
-        }
-        last => {
-            let chunk = last.map_or(0, |(c, _)| c + 1);
-            let cols = if n == 1 { "grp" } else { "dim, grp, val" };
-            let marks = (1..=n + 2).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-            let mut p: Vec<Value> = keys.into_iter().map(Value::Integer).collect();
-            p.push(Value::Integer(chunk));
-            p.push(Value::Blob(store::encode_walls(&[wall])));
-            conn.prepare_cached(&format!("INSERT INTO {table} ({cols}, chunk, walls) VALUES ({marks})"))?
-                .execute(params_from_iter(p))?;
-        }
-    }
-    Ok(())
-}
-
-/// Rewrites chunk `chunk` of the key `keys` as `walls` (encoded), or deletes it when empty.
-fn set_chunk(
-    conn: &Connection,
-    table: &str,
-    cond: &str,
-    keys: &[i64],
-    chunk: i64,
-    walls: &[u8],
-) -> rusqlite::Result<()> {
-    let n = keys.len();
-    let mut p: Vec<Value> = keys.iter().map(|k| Value::Integer(*k)).collect();
-    p.push(Value::Integer(chunk));
-    if walls.is_empty() {
-        conn.prepare_cached(&format!("DELETE FROM {table} WHERE {cond} AND chunk = ?{}", n + 1))?
-            .execute(params_from_iter(p))?;
-    } else {
-        p.push(Value::Blob(walls.to_vec()));
-        conn.prepare_cached(&format!("UPDATE {table} SET walls = ?{} WHERE {cond} AND chunk = ?{}", n + 2, n + 1))?
-            .execute(params_from_iter(p))?;
-    }
-    Ok(())
-}
-
-/// Removes one elapsed time equal to `wall`: from the newest chunk holding one (a job changes
-/// soon after it was added, so that is usually the last).
-fn remove_wall(conn: &Connection, at: Walls, wall: i64) -> rusqlite::Result<()> {
-    let (table, cond, keys) = at.at();
-    let mut found = None;
-    {
-        let mut st =
-            conn.prepare_cached(&format!("SELECT chunk, walls FROM {table} WHERE {cond} ORDER BY chunk DESC"))?;
-        let mut rows = st.query(params_from_iter(&keys))?;
-        while let Some(r) = rows.next()? {
-            let mut walls = Vec::new();
-            store::decode_walls(r.get_ref(1)?.as_blob()?, &mut walls);
-            if let Some(i) = walls.iter().position(|&w| w == wall) {
-                walls.swap_remove(i);
-                found = Some((r.get::<_, i64>(0)?, walls));
-                break;
-            }
-        }
-    }
-    match found {
-        Some((chunk, walls)) => {
-            let blob = if walls.is_empty() { Vec::new() } else { store::encode_walls(&walls) };
-            set_chunk(conn, table, cond, &keys, chunk, &blob)?;
-        }
-        None => log::warn!("rollup {at:?} holds no elapsed time of {wall} s to remove"),
-    }
-    Ok(())
-}
-
 /// Takes jobs out of the rollups, as if they had never been merged (`collector prune
-/// --drop-rollups`): each job's group and contribution as [`read_job`] gives them. The elapsed
-/// times are removed group by group, in one pass over each group's chunks.
+/// --drop-rollups`): each job's group and contribution as [`read_job`] gives them.
 pub fn remove(conn: &Connection, jobs: &[(i64, Contribution)]) -> rusqlite::Result<()> {
-    let mut walls: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    let mut emptied = std::collections::HashSet::new();
     for (grp, c) in jobs {
-        if sums(conn, *grp, &[(c, -1)])? {
-            // The group went, its elapsed times with it.
-            emptied.insert(*grp);
-        } else if let Some(e) = c.elapsed {
-            walls.entry(*grp).or_default().push(e);
-        }
+        sums(conn, *grp, &[(c, -1)])?;
         move_modules(conn, *grp, c, -1)?;
         move_ends(conn, c, -1)?;
         move_cells(conn, Some((*grp, c)), None)?;
-    }
-    for (grp, gone) in walls {
-        if !emptied.contains(&grp) {
-            remove_walls(conn, grp, gone)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes one elapsed time per value of `gone` from group `grp`.
-fn remove_walls(conn: &Connection, grp: i64, gone: Vec<i64>) -> rusqlite::Result<()> {
-    let mut want: HashMap<i64, usize> = HashMap::new();
-    for w in gone {
-        *want.entry(w).or_default() += 1;
-    }
-    let mut left = want.values().sum::<usize>();
-    let chunks: Vec<(i64, Vec<u8>)> = {
-        let mut st = conn.prepare_cached("SELECT chunk, walls FROM rollup_walls WHERE grp = ?1 ORDER BY chunk")?;
-        let rows = st.query_map([grp], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (chunk, blob) in chunks {
-        if left == 0 {
-            break;
-        }
-        let mut walls = Vec::new();
-        store::decode_walls(&blob, &mut walls);
-        let before = walls.len();
-        walls.retain(|w| match want.get_mut(w) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                false
-            }
-            _ => true,
-        });
-        if walls.len() == before {
-            continue;
-        }
-        left -= before - walls.len();
-        if walls.is_empty() {
-            conn.prepare_cached("DELETE FROM rollup_walls WHERE grp = ?1 AND chunk = ?2")?.execute([grp, chunk])?;
-        } else {
-            conn.prepare_cached("UPDATE rollup_walls SET walls = ?3 WHERE grp = ?1 AND chunk = ?2")?
-                .execute(params![grp, chunk, store::encode_walls(&walls)])?;
-        }
-    }
-    if left > 0 {
-        log::warn!("rollup group {grp} lacked {left} elapsed times to remove");
     }
     Ok(())
 }
@@ -483,7 +364,7 @@ fn remove_walls(conn: &Connection, grp: i64, gone: Vec<i64>) -> rusqlite::Result
 /// Recomputes every rollup from the jobs (the migration to schema version 3, and tests).
 pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "DELETE FROM rollup; DELETE FROM rollup_walls; DELETE FROM rollup_modules; DELETE FROM rollup_module_names;
+        "DELETE FROM rollup; DELETE FROM rollup_modules; DELETE FROM rollup_module_names;
          DELETE FROM rollup_ends; UPDATE jobs SET grp = NULL WHERE grp IS NOT NULL;",
     )?;
     #[derive(Default)]
@@ -532,31 +413,37 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
         let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
         v
     };
-    let mut ins = conn.prepare(
+    // Before the histograms' migration (a ledger of version 2 converted in one go) there is no
+    // `hist` to fill: that migration fills it.
+    let hists = has_hist(conn)?;
+    let mut ins = conn.prepare(if hists {
+        "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    } else {
         "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
-    let mut ins_walls = conn.prepare("INSERT INTO rollup_walls (grp, chunk, walls) VALUES (?1, ?2, ?3)")?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    })?;
     let mut ins_mod = conn.prepare("INSERT INTO rollup_modules (grp, module, jobs) VALUES (?1, ?2, ?3)")?;
     let mut ins_name = conn.prepare("INSERT INTO rollup_module_names (grp, name, jobs) VALUES (?1, ?2, ?3)")?;
     for (k, a) in &groups {
-        ins.execute(params![
-            k.cluster,
-            k.account,
-            k.partition,
-            k.user,
-            k.state,
-            a.jobs,
-            a.walls.len() as i64,
-            a.core_s,
-            a.eff_core_s,
-            a.cpu.to_blob(),
-            a.eff_cpu.to_blob()
-        ])?;
-        let grp = conn.last_insert_rowid();
-        for (i, chunk) in a.walls.chunks(WALLS_PER_CHUNK).enumerate() {
-            ins_walls.execute(params![grp, i as i64, store::encode_walls(chunk)])?;
+        let mut p: Vec<Value> = vec![
+            k.cluster.clone().into(),
+            k.account.clone().into(),
+            k.partition.clone().into(),
+            k.user.clone().into(),
+            k.state.clone().into(),
+            a.jobs.into(),
+            (a.walls.len() as i64).into(),
+            a.core_s.into(),
+            a.eff_core_s.into(),
+            a.cpu.to_blob().into(),
+            a.eff_cpu.to_blob().into(),
+        ];
+        if hists {
+            p.push(hist_blob(&Hist::of(&a.walls)).into());
         }
+        ins.execute(params_from_iter(p))?;
+        let grp = conn.last_insert_rowid();
         for (m, n) in &a.modules {
             ins_mod.execute(params![grp, m, n])?;
         }
@@ -600,6 +487,11 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
 /// schema that predates them, and the cells' migration builds them).
 fn has_cells(conn: &Connection) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'rollup_py'")?.exists([])
+}
+
+/// Whether the groups and cells keep histograms yet ([`rebuild_hists`]'s migration).
+fn has_hist(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM pragma_table_info('rollup') WHERE name = 'hist'")?.exists([])
 }
 
 /// [`JOB_COLUMNS`], with no Python set before the cells' migration added its column.
@@ -761,57 +653,37 @@ fn move_cells(
         if let Some((g, c)) = new {
             for &v in &nv {
                 match old {
-                    // Same cell: the sums in one write, the elapsed time only when it changed.
+                    // Same cell: the sums and the elapsed time in one write.
                     Some((_, oc)) if same_group && ov.contains(&v) => {
                         if oc.elapsed == c.elapsed && oc.ncpus == c.ncpus && oc.cpu == c.cpu {
                             continue;
                         }
                         cell_sums(conn, dim, g, v, &[(c, 1), (oc, -1)])?;
-                        if oc.elapsed != c.elapsed {
-                            if let Some(e) = c.elapsed {
-                                add_wall(conn, Walls::Cell(dim, g, v), e)?;
-                            }
-                            if let Some(e) = oc.elapsed {
-                                remove_wall(conn, Walls::Cell(dim, g, v), e)?;
-                            }
-                        }
                     }
-                    _ => {
-                        cell_sums(conn, dim, g, v, &[(c, 1)])?;
-                        if let Some(e) = c.elapsed {
-                            add_wall(conn, Walls::Cell(dim, g, v), e)?;
-                        }
-                    }
+                    _ => cell_sums(conn, dim, g, v, &[(c, 1)])?,
                 }
             }
         }
         if let Some((g, c)) = old {
             for &v in ov.iter().filter(|v| !(same_group && nv.contains(v))) {
-                // An emptied cell went with its elapsed times.
-                if !cell_sums(conn, dim, g, v, &[(c, -1)])? {
-                    if let Some(e) = c.elapsed {
-                        remove_wall(conn, Walls::Cell(dim, g, v), e)?;
-                    }
-                }
+                cell_sums(conn, dim, g, v, &[(c, -1)])?;
             }
         }
     }
     Ok(())
 }
 
-/// [`sums`] for a cell, which is created when missing; true when the changes emptied it.
+/// [`sums`] for a cell, which is created when missing and deleted when the changes empty it.
 fn cell_sums(
     conn: &Connection,
     dim: Dim,
     grp: i64,
     val: i64,
     changes: &[(&Contribution, i64)],
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<()> {
     let key = [dim as i64, grp, val];
     let mut s = conn
-        .prepare_cached(
-            "SELECT jobs, walls, core_s, eff_core_s, cpu, eff_cpu FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3",
-        )?
+        .prepare_cached(&format!("SELECT {SUMS} FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3"))?
         .query_row(key, Sums::read)
         .optional()?
         .unwrap_or_default();
@@ -820,14 +692,19 @@ fn cell_sums(
     }
     if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3")?.execute(key)?;
-        conn.prepare_cached("DELETE FROM rollup_cell_walls WHERE dim = ?1 AND grp = ?2 AND val = ?3")?.execute(key)?;
-        return Ok(true);
+        return Ok(());
     }
+    // An unchanged histogram is written back as it was read (`?10` NULL keeps it).
+    let (hist, changed) = match s.new_hist() {
+        Some(h) => (h, true),
+        None => (None, false),
+    };
     conn.prepare_cached(
-        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (dim, grp, val) DO UPDATE SET jobs = excluded.jobs, walls = excluded.walls,
-             core_s = excluded.core_s, eff_core_s = excluded.eff_core_s, cpu = excluded.cpu, eff_cpu = excluded.eff_cpu",
+             core_s = excluded.core_s, eff_core_s = excluded.eff_core_s, cpu = excluded.cpu, eff_cpu = excluded.eff_cpu,
+             hist = CASE WHEN ?11 THEN excluded.hist ELSE rollup_cells.hist END",
     )?
     .execute(params![
         dim as i64,
@@ -838,16 +715,18 @@ fn cell_sums(
         s.core_s,
         s.eff_core_s,
         s.cpu.to_blob(),
-        s.eff_cpu.to_blob()
+        s.eff_cpu.to_blob(),
+        hist,
+        changed
     ])?;
-    Ok(false)
+    Ok(())
 }
 
 /// Recomputes every cell from the jobs and their groups (`jobs.grp`; [`rebuild`], and the
 /// migration that adds the cells to a ledger whose groups are kept).
 pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
-        "DELETE FROM rollup_cells; DELETE FROM rollup_cell_walls;
+        "DELETE FROM rollup_cells;
          UPDATE jobs SET rollup_py = {PY_NOW} WHERE rollup_py IS NOT ({PY_NOW});"
     ))?;
     let mut cells: BTreeMap<(i64, i64, i64), (Sums, Vec<i64>)> = BTreeMap::new();
@@ -867,27 +746,62 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
             }
         }
     }
-    let mut ins = conn.prepare(
+    let hists = has_hist(conn)?;
+    let mut ins = conn.prepare(if hists {
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    } else {
         "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut ins_walls =
-        conn.prepare("INSERT INTO rollup_cell_walls (dim, grp, val, chunk, walls) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    })?;
     for ((dim, grp, val), (s, walls)) in cells {
-        ins.execute(params![
-            dim,
-            grp,
-            val,
-            s.jobs,
-            s.walls,
-            s.core_s,
-            s.eff_core_s,
-            s.cpu.to_blob(),
-            s.eff_cpu.to_blob()
-        ])?;
-        for (i, chunk) in walls.chunks(WALLS_PER_CHUNK).enumerate() {
-            ins_walls.execute(params![dim, grp, val, i as i64, store::encode_walls(chunk)])?;
+        let mut p: Vec<Value> = vec![
+            dim.into(),
+            grp.into(),
+            val.into(),
+            s.jobs.into(),
+            s.walls.into(),
+            s.core_s.into(),
+            s.eff_core_s.into(),
+            s.cpu.to_blob().into(),
+            s.eff_cpu.to_blob().into(),
+        ];
+        if hists {
+            p.push(hist_blob(&Hist::of(&walls)).into());
         }
+        ins.execute(params_from_iter(p))?;
+    }
+    Ok(())
+}
+
+/// Fills every group's and cell's histogram from the jobs (the migration that brought them:
+/// the lists of elapsed times it replaced may be empty after a conversion from version 2).
+pub fn rebuild_hists(conn: &Connection) -> rusqlite::Result<()> {
+    let mut groups: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut cells: HashMap<(i64, i64, i64), Vec<i64>> = HashMap::new();
+    let mut sets = SetModules::default();
+    {
+        let mut st = conn.prepare(&format!("SELECT grp, {JOB_COLUMNS} FROM jobs WHERE grp IS NOT NULL"))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let grp: i64 = r.get(0)?;
+            let c = contribution(r, 1)?;
+            let Some(e) = c.elapsed else { continue };
+            groups.entry(grp).or_default().push(e);
+            for dim in DIMS {
+                for v in vals(conn, &mut sets, dim, c.start, c.module_set, c.py)? {
+                    cells.entry((dim as i64, grp, v)).or_default().push(e);
+                }
+            }
+        }
+    }
+    let mut set = conn.prepare("UPDATE rollup SET hist = ?2 WHERE id = ?1")?;
+    for (grp, walls) in groups {
+        set.execute(params![grp, hist_blob(&Hist::of(&walls))])?;
+    }
+    let mut set = conn.prepare("UPDATE rollup_cells SET hist = ?4 WHERE dim = ?1 AND grp = ?2 AND val = ?3")?;
+    for ((dim, grp, val), walls) in cells {
+        set.execute(params![dim, grp, val, hist_blob(&Hist::of(&walls))])?;
     }
     Ok(())
 }
@@ -902,13 +816,16 @@ pub struct Cell {
     pub eff_core_s: i64,
     pub cpu: ExactSum,
     pub eff_cpu: ExactSum,
+    /// Its jobs' elapsed times, when asked for ([`cells`]); else empty.
+    pub walls: Hist,
 }
 
-/// Every cell of `dim`, in (group, value) order.
-pub fn cells(conn: &Connection, dim: Dim) -> rusqlite::Result<Vec<Cell>> {
-    let mut st = conn.prepare(
-        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
-    )?;
+/// Every cell of `dim`, in (group, value) order; with their elapsed times when `walls`.
+pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<Cell>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu{} FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
+        if walls { ", hist" } else { "" }
+    ))?;
     let rows = st.query_map([dim as i64], |r| {
         Ok(Cell {
             grp: r.get(0)?,
@@ -918,20 +835,13 @@ pub fn cells(conn: &Connection, dim: Dim) -> rusqlite::Result<Vec<Cell>> {
             eff_core_s: r.get(4)?,
             cpu: ExactSum::from_blob(r.get_ref(5)?.as_blob_or_null()?),
             eff_cpu: ExactSum::from_blob(r.get_ref(6)?.as_blob_or_null()?),
+            walls: match walls {
+                true => r.get_ref(7)?.as_blob_or_null()?.map(Hist::decode).unwrap_or_default(),
+                false => Hist::default(),
+            },
         })
     })?;
     rows.collect()
-}
-
-/// The elapsed times of every cell of `dim`: (group, value) -> walls.
-pub fn cell_walls(conn: &Connection, dim: Dim) -> rusqlite::Result<HashMap<(i64, i64), Vec<i64>>> {
-    let mut out: HashMap<(i64, i64), Vec<i64>> = HashMap::new();
-    let mut st = conn.prepare("SELECT grp, val, walls FROM rollup_cell_walls WHERE dim = ?1")?;
-    let mut rows = st.query([dim as i64])?;
-    while let Some(r) = rows.next()? {
-        store::decode_walls(r.get_ref(2)?.as_blob()?, out.entry((r.get(0)?, r.get(1)?)).or_default());
-    }
-    Ok(out)
 }
 
 /// Idle core-seconds of the idle jobs (the partial index `jobs_idle`) per cell of `dim`.
@@ -1017,13 +927,13 @@ pub fn groups(conn: &Connection, sel: &GroupSel) -> rusqlite::Result<Vec<Group>>
     rows.collect()
 }
 
-/// The elapsed times of every group (group id -> walls), read chunk by chunk.
-pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<i64>>> {
-    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
-    let mut st = conn.prepare("SELECT grp, walls FROM rollup_walls")?;
+/// The elapsed times of every group that has any (group id -> histogram).
+pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Hist>> {
+    let mut out = HashMap::new();
+    let mut st = conn.prepare("SELECT id, hist FROM rollup WHERE hist IS NOT NULL")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        store::decode_walls(r.get_ref(1)?.as_blob()?, out.entry(r.get(0)?).or_default());
+        out.insert(r.get(0)?, Hist::decode(r.get_ref(1)?.as_blob()?));
     }
     Ok(out)
 }
@@ -1078,7 +988,7 @@ mod tests {
         }
         let kept = crate::merge::tests::dump(&conn);
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-        let per_dim = |d: super::Dim| -> i64 { super::cells(&conn, d).unwrap().iter().map(|c| c.jobs).sum() };
+        let per_dim = |d: super::Dim| -> i64 { super::cells(&conn, d, false).unwrap().iter().map(|c| c.jobs).sum() };
         assert_eq!(per_dim(super::Dim::Month), count("SELECT count(*) FROM jobs"));
         assert_eq!(
             per_dim(super::Dim::Module),
@@ -1088,6 +998,32 @@ mod tests {
         assert!(python > 50, "{python} jobs with Python");
         assert_eq!(per_dim(super::Dim::PySet), python);
         super::rebuild(&conn).unwrap();
+        assert_eq!(crate::merge::tests::dump(&conn), kept);
+    }
+
+    /// The migration that brought the histograms fills them from the jobs as the merge keeps
+    /// them (a ledger converted from version 2 had no elapsed times to carry over).
+    #[test]
+    fn histograms_filled_from_the_jobs_are_those_the_merge_kept() {
+        let conn = crate::db::open_memory();
+        let mut synth = runledger_synth::Synth::new(300, 7, synth::FIXTURE_END);
+        while let Some(job) = synth.next_job() {
+            for b in &job {
+                crate::merge::apply_group(&conn, &[b], synth::FIXTURE_END).unwrap()[0].as_ref().unwrap();
+            }
+        }
+        let kept = crate::merge::tests::dump(&conn);
+        let filled: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM rollup WHERE hist IS NOT NULL)
+                      + (SELECT count(*) FROM rollup_cells WHERE hist IS NOT NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(filled > 100, "{filled} histograms");
+        conn.execute_batch("UPDATE rollup SET hist = NULL; UPDATE rollup_cells SET hist = NULL;").unwrap();
+        super::rebuild_hists(&conn).unwrap();
         assert_eq!(crate::merge::tests::dump(&conn), kept);
     }
 

@@ -407,25 +407,6 @@ impl ExactSum {
     }
 }
 
-/// Walls (elapsed seconds) as a blob of varints, for `rollup_walls`.
-pub fn encode_walls(walls: &[i64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(walls.len() * 3);
-    for &w in walls {
-        put_zigzag(&mut out, w);
-    }
-    out
-}
-
-pub fn decode_walls(b: &[u8], out: &mut Vec<i64>) {
-    let mut at = 0;
-    while at < b.len() {
-        match get_zigzag(b, &mut at) {
-            Some(w) => out.push(w),
-            None => break,
-        }
-    }
-}
-
 /// How `job_nodes.time_limit_source` stores a [`runledger_record::LimitSource`]: 0 the step
 /// environment, 1 `scontrol` (SQLite keeps 0 and 1 in the record header, no body bytes).
 pub fn limit_source(s: runledger_record::LimitSource) -> i64 {
@@ -530,13 +511,5 @@ mod tests {
             assert!(c.len() <= l.len() + 2, "{c} from {l}");
         }
         assert_eq!(compress_nodes("a1,a2,a3,a5,b6,b7,b8,x"), "a[1-3],a5,b[6-8],x");
-    }
-
-    #[test]
-    fn walls_round_trip() {
-        let w = vec![0, 1, 127, 128, 172_800, 1 << 40, -3];
-        let mut out = Vec::new();
-        decode_walls(&encode_walls(&w), &mut out);
-        assert_eq!(out, w);
     }
 }

@@ -283,7 +283,8 @@ pub enum QueryCommand {
         long_about = "Jobs grouped by one or more keys, with per group: jobs, distinct users, allocated \
             core-hours (elapsed x ncpus), used CPU-hours, CPU efficiency, failure rate (FAILED, TIMEOUT, \
             OUT_OF_MEMORY, NODE_FAIL over jobs with a final state) and the median and 95th percentile wall \
-            time. Takes the job filters of `query jobs`. With module or module_version a job counts once \
+            time (from a histogram of the wall times: exact below 128 s and where a bucket's times are \
+            equal, as for jobs that ran to one time limit; otherwise within 1.6 %). Takes the job filters of `query jobs`. With module or module_version a job counts once \
             in each module it loaded; with package or package_version once in each Python package its processes \
             imported. Time keys use the start, local time. fact:NAME groups by a job-level \
             fact, input parameters included (fact:param.pair_style); jobs without it group under an empty key.",

@@ -100,6 +100,7 @@ pub(crate) fn dump(conn: &Connection) -> String {
                     (_, "cpu" | "eff_cpu", ValueRef::Blob(b)) => {
                         crate::store::ExactSum::from_blob(Some(b)).0.to_string()
                     }
+                    (_, "hist", ValueRef::Blob(b)) => format!("{:?}", crate::walls::Hist::decode(b)),
                     _ => text,
                 };
                 cells.push(format!("{name}={cell}"));
@@ -112,29 +113,6 @@ pub(crate) fn dump(conn: &Connection) -> String {
             out.push_str(&l);
             out.push('\n');
         }
-    }
-    let mut walls: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    let mut st = conn.prepare("SELECT grp, walls FROM rollup_walls").unwrap();
-    let mut rows = st.query([]).unwrap();
-    while let Some(r) = rows.next().unwrap() {
-        let w = walls.entry(groups[&r.get::<_, i64>(0).unwrap()].clone()).or_default();
-        crate::store::decode_walls(r.get_ref(1).unwrap().as_blob().unwrap(), w);
-    }
-    out.push_str("== rollup_walls\n");
-    for (g, mut w) in walls {
-        w.sort_unstable();
-        out.push_str(&format!("{g}: {w:?}\n"));
-    }
-    let mut cells: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for dim in crate::rollup::DIMS {
-        for ((g, v), w) in crate::rollup::cell_walls(conn, dim).unwrap() {
-            cells.entry(format!("{dim:?} {} {v}", groups[&g])).or_default().extend(w);
-        }
-    }
-    out.push_str("== rollup_cell_walls\n");
-    for (c, mut w) in cells {
-        w.sort_unstable();
-        out.push_str(&format!("{c}: {w:?}\n"));
     }
     out
 }

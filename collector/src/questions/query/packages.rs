@@ -137,7 +137,7 @@ pub fn packages(
         let groups: HashMap<i64, runledger_ledger::rollup::Group> =
             super::rollups::groups(conn, filter).map_err(db)?.into_iter().map(|g| (g.id, g)).collect();
         total = groups.values().map(|g| g.jobs).sum();
-        for c in runledger_ledger::rollup::cells(conn, runledger_ledger::rollup::Dim::PySet).map_err(db)? {
+        for c in runledger_ledger::rollup::cells(conn, runledger_ledger::rollup::Dim::PySet, false).map_err(db)? {
             let Some(g) = groups.get(&c.grp) else { continue };
             python_jobs += c.jobs;
             let u = user_ids.id(g.key.user.as_deref().unwrap_or("").as_bytes());

@@ -205,20 +205,6 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
 }
 
-/// The `q` quantile of `values`, as [`quantile`] gives it of the same values sorted, found by
-/// selection instead of a sort (linear: a million walls in milliseconds); reorders `values`.
-pub fn quantile_select(values: &mut [i64], q: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let pos = q.clamp(0.0, 1.0) * (values.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    let (_, at, above) = values.select_nth_unstable(lo);
-    let a = *at as f64;
-    let b = if hi == lo { a } else { above.iter().copied().min().map_or(a, |b| b as f64) };
-    Some(a + (b - a) * (pos - lo as f64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,18 +241,6 @@ mod tests {
         // Columns stay aligned on the escaped width (the last one is right-aligned).
         let widths: Vec<usize> = text.lines().map(|l| l.chars().count()).collect();
         assert!(widths.iter().all(|w| *w == widths[0]), "{text}");
-    }
-
-    #[test]
-    fn selection_gives_the_sorted_quantile() {
-        let mut v: Vec<i64> = (0..1001).map(|i| (i * 7919) % 1009).collect();
-        let mut sorted: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        for q in [0.0, 0.05, 0.5, 0.95, 0.999, 1.0] {
-            assert_eq!(quantile_select(&mut v, q), quantile(&sorted, q), "{q}");
-        }
-        assert_eq!(quantile_select(&mut [], 0.5), None);
-        assert_eq!(quantile_select(&mut [1, 2, 3, 4], 0.5), Some(2.5));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | `cpu_hours`      | used CPU-hours: Σ (user + system CPU seconds) / 3600 |
 //! | `cpu_efficiency` | cpu_hours / core_hours (jobs with a known elapsed and ncpus) |
 //! | `failure_rate`   | jobs ending FAILED, TIMEOUT, OUT_OF_MEMORY or NODE_FAIL over jobs with a final state (UNKNOWN excluded; CANCELLED counts as ended, not failed) |
-//! | `wall_p50_s`, `wall_p95_s` | median and 95th percentile of elapsed (linear interpolation) |
+//! | `wall_p50_s`, `wall_p95_s` | median and 95th percentile of elapsed (linear interpolation), over the wall times' histogram ([`runledger_ledger::walls`]: within 1.6 %, exact below 128 s) |
 //! | `idle_core_hours` | allocated core-hours left idle: below 10 % of a node's allocation for an hour or more, from the jobs' usage series (`query idle`) |
 //!
 //! With `module` or `module_version` among the keys a job counts once in every module it loaded
@@ -25,10 +25,11 @@
 //! 12th digit at a million jobs), so they agree to the last digit.
 
 use super::filter::Filter;
-use super::report::{quantile_select, Cell, Report};
+use super::report::{Cell, Report};
 use super::Interner;
 use runledger_ledger::rollup::{self, Dim};
 use runledger_ledger::store::ExactSum;
+use runledger_ledger::walls::{self, Hist};
 use rusqlite::{params_from_iter, Connection};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -212,7 +213,9 @@ pub struct Agg {
     pub eff_cpu_s: ExactSum,
     pub ended: i64,
     pub failed: i64,
-    pub walls: Vec<i64>,
+    /// Elapsed times: of the jobs added one by one, and the histograms of the rollups' groups
+    /// and cells added.
+    pub walls: walls::Acc,
     /// Idle core-seconds (`jobs.idle_core_s`, exact sum).
     pub idle_s: ExactSum,
 }
@@ -246,30 +249,33 @@ impl Agg {
     }
 
     /// Adds a rollup group of jobs (`user`: its user, numbered; `walls`: its elapsed times).
-    pub fn add_group(&mut self, user: u32, g: &runledger_ledger::rollup::Group, walls: &[i64]) {
+    pub fn add_group(&mut self, user: u32, g: &runledger_ledger::rollup::Group, walls: &Hist) {
         self.jobs += g.jobs;
         self.users.insert(user);
         self.core_s += g.core_s;
         self.cpu_s.0 = self.cpu_s.0.wrapping_add(g.cpu.0);
         self.eff_core_s += g.eff_core_s;
         self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(g.eff_cpu.0);
-        self.walls.extend_from_slice(walls);
+        self.walls.add(walls);
         self.add_state(&g.key.state, g.jobs);
     }
 
     /// Adds a rollup cell of jobs of one group (`user`, `state`: the group's).
-    pub fn add_cell(&mut self, user: u32, state: &str, c: &rollup::Cell, walls: &[i64]) {
+    pub fn add_cell(&mut self, user: u32, state: &str, c: &rollup::Cell) {
         self.jobs += c.jobs;
         self.users.insert(user);
         self.core_s += c.core_s;
         self.cpu_s.0 = self.cpu_s.0.wrapping_add(c.cpu.0);
         self.eff_core_s += c.eff_core_s;
         self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(c.eff_cpu.0);
-        self.walls.extend_from_slice(walls);
+        self.walls.add(&c.walls);
         self.add_state(state, c.jobs);
     }
 
+    /// The row's values. Median and 95th percentile come from the histogram of every elapsed
+    /// time ([`runledger_ledger::walls`]): the rollups and the scan give the same.
     pub fn cells(&mut self) -> Vec<Cell> {
+        let walls = std::mem::take(&mut self.walls).finish();
         vec![
             Cell::Int(self.jobs),
             Cell::Int(self.users.len() as i64),
@@ -277,8 +283,8 @@ impl Agg {
             Cell::Float(self.cpu_s.value() / 3600.0, 1),
             Cell::opt_ratio(self.eff_cpu_s.value(), self.eff_core_s as f64),
             Cell::opt_ratio(self.failed as f64, self.ended as f64),
-            quantile_select(&mut self.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
-            quantile_select(&mut self.walls, 0.95).map(Cell::Secs).unwrap_or(Cell::Null),
+            walls.quantile(0.5).map(Cell::Secs).unwrap_or(Cell::Null),
+            walls.quantile(0.95).map(Cell::Secs).unwrap_or(Cell::Null),
             Cell::Float(self.idle_s.value() / 3600.0, 1),
         ]
     }
@@ -433,8 +439,7 @@ fn from_cells(
 ) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
     let groups: HashMap<i64, rollup::Group> =
         super::rollups::groups(conn, filter)?.into_iter().map(|g| (g.id, g)).collect();
-    let cells = rollup::cells(conn, dim)?;
-    let mut walls = rollup::cell_walls(conn, dim)?;
+    let cells = rollup::cells(conn, dim, true)?;
     let idle = rollup::cell_idle(conn, dim)?;
     // The values of the keys that are not the group's, in key order: `label_keys[i]` is label
     // i's; cell value -> its labels.
@@ -524,11 +529,10 @@ fn from_cells(
             *group_keys.entry(v).or_insert(n)
         });
         let user = users.id(g.key.user.as_deref().unwrap_or("").as_bytes());
-        let w = walls.remove(&(c.grp, c.val)).unwrap_or_default();
         let i = idle.get(&(c.grp, c.val));
         for &l in ls {
             let agg = sums.entry((gk, l)).or_default();
-            agg.add_cell(user, &g.key.state, c, &w);
+            agg.add_cell(user, &g.key.state, c);
             if let Some(i) = i {
                 agg.idle_s.0 = agg.idle_s.0.wrapping_add(i.0);
             }
