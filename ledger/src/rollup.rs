@@ -826,21 +826,36 @@ pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<C
         "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu{} FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
         if walls { ", hist" } else { "" }
     ))?;
-    let rows = st.query_map([dim as i64], |r| {
-        Ok(Cell {
-            grp: r.get(0)?,
-            val: r.get(1)?,
-            jobs: r.get(2)?,
-            core_s: r.get(3)?,
-            eff_core_s: r.get(4)?,
-            cpu: ExactSum::from_blob(r.get_ref(5)?.as_blob_or_null()?),
-            eff_cpu: ExactSum::from_blob(r.get_ref(6)?.as_blob_or_null()?),
-            walls: match walls {
-                true => r.get_ref(7)?.as_blob_or_null()?.map(Hist::decode).unwrap_or_default(),
-                false => Hist::default(),
-            },
-        })
-    })?;
+    let rows = st.query_map([dim as i64], |r| cell(r, walls))?;
+    rows.collect()
+}
+
+/// A cell from its row: grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu (and hist, if `walls`).
+fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
+    Ok(Cell {
+        grp: r.get(0)?,
+        val: r.get(1)?,
+        jobs: r.get(2)?,
+        core_s: r.get(3)?,
+        eff_core_s: r.get(4)?,
+        cpu: ExactSum::from_blob(r.get_ref(5)?.as_blob_or_null()?),
+        eff_cpu: ExactSum::from_blob(r.get_ref(6)?.as_blob_or_null()?),
+        walls: match walls {
+            true => r.get_ref(7)?.as_blob_or_null()?.map(Hist::decode).unwrap_or_default(),
+            false => Hist::default(),
+        },
+    })
+}
+
+/// The cells of `dim` whose value is one of `vals`, with their elapsed times (`who-used`'s
+/// module: one module's cells among every module's).
+pub fn cells_of(conn: &Connection, dim: Dim, vals: &[i64]) -> rusqlite::Result<Vec<Cell>> {
+    let mut st = conn.prepare(
+        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, hist FROM rollup_cells
+         WHERE dim = ?1 AND val IN (SELECT value FROM json_each(?2))",
+    )?;
+    let list = format!("[{}]", vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
+    let rows = st.query_map(params![dim as i64, list], |r| cell(r, true))?;
     rows.collect()
 }
 

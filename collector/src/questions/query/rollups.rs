@@ -134,6 +134,42 @@ mod tests {
         cells_agree_with_the_scan(&python_ledger(), true);
     }
 
+    /// `who-used` over all time under a filter the groups hold reads the module's cells: the
+    /// same report as the scan, for every module, with and without its version.
+    #[test]
+    fn who_used_from_the_cells_is_that_of_a_scan() {
+        let conn = python_ledger();
+        let all = [usage::Period { label: "all".into(), from: None, to: None }];
+        let names: Vec<(String, String)> = conn
+            .prepare("SELECT name, version FROM modules")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let filters = [
+            Filter::default(),
+            Filter { users: vec!["user000".into(), "user003".into()], ..Default::default() },
+            Filter { accounts: vec!["acct01".into()], states: vec![JobState::Failed], ..Default::default() },
+        ];
+        let mut rows = 0;
+        let mut several = 0;
+        for (name, version) in &names {
+            for version in [None, Some(version.clone())] {
+                let m = runledger_record::Module { name: name.clone(), version, file: None };
+                for f in &filters {
+                    let a = usage::who_used(&conn, f, &m, &all).unwrap();
+                    let b = usage::who_used(&conn, &scan(f), &m, &all).unwrap();
+                    assert_eq!(a.csv(true), b.csv(true), "{m:?} {f:?}");
+                    rows += a.rows.len();
+                    several += a.rows.iter().filter(|r| format!("{:?}", r[1]).contains("(all versions)")).count();
+                }
+            }
+        }
+        assert!(names.len() > 5 && rows > 2 * names.len(), "{} modules, {rows} rows", names.len());
+        assert!(several > 0, "some module has several versions");
+    }
+
     /// The same in time zones where local months start away from UTC's, with and without
     /// daylight saving time (POSIX TZ strings: no tzdata needed): this test binary run again
     /// with TZ set, for the test below only (the zone is the process's).

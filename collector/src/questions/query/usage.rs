@@ -6,9 +6,11 @@
 //! each user once per row, so one user's thousand-job array does not look like wide adoption.
 
 use super::filter::Filter;
-use super::report::{quantile, Cell, Report};
+use super::report::{Cell, Report};
 use super::summary::FAILED_STATES;
 use super::Interner;
+use runledger_ledger::rollup::{self, Dim};
+use runledger_ledger::walls;
 use runledger_record::Module;
 use rusqlite::{params_from_iter, Connection};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -269,13 +271,52 @@ fn who_used_by(
         accounts: FxHashSet<u32>,
         ended: i64,
         failed: i64,
-        core_s: f64,
-        walls: Vec<f64>,
+        core_s: i64,
+        walls: walls::Acc,
     }
     let mut groups: Vec<G> = (0..periods.len() * labels.len()).map(|_| G::default()).collect();
     let mut users = Interner::default();
     let mut accounts = Interner::default();
-    if !loaded.is_empty() {
+    // All time, under filters the rollups hold: a module's cells (per group, version and name)
+    // hold every count, not its jobs.
+    let from_cells = what == Software::Module
+        && through_index.is_none()
+        && super::rollups::covers(filter)
+        && matches!(periods, [Period { from: None, to: None, .. }]);
+    if !loaded.is_empty() && from_cells {
+        let selected: HashMap<i64, rollup::Group> =
+            super::rollups::groups(conn, filter).map_err(db)?.into_iter().map(|g| (g.id, g)).collect();
+        let by_version: HashMap<i64, usize> = versions
+            .iter()
+            .map(|(id, v)| (*id, labels[..all].binary_search(v).expect("every version has a label")))
+            .collect();
+        let mut cells: Vec<(usize, rollup::Cell)> = Vec::new();
+        for c in rollup::cells_of(conn, Dim::Module, &by_version.keys().copied().collect::<Vec<_>>()).map_err(db)? {
+            cells.push((by_version[&c.val], c));
+        }
+        // All versions: by name, where a job that loaded two versions counts once.
+        if module.version.is_none() {
+            for c in rollup::cells_of(conn, Dim::ModuleName, &[rollup::name_key(&module.name)]).map_err(db)? {
+                cells.push((all, c));
+            }
+        }
+        for (l, c) in cells {
+            let Some(grp) = selected.get(&c.grp) else { continue };
+            let g = &mut groups[l];
+            g.jobs += c.jobs;
+            *g.users.entry(users.id(grp.key.user.as_deref().unwrap_or("").as_bytes())).or_default() += c.jobs;
+            g.accounts.insert(accounts.id(grp.key.account.as_deref().unwrap_or("").as_bytes()));
+            let state = grp.key.state.as_str();
+            if state != "UNKNOWN" {
+                g.ended += c.jobs;
+                if FAILED_STATES.contains(&state) {
+                    g.failed += c.jobs;
+                }
+            }
+            g.core_s += c.core_s;
+            g.walls.add(&c.walls);
+        }
+    } else if !loaded.is_empty() {
         let (where_sql, mut params) = filter.to_sql();
         // A common module's sets are picked out below, as the rows go by: the filter's own
         // index, or one pass (SQLite cannot guess how many jobs json_each selects).
@@ -331,8 +372,8 @@ fn who_used_by(
                         }
                     }
                     if let Some(e) = elapsed {
-                        g.walls.push(e.max(0) as f64);
-                        g.core_s += (e.max(0) * ncpus.unwrap_or(0)) as f64;
+                        g.walls.push(e);
+                        g.core_s += e.max(0) * ncpus.unwrap_or(0);
                     }
                 }
             }
@@ -357,7 +398,7 @@ fn who_used_by(
             if g.jobs == 0 || (l == all && versions_seen <= 1) {
                 continue;
             }
-            g.walls.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            let walls = std::mem::take(&mut g.walls).finish();
             let label =
                 if l == all { format!("{} (all versions)", module.name) } else { full(&module.name, &labels[l]) };
             let mut top: Vec<(&str, i64)> = g.users.iter().map(|(&u, &n)| (users.text(u), n)).collect();
@@ -370,8 +411,8 @@ fn who_used_by(
                 Cell::Int(g.users.len() as i64),
                 Cell::Int(g.accounts.len() as i64),
                 Cell::opt_ratio(g.failed as f64, g.ended as f64),
-                Cell::Float(g.core_s / 3600.0, 1),
-                quantile(&g.walls, 0.5).map(Cell::Secs).unwrap_or(Cell::Null),
+                Cell::Float(g.core_s as f64 / 3600.0, 1),
+                walls.quantile(0.5).map(Cell::Secs).unwrap_or(Cell::Null),
                 Cell::Text(top.join(" ")),
             ]);
         }
