@@ -25,8 +25,14 @@ use std::thread;
 
 /// A ledger of `n` made-up jobs of the year 2025, merged as `collector serve` merges.
 fn fill(path: &Path, n: u32) {
+    fill_with(path, n, false)
+}
+
+/// [`fill`], with usage series on every step when `timelines` (some jobs then sit idle).
+fn fill_with(path: &Path, n: u32, timelines: bool) {
     let conn = db::open_rw(path).unwrap();
     let mut s = Synth::new(n, 5, FIXTURE_END);
+    s.timelines = timelines;
     let mut batches = Vec::new();
     while let Some(b) = s.next_job_batch() {
         batches.push(b);
@@ -77,9 +83,18 @@ const ROLLUP_QUESTIONS: &[&[&str]] = &[
 fn prune_keeps_the_rollup_answers_and_takes_the_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
-    fill(&db, 1500);
+    fill_with(&db, 1500, true);
     let before = median_end(&db);
     let answers: Vec<String> = ROLLUP_QUESTIONS.iter().map(|q| ok(&db, q)).collect();
+    // Idle core-hours are among what the rollups keep (the summary's last column).
+    let idle_before: i64 = count(
+        &db,
+        &format!("SELECT count(*) FROM jobs WHERE idle_core_s > 0 AND end < {before} AND state <> 'UNKNOWN'"),
+    );
+    assert!(idle_before > 20, "{idle_before} idle jobs among those to prune");
+    let idle_hours =
+        |csv: &str| -> f64 { csv.lines().skip(1).map(|l| l.rsplit(',').next().unwrap().parse::<f64>().unwrap()).sum() };
+    assert!(idle_hours(&answers[0]) > 0.0, "{}", answers[0]);
     let all_jobs = count(&db, "SELECT count(*) FROM jobs");
     let old = count(&db, &format!("SELECT count(*) FROM jobs WHERE end < {before} AND state <> 'UNKNOWN'"));
     let pruned_id: i64 =
@@ -109,6 +124,7 @@ fn prune_keeps_the_rollup_answers_and_takes_the_jobs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is recorded"), "{}", String::from_utf8_lossy(&out.stderr));
     let scan = ok(&db, &["query", "summary", "--by", "account", "-S", "1970-01-01", "--csv"]);
     assert_ne!(scan, answers[0], "the scan no longer counts the pruned jobs");
+    assert!(idle_hours(&scan) < idle_hours(&answers[0]), "nor their idle core-hours, which the rollups keep");
 
     // --drop-rollups on what is older still: the rollups then agree with the scan.
     let older = format!("@{}", before + 30 * 86_400);

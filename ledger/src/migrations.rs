@@ -108,12 +108,14 @@
 //!   sums; `rollup_cell_walls` their elapsed times in chunks; `jobs.rollup_py` the package set
 //!   the cells count. See [`crate::rollup`].
 //!
-//! - Wall-time histograms (#17; appended): `rollup.hist` and `rollup_cells.hist` keep the jobs'
+//! - Wall-time histograms and idle core-seconds in the rollups (#16, #17; appended): `rollup.hist` and `rollup_cells.hist` keep the jobs'
 //!   elapsed times as a bounded histogram ([`crate::walls`]) in place of every time in chunks
 //!   (`rollup_walls` and `rollup_cell_walls`, dropped). At ten million jobs those lists were 350
 //!   MB, read and selected at every summary; a histogram is at most ~1,100 buckets whatever the
 //!   jobs. Medians and percentiles are exact when their bucket's times are equal (every time
-//!   below 128 s) and within 1.6 % otherwise. The migration fills the histograms from the jobs.
+//!   below 128 s) and within 1.6 % otherwise. `rollup.idle` and `rollup_cells.idle`: the jobs'
+//!   idle core-seconds (`jobs.idle_core_s`, exact sums), so `summary`'s idle core-hours come
+//!   from the rollups and still count pruned jobs. The migration fills both from the jobs.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
@@ -140,7 +142,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_SERIES, then: None },
     Migration { sql: V_ASKED, then: None },
     Migration { sql: V_CELLS, then: Some(crate::rollup::rebuild_cells) },
-    Migration { sql: V_WALL_HISTS, then: Some(crate::rollup::rebuild_hists) },
+    Migration { sql: V_HISTS_IDLE, then: Some(crate::rollup::fill_hists_and_idle) },
 ];
 
 /// The schema version this build reads and writes.
@@ -1021,9 +1023,11 @@ CREATE TABLE rollup_cell_walls (
 );
 "#;
 
-pub(crate) const V_WALL_HISTS: &str = r#"
+pub(crate) const V_HISTS_IDLE: &str = r#"
 ALTER TABLE rollup ADD COLUMN hist BLOB;
 ALTER TABLE rollup_cells ADD COLUMN hist BLOB;
+ALTER TABLE rollup ADD COLUMN idle BLOB;
+ALTER TABLE rollup_cells ADD COLUMN idle BLOB;
 DROP TABLE rollup_walls;
 DROP TABLE rollup_cell_walls;
 "#;

@@ -65,6 +65,8 @@ pub struct Contribution {
     /// before it recomputes, so the old value is kept apart): the set, [`NO_PACKAGES`] for a
     /// job that ran Python and imported none, None without Python.
     pub py: Option<i64>,
+    /// `jobs.idle_core_s`: allocated core-seconds left idle ([`set_idle`] moves it).
+    pub idle: Option<f64>,
 }
 
 impl Contribution {
@@ -84,7 +86,10 @@ impl Contribution {
 
 /// The columns [`Contribution`] comes from.
 const JOB_COLUMNS: &str = "cluster, account, partition, COALESCE(user, CAST(uid AS TEXT)), state, start, end, ncpus, \
-     cpu_seconds, module_set, rollup_py";
+     cpu_seconds, module_set, rollup_py, idle_core_s";
+
+/// How many columns [`JOB_COLUMNS`] names.
+const JOB_COLUMNS_N: usize = 12;
 
 fn contribution(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Contribution> {
     let start: Option<i64> = r.get(at + 5)?;
@@ -104,6 +109,7 @@ fn contribution(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Contribution> 
         end,
         start,
         py: r.get(at + 10)?,
+        idle: r.get(at + 11)?,
     })
 }
 
@@ -124,7 +130,8 @@ pub(crate) fn read_for_recompute(conn: &Connection, job: i64, columns: &str) -> 
         [job],
         |r| {
             let n = r.as_ref().column_count();
-            Ok((r.get(0)?, contribution(r, 1)?, r.get(12)?, (13..n).map(|i| r.get(i)).collect::<Result<_, _>>()?))
+            let py = 1 + JOB_COLUMNS_N;
+            Ok((r.get(0)?, contribution(r, 1)?, r.get(py)?, (py + 1..n).map(|i| r.get(i)).collect::<Result<_, _>>()?))
         },
     )
 }
@@ -199,6 +206,7 @@ struct Sums {
     eff_core_s: i64,
     cpu: ExactSum,
     eff_cpu: ExactSum,
+    idle: ExactSum,
     /// The histogram as stored (None: none yet).
     hist: Option<Vec<u8>>,
     /// (elapsed, sign) to apply to it.
@@ -206,7 +214,7 @@ struct Sums {
 }
 
 /// The columns [`Sums::read`] reads, in its order.
-const SUMS: &str = "jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist";
+const SUMS: &str = "jobs, walls, core_s, eff_core_s, cpu, eff_cpu, idle, hist";
 
 impl Sums {
     fn read(r: &rusqlite::Row) -> rusqlite::Result<Sums> {
@@ -218,7 +226,8 @@ impl Sums {
             eff_core_s: r.get(3)?,
             cpu: sum(4)?,
             eff_cpu: sum(5)?,
-            hist: r.get(6)?,
+            idle: sum(6)?,
+            hist: r.get(7)?,
             moves: Vec::new(),
         })
     }
@@ -248,6 +257,9 @@ impl Sums {
     fn apply(&mut self, c: &Contribution, sign: i64) {
         let add = |s: &mut ExactSum, x: f64| if sign > 0 { s.add(x) } else { s.sub(x) };
         add(&mut self.cpu, c.cpu);
+        if let Some(idle) = c.idle {
+            add(&mut self.idle, idle);
+        }
         if let Some(core) = c.core() {
             self.core_s += sign * core;
             if core > 0 {
@@ -286,7 +298,7 @@ fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqli
     };
     conn.prepare_cached(
         "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7,
-             hist = CASE WHEN ?9 THEN ?8 ELSE hist END WHERE id = ?1",
+             hist = CASE WHEN ?9 THEN ?8 ELSE hist END, idle = ?10 WHERE id = ?1",
     )?
     .execute(params![
         grp,
@@ -297,7 +309,8 @@ fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqli
         s.cpu.to_blob(),
         s.eff_cpu.to_blob(),
         hist,
-        changed
+        changed,
+        s.idle.to_blob()
     ])?;
     Ok(false)
 }
@@ -375,6 +388,7 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
         eff_core_s: i64,
         cpu: ExactSum,
         eff_cpu: ExactSum,
+        idle: ExactSum,
         modules: BTreeMap<i64, i64>,
     }
     let sets = store::module_sets(conn)?;
@@ -393,6 +407,9 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
             let a = groups.entry(c.key.clone()).or_default();
             a.jobs += 1;
             a.cpu.add(c.cpu);
+            if let Some(i) = c.idle {
+                a.idle.add(i);
+            }
             if let Some(core) = c.core() {
                 a.core_s += core;
                 if core > 0 {
@@ -417,8 +434,9 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
     // `hist` to fill: that migration fills it.
     let hists = has_hist(conn)?;
     let mut ins = conn.prepare(if hists {
-        "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist,
+                             idle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     } else {
         "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
@@ -441,6 +459,7 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
         ];
         if hists {
             p.push(hist_blob(&Hist::of(&a.walls)).into());
+            p.push(a.idle.to_blob().into());
         }
         ins.execute(params_from_iter(p))?;
         let grp = conn.last_insert_rowid();
@@ -489,14 +508,22 @@ fn has_cells(conn: &Connection) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'rollup_py'")?.exists([])
 }
 
-/// Whether the groups and cells keep histograms yet ([`rebuild_hists`]'s migration).
+/// Whether the groups and cells keep histograms yet ([`fill_hists_and_idle`]'s migration).
 fn has_hist(conn: &Connection) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM pragma_table_info('rollup') WHERE name = 'hist'")?.exists([])
 }
 
-/// [`JOB_COLUMNS`], with no Python set before the cells' migration added its column.
+/// [`JOB_COLUMNS`], with no Python set before the cells' migration added its column, and no
+/// idle core-seconds before the usage series'.
 fn job_columns(conn: &Connection) -> rusqlite::Result<String> {
-    Ok(if has_cells(conn)? { JOB_COLUMNS.to_string() } else { JOB_COLUMNS.replace("rollup_py", "NULL") })
+    let mut cols = JOB_COLUMNS.to_string();
+    if !has_cells(conn)? {
+        cols = cols.replace("rollup_py", "NULL");
+    }
+    if !conn.prepare_cached("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'idle_core_s'")?.exists([])? {
+        cols = cols.replace("idle_core_s", "NULL");
+    }
+    Ok(cols)
 }
 
 /// A cell's dimension (`rollup_cells.dim`).
@@ -655,7 +682,7 @@ fn move_cells(
                 match old {
                     // Same cell: the sums and the elapsed time in one write.
                     Some((_, oc)) if same_group && ov.contains(&v) => {
-                        if oc.elapsed == c.elapsed && oc.ncpus == c.ncpus && oc.cpu == c.cpu {
+                        if oc.elapsed == c.elapsed && oc.ncpus == c.ncpus && oc.cpu == c.cpu && oc.idle == c.idle {
                             continue;
                         }
                         cell_sums(conn, dim, g, v, &[(c, 1), (oc, -1)])?;
@@ -700,11 +727,11 @@ fn cell_sums(
         None => (None, false),
     };
     conn.prepare_cached(
-        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist, idle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)
          ON CONFLICT (dim, grp, val) DO UPDATE SET jobs = excluded.jobs, walls = excluded.walls,
              core_s = excluded.core_s, eff_core_s = excluded.eff_core_s, cpu = excluded.cpu, eff_cpu = excluded.eff_cpu,
-             hist = CASE WHEN ?11 THEN excluded.hist ELSE rollup_cells.hist END",
+             hist = CASE WHEN ?11 THEN excluded.hist ELSE rollup_cells.hist END, idle = excluded.idle",
     )?
     .execute(params![
         dim as i64,
@@ -717,7 +744,8 @@ fn cell_sums(
         s.cpu.to_blob(),
         s.eff_cpu.to_blob(),
         hist,
-        changed
+        changed,
+        s.idle.to_blob()
     ])?;
     Ok(())
 }
@@ -748,8 +776,8 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
     }
     let hists = has_hist(conn)?;
     let mut ins = conn.prepare(if hists {
-        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist, idle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     } else {
         "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
@@ -768,17 +796,19 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
         ];
         if hists {
             p.push(hist_blob(&Hist::of(&walls)).into());
+            p.push(s.idle.to_blob().into());
         }
         ins.execute(params_from_iter(p))?;
     }
     Ok(())
 }
 
-/// Fills every group's and cell's histogram from the jobs (the migration that brought them:
-/// the lists of elapsed times it replaced may be empty after a conversion from version 2).
-pub fn rebuild_hists(conn: &Connection) -> rusqlite::Result<()> {
-    let mut groups: HashMap<i64, Vec<i64>> = HashMap::new();
-    let mut cells: HashMap<(i64, i64, i64), Vec<i64>> = HashMap::new();
+/// Fills every group's and cell's histogram and idle core-seconds from the jobs (the migration
+/// that brought them: the lists of elapsed times they replace may be empty after a conversion
+/// from version 2).
+pub fn fill_hists_and_idle(conn: &Connection) -> rusqlite::Result<()> {
+    let mut groups: HashMap<i64, (Vec<i64>, ExactSum)> = HashMap::new();
+    let mut cells: HashMap<(i64, i64, i64), (Vec<i64>, ExactSum)> = HashMap::new();
     let mut sets = SetModules::default();
     {
         let mut st = conn.prepare(&format!("SELECT grp, {JOB_COLUMNS} FROM jobs WHERE grp IS NOT NULL"))?;
@@ -786,23 +816,46 @@ pub fn rebuild_hists(conn: &Connection) -> rusqlite::Result<()> {
         while let Some(r) = rows.next()? {
             let grp: i64 = r.get(0)?;
             let c = contribution(r, 1)?;
-            let Some(e) = c.elapsed else { continue };
-            groups.entry(grp).or_default().push(e);
+            let add = |acc: &mut (Vec<i64>, ExactSum)| {
+                acc.0.extend(c.elapsed);
+                if let Some(i) = c.idle {
+                    acc.1.add(i);
+                }
+            };
+            add(groups.entry(grp).or_default());
             for dim in DIMS {
                 for v in vals(conn, &mut sets, dim, c.start, c.module_set, c.py)? {
-                    cells.entry((dim as i64, grp, v)).or_default().push(e);
+                    add(cells.entry((dim as i64, grp, v)).or_default());
                 }
             }
         }
     }
-    let mut set = conn.prepare("UPDATE rollup SET hist = ?2 WHERE id = ?1")?;
-    for (grp, walls) in groups {
-        set.execute(params![grp, hist_blob(&Hist::of(&walls))])?;
+    let mut set = conn.prepare("UPDATE rollup SET hist = ?2, idle = ?3 WHERE id = ?1")?;
+    for (grp, (walls, idle)) in groups {
+        set.execute(params![grp, hist_blob(&Hist::of(&walls)), idle.to_blob()])?;
     }
-    let mut set = conn.prepare("UPDATE rollup_cells SET hist = ?4 WHERE dim = ?1 AND grp = ?2 AND val = ?3")?;
-    for ((dim, grp, val), walls) in cells {
-        set.execute(params![dim, grp, val, hist_blob(&Hist::of(&walls))])?;
+    let mut set =
+        conn.prepare("UPDATE rollup_cells SET hist = ?4, idle = ?5 WHERE dim = ?1 AND grp = ?2 AND val = ?3")?;
+    for ((dim, grp, val), (walls, idle)) in cells {
+        set.execute(params![dim, grp, val, hist_blob(&Hist::of(&walls)), idle.to_blob()])?;
     }
+    Ok(())
+}
+
+/// Sets a job's idle core-seconds (`jobs.idle_core_s`, from its usage series) and moves them in
+/// the rollups: `grp` and `counted` are the group and contribution it is counted with.
+pub fn set_idle(
+    conn: &Connection,
+    job: i64,
+    grp: i64,
+    counted: &Contribution,
+    idle: Option<f64>,
+) -> rusqlite::Result<()> {
+    if counted.idle == idle {
+        return Ok(());
+    }
+    conn.prepare_cached("UPDATE jobs SET idle_core_s = ?2 WHERE id = ?1")?.execute(params![job, idle])?;
+    update(conn, Some(grp), counted, &Contribution { idle, ..counted.clone() })?;
     Ok(())
 }
 
@@ -816,6 +869,8 @@ pub struct Cell {
     pub eff_core_s: i64,
     pub cpu: ExactSum,
     pub eff_cpu: ExactSum,
+    /// Idle core-seconds (`jobs.idle_core_s`) of its jobs.
+    pub idle: ExactSum,
     /// Its jobs' elapsed times, when asked for ([`cells`]); else empty.
     pub walls: Hist,
 }
@@ -823,14 +878,15 @@ pub struct Cell {
 /// Every cell of `dim`, in (group, value) order; with their elapsed times when `walls`.
 pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<Cell>> {
     let mut st = conn.prepare(&format!(
-        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu{} FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
+        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle{} FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
         if walls { ", hist" } else { "" }
     ))?;
     let rows = st.query_map([dim as i64], |r| cell(r, walls))?;
     rows.collect()
 }
 
-/// A cell from its row: grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu (and hist, if `walls`).
+/// A cell from its row: grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle (and hist, if
+/// `walls`).
 fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
     Ok(Cell {
         grp: r.get(0)?,
@@ -840,8 +896,9 @@ fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
         eff_core_s: r.get(4)?,
         cpu: ExactSum::from_blob(r.get_ref(5)?.as_blob_or_null()?),
         eff_cpu: ExactSum::from_blob(r.get_ref(6)?.as_blob_or_null()?),
+        idle: ExactSum::from_blob(r.get_ref(7)?.as_blob_or_null()?),
         walls: match walls {
-            true => r.get_ref(7)?.as_blob_or_null()?.map(Hist::decode).unwrap_or_default(),
+            true => r.get_ref(8)?.as_blob_or_null()?.map(Hist::decode).unwrap_or_default(),
             false => Hist::default(),
         },
     })
@@ -851,29 +908,12 @@ fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
 /// module: one module's cells among every module's).
 pub fn cells_of(conn: &Connection, dim: Dim, vals: &[i64]) -> rusqlite::Result<Vec<Cell>> {
     let mut st = conn.prepare(
-        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, hist FROM rollup_cells
+        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle, hist FROM rollup_cells
          WHERE dim = ?1 AND val IN (SELECT value FROM json_each(?2))",
     )?;
     let list = format!("[{}]", vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
     let rows = st.query_map(params![dim as i64, list], |r| cell(r, true))?;
     rows.collect()
-}
-
-/// Idle core-seconds of the idle jobs (the partial index `jobs_idle`) per cell of `dim`.
-pub fn cell_idle(conn: &Connection, dim: Dim) -> rusqlite::Result<HashMap<(i64, i64), ExactSum>> {
-    let mut out: HashMap<(i64, i64), ExactSum> = HashMap::new();
-    let mut st = conn.prepare(
-        "SELECT grp, start, module_set, rollup_py, idle_core_s FROM jobs INDEXED BY jobs_idle
-         WHERE idle_core_s IS NOT NULL AND grp IS NOT NULL",
-    )?;
-    let mut rows = st.query([])?;
-    let mut sets = SetModules::default();
-    while let Some(r) = rows.next()? {
-        for v in vals(conn, &mut sets, dim, r.get(1)?, r.get(2)?, r.get(3)?)? {
-            out.entry((r.get(0)?, v)).or_default().add(r.get(4)?);
-        }
-    }
-    Ok(out)
 }
 
 /// One group as the queries read it.
@@ -886,6 +926,8 @@ pub struct Group {
     pub eff_core_s: i64,
     pub cpu: ExactSum,
     pub eff_cpu: ExactSum,
+    /// Idle core-seconds (`jobs.idle_core_s`) of its jobs.
+    pub idle: ExactSum,
 }
 
 /// Which groups [`groups`] reads: each list, when not empty, keeps the groups whose key has one
@@ -917,7 +959,7 @@ pub fn groups(conn: &Connection, sel: &GroupSel) -> rusqlite::Result<Vec<Group>>
         }
     }
     let sql = format!(
-        "SELECT id, cluster, account, partition, user, state, jobs, core_s, eff_core_s, cpu, eff_cpu FROM rollup
+        "SELECT id, cluster, account, partition, user, state, jobs, core_s, eff_core_s, cpu, eff_cpu, idle FROM rollup
          WHERE {} ORDER BY id",
         conds.join(" AND ")
     );
@@ -937,6 +979,7 @@ pub fn groups(conn: &Connection, sel: &GroupSel) -> rusqlite::Result<Vec<Group>>
             eff_core_s: r.get(8)?,
             cpu: ExactSum::from_blob(r.get_ref(9)?.as_blob_or_null()?),
             eff_cpu: ExactSum::from_blob(r.get_ref(10)?.as_blob_or_null()?),
+            idle: ExactSum::from_blob(r.get_ref(11)?.as_blob_or_null()?),
         })
     })?;
     rows.collect()
@@ -1037,8 +1080,11 @@ mod tests {
             )
             .unwrap();
         assert!(filled > 100, "{filled} histograms");
-        conn.execute_batch("UPDATE rollup SET hist = NULL; UPDATE rollup_cells SET hist = NULL;").unwrap();
-        super::rebuild_hists(&conn).unwrap();
+        conn.execute_batch(
+            "UPDATE rollup SET hist = NULL, idle = NULL; UPDATE rollup_cells SET hist = NULL, idle = NULL;",
+        )
+        .unwrap();
+        super::fill_hists_and_idle(&conn).unwrap();
         assert_eq!(crate::merge::tests::dump(&conn), kept);
     }
 

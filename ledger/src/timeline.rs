@@ -477,9 +477,9 @@ pub fn idle(series: &[StepSeries], below: f64, min_secs: f64) -> Vec<NodeIdle> {
     out
 }
 
-/// Sets `jobs.idle_core_s` (default thresholds) from the job's series: part of
-/// [`crate::merge::recompute`].
-pub fn recompute_idle(conn: &Connection, job: i64) -> rusqlite::Result<()> {
+/// What `jobs.idle_core_s` should say (default thresholds) by the job's series; the merge's
+/// recompute writes it ([`crate::rollup::set_idle`]).
+pub fn idle_of(conn: &Connection, job: i64) -> rusqlite::Result<Option<f64>> {
     let has: bool = conn.prepare_cached("SELECT 1 FROM step_series WHERE job = ?1")?.exists([job])?;
     let idle = if has {
         let (series, _) = read(conn, job)?;
@@ -489,9 +489,7 @@ pub fn recompute_idle(conn: &Connection, job: i64) -> rusqlite::Result<()> {
     } else {
         None
     };
-    conn.prepare_cached("UPDATE jobs SET idle_core_s = ?2 WHERE id = ?1 AND idle_core_s IS NOT ?2")?
-        .execute(params![job, idle])?;
-    Ok(())
+    Ok(idle)
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 /// - module_set = every module any step loaded;
 /// - program, outcome, category, error = the job-level verdict ([`verdict`]);
 /// - idle_core_s = the allocated core-seconds left idle, from the steps' series
-///   ([`crate::timeline::recompute_idle`]);
+///   ([`crate::timeline::idle_of`]), moved in the rollups too ([`rollup::set_idle`]);
 /// - then the job's contribution to the rollups moves from what the row said before to what it
 ///   says now ([`rollup::update`]).
 pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
@@ -188,6 +188,8 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
         end,
         start,
         py,
+        // Moved below, once the row says where the job is counted.
+        idle: old.idle,
     };
     let grp = rollup::update(conn, old_grp, &old, &new)?;
     let values: [Value; COLUMNS.len()] = [
@@ -235,7 +237,7 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
         conn.prepare_cached(&format!("UPDATE jobs SET {} WHERE id = ?1", set.join(", ")))?
             .execute(params_from_iter(p))?;
     }
-    crate::timeline::recompute_idle(conn, job)
+    rollup::set_idle(conn, job, grp, &new, crate::timeline::idle_of(conn, job)?)
 }
 
 /// The columns [`recompute_with`] writes (`grp` and `rollup_py`: the rollups' bookkeeping).

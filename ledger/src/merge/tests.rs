@@ -97,7 +97,7 @@ pub(crate) fn dump(conn: &Connection) -> String {
                         let end = r.get::<_, Option<i64>>("end").unwrap().unwrap_or(0);
                         format!("{:?}", crate::store::decode_tasks(b, end))
                     }
-                    (_, "cpu" | "eff_cpu", ValueRef::Blob(b)) => {
+                    (_, "cpu" | "eff_cpu" | "idle", ValueRef::Blob(b)) => {
                         crate::store::ExactSum::from_blob(Some(b)).0.to_string()
                     }
                     (_, "hist", ValueRef::Blob(b)) => format!("{:?}", crate::walls::Hist::decode(b)),

@@ -256,6 +256,7 @@ impl Agg {
         self.cpu_s.0 = self.cpu_s.0.wrapping_add(g.cpu.0);
         self.eff_core_s += g.eff_core_s;
         self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(g.eff_cpu.0);
+        self.idle_s.0 = self.idle_s.0.wrapping_add(g.idle.0);
         self.walls.add(walls);
         self.add_state(&g.key.state, g.jobs);
     }
@@ -268,6 +269,7 @@ impl Agg {
         self.cpu_s.0 = self.cpu_s.0.wrapping_add(c.cpu.0);
         self.eff_core_s += c.eff_core_s;
         self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(c.eff_cpu.0);
+        self.idle_s.0 = self.idle_s.0.wrapping_add(c.idle.0);
         self.walls.add(&c.walls);
         self.add_state(state, c.jobs);
     }
@@ -359,17 +361,6 @@ impl Key {
 fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
     let rollups = super::rollups::groups(conn, filter)?;
     let mut walls = runledger_ledger::rollup::walls(conn)?;
-    // Idle core-seconds per group: only the idle jobs, from the partial index `jobs_idle`.
-    let mut idle: HashMap<i64, ExactSum> = HashMap::new();
-    {
-        let mut st = conn.prepare(
-            "SELECT grp, idle_core_s FROM jobs INDEXED BY jobs_idle WHERE idle_core_s IS NOT NULL AND grp IS NOT NULL",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            idle.entry(r.get(0)?).or_default().add(r.get(1)?);
-        }
-    }
     let mut users = Interner::default();
     let mut out: HashMap<Vec<KeyVal>, Agg> = HashMap::new();
     let text = |v: &Option<String>| v.clone().map_or(KeyVal::Null, KeyVal::Text);
@@ -389,9 +380,6 @@ fn from_rollup(conn: &Connection, filter: &Filter, keys: &[Key]) -> rusqlite::Re
         let w = walls.remove(&g.id).unwrap_or_default();
         let agg = out.entry(key).or_default();
         agg.add_group(user, g, &w);
-        if let Some(i) = idle.get(&g.id) {
-            agg.idle_s.0 = agg.idle_s.0.wrapping_add(i.0);
-        }
     }
     Ok(out)
 }
@@ -440,7 +428,6 @@ fn from_cells(
     let groups: HashMap<i64, rollup::Group> =
         super::rollups::groups(conn, filter)?.into_iter().map(|g| (g.id, g)).collect();
     let cells = rollup::cells(conn, dim, true)?;
-    let idle = rollup::cell_idle(conn, dim)?;
     // The values of the keys that are not the group's, in key order: `label_keys[i]` is label
     // i's; cell value -> its labels.
     let mut label_keys: Vec<Vec<KeyVal>> = Vec::new();
@@ -529,13 +516,9 @@ fn from_cells(
             *group_keys.entry(v).or_insert(n)
         });
         let user = users.id(g.key.user.as_deref().unwrap_or("").as_bytes());
-        let i = idle.get(&(c.grp, c.val));
         for &l in ls {
             let agg = sums.entry((gk, l)).or_default();
             agg.add_cell(user, &g.key.state, c);
-            if let Some(i) = i {
-                agg.idle_s.0 = agg.idle_s.0.wrapping_add(i.0);
-            }
         }
     }
     let mut by_index: Vec<Vec<KeyVal>> = vec![Vec::new(); group_keys.len()];
