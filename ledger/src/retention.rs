@@ -609,6 +609,7 @@ mod tests {
             ));
         }
         for (grp, w) in crate::rollup::walls(conn).unwrap() {
+            let w = crate::walls::Hist::decode(&w);
             out.push(format!("walls {} {w:?}", keys[&grp]));
         }
         for names in [false, true] {
@@ -630,7 +631,7 @@ mod tests {
                     c.eff_core_s,
                     c.cpu.value(),
                     c.eff_cpu.value(),
-                    c.walls
+                    crate::walls::Hist::decode(&c.walls)
                 ));
             }
         }

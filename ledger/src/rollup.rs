@@ -871,8 +871,9 @@ pub struct Cell {
     pub eff_cpu: ExactSum,
     /// Idle core-seconds (`jobs.idle_core_s`) of its jobs.
     pub idle: ExactSum,
-    /// Its jobs' elapsed times, when asked for ([`cells`]); else empty.
-    pub walls: Hist,
+    /// Its jobs' elapsed times as stored (a [`Hist`] encoded: add it with
+    /// [`crate::walls::Acc::add_encoded`]), when asked for ([`cells`]); else empty.
+    pub walls: Vec<u8>,
 }
 
 /// Every cell of `dim`, in (group, value) order; with their elapsed times when `walls`.
@@ -898,8 +899,8 @@ fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
         eff_cpu: ExactSum::from_blob(r.get_ref(6)?.as_blob_or_null()?),
         idle: ExactSum::from_blob(r.get_ref(7)?.as_blob_or_null()?),
         walls: match walls {
-            true => r.get_ref(8)?.as_blob_or_null()?.map(Hist::decode).unwrap_or_default(),
-            false => Hist::default(),
+            true => r.get_ref(8)?.as_blob_or_null()?.map(<[u8]>::to_vec).unwrap_or_default(),
+            false => Vec::new(),
         },
     })
 }
@@ -985,13 +986,14 @@ pub fn groups(conn: &Connection, sel: &GroupSel) -> rusqlite::Result<Vec<Group>>
     rows.collect()
 }
 
-/// The elapsed times of every group that has any (group id -> histogram).
-pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Hist>> {
+/// The elapsed times of every group that has any: group id -> its histogram as stored (a
+/// [`Hist`] encoded: add it with [`crate::walls::Acc::add_encoded`]).
+pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<u8>>> {
     let mut out = HashMap::new();
     let mut st = conn.prepare("SELECT id, hist FROM rollup WHERE hist IS NOT NULL")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        out.insert(r.get(0)?, Hist::decode(r.get_ref(1)?.as_blob()?));
+        out.insert(r.get(0)?, r.get::<_, Vec<u8>>(1)?);
     }
     Ok(out)
 }

@@ -52,45 +52,78 @@ struct Bin {
     sum: u64,
 }
 
-/// Many histograms summed: their buckets appended as they come, added up once at the end
-/// ([`Acc::finish`]), so a summary that adds thousands of groups' histograms into one row pays
-/// for each bucket once, not for a merge per group.
-#[derive(Clone, Debug, Default)]
-pub struct Acc(Vec<Bin>);
+/// The largest bucket number: that of the largest time.
+const MAX_BUCKET: u32 = (EXACT + (62 - 7) * PER_DOUBLING + (PER_DOUBLING - 1)) as u32;
 
-/// An [`Acc`] holding more bins than this adds them up, so its size stays bounded.
-const ACC_BINS: usize = 1 << 14;
+/// Many histograms summed: bins appended as they come, then (past [`ACC_BINS`]) added into one
+/// array of every bucket, so a summary that adds thousands of groups' histograms into one row
+/// pays a few nanoseconds per bin and holds at most ~100 KB per row.
+#[derive(Clone, Debug, Default)]
+pub struct Acc {
+    bins: Vec<Bin>,
+    /// (count, sum) per bucket number, once the bins outgrew [`ACC_BINS`].
+    dense: Vec<(u64, u64)>,
+}
+
+/// An [`Acc`] holding more bins than this adds them into its dense array.
+const ACC_BINS: usize = 1 << 12;
 
 impl Acc {
     pub fn add(&mut self, h: &Hist) {
-        self.0.extend_from_slice(&h.0);
-        self.bound();
+        for b in &h.0 {
+            self.bin(*b);
+        }
+    }
+
+    /// Adds a histogram as [`Hist::encode`] stored it, without building it.
+    pub fn add_encoded(&mut self, blob: &[u8]) {
+        for b in bins(blob) {
+            self.bin(b);
+        }
     }
 
     /// Adds one time.
     pub fn push(&mut self, wall: i64) {
-        self.0.push(Bin { bucket: bucket(wall), count: 1, sum: wall.max(0) as u64 });
-        self.bound();
+        self.bin(Bin { bucket: bucket(wall), count: 1, sum: wall.max(0) as u64 });
     }
 
-    fn bound(&mut self) {
-        if self.0.len() > ACC_BINS {
-            self.0 = std::mem::take(self).finish().0;
-        }
-    }
-
-    /// The sum: bins added into a dense array of the buckets in use (a bucket number is below
-    /// ~3,700 for any time), then gathered in order.
-    pub fn finish(self) -> Hist {
-        let Some(top) = self.0.iter().map(|b| b.bucket).max() else { return Hist::default() };
-        let mut dense = vec![(0u64, 0u64); top as usize + 1];
-        for b in &self.0 {
-            let d = &mut dense[b.bucket as usize];
+    fn bin(&mut self, b: Bin) {
+        if self.dense.is_empty() {
+            self.bins.push(b);
+            if self.bins.len() > ACC_BINS {
+                self.dense = vec![(0, 0); MAX_BUCKET as usize + 1];
+                for b in std::mem::take(&mut self.bins) {
+                    self.bin(b);
+                }
+            }
+        } else {
+            let d = &mut self.dense[b.bucket as usize];
             d.0 += b.count;
             d.1 += b.sum;
         }
+    }
+
+    /// The sum.
+    pub fn finish(mut self) -> Hist {
+        if self.dense.is_empty() {
+            self.bins.sort_unstable_by_key(|b| b.bucket);
+            let mut out: Vec<Bin> = Vec::with_capacity(self.bins.len());
+            for b in self.bins {
+                match out.last_mut() {
+                    Some(last) if last.bucket == b.bucket => {
+                        last.count += b.count;
+                        last.sum += b.sum;
+                    }
+                    _ => out.push(b),
+                }
+            }
+            return Hist(out);
+        }
+        for b in std::mem::take(&mut self.bins) {
+            self.bin(b);
+        }
         Hist(
-            dense
+            self.dense
                 .into_iter()
                 .enumerate()
                 .filter(|(_, (count, _))| *count > 0)
@@ -98,6 +131,26 @@ impl Acc {
                 .collect(),
         )
     }
+}
+
+/// The bins of an encoded histogram; a damaged blob gives those before the damage.
+fn bins(blob: &[u8]) -> impl Iterator<Item = Bin> + '_ {
+    let mut at = 0;
+    let mut prev: Option<u32> = None;
+    std::iter::from_fn(move || {
+        if at >= blob.len() {
+            return None;
+        }
+        let (gap, count, extra) = (get_varint(blob, &mut at)?, get_varint(blob, &mut at)?, get_varint(blob, &mut at)?);
+        let bucket = match prev {
+            None => gap,
+            Some(p) => u64::from(p).checked_add(1)?.checked_add(gap)?,
+        };
+        let bucket = u32::try_from(bucket).ok().filter(|b| *b <= MAX_BUCKET)?;
+        let sum = count.checked_mul(lower(bucket))?.checked_add(extra)?;
+        prev = Some(bucket);
+        Some(Bin { bucket, count, sum })
+    })
 }
 
 /// A histogram of elapsed times, buckets ascending.
@@ -109,7 +162,7 @@ impl Hist {
     pub fn of(walls: &[i64]) -> Hist {
         let mut acc = Acc::default();
         for &w in walls {
-            acc.0.push(Bin { bucket: bucket(w), count: 1, sum: w.max(0) as u64 });
+            acc.push(w);
         }
         acc.finish()
     }
@@ -220,24 +273,7 @@ impl Hist {
 
     /// Reads [`Hist::encode`]'s blob; a damaged blob gives what could be read before the damage.
     pub fn decode(blob: &[u8]) -> Hist {
-        let mut h = Hist(Vec::with_capacity(blob.len() / 4));
-        let mut at = 0;
-        let mut prev: Option<u32> = None;
-        while at < blob.len() {
-            let (Some(gap), Some(count), Some(extra)) =
-                (get_varint(blob, &mut at), get_varint(blob, &mut at), get_varint(blob, &mut at))
-            else {
-                break;
-            };
-            let bucket = match prev {
-                None => gap,
-                Some(p) => u64::from(p) + 1 + gap,
-            };
-            let Ok(bucket) = u32::try_from(bucket) else { break };
-            h.0.push(Bin { bucket, count, sum: count * lower(bucket) + extra });
-            prev = Some(bucket);
-        }
-        h
+        Hist(bins(blob).collect())
     }
 }
 
@@ -319,5 +355,17 @@ mod tests {
         assert!(whole.encode().len() <= whole.0.len() * 5, "{} bytes, {} buckets", whole.encode().len(), whole.0.len());
         assert_eq!(Hist::decode(&[]), Hist::default());
         assert_eq!(Hist::decode(&[0x80]), Hist::default(), "a cut varint ends the read");
+        assert_eq!(Hist::decode(&[0xff, 0xff, 0xff, 0x0f, 1, 0]), Hist::default(), "no bucket past the largest");
+        assert_eq!(bucket(i64::MAX), MAX_BUCKET);
+        // Summed in an Acc, small (sorted bins) or large (the dense array), encoded or not.
+        for n in [10, 100_000] {
+            let many: Vec<i64> = (0..n).map(|i| (i * i * 31) % 3_000_000).collect();
+            let mut acc = Acc::default();
+            for part in many.chunks(777) {
+                let h = Hist::of(part);
+                acc.add_encoded(&h.encode());
+            }
+            assert_eq!(acc.finish(), Hist::of(&many), "{n}");
+        }
     }
 }

@@ -29,7 +29,7 @@ use super::report::{Cell, Report};
 use super::Interner;
 use runledger_ledger::rollup::{self, Dim};
 use runledger_ledger::store::ExactSum;
-use runledger_ledger::walls::{self, Hist};
+use runledger_ledger::walls;
 use rusqlite::{params_from_iter, Connection};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -249,7 +249,7 @@ impl Agg {
     }
 
     /// Adds a rollup group of jobs (`user`: its user, numbered; `walls`: its elapsed times).
-    pub fn add_group(&mut self, user: u32, g: &runledger_ledger::rollup::Group, walls: &Hist) {
+    pub fn add_group(&mut self, user: u32, g: &runledger_ledger::rollup::Group, walls: &[u8]) {
         self.jobs += g.jobs;
         self.users.insert(user);
         self.core_s += g.core_s;
@@ -257,7 +257,7 @@ impl Agg {
         self.eff_core_s += g.eff_core_s;
         self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(g.eff_cpu.0);
         self.idle_s.0 = self.idle_s.0.wrapping_add(g.idle.0);
-        self.walls.add(walls);
+        self.walls.add_encoded(walls);
         self.add_state(&g.key.state, g.jobs);
     }
 
@@ -270,7 +270,7 @@ impl Agg {
         self.eff_core_s += c.eff_core_s;
         self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(c.eff_cpu.0);
         self.idle_s.0 = self.idle_s.0.wrapping_add(c.idle.0);
-        self.walls.add(&c.walls);
+        self.walls.add_encoded(&c.walls);
         self.add_state(state, c.jobs);
     }
 

@@ -314,7 +314,7 @@ fn who_used_by(
                 }
             }
             g.core_s += c.core_s;
-            g.walls.add(&c.walls);
+            g.walls.add_encoded(&c.walls);
         }
     } else if !loaded.is_empty() {
         let (where_sql, mut params) = filter.to_sql();
