@@ -108,12 +108,15 @@
 //!   sums; `rollup_cell_walls` their elapsed times in chunks; `jobs.rollup_py` the package set
 //!   the cells count. See [`crate::rollup`].
 //!
-//! - Wall-time histograms and idle core-seconds in the rollups (#16, #17; appended): `rollup.hist` and `rollup_cells.hist` keep the jobs'
+//! - Wall-time histograms and idle core-seconds in the rollups (#16, #17; appended):
+//!   `rollup_hist` (key `grp`) and `rollup_cell_hist` (key `dim`, `grp`, `val`) keep the jobs'
 //!   elapsed times as a bounded histogram ([`crate::walls`]) in place of every time in chunks
 //!   (`rollup_walls` and `rollup_cell_walls`, dropped). At ten million jobs those lists were 350
 //!   MB, read and selected at every summary; a histogram is at most ~1,100 buckets whatever the
 //!   jobs. Medians and percentiles are exact when their bucket's times are equal (every time
-//!   below 128 s) and within 1.6 % otherwise. `rollup.idle` and `rollup_cells.idle`: the jobs'
+//!   below 128 s) and within 1.6 % otherwise. Tables of their own, read in key order beside
+//!   the sums by the summaries that need them, so the questions that read only the sums (`modules`,
+//!   `throughput`, `packages`) do not read the histograms. `rollup.idle` and `rollup_cells.idle`: the jobs'
 //!   idle core-seconds (`jobs.idle_core_s`, exact sums), so `summary`'s idle core-hours come
 //!   from the rollups and still count pruned jobs. The migration fills both from the jobs.
 //!
@@ -1024,8 +1027,17 @@ CREATE TABLE rollup_cell_walls (
 "#;
 
 pub(crate) const V_HISTS_IDLE: &str = r#"
-ALTER TABLE rollup ADD COLUMN hist BLOB;
-ALTER TABLE rollup_cells ADD COLUMN hist BLOB;
+CREATE TABLE rollup_hist (
+    grp INTEGER PRIMARY KEY,
+    hist BLOB NOT NULL
+);
+CREATE TABLE rollup_cell_hist (
+    dim INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    val INTEGER NOT NULL,
+    hist BLOB NOT NULL,
+    PRIMARY KEY (dim, grp, val)
+) WITHOUT ROWID;
 ALTER TABLE rollup ADD COLUMN idle BLOB;
 ALTER TABLE rollup_cells ADD COLUMN idle BLOB;
 DROP TABLE rollup_walls;

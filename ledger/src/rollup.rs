@@ -5,8 +5,9 @@
 //! A group (`rollup`) is one (cluster, account, partition, user, state): the keys and filters
 //! those queries most often use. Per group: jobs, allocated core-seconds, CPU seconds (exact,
 //! see [`ExactSum`]), the same two over the jobs whose core-seconds are positive (the CPU
-//! efficiency's terms), and the jobs' elapsed seconds as a bounded histogram (`hist`,
-//! [`crate::walls`]), so medians and percentiles read a few hundred numbers per group. Per group and module (`rollup_modules`) and module name
+//! efficiency's terms), their idle core-seconds, and the jobs' elapsed seconds as a bounded
+//! histogram (`rollup_hist`, [`crate::walls`]), so medians and percentiles read a few hundred
+//! numbers per group. Per group and module (`rollup_modules`) and module name
 //! (`rollup_module_names`): the jobs that loaded it. Per quarter hour of the end time
 //! (`rollup_ends`): jobs that ended, and how many failed.
 //!
@@ -16,7 +17,7 @@
 //! are integers (exact), so adding and removing in any order gives what [`rebuild`] computes
 //! from scratch. A query whose keys or filters a group cannot express scans the jobs instead.
 //!
-//! Cells (`rollup_cells`) split each group once more along one dimension
+//! Cells (`rollup_cells`, `rollup_cell_hist`) split each group once more along one dimension
 //! ([`Dim`]): the job's start month, each module (version) it loaded, each module name, its
 //! Python package set. A cell keeps the group's sums and elapsed times for the jobs with that
 //! value (its histogram too), so `summary --by user,month`, `--by module_version`, `--by module` and `--by package`
@@ -207,14 +208,12 @@ struct Sums {
     cpu: ExactSum,
     eff_cpu: ExactSum,
     idle: ExactSum,
-    /// The histogram as stored (None: none yet).
-    hist: Option<Vec<u8>>,
-    /// (elapsed, sign) to apply to it.
+    /// (elapsed, sign) to apply to its histogram.
     moves: Vec<(i64, i64)>,
 }
 
 /// The columns [`Sums::read`] reads, in its order.
-const SUMS: &str = "jobs, walls, core_s, eff_core_s, cpu, eff_cpu, idle, hist";
+const SUMS: &str = "jobs, walls, core_s, eff_core_s, cpu, eff_cpu, idle";
 
 impl Sums {
     fn read(r: &rusqlite::Row) -> rusqlite::Result<Sums> {
@@ -227,31 +226,8 @@ impl Sums {
             cpu: sum(4)?,
             eff_cpu: sum(5)?,
             idle: sum(6)?,
-            hist: r.get(7)?,
             moves: Vec::new(),
         })
-    }
-
-    /// The histogram to write, when the moves changed it (a job whose elapsed time stayed the
-    /// same moves nothing, and its histogram is not rewritten).
-    fn new_hist(&mut self) -> Option<Option<Vec<u8>>> {
-        let mut net: BTreeMap<i64, i64> = BTreeMap::new();
-        for &(w, sign) in &self.moves {
-            *net.entry(w).or_default() += sign;
-        }
-        net.retain(|_, n| *n != 0);
-        if net.is_empty() {
-            return None;
-        }
-        let mut h = self.hist.as_deref().map(Hist::decode).unwrap_or_default();
-        for (w, n) in net {
-            for _ in 0..n.abs() {
-                if !h.add(w, n.signum()) {
-                    log::warn!("rollup histogram holds no elapsed time of {w} s to remove");
-                }
-            }
-        }
-        Some(hist_blob(&h))
     }
 
     fn apply(&mut self, c: &Contribution, sign: i64) {
@@ -275,9 +251,70 @@ impl Sums {
     }
 }
 
-/// A histogram as stored: NULL when empty, so the merge and [`rebuild`] write the same.
-fn hist_blob(h: &Hist) -> Option<Vec<u8>> {
-    (!h.is_empty()).then(|| h.encode())
+/// Where a histogram is kept: a group's (`rollup_hist`) or a cell's (`rollup_cell_hist`), in
+/// tables of their own so that the sums' rows stay small for the questions that read only them.
+#[derive(Clone, Copy, Debug)]
+enum HistAt {
+    Group(i64),
+    Cell(Dim, i64, i64),
+}
+
+impl HistAt {
+    /// The table, its key's columns and the key's values.
+    fn at(self) -> (&'static str, &'static str, Vec<i64>) {
+        match self {
+            HistAt::Group(g) => ("rollup_hist", "grp", vec![g]),
+            HistAt::Cell(d, g, v) => ("rollup_cell_hist", "dim, grp, val", vec![d as i64, g, v]),
+        }
+    }
+
+    fn cond(self) -> &'static str {
+        match self {
+            HistAt::Group(_) => "grp = ?1",
+            HistAt::Cell(..) => "dim = ?1 AND grp = ?2 AND val = ?3",
+        }
+    }
+
+    fn delete(self, conn: &Connection) -> rusqlite::Result<()> {
+        let (table, _, keys) = self.at();
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE {}", self.cond()))?.execute(params_from_iter(keys))?;
+        Ok(())
+    }
+
+    /// Applies `moves` ((elapsed, sign) pairs): nothing to do when they cancel out, as for a
+    /// job whose elapsed time stayed the same.
+    fn apply(self, conn: &Connection, moves: &[(i64, i64)]) -> rusqlite::Result<()> {
+        let mut net: BTreeMap<i64, i64> = BTreeMap::new();
+        for &(w, sign) in moves {
+            *net.entry(w).or_default() += sign;
+        }
+        net.retain(|_, n| *n != 0);
+        if net.is_empty() {
+            return Ok(());
+        }
+        let (table, cols, keys) = self.at();
+        let stored: Option<Vec<u8>> = conn
+            .prepare_cached(&format!("SELECT hist FROM {table} WHERE {}", self.cond()))?
+            .query_row(params_from_iter(&keys), |r| r.get(0))
+            .optional()?;
+        let mut h = stored.as_deref().map(Hist::decode).unwrap_or_default();
+        for (w, n) in net {
+            for _ in 0..n.abs() {
+                if !h.add(w, n.signum()) {
+                    log::warn!("rollup {self:?} holds no elapsed time of {w} s to remove");
+                }
+            }
+        }
+        if h.is_empty() {
+            return self.delete(conn);
+        }
+        let marks = (1..=keys.len() + 1).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let mut p: Vec<Value> = keys.into_iter().map(Value::Integer).collect();
+        p.push(Value::Blob(h.encode()));
+        conn.prepare_cached(&format!("INSERT OR REPLACE INTO {table} ({cols}, hist) VALUES ({marks})"))?
+            .execute(params_from_iter(p))?;
+        Ok(())
+    }
 }
 
 /// Adds (sign 1) and removes (-1) contributions to group `grp`'s sums and histogram; true when
@@ -290,15 +327,12 @@ fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqli
     }
     if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup WHERE id = ?1")?.execute([grp])?;
+        HistAt::Group(grp).delete(conn)?;
         return Ok(true);
     }
-    let (hist, changed) = match s.new_hist() {
-        Some(h) => (h, true),
-        None => (None, false),
-    };
     conn.prepare_cached(
-        "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7,
-             hist = CASE WHEN ?9 THEN ?8 ELSE hist END, idle = ?10 WHERE id = ?1",
+        "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7, idle = ?8
+         WHERE id = ?1",
     )?
     .execute(params![
         grp,
@@ -308,10 +342,9 @@ fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqli
         s.eff_core_s,
         s.cpu.to_blob(),
         s.eff_cpu.to_blob(),
-        hist,
-        changed,
         s.idle.to_blob()
     ])?;
+    HistAt::Group(grp).apply(conn, &s.moves)?;
     Ok(false)
 }
 
@@ -430,13 +463,15 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
         let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
         v
     };
-    // Before the histograms' migration (a ledger of version 2 converted in one go) there is no
-    // `hist` to fill: that migration fills it.
+    // Before the histograms' migration (a ledger of version 2 converted in one go) there are no
+    // histograms or idle sums to fill: that migration fills them.
     let hists = has_hist(conn)?;
+    if hists {
+        conn.execute_batch("DELETE FROM rollup_hist;")?;
+    }
     let mut ins = conn.prepare(if hists {
-        "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist,
-                             idle)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, idle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     } else {
         "INSERT INTO rollup (cluster, account, partition, user, state, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
@@ -458,11 +493,14 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
             a.eff_cpu.to_blob().into(),
         ];
         if hists {
-            p.push(hist_blob(&Hist::of(&a.walls)).into());
             p.push(a.idle.to_blob().into());
         }
         ins.execute(params_from_iter(p))?;
         let grp = conn.last_insert_rowid();
+        if hists && !a.walls.is_empty() {
+            conn.prepare_cached("INSERT INTO rollup_hist (grp, hist) VALUES (?1, ?2)")?
+                .execute(params![grp, Hist::of(&a.walls).encode()])?;
+        }
         for (m, n) in &a.modules {
             ins_mod.execute(params![grp, m, n])?;
         }
@@ -508,9 +546,10 @@ fn has_cells(conn: &Connection) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'rollup_py'")?.exists([])
 }
 
-/// Whether the groups and cells keep histograms yet ([`fill_hists_and_idle`]'s migration).
+/// Whether the groups and cells keep histograms and idle sums yet ([`fill_hists_and_idle`]'s
+/// migration).
 fn has_hist(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM pragma_table_info('rollup') WHERE name = 'hist'")?.exists([])
+    conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollup_hist'")?.exists([])
 }
 
 /// [`JOB_COLUMNS`], with no Python set before the cells' migration added its column, and no
@@ -717,21 +756,17 @@ fn cell_sums(
     for &(c, sign) in changes {
         s.apply(c, sign);
     }
+    let at = HistAt::Cell(dim, grp, val);
     if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3")?.execute(key)?;
-        return Ok(());
+        return at.delete(conn);
     }
-    // An unchanged histogram is written back as it was read (`?10` NULL keeps it).
-    let (hist, changed) = match s.new_hist() {
-        Some(h) => (h, true),
-        None => (None, false),
-    };
     conn.prepare_cached(
-        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist, idle)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, idle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (dim, grp, val) DO UPDATE SET jobs = excluded.jobs, walls = excluded.walls,
              core_s = excluded.core_s, eff_core_s = excluded.eff_core_s, cpu = excluded.cpu, eff_cpu = excluded.eff_cpu,
-             hist = CASE WHEN ?11 THEN excluded.hist ELSE rollup_cells.hist END, idle = excluded.idle",
+             idle = excluded.idle",
     )?
     .execute(params![
         dim as i64,
@@ -743,11 +778,9 @@ fn cell_sums(
         s.eff_core_s,
         s.cpu.to_blob(),
         s.eff_cpu.to_blob(),
-        hist,
-        changed,
         s.idle.to_blob()
     ])?;
-    Ok(())
+    at.apply(conn, &s.moves)
 }
 
 /// Recomputes every cell from the jobs and their groups (`jobs.grp`; [`rebuild`], and the
@@ -775,9 +808,12 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     let hists = has_hist(conn)?;
+    if hists {
+        conn.execute_batch("DELETE FROM rollup_cell_hist;")?;
+    }
     let mut ins = conn.prepare(if hists {
-        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, hist, idle)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu, idle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     } else {
         "INSERT INTO rollup_cells (dim, grp, val, jobs, walls, core_s, eff_core_s, cpu, eff_cpu)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
@@ -795,10 +831,13 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
             s.eff_cpu.to_blob().into(),
         ];
         if hists {
-            p.push(hist_blob(&Hist::of(&walls)).into());
             p.push(s.idle.to_blob().into());
         }
         ins.execute(params_from_iter(p))?;
+        if hists && !walls.is_empty() {
+            conn.prepare_cached("INSERT INTO rollup_cell_hist (dim, grp, val, hist) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![dim, grp, val, Hist::of(&walls).encode()])?;
+        }
     }
     Ok(())
 }
@@ -830,14 +869,22 @@ pub fn fill_hists_and_idle(conn: &Connection) -> rusqlite::Result<()> {
             }
         }
     }
-    let mut set = conn.prepare("UPDATE rollup SET hist = ?2, idle = ?3 WHERE id = ?1")?;
+    conn.execute_batch("DELETE FROM rollup_hist; DELETE FROM rollup_cell_hist;")?;
+    let mut set = conn.prepare("UPDATE rollup SET idle = ?2 WHERE id = ?1")?;
+    let mut ins = conn.prepare("INSERT INTO rollup_hist (grp, hist) VALUES (?1, ?2)")?;
     for (grp, (walls, idle)) in groups {
-        set.execute(params![grp, hist_blob(&Hist::of(&walls)), idle.to_blob()])?;
+        set.execute(params![grp, idle.to_blob()])?;
+        if !walls.is_empty() {
+            ins.execute(params![grp, Hist::of(&walls).encode()])?;
+        }
     }
-    let mut set =
-        conn.prepare("UPDATE rollup_cells SET hist = ?4, idle = ?5 WHERE dim = ?1 AND grp = ?2 AND val = ?3")?;
+    let mut set = conn.prepare("UPDATE rollup_cells SET idle = ?4 WHERE dim = ?1 AND grp = ?2 AND val = ?3")?;
+    let mut ins = conn.prepare("INSERT INTO rollup_cell_hist (dim, grp, val, hist) VALUES (?1, ?2, ?3, ?4)")?;
     for ((dim, grp, val), (walls, idle)) in cells {
-        set.execute(params![dim, grp, val, hist_blob(&Hist::of(&walls)), idle.to_blob()])?;
+        set.execute(params![dim, grp, val, idle.to_blob()])?;
+        if !walls.is_empty() {
+            ins.execute(params![dim, grp, val, Hist::of(&walls).encode()])?;
+        }
     }
     Ok(())
 }
@@ -876,14 +923,29 @@ pub struct Cell {
     pub walls: Vec<u8>,
 }
 
-/// Every cell of `dim`, in (group, value) order; with their elapsed times when `walls`.
+/// Every cell of `dim`, in (group, value) order; with their elapsed times when `walls` (both
+/// tables read in key order, side by side).
 pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<Cell>> {
-    let mut st = conn.prepare(&format!(
-        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle{} FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
-        if walls { ", hist" } else { "" }
-    ))?;
-    let rows = st.query_map([dim as i64], |r| cell(r, walls))?;
-    rows.collect()
+    let mut st = conn.prepare(
+        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
+    )?;
+    let mut out: Vec<Cell> = st.query_map([dim as i64], |r| cell(r, false))?.collect::<Result<_, _>>()?;
+    if walls {
+        let mut st = conn.prepare("SELECT grp, val, hist FROM rollup_cell_hist WHERE dim = ?1 ORDER BY grp, val")?;
+        let mut rows = st.query([dim as i64])?;
+        let mut at = 0;
+        while let Some(r) = rows.next()? {
+            let key: (i64, i64) = (r.get(0)?, r.get(1)?);
+            while at < out.len() && (out[at].grp, out[at].val) < key {
+                at += 1;
+            }
+            match out.get_mut(at) {
+                Some(c) if (c.grp, c.val) == key => c.walls = r.get(2)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A cell from its row: grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle (and hist, if
@@ -909,8 +971,9 @@ fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
 /// module: one module's cells among every module's).
 pub fn cells_of(conn: &Connection, dim: Dim, vals: &[i64]) -> rusqlite::Result<Vec<Cell>> {
     let mut st = conn.prepare(
-        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle, hist FROM rollup_cells
-         WHERE dim = ?1 AND val IN (SELECT value FROM json_each(?2))",
+        "SELECT c.grp, c.val, c.jobs, c.core_s, c.eff_core_s, c.cpu, c.eff_cpu, c.idle, h.hist FROM rollup_cells c
+         LEFT JOIN rollup_cell_hist h ON h.dim = c.dim AND h.grp = c.grp AND h.val = c.val
+         WHERE c.dim = ?1 AND c.val IN (SELECT value FROM json_each(?2))",
     )?;
     let list = format!("[{}]", vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
     let rows = st.query_map(params![dim as i64, list], |r| cell(r, true))?;
@@ -990,7 +1053,7 @@ pub fn groups(conn: &Connection, sel: &GroupSel) -> rusqlite::Result<Vec<Group>>
 /// [`Hist`] encoded: add it with [`crate::walls::Acc::add_encoded`]).
 pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<u8>>> {
     let mut out = HashMap::new();
-    let mut st = conn.prepare("SELECT id, hist FROM rollup WHERE hist IS NOT NULL")?;
+    let mut st = conn.prepare("SELECT grp, hist FROM rollup_hist")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
         out.insert(r.get(0)?, r.get::<_, Vec<u8>>(1)?);
@@ -1074,16 +1137,14 @@ mod tests {
         }
         let kept = crate::merge::tests::dump(&conn);
         let filled: i64 = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM rollup WHERE hist IS NOT NULL)
-                      + (SELECT count(*) FROM rollup_cells WHERE hist IS NOT NULL)",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT (SELECT count(*) FROM rollup_hist) + (SELECT count(*) FROM rollup_cell_hist)", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert!(filled > 100, "{filled} histograms");
         conn.execute_batch(
-            "UPDATE rollup SET hist = NULL, idle = NULL; UPDATE rollup_cells SET hist = NULL, idle = NULL;",
+            "DELETE FROM rollup_hist; DELETE FROM rollup_cell_hist; UPDATE rollup SET idle = NULL;
+             UPDATE rollup_cells SET idle = NULL;",
         )
         .unwrap();
         super::fill_hists_and_idle(&conn).unwrap();

@@ -69,6 +69,8 @@ pub(crate) fn dump(conn: &Connection) -> String {
         "rollup_module_names",
         "rollup_ends",
         "rollup_cells",
+        "rollup_hist",
+        "rollup_cell_hist",
         "step_series",
     ];
     let mut out = String::new();
