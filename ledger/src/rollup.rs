@@ -1097,18 +1097,25 @@ mod tests {
         assert_eq!(crate::merge::tests::dump(&conn), kept);
     }
 
-    /// Made-up jobs with Python, merged node by node (each job's nodes in turn, so a job's
-    /// package set and contribution change after it was first counted): the cells the merge
-    /// kept are those a rebuild computes, and each dimension holds every job it should.
-    #[test]
-    fn cells_kept_by_the_merge_are_those_a_rebuild_computes() {
+    /// `n` made-up jobs (seed `seed`) merged one node record at a time, so a job's contribution
+    /// changes after it was first counted.
+    fn merged_node_by_node(n: u32, seed: u64) -> rusqlite::Connection {
         let conn = crate::db::open_memory();
-        let mut synth = runledger_synth::Synth::new(400, 11, synth::FIXTURE_END);
+        let mut synth = runledger_synth::Synth::new(n, seed, synth::FIXTURE_END);
         while let Some(job) = synth.next_job() {
             for b in &job {
                 crate::merge::apply_group(&conn, &[b], synth::FIXTURE_END).unwrap()[0].as_ref().unwrap();
             }
         }
+        conn
+    }
+
+    /// Made-up jobs with Python, merged node by node (each job's nodes in turn, so a job's
+    /// package set and contribution change after it was first counted): the cells the merge
+    /// kept are those a rebuild computes, and each dimension holds every job it should.
+    #[test]
+    fn cells_kept_by_the_merge_are_those_a_rebuild_computes() {
+        let conn = merged_node_by_node(400, 11);
         let kept = crate::merge::tests::dump(&conn);
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         let per_dim = |d: super::Dim| -> i64 { super::cells(&conn, d, false).unwrap().iter().map(|c| c.jobs).sum() };
@@ -1128,13 +1135,7 @@ mod tests {
     /// them (a ledger converted from version 2 had no elapsed times to carry over).
     #[test]
     fn histograms_filled_from_the_jobs_are_those_the_merge_kept() {
-        let conn = crate::db::open_memory();
-        let mut synth = runledger_synth::Synth::new(300, 7, synth::FIXTURE_END);
-        while let Some(job) = synth.next_job() {
-            for b in &job {
-                crate::merge::apply_group(&conn, &[b], synth::FIXTURE_END).unwrap()[0].as_ref().unwrap();
-            }
-        }
+        let conn = merged_node_by_node(300, 7);
         let kept = crate::merge::tests::dump(&conn);
         let filled: i64 = conn
             .query_row("SELECT (SELECT count(*) FROM rollup_hist) + (SELECT count(*) FROM rollup_cell_hist)", [], |r| {

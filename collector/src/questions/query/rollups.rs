@@ -140,13 +140,8 @@ mod tests {
     fn who_used_from_the_cells_is_that_of_a_scan() {
         let conn = python_ledger();
         let all = [usage::Period { label: "all".into(), from: None, to: None }];
-        let names: Vec<(String, String)> = conn
-            .prepare("SELECT name, version FROM modules")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let names: Vec<(String, String)> =
+            crate::questions::query::module_names(&conn).unwrap().into_values().collect();
         let filters = [
             Filter::default(),
             Filter { users: vec!["user000".into(), "user003".into()], ..Default::default() },

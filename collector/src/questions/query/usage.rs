@@ -593,13 +593,8 @@ mod tests {
             Period { label: "before".into(), from: None, to: Some(synth::FIXTURE_END - 90 * 86_400) },
             Period { label: "after".into(), from: Some(synth::FIXTURE_END - 90 * 86_400), to: None },
         ];
-        let names: Vec<(String, String)> = conn
-            .prepare("SELECT name, version FROM modules")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let names: Vec<(String, String)> =
+            crate::questions::query::module_names(&conn).unwrap().into_values().collect();
         let users = Filter { users: vec!["user000".into(), "user003".into()], ..Default::default() };
         let mut rows = 0;
         for (name, version) in &names {
