@@ -109,8 +109,9 @@
 //!   the cells count. See [`crate::rollup`].
 //!
 //! - Wall-time histograms and idle core-seconds in the rollups (#16, #17; appended):
-//!   `rollup_hist` (key `grp`) and `rollup_cell_hist` (key `dim`, `grp`, `val`) keep the jobs'
-//!   elapsed times as a bounded histogram ([`crate::walls`]) in place of every time in chunks
+//!   `rollup_hist` (key `grp`, `chunk`) and `rollup_cell_hist` (key `dim`, `grp`, `val`,
+//!   `chunk`) keep the jobs' elapsed times as a bounded histogram ([`crate::walls`]), a row per
+//!   chunk of 256 buckets so that the merge rewrites at most about a KiB, in place of every time in chunks
 //!   (`rollup_walls` and `rollup_cell_walls`, dropped). At ten million jobs those lists were 350
 //!   MB, read and selected at every summary; a histogram is at most ~1,100 buckets whatever the
 //!   jobs. Medians and percentiles are exact when their bucket's times are equal (every time
@@ -1028,15 +1029,18 @@ CREATE TABLE rollup_cell_walls (
 
 pub(crate) const V_HISTS_IDLE: &str = r#"
 CREATE TABLE rollup_hist (
-    grp INTEGER PRIMARY KEY,
-    hist BLOB NOT NULL
-);
+    grp INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    hist BLOB NOT NULL,
+    PRIMARY KEY (grp, chunk)
+) WITHOUT ROWID;
 CREATE TABLE rollup_cell_hist (
     dim INTEGER NOT NULL,
     grp INTEGER NOT NULL,
     val INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
     hist BLOB NOT NULL,
-    PRIMARY KEY (dim, grp, val)
+    PRIMARY KEY (dim, grp, val, chunk)
 ) WITHOUT ROWID;
 ALTER TABLE rollup ADD COLUMN idle BLOB;
 ALTER TABLE rollup_cells ADD COLUMN idle BLOB;

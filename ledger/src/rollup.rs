@@ -252,67 +252,93 @@ impl Sums {
 }
 
 /// Where a histogram is kept: a group's (`rollup_hist`) or a cell's (`rollup_cell_hist`), in
-/// tables of their own so that the sums' rows stay small for the questions that read only them.
+/// tables of their own so that the sums' rows stay small for the questions that read only them,
+/// a row per chunk of buckets ([`crate::walls::CHUNK_BUCKETS`]: why, in [`crate::walls`]).
 #[derive(Clone, Copy, Debug)]
 enum HistAt {
     Group(i64),
-    Cell(Dim, i64, i64),
+    /// Dimension ([`Dim`] as stored), group, value.
+    Cell(i64, i64, i64),
 }
 
 impl HistAt {
-    /// The table, its key's columns and the key's values.
-    fn at(self) -> (&'static str, &'static str, Vec<i64>) {
-        match self {
-            HistAt::Group(g) => ("rollup_hist", "grp", vec![g]),
-            HistAt::Cell(d, g, v) => ("rollup_cell_hist", "dim, grp, val", vec![d as i64, g, v]),
-        }
+    /// The key's values, then `chunk` when given.
+    fn keys(self, chunk: Option<i64>) -> Vec<i64> {
+        let mut k = match self {
+            HistAt::Group(g) => vec![g],
+            HistAt::Cell(d, g, v) => vec![d, g, v],
+        };
+        k.extend(chunk);
+        k
     }
 
-    fn cond(self) -> &'static str {
+    /// Every chunk's statements, by kind: [delete all, select one, delete one, write one].
+    fn sql(self) -> [&'static str; 4] {
         match self {
-            HistAt::Group(_) => "grp = ?1",
-            HistAt::Cell(..) => "dim = ?1 AND grp = ?2 AND val = ?3",
+            HistAt::Group(_) => [
+                "DELETE FROM rollup_hist WHERE grp = ?1",
+                "SELECT hist FROM rollup_hist WHERE grp = ?1 AND chunk = ?2",
+                "DELETE FROM rollup_hist WHERE grp = ?1 AND chunk = ?2",
+                "INSERT OR REPLACE INTO rollup_hist (grp, chunk, hist) VALUES (?1, ?2, ?3)",
+            ],
+            HistAt::Cell(..) => [
+                "DELETE FROM rollup_cell_hist WHERE dim = ?1 AND grp = ?2 AND val = ?3",
+                "SELECT hist FROM rollup_cell_hist WHERE dim = ?1 AND grp = ?2 AND val = ?3 AND chunk = ?4",
+                "DELETE FROM rollup_cell_hist WHERE dim = ?1 AND grp = ?2 AND val = ?3 AND chunk = ?4",
+                "INSERT OR REPLACE INTO rollup_cell_hist (dim, grp, val, chunk, hist) VALUES (?1, ?2, ?3, ?4, ?5)",
+            ],
         }
     }
 
     fn delete(self, conn: &Connection) -> rusqlite::Result<()> {
-        let (table, _, keys) = self.at();
-        conn.prepare_cached(&format!("DELETE FROM {table} WHERE {}", self.cond()))?.execute(params_from_iter(keys))?;
+        conn.prepare_cached(self.sql()[0])?.execute(params_from_iter(self.keys(None)))?;
         Ok(())
     }
 
-    /// Applies `moves` ((elapsed, sign) pairs): nothing to do when they cancel out, as for a
-    /// job whose elapsed time stayed the same.
+    /// Writes a whole histogram (a rebuild, after the rows were cleared).
+    fn insert(self, conn: &Connection, h: &Hist) -> rusqlite::Result<()> {
+        let mut st = conn.prepare_cached(self.sql()[3])?;
+        for (chunk, blob) in h.encode_chunks() {
+            let mut p: Vec<Value> = self.keys(Some(chunk)).into_iter().map(Value::Integer).collect();
+            p.push(Value::Blob(blob));
+            st.execute(params_from_iter(p))?;
+        }
+        Ok(())
+    }
+
+    /// Applies `moves` ((elapsed, sign) pairs), reading and writing only the chunks they fall
+    /// in: nothing to do when they cancel out, as for a job whose elapsed time stayed the same.
     fn apply(self, conn: &Connection, moves: &[(i64, i64)]) -> rusqlite::Result<()> {
-        let mut net: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut net: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         for &(w, sign) in moves {
-            *net.entry(w).or_default() += sign;
+            *net.entry((crate::walls::chunk(w), w)).or_default() += sign;
         }
         net.retain(|_, n| *n != 0);
-        if net.is_empty() {
-            return Ok(());
-        }
-        let (table, cols, keys) = self.at();
-        let stored: Option<Vec<u8>> = conn
-            .prepare_cached(&format!("SELECT hist FROM {table} WHERE {}", self.cond()))?
-            .query_row(params_from_iter(&keys), |r| r.get(0))
-            .optional()?;
-        let mut h = stored.as_deref().map(Hist::decode).unwrap_or_default();
-        for (w, n) in net {
-            for _ in 0..n.abs() {
-                if !h.add(w, n.signum()) {
-                    log::warn!("rollup {self:?} holds no elapsed time of {w} s to remove");
+        let [_, select, delete, write] = self.sql();
+        let mut moves = net.into_iter().peekable();
+        while let Some(((chunk, _), _)) = moves.peek() {
+            let chunk = *chunk;
+            let keys = self.keys(Some(chunk));
+            let mut h = conn
+                .prepare_cached(select)?
+                .query_row(params_from_iter(&keys), |r| Ok(Hist::decode(r.get_ref(0)?.as_blob()?)))
+                .optional()?
+                .unwrap_or_default();
+            while let Some(((_, w), n)) = moves.next_if(|((c, _), _)| *c == chunk) {
+                for _ in 0..n.abs() {
+                    if !h.add(w, n.signum()) {
+                        log::warn!("rollup {self:?} holds no elapsed time of {w} s to remove");
+                    }
                 }
             }
+            if h.is_empty() {
+                conn.prepare_cached(delete)?.execute(params_from_iter(&keys))?;
+            } else {
+                let mut p: Vec<Value> = keys.into_iter().map(Value::Integer).collect();
+                p.push(Value::Blob(h.encode()));
+                conn.prepare_cached(write)?.execute(params_from_iter(p))?;
+            }
         }
-        if h.is_empty() {
-            return self.delete(conn);
-        }
-        let marks = (1..=keys.len() + 1).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-        let mut p: Vec<Value> = keys.into_iter().map(Value::Integer).collect();
-        p.push(Value::Blob(h.encode()));
-        conn.prepare_cached(&format!("INSERT OR REPLACE INTO {table} ({cols}, hist) VALUES ({marks})"))?
-            .execute(params_from_iter(p))?;
         Ok(())
     }
 }
@@ -498,8 +524,7 @@ pub fn rebuild(conn: &Connection) -> rusqlite::Result<()> {
         ins.execute(params_from_iter(p))?;
         let grp = conn.last_insert_rowid();
         if hists && !a.walls.is_empty() {
-            conn.prepare_cached("INSERT INTO rollup_hist (grp, hist) VALUES (?1, ?2)")?
-                .execute(params![grp, Hist::of(&a.walls).encode()])?;
+            HistAt::Group(grp).insert(conn, &Hist::of(&a.walls))?;
         }
         for (m, n) in &a.modules {
             ins_mod.execute(params![grp, m, n])?;
@@ -756,7 +781,7 @@ fn cell_sums(
     for &(c, sign) in changes {
         s.apply(c, sign);
     }
-    let at = HistAt::Cell(dim, grp, val);
+    let at = HistAt::Cell(dim as i64, grp, val);
     if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3")?.execute(key)?;
         return at.delete(conn);
@@ -835,8 +860,7 @@ pub fn rebuild_cells(conn: &Connection) -> rusqlite::Result<()> {
         }
         ins.execute(params_from_iter(p))?;
         if hists && !walls.is_empty() {
-            conn.prepare_cached("INSERT INTO rollup_cell_hist (dim, grp, val, hist) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![dim, grp, val, Hist::of(&walls).encode()])?;
+            HistAt::Cell(dim, grp, val).insert(conn, &Hist::of(&walls))?;
         }
     }
     Ok(())
@@ -871,19 +895,17 @@ pub fn fill_hists_and_idle(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.execute_batch("DELETE FROM rollup_hist; DELETE FROM rollup_cell_hist;")?;
     let mut set = conn.prepare("UPDATE rollup SET idle = ?2 WHERE id = ?1")?;
-    let mut ins = conn.prepare("INSERT INTO rollup_hist (grp, hist) VALUES (?1, ?2)")?;
     for (grp, (walls, idle)) in groups {
         set.execute(params![grp, idle.to_blob()])?;
         if !walls.is_empty() {
-            ins.execute(params![grp, Hist::of(&walls).encode()])?;
+            HistAt::Group(grp).insert(conn, &Hist::of(&walls))?;
         }
     }
     let mut set = conn.prepare("UPDATE rollup_cells SET idle = ?4 WHERE dim = ?1 AND grp = ?2 AND val = ?3")?;
-    let mut ins = conn.prepare("INSERT INTO rollup_cell_hist (dim, grp, val, hist) VALUES (?1, ?2, ?3, ?4)")?;
     for ((dim, grp, val), (walls, idle)) in cells {
         set.execute(params![dim, grp, val, idle.to_blob()])?;
         if !walls.is_empty() {
-            ins.execute(params![dim, grp, val, Hist::of(&walls).encode()])?;
+            HistAt::Cell(dim, grp, val).insert(conn, &Hist::of(&walls))?;
         }
     }
     Ok(())
@@ -929,9 +951,10 @@ pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<C
     let mut st = conn.prepare(
         "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
     )?;
-    let mut out: Vec<Cell> = st.query_map([dim as i64], |r| cell(r, false))?.collect::<Result<_, _>>()?;
+    let mut out: Vec<Cell> = st.query_map([dim as i64], cell)?.collect::<Result<_, _>>()?;
     if walls {
-        let mut st = conn.prepare("SELECT grp, val, hist FROM rollup_cell_hist WHERE dim = ?1 ORDER BY grp, val")?;
+        let mut st =
+            conn.prepare("SELECT grp, val, hist FROM rollup_cell_hist WHERE dim = ?1 ORDER BY grp, val, chunk")?;
         let mut rows = st.query([dim as i64])?;
         let mut at = 0;
         while let Some(r) = rows.next()? {
@@ -940,7 +963,8 @@ pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<C
                 at += 1;
             }
             match out.get_mut(at) {
-                Some(c) if (c.grp, c.val) == key => c.walls = r.get(2)?,
+                // A cell's chunks in order, one after another, are its histogram.
+                Some(c) if (c.grp, c.val) == key => c.walls.extend_from_slice(r.get_ref(2)?.as_blob()?),
                 _ => {}
             }
         }
@@ -948,9 +972,9 @@ pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<C
     Ok(out)
 }
 
-/// A cell from its row: grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle (and hist, if
-/// `walls`).
-fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
+/// A cell from its row: grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle (its histogram
+/// is read apart).
+fn cell(r: &rusqlite::Row) -> rusqlite::Result<Cell> {
     Ok(Cell {
         grp: r.get(0)?,
         val: r.get(1)?,
@@ -960,24 +984,35 @@ fn cell(r: &rusqlite::Row, walls: bool) -> rusqlite::Result<Cell> {
         cpu: ExactSum::from_blob(r.get_ref(5)?.as_blob_or_null()?),
         eff_cpu: ExactSum::from_blob(r.get_ref(6)?.as_blob_or_null()?),
         idle: ExactSum::from_blob(r.get_ref(7)?.as_blob_or_null()?),
-        walls: match walls {
-            true => r.get_ref(8)?.as_blob_or_null()?.map(<[u8]>::to_vec).unwrap_or_default(),
-            false => Vec::new(),
-        },
+        walls: Vec::new(),
     })
 }
 
 /// The cells of `dim` whose value is one of `vals`, with their elapsed times (`who-used`'s
 /// module: one module's cells among every module's).
 pub fn cells_of(conn: &Connection, dim: Dim, vals: &[i64]) -> rusqlite::Result<Vec<Cell>> {
-    let mut st = conn.prepare(
-        "SELECT c.grp, c.val, c.jobs, c.core_s, c.eff_core_s, c.cpu, c.eff_cpu, c.idle, h.hist FROM rollup_cells c
-         LEFT JOIN rollup_cell_hist h ON h.dim = c.dim AND h.grp = c.grp AND h.val = c.val
-         WHERE c.dim = ?1 AND c.val IN (SELECT value FROM json_each(?2))",
-    )?;
     let list = format!("[{}]", vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
-    let rows = st.query_map(params![dim as i64, list], |r| cell(r, true))?;
-    rows.collect()
+    let mut st = conn.prepare(
+        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle FROM rollup_cells
+         WHERE dim = ?1 AND val IN (SELECT value FROM json_each(?2))",
+    )?;
+    let mut out: Vec<Cell> = st.query_map(params![dim as i64, list], cell)?.collect::<Result<_, _>>()?;
+    let at: HashMap<(i64, i64), usize> = out.iter().enumerate().map(|(i, c)| ((c.grp, c.val), i)).collect();
+    // The cells first (CROSS JOIN keeps that order): the histograms' key leads with the group,
+    // not the value, so a scan of them would read every module's.
+    let mut st = conn.prepare(
+        "SELECT h.grp, h.val, h.hist FROM rollup_cells c
+         CROSS JOIN rollup_cell_hist h ON h.dim = c.dim AND h.grp = c.grp AND h.val = c.val
+         WHERE c.dim = ?1 AND c.val IN (SELECT value FROM json_each(?2))
+         ORDER BY h.grp, h.val, h.chunk",
+    )?;
+    let mut rows = st.query(params![dim as i64, list])?;
+    while let Some(r) = rows.next()? {
+        if let Some(&i) = at.get(&(r.get(0)?, r.get(1)?)) {
+            out[i].walls.extend_from_slice(r.get_ref(2)?.as_blob()?);
+        }
+    }
+    Ok(out)
 }
 
 /// One group as the queries read it.
@@ -1053,10 +1088,11 @@ pub fn groups(conn: &Connection, sel: &GroupSel) -> rusqlite::Result<Vec<Group>>
 /// [`Hist`] encoded: add it with [`crate::walls::Acc::add_encoded`]).
 pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<u8>>> {
     let mut out = HashMap::new();
-    let mut st = conn.prepare("SELECT grp, hist FROM rollup_hist")?;
+    let mut st = conn.prepare("SELECT grp, hist FROM rollup_hist ORDER BY grp, chunk")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        out.insert(r.get(0)?, r.get::<_, Vec<u8>>(1)?);
+        // A group's chunks in order, one after another, are its histogram.
+        out.entry(r.get(0)?).or_insert_with(Vec::new).extend_from_slice(r.get_ref(1)?.as_blob()?);
     }
     Ok(out)
 }
