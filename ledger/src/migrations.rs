@@ -111,8 +111,8 @@
 //! - Wall-time histograms and idle core-seconds in the rollups (#16, #17; appended):
 //!   `rollup_hist` (key `grp`, `chunk`) and `rollup_cell_hist` (key `dim`, `grp`, `val`,
 //!   `chunk`) keep the jobs' elapsed times as a bounded histogram ([`crate::walls`]), a row per
-//!   chunk of 256 buckets so that the merge rewrites at most about a KiB, in place of every time in chunks
-//!   (`rollup_walls` and `rollup_cell_walls`, dropped). At ten million jobs those lists were 350
+//!   chunk of 256 buckets so that the merge rewrites at most about a KiB, in place of every
+//!   time in chunks (`rollup_walls` and `rollup_cell_walls`, dropped). At ten million jobs those lists were 350
 //!   MB, read and selected at every summary; a histogram is at most ~1,100 buckets whatever the
 //!   jobs. Medians and percentiles are exact when their bucket's times are equal (every time
 //!   below 128 s) and within 1.6 % otherwise. Tables of their own, read in key order beside

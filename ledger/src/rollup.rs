@@ -991,25 +991,25 @@ fn cell(r: &rusqlite::Row) -> rusqlite::Result<Cell> {
 /// The cells of `dim` whose value is one of `vals`, with their elapsed times (`who-used`'s
 /// module: one module's cells among every module's).
 pub fn cells_of(conn: &Connection, dim: Dim, vals: &[i64]) -> rusqlite::Result<Vec<Cell>> {
-    let list = format!("[{}]", vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
+    // One row per chunk, the cells outside (a LEFT JOIN keeps that order; the histograms' key
+    // leads with the group, not the value, so reading them first would read every module's).
     let mut st = conn.prepare(
-        "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle FROM rollup_cells
-         WHERE dim = ?1 AND val IN (SELECT value FROM json_each(?2))",
-    )?;
-    let mut out: Vec<Cell> = st.query_map(params![dim as i64, list], cell)?.collect::<Result<_, _>>()?;
-    let at: HashMap<(i64, i64), usize> = out.iter().enumerate().map(|(i, c)| ((c.grp, c.val), i)).collect();
-    // The cells first (CROSS JOIN keeps that order): the histograms' key leads with the group,
-    // not the value, so a scan of them would read every module's.
-    let mut st = conn.prepare(
-        "SELECT h.grp, h.val, h.hist FROM rollup_cells c
-         CROSS JOIN rollup_cell_hist h ON h.dim = c.dim AND h.grp = c.grp AND h.val = c.val
+        "SELECT c.grp, c.val, c.jobs, c.core_s, c.eff_core_s, c.cpu, c.eff_cpu, c.idle, h.hist FROM rollup_cells c
+         LEFT JOIN rollup_cell_hist h ON h.dim = c.dim AND h.grp = c.grp AND h.val = c.val
          WHERE c.dim = ?1 AND c.val IN (SELECT value FROM json_each(?2))
-         ORDER BY h.grp, h.val, h.chunk",
+         ORDER BY c.grp, c.val, h.chunk",
     )?;
+    let list = format!("[{}]", vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
     let mut rows = st.query(params![dim as i64, list])?;
+    let mut out: Vec<Cell> = Vec::new();
     while let Some(r) = rows.next()? {
-        if let Some(&i) = at.get(&(r.get(0)?, r.get(1)?)) {
-            out[i].walls.extend_from_slice(r.get_ref(2)?.as_blob()?);
+        let key: (i64, i64) = (r.get(0)?, r.get(1)?);
+        if out.last().is_none_or(|c| (c.grp, c.val) != key) {
+            out.push(cell(r)?);
+        }
+        if let (Some(c), Some(h)) = (out.last_mut(), r.get_ref(8)?.as_blob_or_null()?) {
+            // A cell's chunks in order, one after another, are its histogram.
+            c.walls.extend_from_slice(h);
         }
     }
     Ok(out)
@@ -1087,12 +1087,12 @@ pub fn groups(conn: &Connection, sel: &GroupSel) -> rusqlite::Result<Vec<Group>>
 /// The elapsed times of every group that has any: group id -> its histogram as stored (a
 /// [`Hist`] encoded: add it with [`crate::walls::Acc::add_encoded`]).
 pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<u8>>> {
-    let mut out = HashMap::new();
+    let mut out: HashMap<i64, Vec<u8>> = HashMap::new();
     let mut st = conn.prepare("SELECT grp, hist FROM rollup_hist ORDER BY grp, chunk")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
         // A group's chunks in order, one after another, are its histogram.
-        out.entry(r.get(0)?).or_insert_with(Vec::new).extend_from_slice(r.get_ref(1)?.as_blob()?);
+        out.entry(r.get(0)?).or_default().extend_from_slice(r.get_ref(1)?.as_blob()?);
     }
     Ok(out)
 }

@@ -19,8 +19,9 @@
 //! merge rewrites a histogram for every job it counts: a whole histogram of a busy group is
 //! several KiB, past what a B-tree page keeps in place, so each rewrite freed and allocated
 //! overflow pages (a quarter of the merge's time at a few million jobs); a chunk is at most about
-//! a KiB (1,118 bytes at 600,000 made-up jobs, where whole histograms reached 2,907). Each encoding starts with its first bucket's number, so chunks read back in
-//! order and simply put one after another are one encoded histogram ([`Acc::add_encoded`]).
+//! a KiB (1,118 bytes at 600,000 made-up jobs, where whole histograms reached 2,907). Each
+//! encoding starts with its first bucket's number, so chunks read back in order and simply put
+//! one after another are one encoded histogram ([`Acc::add_encoded`]).
 
 use crate::varint::{get_varint, put_varint};
 
@@ -36,7 +37,12 @@ pub const CHUNK_BUCKETS: u32 = 256;
 
 /// The chunk that holds `wall` seconds' bucket.
 pub fn chunk(wall: i64) -> i64 {
-    i64::from(bucket(wall) / CHUNK_BUCKETS)
+    chunk_of(bucket(wall))
+}
+
+/// The chunk that holds bucket `b`.
+fn chunk_of(b: u32) -> i64 {
+    i64::from(b / CHUNK_BUCKETS)
 }
 
 /// The bucket of `wall` seconds (negative counts as 0).
@@ -301,11 +307,11 @@ impl Hist {
     /// As stored: (chunk, blob) of each chunk that holds a bucket, in order ([`CHUNK_BUCKETS`]).
     pub fn encode_chunks(&self) -> Vec<(i64, Vec<u8>)> {
         self.0
-            .chunk_by(|a, b| a.bucket / CHUNK_BUCKETS == b.bucket / CHUNK_BUCKETS)
+            .chunk_by(|a, b| chunk_of(a.bucket) == chunk_of(b.bucket))
             .map(|bins| {
                 let mut out = Vec::with_capacity(bins.len() * 4);
                 Self::encode_bins(bins, &mut out);
-                (i64::from(bins[0].bucket / CHUNK_BUCKETS), out)
+                (chunk_of(bins[0].bucket), out)
             })
             .collect()
     }
