@@ -72,7 +72,8 @@ fn main() {
 /// `dl_iterate_phdr`, whether or not the process has another unwinder loaded). Without the archive
 /// the build still works, with the dynamic unwinder.
 fn link_unwinder_statically() {
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") || env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("gnu")
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+        || env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("gnu")
     {
         return;
     }
