@@ -47,9 +47,16 @@ pub fn wanted(site: bool, option: Option<bool>, env_value: Option<&[u8]>) -> boo
 
 /// Makes (or finds) `<base>/<job>` for the job's user and returns it; see the module docs.
 pub fn prepare(base: &Path, job_id: u32, uid: u32, gid: u32) -> io::Result<PathBuf> {
-    let me = fs::metadata("/proc/self")?.uid();
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(base)?;
-    let b = fs::symlink_metadata(base)?;
+    // Every call is on a step's start: the usual path (the base there, the job's directory made
+    // by an earlier step or not) makes no system call it can do without.
+    let me = nix::unistd::geteuid().as_raw();
+    let b = match fs::symlink_metadata(base) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(base)?;
+            fs::symlink_metadata(base)?
+        }
+        b => b?,
+    };
     if !b.is_dir() || b.uid() != me || b.mode() & 0o022 != 0 {
         return Err(io::Error::other(format!(
             "{} must be a directory only its owner (uid {me}) may write, not a link",
@@ -61,8 +68,15 @@ pub fn prepare(base: &Path, job_id: u32, uid: u32, gid: u32) -> io::Result<PathB
         return Ok(dir);
     }
     let tmp = base.join(format!(".{job_id}.{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
-    fs::DirBuilder::new().mode(0o700).create(&tmp)?;
+    if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&tmp) {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        // Left by an earlier slurmstepd with this pid.
+        fs::remove_dir_all(&tmp)?;
+        fs::DirBuilder::new().mode(0o700).create(&tmp)?;
+    }
+    let mut renamed = false;
     let made = std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid))
         .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)))
         .and_then(|()| {
@@ -75,9 +89,13 @@ pub fn prepare(base: &Path, job_id: u32, uid: u32, gid: u32) -> io::Result<PathB
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            fs::rename(&tmp, &dir)
+            fs::rename(&tmp, &dir)?;
+            renamed = true;
+            Ok(())
         });
-    let _ = fs::remove_dir_all(&tmp);
+    if !renamed {
+        let _ = fs::remove_dir_all(&tmp);
+    }
     made?;
     if is_ready(&dir, uid) {
         Ok(dir)
@@ -149,6 +167,13 @@ mod tests {
         let dir = prepare(&base, 6, uid, gid).unwrap();
         assert!(!fs::symlink_metadata(&dir).unwrap().file_type().is_symlink());
         assert!(target.exists());
+        // The temporary name of an earlier slurmstepd with this pid, with something in it.
+        let tmp = base.join(format!(".7.{}", std::process::id()));
+        fs::create_dir(&tmp).unwrap();
+        fs::write(tmp.join("left.rlpy"), "left").unwrap();
+        let dir = prepare(&base, 7, uid, gid).unwrap();
+        assert!(is_ready(&dir, uid) && !dir.join("left.rlpy").exists());
+        assert!(!tmp.exists());
     }
 
     #[test]
