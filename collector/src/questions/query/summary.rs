@@ -261,21 +261,6 @@ impl Agg {
         self.add_state(&g.key.state, g.jobs);
     }
 
-    /// Adds another accumulator's sums, with `walls` for its elapsed times (its own `walls` is
-    /// not read: it was taken and finished once, to be added to many).
-    fn add_agg(&mut self, o: &Agg, walls: &walls::Hist) {
-        self.jobs += o.jobs;
-        self.users.extend(o.users.iter().copied());
-        self.core_s += o.core_s;
-        self.cpu_s.0 = self.cpu_s.0.wrapping_add(o.cpu_s.0);
-        self.eff_core_s += o.eff_core_s;
-        self.eff_cpu_s.0 = self.eff_cpu_s.0.wrapping_add(o.eff_cpu_s.0);
-        self.idle_s.0 = self.idle_s.0.wrapping_add(o.idle_s.0);
-        self.ended += o.ended;
-        self.failed += o.failed;
-        self.walls.add(walls);
-    }
-
     /// Adds a rollup cell of jobs of one group (`user`, `state`: the group's).
     pub fn add_cell(&mut self, user: u32, state: &str, c: &rollup::Cell) {
         self.jobs += c.jobs;
@@ -523,12 +508,6 @@ fn from_cells(
     let mut group_key_of: HashMap<i64, usize> = HashMap::new();
     let mut users = Interner::default();
     let mut sums: FxHashMap<(usize, usize), Agg> = FxHashMap::default();
-    // A value with several labels (a package set: each of its packages) is first summed over
-    // its cells per group keys, and that sum added to each label: at 4.7 million jobs
-    // `summary --by package` added 162,000 cells to about 20 packages each, and spent a third
-    // of its time adding their histograms.
-    let fan_out = labels.values().any(|ls| ls.len() > 1);
-    let mut per_value: FxHashMap<(usize, i64), Agg> = FxHashMap::default();
     for c in &cells {
         let (Some(g), Some(ls)) = (groups.get(&c.grp), labels.get(&c.val)) else { continue };
         let gk = *group_key_of.entry(c.grp).or_insert_with(|| {
@@ -537,19 +516,9 @@ fn from_cells(
             *group_keys.entry(v).or_insert(n)
         });
         let user = users.id(g.key.user.as_deref().unwrap_or("").as_bytes());
-        if fan_out {
-            per_value.entry((gk, c.val)).or_default().add_cell(user, &g.key.state, c);
-            continue;
-        }
         for &l in ls {
             let agg = sums.entry((gk, l)).or_default();
             agg.add_cell(user, &g.key.state, c);
-        }
-    }
-    for ((gk, val), mut part) in per_value {
-        let walls = std::mem::take(&mut part.walls).finish();
-        for &l in &labels[&val] {
-            sums.entry((gk, l)).or_default().add_agg(&part, &walls);
         }
     }
     let mut by_index: Vec<Vec<KeyVal>> = vec![Vec::new(); group_keys.len()];
