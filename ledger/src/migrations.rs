@@ -108,18 +108,18 @@
 //!   sums; `rollup_cell_walls` their elapsed times in chunks; `jobs.rollup_py` the package set
 //!   the cells count. See [`crate::rollup`].
 //!
-//! - Wall-time histograms and idle core-seconds in the rollups (#16, #17; appended):
-//!   `rollup_hist` (key `grp`, `chunk`) and `rollup_cell_hist` (key `dim`, `grp`, `val`,
-//!   `chunk`) keep the jobs' elapsed times as a bounded histogram ([`crate::walls`]), a row per
-//!   chunk of 256 buckets so that the merge rewrites at most about a KiB, in place of every
-//!   time in chunks (`rollup_walls` and `rollup_cell_walls`, dropped). At ten million jobs those lists were 350
-//!   MB, read and selected at every summary; a histogram is at most ~1,100 buckets whatever the
-//!   jobs. Medians and percentiles are exact when their bucket's times are equal (every time
-//!   below 128 s) and within 1.6 % otherwise. Tables of their own, read in key order beside
-//!   the sums by the summaries that need them, so the questions that read only the sums (`modules`,
-//!   `throughput`, `packages`) do not read the histograms. `rollup.idle` and `rollup_cells.idle`: the jobs'
-//!   idle core-seconds (`jobs.idle_core_s`, exact sums), so `summary`'s idle core-hours come
-//!   from the rollups and still count pruned jobs. The migration fills both from the jobs.
+//! - Wall-time histograms and idle core-seconds in the rollups (#16, #17; appended): `rollup_hist`
+//!   (key `grp`, `chunk`) and `rollup_cell_hist` (key `dim`, `grp`, `val`, `chunk`) keep the jobs'
+//!   elapsed times as a bounded histogram ([`crate::walls`]), a row per chunk of 256 buckets so that
+//!   the merge rewrites at most about a KiB, in place of every time in chunks (`rollup_walls` and
+//!   `rollup_cell_walls`, dropped). At ten million jobs those lists were 350 MB, read and selected at
+//!   every summary; a histogram is at most ~1,100 buckets whatever the jobs. Medians and percentiles
+//!   are exact when their bucket's times are equal (every time below 128 s) and within 1.6 %
+//!   otherwise. Tables of their own, read in key order beside the sums by the summaries that need
+//!   them, so the questions that read only the sums (`modules`, `throughput`, `packages`) do not read
+//!   the histograms. `rollup.idle` and `rollup_cells.idle`: the jobs' idle core-seconds
+//!   (`jobs.idle_core_s`, exact sums), so `summary`'s idle core-hours come from the rollups and still
+//!   count pruned jobs. The migration fills both from the jobs.
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
