@@ -12,6 +12,10 @@
 //! its default 30 s (`Synth::timelines`; one job in twelve stalls and sits idle), so the size per
 //! job includes what timelines cost; the jobs are the same either way.
 //!
+//! A ledger that already holds made-up jobs is resumed: generation goes on after the highest job
+//! id in it, so give the same N, SEED and END as the run that stopped. Jobs commit 5,000 at a
+//! time, so a stopped run leaves no job half merged.
+//!
 //! Speed: one batch per job (all its nodes' items: one job lookup and one recomputation, where
 //! per-node batches cost one each), 5,000 jobs per transaction, and the made-up items built on a
 //! second thread while the merge runs. The merge itself is `merge::apply_group_with` (with one
@@ -38,6 +42,14 @@ fn main() {
     let conn = db::open_rw(path).unwrap_or_else(|e| panic!("{e}"));
     conn.execute_batch("PRAGMA cache_size = -262144;").expect("pragma");
 
+    // Made-up job ids are 1000 + the job's index in the year.
+    let resumed: usize = conn
+        .query_row("SELECT MAX(job_id) FROM jobs", [], |r| r.get::<_, Option<i64>>(0))
+        .expect("highest job id")
+        .map_or(0, |id| (id - 999).max(0) as usize);
+    if resumed > 0 {
+        eprintln!("gen: resuming after {resumed} jobs already in {}", path.display());
+    }
     let started = std::time::Instant::now();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<runledger_record::Batch>>(4);
     let producer = std::thread::spawn(move || {
@@ -46,6 +58,7 @@ fn main() {
             synth = synth.without_python();
         }
         synth.timelines = std::env::var("RUNLEDGER_GEN_TIMELINES").is_ok_and(|v| v == "1");
+        synth.skip(resumed);
         let mut chunk = Vec::with_capacity(JOBS_PER_COMMIT);
         while let Some(b) = synth.next_job_batch() {
             chunk.push(b);
@@ -57,7 +70,7 @@ fn main() {
             let _ = tx.send(chunk);
         }
     });
-    let mut done = 0usize;
+    let mut done = resumed;
     let mut items = 0usize;
     let mut cache = merge::Cache::new();
     for chunk in rx {
@@ -77,9 +90,10 @@ fn main() {
     let secs = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     eprintln!(
-        "gen: {n} jobs ({items} items) into {} in {secs:.1} s ({:.0} jobs/s); {bytes} bytes = {:.0} bytes per job",
+        "gen: {n} jobs ({} made by this run, {items} items) into {} in {secs:.1} s ({:.0} jobs/s); {bytes} bytes = {:.0} bytes per job",
+        done - resumed,
         path.display(),
-        f64::from(n) / secs,
+        (done - resumed) as f64 / secs,
         bytes as f64 / f64::from(n.max(1))
     );
     report_tables(&conn, n);

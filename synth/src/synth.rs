@@ -732,6 +732,15 @@ impl Synth {
         self
     }
 
+    /// Passes over the next `k` jobs without building their items (the year's random stream is
+    /// shared, so each skipped job is still drawn), to resume a generation that stopped.
+    pub fn skip(&mut self, k: usize) {
+        for _ in 0..k.min(self.starts.len() - self.next) {
+            make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, self.starts[self.next], self.t0);
+            self.next += 1;
+        }
+    }
+
     /// The next job's items, one batch per node (as its epilogs send them).
     pub fn next_job(&mut self) -> Option<Vec<Batch>> {
         let start = *self.starts.get(self.next)?;
@@ -948,6 +957,23 @@ pub fn fixture_batches() -> Vec<Batch> {
 #[cfg(test)]
 mod python_tests {
     use super::*;
+
+    /// A resumed generation makes the jobs the whole run would have made after the skipped ones.
+    #[test]
+    fn skip_resumes_the_same_year() {
+        let (mut whole, mut resumed) = (Synth::new(50, 42, FIXTURE_END), Synth::new(50, 42, FIXTURE_END));
+        for _ in 0..20 {
+            whole.next_job_batch();
+        }
+        resumed.skip(20);
+        for _ in 20..50 {
+            let (a, b) = (whole.next_job_batch().unwrap(), resumed.next_job_batch().unwrap());
+            assert_eq!(a.items, b.items);
+        }
+        assert!(resumed.next_job_batch().is_none());
+        resumed.skip(5);
+        assert!(resumed.next_job_batch().is_none());
+    }
 
     /// Python in about a third of the jobs, ~20 packages in a typical one, every record valid,
     /// and the jobs' other fields those of the generator without Python.
