@@ -613,9 +613,10 @@ mod tests {
             out.push(format!("walls {} {w:?}", keys[&grp]));
         }
         for names in [false, true] {
-            for (grp, m, n) in crate::rollup::module_jobs(conn, names).unwrap() {
-                out.push(format!("module {} {m:?} {n}", keys[&grp]));
-            }
+            crate::rollup::each_module_jobs(conn, names, |grp, m, n| {
+                out.push(format!("module {} {:?} {n}", keys[&grp], rusqlite::types::Value::from(m)));
+            })
+            .unwrap();
         }
         for (slot, jobs, failed) in crate::rollup::ends(conn).unwrap() {
             out.push(format!("end {slot} {jobs} {failed}"));

@@ -1097,17 +1097,24 @@ pub fn walls(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<u8>>> {
     Ok(out)
 }
 
-/// Jobs per group and module (`names`: per module name, each job once), as (group, module id or
-/// name, jobs).
-pub fn module_jobs(conn: &Connection, names: bool) -> rusqlite::Result<Vec<(i64, Value, i64)>> {
+/// Jobs per group and module (`names`: per module name, each job once): `each(group, module id
+/// or name, jobs)` for every row, read as it streams (a large ledger has a few hundred thousand).
+pub fn each_module_jobs(
+    conn: &Connection,
+    names: bool,
+    mut each: impl FnMut(i64, rusqlite::types::ValueRef<'_>, i64),
+) -> rusqlite::Result<()> {
     let sql = if names {
         "SELECT grp, name, jobs FROM rollup_module_names"
     } else {
         "SELECT grp, module, jobs FROM rollup_modules"
     };
     let mut st = conn.prepare(sql)?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    rows.collect()
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        each(r.get(0)?, r.get_ref(1)?, r.get(2)?);
+    }
+    Ok(())
 }
 
 /// Jobs that ended per `rollup_ends` slot: (slot, jobs, failed), in slot order.

@@ -12,6 +12,7 @@ use super::Interner;
 use runledger_ledger::rollup::{self, Dim};
 use runledger_ledger::walls;
 use runledger_record::Module;
+use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,16 @@ fn full(name: &str, version: &str) -> String {
     } else {
         format!("{name}/{version}")
     }
+}
+
+/// Module id -> row, as a vector indexed by id (ids are small and dense: the interned modules).
+fn dense(mods: &HashMap<i64, usize>) -> Vec<Option<usize>> {
+    let len = mods.keys().copied().filter(|&id| id >= 0).max().map_or(0, |m| m as usize + 1);
+    let mut v = vec![None; len];
+    for (&id, &row) in mods.iter().filter(|(&id, _)| id >= 0) {
+        v[id as usize] = Some(row);
+    }
+    v
 }
 
 /// `query modules`: one row per module version (or per name with `names`), jobs, distinct
@@ -76,21 +87,32 @@ pub fn modules(
     };
     if super::rollups::covers(filter) {
         // From the rollups: jobs per group and module (or name), a group's user its one user.
+        // A large ledger has a few hundred thousand (group, module) rows: lookups by dense index
+        // and users as bits, not hashing, keep this pass near SQLite's own reading time.
         let groups = super::rollups::groups(conn, filter).map_err(db)?;
         total = groups.iter().map(|g| g.jobs).sum::<i64>();
-        let user_of: HashMap<i64, u32> =
+        let user_of: FxHashMap<i64, u32> =
             groups.iter().map(|g| (g.id, number(g.key.user.as_deref().unwrap_or("")))).collect();
-        let rows: HashMap<String, usize> = labels.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
-        for (grp, module, n) in runledger_ledger::rollup::module_jobs(conn, names).map_err(db)? {
-            let Some(&u) = user_of.get(&grp) else { continue };
+        let by_id = dense(&mods);
+        let by_name: FxHashMap<&str, usize> = labels.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
+        let words = (user_ids.len() + 63) / 64;
+        let mut bits = vec![0u64; labels.len() * words];
+        runledger_ledger::rollup::each_module_jobs(conn, names, |grp, module, n| {
+            let Some(&u) = user_of.get(&grp) else { return };
             let row = match module {
-                rusqlite::types::Value::Integer(id) => mods.get(&id).copied(),
-                rusqlite::types::Value::Text(name) => rows.get(&name).copied(),
+                ValueRef::Integer(id) => usize::try_from(id).ok().and_then(|i| by_id.get(i).copied().flatten()),
+                ValueRef::Text(name) => std::str::from_utf8(name).ok().and_then(|n| by_name.get(n).copied()),
                 _ => None,
             };
             if let (Some(row), true) = (row, n > 0) {
                 jobs[row] += n;
-                users[row].insert(u);
+                bits[row * words + u as usize / 64] |= 1 << (u % 64);
+            }
+        })
+        .map_err(db)?;
+        for (row, set) in users.iter_mut().enumerate() {
+            for (w, &word) in bits[row * words..(row + 1) * words].iter().enumerate() {
+                set.extend((0..64).filter(|b| word >> b & 1 == 1).map(|b| (w * 64 + b) as u32));
             }
         }
     } else {
