@@ -95,7 +95,7 @@ pub fn modules(
             groups.iter().map(|g| (g.id, number(g.key.user.as_deref().unwrap_or("")))).collect();
         let by_id = dense(&mods);
         let by_name: FxHashMap<&str, usize> = labels.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
-        let words = (user_ids.len() + 63) / 64;
+        let words = user_ids.len().div_ceil(64);
         let mut bits = vec![0u64; labels.len() * words];
         runledger_ledger::rollup::each_module_jobs(conn, names, |grp, module, n| {
             let Some(&u) = user_of.get(&grp) else { return };
