@@ -945,31 +945,71 @@ pub struct Cell {
     pub walls: Vec<u8>,
 }
 
-/// Every cell of `dim`, in (group, value) order; with their elapsed times when `walls` (both
-/// tables read in key order, side by side).
+/// Every cell of `dim`, in (group, value) order; with their elapsed times when `walls`.
 pub fn cells(conn: &Connection, dim: Dim, walls: bool) -> rusqlite::Result<Vec<Cell>> {
+    let mut out = Vec::new();
+    each_cell(conn, dim, walls, |c| {
+        out.push(c.clone());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Every cell of `dim` handed to `each` as it is read, in (group, value) order; with their
+/// elapsed times when `walls` (both tables read in key order, side by side). None is kept: a
+/// large ledger has a few hundred thousand cells per dimension, and gathering them first took
+/// more time (allocations, page faults) than reading them.
+pub fn each_cell(
+    conn: &Connection,
+    dim: Dim,
+    walls: bool,
+    mut each: impl FnMut(&Cell) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
     let mut st = conn.prepare(
         "SELECT grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle FROM rollup_cells WHERE dim = ?1 ORDER BY grp, val",
     )?;
-    let mut out: Vec<Cell> = st.query_map([dim as i64], cell)?.collect::<Result<_, _>>()?;
-    if walls {
-        let mut st =
-            conn.prepare("SELECT grp, val, hist FROM rollup_cell_hist WHERE dim = ?1 ORDER BY grp, val, chunk")?;
-        let mut rows = st.query([dim as i64])?;
-        let mut at = 0;
-        while let Some(r) = rows.next()? {
-            let key: (i64, i64) = (r.get(0)?, r.get(1)?);
-            while at < out.len() && (out[at].grp, out[at].val) < key {
-                at += 1;
-            }
-            match out.get_mut(at) {
-                // A cell's chunks in order, one after another, are its histogram.
-                Some(c) if (c.grp, c.val) == key => c.walls.extend_from_slice(r.get_ref(2)?.as_blob()?),
-                _ => {}
+    let mut hist_st =
+        conn.prepare("SELECT grp, val, hist FROM rollup_cell_hist WHERE dim = ?1 ORDER BY grp, val, chunk")?;
+    let mut rows = st.query([dim as i64])?;
+    let mut hist = if walls { Some(hist_st.query([dim as i64])?) } else { None };
+    // The histogram chunk read past its cell's end: the next cell's (or a cell's without row).
+    let mut ahead: Option<(i64, i64)> = None;
+    let mut ahead_blob: Vec<u8> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut c = cell(r)?;
+        buf.clear();
+        c.walls = std::mem::take(&mut buf);
+        let key = (c.grp, c.val);
+        if let Some(h) = hist.as_mut() {
+            // A cell's chunks in order, one after another, are its histogram.
+            loop {
+                if let Some(k) = ahead {
+                    if k > key {
+                        break;
+                    }
+                    if k == key {
+                        c.walls.extend_from_slice(&ahead_blob);
+                    }
+                    ahead = None;
+                }
+                let Some(hr) = h.next()? else { break };
+                let k: (i64, i64) = (hr.get(0)?, hr.get(1)?);
+                let blob = hr.get_ref(2)?.as_blob()?;
+                if k == key {
+                    c.walls.extend_from_slice(blob);
+                } else if k > key {
+                    ahead = Some(k);
+                    ahead_blob.clear();
+                    ahead_blob.extend_from_slice(blob);
+                    break;
+                }
             }
         }
+        each(&c)?;
+        buf = c.walls;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A cell from its row: grp, val, jobs, core_s, eff_core_s, cpu, eff_cpu, idle (its histogram

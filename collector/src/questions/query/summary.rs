@@ -425,47 +425,45 @@ fn from_cells(
     keys: &[Key],
     dim: Dim,
 ) -> rusqlite::Result<HashMap<Vec<KeyVal>, Agg>> {
-    let groups: HashMap<i64, rollup::Group> =
+    let groups: FxHashMap<i64, rollup::Group> =
         super::rollups::groups(conn, filter)?.into_iter().map(|g| (g.id, g)).collect();
-    let cells = rollup::cells(conn, dim, true)?;
     // The values of the keys that are not the group's, in key order: `label_keys[i]` is label
     // i's; cell value -> its labels.
     let mut label_keys: Vec<Vec<KeyVal>> = Vec::new();
-    let mut labels: HashMap<i64, Vec<usize>> = HashMap::new();
-    match dim {
-        Dim::Month => {
-            // The scan's own expressions at the bucket's instant: the same zone, the same text.
-            let exprs: Vec<String> =
-                keys.iter().filter(|k| !k.in_rollup()).map(|k| k.sql().replace("jobs.start", "?1")).collect();
-            let mut st = conn.prepare(&format!("SELECT {}", exprs.join(", ")))?;
-            let mut months: HashMap<Vec<KeyVal>, usize> = HashMap::new();
-            for c in &cells {
-                if labels.contains_key(&c.val) {
-                    continue;
-                }
-                let row = st.query_row([rollup::bucket_instant(c.val)], |r| {
-                    (0..exprs.len())
-                        .map(|i| {
-                            Ok(match r.get_ref(i)? {
-                                rusqlite::types::ValueRef::Integer(v) => KeyVal::Int(v),
-                                rusqlite::types::ValueRef::Real(f) => KeyVal::Int(f as i64),
-                                rusqlite::types::ValueRef::Text(t) => {
-                                    KeyVal::Text(String::from_utf8_lossy(t).into_owned())
-                                }
-                                _ => KeyVal::Null,
-                            })
+    let mut labels: FxHashMap<i64, Vec<usize>> = FxHashMap::default();
+    // Months are labelled as their buckets are met (below); the other dimensions' labels first.
+    let exprs: Vec<String> =
+        keys.iter().filter(|k| !k.in_rollup()).map(|k| k.sql().replace("jobs.start", "?1")).collect();
+    let mut month_st = match dim {
+        Dim::Month => Some(conn.prepare(&format!("SELECT {}", exprs.join(", ")))?),
+        _ => None,
+    };
+    let mut months: HashMap<Vec<KeyVal>, usize> = HashMap::new();
+    // The scan's own expressions at the bucket's instant: the same zone, the same text.
+    let mut month_label =
+        |st: &mut rusqlite::Statement, val: i64, label_keys: &mut Vec<Vec<KeyVal>>| -> rusqlite::Result<usize> {
+            let row = st.query_row([rollup::bucket_instant(val)], |r| {
+                (0..exprs.len())
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Integer(v) => KeyVal::Int(v),
+                            rusqlite::types::ValueRef::Real(f) => KeyVal::Int(f as i64),
+                            rusqlite::types::ValueRef::Text(t) => KeyVal::Text(String::from_utf8_lossy(t).into_owned()),
+                            _ => KeyVal::Null,
                         })
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })?;
-                // Many buckets make one month: one label.
-                let n = months.len();
-                let l = *months.entry(row.clone()).or_insert(n);
-                if l == n {
-                    label_keys.push(row);
-                }
-                labels.insert(c.val, vec![l]);
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })?;
+            // Many buckets make one month: one label.
+            let n = months.len();
+            let l = *months.entry(row.clone()).or_insert(n);
+            if l == n {
+                label_keys.push(row);
             }
-        }
+            Ok(l)
+        };
+    match dim {
+        Dim::Month => {}
         Dim::Module | Dim::ModuleName => {
             for (id, (name, version)) in super::module_names(conn)? {
                 let full = super::full_name(&name, &version);
@@ -505,22 +503,27 @@ fn from_cells(
     }
     // Summed by (group keys, label), both as small integers.
     let mut group_keys: HashMap<Vec<KeyVal>, usize> = HashMap::new();
-    let mut group_key_of: HashMap<i64, usize> = HashMap::new();
+    // Group id -> (its group keys' index, its user's number).
+    let mut group_key_of: FxHashMap<i64, (usize, u32)> = FxHashMap::default();
     let mut users = Interner::default();
     let mut sums: FxHashMap<(usize, usize), Agg> = FxHashMap::default();
-    for c in &cells {
-        let (Some(g), Some(ls)) = (groups.get(&c.grp), labels.get(&c.val)) else { continue };
-        let gk = *group_key_of.entry(c.grp).or_insert_with(|| {
+    rollup::each_cell(conn, dim, true, |c| {
+        let Some(g) = groups.get(&c.grp) else { return Ok(()) };
+        if let Some(st) = month_st.as_mut().filter(|_| !labels.contains_key(&c.val)) {
+            let l = month_label(st, c.val, &mut label_keys)?;
+            labels.insert(c.val, vec![l]);
+        }
+        let Some(ls) = labels.get(&c.val) else { return Ok(()) };
+        let (gk, user) = *group_key_of.entry(c.grp).or_insert_with(|| {
             let v: Vec<KeyVal> = keys.iter().filter(|k| k.in_rollup()).map(|k| group_val(*k, &g.key)).collect();
             let n = group_keys.len();
-            *group_keys.entry(v).or_insert(n)
+            (*group_keys.entry(v).or_insert(n), users.id(g.key.user.as_deref().unwrap_or("").as_bytes()))
         });
-        let user = users.id(g.key.user.as_deref().unwrap_or("").as_bytes());
         for &l in ls {
-            let agg = sums.entry((gk, l)).or_default();
-            agg.add_cell(user, &g.key.state, c);
+            sums.entry((gk, l)).or_default().add_cell(user, &g.key.state, c);
         }
-    }
+        Ok(())
+    })?;
     let mut by_index: Vec<Vec<KeyVal>> = vec![Vec::new(); group_keys.len()];
     for (k, i) in group_keys {
         by_index[i] = k;
