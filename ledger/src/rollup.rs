@@ -13,9 +13,10 @@
 //!
 //! The merge keeps them current: [`crate::merge::recompute`] reads a job's contribution
 //! ([`Contribution`]) before and after it updates the row and applies the difference
-//! ([`update`]); `jobs.grp` names the group a job is counted in (NULL: not counted yet). Sums
-//! are integers (exact), so adding and removing in any order gives what [`rebuild`] computes
-//! from scratch. A query whose keys or filters a group cannot express scans the jobs instead.
+//! ([`update_into`]); `jobs.grp` names the group a job is counted in (NULL: not counted yet).
+//! Sums are integers (exact), so adding and removing in any order gives what [`rebuild`]
+//! computes from scratch; that is also why a transaction's differences can wait in memory
+//! ([`Deltas`]) and each row they touch be written once, at commit. A query whose keys or filters a group cannot express scans the jobs instead.
 //!
 //! Cells (`rollup_cells`, `rollup_cell_hist`) split each group once more along one dimension
 //! ([`Dim`]): the job's start month, each module (version) it loaded, each module name, its
@@ -138,10 +139,13 @@ pub(crate) fn read_for_recompute(conn: &Connection, job: i64, columns: &str) -> 
 }
 
 /// Moves a job from its old contribution (counted in group `old_grp`, if any) to `new` (with
-/// [`Contribution::py`] as the rows say now). Returns the group the job is counted in now: the
-/// caller writes it to `jobs.grp`, and `new.py` to `jobs.rollup_py`, with the rest of the row.
-pub fn update(
+/// [`Contribution::py`] as the rows say now), the changes kept in `d` to be written with the
+/// transaction's others ([`Deltas::flush`]; the group's row exists from here on, its sums
+/// wait). Returns the group the job is counted in now: the caller writes it to `jobs.grp`, and
+/// `new.py` to `jobs.rollup_py`, with the rest of the row.
+pub fn update_into(
     conn: &Connection,
+    d: &mut Deltas,
     old_grp: Option<i64>,
     old: &Contribution,
     new: &Contribution,
@@ -151,34 +155,133 @@ pub fn update(
     }
     let new_grp = match old_grp {
         // The job stays in its group (another node's records, typically): only what changed
-        // moves, the sums and the elapsed time in one write.
+        // moves.
         Some(g) if old.key == new.key => {
-            sums(conn, g, &[(new, 1), (old, -1)])?;
+            let s = d.groups.entry(g).or_default();
+            s.apply(new, 1);
+            s.apply(old, -1);
             if old.module_set != new.module_set {
-                move_modules(conn, g, new, 1)?;
-                move_modules(conn, g, old, -1)?;
+                move_modules(conn, d, g, new, 1)?;
+                move_modules(conn, d, g, old, -1)?;
             }
             if old.ended() != new.ended() {
-                move_ends(conn, new, 1)?;
-                move_ends(conn, old, -1)?;
+                d.move_ends(new, 1);
+                d.move_ends(old, -1);
             }
             g
         }
         _ => {
             let grp = group_id(conn, &new.key)?;
-            sums(conn, grp, &[(new, 1)])?;
-            move_modules(conn, grp, new, 1)?;
-            move_ends(conn, new, 1)?;
+            d.groups.entry(grp).or_default().apply(new, 1);
+            move_modules(conn, d, grp, new, 1)?;
+            d.move_ends(new, 1);
             if let Some(g) = old_grp {
-                sums(conn, g, &[(old, -1)])?;
-                move_modules(conn, g, old, -1)?;
-                move_ends(conn, old, -1)?;
+                d.groups.entry(g).or_default().apply(old, -1);
+                move_modules(conn, d, g, old, -1)?;
+                d.move_ends(old, -1);
             }
             grp
         }
     };
-    move_cells(conn, old_grp.map(|g| (g, old)), Some((new_grp, new)))?;
+    move_cells(conn, d, old_grp.map(|g| (g, old)), Some((new_grp, new)))?;
     Ok(new_grp)
+}
+
+/// The rollups' changes of a transaction not yet written: sums to add per group and cell (with
+/// the elapsed times to move in their histograms), jobs per group and module or name, per end
+/// slot. A transaction of many jobs touches the same groups and cells again and again (the jobs
+/// of a day share users, months and modules; a job's nodes report apart); each row is then read
+/// and written once at commit instead of once per job. Sums are integers, so the order they are
+/// added in does not change the result.
+#[derive(Default, Debug)]
+pub struct Deltas {
+    groups: rustc_hash::FxHashMap<i64, Sums>,
+    cells: rustc_hash::FxHashMap<(i64, i64, i64), Sums>,
+    modules: rustc_hash::FxHashMap<(i64, i64), i64>,
+    names: rustc_hash::FxHashMap<(i64, String), i64>,
+    ends: rustc_hash::FxHashMap<i64, (i64, i64)>,
+}
+
+impl Deltas {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.cells.is_empty()
+            && self.modules.is_empty()
+            && self.names.is_empty()
+            && self.ends.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        *self = Deltas::default();
+    }
+
+    /// Adds `other`'s changes to these (a batch's, once its savepoint is released).
+    pub fn absorb(&mut self, other: &mut Deltas) {
+        for (k, s) in other.groups.drain() {
+            self.groups.entry(k).or_default().add(s);
+        }
+        for (k, s) in other.cells.drain() {
+            self.cells.entry(k).or_default().add(s);
+        }
+        for (k, n) in other.modules.drain() {
+            *self.modules.entry(k).or_default() += n;
+        }
+        for (k, n) in other.names.drain() {
+            *self.names.entry(k).or_default() += n;
+        }
+        for (k, (j, f)) in other.ends.drain() {
+            let e = self.ends.entry(k).or_default();
+            e.0 += j;
+            e.1 += f;
+        }
+    }
+
+    fn move_ends(&mut self, c: &Contribution, sign: i64) {
+        if let Some((slot, failed)) = c.ended() {
+            let e = self.ends.entry(slot).or_default();
+            e.0 += sign;
+            e.1 += sign * i64::from(failed);
+        }
+    }
+
+    /// Writes the changes (in key order, so that a ledger's rows and ids do not depend on a
+    /// hash's order) and forgets them: each group, cell and histogram chunk read and written
+    /// once; a group or cell left without jobs is deleted.
+    pub fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut groups: Vec<_> = self.groups.drain().collect();
+        groups.sort_unstable_by_key(|(k, _)| *k);
+        for (grp, d) in groups {
+            sums(conn, grp, d)?;
+        }
+        let mut cells: Vec<_> = self.cells.drain().collect();
+        cells.sort_unstable_by_key(|(k, _)| *k);
+        for ((dim, grp, val), d) in cells {
+            cell_sums(conn, dim, grp, val, d)?;
+        }
+        let mut modules: Vec<_> = self.modules.drain().filter(|(_, n)| *n != 0).collect();
+        modules.sort_unstable();
+        for ((grp, m), n) in modules {
+            bump(conn, "rollup_modules", "module", grp, &Value::Integer(m), n)?;
+        }
+        let mut names: Vec<_> = self.names.drain().filter(|(_, n)| *n != 0).collect();
+        names.sort_unstable();
+        for ((grp, name), n) in names {
+            bump(conn, "rollup_module_names", "name", grp, &Value::Text(name), n)?;
+        }
+        let mut ends: Vec<_> = self.ends.drain().filter(|(_, d)| *d != (0, 0)).collect();
+        ends.sort_unstable();
+        for (slot, (jobs, failed)) in ends {
+            conn.prepare_cached(
+                "INSERT INTO rollup_ends (slot, jobs, failed) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (slot) DO UPDATE SET jobs = jobs + excluded.jobs, failed = failed + excluded.failed",
+            )?
+            .execute([slot, jobs, failed])?;
+            if jobs < 0 {
+                conn.prepare_cached("DELETE FROM rollup_ends WHERE slot = ?1 AND jobs = 0")?.execute([slot])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn group_id(conn: &Connection, k: &Key) -> rusqlite::Result<i64> {
@@ -199,7 +302,7 @@ fn group_id(conn: &Connection, k: &Key) -> rusqlite::Result<i64> {
 }
 
 /// A group's or a cell's sums, and the elapsed times to move in its histogram.
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Sums {
     jobs: i64,
     walls: i64,
@@ -228,6 +331,18 @@ impl Sums {
             idle: sum(6)?,
             moves: Vec::new(),
         })
+    }
+
+    /// Adds another's sums and moves (a delta to a row, or two deltas).
+    fn add(&mut self, d: Sums) {
+        self.jobs += d.jobs;
+        self.walls += d.walls;
+        self.core_s += d.core_s;
+        self.eff_core_s += d.eff_core_s;
+        self.cpu.0 = self.cpu.0.wrapping_add(d.cpu.0);
+        self.eff_cpu.0 = self.eff_cpu.0.wrapping_add(d.eff_cpu.0);
+        self.idle.0 = self.idle.0.wrapping_add(d.idle.0);
+        self.moves.extend(d.moves);
     }
 
     fn apply(&mut self, c: &Contribution, sign: i64) {
@@ -343,18 +458,14 @@ impl HistAt {
     }
 }
 
-/// Adds (sign 1) and removes (-1) contributions to group `grp`'s sums and histogram; true when
-/// that emptied the group, which is then deleted.
-fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqlite::Result<bool> {
+/// Adds `d` to group `grp`'s sums and histogram; a group left without jobs is deleted.
+fn sums(conn: &Connection, grp: i64, d: Sums) -> rusqlite::Result<()> {
     let mut s =
         conn.prepare_cached(&format!("SELECT {SUMS} FROM rollup WHERE id = ?1"))?.query_row([grp], Sums::read)?;
-    for &(c, sign) in changes {
-        s.apply(c, sign);
-    }
+    s.add(d);
     if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup WHERE id = ?1")?.execute([grp])?;
-        HistAt::Group(grp).delete(conn)?;
-        return Ok(true);
+        return HistAt::Group(grp).delete(conn);
     }
     conn.prepare_cached(
         "UPDATE rollup SET jobs = ?2, walls = ?3, core_s = ?4, eff_core_s = ?5, cpu = ?6, eff_cpu = ?7, idle = ?8
@@ -370,18 +481,17 @@ fn sums(conn: &Connection, grp: i64, changes: &[(&Contribution, i64)]) -> rusqli
         s.eff_cpu.to_blob(),
         s.idle.to_blob()
     ])?;
-    HistAt::Group(grp).apply(conn, &s.moves)?;
-    Ok(false)
+    HistAt::Group(grp).apply(conn, &s.moves)
 }
 
-fn move_modules(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
+fn move_modules(conn: &Connection, d: &mut Deltas, grp: i64, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
     let Some(set) = c.module_set else { return Ok(()) };
     let modules: Vec<i64> = conn
         .prepare_cached("SELECT modules FROM module_sets WHERE id = ?1")?
         .query_row([set], |r| Ok(store::parse_module_set(r.get_ref(0)?.as_str()?)))?;
     let mut names: Vec<String> = Vec::with_capacity(modules.len());
     for m in &modules {
-        bump(conn, "rollup_modules", "module", grp, &Value::Integer(*m), sign)?;
+        *d.modules.entry((grp, *m)).or_default() += sign;
         let name: String =
             conn.prepare_cached("SELECT name FROM modules WHERE id = ?1")?.query_row([m], |r| r.get(0))?;
         names.push(name);
@@ -390,20 +500,7 @@ fn move_modules(conn: &Connection, grp: i64, c: &Contribution, sign: i64) -> rus
     names.sort_unstable();
     names.dedup();
     for n in names {
-        bump(conn, "rollup_module_names", "name", grp, &Value::Text(n), sign)?;
-    }
-    Ok(())
-}
-
-fn move_ends(conn: &Connection, c: &Contribution, sign: i64) -> rusqlite::Result<()> {
-    let Some((slot, failed)) = c.ended() else { return Ok(()) };
-    conn.prepare_cached(
-        "INSERT INTO rollup_ends (slot, jobs, failed) VALUES (?1, ?2, ?3)
-         ON CONFLICT (slot) DO UPDATE SET jobs = jobs + excluded.jobs, failed = failed + excluded.failed",
-    )?
-    .execute([slot, sign, sign * i64::from(failed)])?;
-    if sign < 0 {
-        conn.prepare_cached("DELETE FROM rollup_ends WHERE slot = ?1 AND jobs = 0")?.execute([slot])?;
+        *d.names.entry((grp, n)).or_default() += sign;
     }
     Ok(())
 }
@@ -424,13 +521,14 @@ fn bump(conn: &Connection, table: &str, col: &str, grp: i64, key: &Value, sign: 
 /// Takes jobs out of the rollups, as if they had never been merged (`collector prune
 /// --drop-rollups`): each job's group and contribution as [`read_job`] gives them.
 pub fn remove(conn: &Connection, jobs: &[(i64, Contribution)]) -> rusqlite::Result<()> {
+    let mut d = Deltas::default();
     for (grp, c) in jobs {
-        sums(conn, *grp, &[(c, -1)])?;
-        move_modules(conn, *grp, c, -1)?;
-        move_ends(conn, c, -1)?;
-        move_cells(conn, Some((*grp, c)), None)?;
+        d.groups.entry(*grp).or_default().apply(c, -1);
+        move_modules(conn, &mut d, *grp, c, -1)?;
+        d.move_ends(c, -1);
+        move_cells(conn, &mut d, Some((*grp, c)), None)?;
     }
-    Ok(())
+    d.flush(conn)
 }
 
 /// Recomputes every rollup from the jobs (the migration to schema version 3, and tests).
@@ -728,6 +826,7 @@ const PY_NOW: &str = "CASE WHEN jobs.py_set IS NOT NULL THEN jobs.py_set \
 /// Moves a job's cells from `old` (its group and contribution as counted) to `new`.
 fn move_cells(
     conn: &Connection,
+    d: &mut Deltas,
     old: Option<(i64, &Contribution)>,
     new: Option<(i64, &Contribution)>,
 ) -> rusqlite::Result<()> {
@@ -749,39 +848,34 @@ fn move_cells(
                         if oc.elapsed == c.elapsed && oc.ncpus == c.ncpus && oc.cpu == c.cpu && oc.idle == c.idle {
                             continue;
                         }
-                        cell_sums(conn, dim, g, v, &[(c, 1), (oc, -1)])?;
+                        let s = d.cells.entry((dim as i64, g, v)).or_default();
+                        s.apply(c, 1);
+                        s.apply(oc, -1);
                     }
-                    _ => cell_sums(conn, dim, g, v, &[(c, 1)])?,
+                    _ => d.cells.entry((dim as i64, g, v)).or_default().apply(c, 1),
                 }
             }
         }
         if let Some((g, c)) = old {
             for &v in ov.iter().filter(|v| !(same_group && nv.contains(v))) {
-                cell_sums(conn, dim, g, v, &[(c, -1)])?;
+                d.cells.entry((dim as i64, g, v)).or_default().apply(c, -1);
             }
         }
     }
     Ok(())
 }
 
-/// [`sums`] for a cell, which is created when missing and deleted when the changes empty it.
-fn cell_sums(
-    conn: &Connection,
-    dim: Dim,
-    grp: i64,
-    val: i64,
-    changes: &[(&Contribution, i64)],
-) -> rusqlite::Result<()> {
-    let key = [dim as i64, grp, val];
+/// [`sums`] for a cell (`dim` as stored), which is created when missing and deleted when the
+/// changes empty it.
+fn cell_sums(conn: &Connection, dim: i64, grp: i64, val: i64, d: Sums) -> rusqlite::Result<()> {
+    let key = [dim, grp, val];
     let mut s = conn
         .prepare_cached(&format!("SELECT {SUMS} FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3"))?
         .query_row(key, Sums::read)
         .optional()?
         .unwrap_or_default();
-    for &(c, sign) in changes {
-        s.apply(c, sign);
-    }
-    let at = HistAt::Cell(dim as i64, grp, val);
+    s.add(d);
+    let at = HistAt::Cell(dim, grp, val);
     if s.jobs == 0 {
         conn.prepare_cached("DELETE FROM rollup_cells WHERE dim = ?1 AND grp = ?2 AND val = ?3")?.execute(key)?;
         return at.delete(conn);
@@ -794,7 +888,7 @@ fn cell_sums(
              idle = excluded.idle",
     )?
     .execute(params![
-        dim as i64,
+        dim,
         grp,
         val,
         s.jobs,
@@ -912,9 +1006,11 @@ pub fn fill_hists_and_idle(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Sets a job's idle core-seconds (`jobs.idle_core_s`, from its usage series) and moves them in
-/// the rollups: `grp` and `counted` are the group and contribution it is counted with.
+/// the rollups (kept in `d` with the transaction's other changes): `grp` and `counted` are the
+/// group and contribution it is counted with.
 pub fn set_idle(
     conn: &Connection,
+    d: &mut Deltas,
     job: i64,
     grp: i64,
     counted: &Contribution,
@@ -924,7 +1020,7 @@ pub fn set_idle(
         return Ok(());
     }
     conn.prepare_cached("UPDATE jobs SET idle_core_s = ?2 WHERE id = ?1")?.execute(params![job, idle])?;
-    update(conn, Some(grp), counted, &Contribution { idle, ..counted.clone() })?;
+    update_into(conn, d, Some(grp), counted, &Contribution { idle, ..counted.clone() })?;
     Ok(())
 }
 
@@ -1212,6 +1308,46 @@ mod tests {
         assert_eq!(per_dim(super::Dim::PySet), python);
         super::rebuild(&conn).unwrap();
         assert_eq!(crate::merge::tests::dump(&conn), kept);
+    }
+
+    /// The rollups' changes wait in memory until the commit ([`super::Deltas`]): many jobs in
+    /// one transaction, each batch under its savepoint, and one batch that fails after another
+    /// job of it was counted, leave what one transaction per batch leaves and what a rebuild
+    /// computes; the failed batch's changes go with its savepoint.
+    #[test]
+    fn one_transaction_of_many_batches_keeps_what_a_rebuild_computes() {
+        let mut synth = runledger_synth::Synth::new(300, 5, synth::FIXTURE_END);
+        let mut batches = Vec::new();
+        while let Some(b) = synth.next_job_batch() {
+            batches.push(b);
+        }
+        // Jobs 1010 and 1011 in one batch; 1011's node rows fail, after 1010 was counted.
+        let mut both = batches[10].clone();
+        both.items.extend(batches[11].items.iter().cloned());
+        let boom = "CREATE TEMP TRIGGER boom BEFORE INSERT ON job_nodes
+                    WHEN (SELECT job_id FROM jobs WHERE id = NEW.job) = 1011
+                    BEGIN SELECT RAISE(ABORT, 'boom'); END;";
+        let mut all: Vec<&runledger_record::Batch> = batches.iter().collect();
+        all[10] = &both;
+        all.remove(11);
+
+        let one = crate::db::open_memory();
+        one.execute_batch(boom).unwrap();
+        let results = crate::merge::apply_group(&one, &all, synth::FIXTURE_END).unwrap();
+        assert!(results[10].as_ref().is_err_and(|e| e.to_string().contains("boom")), "{:?}", results[10]);
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), all.len() - 1);
+
+        let each = crate::db::open_memory();
+        for (i, b) in all.iter().enumerate().filter(|(i, _)| *i != 10) {
+            crate::merge::apply_group(&each, &[b], synth::FIXTURE_END).unwrap()[0].as_ref().unwrap();
+            assert!(i < all.len());
+        }
+        let kept = crate::merge::tests::dump(&one);
+        assert!(kept.contains("rollup_cell_hist"), "{kept}");
+        assert!(kept.contains("job_id=1009 ") && !kept.contains("job_id=1010 "), "the failed batch's first job stayed");
+        assert_eq!(kept, crate::merge::tests::dump(&each));
+        super::rebuild(&one).unwrap();
+        assert_eq!(crate::merge::tests::dump(&one), kept);
     }
 
     /// The migration that brought the histograms fills them from the jobs as the merge keeps

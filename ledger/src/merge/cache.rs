@@ -62,6 +62,10 @@ pub struct Cache {
     data_version: Option<i64>,
     /// Whether hits must still be taken off `retiring` (unknown counts as yes).
     retiring: bool,
+    /// The rollups' changes of the current batch, and of the batches released before it in
+    /// this transaction: written once, just before the commit ([`Cache::flush_rollups`]).
+    pub(crate) rollups: crate::rollup::Deltas,
+    released_rollups: crate::rollup::Deltas,
     /// Hits and misses, for the tests and the curious.
     pub hits: u64,
     pub misses: u64,
@@ -76,6 +80,8 @@ impl Default for Cache {
             added: Vec::new(),
             data_version: None,
             retiring: true,
+            rollups: Default::default(),
+            released_rollups: Default::default(),
             hits: 0,
             misses: 0,
         }
@@ -95,6 +101,14 @@ impl Cache {
         self.added.clear();
         self.data_version = None;
         self.retiring = true;
+        self.rollups.clear();
+        self.released_rollups.clear();
+    }
+
+    /// Writes the transaction's rollup changes: call it just before COMMIT.
+    pub fn flush_rollups(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        self.released_rollups.absorb(&mut self.rollups);
+        self.released_rollups.flush(conn)
     }
 
     /// Called right after `BEGIN IMMEDIATE`: forgets everything if another connection committed
@@ -106,6 +120,12 @@ impl Cache {
             self.data_version = Some(version);
         }
         self.added.clear();
+        if !(self.rollups.is_empty() && self.released_rollups.is_empty()) {
+            // A transaction ended without flush_rollups: a bug, whose changes are gone with it.
+            log::error!("rollup changes of an earlier transaction were never written; dropped");
+            self.rollups.clear();
+            self.released_rollups.clear();
+        }
         self.retiring = match conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM retiring)") {
             Ok(mut st) => st.query_row([], |r| r.get(0))?,
             // A ledger before the version that adds it: nothing to take off.
@@ -119,10 +139,12 @@ impl Cache {
     /// whole cache is emptied).
     pub fn release_batch(&mut self) {
         self.added.clear();
+        self.released_rollups.absorb(&mut self.rollups);
     }
 
     /// The current batch was rolled back to its savepoint: the ids it added went with it.
     pub fn rollback_batch(&mut self) {
+        self.rollups.clear();
         for a in self.added.drain(..) {
             match a {
                 Added::Key(k) => {

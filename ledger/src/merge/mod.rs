@@ -137,7 +137,7 @@ pub fn apply_group_with(
         // savepoint copies every page the batch first touches to the statement journal (about
         // a tenth of the collector's CPU when each group is merged as one batch).
         return match apply_batch_with(conn, cache, batch, received_at) {
-            Ok(n) => match conn.execute_batch("COMMIT") {
+            Ok(n) => match cache.flush_rollups(conn).and_then(|()| conn.execute_batch("COMMIT")) {
                 Ok(()) => {
                     cache.release_batch();
                     Ok(vec![Ok(n)])
@@ -175,7 +175,7 @@ pub fn apply_group_with(
             }
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = cache.flush_rollups(conn).and_then(|()| conn.execute_batch("COMMIT")) {
         return fail(cache, e);
     }
     Ok(out)
@@ -183,7 +183,10 @@ pub fn apply_group_with(
 
 /// Applies one batch (inside the caller's transaction). Returns the number of items applied.
 pub fn apply_batch(conn: &Connection, batch: &Batch, received_at: Timestamp) -> Result<usize, MergeError> {
-    apply_batch_with(conn, &mut Cache::new(), batch, received_at)
+    let mut cache = Cache::new();
+    let n = apply_batch_with(conn, &mut cache, batch, received_at)?;
+    cache.flush_rollups(conn)?;
+    Ok(n)
 }
 
 fn apply_batch_with(

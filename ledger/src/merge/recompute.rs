@@ -50,9 +50,11 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 /// - idle_core_s = the allocated core-seconds left idle, from the steps' series
 ///   ([`crate::timeline::idle_of`]), moved in the rollups too ([`rollup::set_idle`]);
 /// - then the job's contribution to the rollups moves from what the row said before to what it
-///   says now ([`rollup::update`]).
+///   says now ([`rollup::update_into`], written at commit).
 pub fn recompute(conn: &Connection, job: i64) -> rusqlite::Result<()> {
-    recompute_with(conn, &mut super::Cache::new(), job)
+    let mut cache = super::Cache::new();
+    recompute_with(conn, &mut cache, job)?;
+    cache.flush_rollups(conn)
 }
 
 /// [`recompute`] with the writer's cache of interned ids (the job's module set).
@@ -191,7 +193,7 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
         // Moved below, once the row says where the job is counted.
         idle: old.idle,
     };
-    let grp = rollup::update(conn, old_grp, &old, &new)?;
+    let grp = rollup::update_into(conn, &mut cache.rollups, old_grp, &old, &new)?;
     let values: [Value; COLUMNS.len()] = [
         attrs.array_job_id.into(),
         attrs.array_task_id.into(),
@@ -237,7 +239,7 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
         conn.prepare_cached(&format!("UPDATE jobs SET {} WHERE id = ?1", set.join(", ")))?
             .execute(params_from_iter(p))?;
     }
-    rollup::set_idle(conn, job, grp, &new, crate::timeline::idle_of(conn, job)?)
+    rollup::set_idle(conn, &mut cache.rollups, job, grp, &new, crate::timeline::idle_of(conn, job)?)
 }
 
 /// The columns [`recompute_with`] writes (`grp` and `rollup_py`: the rollups' bookkeeping).
