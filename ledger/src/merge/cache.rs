@@ -14,6 +14,9 @@
 //!   transaction's start (it cannot gain any during our transaction: we hold the write lock).
 //!
 //! It is bounded ([`MAX_ENTRIES`]): when full it is emptied at the start of a transaction.
+//!
+//! It also holds the transaction's rollup changes until the commit ([`Cache::flush_rollups`]),
+//! with the same savepoint rules: a batch rolled back drops its own.
 
 use crate::store::{self, Attrs};
 use rusqlite::Connection;

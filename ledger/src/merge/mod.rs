@@ -24,6 +24,9 @@
 //! [`apply_group`] applies many batches in one transaction, each inside its own savepoint: a
 //! batch that fails is rolled back alone and reported, the others commit together. A writer
 //! that applies group after group passes its [`Cache`] of interned ids ([`apply_group_with`]).
+//! The rollups' changes of the whole transaction wait in that cache and are written just
+//! before the commit, each row once ([`crate::rollup::Deltas`]); a batch rolled back takes its
+//! changes with it.
 
 mod cache;
 mod recompute;
