@@ -16,7 +16,8 @@
 //! ([`update_into`]); `jobs.grp` names the group a job is counted in (NULL: not counted yet).
 //! Sums are integers (exact), so adding and removing in any order gives what [`rebuild`]
 //! computes from scratch; that is also why a transaction's differences can wait in memory
-//! ([`Deltas`]) and each row they touch be written once, at commit. A query whose keys or filters a group cannot express scans the jobs instead.
+//! ([`Deltas`]) and each row they touch be written once, at commit. A query whose keys or
+//! filters a group cannot express scans the jobs instead.
 //!
 //! Cells (`rollup_cells`, `rollup_cell_hist`) split each group once more along one dimension
 //! ([`Dim`]): the job's start month, each module (version) it loaded, each module name, its
