@@ -79,7 +79,8 @@ pub fn modules(
     }
     let total;
     let mut jobs = vec![0i64; labels.len()];
-    let mut users: Vec<HashSet<u32>> = vec![HashSet::new(); labels.len()];
+    // Distinct users per row.
+    let users: Vec<usize>;
     let mut user_ids: HashMap<String, u32> = HashMap::new();
     let mut number = |u: &str| {
         let n = user_ids.len() as u32;
@@ -110,11 +111,9 @@ pub fn modules(
             }
         })
         .map_err(db)?;
-        for (row, set) in users.iter_mut().enumerate() {
-            for (w, &word) in bits[row * words..(row + 1) * words].iter().enumerate() {
-                set.extend((0..64).filter(|b| word >> b & 1 == 1).map(|b| (w * 64 + b) as u32));
-            }
-        }
+        users = (0..labels.len())
+            .map(|r| bits[r * words..(r + 1) * words].iter().map(|w| w.count_ones() as usize).sum())
+            .collect();
     } else {
         // Job by job: the matching jobs' module sets, expanded (sets are few).
         let sets = runledger_ledger::store::module_sets(conn).map_err(db)?;
@@ -124,6 +123,7 @@ pub fn modules(
         let mut rows = st.query(params_from_iter(params.iter())).map_err(db)?;
         let mut n = 0;
         let mut seen: Vec<usize> = Vec::new();
+        let mut user_sets: Vec<HashSet<u32>> = vec![HashSet::new(); labels.len()];
         while let Some(r) = rows.next().map_err(db)? {
             n += 1;
             let Some(set) = r.get::<_, Option<i64>>(1).map_err(db)?.and_then(|s| sets.get(&s)) else { continue };
@@ -137,9 +137,10 @@ pub fn modules(
                 }
                 seen.push(row);
                 jobs[row] += 1;
-                users[row].insert(u);
+                user_sets[row].insert(u);
             }
         }
+        users = user_sets.iter().map(HashSet::len).collect();
         total = n;
     }
     let mut report = if names {
@@ -156,7 +157,7 @@ pub fn modules(
             Cell::Text(name),
             second,
             Cell::Int(jobs[i]),
-            Cell::Int(users[i].len() as i64),
+            Cell::Int(users[i] as i64),
             Cell::opt_ratio(jobs[i] as f64, total as f64),
         ]);
     }
