@@ -42,11 +42,11 @@ fn main() {
     let conn = db::open_rw(path).unwrap_or_else(|e| panic!("{e}"));
     conn.execute_batch("PRAGMA cache_size = -262144;").expect("pragma");
 
-    // Made-up job ids are 1000 + the job's index in the year.
+    // Made-up job ids are FIRST_JOB_ID + the job's index in the year.
     let resumed: usize = conn
         .query_row("SELECT MAX(job_id) FROM jobs", [], |r| r.get::<_, Option<i64>>(0))
         .expect("highest job id")
-        .map_or(0, |id| (id - 999).max(0) as usize);
+        .map_or(0, |id| (id - i64::from(runledger_synth::synth::FIRST_JOB_ID) + 1).max(0) as usize);
     if resumed > 0 {
         eprintln!("gen: resuming after {resumed} jobs already in {}", path.display());
     }

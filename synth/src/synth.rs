@@ -671,6 +671,9 @@ fn rate(t: i64) -> f64 {
     h * w
 }
 
+/// The made-up year's first job id: job i (from 0) has id `FIRST_JOB_ID + i`.
+pub const FIRST_JOB_ID: u32 = 1000;
+
 /// The jobs of one made-up year, in start order.
 pub struct Synth {
     rng: Rng,
@@ -736,7 +739,7 @@ impl Synth {
     /// shared, so each skipped job is still drawn), to resume a generation that stopped.
     pub fn skip(&mut self, k: usize) {
         for _ in 0..k.min(self.starts.len() - self.next) {
-            make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, self.starts[self.next], self.t0);
+            make_job(&mut self.rng, &self.cum, FIRST_JOB_ID + self.next as u32, self.starts[self.next], self.t0);
             self.next += 1;
         }
     }
@@ -744,7 +747,7 @@ impl Synth {
     /// The next job's items, one batch per node (as its epilogs send them).
     pub fn next_job(&mut self) -> Option<Vec<Batch>> {
         let start = *self.starts.get(self.next)?;
-        let job = make_job(&mut self.rng, &self.cum, 1000 + self.next as u32, start, self.t0);
+        let job = make_job(&mut self.rng, &self.cum, FIRST_JOB_ID + self.next as u32, start, self.t0);
         self.next += 1;
         let python = if self.python { python_of(&job, self.seed, self.t0, &self.cum.py) } else { None };
         Some(batches(&job, &self.envs, python, self.timelines, self.params))
