@@ -10,6 +10,10 @@
 //! Every third job runs on two nodes, so its second record merges into an existing job.
 //! Bodies are built before the clock starts; signing (munge_encode) is timed, as the
 //! epilog pays it too.
+//!
+//! With `--database` (the collector's ledger) it also waits until the collector has merged what
+//! it stored in its inbox during the burst, and reports that rate too: an acknowledgement means
+//! committed, not yet merged, when the collector answers a burst from its inbox.
 
 use clap::Parser;
 use runledger_record::wire::{self, Reply};
@@ -44,6 +48,9 @@ struct Args {
     /// The records/s the rate is compared with.
     #[arg(long, default_value_t = 2000.0)]
     target: f64,
+    /// The collector's ledger: wait until its inbox is empty, and report when.
+    #[arg(long)]
+    database: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -116,6 +123,15 @@ fn main() {
         t.join().expect("sender thread");
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let merged = args.database.as_deref().map(|db| {
+        // A collector without an inbox (an older one) merged each batch before answering.
+        let Ok(conn) = runledger_ledger::db::open_ro(db) else { return elapsed };
+        let give_up = Instant::now() + Duration::from_secs(600);
+        while runledger_ledger::inbox::waiting(&conn).is_ok_and(|n| n > 0) && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        start.elapsed().as_secs_f64()
+    });
     let failures = failures.lock().unwrap();
     let ok = args.n - failures.len();
     let rate = ok as f64 / elapsed;
@@ -126,13 +142,14 @@ fn main() {
     let signing = sign_time.lock().unwrap().as_secs_f64() / args.n as f64 * 1000.0;
     println!(
         "{ok} of {} records acknowledged in {elapsed:.2} s: {rate:.0} records/s ({:.2}x the {}/s target); \
-         latency p50 {:.1} ms, p99 {:.1} ms; signing {signing:.2} ms/record{}",
+         latency p50 {:.1} ms, p99 {:.1} ms; signing {signing:.2} ms/record{}{}",
         args.n,
         rate / args.target,
         args.target,
         pct(0.5),
         pct(0.99),
-        if args.presign { " (before the clock)" } else { "" }
+        if args.presign { " (before the clock)" } else { "" },
+        merged.map(|m| format!("; all merged in {m:.2} s: {:.0} records/s merged", ok as f64 / m)).unwrap_or_default()
     );
     for f in failures.iter().take(5) {
         eprintln!("loadgen: failed: {f}");

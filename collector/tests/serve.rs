@@ -319,3 +319,39 @@ fn query_reads_while_serve_writes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job 8 is recorded"));
     drop(conn);
 }
+
+/// What a collector stored in its inbox during a burst and had not merged when it stopped is
+/// merged when it starts again; a stored batch the merge refuses stays there with its error,
+/// and `collector audit` reports it. No munged needed: the inbox holds bodies already verified.
+#[test]
+fn batches_left_in_the_inbox_are_merged_at_the_next_start() {
+    let mut server = Server::start();
+    server.kill();
+    let now = runledger_record::now();
+    let mut s = Sample::new("itest", 5151, now - 300);
+    s.nnodes = 3;
+    {
+        let conn = rusqlite::Connection::open(&server.database).unwrap();
+        for node in 0..3 {
+            runledger_ledger::inbox::put(&conn, now - 5, "127.0.0.1:9", &s.batch(node).to_json()).unwrap();
+        }
+        runledger_ledger::inbox::put(&conn, now - 5, "127.0.0.1:9", b"{not a batch").unwrap();
+    }
+    server.restart("info");
+    server.wait_log("saying the inbox is merged", |l| l.contains("4 batches wait in the inbox"));
+    server.wait_log("refusing the stored non-batch", |l| l.contains("inbox batch") && l.contains("malformed batch"));
+    // The refusal is logged once the merge of the others has committed.
+    let out = server.query(&["jobs", "-j", "5151", "-o", "JobID,NNodes,NodeList", "-n"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5151 3 n0001,n0002,n0003", "{}", server.log_text());
+    let conn = rusqlite::Connection::open(&server.database).unwrap();
+    assert_eq!(runledger_ledger::inbox::waiting(&conn).unwrap(), 0);
+    let kept = runledger_ledger::inbox::refused(&conn).unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].3.contains("malformed batch"), "{kept:?}");
+    let audit =
+        Command::new(BIN).args(["audit", "--grace", "1s", "--database"]).arg(&server.database).output().unwrap();
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(1), "{text}");
+    assert!(text.contains("inbox: 1 stored batch(es) the merge refused"), "{text}");
+    assert!(text.contains("malformed batch"), "{text}");
+}

@@ -137,6 +137,16 @@ fn main() {
 
     let db = rusqlite::Connection::open_with_flags(&args.database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("opening the ledger");
+    // A collector answers a burst from its inbox (committed, merged when the burst is over): the
+    // rows are counted once it is empty. An older collector has no inbox: merged when answered.
+    let waiting = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("SELECT count(*) FROM inbox WHERE error IS NULL", [], |r| r.get(0)).unwrap_or(0)
+    };
+    let give_up = Instant::now() + Duration::from_secs(600);
+    while waiting(&db) > 0 && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let merged_after = Instant::now().saturating_duration_since(last_end).as_secs_f64();
     let (jobs, rows, nodes): (i64, i64, i64) = db
         .query_row(
             "SELECT (SELECT count(*) FROM jobs WHERE cluster = ?1 AND job_id = ?2), count(*), count(DISTINCT jn.node)
@@ -168,6 +178,7 @@ fn main() {
     println!(
         "n={} committed={sent} given_up={} outbox_left={outbox_left} rejected={rejected} job_rows={jobs} \
          node_rows={rows} distinct_nodes={nodes} last_send_to_last_ack_s={window:.3} release_to_last_ack_s={:.3} \
+         merged_after_last_ack_s={merged_after:.3} \
          target_s={} ratio={:.2} verdict={}",
         args.n,
         args.n as usize - sent,

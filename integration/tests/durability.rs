@@ -214,7 +214,8 @@ fn kill_test_body(strict: bool, records: usize, kills: usize, senders: usize) {
     let (server, outstanding_at_kill) = joined.unwrap_or_else(|p| std::panic::resume_unwind(p));
     let wall = started.elapsed();
 
-    // What the ledger holds now.
+    // What the ledger holds now, once what was answered from the inbox has been merged.
+    server.wait_merged();
     let conn = runledger_ledger::db::open_ro(&server.database).unwrap();
     let jobs = count(&conn, "SELECT count(*) FROM jobs");
     let distinct = count(

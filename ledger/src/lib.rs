@@ -5,8 +5,9 @@
 //! values are stored once and blobs encoded ([`store`]); how a node's batch lands in the tables,
 //! idempotently and in any order ([`merge`]: the items applied, then each touched job's row
 //! recomputed and its verdict taken, [`merge::recompute`]); the per-group sums the manager
-//! questions read ([`rollup`]); the refusal counters of the daemon ([`rejections`]); and the
-//! shapes rows are read back in ([`rows`]). Two leaves sit below the rest: the varints of the
+//! questions read ([`rollup`]); the refusal counters of the daemon ([`rejections`]); the batches
+//! it stored during a burst, to merge later ([`inbox`]); and the shapes rows are read back in
+//! ([`rows`]). Two leaves sit below the rest: the varints of the
 //! blobs (`varint`) and how node names sort ([`names`]).
 //!
 //! It imports nothing from the daemon, the questions or the command line: those are the
@@ -15,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod db;
+pub mod inbox;
 pub mod merge;
 pub mod migrations;
 pub mod names;

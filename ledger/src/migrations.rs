@@ -121,6 +121,10 @@
 //!   (`jobs.idle_core_s`, exact sums), so `summary`'s idle core-hours come from the rollups and still
 //!   count pruned jobs. The migration fills both from the jobs.
 //!
+//! - The inbox (#17; appended): `inbox` (row id) holds node batches `collector serve` committed
+//!   during a burst without merging them yet: when it received each, from whom, the body as
+//!   signed, and the merge's error for one it refused. See [`crate::inbox`].
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -147,6 +151,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_ASKED, then: None },
     Migration { sql: V_CELLS, then: Some(crate::rollup::rebuild_cells) },
     Migration { sql: V_HISTS_IDLE, then: Some(crate::rollup::fill_hists_and_idle) },
+    Migration { sql: V_INBOX, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -1046,4 +1051,15 @@ ALTER TABLE rollup ADD COLUMN idle BLOB;
 ALTER TABLE rollup_cells ADD COLUMN idle BLOB;
 DROP TABLE rollup_walls;
 DROP TABLE rollup_cell_walls;
+"#;
+
+/// Batches stored during a burst, merged later ([`crate::inbox`]).
+pub(crate) const V_INBOX: &str = r#"
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    peer TEXT NOT NULL,
+    body BLOB NOT NULL,
+    error TEXT
+);
 "#;

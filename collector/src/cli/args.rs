@@ -67,7 +67,11 @@ pub enum Command {
             collector.auth_timeout_ms), or beyond collector.max_connections are refused with an error reply, logged with the peer's address and \
             the reason, and counted by reason in the ledger (table rejections).\n\n\
             Accepted batches are merged by one writer thread, many per transaction, and acknowledged \
-            only after the commit. Logs go to stderr.\n\n\
+            only after the commit. During a burst (eight or more batches waiting at once) the writer \
+            commits them to the ledger's inbox instead, acknowledges them, and merges them once the \
+            requests stop (and 128 of them every second while they do not); an inbox left \
+            by a stopped collector is merged when it starts, and `collector audit` reports a stored batch \
+            the merge refused. Logs go to stderr.\n\n\
             The database files are made mode 0600. Users' `collector query` and `collector export` are \
             answered on the local socket collector.socket (mode 0666; the caller's uid comes from \
             SO_PEERCRED): root, this daemon's user and members of collector.admin_group see every job, \

@@ -6,6 +6,8 @@
 //!   items committed to the ledger; `runledger_merge_failures_total`: batches not merged;
 //! - `runledger_requests_refused_total{reason}`: requests refused, by reason (the reasons of
 //!   `collector audit`; the ledger's `rejections` table keeps the totals across restarts);
+//! - `runledger_inbox_batches_total`: batches stored in the inbox during a burst and answered
+//!   before their merge; `runledger_inbox_waiting`: those not merged yet (a gauge);
 //! - `runledger_merge_seconds`: a histogram of the group transactions' duration (merge and
 //!   commit of the batches that arrived together);
 //! - `runledger_socket_queries_total{kind}`: users' questions through the local socket, by kind
@@ -146,6 +148,17 @@ pub fn render(stats: &Stats, ledger: &Result<LedgerFigures, String>) -> String {
         "runledger_merge_failures_total",
         "Batches the collector could not merge (answered retry) since it started.",
         stats.merge_failures.load(Ordering::Relaxed),
+    );
+    counter(
+        "runledger_inbox_batches_total",
+        "Batches committed to the inbox during a burst and merged later, since the collector started.",
+        stats.inboxed.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        o,
+        "# HELP runledger_inbox_waiting Batches in the inbox not merged yet.\n\
+         # TYPE runledger_inbox_waiting gauge\nrunledger_inbox_waiting {}",
+        stats.inbox_waiting.load(Ordering::Relaxed)
     );
     let _ = writeln!(
         o,

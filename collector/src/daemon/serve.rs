@@ -25,7 +25,9 @@
 //! whatever is queued (up to [`MAX_GROUP`] batches), applies all of them in one transaction
 //! (each in its own savepoint, see [`merge::apply_group`]), commits, and only then answers each
 //! connection: `ok` means committed. Grouping is what makes the ingest rate: a commit costs the
-//! same for one batch or a hundred.
+//! same for one batch or a hundred. During a burst ([`INBOX_FROM`] batches waiting together) the
+//! writer commits the batches' bodies to the ledger's inbox instead and answers at once; it
+//! merges them when no request waits ([`runledger_ledger::inbox`] says why that is as safe).
 //!
 //! Every refused request is logged with the peer's address and the reason, and counted by reason
 //! in memory; the writer adds the counts to the ledger's `rejections` table about once a second
@@ -50,6 +52,27 @@ use std::time::{Duration, Instant};
 
 /// Most batches applied in one transaction.
 pub const MAX_GROUP: usize = 256;
+
+/// A group of this many batches, or of two while earlier ones wait in the inbox, is a burst:
+/// stored in the inbox and answered before it is merged. Fewer are merged at once, so that the
+/// few epilogs of a small job find their rows merged when they are answered, as before.
+pub const INBOX_FROM: usize = 8;
+
+/// How long the writer leaves the inbox alone after a transaction that merges from it failed
+/// as a whole (a full disk, say), so that it does not retry in a loop.
+const INBOX_PAUSE: Duration = Duration::from_secs(1);
+
+/// The inbox is merged once no request has come for this long: the burst is over. Merging
+/// while it goes on would only take the writer from the requests it answers.
+const INBOX_IDLE: Duration = Duration::from_millis(20);
+
+/// Under a load that never leaves the writer idle, it still merges from the inbox this often,
+/// so that what is stored there is merged within seconds whatever comes.
+const INBOX_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
+/// Batches merged from the inbox at a time: large enough to merge the node records of one job
+/// together, small enough (~0.1 s) to keep a request that arrives meanwhile waiting briefly.
+const INBOX_CHUNK: usize = 128;
 
 /// Credentials verified at once. munged runs two worker threads by default; a few requests in
 /// flight keep them busy, more only wait in its socket's backlog or overflow it.
@@ -93,6 +116,8 @@ pub struct Options {
 /// A batch waiting for the writer, and where to send the verdict.
 struct Work {
     batch: Batch,
+    /// The body as signed, for the inbox (empty for a batch taken from it).
+    body: Vec<u8>,
     peer: SocketAddr,
     reply: Sender<Reply>,
 }
@@ -350,7 +375,7 @@ fn read_request(
     peer: SocketAddr,
     shared: &Shared,
     waiting: Admission,
-) -> Result<(Batch, auth::Sender, Place), Option<Reject>> {
+) -> Result<(Batch, Vec<u8>, auth::Sender, Place), Option<Reject>> {
     let opts = &shared.opts;
     let started = Instant::now();
     let mut r = DeadlineReader::new(stream, opts.auth_timeout.min(opts.read_timeout));
@@ -394,7 +419,7 @@ fn read_request(
     }
     merge::validate(&batch).map_err(|e| Reject::Malformed(format!("invalid batch: {e}")))?;
     opts.binding.check(&batch, sender.origin)?;
-    Ok((batch, sender, slot))
+    Ok((batch, body, sender, slot))
 }
 
 /// Verifies a credential, asking munged again while its socket refuses (its backlog overflows
@@ -419,7 +444,7 @@ fn verify_patiently(policy: &Policy, cred: &str, until: Instant) -> Result<auth:
 fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, waiting: Admission) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let (batch, sender, _slot) = match read_request(&stream, peer, shared, waiting) {
+    let (batch, body, sender, _slot) = match read_request(&stream, peer, shared, waiting) {
         Ok(x) => x,
         Err(None) => {
             log::debug!("{peer}: closed without sending anything");
@@ -437,7 +462,7 @@ fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, waiting: Admissi
     let items = batch.items.len();
     let from = batch.sender.clone();
     let (tx, rx) = mpsc::channel();
-    let queued = shared.writer.lock().unwrap_or_else(|p| p.into_inner()).send(Work { batch, peer, reply: tx });
+    let queued = shared.writer.lock().unwrap_or_else(|p| p.into_inner()).send(Work { batch, body, peer, reply: tx });
     let reply = match queued {
         Ok(()) => {
             rx.recv().unwrap_or_else(|_| Reply::refused(ReplyKind::Retry, "collector is shutting down; not stored"))
@@ -497,9 +522,25 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
     if let Err(e) = &freer {
         log::warn!("cannot start the thread that frees merged batches ({e}); the writer frees them");
     }
+    // What an earlier run stored and did not merge (it stopped during a burst) is merged first.
+    let mut inbox = match runledger_ledger::inbox::waiting(&conn) {
+        Ok(n) => n,
+        Err(e) => {
+            log::error!("cannot read the inbox ({e}); batches stored in it wait for a restart");
+            u64::MAX
+        }
+    };
+    if inbox > 0 && inbox != u64::MAX {
+        log::info!("{inbox} batches wait in the inbox; merging them");
+    }
+    let mut inbox_paused_until = Instant::now();
+    let mut inbox_merged = Instant::now();
     loop {
-        // Wake up without work too, so refusals reach the table while no batch arrives.
-        let first = match rx.recv_timeout(rejections::FLUSH_EVERY) {
+        let draining = inbox > 0 && inbox != u64::MAX && Instant::now() >= inbox_paused_until;
+        stats.inbox_waiting.store(if inbox == u64::MAX { 0 } else { inbox }, Ordering::Relaxed);
+        // Wake up without work too, so refusals reach the table while no batch arrives, and
+        // (with batches in the inbox) to merge them as soon as the requests stop.
+        let first = match rx.recv_timeout(if draining { INBOX_IDLE } else { rejections::FLUSH_EVERY }) {
             Ok(w) => Some(w),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
@@ -507,6 +548,19 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
         if flushed.elapsed() >= rejections::FLUSH_EVERY {
             stats.flush_rejections(&conn);
             flushed = Instant::now();
+        }
+        if draining && (first.is_none() || inbox_merged.elapsed() >= INBOX_AT_LEAST_EVERY) {
+            match merge_from_inbox(&conn, &mut cache, stats) {
+                // None found: the count was off (it cannot be, but waking every 20 ms for
+                // nothing would be a poor way to learn it).
+                Ok(0) => inbox = 0,
+                Ok(done) => inbox = inbox.saturating_sub(done),
+                Err(e) => {
+                    log::error!("cannot merge from the inbox ({e}); trying again in {INBOX_PAUSE:?}");
+                    inbox_paused_until = Instant::now() + INBOX_PAUSE;
+                }
+            }
+            inbox_merged = Instant::now();
         }
         let Some(first) = first else { continue };
         if optimized.elapsed() > OPTIMIZE_EVERY {
@@ -518,6 +572,28 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
             match rx.try_recv() {
                 Ok(w) => group.push(w),
                 Err(_) => break,
+            }
+        }
+        let burst = group.len() >= INBOX_FROM || (inbox > 0 && group.len() >= 2);
+        if burst && inbox != u64::MAX && inbox + (group.len() as u64) <= runledger_ledger::inbox::MAX_BATCHES {
+            match store_in_inbox(&conn, &group, runledger_record::now()) {
+                Ok(()) => {
+                    inbox += group.len() as u64;
+                    stats.inboxed.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    stats.batches.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    for w in &group {
+                        let n = w.batch.items.len();
+                        stats.items.fetch_add(n as u64, Ordering::Relaxed);
+                        let _ = w.reply.send(Reply::ok(n));
+                    }
+                    log::trace!("stored {} batches in the inbox ({inbox} waiting)", group.len());
+                    if freer.is_ok() {
+                        let _ = free.send(group);
+                    }
+                    continue;
+                }
+                // Merged at once below instead, as without a burst.
+                Err(e) => log::warn!("cannot store {} batches in the inbox ({e}); merging them now", group.len()),
             }
         }
         let started = Instant::now();
@@ -565,6 +641,72 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
     }
     stats.flush_rejections(&conn);
     log::info!("writer stopped");
+}
+
+/// Commits the group's bodies to the inbox, in one transaction.
+fn store_in_inbox(conn: &rusqlite::Connection, group: &[Work], received_at: i64) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let put = || -> rusqlite::Result<()> {
+        for w in group {
+            runledger_ledger::inbox::put(conn, received_at, &w.peer.to_string(), &w.body)?;
+        }
+        Ok(())
+    };
+    match put().and_then(|()| conn.execute_batch("COMMIT")) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Merges the oldest batches of the inbox (up to [`INBOX_CHUNK`]), those received in the same
+/// second together as [`apply_combined`] does, then deletes them; keeps one the merge refuses,
+/// with its error. Returns how many left the queue. An error is one of the transactions as a
+/// whole: the batches stay for the next try.
+fn merge_from_inbox(conn: &rusqlite::Connection, cache: &mut merge::Cache, stats: &Stats) -> rusqlite::Result<u64> {
+    let entries = runledger_ledger::inbox::oldest(conn, INBOX_CHUNK)?;
+    let started = Instant::now();
+    let mut merged = Vec::with_capacity(entries.len());
+    let mut refused = Vec::new();
+    let mut run: Vec<(i64, Work)> = Vec::new();
+    let mut entries = entries.into_iter().peekable();
+    while let Some(e) = entries.next() {
+        let peer = e.peer.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        match serde_json::from_slice::<Batch>(&e.body) {
+            Ok(batch) if batch.format == runledger_record::FORMAT_VERSION => {
+                run.push((e.id, Work { batch, body: Vec::new(), peer, reply: mpsc::channel().0 }))
+            }
+            Ok(batch) => refused.push((e.id, format!("batch format {} is not supported", batch.format))),
+            Err(err) => refused.push((e.id, format!("malformed batch: {err}"))),
+        }
+        let same_second = entries.peek().is_some_and(|next| next.received_at == e.received_at);
+        if same_second || run.is_empty() {
+            continue;
+        }
+        let (ids, mut group): (Vec<i64>, Vec<Work>) = std::mem::take(&mut run).into_iter().unzip();
+        let results = apply_combined(conn, cache, &mut group, e.received_at)?;
+        for ((id, w), r) in ids.iter().zip(&group).zip(results) {
+            match r {
+                Ok(n) => {
+                    merged.push(*id);
+                    log::trace!("{}: batch from {} merged from the inbox: {n} items", w.peer, w.batch.sender);
+                }
+                Err(err) => {
+                    stats.merge_failures.fetch_add(1, Ordering::Relaxed);
+                    log::error!("{}: batch from {} in the inbox not merged, kept there: {err}", w.peer, w.batch.sender);
+                    refused.push((*id, err.to_string()));
+                }
+            }
+        }
+    }
+    for (id, why) in &refused {
+        log::error!("inbox batch {id} cannot be merged, kept there: {why}");
+    }
+    runledger_ledger::inbox::settle(conn, &merged, &refused)?;
+    stats.merge_seconds.observe(started.elapsed());
+    Ok((merged.len() + refused.len()) as u64)
 }
 
 /// Applies the group as [`merge::apply_group`] does, one result per batch, but first as one
@@ -698,7 +840,8 @@ mod tests {
         let mut s = runledger_synth::Sample::new("c", 42, runledger_record::now() - 600);
         s.nnodes = 3;
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-        let work = |b: runledger_record::Batch| Work { batch: b, peer, reply: std::sync::mpsc::channel().0 };
+        let work =
+            |b: runledger_record::Batch| Work { body: Vec::new(), batch: b, peer, reply: std::sync::mpsc::channel().0 };
         let nodes = |conn: &rusqlite::Connection| -> i64 {
             conn.query_row("SELECT count(*) FROM job_nodes", [], |r| r.get(0)).unwrap()
         };
@@ -718,6 +861,80 @@ mod tests {
         let r = apply_combined(&conn, &mut cache, &mut group, runledger_record::now()).unwrap();
         assert!(r.iter().all(Result::is_ok), "{r:?}");
         assert_eq!(nodes(&conn), 4);
+    }
+
+    /// A burst stored in the inbox and merged from it later leaves the ledger a direct merge
+    /// leaves, the time each batch was received included; the inbox is then empty.
+    #[test]
+    fn a_burst_merged_from_the_inbox_leaves_what_a_direct_merge_leaves() {
+        use super::{apply_combined, merge_from_inbox, store_in_inbox, Work, INBOX_CHUNK};
+        let dir = tempfile::tempdir().unwrap();
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let work = |b: runledger_record::Batch| Work {
+            body: b.to_json(),
+            batch: b,
+            peer,
+            reply: std::sync::mpsc::channel().0,
+        };
+        // More batches than a chunk, a few jobs of several nodes, received over two seconds.
+        let t0 = runledger_record::now() - 3600;
+        let mut groups: Vec<(i64, Vec<Work>)> = Vec::new();
+        for (second, jobs) in [(t0, 0..60u32), (t0 + 1, 60..80)] {
+            let mut g = Vec::new();
+            for j in jobs {
+                let mut s = runledger_synth::Sample::new("c", 100 + j, t0 - 600 + i64::from(j));
+                s.nnodes = 1 + j % 4;
+                g.extend((0..s.nnodes).map(|n| work(s.batch(n))));
+            }
+            groups.push((second, g));
+        }
+        assert!(groups[0].1.len() > INBOX_CHUNK, "the first second alone takes two chunks");
+        let dump = |conn: &rusqlite::Connection| -> Vec<String> {
+            let mut out = Vec::new();
+            for t in ["jobs", "job_nodes", "steps", "rollup", "rollup_cells"] {
+                let mut st = conn.prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2, 3")).unwrap();
+                let n = st.column_count();
+                let rows = st
+                    .query_map([], |r| {
+                        Ok((0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
+                    })
+                    .unwrap();
+                out.extend(rows.map(|r| format!("{t}: {}", r.unwrap())));
+            }
+            out
+        };
+
+        let direct = runledger_ledger::db::open_rw(&dir.path().join("direct.db")).unwrap();
+        let mut cache = runledger_ledger::merge::Cache::new();
+        for (second, g) in &mut groups {
+            let r = apply_combined(&direct, &mut cache, g, *second).unwrap();
+            assert!(r.iter().all(Result::is_ok), "{r:?}");
+        }
+
+        let later = runledger_ledger::db::open_rw(&dir.path().join("inbox.db")).unwrap();
+        for (second, g) in &groups {
+            store_in_inbox(&later, g, *second).unwrap();
+        }
+        let stored: u64 = groups.iter().map(|(_, g)| g.len() as u64).sum();
+        assert_eq!(runledger_ledger::inbox::waiting(&later).unwrap(), stored);
+        assert_eq!(
+            later.query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, i64>(0)).unwrap(),
+            0,
+            "not merged yet"
+        );
+        let (mut cache, stats) = (runledger_ledger::merge::Cache::new(), crate::daemon::stats::Stats::default());
+        let mut merged = 0;
+        while merged < stored {
+            let n = merge_from_inbox(&later, &mut cache, &stats).unwrap();
+            assert!(n > 0 && n <= INBOX_CHUNK as u64);
+            merged += n;
+        }
+        assert_eq!(runledger_ledger::inbox::waiting(&later).unwrap(), 0);
+        assert!(runledger_ledger::inbox::refused(&later).unwrap().is_empty());
+        assert_eq!(merge_from_inbox(&later, &mut cache, &stats).unwrap(), 0, "nothing left");
+        let (a, b) = (dump(&direct), dump(&later));
+        assert!(a.len() > 200, "{}", a.len());
+        assert_eq!(a, b);
     }
 
     #[test]

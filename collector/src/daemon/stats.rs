@@ -17,6 +17,10 @@ pub struct Stats {
     pub batches: AtomicU64,
     pub items: AtomicU64,
     pub merge_failures: AtomicU64,
+    /// Batches answered `ok` once stored in the inbox, to be merged later (a burst).
+    pub inboxed: AtomicU64,
+    /// Batches in the inbox still to merge (a gauge the writer sets).
+    pub inbox_waiting: AtomicU64,
     /// How long each group transaction took (`runledger_merge_seconds`).
     pub merge_seconds: Histogram,
     /// Counted here on the request's thread; stored in the ledger by the writer.

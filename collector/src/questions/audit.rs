@@ -15,6 +15,7 @@
 //! | `canary`       | a canary job submitted by `packaging/canary` that never arrived          |
 //! | `dropped`      | a node's epilog deleted unsent records because its outbox was over its bounds |
 //! | `rejected`     | requests `collector serve` refused (forged, replayed, expired, too large…); lifetime counts of the reasons seen in the window |
+//! | `inbox`        | a batch `collector serve` stored during a burst and then could not merge (kept with the merge's error) |
 //!
 //! Activity newer than `--grace` is not judged: those jobs may still be running or on their way.
 
@@ -49,6 +50,9 @@ does not announce itself:
                [epilog] spool_max_bytes or spool_max_age_days (the node's running totals)
   rejected     requests the collector refused (unsigned, signed by a user, replayed, expired,
                too large, too slow): the ledger's lifetime count of each reason seen in the window
+  inbox        a batch the collector stored during a burst and then could not merge, kept in
+               the ledger's inbox with the merge's error (batches still waiting to be merged
+               are counted in the heading, not judged)
 
 Activity newer than --grace is not judged: those jobs may still be running or on their way. \
 Exit status: 0 when nothing was found, 1 when something was (for cron and monitoring), 2 on a \
@@ -156,6 +160,10 @@ pub struct Findings {
     pub dropped: Vec<NodeDrop>,
     /// Refusal reasons whose last refusal falls in the window (counts are lifetime totals).
     pub rejected: Vec<runledger_ledger::rejections::Rejection>,
+    /// Batches stored during a burst, not merged yet (not a finding: they are on their way).
+    pub inbox_waiting: u64,
+    /// Stored batches the merge refused: (inbox id, received at, peer, error).
+    pub inbox_refused: Vec<(i64, i64, String, String)>,
 }
 
 impl Findings {
@@ -169,6 +177,7 @@ impl Findings {
             + self.canary_log_errors.len()
             + self.dropped.len()
             + self.rejected.len()
+            + self.inbox_refused.len()
     }
 }
 
@@ -278,6 +287,8 @@ pub fn audit(conn: &Connection, p: &Params) -> rusqlite::Result<Findings> {
         })?
         .collect::<Result<_, _>>()?;
     f.rejected = runledger_ledger::rejections::read(conn)?.into_iter().filter(|r| r.last_time >= p.since).collect();
+    f.inbox_waiting = runledger_ledger::inbox::waiting(conn)?;
+    f.inbox_refused = runledger_ledger::inbox::refused(conn)?;
 
     if let Some(text) = p.canaries {
         let mut recorded = conn.prepare("SELECT 1 FROM jobs WHERE cluster = ?1 AND job_id = ?2 LIMIT 1")?;
@@ -379,6 +390,9 @@ pub fn render(f: &Findings) -> String {
         timefmt::display(Some(f.since)),
         timefmt::display(Some(f.until))
     );
+    if f.inbox_waiting > 0 {
+        out.push_str(&format!("{} batches stored during a burst wait in the inbox to be merged\n", f.inbox_waiting));
+    }
     let t = |s: i64| timefmt::display(Some(s));
     let mut section = |title: String, lines: Vec<String>| {
         out.push_str(&format!("\n{title}\n"));
@@ -473,6 +487,14 @@ pub fn render(f: &Findings) -> String {
             .collect();
         section(format!("rejected: {total} request(s) refused by the collector (lifetime counts)"), lines);
     }
+    if !f.inbox_refused.is_empty() {
+        let lines = f
+            .inbox_refused
+            .iter()
+            .map(|(id, at, peer, e)| format!("inbox batch {id} from {peer}, received {}: {e}", t(*at)))
+            .collect();
+        section(format!("inbox: {} stored batch(es) the merge refused", f.inbox_refused.len()), lines);
+    }
     if f.count() == 0 {
         out.push_str("\nnothing missing\n");
     }
@@ -521,6 +543,7 @@ pub fn run(db: &Path, a: &AuditArgs, out: &mut dyn std::io::Write) -> Result<boo
             ("canary", f.canaries_missing.len()),
             ("dropped", f.dropped.len()),
             ("rejected", f.rejected.len()),
+            ("inbox", f.inbox_refused.len()),
         ]
         .into();
         v["by_kind"] = serde_json::to_value(by).unwrap_or_default();

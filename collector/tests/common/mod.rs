@@ -120,6 +120,23 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Waits (up to 60 s) until the collector has merged what it stored in its inbox: during a
+    /// burst it answers once a batch is committed there, before the batch's rows exist.
+    pub fn wait_merged(&self) {
+        let t0 = std::time::Instant::now();
+        let conn = rusqlite::Connection::open_with_flags(&self.database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opening the ledger");
+        loop {
+            let waiting: i64 =
+                conn.query_row("SELECT count(*) FROM inbox WHERE error IS NULL", [], |r| r.get(0)).unwrap();
+            if waiting == 0 {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "{waiting} batches still in the inbox after 60 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
