@@ -15,7 +15,7 @@
 //! collector no longer reads) stays with its error for an admin (`collector audit` counts it)
 //! and is not tried again: nothing the sender was told is stored is ever dropped.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 /// The inbox holds at most this many batches: beyond it, the writer merges before it answers,
 /// as it does without a burst, so a flood the merge cannot keep up with slows its senders down
@@ -70,25 +70,18 @@ pub fn refused(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, String, Str
 /// After a merge has committed: deletes the batches it merged and keeps those it refused with
 /// their error, in one transaction of its own.
 pub fn settle(conn: &Connection, merged: &[i64], refused: &[(i64, String)]) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let run = || -> rusqlite::Result<()> {
-        let mut del = conn.prepare_cached("DELETE FROM inbox WHERE id = ?1")?;
-        for id in merged {
-            del.execute([id])?;
-        }
-        let mut keep = conn.prepare_cached("UPDATE inbox SET error = ?2 WHERE id = ?1")?;
-        for (id, e) in refused {
-            keep.execute(params![id, e])?;
-        }
-        Ok(())
-    };
-    match run().and_then(|()| conn.execute_batch("COMMIT")) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+    // Rolled back when dropped uncommitted.
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let mut del = tx.prepare_cached("DELETE FROM inbox WHERE id = ?1")?;
+    for id in merged {
+        del.execute([id])?;
     }
+    let mut keep = tx.prepare_cached("UPDATE inbox SET error = ?2 WHERE id = ?1")?;
+    for (id, e) in refused {
+        keep.execute(params![id, e])?;
+    }
+    drop((del, keep));
+    tx.commit()
 }
 
 /// Whether the inbox holds a batch still to merge (cheap: reads one index entry).

@@ -10,7 +10,7 @@
 //! A collector killed (not stopped) loses the counts of its last [`FLUSH_EVERY`] at most; the
 //! log line of each refusal remains.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -51,9 +51,10 @@ pub fn read(conn: &Connection) -> rusqlite::Result<Vec<Rejection>> {
 
 /// Adds `deltas` to the table in one transaction (the caller holds none).
 pub fn add(conn: &Connection, deltas: &[Rejection]) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let run = || -> rusqlite::Result<()> {
-        let mut st = conn.prepare_cached(
+    // Rolled back when dropped uncommitted.
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached(
             "INSERT INTO rejections (reason, count, first_time, last_time, last_peer) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (reason) DO UPDATE SET
                 count = rejections.count + excluded.count,
@@ -65,15 +66,8 @@ pub fn add(conn: &Connection, deltas: &[Rejection]) -> rusqlite::Result<()> {
         for d in deltas {
             st.execute(params![d.reason, d.count as i64, d.first_time, d.last_time, d.last_peer])?;
         }
-        Ok(())
-    };
-    match run().and_then(|()| conn.execute_batch("COMMIT")) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
     }
+    tx.commit()
 }
 
 /// One reason's counts in memory.

@@ -645,20 +645,12 @@ fn writer_loop(conn: rusqlite::Connection, rx: Receiver<Work>, stats: &Stats) {
 
 /// Commits the group's bodies to the inbox, in one transaction.
 fn store_in_inbox(conn: &rusqlite::Connection, group: &[Work], received_at: i64) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let put = || -> rusqlite::Result<()> {
-        for w in group {
-            runledger_ledger::inbox::put(conn, received_at, &w.peer.to_string(), &w.body)?;
-        }
-        Ok(())
-    };
-    match put().and_then(|()| conn.execute_batch("COMMIT")) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+    // Rolled back when dropped uncommitted.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    for w in group {
+        runledger_ledger::inbox::put(&tx, received_at, &w.peer.to_string(), &w.body)?;
     }
+    tx.commit()
 }
 
 /// Merges the oldest batches of the inbox (up to [`INBOX_CHUNK`]), those received in the same
