@@ -31,16 +31,22 @@ pub struct Entry {
     pub received_at: i64,
     /// Who sent it (address), for the log.
     pub peer: String,
-    /// The batch as its sender signed it (JSON).
+    /// The batch as its sender signed it (JSON; stored compressed, see [`put`]).
     pub body: Vec<u8>,
 }
 
-/// Stores one batch; the caller holds the transaction.
+/// Stores one batch; the caller holds the transaction. The body is kept Snappy-compressed (raw
+/// format): a node batch is mostly its environment's JSON, a third of it compressed, so several
+/// fit a page and none spills to an overflow page, which the insert and the delete would each
+/// write again.
 pub fn put(conn: &Connection, received_at: i64, peer: &str, body: &[u8]) -> rusqlite::Result<()> {
+    let packed = snap::raw::Encoder::new()
+        .compress_vec(body)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached("INSERT INTO inbox (received_at, peer, body) VALUES (?1, ?2, ?3)")?.execute(params![
         received_at,
         peer,
-        body
+        packed
     ])?;
     Ok(())
 }
@@ -50,7 +56,11 @@ pub fn oldest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Entry>> {
     let mut st =
         conn.prepare_cached("SELECT id, received_at, peer, body FROM inbox WHERE error IS NULL ORDER BY id LIMIT ?1")?;
     let rows = st.query_map([limit as i64], |r| {
-        Ok(Entry { id: r.get(0)?, received_at: r.get(1)?, peer: r.get(2)?, body: r.get(3)? })
+        let packed: Vec<u8> = r.get(3)?;
+        // A body that does not decompress is handed on as it is: the merge's parse refuses it,
+        // and it stays in the inbox with that error.
+        let body = snap::raw::Decoder::new().decompress_vec(&packed).unwrap_or(packed);
+        Ok(Entry { id: r.get(0)?, received_at: r.get(1)?, peer: r.get(2)?, body })
     })?;
     rows.collect()
 }

@@ -123,7 +123,7 @@
 //!
 //! - The inbox (#17; appended): `inbox` (row id) holds node batches `collector serve` committed
 //!   during a burst without merging them yet: when it received each, from whom, the body as
-//!   signed, and the merge's error for one it refused. See [`crate::inbox`].
+//!   signed (Snappy-compressed), and the merge's error for one it refused. See [`crate::inbox`].
 //!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),

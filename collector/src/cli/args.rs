@@ -69,7 +69,7 @@ pub enum Command {
             Accepted batches are merged by one writer thread, many per transaction, and acknowledged \
             only after the commit. During a burst (eight or more batches waiting at once) the writer \
             commits them to the ledger's inbox instead, acknowledges them, and merges them once the \
-            requests stop (and 128 of them every second while they do not); an inbox left \
+            requests stop (and 256 of them every second while they do not); an inbox left \
             by a stopped collector is merged when it starts, and `collector audit` reports a stored batch \
             the merge refused. Logs go to stderr.\n\n\
             The database files are made mode 0600. Users' `collector query` and `collector export` are \
