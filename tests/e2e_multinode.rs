@@ -338,3 +338,28 @@ fn three_nodes_collector_restart_while_sending() {
     }
     let _ = std::fs::remove_file(conf);
 }
+
+/// What a job did over time (#16, tests/e2e_timeline.rs) on three nodes: sampled every 5 s, a
+/// 3-node job has one series per node for its step 0, each busy on its own node.
+#[test]
+#[ignore = "needs the local cluster: packaging/local-cluster up --nodes 3"]
+fn three_nodes_one_sample_series_per_node() {
+    let Some(nodes) = require_nodes("three_nodes_one_sample_series_per_node", 3) else { return };
+    let _every = SampleEvery::new(5);
+    let script = "#!/bin/bash\n\
+        srun -N 3 -n 3 bash -c 'end=$((SECONDS + 20)); while [ $SECONDS -lt $end ]; do :; done'\n\
+        echo done\n";
+    let job = sbatch(USER, "rl-timeline3", &["-N", "3", "-n", "3"], script);
+    let d = finished_on(job, &nodes[..3]);
+    let tl = d["timeline"].as_array().unwrap_or_else(|| panic!("no timeline: {d}"));
+    let mut step0: Vec<&str> = tl.iter().filter(|s| s["step"] == "0").filter_map(|s| s["node"].as_str()).collect();
+    step0.sort_unstable();
+    let mut want: Vec<&str> = nodes[..3].iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(step0, want, "{tl:?}");
+    for s in tl.iter().filter(|s| s["step"] == "0") {
+        let cores: Vec<f64> =
+            s["points"].as_array().unwrap().iter().map(|p| p["cpu_cores"].as_f64().unwrap()).collect();
+        assert!(cores.len() >= 3 && cores.iter().cloned().fold(0.0, f64::max) >= 0.5, "{s}");
+    }
+}

@@ -1,7 +1,8 @@
 //! What a job did over time (#16), on the real cluster: the plugin samples every step (here every
 //! 5 s: plugstack.conf's `sample_interval=5`, re-read for every step, put back when the test
 //! ends), the series travel with the step's end, and the ledger answers `query job --json`'s
-//! `timeline`, `query job --timeline` and `query idle`.
+//! `timeline`, `query job --timeline` and `query idle`. The same on three nodes, one series per
+//! node: tests/e2e_multinode.rs (`three_nodes_one_sample_series_per_node`).
 //!
 //! The jobs sleep (their shape is the point); the tests only wait for events: Slurm done with the
 //! job, its record in the ledger. Nothing else may use the cluster meanwhile (plugstack.conf is
@@ -9,40 +10,6 @@
 
 use runledger_e2e::*;
 use serde_json::Value;
-
-const PLUGSTACK: &str = "/etc/slurm/plugstack.conf";
-
-/// The runledger line of plugstack.conf with `sample_interval=SECONDS` until dropped.
-struct SampleEvery {
-    original: String,
-}
-
-impl SampleEvery {
-    fn new(secs: u32) -> SampleEvery {
-        let original = std::fs::read_to_string(PLUGSTACK).unwrap();
-        let mut found = false;
-        let text: String = original
-            .lines()
-            .map(|l| {
-                if l.contains("runledger.so") && !l.trim_start().starts_with('#') {
-                    found = true;
-                    format!("{l} sample_interval={secs}\n")
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        assert!(found, "no runledger line in {PLUGSTACK}: {original}");
-        std::fs::write(PLUGSTACK, text).unwrap();
-        SampleEvery { original }
-    }
-}
-
-impl Drop for SampleEvery {
-    fn drop(&mut self) {
-        let _ = std::fs::write(PLUGSTACK, &self.original);
-    }
-}
 
 fn t(v: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
@@ -143,28 +110,4 @@ fn a_busy_then_idle_job_shows_both_phases_and_is_listed_idle() {
     let out = as_user(USER2, &format!("{COLLECTOR} query idle --for 30s --json"));
     let theirs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert!(theirs.as_array().is_some_and(|a| a.iter().all(|r| r["job_id"] != job.to_string().as_str())), "{theirs}");
-}
-
-/// A 3-node job: one series per node for its step 0, each busy on its own node.
-#[test]
-#[ignore = "needs the local cluster: packaging/local-cluster up --nodes 3"]
-fn a_three_node_job_has_one_series_per_node() {
-    let Some(nodes) = require_nodes("a_three_node_job_has_one_series_per_node", 3) else { return };
-    let _every = SampleEvery::new(5);
-    let script = "#!/bin/bash\n\
-        srun -N 3 -n 3 bash -c 'end=$((SECONDS + 20)); while [ $SECONDS -lt $end ]; do :; done'\n\
-        echo done\n";
-    let job = sbatch(USER, "rl-timeline3", &["-N", "3", "-n", "3"], script);
-    let d = finished_on(job, &nodes[..3]);
-    let tl = d["timeline"].as_array().unwrap_or_else(|| panic!("no timeline: {d}"));
-    let mut step0: Vec<&str> = tl.iter().filter(|s| s["step"] == "0").filter_map(|s| s["node"].as_str()).collect();
-    step0.sort_unstable();
-    let mut want: Vec<&str> = nodes[..3].iter().map(String::as_str).collect();
-    want.sort_unstable();
-    assert_eq!(step0, want, "{tl:?}");
-    for s in tl.iter().filter(|s| s["step"] == "0") {
-        let cores: Vec<f64> =
-            s["points"].as_array().unwrap().iter().map(|p| p["cpu_cores"].as_f64().unwrap()).collect();
-        assert!(cores.len() >= 3 && cores.iter().cloned().fold(0.0, f64::max) >= 0.5, "{s}");
-    }
 }

@@ -45,6 +45,40 @@ impl Drop for SpoolElsewhere {
     }
 }
 
+/// The runledger line of plugstack.conf with `sample_interval=SECONDS` until dropped (the
+/// timeline tests sample every few seconds instead of every 30). Like [`SpoolElsewhere`], the
+/// file is shared: nothing else may use the cluster meanwhile.
+pub struct SampleEvery {
+    original: String,
+}
+
+impl SampleEvery {
+    pub fn new(secs: u32) -> SampleEvery {
+        let original = std::fs::read_to_string(PLUGSTACK).unwrap();
+        let mut found = false;
+        let text: String = original
+            .lines()
+            .map(|l| {
+                if l.contains("runledger.so") && !l.trim_start().starts_with('#') {
+                    found = true;
+                    format!("{l} sample_interval={secs}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert!(found, "no runledger line in {PLUGSTACK}: {original}");
+        std::fs::write(PLUGSTACK, text).unwrap();
+        SampleEvery { original }
+    }
+}
+
+impl Drop for SampleEvery {
+    fn drop(&mut self) {
+        let _ = std::fs::write(PLUGSTACK, &self.original);
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
