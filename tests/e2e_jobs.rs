@@ -143,10 +143,29 @@ fn scancel_gives_cancelled() {
 #[ignore = "needs the local cluster: packaging/local-cluster up"]
 fn time_limit_gives_timeout() {
     require_cluster();
-    let id = sbatch(USER, "timeout", &["-t", "1"], "#!/bin/bash\nsleep 600\n");
+    // A work directory of its own: the epilog reads the job's logs there, and no other job's.
+    let dir = user_dir(USER, "timeout");
+    let id =
+        sbatch(USER, "timeout", &["-t", "1", "-D", &dir.to_string_lossy()], "#!/bin/bash\necho working\nsleep 600\n");
     let job = finished(id);
     assert_eq!(job["state"], "TIMEOUT", "{job:#}");
-    assert!(output_of(USER, "timeout", id).contains("DUE TO TIME LIMIT"));
+    let out = dir.join(format!("timeout-{id}.out"));
+    assert!(std::fs::read_to_string(&out).unwrap_or_default().contains("DUE TO TIME LIMIT"));
+    // The epilog's solver-log facts (tests/e2e_logs.rs has the others; a time limit is tested
+    // once, here, as each costs a minute): slurmstepd's line in the output names the cause.
+    let d = job_detail(id);
+    let fact = |key: &str| {
+        d["facts"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["source"] == "" && f["key"] == key))
+            .map(|f| f["value"].as_str().unwrap_or_default().to_string())
+    };
+    let value = |key: &str| fact(key).unwrap_or_else(|| panic!("no job-level {key}: {:#}", d["facts"]));
+    assert_eq!(value("outcome"), "failed", "{:#}", d["facts"]);
+    assert_eq!(value("failure_category"), "time_limit");
+    assert!(value("error").contains("DUE TO TIME LIMIT"), "{:#}", d["facts"]);
+    assert_eq!(value("error_source"), out.to_string_lossy());
+    assert!(fact("state_disagreement").is_none(), "{:#}", d["facts"]);
 }
 
 #[test]

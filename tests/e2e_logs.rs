@@ -1,7 +1,9 @@
 //! End to end on the real local cluster: the epilog reads the job's solver logs (as the user,
 //! bounded) and the ledger shows the facts, per file and per job (`source = ""`). Each job runs in
 //! a work directory of its own so that concurrent tests never see each other's logs. Run by
-//! `packaging/run-tests` after `packaging/local-cluster up`.
+//! `packaging/run-tests` after `packaging/local-cluster up`. A time limit's facts (slurmstepd's
+//! "DUE TO TIME LIMIT" line) are checked by tests/e2e_jobs.rs's `time_limit_gives_timeout`, so
+//! that CI waits for a time limit once per cluster, not twice.
 
 use runledger_e2e::*;
 use serde_json::Value;
@@ -127,22 +129,6 @@ fn exploding_run_is_numerical_instability() {
     );
     assert!(job_value(&d, "error").contains("Lost atoms"), "{:#}", d["facts"]);
     assert_eq!(job_value(&d, "program"), "LAMMPS");
-}
-
-#[test]
-#[ignore = "needs the local cluster: packaging/local-cluster up"]
-fn time_limit_comes_from_slurmstepd_line() {
-    require_cluster();
-    let (id, dir) = submit("logs-timelimit", "true", &["-t", "1"], "#!/bin/bash\necho working\nsleep 600\n");
-    let job = finished(id);
-    assert_eq!(job["state"], "TIMEOUT", "{job:#}");
-    let d = detail(id);
-    assert_eq!(job_value(&d, "outcome"), "failed", "{:#}", d["facts"]);
-    assert_eq!(job_value(&d, "failure_category"), "time_limit");
-    assert!(job_value(&d, "error").contains("DUE TO TIME LIMIT"));
-    let out = dir.join(format!("logs-timelimit-{id}.out")).to_string_lossy().into_owned();
-    assert_eq!(job_value(&d, "error_source"), out);
-    assert!(job_fact(&d, "state_disagreement").is_none());
 }
 
 #[test]
