@@ -109,7 +109,8 @@ trixie_umount_all() {
 # on the host). /run is shared too (pid files, the collector's query socket), except /run/munge:
 # the root runs its own munged (24.11's libmunge talks to it) with the host's key, so the host's
 # collector decodes the root's credentials. /var/lib/slurm stays the root's own: 24.11's state
-# files must never meet 22.05's slurmctld.
+# files must never meet 22.05's slurmctld (its StateSaveLocation is /var/spool/slurmctld-24.11,
+# on the host through /var/spool, so that job ids go on counting when the root is rebuilt).
 TRIXIE_SHARED=(/home /tmp /etc/slurm /etc/runledger /var/log/slurm /var/spool /opt/runledger /run
     /var/lib/runledger /var/log/runledger)
 TRIXIE_MUNGED_PIDFILE=/run/munge/munged.pid   # inside the root
