@@ -200,6 +200,8 @@ struct State {
     modules_later: bool,
     seen: Seen,
     usage: Option<Usage>,
+    /// The thread has taken the usage baseline (or had none to take).
+    baseline_taken: bool,
     problems: Problems,
 }
 
@@ -235,31 +237,48 @@ impl Sampler {
     /// Starts watching; the usage baseline is taken before this returns.
     #[cfg(test)]
     pub fn start(watch: Watch) -> std::io::Result<Sampler> {
-        Sampler::start_after(watch, None)
+        let s = Sampler::start_after(watch, None)?;
+        let mut st = s.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.baseline_taken {
+            st = s.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(st);
+        Ok(s)
     }
 
     /// [`Sampler::start`], the thread running `first` before it samples anything: one thread per
     /// step does the step's other slow lookups too (see `lib.rs`), and a thread start is a good
     /// part of what the plugin costs a short step. When the thread cannot start, `first` is
     /// dropped unrun.
+    ///
+    /// The usage baseline (two reads in /proc, about 0.1 ms with the system's units) is taken by
+    /// the thread, first of all, not here: the step's start waits for neither. The tasks are
+    /// forked after this returns, and slurmstepd's counters move only when it reaps one, so a
+    /// baseline a little later is the same baseline.
     pub fn start_after(watch: Watch, first: Option<Box<dyn FnOnce() + Send>>) -> std::io::Result<Sampler> {
         let shared = Arc::new(Shared::default());
         {
             let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.modules_root = watch.modules_root;
             st.modules_later = watch.modules_later && watch.modules_root.is_none();
-            if let Some((root, secs)) = watch.usage.filter(|&(_, s)| s > 0) {
-                let units = Units::of_this_system();
-                let usage = Usage::new(root, secs, units, &mut st.problems);
-                st.usage = Some(usage);
-            }
         }
         let inner = Arc::clone(&shared);
+        let usage = watch.usage.filter(|&(_, s)| s > 0);
         std::thread::Builder::new().name("runledger-sampler".into()).stack_size(256 * 1024).spawn(move || {
+            let units = Units::of_this_system();
+            {
+                let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((root, secs)) = usage {
+                    let u = Usage::new(root, secs, units, &mut st.problems);
+                    st.usage = Some(u);
+                }
+                st.baseline_taken = true;
+                inner.changed.notify_all();
+            }
             if let Some(first) = first {
                 first();
             }
-            run(&inner)
+            run(&inner, units)
         })?;
         Ok(Sampler { shared })
     }
@@ -317,7 +336,7 @@ fn modules_of(seen: &Seen) -> Vec<Module> {
     out
 }
 
-fn run(shared: &Shared) {
+fn run(shared: &Shared, units: Units) {
     let mut t0 = Instant::now();
     // The one environ buffer, reused across processes and ticks.
     let mut buf = Vec::new();
@@ -325,7 +344,6 @@ fn run(shared: &Shared) {
     let mut modules_root = None;
     let mut next_modules = None;
     let mut problems = Problems::default();
-    let units = Units::of_this_system();
     loop {
         let (usage_due, stopping) = {
             let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
