@@ -190,6 +190,15 @@ impl Problems {
             self.0.push(format!("{kind}: {detail}"));
         }
     }
+
+    /// Moves `other`'s problems here (each kind still once): the thread gathers them without
+    /// the lock and hands them over under it.
+    fn absorb(&mut self, other: &mut Problems) {
+        for p in other.0.drain(..) {
+            let (kind, detail) = p.split_once(": ").unwrap_or((&p, ""));
+            self.note(kind, detail);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -266,12 +275,13 @@ impl Sampler {
         let usage = watch.usage.filter(|&(_, s)| s > 0);
         std::thread::Builder::new().name("runledger-sampler".into()).stack_size(256 * 1024).spawn(move || {
             let units = Units::of_this_system();
+            // Read without the lock, as every sample is: `finish` never waits on /proc.
+            let mut problems = Problems::default();
+            let baseline = usage.map(|(root, secs)| Usage::new(root, secs, units, &mut problems));
             {
                 let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((root, secs)) = usage {
-                    let u = Usage::new(root, secs, units, &mut st.problems);
-                    st.usage = Some(u);
-                }
+                st.usage = baseline;
+                st.problems.absorb(&mut problems);
                 st.baseline_taken = true;
                 inner.changed.notify_all();
             }
@@ -370,10 +380,7 @@ fn run(shared: &Shared, units: Units) {
             _ => None,
         };
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        for p in problems.0.drain(..) {
-            let (kind, detail) = p.split_once(": ").unwrap_or((&p, ""));
-            st.problems.note(kind, detail);
-        }
+        st.problems.absorb(&mut problems);
         if let Some(found) = found {
             for vars in found.set {
                 if !st.seen.add(vars) {
