@@ -393,8 +393,10 @@ fn run(shared: &Shared, units: Units) {
             u.record(c, Some(g), at);
         }
         if st.stop {
-            // One more look for modules after a stop request, so the end state is seen too.
-            if next_modules.is_none() || want_modules {
+            // One more look for modules after a stop request, so the end state is seen too: a
+            // look that began before the request (`stopping` was false) may have missed what
+            // the request's caller saw, so it does not count.
+            if next_modules.is_none() || (want_modules && stopping) {
                 st.done = true;
                 shared.changed.notify_all();
                 return;
