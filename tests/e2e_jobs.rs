@@ -154,18 +154,11 @@ fn time_limit_gives_timeout() {
     // The epilog's solver-log facts (tests/e2e_logs.rs has the others; a time limit is tested
     // once, here, as each costs a minute): slurmstepd's line in the output names the cause.
     let d = job_detail(id);
-    let fact = |key: &str| {
-        d["facts"]
-            .as_array()
-            .and_then(|f| f.iter().find(|f| f["source"] == "" && f["key"] == key))
-            .map(|f| f["value"].as_str().unwrap_or_default().to_string())
-    };
-    let value = |key: &str| fact(key).unwrap_or_else(|| panic!("no job-level {key}: {:#}", d["facts"]));
-    assert_eq!(value("outcome"), "failed", "{:#}", d["facts"]);
-    assert_eq!(value("failure_category"), "time_limit");
-    assert!(value("error").contains("DUE TO TIME LIMIT"), "{:#}", d["facts"]);
-    assert_eq!(value("error_source"), out.to_string_lossy());
-    assert!(fact("state_disagreement").is_none(), "{:#}", d["facts"]);
+    assert_eq!(job_value(&d, "outcome"), "failed", "{:#}", d["facts"]);
+    assert_eq!(job_value(&d, "failure_category"), "time_limit");
+    assert!(job_value(&d, "error").contains("DUE TO TIME LIMIT"), "{:#}", d["facts"]);
+    assert_eq!(job_value(&d, "error_source"), out.to_string_lossy());
+    assert!(job_fact(&d, "state_disagreement").is_none(), "{:#}", d["facts"]);
 }
 
 #[test]

@@ -38,24 +38,6 @@ fn detail(job: u32) -> Value {
     v.as_array().and_then(|a| a.first()).cloned().unwrap_or_else(|| panic!("no detail for job {job}: {v:#}"))
 }
 
-/// Every fact row (`node`, `source`, `key`, `value`, `unit`): `fact_rows`, or `facts` when that
-/// is the list of rows.
-fn facts(d: &Value) -> Vec<Value> {
-    ["fact_rows", "facts"].iter().find_map(|k| d[*k].as_array().cloned()).unwrap_or_default()
-}
-
-/// The job-level (`source = ""`) fact `key`: value and unit.
-fn job_fact(d: &Value, key: &str) -> Option<(String, Option<String>)> {
-    facts(d)
-        .iter()
-        .find(|f| f["source"] == "" && f["key"] == key)
-        .map(|f| (f["value"].as_str().unwrap_or_default().to_string(), f["unit"].as_str().map(str::to_string)))
-}
-
-fn job_value(d: &Value, key: &str) -> String {
-    job_fact(d, key).map(|(v, _)| v).unwrap_or_else(|| panic!("no job-level {key}: {:#}", d["facts"]))
-}
-
 fn sources(d: &Value) -> Vec<String> {
     let mut s: Vec<String> = facts(d).iter().filter_map(|f| f["source"].as_str().map(str::to_string)).collect();
     s.sort();

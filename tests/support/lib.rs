@@ -295,6 +295,25 @@ pub fn user_dir(user: &str, sub: &str) -> PathBuf {
     dir
 }
 
+/// Every fact row (`node`, `source`, `key`, `value`, `unit`) of a job's detail
+/// ([`job_detail`]): `fact_rows`, or `facts` when that is the list of rows.
+pub fn facts(d: &Value) -> Vec<Value> {
+    ["fact_rows", "facts"].iter().find_map(|k| d[*k].as_array().cloned()).unwrap_or_default()
+}
+
+/// The job-level (`source = ""`) fact `key`: value and unit.
+pub fn job_fact(d: &Value, key: &str) -> Option<(String, Option<String>)> {
+    facts(d)
+        .iter()
+        .find(|f| f["source"] == "" && f["key"] == key)
+        .map(|f| (f["value"].as_str().unwrap_or_default().to_string(), f["unit"].as_str().map(str::to_string)))
+}
+
+/// The job-level fact `key`'s value; panics, showing every fact, when there is none.
+pub fn job_value(d: &Value, key: &str) -> String {
+    job_fact(d, key).map(|(v, _)| v).unwrap_or_else(|| panic!("no job-level {key}: {:#}", d["facts"]))
+}
+
 /// The node names of the running cluster (`sinfo -N`), in Slurm's order.
 pub fn cluster_nodes() -> Vec<String> {
     let out = stdout_of(&mut in_cluster(None, &["sinfo", "-h", "-N", "-o", "%N"]));
