@@ -23,59 +23,70 @@ pub const COLLECTOR: &str = "collector";
 
 const PLUGSTACK: &str = "/etc/slurm/plugstack.conf";
 
-/// The plugin's spool (plugstack.conf's `spool=`) somewhere else until dropped, which puts the
-/// file back whatever happened. srun and sbatch re-read plugstack.conf for every step; the
-/// epilog keeps reading the real spool. Nothing else may use the cluster meanwhile.
-pub struct SpoolElsewhere {
+/// plugstack.conf as `edit` makes it, until dropped, which puts the file back whatever happened.
+/// srun and sbatch re-read it for every step, and the file is shared: nothing else may use the
+/// cluster meanwhile.
+struct PlugstackEdit {
     original: String,
+}
+
+impl PlugstackEdit {
+    fn new(edit: impl FnOnce(&str) -> String) -> PlugstackEdit {
+        let original = std::fs::read_to_string(PLUGSTACK).unwrap();
+        std::fs::write(PLUGSTACK, edit(&original)).unwrap();
+        PlugstackEdit { original }
+    }
+}
+
+impl Drop for PlugstackEdit {
+    fn drop(&mut self) {
+        let _ = std::fs::write(PLUGSTACK, &self.original);
+    }
+}
+
+/// The plugin's spool (plugstack.conf's `spool=`) somewhere else until dropped ([`PlugstackEdit`]);
+/// the epilog keeps reading the real spool.
+pub struct SpoolElsewhere {
+    _edit: PlugstackEdit,
 }
 
 impl SpoolElsewhere {
     pub fn new(spool: &str) -> SpoolElsewhere {
-        let original = std::fs::read_to_string(PLUGSTACK).unwrap();
-        assert!(original.contains("spool=/var/spool/runledger"), "unexpected plugstack.conf: {original}");
-        std::fs::write(PLUGSTACK, original.replace("spool=/var/spool/runledger", &format!("spool={spool}"))).unwrap();
-        SpoolElsewhere { original }
+        SpoolElsewhere {
+            _edit: PlugstackEdit::new(|original| {
+                assert!(original.contains("spool=/var/spool/runledger"), "unexpected plugstack.conf: {original}");
+                original.replace("spool=/var/spool/runledger", &format!("spool={spool}"))
+            }),
+        }
     }
 }
 
-impl Drop for SpoolElsewhere {
-    fn drop(&mut self) {
-        let _ = std::fs::write(PLUGSTACK, &self.original);
-    }
-}
-
-/// The runledger line of plugstack.conf with `sample_interval=SECONDS` until dropped (the
-/// timeline tests sample every few seconds instead of every 30). Like [`SpoolElsewhere`], the
-/// file is shared: nothing else may use the cluster meanwhile.
+/// The runledger line of plugstack.conf with `sample_interval=SECONDS` until dropped
+/// ([`PlugstackEdit`]): the timeline tests sample every few seconds instead of every 30.
 pub struct SampleEvery {
-    original: String,
+    _edit: PlugstackEdit,
 }
 
 impl SampleEvery {
     pub fn new(secs: u32) -> SampleEvery {
-        let original = std::fs::read_to_string(PLUGSTACK).unwrap();
-        let mut found = false;
-        let text: String = original
-            .lines()
-            .map(|l| {
-                if l.contains("runledger.so") && !l.trim_start().starts_with('#') {
-                    found = true;
-                    format!("{l} sample_interval={secs}\n")
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        assert!(found, "no runledger line in {PLUGSTACK}: {original}");
-        std::fs::write(PLUGSTACK, text).unwrap();
-        SampleEvery { original }
-    }
-}
-
-impl Drop for SampleEvery {
-    fn drop(&mut self) {
-        let _ = std::fs::write(PLUGSTACK, &self.original);
+        SampleEvery {
+            _edit: PlugstackEdit::new(|original| {
+                let mut found = false;
+                let text: String = original
+                    .lines()
+                    .map(|l| {
+                        if l.contains("runledger.so") && !l.trim_start().starts_with('#') {
+                            found = true;
+                            format!("{l} sample_interval={secs}\n")
+                        } else {
+                            format!("{l}\n")
+                        }
+                    })
+                    .collect();
+                assert!(found, "no runledger line in {PLUGSTACK}: {original}");
+                text
+            }),
+        }
     }
 }
 
