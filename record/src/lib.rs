@@ -15,6 +15,7 @@ pub mod access;
 pub mod config;
 pub mod env;
 pub mod hostlist;
+mod item_de;
 pub mod limits;
 pub mod modules;
 pub mod python;
@@ -356,7 +357,8 @@ pub struct JobEnd {
 }
 
 /// One unit of merge. The collector applies each independently and idempotently.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Deserialized by [`item_de`], which reads `kind` first without buffering the item.
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Item {
     StepStart(StepStart),
