@@ -1,10 +1,10 @@
 //! Where the merge's time goes, statement by statement: merges the load generator's node
 //! records (`examples/loadgen.rs`) as `collector serve` merges a burst from its inbox (groups
-//! of 256, each one combined batch, one transaction) into a fresh ledger, with SQLite's
+//! of 256, or GROUP, each one combined batch, one transaction) into a fresh ledger, with SQLite's
 //! profile hook on, then prints the statements that took the most time, per record.
 //!
 //! ```text
-//! cargo run --release -p runledger-collector --example merge-profile -- [RECORDS [DIR]]
+//! cargo run --release -p runledger-collector --example merge-profile -- [RECORDS [DIR [GROUP]]]
 //! ```
 //!
 //! The hook times each statement from its first step to its reset, so a statement's time
@@ -46,7 +46,7 @@ fn records(n: usize, t0: i64) -> Vec<Batch> {
 }
 
 /// Merges the records into a fresh ledger in DIR, as a burst from the inbox; the time taken.
-fn merge_all(dir: &std::path::Path, mut batches: Vec<Batch>, t0: i64, profile: bool) -> Duration {
+fn merge_all(dir: &std::path::Path, mut batches: Vec<Batch>, t0: i64, group: usize, profile: bool) -> Duration {
     let path = dir.join(format!("merge-profile-{}.db", std::process::id()));
     let mut conn = db::open_rw(&path).unwrap();
     if profile {
@@ -54,7 +54,7 @@ fn merge_all(dir: &std::path::Path, mut batches: Vec<Batch>, t0: i64, profile: b
     }
     let mut cache = merge::Cache::new();
     let started = Instant::now();
-    for group in batches.chunks_mut(256) {
+    for group in batches.chunks_mut(group) {
         let mut combined = Batch::new("bench".to_string(), Vec::new());
         for b in group {
             combined.items.append(&mut b.items);
@@ -75,16 +75,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(20_000, |a| a.parse().expect("RECORDS: a number"));
     let dir = args.next().map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let group: usize = args.next().map_or(256, |a| a.parse().expect("GROUP: a number"));
     let t0 = 1_767_225_600 - 3600;
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-    let wall = merge_all(&dir, records(n, t0), t0, false);
+    let wall = merge_all(&dir, records(n, t0), t0, group, false);
     println!(
-        "merge-profile: {n} node records merged in {:.2} s: {:.0} records/s, {:.1} us each (no profile hook)",
+        "merge-profile: {n} node records merged {group} a transaction in {:.2} s: {:.0} records/s, {:.1} us each \
+         (no profile hook)",
         wall.as_secs_f64(),
         n as f64 / wall.as_secs_f64(),
         per(wall)
     );
-    let hooked = merge_all(&dir, records(n, t0), t0, true);
+    let hooked = merge_all(&dir, records(n, t0), t0, group, true);
     let times = TIMES.lock().unwrap().take().unwrap_or_default();
     let mut rows: Vec<_> = times.into_iter().collect();
     rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));

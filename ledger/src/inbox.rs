@@ -1,7 +1,8 @@
 //! The inbox: node batches committed as they arrived, merged later.
 //!
-//! `collector serve` has one writer, and merging a node's batch costs it about 0.8 ms of SQLite
-//! statements (the job's row, its steps, node row, environment, rollups), so when the N epilogs
+//! `collector serve` has one writer, and merging a node's batch in a transaction of its own
+//! costs it about 0.5 ms (the job's row, its steps, node row, environment, rollups, and more than
+//! half of it the commit: `bench/merge-profile RECORDS DIR 1`), so when the N epilogs
 //! of a large job report at once the writer, not the network or munged, sets the rate. During
 //! such a burst the writer stores each batch's verified body here instead, one row per batch,
 //! commits, and answers `ok`: the batch is as durable as a merged one (the acknowledgement still
