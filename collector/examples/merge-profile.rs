@@ -89,7 +89,7 @@ fn main() {
     let hooked = merge_all(&dir, records(n, t0), t0, group, true);
     let times = TIMES.lock().unwrap().take().unwrap_or_default();
     let mut rows: Vec<_> = times.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 .1));
     let total: Duration = rows.iter().map(|r| r.1 .1).sum();
     println!(
         "merge-profile: with the hook {:.1} us each, of which SQL statements {:.1} us (the rest: the merge's own \
