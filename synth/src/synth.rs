@@ -26,7 +26,8 @@
 
 use crate::timeline::{self, Shape};
 use runledger_record::{
-    Batch, ExitStatus, Fact, Item, JobEnd, JobState, Module, StepEnd, StepStart, TaskExit, Timestamp, STEP_BATCH,
+    Batch, ExitStatus, Fact, Item, JobEnd, JobState, LimitSource, Module, StepEnd, StepStart, TaskExit, TimeLimit,
+    Timestamp, STEP_BATCH,
 };
 use std::collections::BTreeMap;
 
@@ -441,6 +442,14 @@ fn batches(
     let tags: BTreeMap<String, String> = j.tag.iter().cloned().collect();
     let raw = if j.exit.signal != 0 { j.exit.signal } else { j.exit.code << 8 };
     let cwd = format!("/home/{user}/run");
+    // What a real node record carries too (#15, and what the epilog and the plugin always
+    // fill), so that the bytes per job are measured with it: the job's memory on a node, its
+    // time limit (the partition's, as most jobs ask), the batch script's output file, and the
+    // evidence of the job's state (`epilog::state`'s wording).
+    let alloc_mem_mb = u64::from(j.cpus_per_node) * if partition == "bigmem" { 16_000 } else { 4_000 };
+    let time_limit =
+        TimeLimit { seconds: Some((PARTITIONS[j.partition].3 * 3600.0) as u64), source: LimitSource::Environment };
+    let output = format!("{cwd}/slurm-{}.out", j.job_id);
     let step_start = |node: u32, step_id: u32, argv: Vec<String>, start: Timestamp| {
         let batch = step_id == STEP_BATCH;
         StepStart {
@@ -470,7 +479,8 @@ fn batches(
             tags: tags.clone(),
             start,
             slurm_version: "23.02.6".into(),
-            // Limits asked for (#15) are left out of the made-up jobs.
+            alloc_mem_mb: Some(alloc_mem_mb),
+            time_limit: Some(time_limit.clone()),
             ..Default::default()
         }
     };
@@ -492,8 +502,8 @@ fn batches(
                 cpu_user_s: 0.5,
                 cpu_sys_s: 0.1,
                 max_rss_kib: 8_000,
-                stdout: None,
-                stderr: None,
+                stdout: Some(output.clone()),
+                stderr: Some(output.clone()),
                 series: shape.and_then(|sh| {
                     let batch = Shape {
                         busy_cores: 0.0,
@@ -525,8 +535,10 @@ fn batches(
             start: s0,
             end: e0,
             tasks,
-            cpu_user_s: (cpu_node * 0.95).round(),
-            cpu_sys_s: (cpu_node * 0.05).round(),
+            // Milliseconds, as getrusage gives them (whole seconds would take SQLite 1-3 bytes
+            // where a real value takes 8).
+            cpu_user_s: (cpu_node * 950.0).round() / 1000.0,
+            cpu_sys_s: (cpu_node * 50.0).round() / 1000.0,
             max_rss_kib: 1_000_000 + u64::from(node) * 1000,
             stdout: None,
             stderr: None,
@@ -544,14 +556,15 @@ fn batches(
             exit: j.exit,
             derived_exit: Some(j.exit),
             state: j.state,
-            state_evidence: None,
+            state_evidence: Some(evidence(j, node, &name, end)),
             start: Some(j.start),
             end,
-            stdout: None,
-            stderr: None,
+            stdout: (node == 0).then(|| output.clone()),
+            stderr: (node == 0).then(|| output.clone()),
             facts: if node == 0 { verdict(j, params) } else { Vec::new() },
             python: if node == 0 { python.clone() } else { None },
-            // Limits asked for (#15) are left out of the made-up jobs.
+            alloc_mem_mb: Some(alloc_mem_mb),
+            time_limit: Some(time_limit.clone()),
             ..Default::default()
         }));
         let mut b = Batch::new(name, items);
@@ -559,6 +572,46 @@ fn batches(
         out.push(b);
     }
     out
+}
+
+/// The evidence a node's epilog gives for the job's state (`epilog::state::classify`): on the
+/// batch node the line slurmstepd wrote into the job's output when it ended the job, elsewhere
+/// (and for the other states) the exit status.
+fn evidence(j: &Job, node: u32, name: &str, end: Timestamp) -> String {
+    let at = utc(end);
+    match j.state {
+        JobState::Timeout if node == 0 => {
+            format!("slurmstepd: error: *** JOB {} ON {name} CANCELLED AT {at} DUE TO TIME LIMIT ***", j.job_id)
+        }
+        JobState::Cancelled if node == 0 => {
+            format!("slurmstepd: error: *** JOB {} ON {name} CANCELLED AT {at} ***", j.job_id)
+        }
+        JobState::OutOfMemory if node == 0 => format!(
+            "slurmstepd: error: Detected 1 oom_kill event in StepId={}.0. Some of the step tasks have been OOM Killed.",
+            j.job_id
+        ),
+        _ if j.exit.signal == 15 || j.exit.signal == 9 => {
+            format!("killed by signal {} and no slurmstepd message (exit {})", j.exit.signal, j.exit)
+        }
+        _ if j.exit.signal != 0 => format!("killed by signal {} (exit {})", j.exit.signal, j.exit),
+        _ => format!("exit code {} (exit {})", j.exit.code, j.exit),
+    }
+}
+
+/// Unix seconds as Slurm writes a time (UTC here): `2025-06-15T05:00:00`.
+fn utc(t: Timestamp) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// What the epilog's log parser would have found: program, outcome and failure category
@@ -1014,5 +1067,54 @@ mod python_tests {
         let want: std::collections::BTreeSet<Option<String>> =
             [None, Some("1.24.4".to_string()), Some("1.26.4".to_string())].into_iter().collect();
         assert_eq!(versions, want, "numpy before and after its update, and unknown for killed jobs");
+    }
+}
+
+#[cfg(test)]
+mod node_record_tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_slurm_writes_them() {
+        assert_eq!(utc(1_750_000_000), "2025-06-15T15:06:40");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(utc(FIXTURE_END), "2026-01-01T00:00:00");
+        assert_eq!(utc(-86_401), "1969-12-30T23:59:59");
+    }
+
+    /// Every node record carries what a real one does: the job's memory and time limit, the
+    /// evidence of its state, and (the batch node's) the output file; CPU seconds are not
+    /// whole numbers.
+    #[test]
+    fn node_records_carry_what_real_ones_do() {
+        let mut synth = Synth::new(2000, 42, FIXTURE_END);
+        let (mut ends, mut timeouts, mut fractional) = (0, 0, 0);
+        while let Some(b) = synth.next_job_batch() {
+            for it in &b.items {
+                match it {
+                    Item::JobEnd(e) => {
+                        ends += 1;
+                        assert!(e.alloc_mem_mb.is_some_and(|m| m >= 4_000), "{e:?}");
+                        let limit = e.time_limit.as_ref().and_then(|l| l.seconds).unwrap();
+                        assert!(limit >= 1800 && e.end - e.start.unwrap() <= limit as i64, "{e:?}");
+                        let evidence = e.state_evidence.as_deref().unwrap();
+                        assert!(evidence.contains("(exit ") || evidence.starts_with("slurmstepd: error: "), "{evidence}");
+                        if e.state == JobState::Timeout && e.stdout.is_some() {
+                            timeouts += 1;
+                            assert!(evidence.ends_with("DUE TO TIME LIMIT ***"), "{evidence}");
+                        }
+                        if let Some(out) = &e.stdout {
+                            assert_eq!(out, &format!("{}/slurm-{}.out", e.work_dir.as_deref().unwrap(), e.job_id));
+                        }
+                    }
+                    Item::StepEnd(s) if s.step_id == 0 => {
+                        fractional += usize::from(s.cpu_user_s.fract() != 0.0);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(ends > 2000 && timeouts > 20, "{ends} node records, {timeouts} timeouts");
+        assert!(fractional > 1500, "{fractional}");
     }
 }
