@@ -154,6 +154,18 @@ mod tests {
         classify(lines.iter().copied(), &IDS, e)
     }
 
+    /// The ledger stores these words as nothing beside the exit status they come from
+    /// (`runledger_ledger::store::exit_evidence`): other words would be stored whole.
+    #[test]
+    fn evidence_from_the_exit_status_alone_is_worded_as_the_ledger_stores_it() {
+        let words = |e| state_of(&[], e).evidence;
+        assert_eq!(words(OK), "exit code 0 (exit 0:0)");
+        assert_eq!(words(exit(2, 0)), "exit code 2 (exit 2:0)");
+        assert_eq!(words(exit(0, 11)), "killed by signal 11 (exit 0:11)");
+        assert_eq!(words(exit(0, 9)), "killed by signal 9 and no slurmstepd message (exit 0:9)");
+        assert_eq!(words(exit(0, 15)), "killed by signal 15 and no slurmstepd message (exit 0:15)");
+    }
+
     #[test]
     fn time_limit_is_timeout() {
         let l = "slurmstepd: error: *** JOB 123 ON n1 CANCELLED AT 2026-01-02T03:04:05 DUE TO TIME LIMIT ***";

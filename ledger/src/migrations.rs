@@ -125,6 +125,14 @@
 //!   during a burst without merging them yet: when it received each, from whom, the body as
 //!   signed (Snappy-compressed), and the merge's error for one it refused. See [`crate::inbox`].
 //!
+//! - Evidence and standard error as nothing (#17; appended): `job_nodes.state_evidence` and
+//!   `jobs.state_evidence` hold an empty blob where the evidence is exactly the epilog's wording
+//!   of the row's own exit code and signal (`exit code 0 (exit 0:0)` on most nodes of most jobs:
+//!   22 bytes a node record), and `steps.stderr` and `job_nodes.stderr` where the path is the
+//!   row's `stdout` (Slurm's one `slurm-%j.out` for both); the readers give the text back
+//!   ([`crate::store::pack_evidence`], [`crate::store::pack_stderr`]). Rows stored before keep
+//!   their text, which reads the same; nothing is converted.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -152,6 +160,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_CELLS, then: Some(crate::rollup::rebuild_cells) },
     Migration { sql: V_HISTS_IDLE, then: Some(crate::rollup::fill_hists_and_idle) },
     Migration { sql: V_INBOX, then: None },
+    Migration { sql: V_EVIDENCE, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -1063,3 +1072,8 @@ CREATE TABLE inbox (
     error TEXT
 );
 "#;
+
+/// Evidence and standard error as nothing (#17; see the module documentation): no table
+/// changes, only what a value may be, so that a collector that would read them as empty does
+/// not open the ledger.
+pub(crate) const V_EVIDENCE: &str = "-- state_evidence and stderr may be an empty blob";

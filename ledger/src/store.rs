@@ -419,6 +419,74 @@ pub fn limit_source(s: runledger_record::LimitSource) -> i64 {
 /// The SQL that reads `job_nodes.time_limit_source` back as its name (`environment`, `scontrol`).
 pub const LIMIT_SOURCE_SQL: &str = "CASE n.time_limit_source WHEN 0 THEN 'environment' WHEN 1 THEN 'scontrol' END";
 
+/// The evidence of a job's state as `job_nodes.state_evidence` and `jobs.state_evidence` store
+/// it, beside the row's own `exit_code` and `signal`.
+///
+/// On most nodes of most jobs the epilog reads the state from the exit status alone and words
+/// its evidence as a function of it: `exit code 0 (exit 0:0)`, 22 bytes a node record (about 90
+/// a job). A text that is exactly what [`exit_evidence`] gives for the row's exit code and signal
+/// is stored as an empty blob (no bytes but its header's) and given back from them by
+/// [`evidence_at`]; anything else (a slurmstepd line, another release's wording, any text
+/// at all) is stored as it came. An evidence is always text, so the empty blob is never one.
+pub fn pack_evidence(text: Option<String>, code: Option<i64>, signal: Option<i64>) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match (text, code, signal) {
+        (Some(t), Some(c), Some(s)) if t == exit_evidence(c, s) => Value::Blob(Vec::new()),
+        (Some(t), _, _) => Value::Text(t),
+        (None, _, _) => Value::Null,
+    }
+}
+
+/// The evidence [`pack_evidence`] stored in column `i` of a row, with the row's exit code and
+/// signal.
+pub fn evidence_at(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+    code: Option<i64>,
+    signal: Option<i64>,
+) -> rusqlite::Result<Option<String>> {
+    match (r.get_ref(i)?, code, signal) {
+        (rusqlite::types::ValueRef::Blob([]), Some(c), Some(s)) => Ok(Some(exit_evidence(c, s))),
+        _ => r.get(i),
+    }
+}
+
+/// A step's or a node's standard error path as `steps.stderr` and `job_nodes.stderr` store it,
+/// beside its standard output path. Slurm writes both into one file unless the job asks for two
+/// (`slurm-%j.out`), so the path is stored once: a standard error path equal to the standard
+/// output path is stored as an empty blob (its header's byte only), which [`stderr_at`] reads
+/// back as that path. About 35 bytes for a batch step and again for its node's record.
+pub fn pack_stderr(stderr: Option<&str>, stdout: Option<&str>) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match stderr {
+        Some(e) if Some(e) == stdout => Value::Blob(Vec::new()),
+        Some(e) => Value::Text(e.to_string()),
+        None => Value::Null,
+    }
+}
+
+/// The standard error path [`pack_stderr`] stored in column `i` of a row, with the standard
+/// output path beside it.
+pub fn stderr_at(r: &rusqlite::Row<'_>, i: usize, stdout: Option<&str>) -> rusqlite::Result<Option<String>> {
+    match (r.get_ref(i)?, stdout) {
+        (rusqlite::types::ValueRef::Blob([]), Some(out)) => Ok(Some(out.to_string())),
+        _ => r.get(i),
+    }
+}
+
+/// How the epilog words the state it reads from an exit status alone (`epilog::state::classify`;
+/// its test `evidence_from_the_exit_status_alone_is_worded_as_the_ledger_stores_it` holds it to
+/// these words). Were they to change, such texts would be stored as they come: the saving
+/// lost, not the text.
+pub fn exit_evidence(code: i64, signal: i64) -> String {
+    let why = match signal {
+        15 | 9 => format!("killed by signal {signal} and no slurmstepd message"),
+        0 => format!("exit code {code}"),
+        _ => format!("killed by signal {signal}"),
+    };
+    format!("{why} (exit {code}:{signal})")
+}
+
 /// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).
 pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
     let content = serde_json::to_string(env).expect("a string map always serializes");
@@ -435,6 +503,59 @@ pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A standard error path equal to the standard output path takes no bytes and reads back.
+    #[test]
+    fn stderr_into_the_stdout_file_is_stored_as_nothing() {
+        let conn = Connection::open_in_memory().unwrap();
+        let out = Some("/home/a/slurm-7.out");
+        for (stderr, stdout, kind) in [
+            (out, out, "blob"),
+            (Some("/home/a/slurm-7.err"), out, "text"),
+            (out, None, "text"),
+            (Some(""), Some(""), "blob"),
+            (None, out, "null"),
+        ] {
+            let packed = pack_stderr(stderr, stdout);
+            let (stored, back) = conn
+                .query_row("SELECT typeof(?1), ?1", [&packed], |r| {
+                    Ok((r.get::<_, String>(0)?, stderr_at(r, 1, stdout)?))
+                })
+                .unwrap();
+            assert_eq!((stored.as_str(), back.as_deref()), (kind, stderr), "{stderr:?} beside {stdout:?}");
+        }
+    }
+
+    /// An evidence worded from the exit status it is stored beside takes no bytes, and reads
+    /// back whole; any other text, or one beside another status, is kept as it came.
+    #[test]
+    fn evidence_from_the_exit_status_alone_is_stored_as_nothing_and_read_back_whole() {
+        let conn = Connection::open_in_memory().unwrap();
+        let slurmstepd = "slurmstepd: error: *** JOB 1 ON n1 CANCELLED AT 2026-01-01T00:00:00 ***";
+        // (text, exit code, signal, what SQLite stores)
+        type Case<'a> = (Option<&'a str>, Option<i64>, Option<i64>, &'a str);
+        let cases: [Case; 10] = [
+            (Some("exit code 0 (exit 0:0)"), Some(0), Some(0), "blob"),
+            (Some("exit code 2 (exit 2:0)"), Some(2), Some(0), "blob"),
+            (Some("killed by signal 11 (exit 0:11)"), Some(0), Some(11), "blob"),
+            (Some("killed by signal 9 and no slurmstepd message (exit 0:9)"), Some(0), Some(9), "blob"),
+            (Some("killed by signal 15 and no slurmstepd message (exit 0:15)"), Some(0), Some(15), "blob"),
+            (Some("exit code 0 (exit 0:0)"), Some(1), Some(0), "text"),
+            (Some("exit code 0 (exit 0:0)"), None, None, "text"),
+            (Some(slurmstepd), Some(0), Some(15), "text"),
+            (Some(""), Some(0), Some(0), "text"),
+            (None, Some(0), Some(0), "null"),
+        ];
+        for (text, code, signal, kind) in cases {
+            let packed = pack_evidence(text.map(String::from), code, signal);
+            let (stored, back) = conn
+                .query_row("SELECT typeof(?1), ?1", [&packed], |r| {
+                    Ok((r.get::<_, String>(0)?, evidence_at(r, 1, code, signal)?))
+                })
+                .unwrap();
+            assert_eq!((stored.as_str(), back.as_deref()), (kind, text), "{text:?} beside {code:?}:{signal:?}");
+        }
+    }
 
     fn task(rank: i64, id: i64, raw: i64, time: i64) -> TaskRow {
         let d = runledger_record::ExitStatus::from_wait_status(raw as i32);

@@ -574,6 +574,25 @@ fn batches(
     out
 }
 
+/// A batch as the generator made it before its node records carried [`Synth::node_details`].
+fn without_node_details(b: &mut Batch) {
+    for it in &mut b.items {
+        match it {
+            Item::StepStart(s) => (s.alloc_mem_mb, s.time_limit) = (None, None),
+            Item::StepEnd(e) => {
+                (e.stdout, e.stderr) = (None, None);
+                if e.step_id != STEP_BATCH {
+                    (e.cpu_user_s, e.cpu_sys_s) = (e.cpu_user_s.round(), e.cpu_sys_s.round());
+                }
+            }
+            Item::JobEnd(j) => {
+                (j.alloc_mem_mb, j.time_limit, j.state_evidence) = (None, None, None);
+                (j.stdout, j.stderr) = (None, None);
+            }
+        }
+    }
+}
+
 /// The evidence a node's epilog gives for the job's state (`epilog::state::classify`): on the
 /// batch node the line slurmstepd wrote into the job's output when it ended the job, elsewhere
 /// (and for the other states) the exit status.
@@ -744,6 +763,10 @@ pub struct Synth {
     /// Whether the jobs of a known code carry their input parameters (`param.*` facts); on by
     /// default, off for the fixture (the recorded version 2 ledger predates them).
     pub params: bool,
+    /// Whether node records carry what a real one does besides (the job's memory and time
+    /// limit, the evidence of its state, the batch script's output file, CPU seconds to the
+    /// millisecond); on by default, off for the fixture, recorded before they were made up.
+    pub node_details: bool,
 }
 
 impl Synth {
@@ -778,6 +801,7 @@ impl Synth {
             python: true,
             timelines: false,
             params: true,
+            node_details: true,
         }
     }
 
@@ -803,7 +827,13 @@ impl Synth {
         let job = make_job(&mut self.rng, &self.cum, FIRST_JOB_ID + self.next as u32, start, self.t0);
         self.next += 1;
         let python = if self.python { python_of(&job, self.seed, self.t0, &self.cum.py) } else { None };
-        Some(batches(&job, &self.envs, python, self.timelines, self.params))
+        let mut out = batches(&job, &self.envs, python, self.timelines, self.params);
+        if !self.node_details {
+            for b in &mut out {
+                without_node_details(b);
+            }
+        }
+        Some(out)
     }
 
     /// The next job's items from all its nodes in one batch: the same rows once merged, with
@@ -835,6 +865,7 @@ pub fn fixture_batches() -> Vec<Batch> {
     let mut out = Vec::new();
     let mut synth = Synth::new(30, 7, FIXTURE_END).without_python();
     synth.params = false;
+    synth.node_details = false;
     while let Some(b) = synth.next_job() {
         out.extend(b);
     }
@@ -1098,7 +1129,10 @@ mod node_record_tests {
                         let limit = e.time_limit.as_ref().and_then(|l| l.seconds).unwrap();
                         assert!(limit >= 1800 && e.end - e.start.unwrap() <= limit as i64, "{e:?}");
                         let evidence = e.state_evidence.as_deref().unwrap();
-                        assert!(evidence.contains("(exit ") || evidence.starts_with("slurmstepd: error: "), "{evidence}");
+                        assert!(
+                            evidence.contains("(exit ") || evidence.starts_with("slurmstepd: error: "),
+                            "{evidence}"
+                        );
                         if e.state == JobState::Timeout && e.stdout.is_some() {
                             timeouts += 1;
                             assert!(evidence.ends_with("DUE TO TIME LIMIT ***"), "{evidence}");

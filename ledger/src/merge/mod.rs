@@ -481,7 +481,7 @@ fn apply_step_end(conn: &Connection, cache: &mut Cache, job: i64, s: &StepEnd) -
         s.cpu_sys_s,
         s.max_rss_kib as i64,
         s.stdout,
-        s.stderr,
+        store::pack_stderr(s.stderr.as_deref(), s.stdout.as_deref()),
         blob
     ])?;
     // The series, when the plugin sampled the step; an end without one leaves a stored one alone.
@@ -538,11 +538,11 @@ fn apply_job_end(
         derived.map(|d| d.code),
         derived.map(|d| d.signal),
         j.state.as_str(),
-        j.state_evidence,
+        store::pack_evidence(j.state_evidence.clone(), Some(j.exit.code.into()), Some(j.exit.signal.into())),
         j.start,
         j.end,
         j.stdout,
-        j.stderr,
+        store::pack_stderr(j.stderr.as_deref(), j.stdout.as_deref()),
         received_at,
         j.alloc_mem_mb.and_then(|m| i64::try_from(m).ok()),
         limit.and_then(|l| l.seconds).and_then(|s| i64::try_from(s).ok()),

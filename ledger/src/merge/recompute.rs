@@ -133,7 +133,7 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
             if exit.is_none_or(|x| e.severity() > x.severity()) {
                 exit = Some(e);
             }
-            if let Some(ev) = r.get::<_, Option<String>>(9)? {
+            if let Some(ev) = store::evidence_at(r, 9, Some(e.code.into()), Some(e.signal.into()))? {
                 evidence.push((s, ev));
             }
             let start: Option<i64> = r.get(10)?;
@@ -210,7 +210,7 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
         state.as_str().to_string().into(),
         exit.map(|e| e.code).into(),
         exit.map(|e| e.signal).into(),
-        state_evidence.into(),
+        store::pack_evidence(state_evidence, exit.map(|e| e.code.into()), exit.map(|e| e.signal.into())),
         nnodes.into(),
         ncpus.into(),
         cpu_user.into(),

@@ -136,6 +136,66 @@ fn sample() -> Sample {
     s
 }
 
+/// A node's evidence worded from its exit status alone is stored as an empty blob, in its node
+/// record and in the job's row, and every reader gets the words back (the merge's recompute
+/// among them: the job's evidence is a node's).
+#[test]
+fn evidence_worded_from_the_exit_status_is_stored_as_nothing() {
+    let conn = db::open_memory();
+    let mut s = sample();
+    s.state = JobState::Completed;
+    let mut b = s.batch(0);
+    let out = Some("/home/alice/slurm-42.out".to_string());
+    for it in &mut b.items {
+        match it {
+            Item::JobEnd(j) => {
+                j.exit = ExitStatus::default();
+                j.state_evidence = Some("exit code 0 (exit 0:0)".into());
+                (j.stdout, j.stderr) = (out.clone(), out.clone());
+            }
+            Item::StepEnd(e) if e.step_id == STEP_BATCH => (e.stdout, e.stderr) = (out.clone(), out.clone()),
+            _ => {}
+        }
+    }
+    apply(&conn, &b);
+    let kinds = |sql: &str| count(&conn, &format!("SELECT count(*) FROM {sql} WHERE typeof(state_evidence) = 'blob'"));
+    assert_eq!((kinds("job_nodes"), kinds("jobs")), (1, 1));
+    // The standard error path, the standard output's: stored as nothing, read back whole.
+    for table in ["steps", "job_nodes"] {
+        let stderr: Vec<(String, Option<String>)> = conn
+            .prepare(&format!("SELECT typeof(stderr), stdout, stderr FROM {table} WHERE stdout IS NOT NULL"))
+            .unwrap()
+            .query_map([], |r| {
+                let stdout: Option<String> = r.get(1)?;
+                Ok((r.get(0)?, crate::store::stderr_at(r, 2, stdout.as_deref())?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stderr, [("blob".to_string(), out.clone())], "{table}");
+    }
+    let ev: Option<String> = conn
+        .query_row("SELECT exit_code, signal, state_evidence FROM jobs", [], |r| {
+            crate::store::evidence_at(r, 2, r.get(0)?, r.get(1)?)
+        })
+        .unwrap();
+    assert_eq!(ev.as_deref(), Some("exit code 0 (exit 0:0)"));
+    // The second node's failure takes over: its evidence is kept as it came.
+    let mut b2 = s.batch(1);
+    for it in &mut b2.items {
+        if let Item::JobEnd(j) = it {
+            j.exit = ExitStatus { code: 0, signal: 11, core_dumped: true };
+            j.state = JobState::Failed;
+            j.state_evidence = Some("segfault in rank 3".into());
+        }
+    }
+    apply(&conn, &b2);
+    assert_eq!((kinds("job_nodes"), kinds("jobs")), (1, 0));
+    let (state, ev): (String, Option<String>) =
+        conn.query_row("SELECT state, state_evidence FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((state.as_str(), ev.as_deref()), ("FAILED", Some("segfault in rank 3")));
+}
+
 fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
     if items.len() <= 1 {
         return vec![items.to_vec()];

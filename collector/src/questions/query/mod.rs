@@ -102,7 +102,7 @@ fn job_row(r: &Row) -> rusqlite::Result<JobRow> {
         state: r.get(15)?,
         exit_code: r.get(16)?,
         signal: r.get(17)?,
-        state_evidence: r.get(18)?,
+        state_evidence: runledger_ledger::store::evidence_at(r, 18, r.get(16)?, r.get(17)?)?,
         nnodes: r.get(19)?,
         ncpus: r.get(20)?,
         cpu_user_s: r.get(21)?,
@@ -304,6 +304,8 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
     while let Some(r) = rows.next()? {
         let job: i64 = r.get(0)?;
         let argv: Option<String> = r.get(5)?;
+        let stdout: Option<String> = r.get(15)?;
+        let stderr = runledger_ledger::store::stderr_at(r, 16, stdout.as_deref())?;
         let step = StepRow {
             node: r.get(1)?,
             step_id: r.get(2)?,
@@ -319,8 +321,8 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
             cpu_user_s: r.get(12)?,
             cpu_sys_s: r.get(13)?,
             max_rss_kib: r.get(14)?,
-            stdout: r.get(15)?,
-            stderr: r.get(16)?,
+            stdout,
+            stderr,
             slurm_version: r.get(17)?,
             tasks: r
                 .get_ref(18)?
@@ -351,6 +353,8 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
         .query_map([id], |r| {
             let dc: Option<i64> = r.get(5)?;
             let ds: Option<i64> = r.get(6)?;
+            let stdout: Option<String> = r.get(10)?;
+            let stderr = runledger_ledger::store::stderr_at(r, 11, stdout.as_deref())?;
             Ok(NodeRow {
                 node: r.get(0)?,
                 state: r.get(1)?,
@@ -358,11 +362,11 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
                 signal: r.get(3)?,
                 core_dumped: r.get(4)?,
                 derived_exit: dc.map(|c| (c, ds.unwrap_or(0))),
-                state_evidence: r.get(7)?,
+                state_evidence: runledger_ledger::store::evidence_at(r, 7, r.get(2)?, r.get(3)?)?,
                 start: r.get(8)?,
                 end: r.get(9)?,
-                stdout: r.get(10)?,
-                stderr: r.get(11)?,
+                stdout,
+                stderr,
                 received_at: r.get(12)?,
                 alloc_mem_mb: r.get(13)?,
                 time_limit_s: r.get(14)?,
