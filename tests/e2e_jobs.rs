@@ -68,6 +68,17 @@ fn failing_job_records_exit_code() {
     assert_eq!(job["signal"], 0);
     let failed = query(&["jobs", "-u", USER, "-s", "FAILED"]);
     assert!(failed.as_array().unwrap().iter().any(|j| j["job_id"] == id));
+    // The epilog's evidence and the one output file of both streams, read back whole: the
+    // ledger stores each as nothing where it repeats the exit status or the standard output.
+    let detail = job_detail(id);
+    assert_eq!(detail["state_evidence"], "exit code 3 (exit 3:0)", "{detail:#}");
+    let out = home(USER).join(format!("rl-e2e/exit3-{id}.out")).to_string_lossy().into_owned();
+    let node = &detail["node_records"][0];
+    assert_eq!(node["state_evidence"], "exit code 3 (exit 3:0)", "{detail:#}");
+    let batch = step(&detail, "batch").unwrap_or_else(|| panic!("no batch step: {detail:#}"));
+    for record in [node, batch] {
+        assert_eq!((record["stdout"].as_str(), record["stderr"].as_str()), (Some(&*out), Some(&*out)), "{record:#}");
+    }
 }
 
 /// Slurm's own start and end of a finished job, in epoch seconds, read with `scontrol show job`
