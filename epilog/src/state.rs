@@ -116,16 +116,14 @@ pub fn classify<'a>(lines: impl IntoIterator<Item = &'a str>, ids: &JobIds, exit
     let Some(exit) = exit else {
         return Verdict { state: JobState::Unknown, evidence: "no exit status and no slurmstepd message".into() };
     };
-    let (state, why) = if exit.signal == libc::SIGTERM || exit.signal == libc::SIGKILL {
-        (JobState::Cancelled, format!("killed by signal {} and no slurmstepd message", exit.signal))
-    } else if exit.signal != 0 {
-        (JobState::Failed, format!("killed by signal {}", exit.signal))
-    } else if exit.code != 0 {
-        (JobState::Failed, format!("exit code {}", exit.code))
+    let state = if exit.signal == libc::SIGTERM || exit.signal == libc::SIGKILL {
+        JobState::Cancelled
+    } else if exit.signal != 0 || exit.code != 0 {
+        JobState::Failed
     } else {
-        (JobState::Completed, "exit code 0".to_string())
+        JobState::Completed
     };
-    Verdict { state, evidence: format!("{why} (exit {exit})") }
+    Verdict { state, evidence: exit.evidence() }
 }
 
 fn bounded(s: &str) -> String {
@@ -154,8 +152,8 @@ mod tests {
         classify(lines.iter().copied(), &IDS, e)
     }
 
-    /// The ledger stores these words as nothing beside the exit status they come from
-    /// (`runledger_ledger::store::exit_evidence`): other words would be stored whole.
+    /// The words of `ExitStatus::evidence`, which the ledger stores as nothing beside the exit
+    /// status they come from: an old ledger holds them, so they stay.
     #[test]
     fn evidence_from_the_exit_status_alone_is_worded_as_the_ledger_stores_it() {
         let words = |e| state_of(&[], e).evidence;

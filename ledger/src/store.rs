@@ -424,14 +424,15 @@ pub const LIMIT_SOURCE_SQL: &str = "CASE n.time_limit_source WHEN 0 THEN 'enviro
 ///
 /// On most nodes of most jobs the epilog reads the state from the exit status alone and words
 /// its evidence as a function of it: `exit code 0 (exit 0:0)`, 22 bytes a node record (about 90
-/// a job). A text that is exactly what [`exit_evidence`] gives for the row's exit code and signal
-/// is stored as an empty blob (no bytes but its header's) and given back from them by
-/// [`evidence_at`]; anything else (a slurmstepd line, another release's wording, any text
-/// at all) is stored as it came. An evidence is always text, so the empty blob is never one.
+/// a job). A text that is exactly what [`runledger_record::ExitStatus::evidence`] gives for the
+/// row's exit code and signal is stored as an empty blob (no bytes but its header's) and given
+/// back from them by [`evidence_at`]; anything else (a slurmstepd line, another release's
+/// wording, any text at all) is stored as it came. An evidence is always text, so the empty
+/// blob is never one.
 pub fn pack_evidence(text: Option<String>, code: Option<i64>, signal: Option<i64>) -> rusqlite::types::Value {
     use rusqlite::types::Value;
     match (text, code, signal) {
-        (Some(t), Some(c), Some(s)) if t == exit_evidence(c, s) => Value::Blob(Vec::new()),
+        (Some(t), Some(c), Some(s)) if exit_evidence(c, s).is_some_and(|e| e == t) => Value::Blob(Vec::new()),
         (Some(t), _, _) => Value::Text(t),
         (None, _, _) => Value::Null,
     }
@@ -445,10 +446,12 @@ pub fn evidence_at(
     code: Option<i64>,
     signal: Option<i64>,
 ) -> rusqlite::Result<Option<String>> {
-    match (r.get_ref(i)?, code, signal) {
-        (rusqlite::types::ValueRef::Blob([]), Some(c), Some(s)) => Ok(Some(exit_evidence(c, s))),
-        _ => r.get(i),
+    if let (rusqlite::types::ValueRef::Blob([]), Some(c), Some(s)) = (r.get_ref(i)?, code, signal) {
+        if let Some(words) = exit_evidence(c, s) {
+            return Ok(Some(words));
+        }
     }
+    r.get(i)
 }
 
 /// A step's or a node's standard error path as `steps.stderr` and `job_nodes.stderr` store it,
@@ -474,17 +477,11 @@ pub fn stderr_at(r: &rusqlite::Row<'_>, i: usize, stdout: Option<&str>) -> rusql
     }
 }
 
-/// How the epilog words the state it reads from an exit status alone (`epilog::state::classify`;
-/// its test `evidence_from_the_exit_status_alone_is_worded_as_the_ledger_stores_it` holds it to
-/// these words). Were they to change, such texts would be stored as they come: the saving
-/// lost, not the text.
-pub fn exit_evidence(code: i64, signal: i64) -> String {
-    let why = match signal {
-        15 | 9 => format!("killed by signal {signal} and no slurmstepd message"),
-        0 => format!("exit code {code}"),
-        _ => format!("killed by signal {signal}"),
-    };
-    format!("{why} (exit {code}:{signal})")
+/// The evidence [`runledger_record::ExitStatus::evidence`] words for an exit code and signal
+/// as a row stores them; `None` for values no status has.
+fn exit_evidence(code: i64, signal: i64) -> Option<String> {
+    let (code, signal) = (i32::try_from(code).ok()?, i32::try_from(signal).ok()?);
+    Some(runledger_record::ExitStatus { code, signal, core_dumped: false }.evidence())
 }
 
 /// The hash an environment is stored under: sha256 of its canonical JSON (keys sorted).

@@ -112,6 +112,20 @@ impl ExitStatus {
     pub fn severity(&self) -> (i32, i32) {
         (i32::from(self.signal != 0), if self.signal != 0 { self.signal } else { self.code })
     }
+
+    /// The evidence of a job's state read from this status alone, as a node record carries it
+    /// (`exit code 0 (exit 0:0)`): the epilog words it so when no slurmstepd message says more,
+    /// and the ledger stores such a text as nothing beside the status it comes from.
+    pub fn evidence(&self) -> String {
+        let why = if self.signal == libc::SIGTERM || self.signal == libc::SIGKILL {
+            format!("killed by signal {} and no slurmstepd message", self.signal)
+        } else if self.signal != 0 {
+            format!("killed by signal {}", self.signal)
+        } else {
+            format!("exit code {}", self.code)
+        };
+        format!("{why} (exit {self})")
+    }
 }
 
 impl fmt::Display for ExitStatus {

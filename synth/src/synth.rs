@@ -609,11 +609,7 @@ fn evidence(j: &Job, node: u32, name: &str, end: Timestamp) -> String {
             "slurmstepd: error: Detected 1 oom_kill event in StepId={}.0. Some of the step tasks have been OOM Killed.",
             j.job_id
         ),
-        _ if j.exit.signal == 15 || j.exit.signal == 9 => {
-            format!("killed by signal {} and no slurmstepd message (exit {})", j.exit.signal, j.exit)
-        }
-        _ if j.exit.signal != 0 => format!("killed by signal {} (exit {})", j.exit.signal, j.exit),
-        _ => format!("exit code {} (exit {})", j.exit.code, j.exit),
+        _ => j.exit.evidence(),
     }
 }
 
