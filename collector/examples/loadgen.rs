@@ -17,7 +17,7 @@
 
 use clap::Parser;
 use runledger_record::wire::{self, Reply};
-use runledger_synth::Sample;
+use runledger_record::Batch;
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,24 +56,12 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let t0 = runledger_record::now() - 3600;
-    let mut bodies = Vec::with_capacity(args.n);
-    let mut job = 0u32;
-    while bodies.len() < args.n {
-        let mut s = Sample::new(&args.cluster, args.first_job + job, t0 + i64::from(job));
-        s.user = format!("user{:03}", job % 200);
-        s.uid = 10_000 + job % 200;
-        s.first_node = (job * 7) % 512;
-        s.nnodes = if job % 3 == 0 { 2 } else { 1 };
-        for node in 0..s.nnodes {
-            if bodies.len() < args.n {
-                bodies.push(s.batch(node).to_json());
-            }
-        }
-        job += 1;
-    }
+    let records = runledger_synth::sample::load_records(&args.cluster, args.first_job, args.n, t0);
+    let jobs = records.last().map_or(0, |b| b.items[0].job_id() - args.first_job + 1);
+    let bodies: Vec<Vec<u8>> = records.iter().map(Batch::to_json).collect();
     let avg = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len().max(1);
     eprintln!(
-        "loadgen: {} records ({job} jobs, {avg} bytes each) to {} over {} connections",
+        "loadgen: {} records ({jobs} jobs, {avg} bytes each) to {} over {} connections",
         args.n, args.address, args.k
     );
 

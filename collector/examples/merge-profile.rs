@@ -12,7 +12,7 @@
 
 use runledger_ledger::{db, merge};
 use runledger_record::Batch;
-use runledger_synth::Sample;
+use runledger_synth::sample::load_records;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,25 +24,6 @@ fn profiled(sql: &str, took: Duration) {
     let e = t.get_or_insert_with(HashMap::new).entry(sql.to_string()).or_default();
     e.0 += 1;
     e.1 += took;
-}
-
-/// The load generator's node records: every third job on two nodes.
-fn records(n: usize, t0: i64) -> Vec<Batch> {
-    let mut batches = Vec::with_capacity(n);
-    let mut job = 0u32;
-    while batches.len() < n {
-        let mut s = Sample::new("bench", 1_000_000 + job, t0 + i64::from(job));
-        s.user = format!("user{:03}", job % 200);
-        s.uid = 10_000 + job % 200;
-        s.first_node = (job * 7) % 512;
-        s.nnodes = if job % 3 == 0 { 2 } else { 1 };
-        for node in 0..s.nnodes {
-            batches.push(s.batch(node));
-        }
-        job += 1;
-    }
-    batches.truncate(n);
-    batches
 }
 
 /// Merges the records into a fresh ledger in DIR, as a burst from the inbox; the time taken.
@@ -78,7 +59,7 @@ fn main() {
     let group: usize = args.next().map_or(256, |a| a.parse().expect("GROUP: a number"));
     let t0 = 1_767_225_600 - 3600;
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-    let wall = merge_all(&dir, records(n, t0), t0, group, false);
+    let wall = merge_all(&dir, load_records("bench", 1_000_000, n, t0), t0, group, false);
     println!(
         "merge-profile: {n} node records merged {group} a transaction in {:.2} s: {:.0} records/s, {:.1} us each \
          (no profile hook)",
@@ -86,7 +67,7 @@ fn main() {
         n as f64 / wall.as_secs_f64(),
         per(wall)
     );
-    let hooked = merge_all(&dir, records(n, t0), t0, group, true);
+    let hooked = merge_all(&dir, load_records("bench", 1_000_000, n, t0), t0, group, true);
     let times = TIMES.lock().unwrap().take().unwrap_or_default();
     let mut rows: Vec<_> = times.into_iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1 .1));

@@ -11,7 +11,7 @@
 //! Prints each side's median time per batch over ROUNDS rounds of N batches and the ratio.
 
 use runledger_record::{Batch, DropCount, JobEnd, StepEnd, StepStart, Timestamp};
-use runledger_synth::Sample;
+use runledger_synth::sample::load_records;
 use serde::Deserialize;
 use std::hint::black_box;
 use std::time::Instant;
@@ -41,13 +41,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().map_or(5_000, |a| a.parse().expect("N: a number"));
     let rounds: usize = args.next().map_or(15, |a| a.parse().expect("ROUNDS: a number"));
-    let bodies: Vec<Vec<u8>> = (0..n)
-        .map(|j| {
-            let mut s = Sample::new("bench", 1_000_000 + j, 1_767_225_600 + i64::from(j));
-            s.user = format!("user{:03}", j % 200);
-            s.batch(0).to_json()
-        })
-        .collect();
+    let bodies: Vec<Vec<u8>> =
+        load_records("bench", 1_000_000, n as usize, 1_767_225_600).iter().map(Batch::to_json).collect();
     let avg = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
     // Both readers must agree on what they read.
     for b in &bodies {

@@ -260,3 +260,23 @@ impl Sample {
         b
     }
 }
+
+/// The load generator's node records (`collector/examples/loadgen.rs`, and the benches that read
+/// or merge what it sends): `n` of them, one per node of jobs numbered from `first_job` and
+/// started a second apart from `t0`, of 200 users on 512 nodes, every third job on two nodes, so
+/// that its second record merges into an existing job.
+pub fn load_records(cluster: &str, first_job: u32, n: usize, t0: Timestamp) -> Vec<Batch> {
+    let mut out = Vec::with_capacity(n);
+    let mut job = 0u32;
+    while out.len() < n {
+        let mut s = Sample::new(cluster, first_job + job, t0 + i64::from(job));
+        s.user = format!("user{:03}", job % 200);
+        s.uid = 10_000 + job % 200;
+        s.first_node = (job * 7) % 512;
+        s.nnodes = if job % 3 == 0 { 2 } else { 1 };
+        out.extend((0..s.nnodes).map(|node| s.batch(node)));
+        job += 1;
+    }
+    out.truncate(n);
+    out
+}
