@@ -15,6 +15,8 @@
 //!
 //! For the node package's Python hook it makes each job a directory of the job's user and names
 //! it to the tasks (`python`; off with `python=no`, `--runledger-python=no`, `RUNLEDGER_PYTHON=0`).
+//! The helper thread makes it, and the first task's post-fork callback waits for that, so the
+//! step's start does not wait for the file system (0.1 ms) and no task runs before it exists.
 //!
 //! It never harms a job: every callback returns 0 and only logs what went wrong, except the
 //! option callback, which refuses a bad `--runledger-tag` in srun/sbatch/salloc (not in
@@ -30,6 +32,7 @@ mod config;
 mod ffi;
 pub mod host;
 mod log;
+mod privileged;
 mod python;
 mod sampler;
 mod step;
@@ -74,7 +77,7 @@ struct Plugin {
 #[derive(Debug)]
 struct PendingStart {
     state: Mutex<StartState>,
-    /// Signalled when the executable search is over.
+    /// Signalled when the Python directory is made and when the executable search is over.
     found: Condvar,
     /// When slurm_spank_exit stops waiting for the executable.
     exe_deadline: Instant,
@@ -87,15 +90,18 @@ struct StartState {
     /// The record is in the spool (or its write failed and was logged).
     written: bool,
     exe_done: bool,
+    /// The job's Python directory is made (or was not to be, or could not be: then the record
+    /// names none).
+    python_done: bool,
     /// The step's end has taken the record: a late executable is dropped rather than written
     /// over what the end wrote.
     closed: bool,
 }
 
 impl PendingStart {
-    fn new(start: StepStart, exe_done: bool, spool: PathBuf) -> PendingStart {
+    fn new(start: StepStart, exe_done: bool, python_done: bool, spool: PathBuf) -> PendingStart {
         PendingStart {
-            state: Mutex::new(StartState { start, written: false, exe_done, closed: false }),
+            state: Mutex::new(StartState { start, written: false, exe_done, python_done, closed: false }),
             found: Condvar::new(),
             exe_deadline: Instant::now() + step::EXE_LOOKUP_BOUND,
             spool,
@@ -104,6 +110,43 @@ impl PendingStart {
 
     fn lock(&self) -> MutexGuard<'_, StartState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// On the helper thread (before [`Self::find_exe`]): makes the job's Python directory, if
+    /// the step's start left that to it; the record names no directory when that failed.
+    fn make_python_dir(&self, prep: Option<PythonPrep>) {
+        let Some(p) = prep else { return };
+        let made = privileged::as_root(|| python::prepare(&p.base, p.job_id, p.uid, p.gid));
+        let mut st = self.lock();
+        if let Err(e) = made {
+            log::error(&format!(
+                "step {}: no Python records: cannot make the job's directory in {}: {e}",
+                label(&st.start),
+                p.base.display()
+            ));
+            st.start.python_dir = None;
+        }
+        st.python_done = true;
+        self.found.notify_all();
+    }
+
+    /// The state once the job's Python directory is made, or `wait` has passed.
+    fn python_made(&self, wait: std::time::Duration) -> MutexGuard<'_, StartState> {
+        let deadline = Instant::now() + wait;
+        let mut st = self.lock();
+        while !st.python_done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::error(&format!(
+                    "step {}: the job's Python directory is not made after {} ms; the tasks start without it",
+                    label(&st.start),
+                    wait.as_millis()
+                ));
+                break;
+            }
+            st = self.found.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        st
     }
 
     /// On the helper thread: finds the executable, then writes the record with it.
@@ -138,6 +181,15 @@ impl PendingStart {
         }
         st.start.clone()
     }
+}
+
+/// The job's Python directory, left for the helper thread to make (it was not made yet).
+#[derive(Clone, Debug)]
+struct PythonPrep {
+    base: PathBuf,
+    job_id: u32,
+    uid: u32,
+    gid: u32,
 }
 
 // Callbacks run one at a time on slurmstepd's main thread; the lock guards against the
@@ -260,25 +312,38 @@ impl Plugin {
             log::error(&format!("step {label}: {p}"));
         }
         let mut start = step::build_start_without_exe(&facts, &self.config.env_filter, &self.tags, now());
-        start.python_dir = self.python_dir(host, &start);
-        // The executable search (a stat per PATH entry, as the user, maybe on a hung mount), the
-        // record's write and the usage baseline run on the step's one helper thread, which then
-        // samples: the step's start waits for none of them (bench/plugin-callbacks times each).
+        let prep = match self.python_dir(host, &start) {
+            Some((dir, prep)) => {
+                start.python_dir = Some(dir);
+                prep
+            }
+            None => None,
+        };
+        // The job's Python directory (mkdir, chown, chmod, rename: 0.1 ms), the executable search
+        // (a stat per PATH entry, as the user, maybe on a hung mount), the record's write and the
+        // usage baseline run on the step's one helper thread, which then samples: the step's
+        // start waits for none of them (bench/plugin-callbacks times each).
         let query = step::exe_query(&facts, &start);
         let batch = start.step_id == STEP_BATCH;
-        let pending = Arc::new(PendingStart::new(start, query.is_none(), self.config.spool.clone()));
+        let pending = Arc::new(PendingStart::new(start, query.is_none(), prep.is_none(), self.config.spool.clone()));
         let watch = sampler::Watch {
             modules_root: None,
             modules_later: batch,
             usage: (self.config.sample_interval > 0).then(|| (std::process::id() as i32, self.config.sample_interval)),
         };
         let helper = Arc::clone(&pending);
-        match sampler::Sampler::start_after(watch, Some(Box::new(move || helper.find_exe(query)))) {
+        let helper_prep = prep.clone();
+        let first = move || {
+            helper.make_python_dir(helper_prep);
+            helper.find_exe(query)
+        };
+        match sampler::Sampler::start_after(watch, Some(Box::new(first))) {
             Ok(s) => self.sampler = Some(s),
             Err(e) => {
                 log::error(&format!(
                     "step {label}: cannot start the helper thread: {e}; no executable, no usage series"
                 ));
+                pending.make_python_dir(prep);
                 pending.lock().exe_done = true;
             }
         }
@@ -286,37 +351,33 @@ impl Plugin {
         0
     }
 
-    /// Makes the job's Python directory and names it to the tasks, unless the site, the option
-    /// or the job's environment says no; `None` when Python is not recorded. Cheap: a few
-    /// syscalls in slurmstepd before the tasks exist, nothing in the forked task.
-    fn python_dir(&self, host: &dyn Host, start: &StepStart) -> Option<String> {
+    /// Names the job's Python directory to the tasks, unless the site, the option or the job's
+    /// environment says no; `None` when Python is not recorded, else the directory and, unless
+    /// an earlier step of the job made it, what the helper thread has to make. Cheap: two
+    /// `lstat`s in slurmstepd before the tasks exist, nothing in the forked task.
+    fn python_dir(&self, host: &dyn Host, start: &StepStart) -> Option<(String, Option<PythonPrep>)> {
         use runledger_record::python::{DIR_ENV, OPT_OUT_ENV};
         let env_value = host.getenv(OPT_OUT_ENV).ok().flatten();
         if !python::wanted(self.config.python, self.python_option, env_value.as_deref()) {
             return None;
         }
         let base = expand_node(&self.config.python_dir, &start.node);
-        let dir = match python::prepare(&base, start.job_id, start.uid, start.gid) {
-            Ok(d) => d,
-            Err(e) => {
-                let at = base.display();
-                log::error(&format!(
-                    "step {}: no Python records: cannot make the job's directory in {at}: {e}",
-                    label(start)
-                ));
-                return None;
-            }
-        };
-        let dir = dir.to_string_lossy().into_owned();
+        let dir = python::job_dir(&base, start.job_id).to_string_lossy().into_owned();
+        let prep = (!python::is_made(&base, start.job_id, start.uid)).then_some(PythonPrep {
+            base,
+            job_id: start.job_id,
+            uid: start.uid,
+            gid: start.gid,
+        });
         // A step started by srun in a batch script has the batch step's value already (srun
         // passes the script's environment on). Setting it again would cost slurmstepd's
         // setenvf(), which allocates and clears 256 KiB: about 0.2 ms of a step's start here,
         // the largest single part of the plugin's (uprobes on slurm_spank_init_post_opt).
         if host.getenv(DIR_ENV).ok().flatten().as_deref() == Some(dir.as_bytes()) {
-            return Some(dir);
+            return Some((dir, prep));
         }
         match host.setenv(DIR_ENV, &dir) {
-            Ok(()) => Some(dir),
+            Ok(()) => Some((dir, prep)),
             Err(e) => {
                 log::error(&format!("step {}: no Python records: cannot set {DIR_ENV}: {e}", label(start)));
                 None
@@ -360,7 +421,8 @@ impl Plugin {
         }
         if first_local {
             let cwd = step::proc_cwd(pid);
-            let mut st = pending.lock();
+            // The tasks wait for this callback: none runs before the Python directory exists.
+            let mut st = pending.python_made(python::PREPARE_WAIT);
             let moved = cwd.is_some() && cwd != st.start.cwd;
             if moved {
                 st.start.cwd = cwd;
@@ -446,8 +508,9 @@ fn write_item(setting: &Path, item: &Item) -> std::io::Result<()> {
     let spool = Spool::new(expand_node(setting, item.node()));
     let what = format!("{} of step {}", item.kind(), item_label(item));
     // put_item makes the job's directory and any missing parent (0700): no Spool::ensure()
-    // first, which costs four syscalls a write (the outbox it also makes is the epilog's).
-    match spool.put_item(item) {
+    // first, which costs four syscalls a write (the outbox it also makes is the epilog's). The
+    // helper thread writes while slurmstepd may be lending every thread to the user: as_root.
+    match privileged::as_root(|| spool.put_item(item)) {
         Ok(path) => {
             log::verbose(&format!("wrote {what} to {}", path.display()));
             Ok(())

@@ -45,25 +45,50 @@ pub fn wanted(site: bool, option: Option<bool>, env_value: Option<&[u8]>) -> boo
     site && option != Some(false) && !env_off
 }
 
-/// Makes (or finds) `<base>/<job>` for the job's user and returns it; see the module docs.
-pub fn prepare(base: &Path, job_id: u32, uid: u32, gid: u32) -> io::Result<PathBuf> {
-    // Every call is on a step's start: the usual path (the base there, the job's directory made
-    // by an earlier step or not) makes no system call it can do without.
-    let me = nix::unistd::geteuid().as_raw();
-    let b = match fs::symlink_metadata(base) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(base)?;
-            fs::symlink_metadata(base)?
-        }
-        b => b?,
-    };
+/// How long the first task's post-fork callback waits for the helper thread to have made the
+/// job's directory ([`prepare`]), so that no task runs before it exists. Making it takes about
+/// 0.1 ms; past this bound the tasks run anyway, and the hook records nothing until it exists.
+pub const PREPARE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `<base>/<job>`, the job's directory under the base.
+pub fn job_dir(base: &Path, job_id: u32) -> PathBuf {
+    base.join(job_id.to_string())
+}
+
+/// Whether the job's directory is made already (by an earlier step of the job): two `lstat`s,
+/// cheap enough for a step's start; [`prepare`] otherwise, off the step's critical path.
+pub fn is_made(base: &Path, job_id: u32, uid: u32) -> bool {
+    base_is_sound(base).is_ok_and(|()| is_ready(&job_dir(base, job_id), uid))
+}
+
+/// The base must be a directory only root writes, and not a link. Root is slurmstepd's real
+/// uid: its euid is the user's while it forks the tasks (see `privileged`).
+fn base_is_sound(base: &Path) -> io::Result<()> {
+    let me = nix::unistd::getuid().as_raw();
+    let b = fs::symlink_metadata(base)?;
     if !b.is_dir() || b.uid() != me || b.mode() & 0o022 != 0 {
         return Err(io::Error::other(format!(
             "{} must be a directory only its owner (uid {me}) may write, not a link",
             base.display()
         )));
     }
-    let dir = base.join(job_id.to_string());
+    Ok(())
+}
+
+/// Makes (or finds) `<base>/<job>` for the job's user and returns it; see the module docs.
+pub fn prepare(base: &Path, job_id: u32, uid: u32, gid: u32) -> io::Result<PathBuf> {
+    // The usual path (the base there, the job's directory made by an earlier step or not) makes
+    // no system call it can do without.
+    match fs::symlink_metadata(base) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(base)?;
+        }
+        b => {
+            b?;
+        }
+    }
+    base_is_sound(base)?;
+    let dir = job_dir(base, job_id);
     if is_ready(&dir, uid) {
         return Ok(dir);
     }
