@@ -746,9 +746,15 @@ mod tests {
             eprintln!("SKIPPED python_directory_for_the_job_unless_turned_off: needs root (chown)");
             return;
         }
-        let mut p = Plugin::default();
-        run_step(&mut p, &host, &args(&spool));
+        // The helper thread makes it: the first task's post-fork returns once it is there.
         let want = d.path().join("python/n01/77");
+        let mut p = Plugin::default();
+        assert_eq!(p.init(host.ctx, &args(&spool)), 0);
+        assert_eq!(p.step_started(&host), 0);
+        host.task.set((0, 0, 0, std::process::id() as i32));
+        assert_eq!(p.task_forked(&host), 0);
+        assert!(python::is_made(&d.path().join("python/n01"), 77, 1000), "made before any task runs");
+        assert_eq!(p.step_ended(&host), 0);
         let dir = want.to_string_lossy().into_owned();
         assert_eq!(uid_is_me(&host), [("RUNLEDGER_PYTHON_DIR".to_string(), dir.clone())]);
         let m = std::fs::symlink_metadata(&want).unwrap();
