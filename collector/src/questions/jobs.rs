@@ -70,18 +70,25 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
     };
     if args.out.json {
         let rows = query::find_jobs_with(&conn, &filter, args.limit, false).map_err(db_err)?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let mut extras = extras_of(&ids)?;
-        if !ids.is_empty() {
-            extras.steps = query::steps_of(&conn, &ids).map_err(db_err)?;
-            for r in rows.iter().filter(|r| !sees_private(scope, r.uid)) {
-                for s in extras.steps.get_mut(&r.id).into_iter().flatten() {
-                    hide_argv(&mut s.argv);
-                }
-            }
-            extras.facts = query::job_facts_of(&conn, &rows).map_err(db_err)?;
+        // What a row does not hold is read for a chunk of jobs at a time, so that memory stays
+        // bounded however many jobs the listing has.
+        let mut failed = None;
+        let chunks = rows.chunks(JSON_CHUNK).map_while(|chunk| {
+            let extras = json_extras(&conn, chunk, scope, &extras_of);
+            extras.map_err(|e| failed = Some(e)).ok().map(|extras| (chunk, extras))
+        });
+        let values = chunks.flat_map(|(chunk, extras)| {
+            chunk.iter().map(move |j| serde_json::Value::Object(detail::job_json(j, &extras)))
+        });
+        let written = detail::write_json_array(out, values);
+        if let Some(e) = failed {
+            return Err(e);
         }
-        return write_out(out, detail::jobs_json(&rows, &extras));
+        return match written {
+            // `collector query … | head`: the reader left, nothing to complain about.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r.map_err(|e| Failure::new(format!("writing the output: {e}"))),
+        };
     }
     // Table and CSV are rendered as the rows are read (a listing can be a million jobs long).
     let lean = fields.iter().all(|f| f.lean());
@@ -90,6 +97,31 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
     listing.complete(&extras_of(listing.ids())?);
     let text = if args.out.csv { listing.csv(!args.out.noheader) } else { listing.table(!args.out.noheader) };
     write_out(out, &text)
+}
+
+/// Jobs whose steps, facts, modules, packages and tags a JSON listing reads at once.
+const JSON_CHUNK: usize = 500;
+
+/// What the JSON of `rows` needs beyond the rows themselves; argv hidden where `scope` may not
+/// see it.
+fn json_extras(
+    conn: &rusqlite::Connection,
+    rows: &[query::JobRow],
+    scope: &Scope,
+    extras_of: &dyn Fn(&[i64]) -> Result<Extras, Failure>,
+) -> Result<Extras, Failure> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut extras = extras_of(&ids)?;
+    if !ids.is_empty() {
+        extras.steps = query::steps_of(conn, &ids).map_err(db_err)?;
+        for r in rows.iter().filter(|r| !sees_private(scope, r.uid)) {
+            for s in extras.steps.get_mut(&r.id).into_iter().flatten() {
+                hide_argv(&mut s.argv);
+            }
+        }
+        extras.facts = query::job_facts_of(conn, rows).map_err(db_err)?;
+    }
+    Ok(extras)
 }
 
 pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) -> Result<(), Failure> {
@@ -156,4 +188,49 @@ pub fn query_job(db: &Path, args: &JobArgs, scope: &Scope, out: &mut dyn Write) 
         text.push_str(&detail::detail_text(d));
     }
     write_out(out, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runledger_ledger::{db, merge};
+    use runledger_synth::synth::{Synth, FIXTURE_END};
+
+    /// A JSON listing longer than a chunk reads as one read whole: every job once, in order,
+    /// each with its own steps, facts, modules and packages, also across chunk boundaries.
+    #[test]
+    fn json_listing_in_chunks_is_the_listing_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let conn = db::open_rw(&path).unwrap();
+        let mut synth = Synth::new(JSON_CHUNK as u32 * 2 + 37, 9, FIXTURE_END);
+        let mut batches = Vec::new();
+        while let Some(b) = synth.next_job_batch() {
+            batches.push(b);
+        }
+        for chunk in batches.chunks(200) {
+            let refs: Vec<_> = chunk.iter().collect();
+            for r in merge::apply_group(&conn, &refs, FIXTURE_END).unwrap() {
+                r.unwrap();
+            }
+        }
+        let args = JobsArgs { out: OutArgs { json: true, ..Default::default() }, ..Default::default() };
+        let mut out = Vec::new();
+        query_jobs(&path, &args, &Scope::All, &mut out).unwrap();
+
+        let rows = query::find_jobs(&conn, &Filter::default(), None).unwrap();
+        assert!(rows.len() > 2 * JSON_CHUNK, "{} jobs", rows.len());
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let extras = Extras {
+            modules: query::modules_of(&conn, &ids).unwrap(),
+            packages: query::packages::packages_of(&conn, &ids).unwrap(),
+            tags: query::tags_of(&conn, &ids).unwrap(),
+            steps: query::steps_of(&conn, &ids).unwrap(),
+            facts: query::job_facts_of(&conn, &rows).unwrap(),
+        };
+        let whole = detail::jobs_json(&rows, &extras);
+        assert!(whole == String::from_utf8(out).unwrap(), "the chunked listing differs from the whole one");
+        let v: serde_json::Value = serde_json::from_str(&whole).unwrap();
+        assert!(v[JSON_CHUNK]["steps"].as_array().is_some_and(|s| !s.is_empty()), "{}", v[JSON_CHUNK]);
+    }
 }

@@ -99,10 +99,22 @@ pub fn job_json(j: &JobRow, extras: &Extras) -> Map<String, Value> {
 }
 
 pub fn jobs_json(rows: &[JobRow], extras: &Extras) -> String {
-    let arr: Vec<Value> = rows.iter().map(|j| Value::Object(job_json(j, extras))).collect();
-    let mut s = serde_json::to_string_pretty(&arr).expect("JSON values serialize");
-    s.push('\n');
-    s
+    let mut out = Vec::new();
+    write_json_array(&mut out, rows.iter().map(|j| Value::Object(job_json(j, extras))))
+        .expect("JSON values serialize into memory");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// A pretty JSON array of `values` and a newline, written to `out` a value at a time, as they
+/// come: a listing of thousands of jobs is never held whole, as values or as text (that took
+/// 258 MB for the 3,469 jobs of one user in a million).
+pub fn write_json_array(out: &mut dyn std::io::Write, values: impl Iterator<Item = Value>) -> std::io::Result<()> {
+    use serde::Serializer;
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
+    serde_json::Serializer::pretty(&mut w).collect_seq(values).map_err(std::io::Error::from)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }
 
 /// `query job --json`: one object per job row (newest first).
