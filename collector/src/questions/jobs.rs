@@ -90,7 +90,12 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
             r => r.map_err(|e| Failure::new(format!("writing the output: {e}"))),
         };
     }
-    // Table and CSV are rendered as the rows are read (a listing can be a million jobs long).
+    // CSV needs no column widths: written a chunk of jobs at a time. (A --limit reads the
+    // newest first and lists them oldest first: at most that many, rendered whole below.)
+    if args.out.csv && args.limit.is_none() {
+        return csv_in_chunks(&conn, &filter, &fields, args.out.noheader, &extras_of, out);
+    }
+    // The table is rendered as the rows are read (a listing can be a million jobs long).
     let lean = fields.iter().all(|f| f.lean());
     let mut listing = output::Listing::new(&fields, args.limit.is_some());
     query::each_job(&conn, &filter, args.limit, lean, |j| listing.push(&j)).map_err(db_err)?;
@@ -101,6 +106,49 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
 
 /// Jobs whose steps, facts, modules, packages and tags a JSON listing reads at once.
 const JSON_CHUNK: usize = 500;
+/// Jobs a CSV listing renders (and reads the modules, packages and tags of) at once.
+const CSV_CHUNK: usize = 1000;
+
+/// `query jobs --csv`, written [`CSV_CHUNK`] jobs at a time, so that exporting every job of a
+/// large ledger holds one chunk, not the whole listing twice (cells, then the text: 306 MB for
+/// a million jobs). The same bytes as one [`output::Listing`] of them all.
+fn csv_in_chunks<'f>(
+    conn: &rusqlite::Connection,
+    filter: &Filter,
+    fields: &'f [&'f Field],
+    noheader: bool,
+    extras_of: &dyn Fn(&[i64]) -> Result<Extras, Failure>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let lean = fields.iter().all(|f| f.lean());
+    let mut listing = output::Listing::new(fields, false);
+    let mut header = !noheader;
+    let mut write_chunk = |listing: &mut output::Listing<'f>, header: &mut bool| -> Result<(), Failure> {
+        listing.complete(&extras_of(listing.ids())?);
+        write_out(out, listing.csv(*header))?;
+        *header = false;
+        listing.clear();
+        Ok(())
+    };
+    let mut failed = None;
+    query::each_job(conn, filter, None, lean, |j| {
+        if failed.is_some() {
+            return;
+        }
+        listing.push(&j);
+        if listing.ids().len() == CSV_CHUNK {
+            failed = write_chunk(&mut listing, &mut header).err();
+        }
+    })
+    .map_err(db_err)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !listing.ids().is_empty() || header {
+        write_chunk(&mut listing, &mut header)?;
+    }
+    Ok(())
+}
 
 /// What the JSON of `rows` needs beyond the rows themselves; argv hidden where `scope` may not
 /// see it.
@@ -196,14 +244,11 @@ mod tests {
     use runledger_ledger::{db, merge};
     use runledger_synth::synth::{Synth, FIXTURE_END};
 
-    /// A JSON listing longer than a chunk reads as one read whole: every job once, in order,
-    /// each with its own steps, facts, modules and packages, also across chunk boundaries.
-    #[test]
-    fn json_listing_in_chunks_is_the_listing_read_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.db");
+    /// A ledger of `n` made-up jobs in `dir`.
+    fn ledger(dir: &Path, n: u32) -> (std::path::PathBuf, rusqlite::Connection) {
+        let path = dir.join("ledger.db");
         let conn = db::open_rw(&path).unwrap();
-        let mut synth = Synth::new(JSON_CHUNK as u32 * 2 + 37, 9, FIXTURE_END);
+        let mut synth = Synth::new(n, 9, FIXTURE_END);
         let mut batches = Vec::new();
         while let Some(b) = synth.next_job_batch() {
             batches.push(b);
@@ -214,6 +259,15 @@ mod tests {
                 r.unwrap();
             }
         }
+        (path, conn)
+    }
+
+    /// A JSON listing longer than a chunk reads as one read whole: every job once, in order,
+    /// each with its own steps, facts, modules and packages, also across chunk boundaries.
+    #[test]
+    fn json_listing_in_chunks_is_the_listing_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = ledger(dir.path(), JSON_CHUNK as u32 * 2 + 37);
         let args = JobsArgs { out: OutArgs { json: true, ..Default::default() }, ..Default::default() };
         let mut out = Vec::new();
         query_jobs(&path, &args, &Scope::All, &mut out).unwrap();
@@ -232,5 +286,31 @@ mod tests {
         assert!(whole == String::from_utf8(out).unwrap(), "the chunked listing differs from the whole one");
         let v: serde_json::Value = serde_json::from_str(&whole).unwrap();
         assert!(v[JSON_CHUNK]["steps"].as_array().is_some_and(|s| !s.is_empty()), "{}", v[JSON_CHUNK]);
+    }
+
+    /// So does a CSV listing longer than its chunk, with and without its header, with a field
+    /// read from beyond the rows (modules).
+    #[test]
+    fn csv_listing_in_chunks_is_the_listing_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = ledger(dir.path(), CSV_CHUNK as u32 + 123);
+        let mut fields = output::default_fields();
+        fields.push(output::parse_field("Modules").unwrap());
+        let rows = query::find_jobs(&conn, &Filter::default(), None).unwrap();
+        assert!(rows.len() > CSV_CHUNK, "{} jobs", rows.len());
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let extras = Extras { modules: query::modules_of(&conn, &ids).unwrap(), ..Default::default() };
+        assert!(extras.modules.len() > CSV_CHUNK / 2, "most made-up jobs load modules");
+        for noheader in [false, true] {
+            let args = JobsArgs {
+                format: fields.clone(),
+                out: OutArgs { csv: true, noheader, ..Default::default() },
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            query_jobs(&path, &args, &Scope::All, &mut out).unwrap();
+            let whole = output::csv(&rows, &fields, &extras, !noheader);
+            assert!(whole == String::from_utf8(out).unwrap(), "the chunked CSV differs (noheader {noheader})");
+        }
     }
 }

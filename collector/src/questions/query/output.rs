@@ -247,6 +247,13 @@ impl<'f> Listing<'f> {
         self.ids.push(j.id);
     }
 
+    /// Empties the listing for the next rows, keeping what it allocated.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+        self.ids.clear();
+    }
+
     /// The jobs' row ids, for fetching their [`Extras`].
     pub fn ids(&self) -> &[i64] {
         &self.ids
