@@ -64,7 +64,8 @@ struct Plugin {
     /// The step's start record, kept for its end record, shared with the helper thread.
     start: Option<Arc<PendingStart>>,
     outcome: StepOutcome,
-    /// The step's one helper thread: it finds the executable and writes the start record, then
+    /// The step's helper thread (it makes the Python directory, finds the executable and writes
+    /// the start record, then ends) and, from the first task's post-fork on, the thread that
     /// samples the step's processes over time and, in the batch step, looks for modules loaded
     /// inside the script.
     sampler: Option<sampler::Sampler>,
@@ -321,8 +322,9 @@ impl Plugin {
         };
         // The job's Python directory (mkdir, chown, chmod, rename: 0.1 ms), the executable search
         // (a stat per PATH entry, as the user, maybe on a hung mount), the record's write and the
-        // usage baseline run on the step's one helper thread, which then samples: the step's
-        // start waits for none of them (bench/plugin-callbacks times each).
+        // usage baseline run on the step's helper thread, which then ends (sampling starts on a
+        // thread of its own in task_post_fork): the step's start waits for none of them
+        // (bench/plugin-callbacks times each).
         let query = step::exe_query(&facts, &start);
         let batch = start.step_id == STEP_BATCH;
         let pending = Arc::new(PendingStart::new(start, query.is_none(), prep.is_none(), self.config.spool.clone()));
@@ -418,6 +420,13 @@ impl Plugin {
         // task before their post_fork callbacks), so /proc is never read beside a fork.
         if let (true, Some(sampler)) = (batch_output, &self.sampler) {
             sampler.watch_modules(pid);
+        }
+        // Sampling starts now, on a thread of its own: every task is forked (a thread alive
+        // during the forks makes each dearer, see sampler::Sampler::start_after).
+        if let (true, Some(sampler)) = (first_local || batch_output, &self.sampler) {
+            if let Err(e) = sampler.sample() {
+                log::error(&format!("step {label}: cannot start the sampler thread: {e}; no usage series"));
+            }
         }
         if first_local {
             let cwd = step::proc_cwd(pid);

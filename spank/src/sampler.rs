@@ -211,6 +211,12 @@ struct State {
     usage: Option<Usage>,
     /// The thread has taken the usage baseline (or had none to take).
     baseline_taken: bool,
+    /// The system's units, once the helper has read them (with the baseline).
+    units: Option<Units>,
+    /// Whether there is anything to sample over time (usage, or modules in the batch step).
+    wanted: bool,
+    /// [`Sampler::sample`] has started the sampling thread.
+    sampling: bool,
     problems: Problems,
 }
 
@@ -243,7 +249,7 @@ pub struct Observed {
 }
 
 impl Sampler {
-    /// Starts watching; the usage baseline is taken before this returns.
+    /// Starts watching; the usage baseline is taken, and sampling started, before this returns.
     #[cfg(test)]
     pub fn start(watch: Watch) -> std::io::Result<Sampler> {
         let s = Sampler::start_after(watch, None)?;
@@ -252,28 +258,36 @@ impl Sampler {
             st = s.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         drop(st);
+        s.sample()?;
         Ok(s)
     }
 
-    /// [`Sampler::start`], the thread running `first` before it samples anything: one thread per
-    /// step does the step's other slow lookups too (see `lib.rs`), and a thread start is a good
-    /// part of what the plugin costs a short step. When the thread cannot start, `first` is
-    /// dropped unrun.
+    /// Starts the step's helper thread, which takes the usage baseline, runs `first` (the step's
+    /// other slow lookups, see `lib.rs`) and ends; [`Sampler::sample`] then samples over time on a
+    /// thread of its own, from the first task's post-fork on. When the helper cannot start,
+    /// `first` is dropped unrun.
     ///
     /// The usage baseline (two reads in /proc, about 0.1 ms with the system's units) is taken by
-    /// the thread, first of all, not here: the step's start waits for neither. The tasks are
+    /// the helper, first of all, not here: the step's start waits for neither. The tasks are
     /// forked after this returns, and slurmstepd's counters move only when it reaps one, so a
     /// baseline a little later is the same baseline.
+    ///
+    /// Why two threads: a thread of the plugin alive while slurmstepd forks the tasks makes every
+    /// fork dearer (`fork` 342 against 299 µs, median, in steps of 64 tasks; `srun -n64 true`
+    /// 1.05× against 1.02× with sampling off, `TASKS=64 bench/plugin-overhead`), and glibc makes
+    /// each of slurmstepd's credential changes before the fork wait for it too. The helper's work
+    /// is done early; the sampling thread starts once every task is forked.
     pub fn start_after(watch: Watch, first: Option<Box<dyn FnOnce() + Send>>) -> std::io::Result<Sampler> {
         let shared = Arc::new(Shared::default());
+        let usage = watch.usage.filter(|&(_, s)| s > 0);
         {
             let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.modules_root = watch.modules_root;
             st.modules_later = watch.modules_later && watch.modules_root.is_none();
+            st.wanted = usage.is_some() || watch.modules_root.is_some() || watch.modules_later;
         }
         let inner = Arc::clone(&shared);
-        let usage = watch.usage.filter(|&(_, s)| s > 0);
-        std::thread::Builder::new().name("runledger-sampler".into()).stack_size(256 * 1024).spawn(move || {
+        std::thread::Builder::new().name("runledger-helper".into()).stack_size(256 * 1024).spawn(move || {
             let units = Units::of_this_system();
             // Read without the lock, as every sample is: `finish` never waits on /proc.
             let mut problems = Problems::default();
@@ -281,6 +295,7 @@ impl Sampler {
             {
                 let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.usage = baseline;
+                st.units = Some(units);
                 st.problems.absorb(&mut problems);
                 st.baseline_taken = true;
                 inner.changed.notify_all();
@@ -288,9 +303,47 @@ impl Sampler {
             if let Some(first) = first {
                 first();
             }
-            run(&inner, units)
         })?;
         Ok(Sampler { shared })
+    }
+
+    /// Starts sampling over time on a thread of its own, once (every task of the step is forked
+    /// by then); nothing when there is nothing to sample. It starts from the helper's baseline,
+    /// waiting for it if need be.
+    pub fn sample(&self) -> std::io::Result<()> {
+        {
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.sampling || !st.wanted {
+                return Ok(());
+            }
+            st.sampling = true;
+        }
+        let inner = Arc::clone(&self.shared);
+        let spawned =
+            std::thread::Builder::new().name("runledger-sampler".into()).stack_size(256 * 1024).spawn(move || {
+                let units = {
+                    let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                    while !st.baseline_taken && !st.stop {
+                        st = inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                    }
+                    st.units
+                };
+                match units {
+                    Some(units) => run(&inner, units),
+                    None => {
+                        let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                        st.done = true;
+                        inner.changed.notify_all();
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // `finish` must not wait for a look no thread will take.
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.done = true;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Starts looking for modules under `root` (the batch task, once it exists).
