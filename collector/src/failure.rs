@@ -42,7 +42,13 @@ impl From<String> for Failure {
 
 /// Writes a command's output: what every command prints goes through here.
 pub fn write_out(out: &mut dyn Write, s: impl AsRef<[u8]>) -> Result<(), Failure> {
-    match out.write_all(s.as_ref()).and_then(|_| out.flush()) {
+    output_written(out.write_all(s.as_ref()).and_then(|_| out.flush()))
+}
+
+/// What writing a command's output came to, for output written piece by piece (or through
+/// [`write_out`]).
+pub fn output_written(written: std::io::Result<()>) -> Result<(), Failure> {
+    match written {
         Ok(()) => Ok(()),
         // `collector query … | head`: the reader left, nothing to complain about.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

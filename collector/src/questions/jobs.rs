@@ -1,7 +1,7 @@
 //! `collector query jobs` (the sacct-like listing) and `collector query job ID` (everything
 //! recorded about one job), as `scope` may see them.
 
-use crate::failure::{write_out, Failure};
+use crate::failure::{output_written, write_out, Failure};
 use crate::questions::analytics::OutArgs;
 use crate::questions::query;
 use crate::questions::query::detail;
@@ -84,11 +84,7 @@ pub fn query_jobs(db: &Path, args: &JobsArgs, scope: &Scope, out: &mut dyn Write
         if let Some(e) = failed {
             return Err(e);
         }
-        return match written {
-            // `collector query … | head`: the reader left, nothing to complain about.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            r => r.map_err(|e| Failure::new(format!("writing the output: {e}"))),
-        };
+        return output_written(written);
     }
     // CSV needs no column widths: written a chunk of jobs at a time. (A --limit reads the
     // newest first and lists them oldest first: at most that many, rendered whole below.)

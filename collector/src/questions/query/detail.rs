@@ -98,6 +98,9 @@ pub fn job_json(j: &JobRow, extras: &Extras) -> Map<String, Value> {
     }
 }
 
+/// `query jobs --json` of `rows` as one string (the command writes it a chunk at a time,
+/// `questions::jobs`): what the tests compare it with.
+#[cfg(test)]
 pub fn jobs_json(rows: &[JobRow], extras: &Extras) -> String {
     let mut out = Vec::new();
     write_json_array(&mut out, rows.iter().map(|j| Value::Object(job_json(j, extras))))
