@@ -79,15 +79,13 @@ fn base_is_sound(base: &Path) -> io::Result<()> {
 pub fn prepare(base: &Path, job_id: u32, uid: u32, gid: u32) -> io::Result<PathBuf> {
     // The usual path (the base there, the job's directory made by an earlier step or not) makes
     // no system call it can do without.
-    match fs::symlink_metadata(base) {
+    match base_is_sound(base) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new().recursive(true).mode(0o755).create(base)?;
+            base_is_sound(base)?;
         }
-        b => {
-            b?;
-        }
+        sound => sound?,
     }
-    base_is_sound(base)?;
     let dir = job_dir(base, job_id);
     if is_ready(&dir, uid) {
         return Ok(dir);

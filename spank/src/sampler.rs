@@ -209,9 +209,8 @@ struct State {
     modules_later: bool,
     seen: Seen,
     usage: Option<Usage>,
-    /// The thread has taken the usage baseline (or had none to take).
-    baseline_taken: bool,
-    /// The system's units, once the helper has read them (with the baseline).
+    /// The system's units, once the helper has read them and taken the usage baseline (or had
+    /// none to take): `Some` says both.
     units: Option<Units>,
     /// Whether there is anything to sample over time (usage, or modules in the batch step).
     wanted: bool,
@@ -254,7 +253,7 @@ impl Sampler {
     pub fn start(watch: Watch) -> std::io::Result<Sampler> {
         let s = Sampler::start_after(watch, None)?;
         let mut st = s.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        while !st.baseline_taken {
+        while st.units.is_none() {
             st = s.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         drop(st);
@@ -297,7 +296,6 @@ impl Sampler {
                 st.usage = baseline;
                 st.units = Some(units);
                 st.problems.absorb(&mut problems);
-                st.baseline_taken = true;
                 inner.changed.notify_all();
             }
             if let Some(first) = first {
@@ -323,7 +321,7 @@ impl Sampler {
             std::thread::Builder::new().name("runledger-sampler".into()).stack_size(256 * 1024).spawn(move || {
                 let units = {
                     let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-                    while !st.baseline_taken && !st.stop {
+                    while st.units.is_none() && !st.stop {
                         st = inner.changed.wait(st).unwrap_or_else(|e| e.into_inner());
                     }
                     st.units
