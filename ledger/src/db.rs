@@ -304,6 +304,56 @@ mod tests {
         assert_eq!(crate::merge::tests::dump(&fresh), b);
     }
 
+    /// Version 15 turns a step's CPU seconds into whole microseconds, in every row, and every
+    /// reader divides them back: a ledger of version 14 reads as before.
+    #[test]
+    fn a_version_14_ledger_gets_its_steps_cpu_in_microseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v14.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+            for m in &MIGRATIONS[..14] {
+                c.execute_batch(m.sql).unwrap();
+                if let Some(then) = m.then {
+                    then(&c).unwrap();
+                }
+            }
+            c.execute_batch(
+                "PRAGMA user_version = 14;
+                 INSERT INTO hosts (id, name) VALUES (1, 'n1');
+                 INSERT INTO jobs (id, cluster, job_id, start, end, cpu_user_s, cpu_sys_s)
+                     VALUES (1, 'c', 10, 100, 200, 3.334567, 0.5);
+                 INSERT INTO steps (job, node, step_id, start, end, cpu_user_s, cpu_sys_s)
+                     VALUES (1, 1, 0, 100, 200, 3.234567, 0.499999), (1, 1, 1, 100, 200, 0.1, 0.000001),
+                            (1, 1, 2, 100, 200, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let conn = open_rw(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        let rows: Vec<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = conn
+            .prepare("SELECT cpu_user_us, cpu_sys_us, cpu_user_us / 1e6, cpu_sys_us / 1e6 FROM steps ORDER BY step_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (Some(3_234_567.0), Some(499_999.0), Some(3.234567), Some(0.499999)),
+                (Some(100_000.0), Some(1.0), Some(0.1), Some(0.000001)),
+                (None, None, None, None)
+            ]
+        );
+        // The merge's recompute reads the new columns: the job's sums come out exact.
+        crate::merge::recompute(&conn, 1).unwrap();
+        let job: (f64, f64) =
+            conn.query_row("SELECT cpu_user_s, cpu_sys_s FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(job, (3.334567, 0.5));
+    }
+
     #[test]
     fn newer_or_foreign_databases_are_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -454,6 +454,15 @@ pub fn evidence_at(
     r.get(i)
 }
 
+/// A step's CPU seconds as `steps.cpu_user_us` and `steps.cpu_sys_us` store them: whole
+/// microseconds, the unit `getrusage` gives (the plugin's seconds are its microseconds over
+/// 10^6, so rounding gives them back exactly). A float, since the columns have REAL affinity:
+/// SQLite stores an integral one as an integer, 3 to 6 bytes where a fractional second takes 8.
+/// Readers divide by 10^6 in SQL.
+pub fn micros(seconds: f64) -> f64 {
+    (seconds * 1e6).round()
+}
+
 /// A step's or a node's standard error path as `steps.stderr` and `job_nodes.stderr` store it,
 /// beside its standard output path. Slurm writes both into one file unless the job asks for two
 /// (`slurm-%j.out`), so the path is stored once: a standard error path equal to the standard

@@ -462,12 +462,12 @@ fn apply_step_end(conn: &Connection, cache: &mut Cache, job: i64, s: &StepEnd) -
     let tasks: Vec<TaskRow> = tasks.into_values().collect();
     let blob = (!tasks.is_empty()).then(|| store::encode_tasks(&tasks, s.end));
     conn.prepare_cached(
-        "INSERT INTO steps (job, node, step_id, seen_end, start, end, cpu_user_s, cpu_sys_s, max_rss_kib, stdout,
+        "INSERT INTO steps (job, node, step_id, seen_end, start, end, cpu_user_us, cpu_sys_us, max_rss_kib, stdout,
                             stderr, tasks)
          VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (job, node, step_id) DO UPDATE SET
             seen_end = 1, start = CASE WHEN steps.seen_start THEN steps.start ELSE excluded.start END,
-            end = excluded.end, cpu_user_s = excluded.cpu_user_s, cpu_sys_s = excluded.cpu_sys_s,
+            end = excluded.end, cpu_user_us = excluded.cpu_user_us, cpu_sys_us = excluded.cpu_sys_us,
             max_rss_kib = excluded.max_rss_kib, stdout = excluded.stdout, stderr = excluded.stderr,
             tasks = excluded.tasks",
     )?
@@ -477,8 +477,8 @@ fn apply_step_end(conn: &Connection, cache: &mut Cache, job: i64, s: &StepEnd) -
         s.step_id,
         s.start,
         s.end,
-        s.cpu_user_s,
-        s.cpu_sys_s,
+        store::micros(s.cpu_user_s),
+        store::micros(s.cpu_sys_s),
         s.max_rss_kib as i64,
         s.stdout,
         store::pack_stderr(s.stderr.as_deref(), s.stdout.as_deref()),

@@ -35,7 +35,8 @@ fn first<T>(slot: &mut Option<T>, v: Option<T>) {
 
 /// Recomputes a job row's aggregates from its child rows.
 ///
-/// - cpu (user, sys) = sums over all steps on all nodes (the total is a generated column);
+/// - cpu (user, sys) = sums over all steps on all nodes, of whole microseconds, so exact in any
+///   order (the total is a generated column);
 ///   max_rss = max over steps;
 /// - start = earliest step or node start; end = latest step or node end;
 /// - nodes = distinct nodes seen (natural order, runs as `n[01-64]`: [`store::compress_nodes`]);
@@ -69,7 +70,7 @@ pub fn recompute_with(conn: &Connection, cache: &mut super::Cache, job: i64) -> 
         Option<i64>,
     ) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(cpu_user_s), 0), COALESCE(SUM(cpu_sys_s), 0), MAX(max_rss_kib), MIN(start),
+            "SELECT COALESCE(SUM(cpu_user_us), 0) / 1e6, COALESCE(SUM(cpu_sys_us), 0) / 1e6, MAX(max_rss_kib), MIN(start),
                     MAX(COALESCE(end, start)), MAX(nnodes)
              FROM steps WHERE job = ?1",
         )?

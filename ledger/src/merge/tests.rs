@@ -196,6 +196,67 @@ fn evidence_worded_from_the_exit_status_is_stored_as_nothing() {
     assert_eq!((state.as_str(), ev.as_deref()), ("FAILED", Some("segfault in rank 3")));
 }
 
+/// A step's CPU seconds are stored as whole microseconds (the unit of getrusage, where the
+/// plugin reads them) and read back as they came; the job's sum is a sum of integers, exact and
+/// the same in any order.
+#[test]
+fn step_cpu_is_stored_in_microseconds_and_summed_exactly() {
+    let s = sample();
+    let mut batches = vec![s.batch(0), s.batch(1)];
+    let mut given = Vec::new();
+    for (b, (user, sys)) in batches.iter_mut().zip([(0.1, 1.234567), (0.7, 0.000001)]) {
+        for it in &mut b.items {
+            if let Item::StepEnd(e) = it {
+                (e.cpu_user_s, e.cpu_sys_s) = (user, sys);
+                given.push((e.step_id, user, sys));
+            }
+        }
+    }
+    for order in [[0, 1], [1, 0]] {
+        let conn = db::open_memory();
+        for i in order {
+            apply(&conn, &batches[i]);
+        }
+        let stored: Vec<(String, String, f64, f64)> = conn
+            .prepare(
+                "SELECT typeof(cpu_user_us), typeof(cpu_sys_us), cpu_user_us, cpu_sys_us FROM steps
+                 ORDER BY node, step_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(stored.iter().all(|(a, b, ..)| a == "real" && b == "real"), "{stored:?}");
+        let mut micros: Vec<(f64, f64)> = stored.iter().map(|s| (s.2, s.3)).collect();
+        let mut want: Vec<(f64, f64)> =
+            given.iter().map(|&(_, u, s)| ((u * 1e6_f64).round(), (s * 1e6_f64).round())).collect();
+        micros.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(micros, want);
+        // Integral, so SQLite's record holds each as an integer (not an 8-byte float).
+        assert!(micros.iter().all(|&(u, s)| u.fract() == 0.0 && s.fract() == 0.0));
+        // Read back as seconds, each exactly as it came.
+        let back: Vec<(f64, f64)> = conn
+            .prepare("SELECT cpu_user_us / 1e6, cpu_sys_us / 1e6 FROM steps")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (u, s) in back {
+            assert!([0.1, 0.7].contains(&u) && [1.234567, 0.000001].contains(&s), "{u} {s}");
+        }
+        let (user, sys): (f64, f64) =
+            conn.query_row("SELECT cpu_user_s, cpu_sys_s FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        // 0.1 s on each of node 0's steps, 0.7 s on node 1's: a sum of tenths, exactly.
+        let tenths: u32 = given.iter().map(|&(_, u, _)| if u == 0.1 { 1 } else { 7 }).sum();
+        assert_eq!(user, f64::from(tenths) / 10.0, "order {order:?}");
+        let (big, small) = given.iter().fold((0, 0), |(b, s), g| if g.2 > 1.0 { (b + 1, s) } else { (b, s + 1) });
+        assert_eq!(sys, (1_234_567.0 * f64::from(big) + f64::from(small)) / 1e6, "order {order:?}");
+    }
+}
+
 fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
     if items.len() <= 1 {
         return vec![items.to_vec()];

@@ -292,7 +292,7 @@ pub fn steps_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64,
     let mut out: HashMap<i64, Vec<StepRow>> = HashMap::new();
     let mut st = conn.prepare_cached(
         "SELECT s.job, h.name, s.step_id, s.start, s.end, argv.value, exe.value, cwd.value, s.ntasks, s.local_tasks,
-                s.ncpus, e.hash, s.cpu_user_s, s.cpu_sys_s, s.max_rss_kib, s.stdout, s.stderr, a.slurm_version,
+                s.ncpus, e.hash, s.cpu_user_us / 1e6, s.cpu_sys_us / 1e6, s.max_rss_kib, s.stdout, s.stderr, a.slurm_version,
                 s.tasks
          FROM steps s JOIN hosts h ON h.id = s.node
               LEFT JOIN strings argv ON argv.id = s.argv LEFT JOIN strings exe ON exe.id = s.exe
