@@ -143,6 +143,13 @@
 //!   divide by 10^6; a job's CPU time is the sum of its steps' microseconds, so it is exact
 //!   whatever the order the steps came in ([`crate::store::micros`]).
 //!
+//! - A node record's output path as nothing (#17; appended): `job_nodes.stdout` holds an empty
+//!   blob where it is the path the node's batch step recorded (`steps.stdout`, step
+//!   4294967291), which the readers give back ([`crate::store::pack_node_stdout`],
+//!   [`crate::store::NODE_STDOUT_SQL`]): the batch script's output path (about 34 bytes) is
+//!   stored once a job, not twice. The merge keeps the rule whichever record comes first; the
+//!   migration packs the rows stored before.
+//!
 //! Child rows reference `jobs(id)` with `ON DELETE CASCADE` (the rollups are kept by the merge,
 //! not by deletions: see [`crate::rollup`]). Times are Unix seconds (local time only at display),
 //! states are sacct's names (`COMPLETED`, `OUT_OF_MEMORY`, …).
@@ -172,6 +179,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { sql: V_INBOX, then: None },
     Migration { sql: V_EVIDENCE, then: None },
     Migration { sql: V_CPU_MICROS, then: None },
+    Migration { sql: V_NODE_STDOUT, then: None },
 ];
 
 /// The schema version this build reads and writes.
@@ -1095,4 +1103,14 @@ ALTER TABLE steps RENAME COLUMN cpu_user_s TO cpu_user_us;
 ALTER TABLE steps RENAME COLUMN cpu_sys_s TO cpu_sys_us;
 UPDATE steps SET cpu_user_us = round(cpu_user_us * 1000000), cpu_sys_us = round(cpu_sys_us * 1000000)
 WHERE cpu_user_us IS NOT NULL OR cpu_sys_us IS NOT NULL;
+"#;
+
+/// A node record's output path as nothing (#17; see the module documentation): no table
+/// changes, only what a value may be (so that a collector that would fail to read the blob does
+/// not open the ledger), and the rows stored before packed as the merge now stores them.
+pub(crate) const V_NODE_STDOUT: &str = r#"
+UPDATE job_nodes SET stdout = x''
+WHERE typeof(stdout) = 'text'
+  AND stdout = (SELECT b.stdout FROM steps b WHERE b.job = job_nodes.job AND b.node = job_nodes.node
+                                              AND b.step_id = 4294967291);
 "#;

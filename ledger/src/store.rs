@@ -486,6 +486,56 @@ pub fn stderr_at(r: &rusqlite::Row<'_>, i: usize, stdout: Option<&str>) -> rusql
     }
 }
 
+/// A node record's standard output path as `job_nodes.stdout` stores it: an empty blob when it
+/// is the path the node's batch step recorded (`steps.stdout`; the plugin reads it from the
+/// batch task, the epilog names the same file), the path otherwise. So the batch script's
+/// output path, about 34 bytes, is stored once a job. Which of the two records came first does
+/// not matter: [`batch_output_changed`] keeps the rule when the step's comes later or changes.
+pub fn pack_node_stdout(
+    conn: &Connection,
+    job: i64,
+    node: i64,
+    stdout: Option<&str>,
+) -> rusqlite::Result<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    let Some(out) = stdout else { return Ok(Value::Null) };
+    let batch: Option<Option<String>> = conn
+        .prepare_cached("SELECT stdout FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3")?
+        .query_row(params![job, node, runledger_record::STEP_BATCH], |r| r.get(0))
+        .optional()?;
+    Ok(match batch.flatten() {
+        Some(b) if b == out => Value::Blob(Vec::new()),
+        _ => Value::Text(out.to_string()),
+    })
+}
+
+/// After a node's batch step stored `new` as its standard output path in place of `old`: the
+/// node record that named `old` as the step's (an empty blob) gets it back as text, and one
+/// that holds `new` as text becomes the empty blob ([`pack_node_stdout`]'s rule, whatever the
+/// order the records came in).
+pub fn batch_output_changed(
+    conn: &Connection,
+    job: i64,
+    node: i64,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> rusqlite::Result<()> {
+    if old == new {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "UPDATE job_nodes SET stdout = CASE WHEN stdout = x'' THEN ?3 ELSE x'' END
+         WHERE job = ?1 AND node = ?2 AND (stdout = x'' OR stdout = ?4)",
+    )?
+    .execute(params![job, node, old, new])?;
+    Ok(())
+}
+
+/// The SQL that reads `job_nodes.stdout` (of `job_nodes n`) back as the path
+/// [`pack_node_stdout`] stored.
+pub const NODE_STDOUT_SQL: &str = "CASE WHEN n.stdout = x'' THEN (SELECT b.stdout FROM steps b WHERE b.job = n.job \
+    AND b.node = n.node AND b.step_id = 4294967291) ELSE n.stdout END";
+
 /// The evidence [`runledger_record::ExitStatus::evidence`] words for an exit code and signal
 /// as a row stores them; `None` for values no status has.
 fn exit_evidence(code: i64, signal: i64) -> Option<String> {
@@ -511,6 +561,11 @@ mod tests {
     use super::*;
 
     /// A standard error path equal to the standard output path takes no bytes and reads back.
+    #[test]
+    fn node_stdout_sql_names_the_batch_step() {
+        assert!(NODE_STDOUT_SQL.contains(&format!("step_id = {}", runledger_record::STEP_BATCH)));
+    }
+
     #[test]
     fn stderr_into_the_stdout_file_is_stored_as_nothing() {
         let conn = Connection::open_in_memory().unwrap();

@@ -437,10 +437,14 @@ fn apply_step_start(conn: &Connection, cache: &mut Cache, job: i64, s: &StepStar
 fn apply_step_end(conn: &Connection, cache: &mut Cache, job: i64, s: &StepEnd) -> rusqlite::Result<()> {
     let node = cache.host_id(conn, &s.node)?;
     // Tasks are kept by rank: a StepEnd sent again overwrites its ranks' exits and keeps others.
-    let old: Option<(Option<Vec<u8>>, Option<i64>)> = conn
-        .prepare_cached("SELECT tasks, end FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3")?
-        .query_row(params![job, node, s.step_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let old: Option<(Option<Vec<u8>>, Option<i64>, Option<String>)> = conn
+        .prepare_cached("SELECT tasks, end, stdout FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3")?
+        .query_row(params![job, node, s.step_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
+    let (old, old_stdout) = match old {
+        Some((tasks, end, stdout)) => (Some((tasks, end)), stdout),
+        None => (None, None),
+    };
     let mut tasks: BTreeMap<i64, TaskRow> = match old {
         Some((Some(b), end)) => {
             store::decode_tasks(&b, end.unwrap_or(0)).into_iter().map(|t| (t.global_rank, t)).collect()
@@ -484,6 +488,9 @@ fn apply_step_end(conn: &Connection, cache: &mut Cache, job: i64, s: &StepEnd) -
         store::pack_stderr(s.stderr.as_deref(), s.stdout.as_deref()),
         blob
     ])?;
+    if s.step_id == STEP_BATCH {
+        store::batch_output_changed(conn, job, node, old_stdout.as_deref(), s.stdout.as_deref())?;
+    }
     // The series, when the plugin sampled the step; an end without one leaves a stored one alone.
     if let Some(series) = &s.series {
         crate::timeline::store(conn, job, node, s.step_id, series)?;
@@ -541,7 +548,7 @@ fn apply_job_end(
         store::pack_evidence(j.state_evidence.clone(), Some(j.exit.code.into()), Some(j.exit.signal.into())),
         j.start,
         j.end,
-        j.stdout,
+        store::pack_node_stdout(conn, job, node, j.stdout.as_deref())?,
         store::pack_stderr(j.stderr.as_deref(), j.stdout.as_deref()),
         received_at,
         j.alloc_mem_mb.and_then(|m| i64::try_from(m).ok()),

@@ -161,9 +161,11 @@ fn evidence_worded_from_the_exit_status_is_stored_as_nothing() {
     let kinds = |sql: &str| count(&conn, &format!("SELECT count(*) FROM {sql} WHERE typeof(state_evidence) = 'blob'"));
     assert_eq!((kinds("job_nodes"), kinds("jobs")), (1, 1));
     // The standard error path, the standard output's: stored as nothing, read back whole.
-    for table in ["steps", "job_nodes"] {
+    // (The node record's stdout is the batch step's, so stored as nothing too: see
+    // node_output_path_is_the_batch_steps_stored_once.)
+    for (table, stdout) in [("steps n", "n.stdout"), ("job_nodes n", crate::store::NODE_STDOUT_SQL)] {
         let stderr: Vec<(String, Option<String>)> = conn
-            .prepare(&format!("SELECT typeof(stderr), stdout, stderr FROM {table} WHERE stdout IS NOT NULL"))
+            .prepare(&format!("SELECT typeof(stderr), {stdout}, stderr FROM {table} WHERE stdout IS NOT NULL"))
             .unwrap()
             .query_map([], |r| {
                 let stdout: Option<String> = r.get(1)?;
@@ -255,6 +257,55 @@ fn step_cpu_is_stored_in_microseconds_and_summed_exactly() {
         let (big, small) = given.iter().fold((0, 0), |(b, s), g| if g.2 > 1.0 { (b + 1, s) } else { (b, s + 1) });
         assert_eq!(sys, (1_234_567.0 * f64::from(big) + f64::from(small)) / 1e6, "order {order:?}");
     }
+}
+
+/// The batch node's output path is the batch step's: stored once, in the step, whichever record
+/// comes first, and read back whole; a node record naming another file keeps its own text, and
+/// so does a packed one when the step's path changes after it.
+#[test]
+fn node_output_path_is_the_batch_steps_stored_once() {
+    let s = sample();
+    let items = s.node_items(0);
+    let out = format!("/home/{}/run/slurm-{}.out", s.user, s.job_id);
+    let node_stdout = |conn: &Connection| -> (String, Option<String>) {
+        conn.query_row(
+            &format!("SELECT typeof(n.stdout), {} FROM job_nodes n", crate::store::NODE_STDOUT_SQL),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let (ends, rest): (Vec<Item>, Vec<Item>) = items.iter().cloned().partition(|i| matches!(i, Item::JobEnd(_)));
+    for (first, then) in [(&rest, &ends), (&ends, &rest)] {
+        let conn = db::open_memory();
+        apply(&conn, &Batch::new("n", first.clone()));
+        apply(&conn, &Batch::new("n", then.clone()));
+        assert_eq!(node_stdout(&conn), ("blob".to_string(), Some(out.clone())));
+        // The batch step's path changes (a forged or corrupt record): the node keeps its own.
+        let mut changed = rest.clone();
+        for it in &mut changed {
+            if let Item::StepEnd(e) = it {
+                if e.step_id == STEP_BATCH {
+                    e.stdout = Some("/elsewhere.out".into());
+                }
+            }
+        }
+        apply(&conn, &Batch::new("n", changed));
+        assert_eq!(node_stdout(&conn), ("text".to_string(), Some(out.clone())));
+        // And back: stored as nothing again.
+        apply(&conn, &Batch::new("n", rest.clone()));
+        assert_eq!(node_stdout(&conn), ("blob".to_string(), Some(out.clone())));
+    }
+    // A node record naming another file than its batch step keeps its text.
+    let conn = db::open_memory();
+    let mut other = items.clone();
+    for it in &mut other {
+        if let Item::JobEnd(j) = it {
+            j.stdout = Some("/home/other.out".into());
+        }
+    }
+    apply(&conn, &Batch::new("n", other));
+    assert_eq!(node_stdout(&conn), ("text".to_string(), Some("/home/other.out".into())));
 }
 
 fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {

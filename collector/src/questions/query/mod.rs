@@ -345,9 +345,10 @@ pub fn job_detail(conn: &Connection, job: JobRow) -> rusqlite::Result<JobDetail>
     let nodes = conn
         .prepare_cached(&format!(
             "SELECT h.name, st.name, n.exit_code, n.signal, n.core_dumped, n.derived_exit_code, n.derived_signal,
-                    n.state_evidence, n.start, n.end, n.stdout, n.stderr, n.received_at, n.alloc_mem_mb,
+                    n.state_evidence, n.start, n.end, {}, n.stderr, n.received_at, n.alloc_mem_mb,
                     n.time_limit_s, {}, n.time_limit_missing
              FROM job_nodes n JOIN hosts h ON h.id = n.node JOIN states st ON st.id = n.state WHERE n.job = ?1",
+            runledger_ledger::store::NODE_STDOUT_SQL,
             runledger_ledger::store::LIMIT_SOURCE_SQL
         ))?
         .query_map([id], |r| {
