@@ -560,12 +560,13 @@ pub fn env_hash(env: &BTreeMap<String, String>) -> (String, String) {
 mod tests {
     use super::*;
 
-    /// A standard error path equal to the standard output path takes no bytes and reads back.
+    /// The reader's SQL names the batch step by its number (a literal in a constant).
     #[test]
     fn node_stdout_sql_names_the_batch_step() {
         assert!(NODE_STDOUT_SQL.contains(&format!("step_id = {}", runledger_record::STEP_BATCH)));
     }
 
+    /// A standard error path equal to the standard output path takes no bytes and reads back.
     #[test]
     fn stderr_into_the_stdout_file_is_stored_as_nothing() {
         let conn = Connection::open_in_memory().unwrap();
