@@ -332,7 +332,8 @@ mod tests {
         }
         let conn = open_rw(&path).unwrap();
         assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
-        let rows: Vec<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = conn
+        type Cpu = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+        let rows: Vec<Cpu> = conn
             .prepare("SELECT cpu_user_us, cpu_sys_us, cpu_user_us / 1e6, cpu_sys_us / 1e6 FROM steps ORDER BY step_id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))

@@ -437,14 +437,13 @@ fn apply_step_start(conn: &Connection, cache: &mut Cache, job: i64, s: &StepStar
 fn apply_step_end(conn: &Connection, cache: &mut Cache, job: i64, s: &StepEnd) -> rusqlite::Result<()> {
     let node = cache.host_id(conn, &s.node)?;
     // Tasks are kept by rank: a StepEnd sent again overwrites its ranks' exits and keeps others.
-    let old: Option<(Option<Vec<u8>>, Option<i64>, Option<String>)> = conn
+    // The stored tasks blob and end, and the stored output path (see store::batch_output_changed).
+    type Stored = (Option<Vec<u8>>, Option<i64>);
+    let old: Option<(Stored, Option<String>)> = conn
         .prepare_cached("SELECT tasks, end, stdout FROM steps WHERE job = ?1 AND node = ?2 AND step_id = ?3")?
-        .query_row(params![job, node, s.step_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(params![job, node, s.step_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
         .optional()?;
-    let (old, old_stdout) = match old {
-        Some((tasks, end, stdout)) => (Some((tasks, end)), stdout),
-        None => (None, None),
-    };
+    let (old, old_stdout) = old.map_or((None, None), |(stored, stdout)| (Some(stored), stdout));
     let mut tasks: BTreeMap<i64, TaskRow> = match old {
         Some((Some(b), end)) => {
             store::decode_tasks(&b, end.unwrap_or(0)).into_iter().map(|t| (t.global_rank, t)).collect()

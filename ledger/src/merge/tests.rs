@@ -204,7 +204,7 @@ fn evidence_worded_from_the_exit_status_is_stored_as_nothing() {
 #[test]
 fn step_cpu_is_stored_in_microseconds_and_summed_exactly() {
     let s = sample();
-    let mut batches = vec![s.batch(0), s.batch(1)];
+    let mut batches = [s.batch(0), s.batch(1)];
     let mut given = Vec::new();
     for (b, (user, sys)) in batches.iter_mut().zip([(0.1, 1.234567), (0.7, 0.000001)]) {
         for it in &mut b.items {
