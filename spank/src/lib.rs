@@ -423,7 +423,7 @@ impl Plugin {
         }
         // Sampling starts now, on a thread of its own: every task is forked (a thread alive
         // during the forks makes each dearer, see sampler::Sampler::start_after).
-        if let (true, Some(sampler)) = (first_local || batch_output, &self.sampler) {
+        if let Some(sampler) = &self.sampler {
             if let Err(e) = sampler.sample() {
                 log::error(&format!("step {label}: cannot start the sampler thread: {e}; no usage series"));
             }
