@@ -205,12 +205,14 @@ fn evidence_worded_from_the_exit_status_is_stored_as_nothing() {
 fn step_cpu_is_stored_in_microseconds_and_summed_exactly() {
     let s = sample();
     let mut batches = [s.batch(0), s.batch(1)];
-    let mut given = Vec::new();
-    for (b, (user, sys)) in batches.iter_mut().zip([(0.1, 1.234567), (0.7, 0.000001)]) {
+    let given = [(0.1, 1.234567), (0.7, 0.000001)];
+    // Steps ended on each node, each with its node's CPU times.
+    let mut steps = [0u32; 2];
+    for ((b, (user, sys)), n) in batches.iter_mut().zip(given).zip(&mut steps) {
         for it in &mut b.items {
             if let Item::StepEnd(e) = it {
                 (e.cpu_user_s, e.cpu_sys_s) = (user, sys);
-                given.push((e.step_id, user, sys));
+                *n += 1;
             }
         }
     }
@@ -231,8 +233,11 @@ fn step_cpu_is_stored_in_microseconds_and_summed_exactly() {
             .unwrap();
         assert!(stored.iter().all(|(a, b, ..)| a == "real" && b == "real"), "{stored:?}");
         let mut micros: Vec<(f64, f64)> = stored.iter().map(|s| (s.2, s.3)).collect();
-        let mut want: Vec<(f64, f64)> =
-            given.iter().map(|&(_, u, s)| ((u * 1e6_f64).round(), (s * 1e6_f64).round())).collect();
+        let mut want: Vec<(f64, f64)> = given
+            .iter()
+            .zip(steps)
+            .flat_map(|(&(u, s), n)| std::iter::repeat_n(((u * 1e6_f64).round(), (s * 1e6_f64).round()), n as usize))
+            .collect();
         micros.sort_by(|a, b| a.partial_cmp(b).unwrap());
         want.sort_by(|a, b| a.partial_cmp(b).unwrap());
         assert_eq!(micros, want);
@@ -252,10 +257,9 @@ fn step_cpu_is_stored_in_microseconds_and_summed_exactly() {
         let (user, sys): (f64, f64) =
             conn.query_row("SELECT cpu_user_s, cpu_sys_s FROM jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         // 0.1 s on each of node 0's steps, 0.7 s on node 1's: a sum of tenths, exactly.
-        let tenths: u32 = given.iter().map(|&(_, u, _)| if u == 0.1 { 1 } else { 7 }).sum();
-        assert_eq!(user, f64::from(tenths) / 10.0, "order {order:?}");
-        let (big, small) = given.iter().fold((0, 0), |(b, s), g| if g.2 > 1.0 { (b + 1, s) } else { (b, s + 1) });
-        assert_eq!(sys, (1_234_567.0 * f64::from(big) + f64::from(small)) / 1e6, "order {order:?}");
+        let [n0, n1] = steps.map(f64::from);
+        assert_eq!(user, (n0 + 7.0 * n1) / 10.0, "order {order:?}");
+        assert_eq!(sys, (1_234_567.0 * n0 + n1) / 1e6, "order {order:?}");
     }
 }
 
